@@ -1,0 +1,27 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU wheel of torch is pinned for dev and CI; a looser pin pulls a multi-GB CUDA build.
+TORCH_PIN ?= torch==2.13.0
+
+.PHONY: install install-dev demo test clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet "$(TORCH_PIN)" -e .
+
+install-dev: $(BIN)/python
+	$(BIN)/pip install --quiet "$(TORCH_PIN)" -e ".[dev]"
+
+demo: install
+	$(BIN)/edgedistill run --out runs/demo --overwrite
+
+test: install-dev
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info src/*.egg-info

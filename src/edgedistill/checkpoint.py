@@ -1,0 +1,80 @@
+"""Checkpoints: a plain dict of tensors and primitives, written atomically and read back with weights_only."""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from edgedistill.errors import UserError
+
+FORMAT = "edgedistill-checkpoint-v1"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, then rename: a partial file never carries the final name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def save_checkpoint(path: Path, model: nn.Module, meta: dict[str, Any]) -> None:
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, **meta, "state_dict": state}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def read_checkpoint(path: str | Path, field: str = "checkpoint") -> dict[str, Any]:
+    """Load safely (weights_only); a bare state_dict is accepted and wrapped."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{field}: file {str(p)!r} not found")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise UserError(f"{field}: {p} holds objects that are unsafe to unpickle ({first}); "
+                        "save only a state_dict or an edgedistill checkpoint") from None
+    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{field}: {p} is not a readable torch checkpoint ({first})") from None
+    if isinstance(obj, dict) and "state_dict" in obj:
+        return obj
+    if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return {"state_dict": obj}
+    raise UserError(f"{field}: {p} holds neither a state_dict nor an edgedistill checkpoint")
+
+
+def load_weights(model: nn.Module, ckpt: dict[str, Any], path: str | Path, field: str = "checkpoint") -> None:
+    """Load weights strictly; a mismatch names the first missing/unexpected/misshapen key."""
+    state = ckpt["state_dict"]
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    misshapen = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    if missing or unexpected or misshapen:
+        made_for = f" (made for model {ckpt['model']!r} {ckpt.get('args', {})})" if "model" in ckpt else ""
+        detail = (f"missing {missing[0]!r}" if missing else f"unexpected {unexpected[0]!r}" if unexpected
+                  else f"{misshapen[0]!r} is {tuple(state[misshapen[0]].shape)}, model wants "
+                       f"{tuple(own[misshapen[0]].shape)}")
+        raise UserError(f"{field}: {path} was made for another architecture{made_for}: {detail}; "
+                        "set the model and args it was trained with")
+    model.load_state_dict(state)

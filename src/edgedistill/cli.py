@@ -1,0 +1,72 @@
+"""Thin CLI: parse arguments, call the pipeline, print. Problems the user can fix exit 2 with one line, no traceback."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from edgedistill.errors import UserError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgedistill", description="Distil a large model into one that fits an edge device.")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run an experiment (the packaged default when no CONFIG is given)")
+    r.add_argument("config", nargs="?", help="experiment YAML file")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set teacher.train.epochs=5 (repeatable)")
+    r.add_argument("--out", help="run folder (default runs/<name>-<timestamp>)")
+    r.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    sub.add_parser("datasets", help="list the datasets")
+    sub.add_parser("models", help="list the teachers and students in the zoo")
+    return p
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edgedistill.pipeline import run
+
+    result = run(args.config, out_dir=args.out, overrides=args.overrides, overwrite=args.overwrite,
+                 progress=not args.quiet)
+    print(result.table)
+    gain = 100 * result.metrics["comparison"]["kd_gain_over_scratch"]
+    print(f"\nKD gain over scratch: {gain:+.2f} points (one seed)")
+    print(f"run folder: {result.run_dir}  (metrics.json, report.md, config.yaml, *.pt, logs/)")
+    return 0
+
+
+def cmd_datasets(_: argparse.Namespace) -> int:
+    from edgedistill.data import list_datasets
+
+    for name, summary in list_datasets().items():
+        print(f"{name:16s} {summary}")
+    return 0
+
+
+def cmd_models(_: argparse.Namespace) -> int:
+    from edgedistill.models import list_models
+
+    print(f"{'name':12s} {'role':8s} {'family':12s} summary")
+    for name, e in list_models().items():
+        print(f"{name:12s} {e.role:8s} {e.family:12s} {e.summary}")
+    print("\nYour own model: model: 'package.module:factory' (the factory returns an nn.Module giving logits)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler = {"run": cmd_run, "datasets": cmd_datasets, "models": cmd_models}[args.command]
+    try:
+        return handler(args)
+    except UserError as exc:
+        print(f"edgedistill: error: {exc}", file=sys.stderr)
+        return 2
+    except FloatingPointError as exc:
+        print(f"edgedistill: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("edgedistill: interrupted; checkpoints written so far are kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""The experiment schema: YAML in, a validated object out, with `--set a.b=c` overrides.
+
+Every section refuses unknown keys, so a typo costs seconds instead of a silently ignored setting.
+"""
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edgedistill.errors import UserError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class AugmentConfig(Strict):
+    """Batch-level image augmentation; `crop_padding` also shifts 1-D sequences."""
+
+    crop_padding: int = Field(0, ge=0, le=16, description="pad by this many pixels, then crop back at random")
+    hflip: bool = Field(False, description="random horizontal flip (images only)")
+
+
+class DataConfig(Strict):
+    name: str = Field("mnist1d", description="registered dataset name, see `edgedistill datasets`")
+    path: str | None = Field(None, description="file or folder for datasets read from disk")
+    val_fraction: float = Field(0.1, gt=0.0, lt=0.5, description="share of the training split held out for validation")
+    options: dict[str, Any] = Field(default_factory=dict, description="dataset-specific options, e.g. label_column")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    limit_train: int | None = Field(None, ge=10, description="keep a stratified subset of this many training samples")
+    limit_test: int | None = Field(None, ge=10, description="keep a stratified subset of this many test samples")
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, ge=1)
+    optimizer: Literal["sgd", "adamw"] = "adamw"
+    lr: float = Field(3e-3, gt=0.0)
+    weight_decay: float = Field(5e-4, ge=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = True
+    schedule: Literal["cosine", "onecycle", "constant"] = "onecycle"
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    max_steps_per_epoch: int | None = Field(None, ge=1, description="cap on batches per epoch, for smoke runs")
+
+
+class ModelConfig(Strict):
+    model: str = Field(..., description="registered model name or an import path 'pkg.module:factory'")
+    args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the model factory")
+    checkpoint: str | None = Field(None, description="load weights from this file instead of training")
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+class DistillConfig(Strict):
+    method: Literal["kd"] = "kd"
+    temperature: float = Field(4.0, gt=0.0)
+    alpha: float = Field(0.9, ge=0.0, le=1.0, description="weight of the distillation term; 1-alpha weighs hard-label CE")
+
+
+class ExperimentConfig(Strict):
+    name: str = "experiment"
+    seed: int = 0
+    accelerator: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to train: CUDA when present")
+    deterministic: bool = False
+    data: DataConfig = Field(default_factory=DataConfig)
+    teacher: ModelConfig
+    student: ModelConfig
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+
+    @model_validator(mode="after")
+    def _student_is_trained(self) -> "ExperimentConfig":
+        if self.student.checkpoint is not None:
+            raise ValueError("student.checkpoint is not supported: the student is what this run trains")
+        return self
+
+
+DEFAULT_CONFIG = "default.yaml"
+
+
+def packaged_config_text(name: str = DEFAULT_CONFIG) -> str:
+    return resources.files("edgedistill").joinpath("configs", name).read_text()
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        return f"{source}: unknown key '{loc}'; remove it or check its spelling"
+    if kind == "missing":
+        return f"{source}: missing key '{loc}'; add it"
+    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    got = first.get("input")
+    got_txt = "" if isinstance(got, (dict, list)) else f", got {got!r}"
+    return f"{source}: key '{loc}': {first['msg']}{got_txt}{more}"
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[list[str], Any]]:
+    """Turn ["a.b=3", ...] into key paths and YAML-typed values."""
+    parsed = []
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"--set {item!r}: expected key=value, e.g. --set teacher.train.epochs=5")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        parsed.append((key.strip().split("."), value))
+    return parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for path, value in parse_overrides(overrides):
+        node = raw
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise UserError(f"--set {'.'.join(path)}: '{part}' is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return raw
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read YAML (or the packaged default when path is None), apply overrides, validate."""
+    if path is None:
+        source, text = f"packaged {DEFAULT_CONFIG}", packaged_config_text()
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"config file {str(p)!r} not found; pass an existing YAML file or omit it for the default")
+        source, text = str(p), p.read_text()
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UserError(f"{source}: malformed YAML{where}; fix the syntax") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: the top level must be a mapping of keys, got {type(raw).__name__}")
+    raw = apply_overrides(raw, overrides or [])
+    return validate_config(raw, source)
+
+
+def validate_config(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as err:
+        raise UserError(_format_validation_error(err, source)) from None
+
+
+def resolve_config(config: "ExperimentConfig | dict | str | Path | None",
+                   overrides: list[str] | None = None) -> ExperimentConfig:
+    """Accept a config object, a plain dict, a YAML path, or None for the packaged default."""
+    if config is None or isinstance(config, (str, Path)):
+        return load_config(config, overrides)
+    raw = config.model_dump(mode="json") if isinstance(config, ExperimentConfig) else copy.deepcopy(config)
+    return validate_config(apply_overrides(raw, overrides or []), "config")
+
+
+def config_to_yaml(cfg: ExperimentConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

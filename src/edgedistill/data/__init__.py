@@ -1,0 +1,129 @@
+"""Datasets by name: each source module registers a loader that returns the official train/test split.
+
+Validation is always carved from the training split here, so no loader can leak the test set into a choice.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from edgedistill.errors import UserError
+
+
+@dataclass
+class RawSplits:
+    """What a loader returns: the source's own train/test split, float32 inputs and int64 labels."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list[str]
+    description: str = ""
+
+
+@dataclass
+class DataSplits:
+    """Train/validation/test arrays ready for a model; input_shape excludes the batch axis."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list[str]
+    description: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    def summary(self) -> dict:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "class_names": self.class_names,
+            "n_train": int(len(self.y_train)),
+            "n_val": int(len(self.y_val)),
+            "n_test": int(len(self.y_test)),
+        }
+
+
+Loader = Callable[..., RawSplits]
+_DATASETS: dict[str, tuple[Loader, str]] = {}
+
+
+def register_dataset(name: str, summary: str) -> Callable[[Loader], Loader]:
+    def wrap(fn: Loader) -> Loader:
+        _DATASETS[name] = (fn, summary)
+        return fn
+
+    return wrap
+
+
+def list_datasets() -> dict[str, str]:
+    return {name: summary for name, (_, summary) in sorted(_DATASETS.items())}
+
+
+def _check_raw(name: str, raw: RawSplits) -> None:
+    n_classes = len(raw.class_names)
+    for split, x, y in (("train", raw.x_train, raw.y_train), ("test", raw.x_test, raw.y_test)):
+        if len(x) != len(y):
+            raise UserError(f"dataset {name!r}: {split} has {len(x)} inputs but {len(y)} labels; fix the data files")
+        if len(y) == 0:
+            raise UserError(f"dataset {name!r}: the {split} split is empty; check the data files")
+        if y.min() < 0 or y.max() >= n_classes:
+            raise UserError(
+                f"dataset {name!r}: {split} labels must lie in 0..{n_classes - 1}, found {int(y.min())}..{int(y.max())}"
+            )
+    if raw.x_train.shape[1:] != raw.x_test.shape[1:]:
+        raise UserError(
+            f"dataset {name!r}: train inputs have shape {raw.x_train.shape[1:]} but test inputs {raw.x_test.shape[1:]}"
+        )
+
+
+def _subset(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """A stratified subset with a fixed seed, for smoke runs and tests on tiny data."""
+    if n is None or n >= len(y):
+        return x, y
+    counts = np.bincount(y)
+    stratify = y if counts[counts > 0].min() >= 2 and n >= len(counts) else None
+    _, xs, _, ys = train_test_split(x, y, test_size=n, random_state=0, stratify=stratify)
+    return xs, ys
+
+
+def load_dataset(name: str, path: str | None = None, val_fraction: float = 0.1, seed: int = 0,
+                 options: dict | None = None, limit_train: int | None = None,
+                 limit_test: int | None = None) -> DataSplits:
+    """Load a registered dataset and carve a stratified validation split from its training part."""
+    if name not in _DATASETS:
+        raise UserError(f"data.name: unknown dataset {name!r}; choose one of {', '.join(sorted(_DATASETS))}")
+    loader, _ = _DATASETS[name]
+    try:
+        raw = loader(path=path, **(options or {}))
+    except TypeError as exc:
+        raise UserError(f"data.options for {name!r}: {exc}") from None
+    _check_raw(name, raw)
+    raw.x_train, raw.y_train = _subset(raw.x_train, raw.y_train, limit_train)
+    raw.x_test, raw.y_test = _subset(raw.x_test, raw.y_test, limit_test)
+    counts = np.bincount(raw.y_train, minlength=len(raw.class_names))
+    stratify = raw.y_train if counts.min() >= 2 else None
+    x_tr, x_val, y_tr, y_val = train_test_split(
+        raw.x_train, raw.y_train, test_size=val_fraction, random_state=seed, stratify=stratify
+    )
+    return DataSplits(name, x_tr, y_tr, x_val, y_val, raw.x_test, raw.y_test, raw.class_names, raw.description)
+
+
+from edgedistill.data import builtin, files  # noqa: E402,F401  (registers the loaders)

@@ -1,0 +1,32 @@
+"""Hinton, Vinyals, Dean 2015: match the teacher's temperature-softened distribution.
+
+The KL term is scaled by T^2 so its gradients keep their size as T changes; alpha trades it against hard-label CE.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def kd_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(teacher_T || student_T) * T^2, averaged over the batch."""
+    log_p_student = F.log_softmax(student_logits / temperature, dim=1)
+    log_p_teacher = F.log_softmax(teacher_logits / temperature, dim=1)
+    return F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True) * temperature**2
+
+
+class HintonKD:
+    needs_teacher = True
+
+    def __init__(self, temperature: float = 4.0, alpha: float = 0.9, label_smoothing: float = 0.0):
+        self.temperature = temperature
+        self.alpha = alpha
+        self.label_smoothing = label_smoothing
+
+    def __call__(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor | None,
+                 targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        if teacher_logits is None:
+            raise ValueError("HintonKD needs the teacher's logits")
+        ce = F.cross_entropy(student_logits, targets, label_smoothing=self.label_smoothing)
+        kd = kd_kl(student_logits, teacher_logits, self.temperature)
+        return {"ce": (1.0 - self.alpha) * ce, "kd": self.alpha * kd}

@@ -1,0 +1,33 @@
+"""Task metrics from scikit-learn, plus the model's footprint; the same code scores torch and (later) ONNX outputs."""
+from __future__ import annotations
+
+import numpy as np
+import torch.nn as nn
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, precision_recall_fscore_support
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict:
+    """Accuracy, macro precision/recall/F1, a per-class report and the confusion matrix (rows: true class)."""
+    labels = list(range(len(class_names)))
+    precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, average="macro",
+                                                               zero_division=0)
+    report = classification_report(y_true, y_pred, labels=labels, target_names=class_names, output_dict=True,
+                                   zero_division=0)
+    per_class = {name: {"precision": report[name]["precision"], "recall": report[name]["recall"],
+                        "f1": report[name]["f1-score"], "support": int(report[name]["support"])}
+                 for name in class_names}
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "precision_macro": float(precision),
+        "recall_macro": float(recall),
+        "f1_macro": float(f1),
+        "per_class": per_class,
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }
+
+
+def model_footprint(model: nn.Module) -> dict:
+    """Parameter count and fp32 bytes of every floating-point tensor in the state_dict (weights and norm stats)."""
+    params = sum(p.numel() for p in model.parameters())
+    float_elems = sum(t.numel() for t in model.state_dict().values() if t.is_floating_point())
+    return {"params": int(params), "size_fp32_bytes": int(float_elems * 4)}

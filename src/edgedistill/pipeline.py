@@ -1,0 +1,208 @@
+"""The pipeline, step by step: data -> teacher -> student -> train/load teacher -> scratch student (control)
+-> distilled student -> evaluate all -> compare. Nothing else lives here.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from edgedistill import __version__
+from edgedistill.checkpoint import atomic_write_text, load_weights, read_checkpoint, save_checkpoint
+from edgedistill.config import ExperimentConfig, ModelConfig, config_to_yaml, resolve_config
+from edgedistill.data import DataSplits, load_dataset
+from edgedistill.distill import CrossEntropy, build_method
+from edgedistill.distill.trainer import TrainResult, predict_logits, train_model
+from edgedistill.errors import UserError
+from edgedistill.evaluate import classification_metrics, model_footprint
+from edgedistill.models import create_model
+from edgedistill.report import comparison_table, write_report_md
+
+SCHEMA_VERSION = 1
+ROLES = ("teacher", "student_scratch", "student_kd")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict
+    table: str
+
+
+def resolve_accelerator(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise UserError("accelerator: 'cuda' was asked for but no CUDA device is visible; use 'auto' or 'cpu'")
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+def prepare_run_dir(out: Path, overwrite: bool) -> Path:
+    """A finished run (one with metrics.json) is never overwritten unless asked to."""
+    if (out / "metrics.json").exists():
+        if not overwrite:
+            raise UserError(f"--out {out}: holds a finished run; pass --overwrite to replace it or choose another folder")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def build_model(mcfg: ModelConfig, role: str, data: DataSplits, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    try:
+        model = create_model(mcfg.model, data.input_shape, data.num_classes, mcfg.args, field=f"{role}.model")
+    except ValueError as exc:
+        raise UserError(f"{role}.args: {exc}") from None
+    check_output_classes(model, role, data)
+    return model
+
+
+def check_output_classes(model: nn.Module, role: str, data: DataSplits) -> None:
+    """A forward pass on two samples: the model must accept the data and give one logit per class."""
+    model.eval()
+    with torch.no_grad():
+        try:
+            out = model(torch.as_tensor(data.x_train[:2]))
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[0]
+            raise UserError(f"{role}.model: does not accept inputs of shape {data.input_shape} ({first})") from None
+    if out.dim() != 2 or out.shape[1] != data.num_classes:
+        raise UserError(f"{role}.model: outputs {tuple(out.shape[1:])} logits per sample, but dataset "
+                        f"{data.name!r} has {data.num_classes} classes; teacher and student must both have "
+                        f"{data.num_classes} outputs")
+
+
+def checkpoint_meta(mcfg: ModelConfig, data: DataSplits, role: str) -> dict:
+    return {"role": role, "model": mcfg.model, "args": mcfg.args, "input_shape": list(data.input_shape),
+            "num_classes": data.num_classes, "class_names": data.class_names}
+
+
+def fit(model: nn.Module, mcfg: ModelConfig, cfg: ExperimentConfig, data: DataSplits, device: torch.device,
+        role: str, run_dir: Path, progress: bool, loss_fn, teacher: nn.Module | None = None) -> TrainResult:
+    """Train one model, saving its best-on-validation checkpoint as <role>.pt."""
+    meta = checkpoint_meta(mcfg, data, role)
+
+    def save_best(m: nn.Module, row: dict) -> None:
+        save_checkpoint(run_dir / f"{role}.pt", m, {**meta, "epoch": row["epoch"], "val_accuracy": row["val_accuracy"]})
+
+    return train_model(model, data.x_train, data.y_train, data.x_val, data.y_val, mcfg.train, cfg.data.augment,
+                       loss_fn, device, cfg.seed, role, log_path=run_dir / "logs" / f"{role}.jsonl",
+                       on_best=save_best, teacher=teacher, progress=progress)
+
+
+def obtain_teacher(cfg: ExperimentConfig, data: DataSplits, device: torch.device, run_dir: Path,
+                   progress: bool) -> tuple[nn.Module, TrainResult | None]:
+    """Step 4: load the teacher's checkpoint when one is given, else train it."""
+    teacher = build_model(cfg.teacher, "teacher", data, cfg.seed)
+    if cfg.teacher.checkpoint:
+        ckpt = read_checkpoint(cfg.teacher.checkpoint, "teacher.checkpoint")
+        load_weights(teacher, ckpt, cfg.teacher.checkpoint, "teacher.checkpoint")
+        check_output_classes(teacher, "teacher", data)
+        save_checkpoint(run_dir / "teacher.pt", teacher, checkpoint_meta(cfg.teacher, data, "teacher"))
+        return teacher.to(device), None
+    ce = CrossEntropy(cfg.teacher.train.label_smoothing)
+    return teacher, fit(teacher, cfg.teacher, cfg, data, device, "teacher", run_dir, progress, ce)
+
+
+def train_students(cfg: ExperimentConfig, data: DataSplits, teacher: nn.Module, device: torch.device,
+                   run_dir: Path, progress: bool) -> dict[str, tuple[nn.Module, TrainResult]]:
+    """Step 6: the same student, same init, same batches, trained without (control) and with distillation."""
+    out = {}
+    scratch = build_model(cfg.student, "student", data, cfg.seed + 1)
+    init_state = {k: v.clone() for k, v in scratch.state_dict().items()}
+    ce = CrossEntropy(cfg.student.train.label_smoothing)
+    out["student_scratch"] = (scratch, fit(scratch, cfg.student, cfg, data, device, "student_scratch", run_dir,
+                                           progress, ce))
+    kd_student = build_model(cfg.student, "student", data, cfg.seed + 1)
+    kd_student.load_state_dict(init_state)
+    method = build_method(cfg.distill.method, temperature=cfg.distill.temperature, alpha=cfg.distill.alpha,
+                          label_smoothing=cfg.student.train.label_smoothing)
+    out["student_kd"] = (kd_student, fit(kd_student, cfg.student, cfg, data, device, "student_kd", run_dir,
+                                         progress, method, teacher=teacher))
+    return out
+
+
+def evaluate_model(model: nn.Module, data: DataSplits, device: torch.device) -> dict:
+    """Step 7: test metrics (never used to choose anything) and validation accuracy of the kept weights."""
+    test_pred = predict_logits(model, data.x_test, device).argmax(1).numpy()
+    val_pred = predict_logits(model, data.x_val, device).argmax(1).numpy()
+    return {"test": classification_metrics(data.y_test, test_pred, data.class_names),
+            "val": {"accuracy": float(np.mean(val_pred == data.y_val))}}
+
+
+def model_record(role: str, mcfg: ModelConfig, model: nn.Module, trained: TrainResult | None, data: DataSplits,
+                 device: torch.device) -> dict:
+    record = {"role": role, "model": mcfg.model, "args": mcfg.args, **model_footprint(model),
+              "checkpoint": f"{role}.pt", "source": "trained" if trained else f"loaded:{mcfg.checkpoint}"}
+    if trained:
+        record["train"] = {"best_epoch": trained.best_epoch, "best_val_accuracy": trained.best_val_accuracy,
+                           "epochs": len(trained.history), "seconds": trained.seconds, "history": trained.history}
+    record.update(evaluate_model(model, data, device))
+    return record
+
+
+def compare(models: dict[str, dict]) -> dict:
+    """Step 8: what the student cost and bought, relative to the teacher and to its own scratch control."""
+    t, s, k = (models[r] for r in ROLES)
+    acc = {r: models[r]["test"]["accuracy"] for r in ROLES}
+    return {
+        "kd_gain_over_scratch": acc["student_kd"] - acc["student_scratch"],
+        "kd_accuracy_drop_vs_teacher": acc["teacher"] - acc["student_kd"],
+        "scratch_accuracy_drop_vs_teacher": acc["teacher"] - acc["student_scratch"],
+        "compression_ratio_params": t["params"] / max(k["params"], 1),
+        "compression_ratio_size": t["size_fp32_bytes"] / max(k["size_fp32_bytes"], 1),
+        "f1_gain_over_scratch": k["test"]["f1_macro"] - s["test"]["f1_macro"],
+    }
+
+
+def environment(device: torch.device) -> dict:
+    return {"edgedistill": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "platform": platform.platform(), "accelerator": str(device),
+            "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
+            "torch_threads": torch.get_num_threads()}
+
+
+def run(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str | Path | None = None,
+        overrides: list[str] | None = None, overwrite: bool = False, progress: bool = True) -> RunResult:
+    """Run the whole experiment and write one folder: config.yaml, checkpoints, logs, metrics.json, report.md."""
+    cfg = resolve_config(config, overrides)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = prepare_run_dir(Path(out_dir) if out_dir else Path("runs") / f"{cfg.name}-{stamp}", overwrite)
+    atomic_write_text(run_dir / "config.yaml", config_to_yaml(cfg))
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+    device = resolve_accelerator(cfg.accelerator)
+
+    # 1. the edge device profile and its fit check arrive with the deployment step (issue 3).
+    data = load_dataset(cfg.data.name, cfg.data.path, cfg.data.val_fraction, cfg.seed, cfg.data.options,
+                        cfg.data.limit_train, cfg.data.limit_test)
+    # 2-3. build both models first, so a mismatch is refused before any training time is spent.
+    build_model(cfg.student, "student", data, cfg.seed + 1)
+    teacher, teacher_train = obtain_teacher(cfg, data, device, run_dir, progress)
+    students = train_students(cfg, data, teacher, device, run_dir, progress)
+
+    models = {"teacher": model_record("teacher", cfg.teacher, teacher, teacher_train, data, device)}
+    for role, (model, trained) in students.items():
+        models[role] = model_record(role, cfg.student, model, trained, data, device)
+    models["student_kd"]["distill"] = cfg.distill.model_dump()
+    metrics = {
+        "schema_version": SCHEMA_VERSION,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "name": cfg.name,
+        "config": cfg.model_dump(mode="json"),
+        "environment": environment(device),
+        "dataset": data.summary(),
+        "models": models,
+        "comparison": compare(models),
+    }
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    table = comparison_table(metrics)
+    write_report_md(run_dir / "report.md", metrics)
+    return RunResult(run_dir, metrics, table)
