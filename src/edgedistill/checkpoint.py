@@ -4,7 +4,9 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +50,14 @@ def read_checkpoint(path: str | Path, field: str = "checkpoint") -> dict[str, An
     if not p.is_file():
         raise UserError(f"{field}: file {str(p)!r} not found")
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise UserError(f"{field}: {p} holds objects that are unsafe to unpickle ({first}); "
-                        "save only a state_dict or an edgedistill checkpoint") from None
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        what = f" such as {found.group(1)}" if found else ""
+        raise UserError(f"{field}: {p} holds objects that are unsafe to unpickle{what}; it was not loaded. "
+                        "Save only a state_dict or an edgedistill checkpoint") from None
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{field}: {p} is not a readable torch checkpoint ({first})") from None

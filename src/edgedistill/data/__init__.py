@@ -94,12 +94,18 @@ def _check_raw(name: str, raw: RawSplits) -> None:
         )
 
 
+def _can_stratify(y: np.ndarray, test_fraction: float) -> bool:
+    counts = np.bincount(y)
+    present = int((counts > 0).sum())
+    n_test = int(np.ceil(test_fraction * len(y)))
+    return counts[counts > 0].min() >= 2 and n_test >= present and len(y) - n_test >= present
+
+
 def _subset(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.ndarray]:
     """A stratified subset with a fixed seed, for smoke runs and tests on tiny data."""
     if n is None or n >= len(y):
         return x, y
-    counts = np.bincount(y)
-    stratify = y if counts[counts > 0].min() >= 2 and n >= len(counts) else None
+    stratify = y if _can_stratify(y, n / len(y)) else None
     _, xs, _, ys = train_test_split(x, y, test_size=n, random_state=0, stratify=stratify)
     return xs, ys
 
@@ -118,8 +124,7 @@ def load_dataset(name: str, path: str | None = None, val_fraction: float = 0.1, 
     _check_raw(name, raw)
     raw.x_train, raw.y_train = _subset(raw.x_train, raw.y_train, limit_train)
     raw.x_test, raw.y_test = _subset(raw.x_test, raw.y_test, limit_test)
-    counts = np.bincount(raw.y_train, minlength=len(raw.class_names))
-    stratify = raw.y_train if counts.min() >= 2 else None
+    stratify = raw.y_train if _can_stratify(raw.y_train, val_fraction) else None
     x_tr, x_val, y_tr, y_val = train_test_split(
         raw.x_train, raw.y_train, test_size=val_fraction, random_state=seed, stratify=stratify
     )

@@ -1,6 +1,7 @@
 """Built-in sets: Fashion-MNIST (Debian's IDX files), MNIST-1D (generated offline), scikit-learn's bundled sets."""
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import struct
@@ -49,14 +50,15 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def find_fashion_dir(path: str | None) -> Path:
-    """The config's path, then $EDGEDISTILL_DATA (or its fashion-mnist/ folder), then Debian's install path."""
+    """The config's path alone when set; otherwise $EDGEDISTILL_DATA (or its fashion-mnist/), then Debian's path."""
     candidates: list[Path] = []
+    env = os.environ.get("EDGEDISTILL_DATA")
     if path:
         candidates.append(Path(path))
-    env = os.environ.get("EDGEDISTILL_DATA")
-    if env:
-        candidates += [Path(env), Path(env) / "fashion-mnist"]
-    candidates.append(Path(DEBIAN_FASHION_DIR))
+    else:
+        if env:
+            candidates += [Path(env), Path(env) / "fashion-mnist"]
+        candidates.append(Path(DEBIAN_FASHION_DIR))
     for folder in candidates:
         if all((folder / f).is_file() for f in FASHION_FILES.values()):
             return folder
@@ -89,14 +91,19 @@ def load_fashion_mnist(path: str | None = None) -> RawSplits:
     )
 
 
-@register_dataset("mnist1d", "MNIST-1D, 4000/1000 sequences of length 40, 10 classes (generated offline)")
-def load_mnist1d(path: str | None = None, seed: int | None = None) -> RawSplits:
+@functools.lru_cache(maxsize=4)
+def _generate_mnist1d(seed: int | None) -> dict:
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()
     if seed is not None:
         args.seed = seed
-    data = make_dataset(args)  # make_dataset never touches the network; get_dataset would try a download first
+    return make_dataset(args)  # make_dataset never touches the network; get_dataset would try a download first
+
+
+@register_dataset("mnist1d", "MNIST-1D, 4000/1000 sequences of length 40, 10 classes (generated offline)")
+def load_mnist1d(path: str | None = None, seed: int | None = None) -> RawSplits:
+    data = _generate_mnist1d(seed)
     return RawSplits(
         data["x"].astype(np.float32)[:, None, :], data["y"].astype(np.int64),
         data["x_test"].astype(np.float32)[:, None, :], data["y_test"].astype(np.int64),

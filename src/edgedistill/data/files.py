@@ -22,11 +22,15 @@ def _require_path(name: str, path: str | None, kind: str) -> Path:
     return p
 
 
-def _encode_labels(y_train: np.ndarray, y_test: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Integer labels 0..K-1 stay as they are; anything else is mapped to sorted class names."""
+def _encode_labels(y_train: np.ndarray, y_test: np.ndarray, source: Path,
+                   num_classes: int | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Integer labels are class indices 0..K-1 and stay as they are; string labels map to sorted class names."""
     both = np.concatenate([y_train, y_test])
-    if np.issubdtype(both.dtype, np.integer) and both.min() >= 0:
-        k = int(both.max()) + 1
+    if np.issubdtype(both.dtype, np.integer):
+        k = num_classes or int(both.max()) + 1
+        if both.min() < 0 or both.max() >= k:
+            raise UserError(f"{source}: integer labels must be class indices 0..{k - 1}, found "
+                            f"{int(both.min())}..{int(both.max())}; remap them or store them as strings")
         return y_train.astype(np.int64), y_test.astype(np.int64), [str(i) for i in range(k)]
     names = sorted({str(v) for v in both})
     index = {n: i for i, n in enumerate(names)}
@@ -54,7 +58,7 @@ def _as_model_layout(x: np.ndarray, key: str, path: Path) -> np.ndarray:
 
 
 @register_dataset("npz", "your arrays: an .npz with x_train, y_train, x_test, y_test (set data.path)")
-def load_npz(path: str | None = None, standardize: bool = True) -> RawSplits:
+def load_npz(path: str | None = None, standardize: bool = True, num_classes: int | None = None) -> RawSplits:
     p = _require_path("npz", path, "an .npz file with x_train, y_train, x_test, y_test")
     try:
         with np.load(p, allow_pickle=False) as npz:
@@ -70,7 +74,7 @@ def load_npz(path: str | None = None, standardize: bool = True) -> RawSplits:
     x_test = _as_model_layout(arrays["x_test"], "x_test", p)
     if standardize:
         x_train, x_test = _standardise(x_train, x_test)
-    y_train, y_test, names = _encode_labels(arrays["y_train"].ravel(), arrays["y_test"].ravel())
+    y_train, y_test, names = _encode_labels(arrays["y_train"].ravel(), arrays["y_test"].ravel(), p, num_classes)
     return RawSplits(x_train, y_train, x_test, y_test, names, f"npz file {p.name}")
 
 
@@ -121,7 +125,7 @@ def load_csv(path: str | None = None, label_column: str = "label", test_path: st
         x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_fraction, random_state=0, stratify=y)
     if standardize:
         x_tr, x_te = _standardise(x_tr, x_te)
-    y_tr, y_te, names = _encode_labels(_maybe_int(y_tr), _maybe_int(y_te))
+    y_tr, y_te, names = _encode_labels(_maybe_int(y_tr), _maybe_int(y_te), p)
     return RawSplits(x_tr, y_tr, x_te, y_te, names, f"CSV {p.name}, features: {', '.join(features)}")
 
 

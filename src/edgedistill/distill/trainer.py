@@ -106,7 +106,8 @@ def train_model(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_va
     opt = make_optimizer(model, cfg)
     n_steps = steps_per_epoch(len(xt), cfg)
     sched = make_scheduler(opt, cfg, cfg.epochs * n_steps)
-    autocast_dtype = torch.bfloat16 if device.type == "cuda" else None
+    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    autocast_dtype = torch.bfloat16 if use_bf16 else None
     result, best_state = TrainResult(), None
     start = time.perf_counter()
     if log_path is not None:

@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny experiment configs that run the real pipeline in seconds."""
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgedistill.data.builtin import find_fashion_dir
+from edgedistill.errors import UserError
+
+TESTS = Path(__file__).resolve().parent
+TINY_TRAIN = {"epochs": 1, "batch_size": 32, "lr": 0.003, "max_steps_per_epoch": 4}
+
+
+
+def _fashion_available() -> bool:
+    try:
+        find_fashion_dir(None)
+        return True
+    except UserError:
+        return False
+
+
+fashion_available = _fashion_available()
+needs_fashion = pytest.mark.skipif(
+    not fashion_available, reason="Fashion-MNIST IDX files absent: apt-get install dataset-fashion-mnist")
+
+
+def tiny_config(dataset: str = "mnist1d", teacher: str = "resnet", student: str = "convnet",
+                teacher_args: dict | None = None, student_args: dict | None = None, **data) -> dict:
+    return {
+        "name": f"tiny-{dataset}-{teacher}-{student}",
+        "seed": 0,
+        "data": {"name": dataset, "limit_train": 200, "limit_test": 100, **data},
+        "teacher": {"model": teacher, "args": teacher_args or {}, "train": copy.deepcopy(TINY_TRAIN)},
+        "student": {"model": student, "args": student_args or {}, "train": copy.deepcopy(TINY_TRAIN)},
+        "distill": {"method": "kd", "temperature": 4.0, "alpha": 0.9},
+    }
+
+
+@pytest.fixture
+def tiny() -> callable:
+    return tiny_config
+
+
+def run_cli(*args: str, cwd: Path | None = None, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    """The real CLI in a fresh interpreter, as a user would run it."""
+    env = {**os.environ, "PYTHONPATH": str(TESTS), **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "edgedistill", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=300)

@@ -1,0 +1,81 @@
+"""The CLI as a user runs it: real subprocesses, exit codes, one-line errors without tracebacks."""
+import json
+
+import pytest
+import yaml
+
+from conftest import run_cli, tiny_config
+
+
+def write_config(tmp_path, cfg: dict, name: str = "exp.yaml"):
+    f = tmp_path / name
+    f.write_text(yaml.safe_dump(cfg))
+    return f
+
+
+def assert_one_line_error(proc, *fragments):
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    for frag in fragments:
+        assert frag in lines[0], lines[0]
+
+
+def test_run_prints_table_and_writes_run_folder(tmp_path):
+    cfg = write_config(tmp_path, tiny_config())
+    out = tmp_path / "run"
+    proc = run_cli("run", str(cfg), "--out", str(out), "--quiet", "--set", "seed=3")
+    assert proc.returncode == 0, proc.stderr
+    assert "| student (KD) |" in proc.stdout and "KD gain over scratch" in proc.stdout
+    assert json.loads((out / "metrics.json").read_text())["config"]["seed"] == 3
+
+
+def test_listings():
+    ds = run_cli("datasets")
+    assert ds.returncode == 0 and "fashion_mnist" in ds.stdout and "mnist1d" in ds.stdout
+    models = run_cli("models")
+    assert models.returncode == 0 and "transformer" in models.stdout and "lightweight" in models.stdout
+
+
+BAD = [
+    (lambda c: c["teacher"].update(trian={}), "unknown key 'teacher.trian'"),
+    (lambda c: c["student"]["train"].update(epochs="ten"), "key 'student.train.epochs'"),
+    (lambda c: c["data"].update(name="fashion_mnist", path="/nonexistent/fm"), "apt-get install dataset-fashion-mnist"),
+    (lambda c: c["data"].update(name="npz", path="/nonexistent/d.npz"), "data.path: '/nonexistent/d.npz' does not exist"),
+    (lambda c: c["teacher"].update(model="user_models:five_class_model"), "10 classes"),
+    (lambda c: c["student"].update(model="user_models:five_class_model"), "10 classes"),
+    (lambda c: c["teacher"].update(checkpoint="/nonexistent/t.pt"), "teacher.checkpoint: file"),
+    (lambda c: c["distill"].update(temperature=0), "key 'distill.temperature'"),
+    (lambda c: c["teacher"].update(model="resnet_9000"), "unknown model 'resnet_9000'"),
+]
+
+
+@pytest.mark.parametrize("mutate,fragment", BAD)
+def test_bad_input_is_one_line_exit_2(tmp_path, mutate, fragment):
+    cfg = tiny_config()
+    mutate(cfg)
+    proc = run_cli("run", str(write_config(tmp_path, cfg)), "--out", str(tmp_path / "r"), "--quiet")
+    assert_one_line_error(proc, fragment)
+
+
+def test_malformed_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("teacher: [unclosed\n")
+    assert_one_line_error(run_cli("run", str(bad)), "malformed YAML")
+    assert_one_line_error(run_cli("run", str(tmp_path / "none.yaml")), "not found")
+
+
+def test_unsafe_checkpoint_is_refused(tmp_path):
+    import pickle
+
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps({"state_dict": object()}))
+    cfg = tiny_config()
+    cfg["teacher"]["checkpoint"] = str(evil)
+    proc = run_cli("run", str(write_config(tmp_path, cfg)), "--out", str(tmp_path / "r"), "--quiet")
+    assert_one_line_error(proc, "teacher.checkpoint")
+
+
+def test_bad_set_override(tmp_path):
+    assert_one_line_error(run_cli("run", "--set", "teacher.train.epochs"), "expected key=value")

@@ -1,0 +1,52 @@
+import pytest
+import torch
+
+from edgedistill.errors import UserError
+from edgedistill.models import count_params, create_model, list_models
+
+SHAPES = {"tabular": (30,), "sequence": (3, 40), "image": (1, 28, 28)}
+
+
+@pytest.mark.parametrize("kind", list(SHAPES))
+@pytest.mark.parametrize("name", list(list_models()))
+def test_every_model_gives_logits_and_learns(name, kind):
+    shape = SHAPES[kind]
+    args = {"patch": 2} if name == "transformer" else {}
+    model = create_model(name, shape, 7, args)
+    x = torch.randn(4, *shape)
+    out = model(x)
+    assert out.shape == (4, 7)
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_families_cover_the_mission():
+    families = {(e.role, e.family) for e in list_models().values()}
+    for needed in [("teacher", "cnn"), ("teacher", "rnn"), ("teacher", "transformer"),
+                   ("student", "shallow"), ("student", "lightweight")]:
+        assert needed in families
+
+
+def test_width_multiplier_shrinks_mobilenet():
+    big = count_params(create_model("mobilenet", (1, 28, 28), 10, {"width_mult": 1.0}))
+    small = count_params(create_model("mobilenet", (1, 28, 28), 10, {"width_mult": 0.5}))
+    assert small < big / 2
+
+
+def test_user_model_by_import_path():
+    model = create_model("user_models:tiny_linear", (1, 8, 8), 10)
+    assert model(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("spec,msg", [("nosuch", "unknown model 'nosuch'"),
+                                      ("no_such_pkg.mod:f", "cannot import module"),
+                                      ("user_models:missing", "no callable 'missing'"),
+                                      ("user_models:not_a_module", "not a torch.nn.Module")])
+def test_bad_model_specs(spec, msg):
+    with pytest.raises(UserError, match=msg):
+        create_model(spec, (1, 8, 8), 10)
+
+
+def test_bad_model_args_name_the_model():
+    with pytest.raises(UserError, match="bad arguments"):
+        create_model("resnet", (1, 8, 8), 10, {"wdith": 3})

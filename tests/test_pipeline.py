@@ -1,0 +1,133 @@
+"""The real pipeline end to end on tiny data: every teacher family into every student family, both datasets."""
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import edgedistill
+from edgedistill.distill.trainer import augment_batch, train_model
+from edgedistill.config import AugmentConfig, TrainConfig
+from edgedistill.distill import CrossEntropy
+from edgedistill.errors import UserError
+from conftest import needs_fashion
+
+PAIRS = [("resnet", {"width": 8, "blocks": [1, 1]}, "convnet", {"channels": [8, 16]}),
+         ("gru", {"hidden": 16, "layers": 1}, "mobilenet", {"width_mult": 0.5}),
+         ("lstm", {"hidden": 16, "layers": 1}, "mlp", {"hidden": [32]}),
+         ("transformer", {"patch": 4, "dim": 16, "depth": 1, "heads": 2}, "convnet", {"channels": [8]})]
+
+
+@pytest.mark.parametrize("teacher,targs,student,sargs", PAIRS)
+def test_families_train_on_mnist1d(tmp_path, tiny, teacher, targs, student, sargs):
+    result = edgedistill.run(tiny("mnist1d", teacher, student, targs, sargs), out_dir=tmp_path / "run", progress=False)
+    models = result.metrics["models"]
+    assert set(models) == {"teacher", "student_scratch", "student_kd"}
+    assert models["teacher"]["model"] == teacher and models["student_kd"]["model"] == student
+
+
+@needs_fashion
+@pytest.mark.parametrize("teacher,targs,student,sargs", PAIRS)
+def test_families_train_on_fashion_mnist(tmp_path, tiny, teacher, targs, student, sargs):
+    result = edgedistill.run(tiny("fashion_mnist", teacher, student, targs, sargs), out_dir=tmp_path / "run",
+                             progress=False)
+    assert result.metrics["dataset"]["input_shape"] == [1, 28, 28]
+    assert result.metrics["models"]["student_kd"]["test"]["accuracy"] >= 0.0
+
+
+def test_run_folder_and_metrics_schema(tmp_path, tiny):
+    out = tmp_path / "run"
+    result = edgedistill.run(tiny(), out_dir=out, progress=False)
+    for name in ["config.yaml", "metrics.json", "report.md", "teacher.pt", "student_scratch.pt", "student_kd.pt",
+                 "logs/teacher.jsonl", "logs/student_scratch.jsonl", "logs/student_kd.jsonl"]:
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics == json.loads(json.dumps(result.metrics))
+    assert metrics["schema_version"] == 1
+    for role in ("teacher", "student_scratch", "student_kd"):
+        m = metrics["models"][role]
+        assert {"accuracy", "precision_macro", "recall_macro", "f1_macro", "per_class",
+                "confusion_matrix"} <= set(m["test"])
+        cm = np.array(m["test"]["confusion_matrix"])
+        assert cm.shape == (10, 10) and cm.sum() == metrics["dataset"]["n_test"]
+        assert np.isclose(np.trace(cm) / cm.sum(), m["test"]["accuracy"])
+        assert m["size_fp32_bytes"] >= 4 * m["params"]
+        assert len(m["train"]["history"]) == 1
+    c = metrics["comparison"]
+    acc = {r: metrics["models"][r]["test"]["accuracy"] for r in metrics["models"]}
+    assert np.isclose(c["kd_gain_over_scratch"], acc["student_kd"] - acc["student_scratch"])
+    resolved = yaml.safe_load((out / "config.yaml").read_text())
+    assert resolved["data"]["limit_train"] == 200 and resolved["distill"]["temperature"] == 4.0
+    report = (out / "report.md").read_text()
+    assert "student (KD)" in report and "student (scratch)" in report
+
+
+def test_finished_run_is_not_overwritten(tmp_path, tiny):
+    out = tmp_path / "run"
+    edgedistill.run(tiny(), out_dir=out, progress=False)
+    before = (out / "metrics.json").read_text()
+    with pytest.raises(UserError, match="--overwrite"):
+        edgedistill.run(tiny(), out_dir=out, progress=False)
+    assert (out / "metrics.json").read_text() == before
+    edgedistill.run(tiny(), out_dir=out, overwrite=True, progress=False)
+
+
+def test_teacher_loaded_from_checkpoint_scores_the_same(tmp_path, tiny):
+    first = edgedistill.run(tiny(), out_dir=tmp_path / "a", progress=False)
+    cfg = tiny()
+    cfg["teacher"]["checkpoint"] = str(tmp_path / "a" / "teacher.pt")
+    second = edgedistill.run(cfg, out_dir=tmp_path / "b", progress=False)
+    t1, t2 = first.metrics["models"]["teacher"], second.metrics["models"]["teacher"]
+    assert t2["source"].startswith("loaded:") and "train" not in t2
+    assert t1["test"]["accuracy"] == t2["test"]["accuracy"]
+
+
+def test_checkpoint_for_another_architecture_is_refused(tmp_path, tiny):
+    edgedistill.run(tiny(), out_dir=tmp_path / "a", progress=False)
+    cfg = tiny(teacher_args={"width": 8})
+    cfg["teacher"]["checkpoint"] = str(tmp_path / "a" / "teacher.pt")
+    with pytest.raises(UserError, match="made for another architecture"):
+        edgedistill.run(cfg, out_dir=tmp_path / "b", progress=False)
+
+
+def test_user_teacher_by_import_path(tmp_path, tiny):
+    result = edgedistill.run(tiny(teacher="user_models:tiny_linear"), out_dir=tmp_path / "r", progress=False)
+    assert result.metrics["models"]["teacher"]["params"] == 40 * 10 + 10
+
+
+def test_class_count_mismatch_is_refused_before_training(tmp_path, tiny):
+    with pytest.raises(UserError, match="5,\\) logits.*10 classes"):
+        edgedistill.run(tiny(teacher="user_models:five_class_model"), out_dir=tmp_path / "r", progress=False)
+    assert not (tmp_path / "r" / "teacher.pt").exists()
+
+
+def test_scratch_and_kd_students_start_from_the_same_weights(tmp_path, tiny):
+    cfg = tiny()
+    cfg["distill"]["alpha"] = 0.0  # KD with alpha 0 is plain CE: both students must end identical
+    result = edgedistill.run(cfg, out_dir=tmp_path / "r", progress=False)
+    m = result.metrics["models"]
+    assert m["student_scratch"]["test"] == m["student_kd"]["test"]
+
+
+def test_crop_augmentation_shifts_content_without_resizing():
+    x = torch.zeros(64, 1, 8, 8)
+    x[:, :, 3:5, 3:5] = 1.0
+    out = augment_batch(x, AugmentConfig(crop_padding=2, hflip=True), torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    assert torch.all(out.sum(dim=(1, 2, 3)) == 4)  # a 2-pixel shift of a centred block never crops it
+    assert not torch.equal(out, x)
+    seq = augment_batch(torch.arange(10.0).repeat(16, 1, 1), AugmentConfig(crop_padding=1), torch.Generator())
+    assert seq.shape == (16, 1, 10)
+
+
+def test_trainer_learns_and_keeps_best_validation_weights():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 2)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    model = torch.nn.Linear(2, 2)
+    res = train_model(model, x[:300], y[:300], x[300:], y[300:], TrainConfig(epochs=5, batch_size=32, lr=0.05),
+                      AugmentConfig(), CrossEntropy(), torch.device("cpu"), seed=0, role="t", progress=False)
+    assert res.best_val_accuracy > 0.9
+    best = res.history[res.best_epoch - 1]["val_accuracy"]
+    assert best == max(r["val_accuracy"] for r in res.history) == res.best_val_accuracy

@@ -1,0 +1,22 @@
+"""Models a user might bring, imported by path 'user_models:factory' in tests."""
+import torch.nn as nn
+
+
+def tiny_linear(input_shape, num_classes):
+    """A user's own model: takes the shape and class count it is given."""
+    width = 1
+    for s in input_shape:
+        width *= s
+    return nn.Sequential(nn.Flatten(), nn.Linear(width, num_classes))
+
+
+def five_class_model(input_shape):
+    """A user's model hard-wired to 5 classes: it must be refused on a 10-class dataset."""
+    width = 1
+    for s in input_shape:
+        width *= s
+    return nn.Sequential(nn.Flatten(), nn.Linear(width, 5))
+
+
+def not_a_module(num_classes):
+    return "oops"
