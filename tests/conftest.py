@@ -39,6 +39,7 @@ def tiny_config(dataset: str = "mnist1d", teacher: str = "resnet", student: str 
         "teacher": {"model": teacher, "args": teacher_args or {}, "train": copy.deepcopy(TINY_TRAIN)},
         "student": {"model": student, "args": student_args or {}, "train": copy.deepcopy(TINY_TRAIN)},
         "distill": {"method": "kd", "temperature": 4.0, "alpha": 0.9},
+        "deploy": {"enabled": False},  # export/quantize/latency are covered once, in test_deploy.py
     }
 
 

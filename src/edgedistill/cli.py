@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from edgedistill.errors import UserError
@@ -19,6 +20,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     sub.add_parser("datasets", help="list the datasets")
     sub.add_parser("models", help="list the teachers and students in the zoo")
+    d = sub.add_parser("devices", help="list the edge device profiles")
+    d.add_argument("--catalog", help="your own device YAML, added to the packaged catalog")
     return p
 
 
@@ -30,6 +33,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(result.table)
     gain = 100 * result.metrics["comparison"]["kd_gain_over_scratch"]
     print(f"\nKD gain over scratch: {gain:+.2f} points (one seed)")
+    if result.metrics["models"]["student_kd"].get("deploy"):
+        from edgedistill.report.markdown import fit_summary
+
+        print(fit_summary(result.metrics))
     print(f"run folder: {result.run_dir}  (metrics.json, report.md, config.yaml, *.pt, logs/)")
     return 0
 
@@ -52,9 +59,28 @@ def cmd_models(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_devices(args: argparse.Namespace) -> int:
+    from edgedistill.deploy import load_catalog
+
+    print(f"{'name':16s} {'flash':>10s} {'RAM':>10s} {'cores':>5s} {'dtypes':12s} {'budget':>8s}  description")
+    for name, d in load_catalog(args.catalog).items():
+        budget = f"{d.latency_budget_ms:g} ms" if d.latency_budget_ms else "-"
+        print(f"{name:16s} {_bytes(d.flash_bytes):>10s} {_bytes(d.ram_bytes):>10s} {d.cores:5d} "
+              f"{','.join(d.dtypes):12s} {budget:>8s}  {d.description}")
+    return 0
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if n >= size:
+            return f"{n / size:.0f} {unit}"
+    return f"{n} B"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"run": cmd_run, "datasets": cmd_datasets, "models": cmd_models}[args.command]
+    handler = {"run": cmd_run, "datasets": cmd_datasets, "models": cmd_models, "devices": cmd_devices}[args.command]
+    logging.basicConfig(format="edgedistill: warning: %(message)s", level=logging.WARNING)
     try:
         return handler(args)
     except UserError as exc:

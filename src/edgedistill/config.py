@@ -64,15 +64,27 @@ class DistillConfig(Strict):
     alpha: float = Field(0.9, ge=0.0, le=1.0, description="weight of the distillation term; 1-alpha weighs hard-label CE")
 
 
+class DeployConfig(Strict):
+    """Export, quantize, profile and fit-check every model after training."""
+
+    enabled: bool = True
+    quantize: bool = Field(True, description="int8 static quantization with ONNX Runtime")
+    calibration_samples: int = Field(512, ge=8, description="training samples used to calibrate int8 ranges")
+    latency_runs: int = Field(100, ge=5, description="batch-1 runs timed for the latency percentiles")
+
+
 class ExperimentConfig(Strict):
     name: str = "experiment"
     seed: int = 0
     accelerator: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to train: CUDA when present")
     deterministic: bool = False
+    device: str = Field("host", description="edge device profile, see `edgedistill devices`")
+    device_catalog: str | None = Field(None, description="your own YAML of device profiles (adds to the catalog)")
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: ModelConfig
     student: ModelConfig
     distill: DistillConfig = Field(default_factory=DistillConfig)
+    deploy: DeployConfig = Field(default_factory=DeployConfig)
 
     @model_validator(mode="after")
     def _student_is_trained(self) -> "ExperimentConfig":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import platform
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,11 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
+from tqdm.auto import tqdm
 
 from edgedistill import __version__
 from edgedistill.checkpoint import atomic_write_text, load_weights, read_checkpoint, save_checkpoint
 from edgedistill.config import ExperimentConfig, ModelConfig, config_to_yaml, resolve_config
 from edgedistill.data import DataSplits, load_dataset
+from edgedistill.deploy import DeviceProfile, deploy_model, early_fit_check, get_device
 from edgedistill.distill import CrossEntropy, build_method
 from edgedistill.distill.trainer import TrainResult, predict_logits, train_model
 from edgedistill.errors import UserError
@@ -25,6 +28,7 @@ from edgedistill.evaluate import classification_metrics, model_footprint
 from edgedistill.models import create_model
 from edgedistill.report import comparison_table, write_report_md
 
+log = logging.getLogger("edgedistill")
 SCHEMA_VERSION = 1
 ROLES = ("teacher", "student_scratch", "student_kd")
 
@@ -84,7 +88,7 @@ def checkpoint_meta(mcfg: ModelConfig, data: DataSplits, role: str) -> dict:
             "num_classes": data.num_classes, "class_names": data.class_names}
 
 
-def fit(model: nn.Module, mcfg: ModelConfig, cfg: ExperimentConfig, data: DataSplits, device: torch.device,
+def fit(model: nn.Module, mcfg: ModelConfig, cfg: ExperimentConfig, data: DataSplits, accel: torch.device,
         role: str, run_dir: Path, progress: bool, loss_fn, teacher: nn.Module | None = None) -> TrainResult:
     """Train one model, saving its best-on-validation checkpoint as <role>.pt."""
     meta = checkpoint_meta(mcfg, data, role)
@@ -93,11 +97,11 @@ def fit(model: nn.Module, mcfg: ModelConfig, cfg: ExperimentConfig, data: DataSp
         save_checkpoint(run_dir / f"{role}.pt", m, {**meta, "epoch": row["epoch"], "val_accuracy": row["val_accuracy"]})
 
     return train_model(model, data.x_train, data.y_train, data.x_val, data.y_val, mcfg.train, cfg.data.augment,
-                       loss_fn, device, cfg.seed, role, log_path=run_dir / "logs" / f"{role}.jsonl",
+                       loss_fn, accel, cfg.seed, role, log_path=run_dir / "logs" / f"{role}.jsonl",
                        on_best=save_best, teacher=teacher, progress=progress)
 
 
-def obtain_teacher(cfg: ExperimentConfig, data: DataSplits, device: torch.device, run_dir: Path,
+def obtain_teacher(cfg: ExperimentConfig, data: DataSplits, accel: torch.device, run_dir: Path,
                    progress: bool) -> tuple[nn.Module, TrainResult | None]:
     """Step 4: load the teacher's checkpoint when one is given, else train it."""
     teacher = build_model(cfg.teacher, "teacher", data, cfg.seed)
@@ -106,46 +110,73 @@ def obtain_teacher(cfg: ExperimentConfig, data: DataSplits, device: torch.device
         load_weights(teacher, ckpt, cfg.teacher.checkpoint, "teacher.checkpoint")
         check_output_classes(teacher, "teacher", data)
         save_checkpoint(run_dir / "teacher.pt", teacher, checkpoint_meta(cfg.teacher, data, "teacher"))
-        return teacher.to(device), None
+        return teacher.to(accel), None
     ce = CrossEntropy(cfg.teacher.train.label_smoothing)
-    return teacher, fit(teacher, cfg.teacher, cfg, data, device, "teacher", run_dir, progress, ce)
+    return teacher, fit(teacher, cfg.teacher, cfg, data, accel, "teacher", run_dir, progress, ce)
 
 
-def train_students(cfg: ExperimentConfig, data: DataSplits, teacher: nn.Module, device: torch.device,
+def train_students(cfg: ExperimentConfig, data: DataSplits, teacher: nn.Module, accel: torch.device,
                    run_dir: Path, progress: bool) -> dict[str, tuple[nn.Module, TrainResult]]:
     """Step 6: the same student, same init, same batches, trained without (control) and with distillation."""
     out = {}
     scratch = build_model(cfg.student, "student", data, cfg.seed + 1)
     init_state = {k: v.clone() for k, v in scratch.state_dict().items()}
     ce = CrossEntropy(cfg.student.train.label_smoothing)
-    out["student_scratch"] = (scratch, fit(scratch, cfg.student, cfg, data, device, "student_scratch", run_dir,
+    out["student_scratch"] = (scratch, fit(scratch, cfg.student, cfg, data, accel, "student_scratch", run_dir,
                                            progress, ce))
     kd_student = build_model(cfg.student, "student", data, cfg.seed + 1)
     kd_student.load_state_dict(init_state)
     method = build_method(cfg.distill.method, temperature=cfg.distill.temperature, alpha=cfg.distill.alpha,
                           label_smoothing=cfg.student.train.label_smoothing)
-    out["student_kd"] = (kd_student, fit(kd_student, cfg.student, cfg, data, device, "student_kd", run_dir,
+    out["student_kd"] = (kd_student, fit(kd_student, cfg.student, cfg, data, accel, "student_kd", run_dir,
                                          progress, method, teacher=teacher))
     return out
 
 
-def evaluate_model(model: nn.Module, data: DataSplits, device: torch.device) -> dict:
-    """Step 7: test metrics (never used to choose anything) and validation accuracy of the kept weights."""
-    test_pred = predict_logits(model, data.x_test, device).argmax(1).numpy()
-    val_pred = predict_logits(model, data.x_val, device).argmax(1).numpy()
-    return {"test": classification_metrics(data.y_test, test_pred, data.class_names),
-            "val": {"accuracy": float(np.mean(val_pred == data.y_val))}}
+def evaluate_model(model: nn.Module, data: DataSplits, accel: torch.device) -> tuple[dict, np.ndarray]:
+    """Step 7: test metrics (never used to choose anything), validation accuracy, and the test logits."""
+    test_logits = predict_logits(model, data.x_test, accel).numpy()
+    val_pred = predict_logits(model, data.x_val, accel).argmax(1).numpy()
+    return ({"test": classification_metrics(data.y_test, test_logits.argmax(1), data.class_names),
+             "val": {"accuracy": float(np.mean(val_pred == data.y_val))}}, test_logits)
 
 
 def model_record(role: str, mcfg: ModelConfig, model: nn.Module, trained: TrainResult | None, data: DataSplits,
-                 device: torch.device) -> dict:
+                 accel: torch.device) -> tuple[dict, np.ndarray]:
     record = {"role": role, "model": mcfg.model, "args": mcfg.args, **model_footprint(model),
               "checkpoint": f"{role}.pt", "source": "trained" if trained else f"loaded:{mcfg.checkpoint}"}
     if trained:
         record["train"] = {"best_epoch": trained.best_epoch, "best_val_accuracy": trained.best_val_accuracy,
                            "epochs": len(trained.history), "seconds": trained.seconds, "history": trained.history}
-    record.update(evaluate_model(model, data, device))
-    return record
+    scores, test_logits = evaluate_model(model, data, accel)
+    record.update(scores)
+    return record, test_logits
+
+
+def warn_early_fit(cfg: ExperimentConfig, data: DataSplits, device: DeviceProfile) -> dict:
+    """Before any training: would the configured student fit the device? Warn now, naming what overflows."""
+    probe = build_model(cfg.student, "student", data, cfg.seed + 1)
+    verdict = early_fit_check(probe, data.input_shape, data.x_train[:64], device)
+    if not verdict["fits"]:
+        log.warning("student %r will not fit device %r as %s: %s", cfg.student.model, device.name,
+                    verdict["dtype"], "; ".join(verdict["overflows"]))
+    return verdict
+
+
+def deploy_all(cfg: ExperimentConfig, data: DataSplits, trained: dict[str, nn.Module],
+               test_logits: dict[str, np.ndarray], device: DeviceProfile, run_dir: Path, progress: bool) -> dict:
+    """Step 8a: export, quantize, score through ONNX Runtime, profile and fit-check each model."""
+    calib = data.x_train[:cfg.deploy.calibration_samples]
+    out = {}
+    for role, model in tqdm(trained.items(), desc="deploy", unit="model", disable=not progress):
+        try:
+            out[role] = deploy_model(model, role, data.input_shape, run_dir / "export", data.x_test, data.y_test,
+                                     data.class_names, test_logits[role], calib, device, cfg.deploy.latency_runs,
+                                     cfg.deploy.quantize)
+        except Exception as exc:  # a failed export must not throw away hours of training
+            out[role] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+            log.warning("deployment of %s failed: %s", role, out[role]["error"])
+    return out
 
 
 def compare(models: dict[str, dict]) -> dict:
@@ -162,10 +193,10 @@ def compare(models: dict[str, dict]) -> dict:
     }
 
 
-def environment(device: torch.device) -> dict:
+def environment(accel: torch.device) -> dict:
     return {"edgedistill": __version__, "torch": torch.__version__, "python": platform.python_version(),
-            "platform": platform.platform(), "accelerator": str(device),
-            "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
+            "platform": platform.platform(), "accelerator": str(accel),
+            "gpu": torch.cuda.get_device_name(0) if accel.type == "cuda" else None,
             "torch_threads": torch.get_num_threads()}
 
 
@@ -178,27 +209,36 @@ def run(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str
     atomic_write_text(run_dir / "config.yaml", config_to_yaml(cfg))
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
-    device = resolve_accelerator(cfg.accelerator)
+    accel = resolve_accelerator(cfg.accelerator)
 
-    # 1. the edge device profile and its fit check arrive with the deployment step (issue 3).
+    device = get_device(cfg.device, cfg.device_catalog)  # 1. the edge device
     data = load_dataset(cfg.data.name, cfg.data.path, cfg.data.val_fraction, cfg.seed, cfg.data.options,
                         cfg.data.limit_train, cfg.data.limit_test)
-    # 2-3. build both models first, so a mismatch is refused before any training time is spent.
+    # 2-3. build the student first, so a mismatch or a device overflow is reported before any training.
     build_model(cfg.student, "student", data, cfg.seed + 1)
-    teacher, teacher_train = obtain_teacher(cfg, data, device, run_dir, progress)
-    students = train_students(cfg, data, teacher, device, run_dir, progress)
+    early_fit = warn_early_fit(cfg, data, device) if cfg.deploy.enabled else None
+    teacher, teacher_train = obtain_teacher(cfg, data, accel, run_dir, progress)  # 4.
+    students = train_students(cfg, data, teacher, accel, run_dir, progress)  # 6.
 
-    models = {"teacher": model_record("teacher", cfg.teacher, teacher, teacher_train, data, device)}
-    for role, (model, trained) in students.items():
-        models[role] = model_record(role, cfg.student, model, trained, data, device)
+    models, test_logits = {}, {}
+    trained = {"teacher": (teacher, teacher_train, cfg.teacher), **{r: (m, t, cfg.student) for r, (m, t) in students.items()}}
+    for role, (model, result, mcfg) in trained.items():  # 7.
+        models[role], test_logits[role] = model_record(role, mcfg, model, result, data, accel)
     models["student_kd"]["distill"] = cfg.distill.model_dump()
+    if cfg.deploy.enabled:
+        deployed = deploy_all(cfg, data, {r: m for r, (m, _, _) in trained.items()}, test_logits, device, run_dir,
+                              progress)
+        for role, record in deployed.items():
+            models[role]["deploy"] = record
     metrics = {
         "schema_version": SCHEMA_VERSION,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "name": cfg.name,
         "config": cfg.model_dump(mode="json"),
-        "environment": environment(device),
+        "environment": environment(accel),
         "dataset": data.summary(),
+        "device": device.model_dump(),
+        "early_fit_check": early_fit,
         "models": models,
         "comparison": compare(models),
     }

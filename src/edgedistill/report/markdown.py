@@ -8,7 +8,7 @@ from edgedistill.checkpoint import atomic_write_text
 LABELS = {"teacher": "teacher", "student_scratch": "student (scratch)", "student_kd": "student (KD)"}
 
 
-def _kb(n: int) -> str:
+def _kb(n: float) -> str:
     return f"{n / 1024:.1f} KB" if n < 1024**2 else f"{n / 1024**2:.2f} MB"
 
 
@@ -49,6 +49,51 @@ def per_class_table(metrics: dict) -> str:
     return "\n".join(rows)
 
 
+def _fit_cell(verdict: dict) -> str:
+    if verdict["fits"]:
+        c = verdict["checks"]
+        return (f"fits (flash {c['flash']['margin_pct']:.0f}% free, RAM {c['ram']['margin_pct']:.0f}% free)")
+    return "does not fit: " + "; ".join(verdict["overflows"])
+
+
+def deployment_table(metrics: dict) -> str:
+    """One row per exported file: ONNX Runtime accuracy, bytes, MACs, peak RAM, host latency, fit verdict."""
+    device = metrics["device"]["name"]
+    rows = [f"| model | format | ORT test acc | file | MACs | peak act. RAM | p50 / p95 latency (host) | "
+            f"throughput b64 | {device} |", "|---|---|---|---|---|---|---|---|---|"]
+    for role, label in LABELS.items():
+        dep = metrics["models"][role].get("deploy")
+        if not dep:
+            continue
+        if "error" in dep:
+            rows.append(f"| {label} | - | export failed: {dep['error']} | | | | | | |")
+            continue
+        for dtype, f in dep["formats"].items():
+            lat = f["host_latency"]
+            rows.append(f"| {label} | {dtype} | {100 * f['test_accuracy_onnxruntime']:.2f}% | {_kb(f['file_bytes'])} | "
+                        f"{dep['macs'] / 1e6:.2f}M | {_kb(f['peak_activation_bytes'])} | "
+                        f"{lat['latency_p50_ms']:.3f} / {lat['latency_p95_ms']:.3f} ms ({lat['threads']} thr) | "
+                        f"{lat['throughput_per_s']:,.0f}/s | {_fit_cell(dep['fit'][dtype])} |")
+    return "\n".join(rows)
+
+
+def fit_summary(metrics: dict) -> str:
+    """The sentence an engineer wants first: does the KD student fit the device, in its preferred precision?"""
+    dev = metrics["device"]
+    dep = metrics["models"]["student_kd"].get("deploy")
+    if not dep or "error" in dep:
+        return f"Device {dev['name']}: the KD student was not deployed, so its fit is unknown."
+    dtype = "int8" if "int8" in dep["fit"] and "int8" in dev["dtypes"] else next(iter(dep["fit"]))
+    v = dep["fit"][dtype]
+    c = v["checks"]
+    lat = c["latency_ms"]
+    lat_txt = f"latency {lat['used']:.2f} ms ({lat['how']})" if lat["used"] is not None else "latency unknown"
+    head = "fits" if v["fits"] else "does NOT fit"
+    return (f"On {dev['name']} ({dev['description']}), the KD student as {dtype} {head}: "
+            f"flash {_kb(c['flash']['used'])} of {_kb(c['flash']['budget'])}, RAM {_kb(c['ram']['used'])} of "
+            f"{_kb(c['ram']['budget'])}, {lat_txt}" + ("" if v["fits"] else "; " + "; ".join(v["overflows"])) + ".")
+
+
 def write_report_md(path: Path, metrics: dict) -> None:
     ds = metrics["dataset"]
     env = metrics["environment"]
@@ -66,6 +111,16 @@ Created {metrics['created']}. Checkpoints keep the best validation epoch; the te
 {comparison_table(metrics)}
 
 {verdict(metrics)}
+
+## Deployment
+
+{fit_summary(metrics) if metrics['models']['student_kd'].get('deploy') else 'Deployment was switched off (deploy.enabled: false).'}
+
+{deployment_table(metrics) if metrics['models']['student_kd'].get('deploy') else ''}
+
+Latency is measured on this host with ONNX Runtime at batch 1 using the device's core count; on-device latency in
+the fit check is estimated from MACs and the device's indicative MAC/s ({metrics['device']['macs_source'].strip()}).
+Peak activation RAM is the largest live set of tensors along the graph at batch 1 (int8: one byte per element).
 
 ## Per class (test F1)
 

@@ -1,0 +1,68 @@
+"""Edge device profiles are data: a YAML catalog shipped with the package, or the user's own file."""
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edgedistill.errors import UserError
+
+CATALOG = "devices.yaml"
+
+
+class DeviceProfile(BaseModel):
+    """What a model must fit: storage for the file, RAM for activations (and weights where they live in RAM)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str
+    flash_bytes: int = Field(..., gt=0, description="storage available for the model file")
+    ram_bytes: int = Field(..., gt=0, description="RAM available for inference")
+    cores: int = Field(..., ge=1)
+    dtypes: list[str] = Field(..., min_length=1, description="deployable precisions, e.g. [int8, fp32]")
+    weights_in_ram: bool = Field(..., description="false where weights execute in place from flash (MCUs)")
+    latency_budget_ms: float | None = Field(None, gt=0)
+    macs_per_second: dict[str, float] = Field(default_factory=dict, description="indicative throughput per dtype")
+    macs_source: str = ""
+    measured_on_host: bool = Field(False, description="latency is measured here, not estimated from MACs")
+
+
+def _parse_catalog(text: str, source: str) -> dict[str, DeviceProfile]:
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError:
+        raise UserError(f"{source}: malformed YAML; fix the syntax") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: expected a mapping of device name to profile")
+    profiles = {}
+    for name, body in raw.items():
+        if not isinstance(body, dict):
+            raise UserError(f"{source}: device {name!r} must be a mapping of fields")
+        try:
+            profiles[name] = DeviceProfile.model_validate({"name": name, **body})
+        except ValidationError as err:
+            first = err.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"])
+            raise UserError(f"{source}: device {name!r}, key '{loc}': {first['msg']}") from None
+    return profiles
+
+
+def load_catalog(path: str | Path | None = None) -> dict[str, DeviceProfile]:
+    """The packaged catalog, extended (or overridden by name) with the user's file when given."""
+    profiles = _parse_catalog(resources.files("edgedistill.deploy").joinpath(CATALOG).read_text(), CATALOG)
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"device_catalog: file {str(p)!r} not found")
+        profiles.update(_parse_catalog(p.read_text(), str(p)))
+    return profiles
+
+
+def get_device(name: str, catalog: str | Path | None = None) -> DeviceProfile:
+    profiles = load_catalog(catalog)
+    if name not in profiles:
+        raise UserError(f"device: unknown device {name!r}; choose one of {', '.join(profiles)} "
+                        "or add it to a file given as device_catalog")
+    return profiles[name]

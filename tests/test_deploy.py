@@ -1,0 +1,148 @@
+"""Edge deployment on real artefacts: ONNX export checked by ONNX Runtime, int8 files, peak RAM, fit verdicts."""
+import json
+import logging
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+import edgedistill
+from edgedistill import pipeline
+from edgedistill.deploy import deploy_model, get_device, load_catalog
+from edgedistill.deploy.devices import DeviceProfile
+from edgedistill.deploy.fit import fit_check
+from edgedistill.deploy.onnx_export import export_onnx, ort_logits
+from edgedistill.deploy.profile import count_macs, peak_activation_bytes
+from edgedistill.errors import UserError
+from edgedistill.models import create_model
+from conftest import run_cli
+
+
+def test_peak_activation_matches_hand_computation(tmp_path):
+    """X(8) -relu-> A(8) -matmul W-> B(16) -relu-> C(16); D = concat(C, A) (24). A skips ahead, so it stays live.
+
+    Live sets in fp32 bytes: relu 32+32=64; matmul A32+B64=96; relu A32+B64+C64=160; concat A32+C64+D96=192.
+    """
+    w = helper.make_tensor("W", TensorProto.FLOAT, [8, 16], np.zeros(128, dtype=np.float32))
+    nodes = [helper.make_node("Relu", ["X"], ["A"]), helper.make_node("MatMul", ["A", "W"], ["B"]),
+             helper.make_node("Relu", ["B"], ["C"]), helper.make_node("Concat", ["C", "A"], ["D"], axis=1)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", 8])],
+                              [helper.make_tensor_value_info("D", TensorProto.FLOAT, ["batch", 24])], [w])
+    path = tmp_path / "g.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    assert peak_activation_bytes(path) == 192
+    assert peak_activation_bytes(path, bytes_per_element=1) == 48
+    assert peak_activation_bytes(path, batch=2) == 384
+
+
+def test_macs_of_a_linear_layer():
+    assert count_macs(torch.nn.Linear(10, 3), (10,)) == 30
+
+
+def _device(**kw) -> DeviceProfile:
+    base = dict(name="toy", description="toy", flash_bytes=1000, ram_bytes=500, cores=1, dtypes=["int8"],
+                weights_in_ram=False, latency_budget_ms=10, macs_per_second={"int8": 1e6})
+    return DeviceProfile(**{**base, **kw})
+
+
+def test_fit_check_margins_and_overflow_messages():
+    ok = fit_check(_device(), "int8", file_bytes=600, peak_activation_bytes=200, weight_bytes=400, macs=5000)
+    assert ok["fits"] and ok["checks"]["flash"]["margin"] == 400 and ok["checks"]["ram"]["used"] == 200
+    assert ok["checks"]["latency_ms"]["used"] == pytest.approx(5.0)
+    bad = fit_check(_device(weights_in_ram=True), "int8", 1500, 200, 400, macs=20000)
+    assert not bad["fits"]
+    assert bad["checks"]["ram"]["used"] == 600  # weights count where they live in RAM
+    text = " ".join(bad["overflows"])
+    assert "flash needs 1.5 KB of 1.0 KB (over by 0.5 KB)" in text and "latency 20.0 ms exceeds" in text
+    assert "fp32 is not among" in fit_check(_device(), "fp32", 1, 1, 1, 1)["overflows"][0]
+
+
+def test_catalog_has_the_mission_devices_and_takes_user_files(tmp_path):
+    names = set(load_catalog())
+    assert {"sensor_node", "mcu", "raspberry_pi_4", "jetson_nano", "smartphone", "host"} <= names
+    mcu = get_device("mcu")
+    assert mcu.ram_bytes == 320 * 1024 and mcu.flash_bytes == 1024 * 1024 and mcu.macs_source
+    own = tmp_path / "mine.yaml"
+    own.write_text("watch:\n  description: a watch\n  flash_bytes: 4096\n  ram_bytes: 2048\n  cores: 1\n"
+                   "  dtypes: [int8]\n  weights_in_ram: false\n")
+    assert get_device("watch", own).flash_bytes == 4096
+    own.write_text("watch:\n  description: a watch\n  flash_bytes: -1\n")
+    with pytest.raises(UserError, match="device 'watch', key 'flash_bytes'"):
+        load_catalog(own)
+    with pytest.raises(UserError, match="unknown device 'toaster'"):
+        get_device("toaster")
+
+
+def test_export_matches_torch_and_int8_is_smaller(tmp_path):
+    from edgedistill.data import load_dataset
+
+    data = load_dataset("digits")
+    torch.manual_seed(0)
+    model = create_model("convnet", data.input_shape, 10, {"channels": [32, 64]}).eval()
+    with torch.no_grad():
+        torch_logits = model(torch.as_tensor(data.x_test)).numpy()
+    dep = deploy_model(model, "student_kd", data.input_shape, tmp_path, data.x_test, data.y_test, data.class_names,
+                       torch_logits, data.x_train[:64], get_device("mcu"), latency_runs=5)
+    fp32, int8 = dep["formats"]["fp32"], dep["formats"]["int8"]
+    assert fp32["max_abs_logit_diff"] <= 1e-4 and fp32["argmax_agreement"] == 1.0
+    torch_acc = float(np.mean(torch_logits.argmax(1) == data.y_test))
+    assert fp32["test_accuracy_onnxruntime"] == pytest.approx(torch_acc)
+    assert int8["file_bytes"] < 0.35 * fp32["file_bytes"]
+    assert (tmp_path / "student_kd_int8.onnx").stat().st_size == int8["file_bytes"]
+    assert int8["peak_activation_bytes"] * 4 == fp32["peak_activation_bytes"]
+    assert int8["host_latency"]["latency_p50_ms"] > 0 and int8["host_latency"]["measured_on"] == "host"
+    assert dep["fit"]["int8"]["fits"] and not dep["fit"]["fp32"]["fits"]
+    reloaded = ort_logits(tmp_path / "student_kd_fp32.onnx", data.x_test[:5])
+    assert reloaded.shape == (5, 10)
+
+
+@pytest.mark.parametrize("name,args,shape", [("gru", {"hidden": 8, "layers": 1}, (1, 20)),
+                                             ("transformer", {"patch": 4, "dim": 16, "depth": 1, "heads": 2}, (1, 20))])
+def test_teacher_families_export(tmp_path, name, args, shape):
+    model = create_model(name, shape, 3, args).eval()
+    path = export_onnx(model, shape, tmp_path / f"{name}.onnx")
+    x = np.random.default_rng(0).standard_normal((5, *shape)).astype(np.float32)
+    with torch.no_grad():
+        assert np.abs(ort_logits(path, x) - model(torch.as_tensor(x)).numpy()).max() <= 1e-4
+
+
+def test_pipeline_deploys_every_model_and_reports_fit(tmp_path, tiny):
+    cfg = tiny()
+    cfg["deploy"] = {"enabled": True, "latency_runs": 5, "calibration_samples": 32}
+    cfg["device"] = "mcu"
+    out = tmp_path / "run"
+    result = edgedistill.run(cfg, out_dir=out, progress=False)
+    for role in ("teacher", "student_scratch", "student_kd"):
+        dep = result.metrics["models"][role]["deploy"]
+        assert set(dep["formats"]) == {"fp32", "int8"}, dep
+        for dtype in ("fp32", "int8"):
+            assert (out / "export" / f"{role}_{dtype}.onnx").is_file()
+    assert result.metrics["early_fit_check"]["fits"]
+    report = (out / "report.md").read_text()
+    assert "## Deployment" in report and "the KD student as int8 fits" in report
+    assert json.loads((out / "metrics.json").read_text())["device"]["name"] == "mcu"
+
+
+def test_student_that_cannot_fit_is_warned_before_training(tmp_path, tiny, monkeypatch, caplog):
+    class Stop(Exception):
+        pass
+
+    def teacher_not_reached(*args, **kwargs):
+        raise Stop
+
+    monkeypatch.setattr(pipeline, "obtain_teacher", teacher_not_reached)
+    cfg = tiny(student="mlp", student_args={"hidden": [1024, 1024]})
+    cfg["deploy"] = {"enabled": True}
+    cfg["device"] = "sensor_node"
+    with caplog.at_level(logging.WARNING, logger="edgedistill"), pytest.raises(Stop):
+        edgedistill.run(cfg, out_dir=tmp_path / "r", progress=False)
+    warning = " ".join(r.getMessage() for r in caplog.records)
+    assert "will not fit device 'sensor_node' as int8" in warning
+    assert "flash needs" in warning and "over by" in warning
+
+
+def test_devices_command():
+    proc = run_cli("devices")
+    assert proc.returncode == 0 and "raspberry_pi_4" in proc.stdout and "320 KB" in proc.stdout
