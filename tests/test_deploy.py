@@ -146,3 +146,25 @@ def test_student_that_cannot_fit_is_warned_before_training(tmp_path, tiny, monke
 def test_devices_command():
     proc = run_cli("devices")
     assert proc.returncode == 0 and "raspberry_pi_4" in proc.stdout and "320 KB" in proc.stdout
+
+
+def test_pruned_teacher_path_end_to_end(tmp_path, tiny):
+    cfg = tiny(teacher_args={"width": 16, "blocks": [1, 1]})
+    cfg["compress"] = {"prune": {"enabled": True, "target_params": 5000}}
+    cfg["deploy"] = {"enabled": True, "latency_runs": 5, "calibration_samples": 32}
+    result = edgedistill.run(cfg, out_dir=tmp_path / "r", progress=False)
+    pruned = result.metrics["models"]["student_pruned"]
+    assert pruned["pruning"]["params_before"] > 5000 >= pruned["pruning"]["params_after"] == pruned["params"]
+    assert pruned["deploy"]["macs"] < result.metrics["models"]["teacher"]["deploy"]["macs"]
+    assert pruned["deploy"]["formats"]["fp32"]["host_latency"]["latency_p50_ms"] > 0
+    assert pruned["deploy"]["formats"]["fp32"]["max_abs_logit_diff"] <= 1e-4
+    assert "pruned teacher (KD)" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_pruning_needs_a_budget(tiny):
+    from edgedistill.config import resolve_config
+
+    cfg = tiny()
+    cfg["compress"] = {"prune": {"enabled": True}}
+    with pytest.raises(UserError, match="compress.prune.*target_params or target_macs"):
+        resolve_config(cfg)

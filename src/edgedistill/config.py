@@ -64,6 +64,25 @@ class DistillConfig(Strict):
     alpha: float = Field(0.9, ge=0.0, le=1.0, description="weight of the distillation term; 1-alpha weighs hard-label CE")
 
 
+class PruneConfig(Strict):
+    """Prune the trained teacher's channels to a budget; the result is fine-tuned by KD as one more student."""
+
+    enabled: bool = False
+    target_params: int | None = Field(None, ge=1)
+    target_macs: int | None = Field(None, ge=1)
+    norm: Literal[1, 2] = Field(2, description="channel importance: L1 or L2 magnitude")
+
+    @model_validator(mode="after")
+    def _needs_a_budget(self) -> "PruneConfig":
+        if self.enabled and self.target_params is None and self.target_macs is None:
+            raise ValueError("set target_params or target_macs when pruning is enabled")
+        return self
+
+
+class CompressConfig(Strict):
+    prune: PruneConfig = Field(default_factory=PruneConfig)
+
+
 class DeployConfig(Strict):
     """Export, quantize, profile and fit-check every model after training."""
 
@@ -80,10 +99,12 @@ class ExperimentConfig(Strict):
     deterministic: bool = False
     device: str = Field("host", description="edge device profile, see `edgedistill devices`")
     device_catalog: str | None = Field(None, description="your own YAML of device profiles (adds to the catalog)")
+    latency_budget_ms: float | None = Field(None, gt=0, description="overrides the device profile's latency budget")
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: ModelConfig
     student: ModelConfig
     distill: DistillConfig = Field(default_factory=DistillConfig)
+    compress: CompressConfig = Field(default_factory=CompressConfig)
     deploy: DeployConfig = Field(default_factory=DeployConfig)
 
     @model_validator(mode="after")

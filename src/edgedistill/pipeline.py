@@ -3,6 +3,7 @@
 """
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import platform
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 from edgedistill import __version__
 from edgedistill.checkpoint import atomic_write_text, load_weights, read_checkpoint, save_checkpoint
 from edgedistill.config import ExperimentConfig, ModelConfig, config_to_yaml, resolve_config
+from edgedistill.compress import prune_to_budget
 from edgedistill.data import DataSplits, load_dataset
 from edgedistill.deploy import DeviceProfile, deploy_model, early_fit_check, get_device
 from edgedistill.distill import CrossEntropy, build_method
@@ -133,6 +135,19 @@ def train_students(cfg: ExperimentConfig, data: DataSplits, teacher: nn.Module, 
     return out
 
 
+def prune_teacher(cfg: ExperimentConfig, data: DataSplits, teacher: nn.Module, accel: torch.device,
+                  run_dir: Path, progress: bool) -> tuple[nn.Module, TrainResult, dict]:
+    """Step 5: prune the trained teacher's channels to the budget, then fine-tune it by KD from the whole teacher."""
+    pc = cfg.compress.prune
+    pruned = copy.deepcopy(teacher).cpu()
+    info = prune_to_budget(pruned, data.input_shape, data.num_classes, pc.target_params, pc.target_macs, pc.norm)
+    mcfg = ModelConfig(model=cfg.teacher.model, args=cfg.teacher.args, train=cfg.student.train)
+    method = build_method(cfg.distill.method, temperature=cfg.distill.temperature, alpha=cfg.distill.alpha,
+                          label_smoothing=cfg.student.train.label_smoothing)
+    result = fit(pruned, mcfg, cfg, data, accel, "student_pruned", run_dir, progress, method, teacher=teacher)
+    return pruned, result, info
+
+
 def evaluate_model(model: nn.Module, data: DataSplits, accel: torch.device) -> tuple[dict, np.ndarray]:
     """Step 7: test metrics (never used to choose anything), validation accuracy, and the test logits."""
     test_logits = predict_logits(model, data.x_test, accel).numpy()
@@ -212,19 +227,31 @@ def run(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str
     accel = resolve_accelerator(cfg.accelerator)
 
     device = get_device(cfg.device, cfg.device_catalog)  # 1. the edge device
+    if cfg.latency_budget_ms is not None:
+        device = device.model_copy(update={"latency_budget_ms": cfg.latency_budget_ms})
     data = load_dataset(cfg.data.name, cfg.data.path, cfg.data.val_fraction, cfg.seed, cfg.data.options,
                         cfg.data.limit_train, cfg.data.limit_test)
     # 2-3. build the student first, so a mismatch or a device overflow is reported before any training.
     build_model(cfg.student, "student", data, cfg.seed + 1)
     early_fit = warn_early_fit(cfg, data, device) if cfg.deploy.enabled else None
+    pc = cfg.compress.prune
+    if pc.enabled:  # a dry run on the untrained teacher: an unprunable teacher or budget fails now, not after training
+        prune_to_budget(build_model(cfg.teacher, "teacher", data, cfg.seed), data.input_shape, data.num_classes,
+                        pc.target_params, pc.target_macs, pc.norm)
     teacher, teacher_train = obtain_teacher(cfg, data, accel, run_dir, progress)  # 4.
+    trained = {"teacher": (teacher, teacher_train, cfg.teacher)}
+    if pc.enabled:  # 5.
+        pruned, pruned_train, prune_info = prune_teacher(cfg, data, teacher, accel, run_dir, progress)
+        trained["student_pruned"] = (pruned, pruned_train, cfg.teacher)
     students = train_students(cfg, data, teacher, accel, run_dir, progress)  # 6.
+    trained |= {r: (m, t, cfg.student) for r, (m, t) in students.items()}
 
     models, test_logits = {}, {}
-    trained = {"teacher": (teacher, teacher_train, cfg.teacher), **{r: (m, t, cfg.student) for r, (m, t) in students.items()}}
     for role, (model, result, mcfg) in trained.items():  # 7.
         models[role], test_logits[role] = model_record(role, mcfg, model, result, data, accel)
     models["student_kd"]["distill"] = cfg.distill.model_dump()
+    if pc.enabled:
+        models["student_pruned"] |= {"pruning": prune_info, "distill": cfg.distill.model_dump()}
     if cfg.deploy.enabled:
         deployed = deploy_all(cfg, data, {r: m for r, (m, _, _) in trained.items()}, test_logits, device, run_dir,
                               progress)

@@ -5,7 +5,8 @@ from pathlib import Path
 
 from edgedistill.checkpoint import atomic_write_text
 
-LABELS = {"teacher": "teacher", "student_scratch": "student (scratch)", "student_kd": "student (KD)"}
+LABELS = {"teacher": "teacher", "student_scratch": "student (scratch)", "student_kd": "student (KD)",
+          "student_pruned": "pruned teacher (KD)"}
 
 
 def _kb(n: float) -> str:
@@ -19,6 +20,8 @@ def comparison_table(metrics: dict) -> str:
     rows = ["| model | arch | test acc | precision | recall | F1 | params | size fp32 | compression | vs scratch |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     for role, label in LABELS.items():
+        if role not in models:
+            continue
         m = models[role]
         t = m["test"]
         ratio = teacher["params"] / max(m["params"], 1)
@@ -43,7 +46,7 @@ def per_class_table(metrics: dict) -> str:
     names = list(models["teacher"]["test"]["per_class"])
     rows = ["| class | teacher F1 | scratch F1 | KD F1 | KD recall |", "|---|---|---|---|---|"]
     for name in names:
-        f1 = [models[r]["test"]["per_class"][name]["f1"] for r in LABELS]
+        f1 = [models[r]["test"]["per_class"][name]["f1"] for r in ("teacher", "student_scratch", "student_kd")]
         recall = models["student_kd"]["test"]["per_class"][name]["recall"]
         rows.append(f"| {name} | {f1[0]:.3f} | {f1[1]:.3f} | {f1[2]:.3f} | {recall:.3f} |")
     return "\n".join(rows)
@@ -62,7 +65,7 @@ def deployment_table(metrics: dict) -> str:
     rows = [f"| model | format | ORT test acc | file | MACs | peak act. RAM | p50 / p95 latency (host) | "
             f"throughput b64 | {device} |", "|---|---|---|---|---|---|---|---|---|"]
     for role, label in LABELS.items():
-        dep = metrics["models"][role].get("deploy")
+        dep = metrics["models"].get(role, {}).get("deploy")
         if not dep:
             continue
         if "error" in dep:
