@@ -48,6 +48,18 @@ def tiny() -> callable:
     return tiny_config
 
 
+@pytest.fixture(scope="session")
+def deployed_run(tmp_path_factory) -> tuple[Path, dict]:
+    """One tiny run with every step on (deployment to the MCU profile), shared by the tests that read its outputs."""
+    import edgedistill
+
+    cfg = tiny_config()
+    cfg["deploy"] = {"enabled": True, "latency_runs": 5, "calibration_samples": 32}
+    cfg["device"] = "mcu"
+    out = tmp_path_factory.mktemp("deployed") / "run"
+    return out, edgedistill.run(cfg, out_dir=out, progress=False).metrics
+
+
 def run_cli(*args: str, cwd: Path | None = None, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     """The real CLI in a fresh interpreter, as a user would run it."""
     env = {**os.environ, "PYTHONPATH": str(TESTS), **(env_extra or {})}

@@ -108,18 +108,14 @@ def test_teacher_families_export(tmp_path, name, args, shape):
         assert np.abs(ort_logits(path, x) - model(torch.as_tensor(x)).numpy()).max() <= 1e-4
 
 
-def test_pipeline_deploys_every_model_and_reports_fit(tmp_path, tiny):
-    cfg = tiny()
-    cfg["deploy"] = {"enabled": True, "latency_runs": 5, "calibration_samples": 32}
-    cfg["device"] = "mcu"
-    out = tmp_path / "run"
-    result = edgedistill.run(cfg, out_dir=out, progress=False)
+def test_pipeline_deploys_every_model_and_reports_fit(deployed_run):
+    out, metrics = deployed_run
     for role in ("teacher", "student_scratch", "student_kd"):
-        dep = result.metrics["models"][role]["deploy"]
+        dep = metrics["models"][role]["deploy"]
         assert set(dep["formats"]) == {"fp32", "int8"}, dep
         for dtype in ("fp32", "int8"):
             assert (out / "export" / f"{role}_{dtype}.onnx").is_file()
-    assert result.metrics["early_fit_check"]["fits"]
+    assert metrics["early_fit_check"]["fits"]
     report = (out / "report.md").read_text()
     assert "## Deployment" in report and "the KD student as int8 fits" in report
     assert json.loads((out / "metrics.json").read_text())["device"]["name"] == "mcu"

@@ -16,12 +16,15 @@ import torch.nn as nn
 from edgedistill.errors import UserError
 
 FORMAT = "edgedistill-checkpoint-v1"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file beside `path`, then rename: a partial file never carries the final name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode an ordinary open() would
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -20,6 +20,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     sub.add_parser("datasets", help="list the datasets")
     sub.add_parser("models", help="list the teachers and students in the zoo")
+    rep = sub.add_parser("report", help="rebuild report.md and report.html of a run from its metrics.json")
+    rep.add_argument("run_dir")
+    cmp_ = sub.add_parser("compare", help="one report across several runs")
+    cmp_.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    cmp_.add_argument("--out", required=True, help="folder for report.html and compare.md")
     d = sub.add_parser("devices", help="list the edge device profiles")
     d.add_argument("--catalog", help="your own device YAML, added to the packaged catalog")
     return p
@@ -37,7 +42,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         from edgedistill.report.markdown import fit_summary
 
         print(fit_summary(result.metrics))
-    print(f"run folder: {result.run_dir}  (metrics.json, report.md, config.yaml, *.pt, logs/)")
+    print(f"run folder: {result.run_dir}  (metrics.json, report.md, config.yaml, *.pt, export/, logs/)")
+    print(f"report: {result.run_dir / 'report.html'}")
     return 0
 
 
@@ -56,6 +62,20 @@ def cmd_models(_: argparse.Namespace) -> int:
     for name, e in list_models().items():
         print(f"{name:12s} {e.role:8s} {e.family:12s} {e.summary}")
     print("\nYour own model: model: 'package.module:factory' (the factory returns an nn.Module giving logits)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from edgedistill.report import rebuild_reports
+
+    print(f"report: {rebuild_reports(args.run_dir)}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from edgedistill.report import compare_runs
+
+    print(f"report: {compare_runs(args.run_dirs, args.out)}")
     return 0
 
 
@@ -79,7 +99,8 @@ def _bytes(n: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"run": cmd_run, "datasets": cmd_datasets, "models": cmd_models, "devices": cmd_devices}[args.command]
+    handler = {"run": cmd_run, "datasets": cmd_datasets, "models": cmd_models, "devices": cmd_devices,
+               "report": cmd_report, "compare": cmd_compare}[args.command]
     logging.basicConfig(format="edgedistill: warning: %(message)s", level=logging.WARNING)
     try:
         return handler(args)

@@ -28,7 +28,7 @@ from edgedistill.distill.trainer import TrainResult, predict_logits, train_model
 from edgedistill.errors import UserError
 from edgedistill.evaluate import classification_metrics, model_footprint
 from edgedistill.models import create_model
-from edgedistill.report import comparison_table, write_report_md
+from edgedistill.report import comparison_table, write_reports
 
 log = logging.getLogger("edgedistill")
 SCHEMA_VERSION = 1
@@ -271,5 +271,5 @@ def run(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str
     }
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     table = comparison_table(metrics)
-    write_report_md(run_dir / "report.md", metrics)
+    write_reports(run_dir, metrics)
     return RunResult(run_dir, metrics, table)

@@ -1,0 +1,71 @@
+"""report.html from metrics.json alone, checked in a real headless Chromium; `report` and `compare` commands."""
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import run_cli
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Chromium absent: apt-get install chromium")
+
+
+def chromium(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
+                           "--v=0", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_run_writes_self_contained_html(deployed_run):
+    out, _ = deployed_run
+    page = (out / "report.html").read_text()
+    assert "<img" in page and 'src="http' not in page and "<link" not in page  # nothing fetched from elsewhere
+    for heading in ("Comparison (test set)", "Deployment", "Trade-offs", "Training", "Where the student errs"):
+        assert heading in page
+    assert "KD student as int8 fits" in page
+    assert len(re.findall(r'src="data:image/png;base64,', page)) == 5
+
+
+@needs_chromium
+def test_report_renders_in_chromium_without_errors(deployed_run, tmp_path):
+    out, _ = deployed_run
+    url = (out / "report.html").as_uri()
+    dom = chromium("--dump-dom", url)
+    assert 'data-images-ok="true"' in dom.stdout, "an embedded chart failed to decode"
+    assert 'data-image-count="5"' in dom.stdout
+    console = [ln for ln in dom.stderr.splitlines() if ":CONSOLE" in ln]
+    assert console == [], console
+    shot = tmp_path / "report.png"
+    chromium("--window-size=1200,3000", f"--screenshot={shot}", url)
+    assert shot.stat().st_size > 20_000
+
+
+def test_report_command_rebuilds_from_metrics(deployed_run, tmp_path):
+    out, _ = deployed_run
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(out / "metrics.json", copy / "metrics.json")
+    proc = run_cli("report", str(copy))
+    assert proc.returncode == 0, proc.stderr
+    assert (copy / "report.html").is_file() and (copy / "report.md").is_file()
+    assert (copy / "report.md").read_text() == (out / "report.md").read_text()
+
+
+def test_compare_two_runs_that_differ_in_method(deployed_run, tmp_path, tiny):
+    import edgedistill
+
+    out, _ = deployed_run
+    other = tmp_path / "run_alpha05"
+    cfg = tiny()
+    cfg["distill"]["alpha"] = 0.5
+    edgedistill.run(cfg, out_dir=other, progress=False)
+    proc = run_cli("compare", str(out), str(other), "--out", str(tmp_path / "cmp"))
+    assert proc.returncode == 0, proc.stderr
+    table = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "a=0.9" in table and "a=0.5" in table and "run_alpha05" in table
+    assert (tmp_path / "cmp" / "report.html").read_text().count("<img") >= 4
+
+
+def test_report_of_a_folder_without_metrics(tmp_path):
+    proc = run_cli("report", str(tmp_path))
+    assert proc.returncode == 2 and "no metrics.json" in proc.stderr and "Traceback" not in proc.stderr
