@@ -31,6 +31,18 @@ def test_run_prints_table_and_writes_run_folder(tmp_path):
     assert json.loads((out / "metrics.json").read_text())["config"]["seed"] == 3
 
 
+def test_jsonl_progress_is_one_json_object_per_line(tmp_path):
+    cfg = write_config(tmp_path, tiny_config())
+    proc = run_cli("run", str(cfg), "--out", str(tmp_path / "run"), "--jsonl")
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    epochs = [e for e in events if e["event"] == "epoch"]
+    assert {e["role"] for e in epochs} == {"teacher", "student_scratch", "student_kd"}
+    assert all("val_accuracy" in e for e in epochs)
+    assert events[-1]["event"] == "finished" and "kd_gain_over_scratch" in events[-1]["comparison"]
+    assert "train teacher" not in proc.stderr  # no bars in this mode
+
+
 def test_listings():
     ds = run_cli("datasets")
     assert ds.returncode == 0 and "fashion_mnist" in ds.stdout and "mnist1d" in ds.stdout

@@ -18,6 +18,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="run folder (default runs/<name>-<timestamp>)")
     r.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--jsonl", action="store_true", help="progress as JSON lines on stdout, for logs and CI")
     sub.add_parser("datasets", help="list the datasets")
     sub.add_parser("models", help="list the teachers and students in the zoo")
     rep = sub.add_parser("report", help="rebuild report.md and report.html of a run from its metrics.json")
@@ -31,10 +32,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from edgedistill import progress
     from edgedistill.pipeline import run
 
+    progress.set_mode("jsonl" if args.jsonl else "quiet" if args.quiet else "bar")
     result = run(args.config, out_dir=args.out, overrides=args.overrides, overwrite=args.overwrite,
                  progress=not args.quiet)
+    if args.jsonl:
+        return 0
     print(result.table)
     gain = 100 * result.metrics["comparison"]["kd_gain_over_scratch"]
     print(f"\nKD gain over scratch: {gain:+.2f} points (one seed)")

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
 
 from edgedistill import __version__
 from edgedistill.checkpoint import atomic_write_text, load_weights, read_checkpoint, save_checkpoint
@@ -28,6 +27,7 @@ from edgedistill.distill.trainer import TrainResult, predict_logits, train_model
 from edgedistill.errors import UserError
 from edgedistill.evaluate import classification_metrics, model_footprint
 from edgedistill.models import create_model
+from edgedistill.progress import emit, track
 from edgedistill.report import comparison_table, write_reports
 
 log = logging.getLogger("edgedistill")
@@ -183,7 +183,8 @@ def deploy_all(cfg: ExperimentConfig, data: DataSplits, trained: dict[str, nn.Mo
     """Step 8a: export, quantize, score through ONNX Runtime, profile and fit-check each model."""
     calib = data.x_train[:cfg.deploy.calibration_samples]
     out = {}
-    for role, model in tqdm(trained.items(), desc="deploy", unit="model", disable=not progress):
+    for role, model in track(trained.items(), desc="export, quantize, profile", unit="model", enabled=progress,
+                             total=len(trained)):
         try:
             out[role] = deploy_model(model, role, data.input_shape, run_dir / "export", data.x_test, data.y_test,
                                      data.class_names, test_logits[role], calib, device, cfg.deploy.latency_runs,
@@ -191,6 +192,7 @@ def deploy_all(cfg: ExperimentConfig, data: DataSplits, trained: dict[str, nn.Mo
         except Exception as exc:  # a failed export must not throw away hours of training
             out[role] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
             log.warning("deployment of %s failed: %s", role, out[role]["error"])
+        emit("deployed", role=role, ok="error" not in out[role])
     return out
 
 
@@ -272,4 +274,5 @@ def run(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     table = comparison_table(metrics)
     write_reports(run_dir, metrics)
+    emit("finished", run_dir=str(run_dir), comparison=metrics["comparison"])
     return RunResult(run_dir, metrics, table)

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from edgedistill.config import AugmentConfig, TrainConfig
+from edgedistill.progress import emit, track
 
 LossFn = Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor], dict[str, torch.Tensor]]
 
@@ -113,7 +113,7 @@ def train_model(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_va
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text("")
-    bar = tqdm(range(1, cfg.epochs + 1), desc=f"train {role}", unit="epoch", disable=not progress, leave=True)
+    bar = track(range(1, cfg.epochs + 1), desc=f"train {role}", unit="epoch", enabled=progress)
     for epoch in bar:
         model.train()
         t0 = time.perf_counter()
@@ -156,6 +156,7 @@ def train_model(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_va
             raise FloatingPointError(f"{role}: the training loss became {row['train_loss']} in epoch {epoch}; "
                                      "lower the learning rate")
         result.history.append(row)
+        emit("epoch", role=role, epochs=cfg.epochs, **row)
         if log_path is not None:
             with log_path.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
