@@ -51,18 +51,18 @@ def test_report_command_rebuilds_from_metrics(deployed_run, tmp_path):
     assert (copy / "report.md").read_text() == (out / "report.md").read_text()
 
 
-def test_compare_two_runs_that_differ_in_method(deployed_run, tmp_path, tiny):
+def test_compare_two_runs_that_differ_only_in_method(deployed_run, tmp_path, tiny):
     import edgedistill
 
     out, _ = deployed_run
-    other = tmp_path / "run_alpha05"
+    other = tmp_path / "run_dkd"
     cfg = tiny()
-    cfg["distill"]["alpha"] = 0.5
+    cfg["distill"]["method"] = "dkd"
     edgedistill.run(cfg, out_dir=other, progress=False)
     proc = run_cli("compare", str(out), str(other), "--out", str(tmp_path / "cmp"))
     assert proc.returncode == 0, proc.stderr
     table = (tmp_path / "cmp" / "compare.md").read_text()
-    assert "a=0.9" in table and "a=0.5" in table and "run_alpha05" in table
+    assert "kd (T=4.0, alpha=0.9)" in table and "dkd (T=4.0, alpha=1.0, beta=8.0" in table and "run_dkd" in table
     assert (tmp_path / "cmp" / "report.html").read_text().count("<img") >= 4
 
 

@@ -58,10 +58,19 @@ class ModelConfig(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
 
 
+class DKDConfig(Strict):
+    """Decoupled KD weights (mdistiller's defaults for CIFAR-100: alpha 1, beta 8, CE weight 1)."""
+
+    alpha: float = Field(1.0, ge=0.0, description="weight of the target-class term (TCKD)")
+    beta: float = Field(8.0, ge=0.0, description="weight of the non-target term (NCKD)")
+    ce_weight: float = Field(1.0, ge=0.0)
+
+
 class DistillConfig(Strict):
-    method: Literal["kd"] = "kd"
+    method: Literal["kd", "dkd"] = "kd"
     temperature: float = Field(4.0, gt=0.0)
-    alpha: float = Field(0.9, ge=0.0, le=1.0, description="weight of the distillation term; 1-alpha weighs hard-label CE")
+    alpha: float = Field(0.9, ge=0.0, le=1.0, description="kd: weight of the distillation term; 1-alpha weighs CE")
+    dkd: DKDConfig = Field(default_factory=DKDConfig)
 
 
 class PruneConfig(Strict):

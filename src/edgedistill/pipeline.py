@@ -128,8 +128,7 @@ def train_students(cfg: ExperimentConfig, data: DataSplits, teacher: nn.Module, 
                                            progress, ce))
     kd_student = build_model(cfg.student, "student", data, cfg.seed + 1)
     kd_student.load_state_dict(init_state)
-    method = build_method(cfg.distill.method, temperature=cfg.distill.temperature, alpha=cfg.distill.alpha,
-                          label_smoothing=cfg.student.train.label_smoothing)
+    method = build_method(cfg.distill, cfg.student.train.label_smoothing)
     out["student_kd"] = (kd_student, fit(kd_student, cfg.student, cfg, data, accel, "student_kd", run_dir,
                                          progress, method, teacher=teacher))
     return out
@@ -142,8 +141,7 @@ def prune_teacher(cfg: ExperimentConfig, data: DataSplits, teacher: nn.Module, a
     pruned = copy.deepcopy(teacher).cpu()
     info = prune_to_budget(pruned, data.input_shape, data.num_classes, pc.target_params, pc.target_macs, pc.norm)
     mcfg = ModelConfig(model=cfg.teacher.model, args=cfg.teacher.args, train=cfg.student.train)
-    method = build_method(cfg.distill.method, temperature=cfg.distill.temperature, alpha=cfg.distill.alpha,
-                          label_smoothing=cfg.student.train.label_smoothing)
+    method = build_method(cfg.distill, cfg.student.train.label_smoothing)
     result = fit(pruned, mcfg, cfg, data, accel, "student_pruned", run_dir, progress, method, teacher=teacher)
     return pruned, result, info
 

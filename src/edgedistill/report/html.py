@@ -10,7 +10,7 @@ from pathlib import Path
 
 from edgedistill.checkpoint import atomic_write_text
 from edgedistill.report import plots
-from edgedistill.report.markdown import LABELS, _kb, comparison_table, deployment_table, fit_summary, verdict
+from edgedistill.report.markdown import LABELS, _kb, method_label, comparison_table, deployment_table, fit_summary, verdict
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
@@ -123,7 +123,7 @@ def compare_rows(runs: list[tuple[str, dict]]) -> str:
         fmt = kdep.get("formats", {}).get("int8") or kdep.get("formats", {}).get("fp32")
         fit = kdep.get("fit", {}).get("int8") or kdep.get("fit", {}).get("fp32")
         rows.append(f"| {label} | {m['dataset']['name']} | {md['teacher']['model']} | {md['student_kd']['model']} | "
-                    f"{d['method']} T={d['temperature']} a={d['alpha']} | {m['device']['name']} | "
+                    f"{method_label(d)} | {m['device']['name']} | "
                     f"{100 * md['teacher']['test']['accuracy']:.2f}% | "
                     f"{100 * md['student_scratch']['test']['accuracy']:.2f}% | "
                     f"{100 * md['student_kd']['test']['accuracy']:.2f}% | "

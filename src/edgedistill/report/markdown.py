@@ -9,6 +9,13 @@ LABELS = {"teacher": "teacher", "student_scratch": "student (scratch)", "student
           "student_pruned": "pruned teacher (KD)"}
 
 
+def method_label(distill: dict) -> str:
+    if distill["method"] == "dkd":
+        d = distill["dkd"]
+        return f"dkd (T={distill['temperature']}, alpha={d['alpha']}, beta={d['beta']}, CE weight {d['ce_weight']})"
+    return f"kd (T={distill['temperature']}, alpha={distill['alpha']})"
+
+
 def _kb(n: float) -> str:
     return f"{n / 1024:.1f} KB" if n < 1024**2 else f"{n / 1024**2:.2f} MB"
 
@@ -105,7 +112,7 @@ def write_report_md(path: Path, metrics: dict) -> None:
 
 Dataset: {ds['description']} — {ds['n_train']} train / {ds['n_val']} validation (carved from train) / \
 {ds['n_test']} test, {ds['num_classes']} classes, input {tuple(ds['input_shape'])}.
-Distillation: {d['method']} (temperature {d['temperature']}, alpha {d['alpha']}). Seed {metrics['config']['seed']}.
+Distillation: {method_label(d)}. Seed {metrics['config']['seed']}.
 Machine: {env['platform']}, torch {env['torch']}, {env['accelerator']}{' (' + env['gpu'] + ')' if env['gpu'] else ''}.
 Created {metrics['created']}. Checkpoints keep the best validation epoch; the test set chose nothing.
 

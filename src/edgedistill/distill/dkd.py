@@ -1,0 +1,42 @@
+"""Decoupled KD (Zhao et al., CVPR 2022): split the KD loss into a target-class term (TCKD, a binary KL on
+"target vs. the rest") and a non-target term (NCKD, KL over the non-target classes renormalised), and weigh them
+apart; plain KD ties NCKD's weight to the teacher's confidence, which DKD undoes.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def dkd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
+              temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(TCKD, NCKD), each a batch-mean KL(teacher || student) scaled by T^2."""
+    t = temperature
+    gt = F.one_hot(targets, student_logits.shape[1]).bool()
+    p_s = F.softmax(student_logits / t, dim=1)
+    p_t = F.softmax(teacher_logits / t, dim=1)
+    bin_s = torch.stack([p_s[gt], p_s.masked_fill(gt, 0).sum(1)], dim=1).clamp_min(1e-12)
+    bin_t = torch.stack([p_t[gt], p_t.masked_fill(gt, 0).sum(1)], dim=1).clamp_min(1e-12)
+    tckd = F.kl_div(bin_s.log(), bin_t, reduction="batchmean") * t**2
+    log_nt_s = F.log_softmax((student_logits / t).masked_fill(gt, float("-inf")), dim=1)
+    log_nt_t = F.log_softmax((teacher_logits / t).masked_fill(gt, float("-inf")), dim=1)
+    mask = ~gt
+    nckd = (log_nt_t.exp() * (log_nt_t - log_nt_s)).masked_fill(~mask, 0).sum(1).mean() * t**2
+    return tckd, nckd
+
+
+class DKD:
+    needs_teacher = True
+
+    def __init__(self, temperature: float = 4.0, alpha: float = 1.0, beta: float = 8.0, ce_weight: float = 1.0,
+                 label_smoothing: float = 0.0):
+        self.temperature, self.alpha, self.beta, self.ce_weight = temperature, alpha, beta, ce_weight
+        self.label_smoothing = label_smoothing
+
+    def __call__(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor | None,
+                 targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        if teacher_logits is None:
+            raise ValueError("DKD needs the teacher's logits")
+        tckd, nckd = dkd_terms(student_logits, teacher_logits, targets, self.temperature)
+        ce = F.cross_entropy(student_logits, targets, label_smoothing=self.label_smoothing)
+        return {"ce": self.ce_weight * ce, "tckd": self.alpha * tckd, "nckd": self.beta * nckd}
