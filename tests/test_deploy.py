@@ -164,3 +164,34 @@ def test_pruning_needs_a_budget(tiny):
     cfg["compress"] = {"prune": {"enabled": True}}
     with pytest.raises(UserError, match="compress.prune.*target_params or target_macs"):
         resolve_config(cfg)
+
+
+def test_fake_quant_leaves_weights_on_the_int8_grid():
+    from edgedistill.compress.qat import attach_fake_quant, detach_fake_quant
+
+    torch.manual_seed(0)
+    model = create_model("convnet", (1, 8, 8), 4, {"channels": [4, 8]})
+    handles = attach_fake_quant(model)
+    model.train()
+    loss = model(torch.randn(16, 1, 8, 8)).square().mean()
+    loss.backward()  # gradients flow through the rounding (straight-through)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters() if p.dim() > 1)
+    detach_fake_quant(model, handles)
+    assert not any(k for k in model.state_dict() if "parametrizations" in k)
+    for m in model.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            w = m.weight.detach()
+            scale = w.abs().amax(dim=tuple(range(1, w.dim())), keepdim=True) / 127
+            steps = w / scale
+            assert torch.allclose(steps, steps.round(), atol=1e-3)
+
+
+def test_qat_path_runs_and_is_deployed(tmp_path, tiny):
+    cfg = tiny()
+    cfg["deploy"] = {"enabled": True, "latency_runs": 5, "calibration_samples": 32, "qat": "always", "qat_epochs": 1}
+    result = edgedistill.run(cfg, out_dir=tmp_path / "r", progress=False)
+    qat = result.metrics["models"]["student_kd_qat"]
+    assert qat["qat_reason"] == "deploy.qat: always"
+    assert set(qat["deploy"]["formats"]) == {"fp32", "int8"}
+    assert (tmp_path / "r" / "export" / "student_kd_qat_int8.onnx").is_file()
+    assert "student (KD + QAT)" in (tmp_path / "r" / "report.md").read_text()

@@ -99,6 +99,11 @@ class DeployConfig(Strict):
     quantize: bool = Field(True, description="int8 static quantization with ONNX Runtime")
     calibration_samples: int = Field(512, ge=8, description="training samples used to calibrate int8 ranges")
     latency_runs: int = Field(100, ge=5, description="batch-1 runs timed for the latency percentiles")
+    qat: Literal["auto", "off", "always"] = Field(
+        "auto", description="quantization-aware KD fine-tuning of the KD student; auto: when int8 PTQ loses too much")
+    qat_threshold_points: float = Field(0.5, ge=0.0, description="auto QAT when PTQ loses more than this")
+    qat_epochs: int = Field(3, ge=1)
+    qat_lr_scale: float = Field(0.1, gt=0.0, le=1.0, description="QAT learning rate as a fraction of the student's")
 
 
 class ExperimentConfig(Strict):

@@ -20,6 +20,7 @@ from edgedistill import __version__
 from edgedistill.checkpoint import atomic_write_text, load_weights, read_checkpoint, save_checkpoint
 from edgedistill.config import ExperimentConfig, ModelConfig, config_to_yaml, resolve_config
 from edgedistill.compress import prune_to_budget
+from edgedistill.compress.qat import attach_fake_quant, detach_fake_quant
 from edgedistill.data import DataSplits, load_dataset
 from edgedistill.deploy import DeviceProfile, deploy_model, early_fit_check, get_device
 from edgedistill.distill import CrossEntropy, build_method
@@ -176,22 +177,40 @@ def warn_early_fit(cfg: ExperimentConfig, data: DataSplits, device: DeviceProfil
     return verdict
 
 
-def deploy_all(cfg: ExperimentConfig, data: DataSplits, trained: dict[str, nn.Module],
-               test_logits: dict[str, np.ndarray], device: DeviceProfile, run_dir: Path, progress: bool) -> dict:
-    """Step 8a: export, quantize, score through ONNX Runtime, profile and fit-check each model."""
-    calib = data.x_train[:cfg.deploy.calibration_samples]
-    out = {}
-    for role, model in track(trained.items(), desc="export, quantize, profile", unit="model", enabled=progress,
-                             total=len(trained)):
-        try:
-            out[role] = deploy_model(model, role, data.input_shape, run_dir / "export", data.x_test, data.y_test,
-                                     data.class_names, test_logits[role], calib, device, cfg.deploy.latency_runs,
-                                     cfg.deploy.quantize)
-        except Exception as exc:  # a failed export must not throw away hours of training
-            out[role] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
-            log.warning("deployment of %s failed: %s", role, out[role]["error"])
-        emit("deployed", role=role, ok="error" not in out[role])
-    return out
+def deploy_one(cfg: ExperimentConfig, data: DataSplits, role: str, model: nn.Module, test_logits: np.ndarray,
+               device: DeviceProfile, run_dir: Path) -> dict:
+    """Export, quantize, score through ONNX Runtime, profile and fit-check one model; failures are recorded."""
+    try:
+        record = deploy_model(model, role, data.input_shape, run_dir / "export", data.x_test, data.y_test,
+                              data.class_names, test_logits, data.x_train[:cfg.deploy.calibration_samples], device,
+                              cfg.deploy.latency_runs, cfg.deploy.quantize)
+    except Exception as exc:  # a failed export must not throw away hours of training
+        record = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+        log.warning("deployment of %s failed: %s", role, record["error"])
+    emit("deployed", role=role, ok="error" not in record)
+    return record
+
+
+def int8_loss_points(record: dict) -> float | None:
+    formats = record.get("formats", {})
+    if "int8" not in formats:
+        return None
+    return 100 * (formats["fp32"]["test_accuracy_onnxruntime"] - formats["int8"]["test_accuracy_onnxruntime"])
+
+
+def quantization_aware_finetune(cfg: ExperimentConfig, data: DataSplits, student: nn.Module, teacher: nn.Module,
+                                accel: torch.device, run_dir: Path, progress: bool) -> tuple[nn.Module, TrainResult]:
+    """Step 8b: a few epochs of KD with int8 simulated, starting from the KD student, at a lower learning rate."""
+    model = copy.deepcopy(student)
+    handles = attach_fake_quant(model)
+    train = cfg.student.train.model_copy(update={"epochs": cfg.deploy.qat_epochs, "schedule": "cosine",
+                                                 "lr": cfg.student.train.lr * cfg.deploy.qat_lr_scale})
+    mcfg = ModelConfig(model=cfg.student.model, args=cfg.student.args, train=train)
+    result = fit(model, mcfg, cfg, data, accel, "student_kd_qat", run_dir, progress,
+                 build_method(cfg.distill, train.label_smoothing), teacher=teacher)
+    detach_fake_quant(model, handles)
+    save_checkpoint(run_dir / "student_kd_qat.pt", model, checkpoint_meta(mcfg, data, "student_kd_qat"))
+    return model, result
 
 
 def compare(models: dict[str, dict]) -> dict:
@@ -252,11 +271,22 @@ def run(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str
     models["student_kd"]["distill"] = cfg.distill.model_dump()
     if pc.enabled:
         models["student_pruned"] |= {"pruning": prune_info, "distill": cfg.distill.model_dump()}
-    if cfg.deploy.enabled:
-        deployed = deploy_all(cfg, data, {r: m for r, (m, _, _) in trained.items()}, test_logits, device, run_dir,
-                              progress)
-        for role, record in deployed.items():
-            models[role]["deploy"] = record
+    if cfg.deploy.enabled:  # 8.
+        for role, (model, _, _) in track(trained.items(), desc="export, quantize, profile", unit="model",
+                                          enabled=progress, total=len(trained)):
+            models[role]["deploy"] = deploy_one(cfg, data, role, model, test_logits[role], device, run_dir)
+        loss = int8_loss_points(models["student_kd"]["deploy"])
+        if cfg.deploy.qat == "always" or (cfg.deploy.qat == "auto" and loss is not None
+                                          and loss > cfg.deploy.qat_threshold_points):
+            qat_model, qat_train = quantization_aware_finetune(cfg, data, trained["student_kd"][0], teacher, accel,
+                                                               run_dir, progress)
+            models["student_kd_qat"], qat_logits = model_record("student_kd_qat", cfg.student, qat_model, qat_train,
+                                                                data, accel)
+            models["student_kd_qat"]["deploy"] = deploy_one(cfg, data, "student_kd_qat", qat_model, qat_logits,
+                                                            device, run_dir)
+            models["student_kd_qat"]["qat_reason"] = ("deploy.qat: always" if cfg.deploy.qat == "always"
+                                                      else f"int8 PTQ lost {loss:.2f} points")
+            models["student_kd_qat"]["ptq_int8_loss_points"] = loss
     metrics = {
         "schema_version": SCHEMA_VERSION,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

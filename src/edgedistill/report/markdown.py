@@ -6,7 +6,7 @@ from pathlib import Path
 from edgedistill.checkpoint import atomic_write_text
 
 LABELS = {"teacher": "teacher", "student_scratch": "student (scratch)", "student_kd": "student (KD)",
-          "student_pruned": "pruned teacher (KD)"}
+          "student_pruned": "pruned teacher (KD)", "student_kd_qat": "student (KD + QAT)"}
 
 
 def method_label(distill: dict) -> str:

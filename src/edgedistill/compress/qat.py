@@ -1,0 +1,64 @@
+"""Quantization-aware fine-tuning, for when int8 post-training quantization costs too much accuracy.
+
+The student trains on with the int8 grid simulated: weights fake-quantized per output channel (symmetric, as ONNX
+Runtime quantizes them) and every Conv/Linear input fake-quantized per tensor (asymmetric uint8, ranges tracked as
+a running min/max). Gradients pass straight through the rounding. Afterwards the weights are left on the grid, so
+ONNX Runtime's static quantization of the exported model reproduces them exactly (BN folding rescales whole output
+channels, which keeps a per-channel symmetric grid intact).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from torch.nn.utils import parametrize
+
+QUANTIZED = (nn.Conv1d, nn.Conv2d, nn.Linear)
+
+
+class WeightFakeQuant(nn.Module):
+    """Per-output-channel symmetric int8 rounding with a straight-through gradient."""
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        dims = tuple(range(1, w.dim()))
+        scale = w.detach().abs().amax(dim=dims, keepdim=True).clamp_min(1e-8) / 127.0
+        return w + (torch.clamp(torch.round(w / scale), -127, 127) * scale - w).detach()
+
+
+class InputFakeQuant:
+    """A forward pre-hook: asymmetric uint8 fake quantization of a layer's input, with running min/max."""
+
+    def __init__(self, momentum: float = 0.1):
+        self.momentum = momentum
+        self.lo: torch.Tensor | None = None
+        self.hi: torch.Tensor | None = None
+
+    def __call__(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        x = inputs[0]
+        lo, hi = x.detach().amin().clamp(max=0), x.detach().amax().clamp(min=0)
+        if self.lo is None or module.training:
+            m = 1.0 if self.lo is None else self.momentum
+            self.lo = lo if self.lo is None else (1 - m) * self.lo + m * lo
+            self.hi = hi if self.hi is None else (1 - m) * self.hi + m * hi
+        scale = ((self.hi - self.lo) / 255.0).clamp_min(1e-8)
+        zero = torch.round(-self.lo / scale)
+        xq = (torch.clamp(torch.round(x / scale) + zero, 0, 255) - zero) * scale
+        return (x + (xq - x).detach(), *inputs[1:])
+
+
+def attach_fake_quant(model: nn.Module) -> list:
+    """Simulate int8 in place; returns the hook handles so `detach_fake_quant` can undo it."""
+    handles = []
+    for module in model.modules():
+        if isinstance(module, QUANTIZED):
+            parametrize.register_parametrization(module, "weight", WeightFakeQuant())
+            handles.append(module.register_forward_pre_hook(InputFakeQuant()))
+    return handles
+
+
+def detach_fake_quant(model: nn.Module, handles: list) -> None:
+    """Remove the simulation, leaving each weight at its quantized value."""
+    for h in handles:
+        h.remove()
+    for module in model.modules():
+        if isinstance(module, QUANTIZED) and parametrize.is_parametrized(module, "weight"):
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
