@@ -80,6 +80,7 @@ class PruneConfig(Strict):
     target_params: int | None = Field(None, ge=1)
     target_macs: int | None = Field(None, ge=1)
     norm: Literal[1, 2] = Field(2, description="channel importance: L1 or L2 magnitude")
+    epochs: int | None = Field(None, ge=1, description="KD fine-tuning epochs after pruning (default: the student's)")
 
     @model_validator(mode="after")
     def _needs_a_budget(self) -> "PruneConfig":

@@ -141,8 +141,9 @@ def prune_teacher(cfg: ExperimentConfig, data: DataSplits, teacher: nn.Module, a
     pc = cfg.compress.prune
     pruned = copy.deepcopy(teacher).cpu()
     info = prune_to_budget(pruned, data.input_shape, data.num_classes, pc.target_params, pc.target_macs, pc.norm)
-    mcfg = ModelConfig(model=cfg.teacher.model, args=cfg.teacher.args, train=cfg.student.train)
-    method = build_method(cfg.distill, cfg.student.train.label_smoothing)
+    train = cfg.student.train.model_copy(update={"epochs": pc.epochs or cfg.student.train.epochs})
+    mcfg = ModelConfig(model=cfg.teacher.model, args=cfg.teacher.args, train=train)
+    method = build_method(cfg.distill, train.label_smoothing)
     result = fit(pruned, mcfg, cfg, data, accel, "student_pruned", run_dir, progress, method, teacher=teacher)
     return pruned, result, info
 
