@@ -31,10 +31,10 @@ def command_line() -> str:
     return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0])] + sys.argv[1:])
 
 
-def header(wall_seconds: float) -> str:
+def header(wall_seconds: float, what: str = "wall time") -> str:
     date = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     return (f"- command: `{command_line()}`\n- date: {date}\n- machine: {machine()}\n"
-            f"- wall time: {wall_seconds / 60:.1f} min\n")
+            f"- {what}: {wall_seconds / 60:.1f} min\n")
 
 
 def replace_section(key: str, body: str, doc: Path = DOC) -> None:
@@ -52,7 +52,11 @@ def model_rows(metrics: dict) -> str:
     """Teacher / scratch / KD rows with accuracy, F1, params, fp32 size and training time."""
     rows = ["| model | arch | test acc | macro F1 | params | size fp32 | best epoch | train time |",
             "|---|---|---|---|---|---|---|---|"]
-    for role, label in (("teacher", "teacher"), ("student_scratch", "student scratch"), ("student_kd", "student KD")):
+    labels = {"teacher": "teacher", "student_scratch": "student scratch", "student_kd": "student KD",
+              "student_pruned": "pruned teacher, KD fine-tuned", "student_kd_qat": "student KD + QAT"}
+    for role, label in labels.items():
+        if role not in metrics["models"]:
+            continue
         m = metrics["models"][role]
         tr = m.get("train", {})
         train = f"{tr['seconds'] / 60:.1f} min" if tr else "loaded"
