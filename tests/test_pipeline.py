@@ -131,3 +131,20 @@ def test_trainer_learns_and_keeps_best_validation_weights():
     assert res.best_val_accuracy > 0.9
     best = res.history[res.best_epoch - 1]["val_accuracy"]
     assert best == max(r["val_accuracy"] for r in res.history) == res.best_val_accuracy
+
+
+def test_nan_loss_stops_with_epoch_and_batch_and_keeps_last_good_checkpoint(tmp_path, tiny):
+    cfg = tiny(teacher="user_models:nan_after_one_epoch")
+    cfg["teacher"]["train"]["epochs"] = 3  # 4 batches per epoch: epoch 1 is good, epoch 2 diverges at batch 1
+    with pytest.raises(FloatingPointError, match="loss became nan in epoch 2, batch 1; the last good checkpoint"):
+        edgedistill.run(cfg, out_dir=tmp_path / "r", progress=False)
+    saved = torch.load(tmp_path / "r" / "teacher.pt", weights_only=True)
+    assert saved["epoch"] == 1
+
+
+def test_nan_batches_can_be_skipped(tmp_path, tiny):
+    cfg = tiny(teacher="user_models:nan_after_one_epoch")
+    cfg["teacher"]["train"].update(epochs=2, on_nonfinite="skip")
+    result = edgedistill.run(cfg, out_dir=tmp_path / "r", progress=False)
+    history = result.metrics["models"]["teacher"]["train"]["history"]
+    assert [h["skipped_nonfinite_batches"] for h in history] == [0, 4]

@@ -20,3 +20,27 @@ def five_class_model(input_shape):
 
 def not_a_module(num_classes):
     return "oops"
+
+
+class NanAfter(nn.Module):
+    """Trains normally for `good_steps` training forwards, then returns NaN: a run that diverges mid-way."""
+
+    def __init__(self, input_shape, num_classes, good_steps=4):
+        super().__init__()
+        width = 1
+        for s in input_shape:
+            width *= s
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(width, num_classes))
+        self.good_steps, self.calls = good_steps, 0
+
+    def forward(self, x):
+        out = self.body(x)
+        if self.training:
+            self.calls += 1
+            if self.calls > self.good_steps:
+                return out * float("nan")
+        return out
+
+
+def nan_after_one_epoch(input_shape, num_classes):
+    return NanAfter(input_shape, num_classes, good_steps=4)

@@ -48,6 +48,8 @@ class TrainConfig(Strict):
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="autocast dtype; auto is bf16 on CUDA and fp32 on the CPU")
+    on_nonfinite: Literal["stop", "skip"] = Field(
+        "stop", description="a NaN/inf loss stops the run (keeping the last good checkpoint) or skips that batch")
     max_steps_per_epoch: int | None = Field(None, ge=1, description="cap on batches per epoch, for smoke runs")
 
 

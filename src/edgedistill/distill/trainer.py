@@ -119,8 +119,8 @@ def train_model(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_va
         t0 = time.perf_counter()
         order = torch.randperm(len(xt), generator=gen)
         sums: dict[str, float] = {}
-        correct, seen = 0, 0
-        for step in range(n_steps):
+        correct, seen, skipped = 0, 0, 0
+        for step in range(n_steps):  # noqa: B007 (step names the batch in errors)
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             xb = augment_batch(xt[idx], augment, gen).to(device, non_blocking=True)
             yb = yt[idx].to(device, non_blocking=True)
@@ -132,6 +132,13 @@ def train_model(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_va
                 logits = model(xb)
                 terms = loss_fn(logits.float(), teacher_logits, yb)
             loss = sum(terms.values())
+            if not torch.isfinite(loss):
+                if cfg.on_nonfinite == "skip":
+                    skipped += 1
+                    continue
+                raise FloatingPointError(
+                    f"{role}: the loss became {loss.item()} in epoch {epoch}, batch {step + 1}; the last good "
+                    "checkpoint is kept. Lower the learning rate, or set train.on_nonfinite: skip")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -146,15 +153,14 @@ def train_model(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_va
         row = {
             "epoch": epoch,
             "lr": opt.param_groups[0]["lr"],
-            **{f"train_{k}": v / seen for k, v in sums.items()},
-            "train_accuracy": correct / seen,
+            **{f"train_{k}": v / max(seen, 1) for k, v in sums.items()},
+            "train_loss": sums.get("loss", float("nan")) / max(seen, 1),
+            "train_accuracy": correct / max(seen, 1),
             "val_loss": F.cross_entropy(val_logits, y_val_t).item(),
             "val_accuracy": (val_logits.argmax(1) == y_val_t).float().mean().item(),
             "seconds": time.perf_counter() - t0,
+            "skipped_nonfinite_batches": skipped,
         }
-        if not math.isfinite(row["train_loss"]):
-            raise FloatingPointError(f"{role}: the training loss became {row['train_loss']} in epoch {epoch}; "
-                                     "lower the learning rate")
         result.history.append(row)
         emit("epoch", role=role, epochs=cfg.epochs, **row)
         if log_path is not None:
