@@ -120,9 +120,17 @@ def test_npz_missing_array_is_named(tmp_path):
 def test_npz_label_out_of_range(tmp_path):
     f = tmp_path / "d.npz"
     np.savez(f, x_train=np.zeros((6, 3)), y_train=np.array([0, 1, 0, 1, 0, 1]),
-             x_test=np.zeros((2, 3)), y_test=np.array([-1, 1]))
-    with pytest.raises(UserError, match="labels must be class indices 0..1, found -1..1"):
-        load_dataset("npz", path=str(f))
+             x_test=np.zeros((2, 3)), y_test=np.array([2, 1]))
+    with pytest.raises(UserError, match=r"class indices 0..1 \(options.num_classes\), found 0..2"):
+        load_dataset("npz", path=str(f), options={"num_classes": 2})
+
+
+def test_one_based_integer_labels_make_no_phantom_class(tmp_path):
+    f = tmp_path / "t.csv"
+    f.write_text("\n".join(["a,label"] + [f"{i},{1 + i % 2}" for i in range(40)] + ["0,10", "1,10", "2,10",
+                                                                                   "3,10", "4,10"]))
+    d = load_dataset("csv", path=str(f))
+    assert d.class_names == ["1", "2", "10"]
 
 
 def test_csv_with_string_labels(tmp_path):
@@ -169,6 +177,20 @@ def test_image_folder_wrong_size_is_refused(tmp_path):
         load_dataset("image_folder", path=str(tmp_path))
     d = load_dataset("image_folder", path=str(tmp_path), options={"size": [8, 8]})
     assert d.input_shape == (1, 8, 8)
+
+
+def test_single_sample_class_and_empty_folder_are_one_line_errors(tmp_path):
+    f = tmp_path / "t.csv"
+    f.write_text("a,label\n" + "".join(f"{i},0\n" for i in range(9)) + "9,1\n")
+    d = load_dataset("csv", path=str(f), options={"test_fraction": 0.2})  # class 1 has one sample: no stratifying
+    assert len(d.y_test) == 2
+    with pytest.raises(UserError, match="too few to carve a validation split"):
+        load_dataset("csv", path=str(f), options={"test_fraction": 0.9})
+    with pytest.raises(UserError, match="test_fraction must lie between 0 and 1"):
+        load_dataset("csv", path=str(f), options={"test_fraction": 1.5})
+    (tmp_path / "imgs" / "cat").mkdir(parents=True)
+    with pytest.raises(UserError, match="no images found"):
+        load_dataset("image_folder", path=str(tmp_path / "imgs"))
 
 
 def test_unknown_dataset_lists_choices():

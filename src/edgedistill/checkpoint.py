@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from edgedistill.errors import UserError
+from edgedistill.errors import UserError, first_line
 
 FORMAT = "edgedistill-checkpoint-v1"
 _UMASK = os.umask(0)
@@ -56,14 +56,13 @@ def read_checkpoint(path: str | Path, field: str = "checkpoint") -> dict[str, An
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             obj = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
-        what = f" such as {found.group(1)}" if found else ""
-        raise UserError(f"{field}: {p} holds objects that are unsafe to unpickle{what}; it was not loaded. "
-                        "Save only a state_dict or an edgedistill checkpoint") from None
-    except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{field}: {p} is not a readable torch checkpoint ({first})") from None
+    except Exception as exc:  # torch.load raises many types for files that are not checkpoints
+        if isinstance(exc, pickle.UnpicklingError) and "Unsupported global" in str(exc):
+            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+            what = f" such as {found.group(1)}" if found else ""
+            raise UserError(f"{field}: {p} holds objects that are unsafe to unpickle{what}; it was not loaded. "
+                            "Save only a state_dict or an edgedistill checkpoint") from None
+        raise UserError(f"{field}: {p} is not a readable torch checkpoint ({first_line(exc)})") from None
     if isinstance(obj, dict) and "state_dict" in obj:
         return obj
     if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from edgedistill.errors import UserError
+from edgedistill.errors import UserError, first_line
 
 
 class Strict(BaseModel):
@@ -138,7 +138,7 @@ def packaged_config_text(name: str = DEFAULT_CONFIG) -> str:
     return resources.files("edgedistill").joinpath("configs", name).read_text()
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
+def format_validation_error(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
     kind = first["type"]
@@ -189,7 +189,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         p = Path(path)
         if not p.is_file():
             raise UserError(f"config file {str(p)!r} not found; pass an existing YAML file or omit it for the default")
-        source, text = str(p), p.read_text()
+        try:
+            source, text = str(p), p.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"config file {str(p)!r} cannot be read as text ({first_line(exc)})") from None
     try:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
@@ -206,7 +209,7 @@ def validate_config(raw: dict[str, Any], source: str = "config") -> ExperimentCo
     try:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as err:
-        raise UserError(_format_validation_error(err, source)) from None
+        raise UserError(format_validation_error(err, source)) from None
 
 
 def resolve_config(config: "ExperimentConfig | dict | str | Path | None",

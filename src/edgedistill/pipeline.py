@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import platform
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,14 +26,13 @@ from edgedistill.data import DataSplits, load_dataset
 from edgedistill.deploy import DeviceProfile, deploy_model, early_fit_check, get_device
 from edgedistill.distill import CrossEntropy, build_method
 from edgedistill.distill.trainer import TrainResult, predict_logits, train_model
-from edgedistill.errors import UserError
+from edgedistill.errors import UserError, first_line
 from edgedistill.evaluate import classification_metrics, model_footprint
 from edgedistill.models import create_model
 from edgedistill.progress import emit, track
-from edgedistill.report import comparison_table, write_reports
+from edgedistill.report import SCHEMA_VERSION, comparison_table, write_reports
 
 log = logging.getLogger("edgedistill")
-SCHEMA_VERSION = 1
 ROLES = ("teacher", "student_scratch", "student_kd")
 
 
@@ -52,10 +52,13 @@ def resolve_accelerator(choice: str) -> torch.device:
 
 
 def prepare_run_dir(out: Path, overwrite: bool) -> Path:
-    """A finished run (one with metrics.json) is never overwritten unless asked to."""
-    if (out / "metrics.json").exists():
+    """Nothing already written is lost: a non-empty folder is replaced only with --overwrite."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: is a file; choose a folder")
+    if out.is_dir() and any(out.iterdir()):
         if not overwrite:
-            raise UserError(f"--out {out}: holds a finished run; pass --overwrite to replace it or choose another folder")
+            kind = "a finished run" if (out / "metrics.json").exists() else "files (an unfinished run?)"
+            raise UserError(f"--out {out}: holds {kind}; pass --overwrite to replace it or choose another folder")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     return out
@@ -65,8 +68,10 @@ def build_model(mcfg: ModelConfig, role: str, data: DataSplits, seed: int) -> nn
     torch.manual_seed(seed)
     try:
         model = create_model(mcfg.model, data.input_shape, data.num_classes, mcfg.args, field=f"{role}.model")
-    except ValueError as exc:
-        raise UserError(f"{role}.args: {exc}") from None
+    except UserError:
+        raise
+    except Exception as exc:  # a factory may reject its arguments with any exception type
+        raise UserError(f"{role}.args: {first_line(exc)}; check the model's arguments") from None
     check_output_classes(model, role, data)
     return model
 
@@ -77,9 +82,9 @@ def check_output_classes(model: nn.Module, role: str, data: DataSplits) -> None:
     with torch.no_grad():
         try:
             out = model(torch.as_tensor(data.x_train[:2]))
-        except RuntimeError as exc:
-            first = str(exc).splitlines()[0]
-            raise UserError(f"{role}.model: does not accept inputs of shape {data.input_shape} ({first})") from None
+        except Exception as exc:
+            raise UserError(f"{role}.model: does not accept inputs of shape {data.input_shape} "
+                            f"({first_line(exc)})") from None
     if out.dim() != 2 or out.shape[1] != data.num_classes:
         raise UserError(f"{role}.model: outputs {tuple(out.shape[1:])} logits per sample, but dataset "
                         f"{data.name!r} has {data.num_classes} classes; teacher and student must both have "
@@ -171,7 +176,11 @@ def model_record(role: str, mcfg: ModelConfig, model: nn.Module, trained: TrainR
 def warn_early_fit(cfg: ExperimentConfig, data: DataSplits, device: DeviceProfile) -> dict:
     """Before any training: would the configured student fit the device? Warn now, naming what overflows."""
     probe = build_model(cfg.student, "student", data, cfg.seed + 1)
-    verdict = early_fit_check(probe, data.input_shape, data.x_train[:64], device)
+    try:
+        verdict = early_fit_check(probe, data.input_shape, data.x_train[:64], device)
+    except Exception as exc:  # the check must not stop a run whose export would fail only later
+        log.warning("could not check the student's fit before training (%s)", first_line(exc))
+        return {"error": first_line(exc)}
     if not verdict["fits"]:
         log.warning("student %r will not fit device %r as %s: %s", cfg.student.model, device.name,
                     verdict["dtype"], "; ".join(verdict["overflows"]))
@@ -182,21 +191,22 @@ def deploy_one(cfg: ExperimentConfig, data: DataSplits, role: str, model: nn.Mod
                device: DeviceProfile, run_dir: Path) -> dict:
     """Export, quantize, score through ONNX Runtime, profile and fit-check one model; failures are recorded."""
     try:
-        record = deploy_model(model, role, data.input_shape, run_dir / "export", data.x_test, data.y_test,
-                              data.class_names, test_logits, data.x_train[:cfg.deploy.calibration_samples], device,
-                              cfg.deploy.latency_runs, cfg.deploy.quantize)
+        record = deploy_model(model, role, data.input_shape, run_dir / "export", data, test_logits,
+                              data.x_train[:cfg.deploy.calibration_samples], device, cfg.deploy.latency_runs,
+                              cfg.deploy.quantize)
     except Exception as exc:  # a failed export must not throw away hours of training
-        record = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+        record = {"error": first_line(exc)}
         log.warning("deployment of %s failed: %s", role, record["error"])
     emit("deployed", role=role, ok="error" not in record)
     return record
 
 
 def int8_loss_points(record: dict) -> float | None:
+    """Validation accuracy int8 PTQ cost, in points (validation, so the test set chooses nothing)."""
     formats = record.get("formats", {})
     if "int8" not in formats:
         return None
-    return 100 * (formats["fp32"]["test_accuracy_onnxruntime"] - formats["int8"]["test_accuracy_onnxruntime"])
+    return 100 * (formats["fp32"]["val_accuracy_onnxruntime"] - formats["int8"]["val_accuracy_onnxruntime"])
 
 
 def quantization_aware_finetune(cfg: ExperimentConfig, data: DataSplits, student: nn.Module, teacher: nn.Module,
@@ -242,8 +252,9 @@ def run(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = prepare_run_dir(Path(out_dir) if out_dir else Path("runs") / f"{cfg.name}-{stamp}", overwrite)
     atomic_write_text(run_dir / "config.yaml", config_to_yaml(cfg))
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True)
+    if cfg.deterministic:  # warn_only: some CUDA kernels have no deterministic version
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
     accel = resolve_accelerator(cfg.accelerator)
 
     device = get_device(cfg.device, cfg.device_catalog)  # 1. the edge device
@@ -286,8 +297,8 @@ def run(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str
             models["student_kd_qat"]["deploy"] = deploy_one(cfg, data, "student_kd_qat", qat_model, qat_logits,
                                                             device, run_dir)
             models["student_kd_qat"]["qat_reason"] = ("deploy.qat: always" if cfg.deploy.qat == "always"
-                                                      else f"int8 PTQ lost {loss:.2f} points")
-            models["student_kd_qat"]["ptq_int8_loss_points"] = loss
+                                                      else f"int8 PTQ lost {loss:.2f} validation points")
+            models["student_kd_qat"]["ptq_int8_val_loss_points"] = loss
     metrics = {
         "schema_version": SCHEMA_VERSION,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

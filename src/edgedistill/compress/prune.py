@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from edgedistill.errors import UserError
+from edgedistill.errors import UserError, first_line
 
 
 def _classifier(model: nn.Module, num_classes: int) -> list[nn.Module]:
@@ -37,9 +37,8 @@ def prune_to_budget(model: nn.Module, input_shape: tuple[int, ...], num_classes:
             pruner.step()
             macs, params = (int(v) for v in tp.utils.count_ops_and_params(model, example))
     except Exception as exc:  # Torch-Pruning raises many types for graphs it cannot trace
-        raise UserError(f"compress.prune: Torch-Pruning cannot prune this teacher ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else ''}); prune a CNN teacher or switch pruning off"
-                        ) from None
+        raise UserError(f"compress.prune: Torch-Pruning cannot prune this teacher ({first_line(exc)}); "
+                        "prune a CNN teacher or switch pruning off") from None
     if not _fits(params, macs, target_params, target_macs):
         raise UserError(f"compress.prune: reached {params:,} params / {macs:,} MACs, short of the budget "
                         f"({target_params} params, {target_macs} MACs); raise the budget")

@@ -101,6 +101,16 @@ def _can_stratify(y: np.ndarray, test_fraction: float) -> bool:
     return counts[counts > 0].min() >= 2 and n_test >= present and len(y) - n_test >= present
 
 
+def fixed_split(x: np.ndarray, y: np.ndarray, test_fraction: float, source: str):
+    """The held-out test split of a source without one: stratified when possible, fixed by seed 0."""
+    if not 0.0 < test_fraction < 1.0:
+        raise UserError(f"{source}: test_fraction must lie between 0 and 1, got {test_fraction}")
+    if len(y) < 2 or int(np.ceil(test_fraction * len(y))) >= len(y):
+        raise UserError(f"{source}: {len(y)} samples are too few to hold out a test split")
+    stratify = y if _can_stratify(np.unique(y, return_inverse=True)[1], test_fraction) else None
+    return train_test_split(x, y, test_size=test_fraction, random_state=0, stratify=stratify)
+
+
 def _subset(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.ndarray]:
     """A stratified subset with a fixed seed, for smoke runs and tests on tiny data."""
     if n is None or n >= len(y):
@@ -124,6 +134,10 @@ def load_dataset(name: str, path: str | None = None, val_fraction: float = 0.1, 
     _check_raw(name, raw)
     raw.x_train, raw.y_train = _subset(raw.x_train, raw.y_train, limit_train)
     raw.x_test, raw.y_test = _subset(raw.x_test, raw.y_test, limit_test)
+    n_val = int(np.ceil(val_fraction * len(raw.y_train)))
+    if n_val >= len(raw.y_train):
+        raise UserError(f"dataset {name!r}: {len(raw.y_train)} training samples are too few to carve a validation "
+                        "split from; add data or lower data.val_fraction")
     stratify = raw.y_train if _can_stratify(raw.y_train, val_fraction) else None
     x_tr, x_val, y_tr, y_val = train_test_split(
         raw.x_train, raw.y_train, test_size=val_fraction, random_state=seed, stratify=stratify

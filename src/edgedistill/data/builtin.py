@@ -8,9 +8,8 @@ import struct
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
-from edgedistill.data import RawSplits, register_dataset
+from edgedistill.data import RawSplits, fixed_split, register_dataset
 from edgedistill.errors import UserError
 
 FASHION_FILES = {
@@ -111,9 +110,9 @@ def load_mnist1d(path: str | None = None, seed: int | None = None) -> RawSplits:
     )
 
 
-def _fixed_split(x: np.ndarray, y: np.ndarray, test_fraction: float = 0.2):
-    """A held-out test split fixed once (seed 0), independent of the experiment's seed."""
-    return train_test_split(x, y, test_size=test_fraction, random_state=0, stratify=y)
+def _fixed_split(x: np.ndarray, y: np.ndarray, name: str):
+    """scikit-learn's sets have no official split: hold out 20%, fixed once, independent of the experiment's seed."""
+    return fixed_split(x, y, 0.2, f"dataset {name!r}")
 
 
 @register_dataset("digits", "scikit-learn digits, 8x8 grey images, 10 classes (fixed 80/20 split)")
@@ -122,7 +121,7 @@ def load_digits(path: str | None = None) -> RawSplits:
 
     bunch = sk_digits()
     x = (bunch.images.astype(np.float32) / 16.0)[:, None, :, :]
-    x_tr, x_te, y_tr, y_te = _fixed_split(x, bunch.target.astype(np.int64))
+    x_tr, x_te, y_tr, y_te = _fixed_split(x, bunch.target.astype(np.int64), "digits")
     return RawSplits(x_tr, y_tr, x_te, y_te, [str(i) for i in range(10)], "scikit-learn digits, 80/20 split (seed 0)")
 
 
@@ -131,7 +130,8 @@ def load_breast_cancer(path: str | None = None) -> RawSplits:
     from sklearn.datasets import load_breast_cancer as sk_bc
 
     bunch = sk_bc()
-    x_tr, x_te, y_tr, y_te = _fixed_split(bunch.data.astype(np.float32), bunch.target.astype(np.int64))
+    x_tr, x_te, y_tr, y_te = _fixed_split(bunch.data.astype(np.float32), bunch.target.astype(np.int64),
+                                          "breast_cancer")
     mean, std = x_tr.mean(axis=0), x_tr.std(axis=0) + 1e-8  # fitted on the training split only
     return RawSplits((x_tr - mean) / std, y_tr, (x_te - mean) / std, y_te, list(bunch.target_names),
                      "scikit-learn breast cancer, 80/20 split (seed 0), standardised on train")

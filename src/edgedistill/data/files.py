@@ -5,9 +5,8 @@ import csv
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
-from edgedistill.data import RawSplits, register_dataset
+from edgedistill.data import RawSplits, fixed_split, register_dataset
 from edgedistill.errors import UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -24,18 +23,17 @@ def _require_path(name: str, path: str | None, kind: str) -> Path:
 
 def _encode_labels(y_train: np.ndarray, y_test: np.ndarray, source: Path,
                    num_classes: int | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Integer labels are class indices 0..K-1 and stay as they are; string labels map to sorted class names."""
+    """Labels map to their sorted distinct values (so 1-based or sparse integer labels make no phantom classes);
+    with num_classes given, integer labels are class indices 0..num_classes-1 and are range-checked."""
     both = np.concatenate([y_train, y_test])
-    if np.issubdtype(both.dtype, np.integer):
-        k = num_classes or int(both.max()) + 1
-        if both.min() < 0 or both.max() >= k:
-            raise UserError(f"{source}: integer labels must be class indices 0..{k - 1}, found "
-                            f"{int(both.min())}..{int(both.max())}; remap them or store them as strings")
-        return y_train.astype(np.int64), y_test.astype(np.int64), [str(i) for i in range(k)]
-    names = sorted({str(v) for v in both})
-    index = {n: i for i, n in enumerate(names)}
-    return (np.array([index[str(v)] for v in y_train], dtype=np.int64),
-            np.array([index[str(v)] for v in y_test], dtype=np.int64), names)
+    if np.issubdtype(both.dtype, np.integer) and num_classes is not None:
+        if both.min() < 0 or both.max() >= num_classes:
+            raise UserError(f"{source}: integer labels must be class indices 0..{num_classes - 1} "
+                            f"(options.num_classes), found {int(both.min())}..{int(both.max())}")
+        return y_train.astype(np.int64), y_test.astype(np.int64), [str(i) for i in range(num_classes)]
+    values = np.unique(both)  # numeric order for numbers, lexicographic for strings
+    return (np.searchsorted(values, y_train).astype(np.int64), np.searchsorted(values, y_test).astype(np.int64),
+            [str(v) for v in values])
 
 
 def _standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +120,7 @@ def load_csv(path: str | None = None, label_column: str = "label", test_path: st
             raise UserError(f"{test_path}: its feature columns differ from {p}'s")
         x_tr, y_tr = x, y
     else:
-        x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_fraction, random_state=0, stratify=y)
+        x_tr, x_te, y_tr, y_te = fixed_split(x, y, test_fraction, str(p))
     if standardize:
         x_tr, x_te = _standardise(x_tr, x_te)
     y_tr, y_te, names = _encode_labels(_maybe_int(y_tr), _maybe_int(y_te), p)
@@ -153,6 +151,8 @@ def _read_image_classes(root: Path, size: tuple[int, int] | None, mode: str) -> 
 
 
 def _stack_images(images: list[np.ndarray], root: Path) -> np.ndarray:
+    if not images:
+        raise UserError(f"{root}: no images found ({', '.join(sorted(IMAGE_SUFFIXES))}); add some per class folder")
     first = images[0].shape
     for i, im in enumerate(images):
         if im.shape != first:
@@ -181,8 +181,7 @@ def load_image_folder(path: str | None = None, size: list[int] | None = None, gr
     else:
         images, labels, classes = _read_image_classes(root, sz, mode)
         x = _stack_images(images, root)
-        x_tr, x_te, y_tr, y_te = train_test_split(x, np.array(labels), test_size=test_fraction, random_state=0,
-                                                  stratify=np.array(labels))
+        x_tr, x_te, y_tr, y_te = fixed_split(x, np.array(labels), test_fraction, str(root))
     index = {c: i for i, c in enumerate(classes)}
     y_tr = np.array([index[c] for c in y_tr], dtype=np.int64)
     y_te = np.array([index[c] for c in y_te], dtype=np.int64)

@@ -15,19 +15,23 @@ from edgedistill.deploy.fit import fit_check
 from edgedistill.deploy.onnx_export import export_onnx, logit_agreement, onnx_file_bytes, ort_logits
 from edgedistill.deploy.profile import count_macs, measure_latency, peak_activation_bytes
 from edgedistill.deploy.quantize import quantize_int8
-from edgedistill.evaluate import classification_metrics
+from edgedistill.data import DataSplits
+from edgedistill.models import count_params
 
-__all__ = ["DeviceProfile", "get_device", "load_catalog", "deploy_model", "early_fit_check", "preferred_dtype"]
+__all__ = ["DeviceProfile", "ELEMENT_BYTES", "get_device", "load_catalog", "deploy_model", "early_fit_check",
+           "preferred_dtype"]
 
 # Bytes a weight takes in each deployable precision; int8 activations are one byte in an integer-only runtime.
 ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
+PREFERENCE = ("int8", "fp32")  # the artefacts this step makes, smallest first
 
 
-def preferred_dtype(device: DeviceProfile) -> str:
-    return "int8" if "int8" in device.dtypes else device.dtypes[0]
+def preferred_dtype(device: DeviceProfile, available: tuple[str, ...] | list[str] = PREFERENCE) -> str:
+    """The smallest artefact the device can run; fp32 when it runs none of them (its fit check then says why)."""
+    return next((d for d in PREFERENCE if d in available and d in device.dtypes), "fp32")
 
 
-def _footprint(path: Path, dtype: str, input_shape: tuple[int, ...], fp32_path: Path) -> dict:
+def _footprint(path: Path, dtype: str, fp32_path: Path) -> dict:
     """File bytes of this artefact; peak activations computed on the fp32 graph at this dtype's element size."""
     return {"file": path.name, "file_bytes": onnx_file_bytes(path),
             "peak_activation_bytes": peak_activation_bytes(fp32_path, ELEMENT_BYTES[dtype])}
@@ -40,27 +44,35 @@ def early_fit_check(model: nn.Module, input_shape: tuple[int, ...], calibration_
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_onnx(model, input_shape, Path(tmp) / "student_fp32.onnx")
         path = quantize_int8(fp32, calibration_x[:32], Path(tmp) / "student_int8.onnx") if dtype == "int8" else fp32
-        fp = _footprint(path, dtype, input_shape, fp32)
-        macs = count_macs(model, input_shape)
-        weight_bytes = sum(p.numel() for p in model.parameters()) * ELEMENT_BYTES.get(dtype, 4)
-        return fit_check(device, dtype, fp["file_bytes"], fp["peak_activation_bytes"], weight_bytes, macs)
+        fp = _footprint(path, dtype, fp32)
+        return fit_check(device, dtype, fp["file_bytes"], fp["peak_activation_bytes"],
+                         count_params(model) * ELEMENT_BYTES[dtype], count_macs(model, input_shape))
 
 
-def deploy_model(model: nn.Module, role: str, input_shape: tuple[int, ...], export_dir: Path,
-                 x_test: np.ndarray, y_test: np.ndarray, class_names: list[str], torch_test_logits: np.ndarray,
-                 calibration_x: np.ndarray, device: DeviceProfile, latency_runs: int = 100,
-                 quantize: bool = True) -> dict:
-    """Export fp32 (checked against PyTorch), quantize to int8, score both through ONNX Runtime, profile, fit."""
+def ort_accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    logits = ort_logits(path, x)
+    return float(np.mean(logits.argmax(1) == y)), logits
+
+
+def deploy_model(model: nn.Module, role: str, input_shape: tuple[int, ...], export_dir: Path, data: DataSplits,
+                 torch_test_logits: np.ndarray, calibration_x: np.ndarray, device: DeviceProfile,
+                 latency_runs: int = 100, quantize: bool = True) -> dict:
+    """Export fp32 (checked against PyTorch), quantize to int8, score both through ONNX Runtime, profile, fit.
+
+    Validation accuracy through ONNX Runtime is recorded too: decisions (such as whether to run QAT) use it,
+    never the test accuracy.
+    """
     out: dict = {"macs": count_macs(model, input_shape), "formats": {}, "fit": {}}
-    params = sum(p.numel() for p in model.parameters())
+    params = count_params(model)
     fp32 = export_onnx(model, input_shape, export_dir / f"{role}_fp32.onnx")
     artefacts = {"fp32": fp32}
     if quantize:
         artefacts["int8"] = quantize_int8(fp32, calibration_x, export_dir / f"{role}_int8.onnx")
     for dtype, path in artefacts.items():
-        logits = ort_logits(path, x_test)
-        record = _footprint(path, dtype, input_shape, fp32)
-        record["test_accuracy_onnxruntime"] = classification_metrics(y_test, logits.argmax(1), class_names)["accuracy"]
+        record = _footprint(path, dtype, fp32)
+        test_acc, logits = ort_accuracy(path, data.x_test, data.y_test)
+        record["test_accuracy_onnxruntime"] = test_acc
+        record["val_accuracy_onnxruntime"] = ort_accuracy(path, data.x_val, data.y_val)[0]
         if dtype == "fp32":
             record |= logit_agreement(logits, torch_test_logits)
         record["host_latency"] = measure_latency(path, input_shape, device.cores, runs=latency_runs)
@@ -68,4 +80,5 @@ def deploy_model(model: nn.Module, role: str, input_shape: tuple[int, ...], expo
         out["fit"][dtype] = fit_check(device, dtype, record["file_bytes"], record["peak_activation_bytes"],
                                       params * ELEMENT_BYTES[dtype], out["macs"],
                                       record["host_latency"]["latency_p50_ms"])
+    out["preferred_dtype"] = preferred_dtype(device, tuple(artefacts))
     return out

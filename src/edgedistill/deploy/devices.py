@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from edgedistill.config import format_validation_error
 from edgedistill.errors import UserError
 
 CATALOG = "devices.yaml"
@@ -21,7 +23,7 @@ class DeviceProfile(BaseModel):
     flash_bytes: int = Field(..., gt=0, description="storage available for the model file")
     ram_bytes: int = Field(..., gt=0, description="RAM available for inference")
     cores: int = Field(..., ge=1)
-    dtypes: list[str] = Field(..., min_length=1, description="deployable precisions, e.g. [int8, fp32]")
+    dtypes: list[Literal["fp32", "fp16", "int8"]] = Field(..., min_length=1, description="deployable precisions")
     weights_in_ram: bool = Field(..., description="false where weights execute in place from flash (MCUs)")
     latency_budget_ms: float | None = Field(None, gt=0)
     macs_per_second: dict[str, float] = Field(default_factory=dict, description="indicative throughput per dtype")
@@ -43,9 +45,7 @@ def _parse_catalog(text: str, source: str) -> dict[str, DeviceProfile]:
         try:
             profiles[name] = DeviceProfile.model_validate({"name": name, **body})
         except ValidationError as err:
-            first = err.errors()[0]
-            loc = ".".join(str(p) for p in first["loc"])
-            raise UserError(f"{source}: device {name!r}, key '{loc}': {first['msg']}") from None
+            raise UserError(format_validation_error(err, f"{source}: device {name!r}")) from None
     return profiles
 
 

@@ -35,11 +35,15 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> P
     example = torch.zeros(2, *input_shape)  # batch 2: a batch of 1 would be specialised into the graph
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    with _quiet_exporter():
-        torch.onnx.export(model, (example,), str(tmp), dynamo=True, external_data=False, input_names=[INPUT_NAME],
-                          output_names=[OUTPUT_NAME], dynamic_shapes=({0: torch.export.Dim("batch")},))
-    strip_debug_info(tmp)
-    os.replace(tmp, path)
+    try:
+        with _quiet_exporter():
+            torch.onnx.export(model, (example,), str(tmp), dynamo=True, external_data=False,
+                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                              dynamic_shapes=({0: torch.export.Dim("batch")},))
+        strip_debug_info(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

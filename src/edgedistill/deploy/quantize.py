@@ -33,15 +33,18 @@ def quantize_int8(fp32_path: Path, calibration_x: np.ndarray, out_path: Path, pe
 
     CalibrationDataReader.register(ArrayCalibrationReader)
     logging.getLogger("root").setLevel(logging.ERROR)
-    with tempfile.TemporaryDirectory() as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-            tmp_out = out_path.with_name(f".{out_path.name}.tmp")
-            quantize_static(str(prepared), str(tmp_out), ArrayCalibrationReader(calibration_x),
-                            quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
-                            weight_type=QuantType.QInt8, per_channel=per_channel,
-                            extra_options={"CalibTensorRangeSymmetric": False})
-    strip_debug_info(tmp_out)
-    tmp_out.replace(out_path)
+    tmp_out = out_path.with_name(f".{out_path.name}.tmp")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            prepared = Path(tmp) / "prepared.onnx"
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+                quantize_static(str(prepared), str(tmp_out), ArrayCalibrationReader(calibration_x),
+                                quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+                                weight_type=QuantType.QInt8, per_channel=per_channel,
+                                extra_options={"CalibTensorRangeSymmetric": False})
+        strip_debug_info(tmp_out)
+        tmp_out.replace(out_path)
+    finally:
+        tmp_out.unlink(missing_ok=True)
     return out_path

@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgedistill.errors import UserError
+from edgedistill.errors import UserError, first_line
+
+SCHEMA_VERSION = 1  # of metrics.json, documented in docs/metrics.md
 from edgedistill.report.markdown import comparison_table, write_report_md
 
 
@@ -21,9 +23,14 @@ def read_metrics(run_dir: str | Path) -> dict:
     if not path.is_file():
         raise UserError(f"{run_dir}: no metrics.json; pass the folder of a finished run")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        metrics = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid JSON ({first_line(exc)})") from None
+    if not isinstance(metrics, dict) or metrics.get("schema_version") != SCHEMA_VERSION:
+        found = metrics.get("schema_version") if isinstance(metrics, dict) else None
+        raise UserError(f"{path}: schema_version {found!r} is not {SCHEMA_VERSION}; it was written by another tool "
+                        "or version, so rerun the experiment")
+    return metrics
 
 
 def rebuild_reports(run_dir: str | Path) -> Path:
@@ -41,6 +48,10 @@ def compare_runs(run_dirs: list[str | Path], out_dir: str | Path) -> Path:
     if len(set(labels)) != len(labels):
         runs = [(str(Path(d)), m) for d, (_, m) in zip(run_dirs, runs)]
     out = Path(out_dir)
+    if (out / "metrics.json").exists():
+        raise UserError(f"--out {out}: is a run folder; its report.html would be replaced. Choose another folder")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: is a file; choose a folder")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "compare.md", "# edgedistill comparison\n\n" + compare_rows(runs) + "\n")
     atomic_write_text(out / "report.html", compare_html(runs))

@@ -75,7 +75,7 @@ def summary_verdict(metrics: dict) -> str:
     speed = ""
     tdep, kdep = t.get("deploy", {}), k.get("deploy", {})
     if "formats" in tdep and "formats" in kdep:
-        kd_best = kdep["formats"].get("int8", kdep["formats"]["fp32"])
+        kd_best = kdep["formats"][kdep["preferred_dtype"]]
         ratio = tdep["formats"]["fp32"]["host_latency"]["latency_p50_ms"] / kd_best["host_latency"]["latency_p50_ms"]
         speed = f" On this host the student runs {ratio:.1f}x faster than the fp32 teacher."
     fits = fit_summary(metrics) if "fit" in kdep else "Deployment was switched off, so the device fit is unknown."
@@ -120,15 +120,15 @@ def compare_rows(runs: list[tuple[str, dict]]) -> str:
         md = m["models"]
         d = m["config"]["distill"]
         kdep = md["student_kd"].get("deploy", {})
-        fmt = kdep.get("formats", {}).get("int8") or kdep.get("formats", {}).get("fp32")
-        fit = kdep.get("fit", {}).get("int8") or kdep.get("fit", {}).get("fp32")
+        best = kdep.get("preferred_dtype")
+        fmt, fit = (kdep["formats"][best], kdep["fit"][best]) if best else (None, None)
         rows.append(f"| {label} | {m['dataset']['name']} | {md['teacher']['model']} | {md['student_kd']['model']} | "
                     f"{method_label(d)} | {m['device']['name']} | "
                     f"{100 * md['teacher']['test']['accuracy']:.2f}% | "
                     f"{100 * md['student_scratch']['test']['accuracy']:.2f}% | "
                     f"{100 * md['student_kd']['test']['accuracy']:.2f}% | "
                     f"{100 * m['comparison']['kd_gain_over_scratch']:+.2f} pts | "
-                    f"{_kb(fmt['file_bytes']) if fmt else '-'} | {('yes' if fit['fits'] else 'no') if fit else '-'} |")
+                    f"{_kb(fmt['file_bytes']) + ' ' + best if fmt else '-'} | {('yes' if fit['fits'] else 'no') if fit else '-'} |")
     return "\n".join(rows)
 
 

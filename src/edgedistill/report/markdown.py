@@ -93,7 +93,7 @@ def fit_summary(metrics: dict) -> str:
     dep = metrics["models"]["student_kd"].get("deploy")
     if not dep or "error" in dep:
         return f"Device {dev['name']}: the KD student was not deployed, so its fit is unknown."
-    dtype = "int8" if "int8" in dep["fit"] and "int8" in dev["dtypes"] else next(iter(dep["fit"]))
+    dtype = dep["preferred_dtype"]
     v = dep["fit"][dtype]
     c = v["checks"]
     lat = c["latency_ms"]
