@@ -60,6 +60,15 @@ BAD = [
     (lambda c: c["teacher"].update(checkpoint="/nonexistent/t.pt"), "teacher.checkpoint: file"),
     (lambda c: c["distill"].update(temperature=0), "key 'distill.temperature'"),
     (lambda c: c["teacher"].update(model="resnet_9000"), "unknown model 'resnet_9000'"),
+    (lambda c: c["student"].update(model="mlp", args={"hidden": [-1]}), "student.args"),
+    (lambda c: c["student"].update(args={"channels": "wide"}), "student.args"),
+    (lambda c: c["data"].update(name="csv", path="/nonexistent/t.csv"), "does not exist"),
+    (lambda c: c.update(device="toaster"), "unknown device 'toaster'"),
+    (lambda c: c.update(device_catalog="/nonexistent/devices.yaml"), "device_catalog"),
+    (lambda c: c.update(compress={"prune": {"enabled": True}}), "target_params or target_macs"),
+    (lambda c: c["data"].update(val_fraction=0.9), "key 'data.val_fraction'"),
+    (lambda c: c["teacher"]["train"].update(optimizer="adam"), "key 'teacher.train.optimizer'"),
+    (lambda c: c["data"].setdefault("augment", {}).update(crop_padding=-1), "key 'data.augment.crop_padding'"),
 ]
 
 
@@ -87,6 +96,21 @@ def test_unsafe_checkpoint_is_refused(tmp_path):
     cfg["teacher"]["checkpoint"] = str(evil)
     proc = run_cli("run", str(write_config(tmp_path, cfg)), "--out", str(tmp_path / "r"), "--quiet")
     assert_one_line_error(proc, "teacher.checkpoint")
+
+
+def test_unreadable_files_are_one_line_errors(tmp_path):
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(bytes(range(256)))
+    assert_one_line_error(run_cli("run", str(binary)), "cannot be read as text")
+    text_ckpt = tmp_path / "notes.pt"
+    text_ckpt.write_text("not a checkpoint")
+    cfg = tiny_config()
+    cfg["teacher"]["checkpoint"] = str(text_ckpt)
+    proc = run_cli("run", str(write_config(tmp_path, cfg)), "--out", str(tmp_path / "r"), "--quiet")
+    assert_one_line_error(proc, "is not a readable torch checkpoint")
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    assert_one_line_error(run_cli("run", "--out", str(a_file)), "is a file")
 
 
 def test_bad_set_override(tmp_path):

@@ -75,7 +75,8 @@ def create_model(spec: str, input_shape: tuple[int, ...], num_classes: int, args
     try:
         model = factory(**kwargs)
     except TypeError as exc:
-        raise UserError(f"{field} {spec!r}: bad arguments ({exc}); check its args") from None
+        args_field = field[: -len(".model")] + ".args" if field.endswith(".model") else "args"
+        raise UserError(f"{args_field}: bad arguments for model {spec!r} ({exc})") from None
     if not isinstance(model, nn.Module):
         raise UserError(f"{field} {spec!r}: the factory returned {type(model).__name__}, not a torch.nn.Module")
     return model
