@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch.nn as nn
+from edgedistill.models import count_params
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, precision_recall_fscore_support
 
 
@@ -28,6 +29,6 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: 
 
 def model_footprint(model: nn.Module) -> dict:
     """Parameter count and fp32 bytes of every floating-point tensor in the state_dict (weights and norm stats)."""
-    params = sum(p.numel() for p in model.parameters())
+    params = count_params(model)
     float_elems = sum(t.numel() for t in model.state_dict().values() if t.is_floating_point())
     return {"params": int(params), "size_fp32_bytes": int(float_elems * 4)}
