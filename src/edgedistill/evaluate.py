@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch.nn as nn
-from edgedistill.models import count_params
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, precision_recall_fscore_support
+
+from edgedistill.models import count_params
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict:
