@@ -10,7 +10,7 @@ from pathlib import Path
 
 from edgedistill.checkpoint import atomic_write_text
 from edgedistill.report import plots
-from edgedistill.report.markdown import LABELS, _kb, method_label, comparison_table, deployment_table, fit_summary, verdict
+from edgedistill.report.markdown import LABELS, _kb, method_label, preferred_format, comparison_table, deployment_table, fit_summary, verdict
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
@@ -75,7 +75,7 @@ def summary_verdict(metrics: dict) -> str:
     speed = ""
     tdep, kdep = t.get("deploy", {}), k.get("deploy", {})
     if "formats" in tdep and "formats" in kdep:
-        kd_best = kdep["formats"][kdep["preferred_dtype"]]
+        kd_best = kdep["formats"][preferred_format(kdep, metrics["device"])]
         ratio = tdep["formats"]["fp32"]["host_latency"]["latency_p50_ms"] / kd_best["host_latency"]["latency_p50_ms"]
         speed = f" On this host the student runs {ratio:.1f}x faster than the fp32 teacher."
     fits = fit_summary(metrics) if "fit" in kdep else "Deployment was switched off, so the device fit is unknown."
@@ -120,7 +120,7 @@ def compare_rows(runs: list[tuple[str, dict]]) -> str:
         md = m["models"]
         d = m["config"]["distill"]
         kdep = md["student_kd"].get("deploy", {})
-        best = kdep.get("preferred_dtype")
+        best = preferred_format(kdep, m["device"]) if "formats" in kdep else None
         fmt, fit = (kdep["formats"][best], kdep["fit"][best]) if best else (None, None)
         rows.append(f"| {label} | {m['dataset']['name']} | {md['teacher']['model']} | {md['student_kd']['model']} | "
                     f"{method_label(d)} | {m['device']['name']} | "

@@ -87,13 +87,22 @@ def deployment_table(metrics: dict) -> str:
     return "\n".join(rows)
 
 
+def preferred_format(dep: dict, device: dict) -> str:
+    """The deploy record's preferred format; runs recorded before the key existed get the same rule applied."""
+    if "preferred_dtype" in dep:
+        return dep["preferred_dtype"]
+    from edgedistill.deploy import DeviceProfile, preferred_dtype
+
+    return preferred_dtype(DeviceProfile.model_validate(device), tuple(dep["formats"]))
+
+
 def fit_summary(metrics: dict) -> str:
     """The sentence an engineer wants first: does the KD student fit the device, in its preferred precision?"""
     dev = metrics["device"]
     dep = metrics["models"]["student_kd"].get("deploy")
     if not dep or "error" in dep:
         return f"Device {dev['name']}: the KD student was not deployed, so its fit is unknown."
-    dtype = dep["preferred_dtype"]
+    dtype = preferred_format(dep, dev)
     v = dep["fit"][dtype]
     c = v["checks"]
     lat = c["latency_ms"]
