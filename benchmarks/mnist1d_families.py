@@ -1,6 +1,8 @@
 """MNIST-1D benchmark: CNN, GRU and Transformer teachers, each distilled into the same small student.
 
-    python benchmarks/mnist1d.py [--set key=value ...]
+    python benchmarks/mnist1d_families.py [--set key=value ...]
+
+(Not named mnist1d.py: the script's folder comes first on sys.path and would shadow the mnist1d package.)
 
 Writes its table into docs/benchmarks.md with the command, date, machine and wall time.
 """
