@@ -17,7 +17,11 @@ def method_label(distill: dict) -> str:
 
 
 def _kb(n: float) -> str:
-    return f"{n / 1024:.1f} KB" if n < 1024**2 else f"{n / 1024**2:.2f} MB"
+    """Bytes in KB (1024), MB or GB, whichever reads best."""
+    for unit, size in (("GB", 1024**3), ("MB", 1024**2)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n / 1024:.1f} KB"
 
 
 def comparison_table(metrics: dict) -> str:
