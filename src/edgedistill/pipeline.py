@@ -206,7 +206,7 @@ def int8_loss_points(record: dict) -> float | None:
     formats = record.get("formats", {})
     if "int8" not in formats:
         return None
-    return 100 * (formats["fp32"]["val_accuracy_onnxruntime"] - formats["int8"]["val_accuracy_onnxruntime"])
+    return round(100 * (formats["fp32"]["val_accuracy_onnxruntime"] - formats["int8"]["val_accuracy_onnxruntime"]), 6)
 
 
 def quantization_aware_finetune(cfg: ExperimentConfig, data: DataSplits, student: nn.Module, teacher: nn.Module,
