@@ -4,7 +4,7 @@ Validation is always carved from the training split here, so no loader can leak 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -38,7 +38,6 @@ class DataSplits:
     y_test: np.ndarray
     class_names: list[str]
     description: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
