@@ -116,7 +116,6 @@ def obtain_teacher(cfg: ExperimentConfig, data: DataSplits, accel: torch.device,
     if cfg.teacher.checkpoint:
         ckpt = read_checkpoint(cfg.teacher.checkpoint, "teacher.checkpoint")
         load_weights(teacher, ckpt, cfg.teacher.checkpoint, "teacher.checkpoint")
-        check_output_classes(teacher, "teacher", data)
         save_checkpoint(run_dir / "teacher.pt", teacher, checkpoint_meta(cfg.teacher, data, "teacher"))
         return teacher.to(accel), None
     ce = CrossEntropy(cfg.teacher.train.label_smoothing)
@@ -173,9 +172,8 @@ def model_record(role: str, mcfg: ModelConfig, model: nn.Module, trained: TrainR
     return record, test_logits
 
 
-def warn_early_fit(cfg: ExperimentConfig, data: DataSplits, device: DeviceProfile) -> dict:
-    """Before any training: would the configured student fit the device? Warn now, naming what overflows."""
-    probe = build_model(cfg.student, "student", data, cfg.seed + 1)
+def warn_early_fit(cfg: ExperimentConfig, probe: nn.Module, data: DataSplits, device: DeviceProfile) -> dict:
+    """Before any training: would the configured (untrained) student fit the device? Warn now, naming what overflows."""
     try:
         verdict = early_fit_check(probe, data.input_shape, data.x_train[:64], device)
     except Exception as exc:  # the check must not stop a run whose export would fail only later
@@ -263,8 +261,8 @@ def run(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str
     data = load_dataset(cfg.data.name, cfg.data.path, cfg.data.val_fraction, cfg.seed, cfg.data.options,
                         cfg.data.limit_train, cfg.data.limit_test)
     # 2-3. build the student first, so a mismatch or a device overflow is reported before any training.
-    build_model(cfg.student, "student", data, cfg.seed + 1)
-    early_fit = warn_early_fit(cfg, data, device) if cfg.deploy.enabled else None
+    probe = build_model(cfg.student, "student", data, cfg.seed + 1)
+    early_fit = warn_early_fit(cfg, probe, data, device) if cfg.deploy.enabled else None
     pc = cfg.compress.prune
     if pc.enabled:  # a dry run on the untrained teacher: an unprunable teacher or budget fails now, not after training
         prune_to_budget(build_model(cfg.teacher, "teacher", data, cfg.seed), data.input_shape, data.num_classes,

@@ -120,7 +120,7 @@ def train_model(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_va
         order = torch.randperm(len(xt), generator=gen)
         sums: dict[str, float] = {}
         correct, seen, skipped = 0, 0, 0
-        for step in range(n_steps):  # noqa: B007 (step names the batch in errors)
+        for step in range(n_steps):
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             xb = augment_batch(xt[idx], augment, gen).to(device, non_blocking=True)
             yb = yt[idx].to(device, non_blocking=True)
