@@ -69,7 +69,65 @@ BAD = [
     (lambda c: c["data"].update(val_fraction=0.9), "key 'data.val_fraction'"),
     (lambda c: c["teacher"]["train"].update(optimizer="adam"), "key 'teacher.train.optimizer'"),
     (lambda c: c["data"].setdefault("augment", {}).update(crop_padding=-1), "key 'data.augment.crop_padding'"),
+    (lambda c: c["teacher"]["train"].update(lr=-0.1), "key 'teacher.train.lr'"),
+    (lambda c: c["student"]["train"].update(precision="fp16"), "train.precision: fp16 needs CUDA"),
 ]
+
+
+def truncated_fashion(c, tmp):
+    from test_data import fake_fashion
+
+    fake_fashion(tmp / "fm", truncate_file="x_test")
+    c["data"].update(name="fashion_mnist", path=str(tmp / "fm"))
+
+
+def corrupt_npz(c, tmp):
+    (tmp / "d.npz").write_bytes(b"PK\x03\x04 not really a zip archive")
+    c["data"].update(name="npz", path=str(tmp / "d.npz"))
+
+
+def labels_out_of_range(c, tmp):
+    import numpy as np
+
+    np.savez(tmp / "d.npz", x_train=np.zeros((40, 3)), y_train=np.arange(40) % 2, x_test=np.zeros((4, 3)),
+             y_test=np.array([0, 1, 2, 1]))
+    c["data"].update(name="npz", path=str(tmp / "d.npz"), options={"num_classes": 2})
+
+
+def image_of_wrong_size(c, tmp):
+    import numpy as np
+    from PIL import Image
+
+    for cls in ("cat", "dog"):
+        (tmp / "img" / cls).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(np.full((10, 10), 40 * i, dtype=np.uint8)).save(tmp / "img" / cls / f"{i}.png")
+    Image.fromarray(np.zeros((12, 10), dtype=np.uint8)).save(tmp / "img" / "cat" / "odd.png")
+    c["data"].update(name="image_folder", path=str(tmp / "img"))
+
+
+def checkpoint_of_another_architecture(c, tmp):
+    import torch
+
+    torch.save({"state_dict": {"fc.weight": torch.zeros(10, 40)}}, tmp / "other.pt")
+    c["teacher"].update(checkpoint=str(tmp / "other.pt"))
+
+
+BAD_FILES = [
+    (truncated_fashion, "t10k-images-idx3-ubyte.gz"),
+    (corrupt_npz, "d.npz"),
+    (labels_out_of_range, "class indices 0..1"),
+    (image_of_wrong_size, "set data.options.size"),
+    (checkpoint_of_another_architecture, "made for another architecture"),
+]
+
+
+@pytest.mark.parametrize("make,fragment", BAD_FILES, ids=[f.__name__ for f, _ in BAD_FILES])
+def test_bad_file_is_one_line_exit_2(tmp_path, make, fragment):
+    cfg = tiny_config()
+    make(cfg, tmp_path)
+    proc = run_cli("run", str(write_config(tmp_path, cfg)), "--out", str(tmp_path / "r"), "--quiet")
+    assert_one_line_error(proc, fragment)
 
 
 @pytest.mark.parametrize("mutate,fragment", BAD)

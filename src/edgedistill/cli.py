@@ -17,6 +17,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="override a config key, e.g. --set teacher.train.epochs=5 (repeatable)")
     r.add_argument("--out", help="run folder (default runs/<name>-<timestamp>)")
     r.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    r.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue an interrupted run from its last finished epoch, with the config it was started with")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--jsonl", action="store_true", help="progress as JSON lines on stdout, for logs and CI")
     sub.add_parser("datasets", help="list the datasets")
@@ -32,13 +34,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from edgedistill import progress
+    from edgedistill import distributed, progress
     from edgedistill.pipeline import run
 
+    if args.resume and args.out:
+        raise UserError("--resume RUN_DIR continues that folder; drop --out")
     progress.set_mode("jsonl" if args.jsonl else "quiet" if args.quiet else "bar")
-    result = run(args.config, out_dir=args.out, overrides=args.overrides, overwrite=args.overwrite,
-                 progress=not args.quiet)
-    if args.jsonl:
+    try:
+        result = run(args.config, out_dir=args.resume or args.out, overrides=args.overrides,
+                     overwrite=args.overwrite, progress=not args.quiet, resume=bool(args.resume))
+    finally:
+        distributed.shutdown()
+    if args.jsonl or not distributed.is_main_process_env():
         return 0
     print(result.table)
     gain = 100 * result.metrics["comparison"]["kd_gain_over_scratch"]

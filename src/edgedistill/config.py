@@ -38,7 +38,7 @@ class DataConfig(Strict):
 
 class TrainConfig(Strict):
     epochs: int = Field(10, ge=1)
-    batch_size: int = Field(128, ge=1)
+    batch_size: int = Field(128, ge=1, description="global batch; under torchrun each process takes an equal share")
     optimizer: Literal["sgd", "adamw"] = "adamw"
     lr: float = Field(3e-3, gt=0.0)
     weight_decay: float = Field(5e-4, ge=0.0)
@@ -46,8 +46,9 @@ class TrainConfig(Strict):
     nesterov: bool = True
     schedule: Literal["cosine", "onecycle", "constant"] = "onecycle"
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
-    precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="autocast dtype; auto is bf16 on CUDA and fp32 on the CPU")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="autocast dtype; auto is bf16 on CUDA and fp32 on the CPU; fp16 (CUDA only) adds "
+                            "loss scaling")
     on_nonfinite: Literal["stop", "skip"] = Field(
         "stop", description="a NaN/inf loss stops the run (keeping the last good checkpoint) or skips that batch")
     max_steps_per_epoch: int | None = Field(None, ge=1, description="cap on batches per epoch, for smoke runs")

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from edgedistill import __version__
+from edgedistill import __version__, distributed
 from edgedistill.checkpoint import atomic_write_text, load_weights, read_checkpoint, save_checkpoint
 from edgedistill.config import ExperimentConfig, ModelConfig, config_to_yaml, resolve_config
 from edgedistill.compress import prune_to_budget
@@ -34,6 +34,7 @@ from edgedistill.report import SCHEMA_VERSION, comparison_table, write_reports
 
 log = logging.getLogger("edgedistill")
 ROLES = ("teacher", "student_scratch", "student_kd")
+STATE_DIR = "state"  # per-epoch training states for --resume; removed once the run has finished
 
 
 @dataclass
@@ -106,7 +107,8 @@ def fit(model: nn.Module, mcfg: ModelConfig, cfg: ExperimentConfig, data: DataSp
 
     return train_model(model, data.x_train, data.y_train, data.x_val, data.y_val, mcfg.train, cfg.data.augment,
                        loss_fn, accel, cfg.seed, role, log_path=run_dir / "logs" / f"{role}.jsonl",
-                       on_best=save_best, teacher=teacher, progress=progress)
+                       on_best=save_best, teacher=teacher, progress=progress,
+                       state_path=run_dir / STATE_DIR / f"{role}.pt")
 
 
 def obtain_teacher(cfg: ExperimentConfig, data: DataSplits, accel: torch.device, run_dir: Path,
@@ -116,7 +118,8 @@ def obtain_teacher(cfg: ExperimentConfig, data: DataSplits, accel: torch.device,
     if cfg.teacher.checkpoint:
         ckpt = read_checkpoint(cfg.teacher.checkpoint, "teacher.checkpoint")
         load_weights(teacher, ckpt, cfg.teacher.checkpoint, "teacher.checkpoint")
-        save_checkpoint(run_dir / "teacher.pt", teacher, checkpoint_meta(cfg.teacher, data, "teacher"))
+        if distributed.is_main():
+            save_checkpoint(run_dir / "teacher.pt", teacher, checkpoint_meta(cfg.teacher, data, "teacher"))
         return teacher.to(accel), None
     ce = CrossEntropy(cfg.teacher.train.label_smoothing)
     return teacher, fit(teacher, cfg.teacher, cfg, data, accel, "teacher", run_dir, progress, ce)
@@ -218,7 +221,8 @@ def quantization_aware_finetune(cfg: ExperimentConfig, data: DataSplits, student
     result = fit(model, mcfg, cfg, data, accel, "student_kd_qat", run_dir, progress,
                  build_method(cfg.distill, train.label_smoothing), teacher=teacher)
     detach_fake_quant(model, handles)
-    save_checkpoint(run_dir / "student_kd_qat.pt", model, checkpoint_meta(mcfg, data, "student_kd_qat"))
+    if distributed.is_main():
+        save_checkpoint(run_dir / "student_kd_qat.pt", model, checkpoint_meta(mcfg, data, "student_kd_qat"))
     return model, result
 
 
@@ -240,20 +244,49 @@ def environment(accel: torch.device) -> dict:
     return {"edgedistill": __version__, "torch": torch.__version__, "python": platform.python_version(),
             "platform": platform.platform(), "accelerator": str(accel),
             "gpu": torch.cuda.get_device_name(0) if accel.type == "cuda" else None,
-            "torch_threads": torch.get_num_threads()}
+            "torch_threads": torch.get_num_threads(), "processes": distributed.world_size()}
+
+
+def resumed_config(run_dir: Path, config: object, overrides: list[str] | None) -> ExperimentConfig:
+    """The config an unfinished run folder was started with; resuming under another config would mix two runs."""
+    if config is not None or overrides:
+        raise UserError("--resume RUN_DIR: give only the run folder; its config.yaml is reused as written")
+    if not (run_dir / "config.yaml").is_file():
+        raise UserError(f"--resume {run_dir}: no config.yaml there; is it a run folder?")
+    if (run_dir / "metrics.json").exists():
+        raise UserError(f"--resume {run_dir}: that run has finished; `edgedistill report {run_dir}` rebuilds its "
+                        "reports")
+    return resolve_config(run_dir / "config.yaml")
+
+
+def open_run_dir(cfg: ExperimentConfig, out_dir: str | Path | None, overwrite: bool) -> Path:
+    """A fresh run folder holding the resolved config, made by rank 0 while the other processes wait."""
+    stamp = distributed.broadcast(dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    run_dir = Path(out_dir) if out_dir else Path("runs") / f"{cfg.name}-{stamp}"
+    if distributed.is_main():
+        prepare_run_dir(run_dir, overwrite)
+        atomic_write_text(run_dir / "config.yaml", config_to_yaml(cfg))
+    distributed.barrier()
+    return run_dir
 
 
 def run(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str | Path | None = None,
-        overrides: list[str] | None = None, overwrite: bool = False, progress: bool = True) -> RunResult:
-    """Run the whole experiment and write one folder: config.yaml, checkpoints, logs, metrics.json, report.md."""
-    cfg = resolve_config(config, overrides)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = prepare_run_dir(Path(out_dir) if out_dir else Path("runs") / f"{cfg.name}-{stamp}", overwrite)
-    atomic_write_text(run_dir / "config.yaml", config_to_yaml(cfg))
+        overrides: list[str] | None = None, overwrite: bool = False, progress: bool = True,
+        resume: bool = False) -> RunResult:
+    """Run the whole experiment and write one folder: config.yaml, checkpoints, logs, metrics.json, report.md.
+
+    With resume=True, out_dir is an unfinished run: finished models are loaded, the model in training continues
+    from its last finished epoch. Under torchrun, every process trains and rank 0 alone writes files.
+    """
+    if resume and out_dir is None:
+        raise UserError("--resume: name the run folder to continue")
+    cfg = resumed_config(Path(out_dir), config, overrides) if resume else resolve_config(config, overrides)
     if cfg.deterministic:  # warn_only: some CUDA kernels have no deterministic version
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
-    accel = resolve_accelerator(cfg.accelerator)
+    accel = distributed.init_from_env(resolve_accelerator(cfg.accelerator))
+    main = distributed.is_main()
+    run_dir = Path(out_dir) if resume else open_run_dir(cfg, out_dir, overwrite)
 
     device = get_device(cfg.device, cfg.device_catalog)  # 1. the edge device
     if cfg.latency_budget_ms is not None:
@@ -262,7 +295,7 @@ def run(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str
                         cfg.data.limit_train, cfg.data.limit_test)
     # 2-3. build the student first, so a mismatch or a device overflow is reported before any training.
     probe = build_model(cfg.student, "student", data, cfg.seed + 1)
-    early_fit = warn_early_fit(cfg, probe, data, device) if cfg.deploy.enabled else None
+    early_fit = warn_early_fit(cfg, probe, data, device) if cfg.deploy.enabled and main else None
     pc = cfg.compress.prune
     if pc.enabled:  # a dry run on the untrained teacher: an unprunable teacher or budget fails now, not after training
         prune_to_budget(build_model(cfg.teacher, "teacher", data, cfg.seed), data.input_shape, data.num_classes,
@@ -284,8 +317,9 @@ def run(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str
     if cfg.deploy.enabled:  # 8.
         for role, (model, _, _) in track(trained.items(), desc="export, quantize, profile", unit="model",
                                           enabled=progress, total=len(trained)):
-            models[role]["deploy"] = deploy_one(cfg, data, role, model, test_logits[role], device, run_dir)
-        loss = int8_loss_points(models["student_kd"]["deploy"])
+            models[role]["deploy"] = deploy_one(cfg, data, role, model, test_logits[role], device, run_dir) \
+                if main else {}
+        loss = distributed.broadcast(int8_loss_points(models["student_kd"]["deploy"]))
         if cfg.deploy.qat == "always" or (cfg.deploy.qat == "auto" and loss is not None
                                           and loss > cfg.deploy.qat_threshold_points):
             qat_model, qat_train = quantization_aware_finetune(cfg, data, trained["student_kd"][0], teacher, accel,
@@ -293,7 +327,7 @@ def run(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str
             models["student_kd_qat"], qat_logits = model_record("student_kd_qat", cfg.student, qat_model, qat_train,
                                                                 data, accel)
             models["student_kd_qat"]["deploy"] = deploy_one(cfg, data, "student_kd_qat", qat_model, qat_logits,
-                                                            device, run_dir)
+                                                            device, run_dir) if main else {}
             models["student_kd_qat"]["qat_reason"] = ("deploy.qat: always" if cfg.deploy.qat == "always"
                                                       else f"int8 PTQ lost {loss:.2f} validation points")
             models["student_kd_qat"]["ptq_int8_val_loss_points"] = loss
@@ -309,8 +343,11 @@ def run(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str
         "models": models,
         "comparison": compare(models),
     }
-    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     table = comparison_table(metrics)
-    write_reports(run_dir, metrics)
+    if main:
+        atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+        write_reports(run_dir, metrics)
+        shutil.rmtree(run_dir / STATE_DIR, ignore_errors=True)  # a finished run has nothing left to resume
+    distributed.barrier()
     emit("finished", run_dir=str(run_dir), comparison=metrics["comparison"])
     return RunResult(run_dir, metrics, table)

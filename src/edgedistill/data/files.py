@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import csv
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from edgedistill.data import RawSplits, fixed_split, register_dataset
-from edgedistill.errors import UserError
+from edgedistill.errors import UserError, first_line
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -66,8 +67,8 @@ def load_npz(path: str | None = None, standardize: bool = True, num_classes: int
             arrays = {k: npz[k] for k in ("x_train", "y_train", "x_test", "y_test")}
     except UserError:
         raise
-    except (OSError, ValueError, EOFError) as exc:
-        raise UserError(f"{p}: not a readable .npz file ({exc}); save it with numpy.savez") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # a truncated or corrupt zip archive
+        raise UserError(f"{p}: not a readable .npz file ({first_line(exc)}); save it with numpy.savez") from None
     x_train = _as_model_layout(arrays["x_train"], "x_train", p)
     x_test = _as_model_layout(arrays["x_test"], "x_test", p)
     if standardize:

@@ -6,6 +6,7 @@ seed see the same batches in the same order and start from the same weights.
 from __future__ import annotations
 
 import copy
+import io
 import json
 import math
 import time
@@ -18,9 +19,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from torch.utils.data import DistributedSampler
+
+from edgedistill import distributed
+from edgedistill.checkpoint import atomic_write_bytes, atomic_write_text
 from edgedistill.config import AugmentConfig, TrainConfig
+from edgedistill.errors import UserError, first_line
 from edgedistill.progress import emit, track
 
+STATE_FORMAT = "edgedistill-train-state-v1"
 LossFn = Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor], dict[str, torch.Tensor]]
 
 
@@ -93,86 +100,200 @@ def steps_per_epoch(n: int, cfg: TrainConfig) -> int:
     return min(steps, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch else steps
 
 
+def local_batch_size(cfg: TrainConfig, world: int) -> int:
+    """train.batch_size is the global batch; each of the `world` processes takes an equal share."""
+    if cfg.batch_size % world:
+        raise UserError(f"train.batch_size: {cfg.batch_size} does not split evenly over {world} processes; "
+                        f"use a multiple of {world}")
+    return cfg.batch_size // world
+
+
+def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if cfg.precision == "fp16" and device.type != "cuda":
+        raise UserError("train.precision: fp16 needs CUDA; use bf16 or fp32 on the CPU")
+    if cfg.precision == "fp16":
+        return torch.float16
+    if cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+@dataclass
+class Loop:
+    """What one training run carries from epoch to epoch, and what a resume restores."""
+
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    gen: torch.Generator
+    result: TrainResult = field(default_factory=TrainResult)
+    best_state: dict | None = None
+    epoch: int = 0
+    elapsed: float = 0.0
+
+
+def save_state(path: Path, loop: Loop, finished: bool) -> None:
+    """Everything needed to continue after the last finished epoch, written atomically (rank 0 only)."""
+    cpu = lambda sd: {k: v.detach().cpu() for k, v in sd.items()}  # noqa: E731
+    state = {"format": STATE_FORMAT, "epoch": loop.epoch, "finished": finished, "elapsed": loop.elapsed,
+             "model": cpu(loop.model.state_dict()), "best_state": cpu(loop.best_state or {}),
+             "optimizer": loop.opt.state_dict(), "scheduler": loop.sched.state_dict(),
+             "scaler": loop.scaler.state_dict(), "generator": loop.gen.get_state(),
+             "torch_rng": torch.get_rng_state(),
+             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+             "best_epoch": loop.result.best_epoch, "best_val_accuracy": loop.result.best_val_accuracy,
+             "history": loop.result.history}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def restore_state(path: Path, loop: Loop, device: torch.device) -> bool:
+    """Load a state written by save_state into `loop`; returns whether that run had already finished."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a state file that cannot be read cannot be resumed from
+        raise UserError(f"--resume: {path} is unreadable ({first_line(exc)}); remove it to restart that model") \
+            from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise UserError(f"--resume: {path} is not an edgedistill training state")
+    loop.model.load_state_dict(state["model"])
+    loop.opt.load_state_dict(state["optimizer"])
+    loop.sched.load_state_dict(state["scheduler"])
+    loop.scaler.load_state_dict(state["scaler"])
+    loop.gen.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    loop.best_state = {k: v.to(device) for k, v in state["best_state"].items()} or None
+    loop.epoch, loop.elapsed = state["epoch"], state["elapsed"]
+    loop.result = TrainResult(history=state["history"], best_epoch=state["best_epoch"],
+                              best_val_accuracy=state["best_val_accuracy"])
+    return bool(state["finished"])
+
+
 def train_model(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
                 cfg: TrainConfig, augment: AugmentConfig, loss_fn: LossFn, device: torch.device, seed: int,
                 role: str, log_path: Path | None = None, on_best: Callable[[nn.Module, dict], None] | None = None,
-                teacher: nn.Module | None = None, progress: bool = True) -> TrainResult:
-    """Train in place and leave the model holding its best-on-validation weights."""
+                teacher: nn.Module | None = None, progress: bool = True,
+                state_path: Path | None = None) -> TrainResult:
+    """Train in place and leave the model holding its best-on-validation weights.
+
+    With `state_path`, the full training state is written there after every epoch, and a state already there is
+    resumed from (a finished one is returned as is). Under torchrun the model is wrapped in DDP and each process
+    takes its shard of every global batch through DistributedSampler.
+    """
     model.to(device)
     if teacher is not None:
         teacher.to(device).eval()
+    world, rank = distributed.world_size(), distributed.rank()
+    batch = local_batch_size(cfg, world)
     xt, yt = torch.as_tensor(x_train), torch.as_tensor(y_train)
-    gen = torch.Generator().manual_seed(seed)
+    sampler = DistributedSampler(range(len(xt)), num_replicas=world, rank=rank, shuffle=True, seed=seed)
+    n_steps = steps_per_epoch(len(sampler) * world, cfg)
+    dtype = autocast_dtype(cfg, device)
     opt = make_optimizer(model, cfg)
-    n_steps = steps_per_epoch(len(xt), cfg)
-    sched = make_scheduler(opt, cfg, cfg.epochs * n_steps)
-    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
-    autocast_dtype = torch.bfloat16 if use_bf16 else None
-    result, best_state = TrainResult(), None
-    start = time.perf_counter()
-    if log_path is not None:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_path.write_text("")
-    bar = track(range(1, cfg.epochs + 1), desc=f"train {role}", unit="epoch", enabled=progress)
+    loop = Loop(model, opt, make_scheduler(opt, cfg, cfg.epochs * n_steps),
+                torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
+                torch.Generator().manual_seed(seed + rank))
+    if state_path is not None and state_path.exists():
+        if restore_state(state_path, loop, device):
+            model.load_state_dict(loop.best_state)
+            loop.result.seconds = loop.elapsed
+            return loop.result
+        emit("resumed", role=role, epoch=loop.epoch)
+    if log_path is not None and distributed.is_main():  # on resume, the log restarts from the restored history
+        atomic_write_text(log_path, "".join(json.dumps(row) + "\n" for row in loop.result.history))
+    trained = distributed.wrap(model, device)
+    bar = track(range(loop.epoch + 1, cfg.epochs + 1), desc=f"train {role}", unit="epoch",
+                enabled=progress and distributed.is_main(), total=cfg.epochs - loop.epoch)
     for epoch in bar:
-        model.train()
         t0 = time.perf_counter()
-        order = torch.randperm(len(xt), generator=gen)
-        sums: dict[str, float] = {}
-        correct, seen, skipped = 0, 0, 0
-        for step in range(n_steps):
-            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            xb = augment_batch(xt[idx], augment, gen).to(device, non_blocking=True)
-            yb = yt[idx].to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                teacher_logits = None
-                if teacher is not None:
-                    with torch.no_grad():
-                        teacher_logits = teacher(xb).float()
-                logits = model(xb)
-                terms = loss_fn(logits.float(), teacher_logits, yb)
-            loss = sum(terms.values())
-            if not torch.isfinite(loss):
-                if cfg.on_nonfinite == "skip":
-                    skipped += 1
-                    continue
-                raise FloatingPointError(
-                    f"{role}: the loss became {loss.item()} in epoch {epoch}, batch {step + 1}; the last good "
-                    "checkpoint is kept. Lower the learning rate, or set train.on_nonfinite: skip")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v.item() * len(idx)
-            sums["loss"] = sums.get("loss", 0.0) + loss.item() * len(idx)
-            correct += (logits.argmax(1) == yb).sum().item()
-            seen += len(idx)
-        val_logits = predict_logits(model, x_val, device)
-        y_val_t = torch.as_tensor(y_val)
-        row = {
-            "epoch": epoch,
-            "lr": opt.param_groups[0]["lr"],
-            **{f"train_{k}": v / max(seen, 1) for k, v in sums.items()},
-            "train_loss": sums.get("loss", float("nan")) / max(seen, 1),
-            "train_accuracy": correct / max(seen, 1),
-            "val_loss": F.cross_entropy(val_logits, y_val_t).item(),
-            "val_accuracy": (val_logits.argmax(1) == y_val_t).float().mean().item(),
-            "seconds": time.perf_counter() - t0,
-            "skipped_nonfinite_batches": skipped,
-        }
-        result.history.append(row)
+        sampler.set_epoch(epoch)
+        order = torch.tensor(list(sampler))
+        sums = run_epoch(trained, loop, order, n_steps, batch, xt, yt, cfg, augment, loss_fn, device, dtype,
+                         teacher, role, epoch)
+        row = epoch_row(model, loop, epoch, sums, x_val, y_val, device, time.perf_counter() - t0)
+        loop.epoch, loop.elapsed = epoch, loop.elapsed + row["seconds"]
+        loop.result.history.append(row)
         emit("epoch", role=role, epochs=cfg.epochs, **row)
-        if log_path is not None:
+        if log_path is not None and distributed.is_main():
             with log_path.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
-        if row["val_accuracy"] > result.best_val_accuracy or best_state is None:
-            result.best_epoch, result.best_val_accuracy = epoch, row["val_accuracy"]
-            best_state = copy.deepcopy(model.state_dict())
-            if on_best is not None:
+        if row["val_accuracy"] > loop.result.best_val_accuracy or loop.best_state is None:
+            loop.result.best_epoch, loop.result.best_val_accuracy = epoch, row["val_accuracy"]
+            loop.best_state = copy.deepcopy(model.state_dict())
+            if on_best is not None and distributed.is_main():
                 on_best(model, row)
+        if state_path is not None and distributed.is_main():
+            save_state(state_path, loop, finished=epoch == cfg.epochs)
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{row['val_accuracy']:.4f}",
-                        best=f"{result.best_val_accuracy:.4f}")
-    model.load_state_dict(best_state)
-    result.seconds = time.perf_counter() - start
-    return result
+                        best=f"{loop.result.best_val_accuracy:.4f}")
+    distributed.barrier()
+    model.load_state_dict(loop.best_state)
+    loop.result.seconds = loop.elapsed
+    return loop.result
+
+
+def run_epoch(trained: nn.Module, loop: Loop, order: torch.Tensor, n_steps: int, batch: int, xt: torch.Tensor,
+              yt: torch.Tensor, cfg: TrainConfig, augment: AugmentConfig, loss_fn: LossFn, device: torch.device,
+              dtype: torch.dtype | None, teacher: nn.Module | None, role: str, epoch: int) -> dict[str, float]:
+    """One pass over this process's shard; returns loss sums, correct and seen counts summed over processes."""
+    trained.train()
+    sums: dict[str, float] = {}
+    correct = seen = skipped = 0
+    for step in range(n_steps):
+        idx = order[step * batch:(step + 1) * batch]
+        if len(idx) == 0:
+            break
+        xb = augment_batch(xt[idx], augment, loop.gen).to(device, non_blocking=True)
+        yb = yt[idx].to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            teacher_logits = None
+            if teacher is not None:
+                with torch.no_grad():
+                    teacher_logits = teacher(xb).float()
+            logits = trained(xb)
+            terms = loss_fn(logits.float(), teacher_logits, yb)
+        loss = sum(terms.values())
+        if not distributed.all_true(bool(torch.isfinite(loss)), device):
+            if cfg.on_nonfinite == "skip":
+                skipped += 1
+                continue
+            raise FloatingPointError(
+                f"{role}: the loss became {loss.item()} in epoch {epoch}, batch {step + 1}; the last good "
+                "checkpoint is kept. Lower the learning rate, or set train.on_nonfinite: skip")
+        loop.opt.zero_grad(set_to_none=True)
+        loop.scaler.scale(loss).backward()
+        loop.scaler.step(loop.opt)
+        loop.scaler.update()
+        loop.sched.step()
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + v.item() * len(idx)
+        sums["loss"] = sums.get("loss", 0.0) + loss.item() * len(idx)
+        correct += (logits.argmax(1) == yb).sum().item()
+        seen += len(idx)
+    keys = sorted(sums)
+    totals = distributed.all_sum([sums[k] for k in keys] + [correct, seen, skipped], device)
+    return {**dict(zip(keys, totals)), "correct": totals[-3], "seen": totals[-2], "skipped": totals[-1]}
+
+
+def epoch_row(model: nn.Module, loop: Loop, epoch: int, sums: dict[str, float], x_val: np.ndarray,
+              y_val: np.ndarray, device: torch.device, seconds: float) -> dict:
+    """The epoch's log line: training averages over every process, and validation scored on the whole split."""
+    seen = max(sums.pop("seen"), 1)
+    correct, skipped = sums.pop("correct"), sums.pop("skipped")
+    val_logits = predict_logits(model, x_val, device)
+    y_val_t = torch.as_tensor(y_val)
+    return {
+        "epoch": epoch,
+        "lr": loop.opt.param_groups[0]["lr"],
+        **{f"train_{k}": v / seen for k, v in sums.items() if k != "loss"},
+        "train_loss": sums.get("loss", float("nan")) / seen,
+        "train_accuracy": correct / seen,
+        "val_loss": F.cross_entropy(val_logits, y_val_t).item(),
+        "val_accuracy": (val_logits.argmax(1) == y_val_t).float().mean().item(),
+        "seconds": seconds,
+        "skipped_nonfinite_batches": int(skipped),
+    }
