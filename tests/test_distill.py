@@ -73,3 +73,110 @@ def test_dkd_is_zero_for_identical_logits():
     logits = torch.randn(6, 5)
     tckd, nckd = dkd_terms(logits, logits.clone(), torch.randint(0, 5, (6,)), 4.0)
     assert abs(tckd.item()) < 1e-5 and abs(nckd.item()) < 1e-5
+
+
+def test_attention_map_and_at_loss_by_hand():
+    """One sample, 2 channels on a 1x2 grid. Map = channel mean of F^2, L2-normalised; loss = mean squared gap."""
+    from edgedistill.distill.at import AttentionTransfer, attention_map
+
+    s = torch.tensor([[[[1.0, 0.0]], [[1.0, 0.0]]]])  # energy only at position 0 -> map [1, 0]
+    t = torch.tensor([[[[3.0, 4.0]]]])  # one channel: F^2 = [9, 16] -> map [9, 16] / 25 * ... normalised
+    assert torch.allclose(attention_map(s), torch.tensor([[1.0, 0.0]]))
+    norm = math.hypot(9, 16)
+    expected_t = torch.tensor([[9 / norm, 16 / norm]])
+    assert torch.allclose(attention_map(t), expected_t)
+    gap = ((1 - 9 / norm) ** 2 + (16 / norm) ** 2) / 2  # mean over the batch (1) and the 2 positions
+    terms = AttentionTransfer(weight=10.0)([s], [t])
+    assert math.isclose(terms["at"].item(), 10.0 * gap, rel_tol=1e-5)
+    assert AttentionTransfer()([t * 5], [t])["at"].item() < 1e-9  # scale-free: only where, not how much
+
+
+def test_fitnets_hint_by_hand_and_adapter_learns():
+    """A 1x1 adapter of known weight: the hint is the MSE of W s against t; training drives it toward 0."""
+    from edgedistill.distill.fitnets import FitNets
+
+    s = torch.tensor([[[1.0, 2.0]]])  # (N=1, C=1, L=2)
+    t = torch.tensor([[[2.0, 4.0], [0.0, 1.0]]])  # (1, 2, 2)
+    fit = FitNets(weight=3.0)
+    fit.build([s], [t])
+    with torch.no_grad():
+        fit.adapters[0].weight.copy_(torch.tensor([[[1.0]], [[0.0]]]))  # out = [s, 0]
+    mse = ((1 - 2) ** 2 + (2 - 4) ** 2 + 0 + 1) / 4
+    assert math.isclose(fit([s], [t])["fitnets"].item(), 3.0 * mse, rel_tol=1e-6)
+    opt = torch.optim.SGD(fit.adapters.parameters(), lr=0.1)
+    for _ in range(200):
+        opt.zero_grad()
+        fit([s], [t])["fitnets"].backward()
+        opt.step()
+    assert fit.hint_loss([s], [t]).item() < 0.1 * mse
+
+
+def test_taps_align_across_families():
+    """CNN (N,C,H,W) vs GRU (N,L,H) vs Transformer tokens: all reach a common layout and spatial size."""
+    from edgedistill.distill.taps import TapRecorder, align
+    from edgedistill.models import create_model
+
+    x = torch.randn(2, 1, 40)
+    gru = create_model("gru", (1, 40), 10, {})
+    rec = TapRecorder(gru, ["rnn"])
+    gru(x)
+    (seq,) = rec.take()
+    assert seq.shape == (2, 2 * gru.rnn.hidden_size, 40)  # bidirectional (N, L, 2H) became (N, 2H, L)
+    cnn_feat = torch.randn(2, 16, 7, 7)
+    tokens = torch.randn(2, 32, 50)  # e.g. 49 patches + class token, channels first
+    a, b = align(cnn_feat, tokens)
+    assert a.shape == (2, 16, 49) and b.shape == (2, 32, 49)
+    a, b = align(torch.randn(2, 8, 14, 14), torch.randn(2, 4, 7, 7))
+    assert a.shape == (2, 8, 7, 7) and b.shape == (2, 4, 7, 7)
+    flat, grid = align(torch.randn(2, 6), torch.randn(2, 4, 7, 7))  # an MLP's hidden vector
+    assert flat.shape == (2, 6, 1) and grid.shape == (2, 4, 1)
+
+
+def test_feature_methods_combine_with_kd_in_config():
+    from edgedistill.config import DistillConfig
+    from edgedistill.distill import FeatureDistillation, build_method
+
+    m = build_method(DistillConfig(method=["kd", "at"]))
+    assert isinstance(m, FeatureDistillation) and isinstance(m.logit_method, HintonKD)
+    only = build_method(DistillConfig(method="fitnets"))
+    assert isinstance(only.logit_method, CrossEntropy)
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="choose one"):
+        DistillConfig(method=["kd", "dkd"])
+
+
+def test_teacher_cache_is_reused_and_rebuilt_when_its_inputs_change(tmp_path):
+    from edgedistill.config import AugmentConfig
+    from edgedistill.distill.cache import load_or_build
+    from edgedistill.models import create_model
+
+    torch.manual_seed(0)
+    x, y = torch.randn(40, 1, 8, 8).numpy(), (torch.arange(40) % 10).numpy()
+    teacher = create_model("convnet", (1, 8, 8), 10, {"channels": [4]})
+    aug = AugmentConfig(crop_padding=1, hflip=True)
+    path = tmp_path / "cache.pt"
+
+    def build(t=teacher, a=aug, data=x, views=3):
+        return load_or_build(path, t, data, y, a, views, 0, [], torch.device("cpu"), None, 10**9)
+
+    first = build()
+    assert first.built and first.logits.shape == (3, 40, 10) and path.exists()
+    again = build()
+    assert not again.built and torch.equal(again.logits, first.logits)
+    view = first.params[2, 5:6]  # the stored view rebuilds the exact input the teacher saw
+    from edgedistill.distill.augment import apply_augment
+    with torch.no_grad():
+        live = teacher.eval()(apply_augment(torch.as_tensor(x[5:6]), view, aug))
+    assert torch.allclose(live, first.logits[2, 5:6], atol=1e-5)
+    assert build(a=AugmentConfig(crop_padding=2, hflip=True)).built  # augmentation changed
+    assert build(data=x + 1).built  # data changed
+    with torch.no_grad():
+        teacher.head[1].weight.add_(1.0)  # teacher changed
+    assert build().built
+    assert build(views=2).built
+    assert load_or_build(path, teacher, x, y, aug, 3, 0, [], torch.device("cpu"), None, max_bytes=100) is None
+    none = load_or_build(tmp_path / "plain.pt", teacher, x, y, AugmentConfig(), 8, 0, [], torch.device("cpu"),
+                         None, 10**9)
+    assert none.views == 1  # no augmentation: the input itself is the only view

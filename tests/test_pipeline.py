@@ -1,5 +1,6 @@
 """The real pipeline end to end on tiny data: every teacher family into every student family, both datasets."""
 import json
+import math
 
 import numpy as np
 import pytest
@@ -7,7 +8,8 @@ import torch
 import yaml
 
 import edgedistill
-from edgedistill.distill.trainer import augment_batch, train_model
+from edgedistill.distill.augment import augment_batch
+from edgedistill.distill.trainer import train_model
 from edgedistill.config import AugmentConfig, TrainConfig
 from edgedistill.distill import CrossEntropy
 from edgedistill.errors import UserError
@@ -151,3 +153,42 @@ def test_nan_batches_can_be_skipped(tmp_path, tiny):
     result = edgedistill.run(cfg, out_dir=tmp_path / "r", progress=False)
     history = result.metrics["models"]["teacher"]["train"]["history"]
     assert [h["skipped_nonfinite_batches"] for h in history] == [0, 4]
+
+
+@pytest.mark.parametrize("teacher,targs,dataset", [("gru", {"hidden": 16, "layers": 1}, "mnist1d"),
+                                                   ("transformer", {"dim": 16, "depth": 1, "heads": 2}, "digits"),
+                                                   ("resnet", {"width": 8}, "digits")])
+def test_feature_methods_run_across_families(tmp_path, tiny, teacher, targs, dataset):
+    """FitNets and AT on default taps: GRU -> 1-D CNN, Transformer -> CNN, CNN -> CNN, combined with DKD."""
+    cfg = tiny(dataset, teacher, "convnet", targs, {"channels": [4, 8]})
+    cfg["distill"] = {"method": ["dkd", "fitnets", "at"]}
+    res = edgedistill.run(cfg, out_dir=tmp_path / "r", progress=False)
+    row = json.loads((tmp_path / "r" / "logs" / "student_kd.jsonl").read_text().splitlines()[-1])
+    assert {"train_ce", "train_tckd", "train_nckd", "train_fitnets", "train_at"} <= row.keys()
+    assert all(math.isfinite(row[k]) for k in ("train_fitnets", "train_at"))
+    assert "fitnets (weight 100.0)" in (tmp_path / "r" / "report.md").read_text()
+    assert res.metrics["models"]["student_kd"]["distill"]["method"] == ["dkd", "fitnets", "at"]
+
+
+def test_seeds_train_the_teacher_once_and_report_mean_and_std(tmp_path, tiny):
+    from edgedistill.seeds import run_seeds, seeds_table, summarize
+
+    res = run_seeds(tiny(), 2, out_dir=tmp_path / "s", progress=False)
+    s = res.summary
+    assert s["seeds"] == [0, 1]
+    second = json.loads((tmp_path / "s" / "seed_1" / "metrics.json").read_text())
+    assert second["models"]["teacher"]["source"].startswith("loaded:")  # trained once, by seed 0
+    assert second["config"]["data"]["split_seed"] == 0  # one validation split for every seed
+    accs = [json.loads((tmp_path / "s" / f"seed_{i}" / "metrics.json").read_text())["models"]["student_kd"]["test"]
+            ["accuracy"] for i in (0, 1)]
+    assert math.isclose(s["models"]["student_kd"]["accuracy"]["mean"], sum(accs) / 2)
+    assert math.isclose(s["models"]["student_kd"]["accuracy"]["std"], abs(accs[0] - accs[1]) / math.sqrt(2))
+    assert "± " in res.table and (tmp_path / "s" / "seeds.md").exists()
+    fake = [{"config": {"seed": i}, "comparison": {"kd_gain_over_scratch": g},
+             "models": {r: {"params": 1, "test": {"accuracy": a, "f1_macro": a}} for r, a in
+                        (("teacher", 0.9), ("student_scratch", sa), ("student_kd", sa + g))}}
+            for i, (sa, g) in enumerate([(0.80, 0.010), (0.81, 0.012), (0.80, 0.011)])]
+    assert summarize(fake)["gain_exceeds_noise"]
+    fake[1]["models"]["student_scratch"]["test"]["accuracy"] = 0.85  # scratch spread now exceeds the gain
+    assert not summarize(fake)["gain_exceeds_noise"]
+    assert "inside the noise" in seeds_table(summarize(fake) | {"distill": None})

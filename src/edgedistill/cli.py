@@ -17,6 +17,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="override a config key, e.g. --set teacher.train.epochs=5 (repeatable)")
     r.add_argument("--out", help="run folder (default runs/<name>-<timestamp>)")
     r.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    r.add_argument("--seeds", type=int, metavar="N",
+                   help="run the students N times (seeds seed..seed+N-1, one teacher) and report mean ± std")
     r.add_argument("--resume", metavar="RUN_DIR",
                    help="continue an interrupted run from its last finished epoch, with the config it was started with")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -40,6 +42,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume and args.out:
         raise UserError("--resume RUN_DIR continues that folder; drop --out")
     progress.set_mode("jsonl" if args.jsonl else "quiet" if args.quiet else "bar")
+    if args.seeds is not None:
+        return cmd_seeds(args)
     try:
         result = run(args.config, out_dir=args.resume or args.out, overrides=args.overrides,
                      overwrite=args.overwrite, progress=not args.quiet, resume=bool(args.resume))
@@ -56,6 +60,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(fit_summary(result.metrics))
     print(f"run folder: {result.run_dir}  (metrics.json, report.md, config.yaml, *.pt, export/, logs/)")
     print(f"report: {result.run_dir / 'report.html'}")
+    return 0
+
+
+def cmd_seeds(args: argparse.Namespace) -> int:
+    from edgedistill.seeds import run_seeds
+
+    if args.resume:
+        raise UserError("--seeds and --resume do not combine; resume one seed's folder on its own")
+    result = run_seeds(args.config, args.seeds, out_dir=args.out, overrides=args.overrides,
+                       overwrite=args.overwrite, progress=not args.quiet)
+    if not args.jsonl:
+        print(result.table)
+        print(f"\nruns: {result.out_dir}/seed_*  summary: {result.out_dir / 'seeds.md'}, seeds.json")
     return 0
 
 

@@ -34,6 +34,8 @@ class DataConfig(Strict):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     limit_train: int | None = Field(None, ge=10, description="keep a stratified subset of this many training samples")
     limit_test: int | None = Field(None, ge=10, description="keep a stratified subset of this many test samples")
+    split_seed: int | None = Field(None, description="seed of the validation split (default: the run's seed); "
+                                                      "--seeds holds it fixed so every seed shares one split")
 
 
 class TrainConfig(Strict):
@@ -69,11 +71,55 @@ class DKDConfig(Strict):
     ce_weight: float = Field(1.0, ge=0.0)
 
 
+Method = Literal["kd", "dkd", "fitnets", "at"]
+
+
+class FitNetsConfig(Strict):
+    weight: float = Field(100.0, ge=0.0, description="weight of the hint MSE (RepDistiller uses 100)")
+
+
+class ATConfig(Strict):
+    weight: float = Field(1000.0, ge=0.0, description="weight of the attention-map loss (RepDistiller uses 1000)")
+    p: float = Field(2.0, gt=0.0, description="attention map: channel mean of |F|^p")
+
+
+class CacheConfig(Strict):
+    """Teacher outputs for K fixed augmented views per sample, computed once (see distill/cache.py)."""
+
+    enabled: bool = Field(False, description="compute the teacher's outputs once instead of at every step")
+    views: int = Field(8, ge=1, description="augmented views per training sample (1 when augmentation is off)")
+    max_bytes: int = Field(2_000_000_000, ge=0, description="above this the teacher runs live, with a warning")
+
+
 class DistillConfig(Strict):
-    method: Literal["kd", "dkd"] = "kd"
+    method: Method | list[Method] = Field(
+        "kd", description="one method or several combined: at most one logit method (kd or dkd), plus fitnets "
+                          "and/or at on feature taps; feature methods alone add plain CE")
     temperature: float = Field(4.0, gt=0.0)
     alpha: float = Field(0.9, ge=0.0, le=1.0, description="kd: weight of the distillation term; 1-alpha weighs CE")
     dkd: DKDConfig = Field(default_factory=DKDConfig)
+    fitnets: FitNetsConfig = Field(default_factory=FitNetsConfig)
+    at: ATConfig = Field(default_factory=ATConfig)
+    student_taps: list[str] | None = Field(
+        None, description="student modules whose outputs feature methods read (default: the model's feature_taps)")
+    teacher_taps: list[str] | None = Field(
+        None, description="teacher modules paired with them, deepest with deepest (default: its feature_taps)")
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+
+    @property
+    def methods(self) -> list[str]:
+        return [self.method] if isinstance(self.method, str) else list(self.method)
+
+    @model_validator(mode="after")
+    def _one_logit_method(self) -> "DistillConfig":
+        m = self.methods
+        if not m:
+            raise ValueError("name at least one method")
+        if len(set(m)) != len(m):
+            raise ValueError(f"method lists {m} with a repeat")
+        if "kd" in m and "dkd" in m:
+            raise ValueError("kd and dkd are both logit methods; choose one")
+        return self
 
 
 class PruneConfig(Strict):

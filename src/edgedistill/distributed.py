@@ -5,8 +5,9 @@ A single process (no torchrun) sees world size 1 and every helper is a no-op.
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
@@ -30,7 +31,8 @@ def init_from_env(accel: torch.device) -> torch.device:
                             "lower --nproc_per_node")
         torch.cuda.set_device(local)
         accel = torch.device("cuda", local)
-    dist.init_process_group(backend="nccl" if accel.type == "cuda" else "gloo")
+    # rank 0 exports and profiles every model while the others wait: allow an hour, not the 10-minute default
+    dist.init_process_group(backend="nccl" if accel.type == "cuda" else "gloo", timeout=dt.timedelta(hours=1))
     return accel
 
 
@@ -65,6 +67,38 @@ def broadcast(obj: Any) -> Any:
     return box[0]
 
 
+def gather(obj: Any) -> list[Any]:
+    """Every rank's value of a picklable object, in rank order (a list of one without torchrun)."""
+    if not dist.is_initialized():
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def sync_buffers(model: nn.Module) -> None:
+    """Rank 0's buffers (batch-norm running statistics) on every rank."""
+    if dist.is_initialized():
+        for b in model.buffers():
+            dist.broadcast(b, src=0)
+
+
+def on_main(fn: Callable[[], Any]) -> Any:
+    """Run fn on rank 0 only; a UserError there is raised on every rank, so no process waits forever."""
+    if not dist.is_initialized():
+        return fn()
+    result, error = None, None
+    if is_main():
+        try:
+            result = fn()
+        except UserError as exc:
+            error = str(exc)
+    result, error = broadcast((result, error))
+    if error is not None:
+        raise UserError(error)
+    return result
+
+
 def all_sum(values: list[float], device: torch.device) -> list[float]:
     if not dist.is_initialized():
         return values
@@ -80,6 +114,16 @@ def all_true(flag: bool, device: torch.device) -> bool:
     t = torch.tensor([1 if flag else 0], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return bool(t.item())
+
+
+def average_gradients(module: nn.Module | None) -> None:
+    """Average the gradients of weights that live outside the DDP-wrapped model (a method's adapters)."""
+    if module is None or not dist.is_initialized():
+        return
+    for p in module.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= dist.get_world_size()
 
 
 def wrap(model: nn.Module, device: torch.device) -> nn.Module:

@@ -10,6 +10,7 @@ import platform
 import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from edgedistill.compress.qat import attach_fake_quant, detach_fake_quant
 from edgedistill.data import DataSplits, load_dataset
 from edgedistill.deploy import DeviceProfile, deploy_model, early_fit_check, get_device
 from edgedistill.distill import CrossEntropy, build_method
-from edgedistill.distill.trainer import TrainResult, predict_logits, train_model
+from edgedistill.distill.cache import TeacherCache, load_or_build
+from edgedistill.distill.trainer import TrainResult, check_train_config, predict_logits, train_model
 from edgedistill.errors import UserError, first_line
 from edgedistill.evaluate import classification_metrics, model_footprint
 from edgedistill.models import create_model
@@ -98,7 +100,8 @@ def checkpoint_meta(mcfg: ModelConfig, data: DataSplits, role: str) -> dict:
 
 
 def fit(model: nn.Module, mcfg: ModelConfig, cfg: ExperimentConfig, data: DataSplits, accel: torch.device,
-        role: str, run_dir: Path, progress: bool, loss_fn, teacher: nn.Module | None = None) -> TrainResult:
+        role: str, run_dir: Path, progress: bool, loss_fn, teacher: nn.Module | None = None,
+        cache: TeacherCache | None = None) -> TrainResult:
     """Train one model, saving its best-on-validation checkpoint as <role>.pt."""
     meta = checkpoint_meta(mcfg, data, role)
 
@@ -108,7 +111,7 @@ def fit(model: nn.Module, mcfg: ModelConfig, cfg: ExperimentConfig, data: DataSp
     return train_model(model, data.x_train, data.y_train, data.x_val, data.y_val, mcfg.train, cfg.data.augment,
                        loss_fn, accel, cfg.seed, role, log_path=run_dir / "logs" / f"{role}.jsonl",
                        on_best=save_best, teacher=teacher, progress=progress,
-                       state_path=run_dir / STATE_DIR / f"{role}.pt")
+                       state_path=run_dir / STATE_DIR / f"{role}.pt", cache=cache)
 
 
 def obtain_teacher(cfg: ExperimentConfig, data: DataSplits, accel: torch.device, run_dir: Path,
@@ -131,15 +134,32 @@ def train_students(cfg: ExperimentConfig, data: DataSplits, teacher: nn.Module, 
     out = {}
     scratch = build_model(cfg.student, "student", data, cfg.seed + 1)
     init_state = {k: v.clone() for k, v in scratch.state_dict().items()}
+    method = build_method(cfg.distill, cfg.student.train.label_smoothing)
+    cache = teacher_cache(cfg, data, teacher, method, scratch, accel, run_dir) if cfg.distill.cache.enabled else None
     ce = CrossEntropy(cfg.student.train.label_smoothing)
     out["student_scratch"] = (scratch, fit(scratch, cfg.student, cfg, data, accel, "student_scratch", run_dir,
-                                           progress, ce))
+                                           progress, ce, cache=cache))
     kd_student = build_model(cfg.student, "student", data, cfg.seed + 1)
     kd_student.load_state_dict(init_state)
-    method = build_method(cfg.distill, cfg.student.train.label_smoothing)
     out["student_kd"] = (kd_student, fit(kd_student, cfg.student, cfg, data, accel, "student_kd", run_dir,
-                                         progress, method, teacher=teacher))
+                                         progress, method, teacher=teacher, cache=cache))
     return out
+
+
+def teacher_cache(cfg: ExperimentConfig, data: DataSplits, teacher: nn.Module, method, student: nn.Module,
+                  accel: torch.device, run_dir: Path) -> TeacherCache | None:
+    """The teacher's outputs on a bank of views, shared by the scratch and the distilled student (same inputs)."""
+    if hasattr(method, "setup"):  # feature methods: which teacher taps to store
+        method.setup(student.to(accel), teacher, torch.as_tensor(data.x_train[:2]).to(accel))
+    cc = cfg.distill.cache
+    _, dtype = check_train_config(cfg.student.train, accel)
+    t0 = time.perf_counter()
+    cache = load_or_build(run_dir / "cache" / "teacher_outputs.pt", teacher.to(accel), data.x_train, data.y_train,
+                          cfg.data.augment, cc.views, cfg.seed, getattr(method, "teacher_taps", []), accel, dtype,
+                          cc.max_bytes, write=distributed.is_main())
+    if cache is not None:
+        emit("teacher_cache", views=cache.views, built=cache.built, seconds=time.perf_counter() - t0)
+    return cache
 
 
 def prune_teacher(cfg: ExperimentConfig, data: DataSplits, teacher: nn.Module, accel: torch.device,
@@ -263,10 +283,11 @@ def open_run_dir(cfg: ExperimentConfig, out_dir: str | Path | None, overwrite: b
     """A fresh run folder holding the resolved config, made by rank 0 while the other processes wait."""
     stamp = distributed.broadcast(dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
     run_dir = Path(out_dir) if out_dir else Path("runs") / f"{cfg.name}-{stamp}"
-    if distributed.is_main():
+    def make() -> None:
         prepare_run_dir(run_dir, overwrite)
         atomic_write_text(run_dir / "config.yaml", config_to_yaml(cfg))
-    distributed.barrier()
+
+    distributed.on_main(make)
     return run_dir
 
 
@@ -278,20 +299,23 @@ def run(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str
     With resume=True, out_dir is an unfinished run: finished models are loaded, the model in training continues
     from its last finished epoch. Under torchrun, every process trains and rank 0 alone writes files.
     """
-    if resume and out_dir is None:
-        raise UserError("--resume: name the run folder to continue")
+    if resume and (out_dir is None or overwrite):
+        raise UserError("--resume: name the run folder to continue, without --overwrite")
     cfg = resumed_config(Path(out_dir), config, overrides) if resume else resolve_config(config, overrides)
     if cfg.deterministic:  # warn_only: some CUDA kernels have no deterministic version
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
     accel = distributed.init_from_env(resolve_accelerator(cfg.accelerator))
     main = distributed.is_main()
+    for train in [cfg.student.train] + ([] if cfg.teacher.checkpoint else [cfg.teacher.train]):
+        check_train_config(train, accel)
     run_dir = Path(out_dir) if resume else open_run_dir(cfg, out_dir, overwrite)
 
     device = get_device(cfg.device, cfg.device_catalog)  # 1. the edge device
     if cfg.latency_budget_ms is not None:
         device = device.model_copy(update={"latency_budget_ms": cfg.latency_budget_ms})
-    data = load_dataset(cfg.data.name, cfg.data.path, cfg.data.val_fraction, cfg.seed, cfg.data.options,
+    split_seed = cfg.seed if cfg.data.split_seed is None else cfg.data.split_seed
+    data = load_dataset(cfg.data.name, cfg.data.path, cfg.data.val_fraction, split_seed, cfg.data.options,
                         cfg.data.limit_train, cfg.data.limit_test)
     # 2-3. build the student first, so a mismatch or a device overflow is reported before any training.
     probe = build_model(cfg.student, "student", data, cfg.seed + 1)
@@ -316,7 +340,7 @@ def run(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str
         models["student_pruned"] |= {"pruning": prune_info, "distill": cfg.distill.model_dump()}
     if cfg.deploy.enabled:  # 8.
         for role, (model, _, _) in track(trained.items(), desc="export, quantize, profile", unit="model",
-                                          enabled=progress, total=len(trained)):
+                                          enabled=progress and main, total=len(trained)):
             models[role]["deploy"] = deploy_one(cfg, data, role, model, test_logits[role], device, run_dir) \
                 if main else {}
         loss = distributed.broadcast(int8_loss_points(models["student_kd"]["deploy"]))

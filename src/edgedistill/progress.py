@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import Iterable, TypeVar
@@ -26,7 +27,7 @@ def bars_enabled() -> bool:
 
 def emit(event: str, **fields) -> None:
     """One JSON object per line on stdout, in jsonl mode only."""
-    if _mode == "jsonl":
+    if _mode == "jsonl" and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
         print(json.dumps({"event": event, "time": round(time.time(), 3), **fields}, default=str), flush=True)
 
 

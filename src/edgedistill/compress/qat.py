@@ -25,24 +25,27 @@ class WeightFakeQuant(nn.Module):
 
 
 class InputFakeQuant:
-    """A forward pre-hook: asymmetric uint8 fake quantization of a layer's input, with running min/max."""
+    """A forward pre-hook: asymmetric uint8 fake quantization of a layer's input, with a running min/max kept in
+    the layer's buffers `input_lo`/`input_hi`, so checkpoints and resume carry the ranges."""
 
     def __init__(self, momentum: float = 0.1):
         self.momentum = momentum
-        self.lo: torch.Tensor | None = None
-        self.hi: torch.Tensor | None = None
 
     def __call__(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         x = inputs[0]
         lo, hi = x.detach().amin().clamp(max=0), x.detach().amax().clamp(min=0)
-        if self.lo is None or module.training:
-            m = 1.0 if self.lo is None else self.momentum
-            self.lo = lo if self.lo is None else (1 - m) * self.lo + m * lo
-            self.hi = hi if self.hi is None else (1 - m) * self.hi + m * hi
-        scale = ((self.hi - self.lo) / 255.0).clamp_min(1e-8)
-        zero = torch.round(-self.lo / scale)
+        fresh = bool(torch.isnan(module.input_lo))
+        if fresh or module.training:
+            m = 1.0 if fresh else self.momentum
+            module.input_lo.copy_((1 - m) * module.input_lo.nan_to_num() + m * lo)
+            module.input_hi.copy_((1 - m) * module.input_hi.nan_to_num() + m * hi)
+        scale = ((module.input_hi - module.input_lo) / 255.0).clamp_min(1e-8)
+        zero = torch.round(-module.input_lo / scale)
         xq = (torch.clamp(torch.round(x / scale) + zero, 0, 255) - zero) * scale
         return (x + (xq - x).detach(), *inputs[1:])
+
+
+RANGE_BUFFERS = ("input_lo", "input_hi")
 
 
 def attach_fake_quant(model: nn.Module) -> list:
@@ -51,6 +54,8 @@ def attach_fake_quant(model: nn.Module) -> list:
     for module in model.modules():
         if isinstance(module, QUANTIZED):
             parametrize.register_parametrization(module, "weight", WeightFakeQuant())
+            for name in RANGE_BUFFERS:
+                module.register_buffer(name, torch.tensor(float("nan"), device=module.weight.device))
             handles.append(module.register_forward_pre_hook(InputFakeQuant()))
     return handles
 
@@ -62,3 +67,5 @@ def detach_fake_quant(model: nn.Module, handles: list) -> None:
     for module in model.modules():
         if isinstance(module, QUANTIZED) and parametrize.is_parametrized(module, "weight"):
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+            for name in RANGE_BUFFERS:
+                module._buffers.pop(name, None)

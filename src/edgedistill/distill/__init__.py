@@ -1,21 +1,35 @@
 """Distillation methods (one class per file) and the trainer that runs teacher, scratch and KD students alike.
 
-A method is called with the student's logits, the teacher's logits (None when training without a teacher)
-and the targets, and returns a dict of named, already weighted loss terms; the trainer sums them.
+A logit method is called with the student's logits, the teacher's logits (None when training without a teacher)
+and the targets, and returns a dict of named, already weighted loss terms; the trainer sums them. Feature methods
+(FitNets, attention transfer) are added on top through FeatureDistillation, which also receives tap features.
 """
 from __future__ import annotations
 
 from edgedistill.config import DistillConfig
+from edgedistill.distill.at import AttentionTransfer
 from edgedistill.distill.ce import CrossEntropy
 from edgedistill.distill.dkd import DKD
+from edgedistill.distill.features import FeatureDistillation
+from edgedistill.distill.fitnets import FitNets
 from edgedistill.distill.kd import HintonKD
 
 
-def build_method(cfg: DistillConfig, label_smoothing: float = 0.0) -> HintonKD | DKD:
-    """The configured method with its own weights; adding a method is one file and one line here."""
-    if cfg.method == "dkd":
-        return DKD(cfg.temperature, cfg.dkd.alpha, cfg.dkd.beta, cfg.dkd.ce_weight, label_smoothing)
-    return HintonKD(cfg.temperature, cfg.alpha, label_smoothing)
+def build_method(cfg: DistillConfig, label_smoothing: float = 0.0):
+    """The configured method(s) with their own weights; adding a method is one file and a line here."""
+    methods = cfg.methods
+    if "dkd" in methods:
+        logit = DKD(cfg.temperature, cfg.dkd.alpha, cfg.dkd.beta, cfg.dkd.ce_weight, label_smoothing)
+    elif "kd" in methods:
+        logit = HintonKD(cfg.temperature, cfg.alpha, label_smoothing)
+    else:
+        logit = CrossEntropy(label_smoothing)
+    features = ([FitNets(cfg.fitnets.weight)] if "fitnets" in methods else []) + \
+               ([AttentionTransfer(cfg.at.weight, cfg.at.p)] if "at" in methods else [])
+    if not features:
+        return logit
+    return FeatureDistillation(logit, features, cfg.student_taps, cfg.teacher_taps)
 
 
-__all__ = ["CrossEntropy", "DKD", "HintonKD", "build_method"]
+__all__ = ["AttentionTransfer", "CrossEntropy", "DKD", "FeatureDistillation", "FitNets", "HintonKD",
+           "build_method"]

@@ -24,6 +24,9 @@ from torch.utils.data import DistributedSampler
 from edgedistill import distributed
 from edgedistill.checkpoint import atomic_write_bytes, atomic_write_text
 from edgedistill.config import AugmentConfig, TrainConfig
+from edgedistill.distill.augment import augment_batch
+from edgedistill.distill.cache import TeacherCache
+from edgedistill.distill.taps import TapRecorder
 from edgedistill.errors import UserError, first_line
 from edgedistill.progress import emit, track
 
@@ -39,38 +42,11 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
-    """Random crop after zero padding (images and sequences) and random horizontal flip (images)."""
-    n = x.shape[0]
-    if cfg.crop_padding > 0 and x.dim() in (3, 4):
-        p = cfg.crop_padding
-        idx_n = torch.arange(n, device=x.device)
-        if x.dim() == 4:
-            h, w = x.shape[-2:]
-            padded = F.pad(x, (p, p, p, p))
-            dy = torch.randint(0, 2 * p + 1, (n,), generator=gen, device=gen.device).to(x.device)
-            dx = torch.randint(0, 2 * p + 1, (n,), generator=gen, device=gen.device).to(x.device)
-            rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
-            cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
-            chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-            x = padded[idx_n[:, None, None, None], chans, rows, cols]
-        else:
-            length = x.shape[-1]
-            padded = F.pad(x, (p, p))
-            dx = torch.randint(0, 2 * p + 1, (n,), generator=gen, device=gen.device).to(x.device)
-            cols = (dx[:, None] + torch.arange(length, device=x.device))[:, None, :]
-            chans = torch.arange(x.shape[1], device=x.device)[None, :, None]
-            x = padded[idx_n[:, None, None], chans, cols]
-    if cfg.hflip and x.dim() == 4:
-        flip = (torch.rand(n, generator=gen, device=gen.device) < 0.5).to(x.device)
-        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    return x
-
-
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Weight decay on weights only; norms and biases are left undecayed."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]
+def make_optimizer(model: nn.Module, cfg: TrainConfig, extra: nn.Module | None = None) -> torch.optim.Optimizer:
+    """Weight decay on weights only; norms and biases are left undecayed. `extra` holds a method's own weights."""
+    params = list(model.parameters()) + (list(extra.parameters()) if extra is not None else [])
+    decay = [p for p in params if p.requires_grad and p.dim() > 1]
+    no_decay = [p for p in params if p.requires_grad and p.dim() <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
@@ -108,6 +84,12 @@ def local_batch_size(cfg: TrainConfig, world: int) -> int:
     return cfg.batch_size // world
 
 
+def check_train_config(cfg: TrainConfig, device: torch.device) -> tuple[int, torch.dtype | None]:
+    """Per-process batch and autocast dtype; the pipeline calls this before any training so a bad value costs
+    seconds, not a trained teacher."""
+    return local_batch_size(cfg, distributed.world_size()), autocast_dtype(cfg, device)
+
+
 def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
     if cfg.precision == "fp16" and device.type != "cuda":
         raise UserError("train.precision: fp16 needs CUDA; use bf16 or fp32 on the CPU")
@@ -127,6 +109,7 @@ class Loop:
     sched: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     gen: torch.Generator
+    extra: nn.Module | None = None
     result: TrainResult = field(default_factory=TrainResult)
     best_state: dict | None = None
     epoch: int = 0
@@ -134,12 +117,17 @@ class Loop:
 
 
 def save_state(path: Path, loop: Loop, finished: bool) -> None:
-    """Everything needed to continue after the last finished epoch, written atomically (rank 0 only)."""
+    """Everything needed to continue after the last finished epoch, written atomically by rank 0. Every process
+    calls it: each one's augmentation generator is gathered, so a resumed DDP run draws what it would have."""
+    generators = distributed.gather(loop.gen.get_state())
+    if not distributed.is_main():
+        return
     cpu = lambda sd: {k: v.detach().cpu() for k, v in sd.items()}  # noqa: E731
     state = {"format": STATE_FORMAT, "epoch": loop.epoch, "finished": finished, "elapsed": loop.elapsed,
              "model": cpu(loop.model.state_dict()), "best_state": cpu(loop.best_state or {}),
              "optimizer": loop.opt.state_dict(), "scheduler": loop.sched.state_dict(),
-             "scaler": loop.scaler.state_dict(), "generator": loop.gen.get_state(),
+             "scaler": loop.scaler.state_dict(), "generators": generators,
+             "method": cpu(loop.extra.state_dict()) if loop.extra is not None else {},
              "torch_rng": torch.get_rng_state(),
              "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
              "best_epoch": loop.result.best_epoch, "best_val_accuracy": loop.result.best_val_accuracy,
@@ -158,11 +146,18 @@ def restore_state(path: Path, loop: Loop, device: torch.device) -> bool:
             from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise UserError(f"--resume: {path} is not an edgedistill training state")
-    loop.model.load_state_dict(state["model"])
-    loop.opt.load_state_dict(state["optimizer"])
-    loop.sched.load_state_dict(state["scheduler"])
-    loop.scaler.load_state_dict(state["scaler"])
-    loop.gen.set_state(state["generator"])
+    try:
+        loop.model.load_state_dict(state["model"])
+        loop.opt.load_state_dict(state["optimizer"])
+        loop.sched.load_state_dict(state["scheduler"])
+        loop.scaler.load_state_dict(state["scaler"])
+        if loop.extra is not None:
+            loop.extra.load_state_dict(state["method"])
+        loop.gen.set_state(state["generators"][distributed.rank()])
+    except (RuntimeError, KeyError, ValueError, IndexError) as exc:
+        raise UserError(f"--resume: {path} does not match this run's model, optimizer or process count "
+                        f"({first_line(exc)}); resume with the config and torchrun size it was started with") \
+            from None
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -177,28 +172,37 @@ def train_model(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_va
                 cfg: TrainConfig, augment: AugmentConfig, loss_fn: LossFn, device: torch.device, seed: int,
                 role: str, log_path: Path | None = None, on_best: Callable[[nn.Module, dict], None] | None = None,
                 teacher: nn.Module | None = None, progress: bool = True,
-                state_path: Path | None = None) -> TrainResult:
+                state_path: Path | None = None, cache: TeacherCache | None = None) -> TrainResult:
     """Train in place and leave the model holding its best-on-validation weights.
 
     With `state_path`, the full training state is written there after every epoch, and a state already there is
     resumed from (a finished one is returned as is). Under torchrun the model is wrapped in DDP and each process
-    takes its shard of every global batch through DistributedSampler.
+    takes its shard of every global batch through DistributedSampler. With `cache`, inputs and the teacher's
+    outputs come from its bank of views and the teacher does not run.
     """
     model.to(device)
     if teacher is not None:
         teacher.to(device).eval()
     world, rank = distributed.world_size(), distributed.rank()
-    batch = local_batch_size(cfg, world)
+    batch, dtype = check_train_config(cfg, device)
     xt, yt = torch.as_tensor(x_train), torch.as_tensor(y_train)
     sampler = DistributedSampler(range(len(xt)), num_replicas=world, rank=rank, shuffle=True, seed=seed)
     n_steps = steps_per_epoch(len(sampler) * world, cfg)
-    dtype = autocast_dtype(cfg, device)
-    opt = make_optimizer(model, cfg)
+    if hasattr(loss_fn, "setup"):  # feature methods: resolve taps, build adapters from real shapes
+        loss_fn.setup(model, teacher, xt[:2].to(device))
+    extra = getattr(loss_fn, "trainable", None)
+    opt = make_optimizer(model, cfg, extra)
     loop = Loop(model, opt, make_scheduler(opt, cfg, cfg.epochs * n_steps),
                 torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
-                torch.Generator().manual_seed(seed + rank))
+                torch.Generator().manual_seed(seed + rank), extra)
     if state_path is not None and state_path.exists():
-        if restore_state(state_path, loop, device):
+        finished = restore_state(state_path, loop, device)
+        if on_best is not None and distributed.is_main() and loop.best_state is not None:
+            # a kill between writing <role>.pt and the state could leave a checkpoint the state never saw
+            best = copy.deepcopy(model)
+            best.load_state_dict(loop.best_state)
+            on_best(best, loop.result.history[loop.result.best_epoch - 1])
+        if finished:
             model.load_state_dict(loop.best_state)
             loop.result.seconds = loop.elapsed
             return loop.result
@@ -206,15 +210,19 @@ def train_model(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_va
     if log_path is not None and distributed.is_main():  # on resume, the log restarts from the restored history
         atomic_write_text(log_path, "".join(json.dumps(row) + "\n" for row in loop.result.history))
     trained = distributed.wrap(model, device)
+    student_taps = TapRecorder(model, loss_fn.student_taps) if getattr(loss_fn, "student_taps", None) else None
+    source = cache or LiveTeacher(teacher, augment, dtype, getattr(loss_fn, "teacher_taps", []))
     bar = track(range(loop.epoch + 1, cfg.epochs + 1), desc=f"train {role}", unit="epoch",
                 enabled=progress and distributed.is_main(), total=cfg.epochs - loop.epoch)
     for epoch in bar:
         t0 = time.perf_counter()
         sampler.set_epoch(epoch)
         order = torch.tensor(list(sampler))
-        sums = run_epoch(trained, loop, order, n_steps, batch, xt, yt, cfg, augment, loss_fn, device, dtype,
-                         teacher, role, epoch)
-        row = epoch_row(model, loop, epoch, sums, x_val, y_val, device, time.perf_counter() - t0)
+        sums = run_epoch(trained, loop, order, n_steps, batch, xt, yt, cfg, source, loss_fn, device, dtype,
+                         student_taps, role, epoch)
+        distributed.sync_buffers(model)  # batch-norm statistics as rank 0 has them, so all validate one model
+        row = distributed.broadcast(epoch_row(model, loop, epoch, sums, x_val, y_val, device,
+                                              time.perf_counter() - t0))
         loop.epoch, loop.elapsed = epoch, loop.elapsed + row["seconds"]
         loop.result.history.append(row)
         emit("epoch", role=role, epochs=cfg.epochs, **row)
@@ -226,19 +234,45 @@ def train_model(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_va
             loop.best_state = copy.deepcopy(model.state_dict())
             if on_best is not None and distributed.is_main():
                 on_best(model, row)
-        if state_path is not None and distributed.is_main():
+        if state_path is not None:
             save_state(state_path, loop, finished=epoch == cfg.epochs)
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{row['val_accuracy']:.4f}",
                         best=f"{loop.result.best_val_accuracy:.4f}")
+    source.close()
+    if student_taps:
+        student_taps.remove()
     distributed.barrier()
     model.load_state_dict(loop.best_state)
     loop.result.seconds = loop.elapsed
     return loop.result
 
 
+class LiveTeacher:
+    """Inputs augmented afresh at each step and, when there is a teacher, its outputs computed on them."""
+
+    def __init__(self, teacher: nn.Module | None, augment: AugmentConfig, dtype: torch.dtype | None,
+                 taps: list[str]):
+        self.teacher, self.augment, self.dtype = teacher, augment, dtype
+        self.rec = TapRecorder(teacher, taps) if teacher is not None and taps else None
+
+    def batch(self, xt: torch.Tensor, idx: torch.Tensor, gen: torch.Generator,
+              device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
+        xb = augment_batch(xt[idx], self.augment, gen).to(device, non_blocking=True)
+        if self.teacher is None:
+            return xb, None, []
+        with torch.no_grad(), torch.autocast(device.type, dtype=self.dtype, enabled=self.dtype is not None):
+            logits = self.teacher(xb).float()
+        return xb, logits, self.rec.take() if self.rec else []
+
+    def close(self) -> None:
+        if self.rec:
+            self.rec.remove()
+
+
 def run_epoch(trained: nn.Module, loop: Loop, order: torch.Tensor, n_steps: int, batch: int, xt: torch.Tensor,
-              yt: torch.Tensor, cfg: TrainConfig, augment: AugmentConfig, loss_fn: LossFn, device: torch.device,
-              dtype: torch.dtype | None, teacher: nn.Module | None, role: str, epoch: int) -> dict[str, float]:
+              yt: torch.Tensor, cfg: TrainConfig, source: LiveTeacher | TeacherCache, loss_fn: LossFn,
+              device: torch.device, dtype: torch.dtype | None, student_taps: TapRecorder | None, role: str,
+              epoch: int) -> dict[str, float]:
     """One pass over this process's shard; returns loss sums, correct and seen counts summed over processes."""
     trained.train()
     sums: dict[str, float] = {}
@@ -247,15 +281,12 @@ def run_epoch(trained: nn.Module, loop: Loop, order: torch.Tensor, n_steps: int,
         idx = order[step * batch:(step + 1) * batch]
         if len(idx) == 0:
             break
-        xb = augment_batch(xt[idx], augment, loop.gen).to(device, non_blocking=True)
+        xb, teacher_logits, teacher_feats = source.batch(xt, idx, loop.gen, device)
         yb = yt[idx].to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            teacher_logits = None
-            if teacher is not None:
-                with torch.no_grad():
-                    teacher_logits = teacher(xb).float()
             logits = trained(xb)
-            terms = loss_fn(logits.float(), teacher_logits, yb)
+            feats = (student_taps.take(), teacher_feats) if student_taps else ()
+            terms = loss_fn(logits.float(), teacher_logits, yb, *feats)
         loss = sum(terms.values())
         if not distributed.all_true(bool(torch.isfinite(loss)), device):
             if cfg.on_nonfinite == "skip":
@@ -266,6 +297,7 @@ def run_epoch(trained: nn.Module, loop: Loop, order: torch.Tensor, n_steps: int,
                 "checkpoint is kept. Lower the learning rate, or set train.on_nonfinite: skip")
         loop.opt.zero_grad(set_to_none=True)
         loop.scaler.scale(loss).backward()
+        distributed.average_gradients(loop.extra)
         loop.scaler.step(loop.opt)
         loop.scaler.update()
         loop.sched.step()

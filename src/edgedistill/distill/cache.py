@@ -1,0 +1,128 @@
+"""Teacher-output cache: the teacher's logits (and tap features, where a method reads them) for a fixed bank of K
+augmented views of every training sample, computed once and reused by every distillation epoch.
+
+On a CPU the teacher's forward pass otherwise costs as much as the student's whole step. The views are stored as
+augmentation parameters, so a view is rebuilt exactly; each step draws one view per sample. The scratch student
+draws from the same bank, so the control sees the same inputs. The file lives in the run folder and carries a key
+made of the teacher's weights, the training data, the augmentation, K, the seed, the taps and the precision: any
+change rebuilds it.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from edgedistill.checkpoint import atomic_write_bytes
+from edgedistill.config import AugmentConfig
+from edgedistill.distill.augment import apply_augment, augment_params
+from edgedistill.distill.taps import TapRecorder
+
+log = logging.getLogger("edgedistill")
+FORMAT = "edgedistill-teacher-cache-v1"
+
+
+@dataclass
+class TeacherCache:
+    views: int
+    params: torch.Tensor  # (K, N, 3) augmentation parameters
+    logits: torch.Tensor  # (K, N, classes) float32
+    feats: list[torch.Tensor]  # per teacher tap: (K, N, C, *spatial) float16
+    augment: AugmentConfig
+    built: bool = False  # False when the file was reused
+
+    def batch(self, xt: torch.Tensor, idx: torch.Tensor, gen: torch.Generator,
+              device: torch.device) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """One view per sample: the augmented inputs, the teacher's logits and its tap features for them."""
+        view = torch.randint(0, self.views, (len(idx),), generator=gen)
+        x = apply_augment(xt[idx], self.params[view, idx], self.augment).to(device, non_blocking=True)
+        feats = [f[view, idx].to(device).float() for f in self.feats]
+        return x, self.logits[view, idx].to(device), feats
+
+    def close(self) -> None:
+        """Nothing to release; the live source removes its hooks here."""
+
+
+def cache_key(teacher: nn.Module, x: np.ndarray, y: np.ndarray, augment: AugmentConfig, views: int, seed: int,
+              taps: list[str], dtype: torch.dtype | None) -> str:
+    h = hashlib.sha256()
+    for name, tensor in sorted(teacher.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    h.update(np.ascontiguousarray(x).tobytes())
+    h.update(np.ascontiguousarray(y).tobytes())
+    h.update(json.dumps([augment.model_dump(), views, seed, taps, str(dtype)]).encode())
+    return h.hexdigest()
+
+
+def estimated_bytes(teacher: nn.Module, taps: list[str], sample: torch.Tensor, n: int, views: int) -> int:
+    """What the bank will hold: float32 logits plus float16 tap features, for n samples and K views."""
+    rec = TapRecorder(teacher, taps)
+    with torch.no_grad():
+        out = teacher.eval()(sample[:1])
+    rec.remove()
+    per_sample = out.shape[1] * 4 + sum(f[0].numel() * 2 for f in rec.take())
+    return per_sample * n * views
+
+
+@torch.no_grad()
+def build_cache(teacher: nn.Module, xt: torch.Tensor, augment: AugmentConfig, views: int, seed: int,
+                taps: list[str], device: torch.device, dtype: torch.dtype | None,
+                batch_size: int = 512) -> TeacherCache:
+    gen = torch.Generator().manual_seed(seed + 7919)  # its own stream: building a cache draws nothing from training
+    if augment.crop_padding == 0 and not augment.hflip:
+        views = 1  # no augmentation: one view, the input itself
+    teacher.eval()
+    rec = TapRecorder(teacher, taps)
+    params, logits, feats = [], [], [[] for _ in taps]
+    for _ in range(views):
+        p = augment_params(tuple(xt.shape), augment, gen)
+        params.append(p)
+        view_logits, view_feats = [], [[] for _ in taps]
+        for i in range(0, len(xt), batch_size):
+            xb = apply_augment(xt[i:i + batch_size], p[i:i + batch_size], augment).to(device)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                view_logits.append(teacher(xb).float().cpu())
+            for store, f in zip(view_feats, rec.take()):
+                store.append(f.half().cpu())
+        logits.append(torch.cat(view_logits))
+        for store, parts in zip(feats, view_feats):
+            store.append(torch.cat(parts))
+    rec.remove()
+    return TeacherCache(views, torch.stack(params), torch.stack(logits), [torch.stack(f) for f in feats], augment,
+                        built=True)
+
+
+def load_or_build(path: Path, teacher: nn.Module, x: np.ndarray, y: np.ndarray, augment: AugmentConfig,
+                  views: int, seed: int, taps: list[str], device: torch.device, dtype: torch.dtype | None,
+                  max_bytes: int, write: bool = True) -> TeacherCache | None:
+    """The cache at `path` when its key matches, else a new one (written there when `write`); None when the bank
+    would exceed max_bytes, in which case the teacher runs live."""
+    xt = torch.as_tensor(x)
+    size = estimated_bytes(teacher, taps, xt[:1].to(device), len(xt), views)
+    if size > max_bytes:
+        log.warning("teacher cache: %d views would take %.2f GB (> distill.cache.max_bytes %.2f GB); the teacher "
+                    "runs live instead", views, size / 1e9, max_bytes / 1e9)
+        return None
+    key = cache_key(teacher, x, y, augment, views, seed, taps, dtype)
+    if path.exists():
+        try:
+            stored = torch.load(path, map_location="cpu", weights_only=True)
+            if stored.get("format") == FORMAT and stored.get("key") == key:
+                return TeacherCache(stored["views"], stored["params"], stored["logits"], stored["feats"], augment)
+        except Exception as exc:  # an unreadable cache is rebuilt, never trusted
+            log.warning("teacher cache %s unreadable (%s); rebuilding it", path, exc)
+    cache = build_cache(teacher, xt, augment, views, seed, taps, device, dtype)
+    if write:
+        buf = io.BytesIO()
+        torch.save({"format": FORMAT, "key": key, "views": cache.views, "params": cache.params,
+                    "logits": cache.logits, "feats": cache.feats}, buf)
+        atomic_write_bytes(path, buf.getvalue())
+    return cache

@@ -1,0 +1,61 @@
+"""A logit method (KD, DKD or plain CE) plus feature methods (FitNets, attention transfer) on paired taps.
+
+The trainer sees one loss function: it asks for the taps to record, calls `setup` once (taps are resolved, FitNets
+adapters are built from real shapes), trains `trainable` with the student, and passes the recorded features.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from edgedistill.distill.at import AttentionTransfer
+from edgedistill.distill.fitnets import FitNets
+from edgedistill.distill.taps import TapRecorder, pair_taps, resolve_taps
+
+
+class FeatureDistillation:
+    needs_teacher = True
+
+    def __init__(self, logit_method, feature_methods: list[FitNets | AttentionTransfer],
+                 student_taps: list[str] | None = None, teacher_taps: list[str] | None = None):
+        self.logit_method = logit_method
+        self.feature_methods = feature_methods
+        self.requested = (student_taps, teacher_taps)
+        self.student_taps: list[str] = []
+        self.teacher_taps: list[str] = []
+        self.trainable = nn.ModuleList()
+
+    @torch.no_grad()
+    def setup(self, student: nn.Module, teacher: nn.Module, sample: torch.Tensor) -> None:
+        """Resolve and pair the taps, and build FitNets adapters from one forward pass of each model."""
+        if self.student_taps:
+            return
+        pairs = pair_taps(resolve_taps(student, self.requested[0], "student"),
+                          resolve_taps(teacher, self.requested[1], "teacher"))
+        self.student_taps, self.teacher_taps = [s for s, _ in pairs], [t for _, t in pairs]
+        s_feats, t_feats = self.record(student, self.student_taps, sample), self.record(teacher, self.teacher_taps,
+                                                                                          sample)
+        for m in self.feature_methods:
+            if isinstance(m, FitNets):
+                self.trainable.append(m.build(s_feats, t_feats))
+        self.trainable.to(sample.device)
+
+    @staticmethod
+    def record(model: nn.Module, taps: list[str], x: torch.Tensor) -> list[torch.Tensor]:
+        rec = TapRecorder(model, taps)
+        was_training = model.training
+        model.eval()
+        model(x)
+        model.train(was_training)
+        rec.remove()
+        return rec.take()
+
+    def __call__(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, targets: torch.Tensor,
+                 student_feats: list[torch.Tensor] | None = None,
+                 teacher_feats: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        if student_feats is None or teacher_feats is None:
+            raise ValueError("feature distillation needs the student's and the teacher's tap features")
+        terms = self.logit_method(student_logits, teacher_logits, targets)
+        for m in self.feature_methods:
+            terms |= m(student_feats, teacher_feats)
+        return terms

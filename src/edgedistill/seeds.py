@@ -1,0 +1,88 @@
+"""`--seeds N`: the same experiment N times, to tell a distillation gain from seed noise.
+
+The teacher is trained once (first seed) and loaded by the others; the validation split is held fixed, so the
+seeds differ only in the students' initial weights, batch order and augmentation. Each seed is an ordinary run
+folder (out/seed_<s>); out/seeds.json and out/seeds.md hold the mean and standard deviation of every model's test
+accuracy and F1, and the KD gain over scratch paired by seed.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgedistill.checkpoint import atomic_write_text
+from edgedistill.config import ExperimentConfig, resolve_config
+from edgedistill.errors import UserError
+from edgedistill.report.markdown import method_label
+
+
+@dataclass
+class SeedsResult:
+    out_dir: Path
+    summary: dict
+    table: str
+
+
+def mean_std(values: list[float]) -> dict:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "values": values}
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Per role: test accuracy and macro F1 over seeds; the paired KD gain, and whether it clears the noise."""
+    roles = [r for r in runs[0]["models"] if all(r in m["models"] for m in runs)]
+    models = {r: {"accuracy": mean_std([m["models"][r]["test"]["accuracy"] for m in runs]),
+                  "f1_macro": mean_std([m["models"][r]["test"]["f1_macro"] for m in runs]),
+                  "params": runs[0]["models"][r]["params"]} for r in roles}
+    gains = mean_std([m["comparison"]["kd_gain_over_scratch"] for m in runs])
+    scratch_std = models["student_scratch"]["accuracy"]["std"]
+    noise = max(scratch_std, gains["std"])
+    return {"seeds": [m["config"]["seed"] for m in runs], "models": models, "kd_gain_over_scratch": gains,
+            "gain_exceeds_noise": gains["mean"] > noise and len(runs) > 1,
+            "noise": noise, "distill": runs[0]["models"]["student_kd"].get("distill")}
+
+
+def seeds_table(summary: dict) -> str:
+    n = len(summary["seeds"])
+    rows = [f"| model | params | test acc (mean ± std, {n} seeds) | macro F1 (mean ± std) |", "|---|---|---|---|"]
+    labels = {"teacher": "teacher (trained once)", "student_scratch": "student (scratch)",
+              "student_kd": "student (KD)", "student_pruned": "pruned teacher", "student_kd_qat": "student (KD + QAT)"}
+    for role, m in summary["models"].items():
+        a, f = m["accuracy"], m["f1_macro"]
+        rows.append(f"| {labels.get(role, role)} | {m['params']:,} | {100 * a['mean']:.2f}% ± {100 * a['std']:.2f} "
+                    f"| {f['mean']:.4f} ± {f['std']:.4f} |")
+    g = summary["kd_gain_over_scratch"]
+    method = method_label(summary["distill"]) if summary["distill"] else "-"
+    if summary["gain_exceeds_noise"]:
+        verdict = "a gain beyond the noise"
+    elif g["mean"] < -summary["noise"] and n > 1:
+        verdict = "a loss beyond the noise: distillation hurt this student"
+    else:
+        verdict = "inside the noise (no larger than the std of the scratch runs or of the gains)"
+    return ("\n".join(rows) + f"\n\nKD gain over scratch ({method}), paired by seed: {100 * g['mean']:+.2f} ± "
+            f"{100 * g['std']:.2f} points: {verdict}.")
+
+
+def run_seeds(config: ExperimentConfig | dict | str | Path | None, n: int, out_dir: str | Path | None = None,
+              overrides: list[str] | None = None, overwrite: bool = False, progress: bool = True) -> SeedsResult:
+    from edgedistill.pipeline import prepare_run_dir, run
+
+    if n < 2:
+        raise UserError(f"--seeds {n}: give at least 2 seeds, or leave --seeds out for one run")
+    cfg = resolve_config(config, overrides)
+    out = prepare_run_dir(Path(out_dir) if out_dir else Path("runs") / f"{cfg.name}-seeds{n}", overwrite)
+    base = cfg.model_dump(mode="json")
+    base["data"]["split_seed"] = cfg.seed if cfg.data.split_seed is None else cfg.data.split_seed
+    runs = []
+    for i in range(n):
+        seeded = json.loads(json.dumps(base)) | {"seed": cfg.seed + i}
+        if i > 0:
+            seeded["teacher"]["checkpoint"] = str(out / f"seed_{cfg.seed}" / "teacher.pt")
+        runs.append(run(seeded, out_dir=out / f"seed_{cfg.seed + i}", progress=progress).metrics)
+    summary = summarize(runs)
+    table = seeds_table(summary)
+    atomic_write_text(out / "seeds.json", json.dumps(summary, indent=2))
+    atomic_write_text(out / "seeds.md", f"# {cfg.name}: {n} seeds\n\n{table}\n")
+    return SeedsResult(out, summary, table)
