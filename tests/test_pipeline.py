@@ -192,3 +192,24 @@ def test_seeds_train_the_teacher_once_and_report_mean_and_std(tmp_path, tiny):
     fake[1]["models"]["student_scratch"]["test"]["accuracy"] = 0.85  # scratch spread now exceeds the gain
     assert not summarize(fake)["gain_exceeds_noise"]
     assert "inside the noise" in seeds_table(summarize(fake) | {"distill": None})
+
+
+def test_student_auto_returns_a_student_that_fits_the_mcu(tmp_path, tiny):
+    """A tight latency budget on the microcontroller profile makes some trials infeasible: they are refused before
+    training, and the chosen student, trained and deployed, fits."""
+    cfg = tiny("digits", "mlp", "mlp")
+    cfg["student"] = {"model": "auto", "train": cfg["student"]["train"],
+                      "search": {"family": "convnet", "trials": 5, "epochs": 1, "max_steps_per_epoch": 2}}
+    cfg |= {"device": "mcu", "latency_budget_ms": 3.0, "deploy": {"enabled": True, "latency_runs": 5,
+                                                                   "calibration_samples": 32}}
+    m = edgedistill.run(cfg, out_dir=tmp_path / "r", progress=False).metrics
+    search = m["student_search"]
+    assert 1 <= len(search["trials"]) <= 5
+    chosen = next(t for t in search["trials"] if t["number"] == search["best_trial"])
+    assert chosen["fits"] and m["models"]["student_kd"]["args"] == chosen["args"]
+    for t in search["trials"]:
+        assert ("val_accuracy" in t) == t["fits"]  # infeasible trials train nothing
+    assert any(not t["fits"] for t in search["trials"]), "the budget should rule some trials out"
+    assert m["models"]["student_kd"]["deploy"]["fit"]["int8"]["fits"]
+    assert "Student search" in (tmp_path / "r" / "report.md").read_text()
+    assert (tmp_path / "r" / "student_search.json").exists()

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgedistill.errors import UserError, first_line
 
@@ -56,11 +56,23 @@ class TrainConfig(Strict):
     max_steps_per_epoch: int | None = Field(None, ge=1, description="cap on batches per epoch, for smoke runs")
 
 
+class SearchConfig(Strict):
+    """student: auto. Optuna searches a family's width and depth; only students that fit the device are trained."""
+
+    family: Literal["convnet", "mobilenet", "mlp"] = "convnet"
+    trials: int = Field(12, ge=1, description="Optuna trials at most (infeasible ones count, but train nothing)")
+    timeout_s: float = Field(900.0, gt=0.0, description="wall-clock bound on the whole search")
+    epochs: int = Field(2, ge=1, description="training epochs per trial, scored on validation")
+    max_steps_per_epoch: int | None = Field(None, ge=1)
+
+
 class ModelConfig(Strict):
-    model: str = Field(..., description="registered model name or an import path 'pkg.module:factory'")
+    model: str = Field(..., description="registered model name, an import path 'pkg.module:factory', or (student "
+                                        "only) 'auto' for a searched student that fits the device")
     args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the model factory")
     checkpoint: str | None = Field(None, description="load weights from this file instead of training")
     train: TrainConfig = Field(default_factory=TrainConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig, description="used when model is 'auto'")
 
 
 class DKDConfig(Strict):
@@ -171,8 +183,15 @@ class ExperimentConfig(Strict):
     compress: CompressConfig = Field(default_factory=CompressConfig)
     deploy: DeployConfig = Field(default_factory=DeployConfig)
 
+    @field_validator("student", mode="before")
+    @classmethod
+    def _auto_student(cls, value: Any) -> Any:
+        return {"model": "auto"} if value == "auto" else value
+
     @model_validator(mode="after")
     def _student_is_trained(self) -> "ExperimentConfig":
+        if self.teacher.model == "auto":
+            raise ValueError("teacher.model: 'auto' searches students only; name a teacher model")
         if self.student.checkpoint is not None:
             raise ValueError("student.checkpoint is not supported: the student is what this run trains")
         return self

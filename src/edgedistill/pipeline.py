@@ -195,6 +195,22 @@ def model_record(role: str, mcfg: ModelConfig, model: nn.Module, trained: TrainR
     return record, test_logits
 
 
+def choose_student(cfg: ExperimentConfig, data: DataSplits, device: DeviceProfile, accel: torch.device,
+                   run_dir: Path) -> dict:
+    """Step 3 for student: auto. The result is kept in the run folder, so --resume does not search again."""
+    from edgedistill.search import search_student
+
+    saved = run_dir / "student_search.json"
+    if saved.exists():
+        return json.loads(saved.read_text())
+    if distributed.world_size() > 1:
+        raise UserError("student: auto runs in one process; search first without torchrun, then set student.model "
+                        "and student.args to the chosen student")
+    search = search_student(cfg, data, device, accel, build_model)
+    atomic_write_text(saved, json.dumps(search, indent=2))
+    return search
+
+
 def warn_early_fit(cfg: ExperimentConfig, probe: nn.Module, data: DataSplits, device: DeviceProfile) -> dict:
     """Before any training: would the configured (untrained) student fit the device? Warn now, naming what overflows."""
     try:
@@ -317,6 +333,10 @@ def run(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str
     split_seed = cfg.seed if cfg.data.split_seed is None else cfg.data.split_seed
     data = load_dataset(cfg.data.name, cfg.data.path, cfg.data.val_fraction, split_seed, cfg.data.options,
                         cfg.data.limit_train, cfg.data.limit_test)
+    search = choose_student(cfg, data, device, accel, run_dir) if cfg.student.model == "auto" else None
+    if search:  # 3. student: auto, the searched family and args from here on
+        cfg = cfg.model_copy(update={"student": cfg.student.model_copy(update={"model": search["family"],
+                                                                               "args": search["args"]})})
     # 2-3. build the student first, so a mismatch or a device overflow is reported before any training.
     probe = build_model(cfg.student, "student", data, cfg.seed + 1)
     early_fit = warn_early_fit(cfg, probe, data, device) if cfg.deploy.enabled and main else None
@@ -364,6 +384,7 @@ def run(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str
         "dataset": data.summary(),
         "device": device.model_dump(),
         "early_fit_check": early_fit,
+        "student_search": search,
         "models": models,
         "comparison": compare(models),
     }

@@ -130,6 +130,29 @@ def fit_summary(metrics: dict) -> str:
             f"{_kb(c['ram']['budget'])}, {lat_txt}" + ("" if v["fits"] else "; " + "; ".join(v["overflows"])) + ".")
 
 
+def search_section(metrics: dict) -> str:
+    """student: auto, trial by trial: what was tried, whether it fit the device, and its validation accuracy."""
+    search = metrics.get("student_search")
+    if not search:
+        return ""
+    b = search["budget"]
+    rows = ["| trial | args | params | fits | file | RAM | latency | val acc | seconds |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for t in search["trials"]:
+        if "fits" not in t:
+            continue
+        lat = f"{t['latency_ms']:.1f} ms" if t.get("latency_ms") is not None else "-"
+        fits = "yes" if t["fits"] else "no: " + "; ".join(t["overflows"])
+        acc = f"{100 * t['val_accuracy']:.2f}%" if "val_accuracy" in t else "-"
+        mark = " (chosen)" if t["number"] == search["best_trial"] else ""
+        rows.append(f"| {t['number']}{mark} | {t['args']} | {t['params']:,} | {fits} | {_kb(t['file_bytes'])} | "
+                    f"{_kb(t['ram_bytes'])} | {lat} | {acc} | {t.get('seconds', 0):.1f} |")
+    return (f"## Student search (student: auto)\n\nOptuna TPE over `{search['family']}`, at most {b['trials']} trials "
+            f"and {b['timeout_s']:.0f} s, {b['epochs_per_trial']} epochs per trial, scored on validation; it took "
+            f"{search['seconds']:.0f} s. Students that do not fit the device are not trained.\n\n"
+            + "\n".join(rows) + "\n\n")
+
+
 def write_report_md(path: Path, metrics: dict) -> None:
     ds = metrics["dataset"]
     env = metrics["environment"]
@@ -158,7 +181,7 @@ Latency is measured on this host with ONNX Runtime at batch 1 using the device's
 the fit check is estimated from MACs and the device's indicative MAC/s ({metrics['device']['macs_source'].strip()}).
 Peak activation RAM is the largest live set of tensors along the graph at batch 1 (int8: one byte per element).
 
-## Per class (test F1)
+{search_section(metrics)}## Per class (test F1)
 
 {per_class_table(metrics)}
 """

@@ -1,0 +1,100 @@
+"""student: auto. Optuna (TPE) searches the width and depth of one student family for the best validation
+accuracy, among students whose int8 (or the device's preferred format) file, peak RAM and latency fit the device.
+
+Fit is checked before a trial trains anything (export and quantize the untrained model: size and RAM do not depend
+on training), so an infeasible trial costs a second. Each feasible trial trains from scratch for a few epochs and
+is scored on validation, never on the test set. The search is bounded by a number of trials and a wall-clock time.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+
+import optuna
+import torch
+
+from edgedistill.config import ExperimentConfig, ModelConfig
+from edgedistill.data import DataSplits
+from edgedistill.deploy import DeviceProfile, early_fit_check
+from edgedistill.distill import CrossEntropy
+from edgedistill.distill.trainer import train_model
+from edgedistill.errors import UserError
+from edgedistill.progress import emit
+
+log = logging.getLogger("edgedistill")
+
+
+def convnet_space(trial: optuna.Trial) -> dict[str, Any]:
+    stages = trial.suggest_int("stages", 1, 3)
+    base = trial.suggest_int("base_channels", 4, 48, log=True)
+    growth = trial.suggest_categorical("growth", [1.0, 1.5, 2.0])
+    return {"channels": [max(1, round(base * growth**i)) for i in range(stages)],
+            "convs_per_stage": trial.suggest_int("convs_per_stage", 1, 2),
+            "head": trial.suggest_categorical("head", ["avg", "flatten"])}
+
+
+def mobilenet_space(trial: optuna.Trial) -> dict[str, Any]:
+    from edgedistill.models.mobile import DEFAULT_STAGES
+
+    depth = trial.suggest_int("stages", 2, len(DEFAULT_STAGES))
+    return {"width_mult": trial.suggest_float("width_mult", 0.25, 1.5, step=0.05),
+            "expand": trial.suggest_categorical("expand", [2, 4, 6]),
+            "stages": [list(s) for s in DEFAULT_STAGES[:depth]]}
+
+
+def mlp_space(trial: optuna.Trial) -> dict[str, Any]:
+    layers = trial.suggest_int("layers", 1, 3)
+    width = trial.suggest_int("width", 16, 512, log=True)
+    return {"hidden": [max(8, width // 2**i) for i in range(layers)]}
+
+
+SPACES: dict[str, Callable[[optuna.Trial], dict[str, Any]]] = {
+    "convnet": convnet_space, "mobilenet": mobilenet_space, "mlp": mlp_space}
+
+
+def search_student(cfg: ExperimentConfig, data: DataSplits, device: DeviceProfile, accel: torch.device,
+                   build: Callable[[ModelConfig, str, DataSplits, int], torch.nn.Module]) -> dict:
+    """Run the search; returns the chosen family and args, and every trial for the report."""
+    sc = cfg.student.search
+    train = cfg.student.train.model_copy(update={"epochs": sc.epochs, "max_steps_per_epoch": sc.max_steps_per_epoch})
+    trials: list[dict] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        t0 = time.perf_counter()
+        args = SPACES[sc.family](trial)
+        record = {"number": trial.number, "args": args}
+        trials.append(record)
+        model = build(ModelConfig(model=sc.family, args=args), "student", data, cfg.seed + 1)
+        verdict = early_fit_check(model, data.input_shape, data.x_train[:64], device)
+        checks = verdict["checks"]
+        record |= {"params": sum(p.numel() for p in model.parameters()), "fits": verdict["fits"],
+                   "overflows": verdict["overflows"], "dtype": verdict["dtype"],
+                   "file_bytes": checks["flash"]["used"], "ram_bytes": checks["ram"]["used"],
+                   "latency_ms": checks["latency_ms"]["used"]}
+        if not verdict["fits"]:
+            record["seconds"] = time.perf_counter() - t0
+            emit("search_trial", **record)
+            raise optuna.TrialPruned("does not fit the device")
+        result = train_model(model, data.x_train, data.y_train, data.x_val, data.y_val, train, cfg.data.augment,
+                             CrossEntropy(train.label_smoothing), accel, cfg.seed, f"search trial {trial.number}",
+                             progress=False)
+        record |= {"val_accuracy": result.best_val_accuracy, "seconds": time.perf_counter() - t0}
+        emit("search_trial", **record)
+        return result.best_val_accuracy
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=cfg.seed))
+    t0 = time.perf_counter()
+    study.optimize(objective, n_trials=sc.trials, timeout=sc.timeout_s)
+    fitting = [t for t in trials if t.get("fits") and "val_accuracy" in t]
+    if not fitting:
+        raise UserError(f"student: auto found no {sc.family} that fits device {device.name!r} in {len(trials)} "
+                        f"trials ({'; '.join(trials[-1].get('overflows', []))}); try another student.search.family, "
+                        "more trials, or a larger device")
+    best = max(fitting, key=lambda t: t["val_accuracy"])
+    log.warning("student: auto chose %s %s (validation %.4f, %d of %d trials fit %s)", sc.family, best["args"],
+                best["val_accuracy"], len(fitting), len(trials), device.name)
+    return {"family": sc.family, "args": best["args"], "best_trial": best["number"], "trials": trials,
+            "budget": {"trials": sc.trials, "timeout_s": sc.timeout_s, "epochs_per_trial": sc.epochs},
+            "seconds": time.perf_counter() - t0}
