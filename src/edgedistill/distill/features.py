@@ -5,12 +5,16 @@ adapters are built from real shapes), trains `trainable` with the student, and p
 """
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn as nn
 
 from edgedistill.distill.at import AttentionTransfer
 from edgedistill.distill.fitnets import FitNets
-from edgedistill.distill.taps import TapRecorder, pair_taps, resolve_taps
+from edgedistill.distill.taps import TapRecorder, align, pair_taps, resolve_taps
+
+log = logging.getLogger("edgedistill")
 
 
 class FeatureDistillation:
@@ -38,6 +42,10 @@ class FeatureDistillation:
         for m in self.feature_methods:
             if isinstance(m, FitNets):
                 self.trainable.append(m.build(s_feats, t_feats))
+        flat = [s for s, sf, tf in zip(self.student_taps, s_feats, t_feats) if align(sf, tf)[0][0, 0].numel() == 1]
+        if flat and any(isinstance(m, AttentionTransfer) for m in self.feature_methods):
+            log.warning("attention transfer on taps %s compares maps of one position, which carry no information; "
+                        "name taps with a spatial or time axis in distill.student_taps/teacher_taps", flat)
         self.trainable.to(sample.device)
 
     @staticmethod
@@ -53,8 +61,8 @@ class FeatureDistillation:
     def __call__(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, targets: torch.Tensor,
                  student_feats: list[torch.Tensor] | None = None,
                  teacher_feats: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        if student_feats is None or teacher_feats is None:
-            raise ValueError("feature distillation needs the student's and the teacher's tap features")
+        if not student_feats or teacher_feats is None or len(teacher_feats) != len(student_feats):
+            raise ValueError("feature distillation needs the student's and the teacher's tap features, one per pair")
         terms = self.logit_method(student_logits, teacher_logits, targets)
         for m in self.feature_methods:
             terms |= m(student_feats, teacher_feats)

@@ -1,0 +1,92 @@
+"""KD step cost with the teacher-output cache and without it, relative to training the same student from scratch,
+measured in one run on one machine.
+
+    python benchmarks/kd_throughput.py [--config configs/fashion_mnist.yaml] [--steps 60] [--views 8]
+
+Throughput depends on the architectures, not on trained weights, so the teacher is the config's architecture at
+its initial weights. Each variant trains a fresh copy of the same student for the same batches (one epoch capped
+at --steps batches), with the config's precision and augmentation. After one warm-up pass, the order scratch,
+KD live, KD cached repeats --rounds times and the best round per variant is kept. The cache's one-off build is
+timed separately and also shown spread over the config's student epochs.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from edgedistill.config import resolve_config
+from edgedistill.data import load_dataset
+from edgedistill.distill import CrossEntropy, build_method
+from edgedistill.distill.trainer import check_train_config, train_model
+from edgedistill.pipeline import build_model, resolve_accelerator, teacher_cache
+from record import header, replace_section
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", default=str(ROOT / "configs" / "fashion_mnist.yaml"))
+    ap.add_argument("--steps", type=int, default=60, help="batches per timed epoch")
+    ap.add_argument("--views", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    t_start = time.perf_counter()
+    cfg = resolve_config(args.config, [f"distill.cache.views={args.views}"])
+    accel = resolve_accelerator(cfg.accelerator)
+    data = load_dataset(cfg.data.name, cfg.data.path, cfg.data.val_fraction, cfg.seed, cfg.data.options)
+    teacher = build_model(cfg.teacher, "teacher", data, cfg.seed).to(accel).eval()
+    train = cfg.student.train.model_copy(update={"epochs": 1, "max_steps_per_epoch": args.steps})
+    check_train_config(train, accel)
+    method = build_method(cfg.distill, train.label_smoothing)
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:  # the pipeline's own cache step (taps included), not kept
+        cache = teacher_cache(cfg, data, teacher, method, build_model(cfg.student, "student", data, cfg.seed + 1),
+                              accel, Path(tmp))
+    build_s = time.perf_counter() - t0
+
+    def epoch_seconds(loss_fn, use_teacher: bool, use_cache: bool) -> float:
+        student = build_model(cfg.student, "student", data, cfg.seed + 1)
+        t = time.perf_counter()
+        train_model(student, data.x_train, data.y_train, data.x_val[:256], data.y_val[:256], train,
+                    cfg.data.augment, loss_fn, accel, cfg.seed, "timing", teacher=teacher if use_teacher else None,
+                    progress=False, cache=cache if use_cache else None)
+        return time.perf_counter() - t
+
+    variants = {"scratch (CE, no teacher)": (CrossEntropy(train.label_smoothing), False, False),
+                "KD, teacher live": (method, True, False),
+                f"KD, teacher cached ({cache.views} views)": (method, False, True)}
+    for v in variants.values():  # warm-up: first calls pay for allocation and kernel selection
+        epoch_seconds(*v)
+    best = {name: float("inf") for name in variants}
+    for _ in range(args.rounds):  # interleaved, so a slow spell of the machine hits every variant alike
+        for name, v in variants.items():
+            best[name] = min(best[name], epoch_seconds(*v))
+    scratch = best["scratch (CE, no teacher)"]
+    n_batches = min(args.steps, -(-len(data.x_train) // train.batch_size))
+    rows = ["| variant | seconds per timed epoch | images/s | cost vs scratch |", "|---|---|---|---|"]
+    for name, sec in best.items():
+        rows.append(f"| {name} | {sec:.2f} | {n_batches * train.batch_size / sec:,.0f} | {sec / scratch:.2f}x |")
+    full_epochs = cfg.student.train.epochs
+    full_batches = -(-len(data.x_train) // train.batch_size)
+    per_epoch_build = build_s / full_epochs
+    cached_full = best[f"KD, teacher cached ({cache.views} views)"] * full_batches / n_batches
+    scratch_full = scratch * full_batches / n_batches
+    body = (f"### KD step cost: teacher-output cache against live teacher and scratch\n\n{header(time.perf_counter() - t_start)}"
+            f"- config: `{Path(args.config).name}`: teacher {cfg.teacher.model} {cfg.teacher.args}, student "
+            f"{cfg.student.model} {cfg.student.args}, batch {train.batch_size}, precision {train.precision}; "
+            f"{n_batches} batches per timed epoch, best of {args.rounds} rounds\n\n" + "\n".join(rows) +
+            f"\n\nThe cache's one-off build ({cache.views} augmented views of {len(data.x_train):,} training images "
+            f"through the teacher) took {build_s:.1f} s. Spread over the config's {full_epochs} student epochs it adds "
+            f"{per_epoch_build:.1f} s per epoch: a full cached KD epoch then costs "
+            f"{(cached_full + per_epoch_build) / scratch_full:.2f}x a scratch epoch (extrapolated from the timed "
+            f"batches).\n")
+    replace_section("kd_throughput", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
