@@ -6,7 +6,7 @@
 
 Each method is an `edgedistill run --seeds N` (the teacher loaded, the validation split fixed, the same seeds), so
 its scratch control is trained with the same seeds, recipe and inputs; the table shows both with mean and std, the
-paired gain and whether it clears the noise. Loading a trained teacher keeps the cost to the students.
+paired gain with a paired t-test, and whether it clears the noise. Loading a trained teacher keeps the cost to the students.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     rows = ["| method | student params | scratch (mean ± std) | distilled (mean ± std) | gain, paired (mean ± std) "
-            "| verdict |", "|---|---|---|---|---|---|"]
+            "| paired t-test p | verdict |", "|---|---|---|---|---|---|---|"]
     teacher = None
     for method in args.methods.split(","):
         res = run_seeds(args.config, args.seeds, out_dir=Path(args.out) / args.key / method,
@@ -44,15 +44,16 @@ def main() -> None:
         teacher = s["models"]["teacher"]
         g = s["kd_gain_over_scratch"]
         verdict = "gain beyond the noise" if s["gain_exceeds_noise"] else (
-            "loss beyond the noise" if g["mean"] < -s["noise"] else "inside the noise")
+            "loss beyond the noise" if s["loss_exceeds_noise"] else "inside the noise")
+        p = f"{g['p_value']:.3f}" if g.get("p_value") is not None else "-"
         rows.append(f"| {method} | {s['models']['student_kd']['params']:,} | {pct(s['models']['student_scratch']['accuracy'])} "
                     f"| {pct(s['models']['student_kd']['accuracy'])} | {100 * g['mean']:+.2f} ± {100 * g['std']:.2f} "
-                    f"| {verdict} |")
+                    f"| {p} | {verdict} |")
     body = (f"### Distillation methods against scratch ({args.seeds} seeds each)\n\n{header(time.perf_counter() - t0)}"
             f"- config: `{Path(args.config).name}`{' with ' + ', '.join(args.overrides) if args.overrides else ''}\n"
             f"- teacher: {teacher['params']:,} params, {pct(teacher['accuracy'])} test accuracy\n\n" + "\n".join(rows)
-            + "\n\nNoise: the larger of the scratch runs' std and the paired gains' std. Test accuracy, best-on-"
-              "validation checkpoints.\n")
+            + "\n\nA gain is beyond the noise when the paired t-test gives p < 0.05 and the mean gain exceeds the "
+              "scratch runs' std. Test accuracy of best-on-validation checkpoints.\n")
     replace_section(args.key, body)
     print(body)
 

@@ -47,6 +47,8 @@ def main() -> None:
         cache = teacher_cache(cfg, data, teacher, method, build_model(cfg.student, "student", data, cfg.seed + 1),
                               accel, Path(tmp))
     build_s = time.perf_counter() - t0
+    if cache is None:
+        raise SystemExit("the teacher cache would exceed distill.cache.max_bytes; raise it or lower --views")
 
     def epoch_seconds(loss_fn, use_teacher: bool, use_cache: bool) -> float:
         student = build_model(cfg.student, "student", data, cfg.seed + 1)

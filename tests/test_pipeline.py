@@ -188,9 +188,12 @@ def test_seeds_train_the_teacher_once_and_report_mean_and_std(tmp_path, tiny):
              "models": {r: {"params": 1, "test": {"accuracy": a, "f1_macro": a}} for r, a in
                         (("teacher", 0.9), ("student_scratch", sa), ("student_kd", sa + g))}}
             for i, (sa, g) in enumerate([(0.80, 0.010), (0.81, 0.012), (0.80, 0.011)])]
-    assert summarize(fake)["gain_exceeds_noise"]
+    consistent = summarize(fake)
+    assert consistent["gain_exceeds_noise"] and consistent["kd_gain_over_scratch"]["p_value"] < 0.01
     fake[1]["models"]["student_scratch"]["test"]["accuracy"] = 0.85  # scratch spread now exceeds the gain
     assert not summarize(fake)["gain_exceeds_noise"]
+    fake[1]["comparison"]["kd_gain_over_scratch"] = -0.02  # gains of mixed sign: not significant
+    assert summarize(fake)["kd_gain_over_scratch"]["p_value"] > 0.05
     assert "inside the noise" in seeds_table(summarize(fake) | {"distill": None})
 
 

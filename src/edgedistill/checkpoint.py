@@ -1,14 +1,13 @@
 """Checkpoints: a plain dict of tensors and primitives, written atomically and read back with weights_only."""
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import re
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import torch
 import torch.nn as nn
@@ -20,14 +19,14 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write to a temporary file beside `path`, then rename: a partial file never carries the final name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode an ordinary open() would
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -36,15 +35,22 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    _atomic_write(path, lambda fh: fh.write(data))
+
+
+def atomic_torch_save(path: Path, obj: Any) -> None:
+    """torch.save straight into the temporary file, so a large object is never also held as bytes in memory."""
+    _atomic_write(path, lambda fh: torch.save(obj, fh))
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
 def save_checkpoint(path: Path, model: nn.Module, meta: dict[str, Any]) -> None:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    buf = io.BytesIO()
-    torch.save({"format": FORMAT, **meta, "state_dict": state}, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_torch_save(path, {"format": FORMAT, **meta, "state_dict": state})
 
 
 def read_checkpoint(path: str | Path, field: str = "checkpoint") -> dict[str, Any]:

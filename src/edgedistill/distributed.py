@@ -84,7 +84,8 @@ def sync_buffers(model: nn.Module) -> None:
 
 
 def on_main(fn: Callable[[], Any]) -> Any:
-    """Run fn on rank 0 only; a UserError there is raised on every rank, so no process waits forever."""
+    """Run fn on rank 0 only and return its result there (None elsewhere). A UserError on rank 0 is raised on every
+    rank, so no process waits forever; the others continue only once rank 0 is done."""
     if not dist.is_initialized():
         return fn()
     result, error = None, None
@@ -93,7 +94,7 @@ def on_main(fn: Callable[[], Any]) -> Any:
             result = fn()
         except UserError as exc:
             error = str(exc)
-    result, error = broadcast((result, error))
+    error = broadcast(error)
     if error is not None:
         raise UserError(error)
     return result

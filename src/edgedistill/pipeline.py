@@ -154,9 +154,15 @@ def teacher_cache(cfg: ExperimentConfig, data: DataSplits, teacher: nn.Module, m
     cc = cfg.distill.cache
     _, dtype = check_train_config(cfg.student.train, accel)
     t0 = time.perf_counter()
-    cache = load_or_build(run_dir / "cache" / "teacher_outputs.pt", teacher.to(accel), data.x_train, data.y_train,
-                          cfg.data.augment, cc.views, cfg.seed, getattr(method, "teacher_taps", []), accel, dtype,
-                          cc.max_bytes, write=distributed.is_main())
+
+    def load() -> TeacherCache | None:
+        return load_or_build(run_dir / "cache" / "teacher_outputs.pt", teacher.to(accel), data.x_train,
+                             data.y_train, cfg.data.augment, cc.views, cfg.seed, getattr(method, "teacher_taps", []),
+                             accel, dtype, cc.max_bytes)
+
+    cache = distributed.on_main(load)  # rank 0 builds and writes the bank; the others then read that file
+    if not distributed.is_main():
+        cache = load()
     if cache is not None:
         emit("teacher_cache", views=cache.views, built=cache.built, seconds=time.perf_counter() - t0)
     return cache
@@ -170,7 +176,8 @@ def prune_teacher(cfg: ExperimentConfig, data: DataSplits, teacher: nn.Module, a
     info = prune_to_budget(pruned, data.input_shape, data.num_classes, pc.target_params, pc.target_macs, pc.norm)
     train = cfg.student.train.model_copy(update={"epochs": pc.epochs or cfg.student.train.epochs})
     mcfg = ModelConfig(model=cfg.teacher.model, args=cfg.teacher.args, train=train)
-    method = build_method(cfg.distill, train.label_smoothing)
+    # the pruned teacher keeps the teacher's module names, so feature methods read its own feature_taps
+    method = build_method(cfg.distill.model_copy(update={"student_taps": None}), train.label_smoothing)
     result = fit(pruned, mcfg, cfg, data, accel, "student_pruned", run_dir, progress, method, teacher=teacher)
     return pruned, result, info
 
@@ -254,8 +261,9 @@ def quantization_aware_finetune(cfg: ExperimentConfig, data: DataSplits, student
     train = cfg.student.train.model_copy(update={"epochs": cfg.deploy.qat_epochs, "schedule": "cosine",
                                                  "lr": cfg.student.train.lr * cfg.deploy.qat_lr_scale})
     mcfg = ModelConfig(model=cfg.student.model, args=cfg.student.args, train=train)
-    result = fit(model, mcfg, cfg, data, accel, "student_kd_qat", run_dir, progress,
-                 build_method(cfg.distill, train.label_smoothing), teacher=teacher)
+    logit = [m for m in cfg.distill.methods if m in ("kd", "dkd")] or ["kd"]  # feature adapters would start untrained
+    method = build_method(cfg.distill.model_copy(update={"method": logit}), train.label_smoothing)
+    result = fit(model, mcfg, cfg, data, accel, "student_kd_qat", run_dir, progress, method, teacher=teacher)
     detach_fake_quant(model, handles)
     if distributed.is_main():
         save_checkpoint(run_dir / "student_kd_qat.pt", model, checkpoint_meta(mcfg, data, "student_kd_qat"))

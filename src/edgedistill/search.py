@@ -19,7 +19,7 @@ from edgedistill.data import DataSplits
 from edgedistill.deploy import DeviceProfile, early_fit_check
 from edgedistill.distill import CrossEntropy
 from edgedistill.distill.trainer import train_model
-from edgedistill.errors import UserError
+from edgedistill.errors import UserError, first_line
 from edgedistill.progress import emit
 
 log = logging.getLogger("edgedistill")
@@ -61,10 +61,20 @@ def search_student(cfg: ExperimentConfig, data: DataSplits, device: DeviceProfil
     trials: list[dict] = []
 
     def objective(trial: optuna.Trial) -> float:
-        t0 = time.perf_counter()
-        args = SPACES[sc.family](trial)
-        record = {"number": trial.number, "args": args}
+        record = {"number": trial.number, "args": SPACES[sc.family](trial)}
         trials.append(record)
+        try:
+            return run_trial(record)
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:  # one student that fails to build, export or train must not end the search
+            record |= {"fits": False, "overflows": [f"failed: {first_line(exc)}"], "error": first_line(exc)}
+            emit("search_trial", **record)
+            raise optuna.TrialPruned(record["error"]) from None
+
+    def run_trial(record: dict) -> float:
+        t0 = time.perf_counter()
+        args = record["args"]
         model = build(ModelConfig(model=sc.family, args=args), "student", data, cfg.seed + 1)
         verdict = early_fit_check(model, data.input_shape, data.x_train[:64], device)
         checks = verdict["checks"]
@@ -77,7 +87,7 @@ def search_student(cfg: ExperimentConfig, data: DataSplits, device: DeviceProfil
             emit("search_trial", **record)
             raise optuna.TrialPruned("does not fit the device")
         result = train_model(model, data.x_train, data.y_train, data.x_val, data.y_val, train, cfg.data.augment,
-                             CrossEntropy(train.label_smoothing), accel, cfg.seed, f"search trial {trial.number}",
+                             CrossEntropy(train.label_smoothing), accel, cfg.seed, f"search trial {record['number']}",
                              progress=False)
         record |= {"val_accuracy": result.best_val_accuracy, "seconds": time.perf_counter() - t0}
         emit("search_trial", **record)

@@ -8,9 +8,12 @@ accuracy and F1, and the KD gain over scratch paired by seed.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+
+from scipy import stats
 
 from edgedistill.checkpoint import atomic_write_text
 from edgedistill.config import ExperimentConfig, resolve_config
@@ -30,18 +33,35 @@ def mean_std(values: list[float]) -> dict:
             "values": values}
 
 
+def paired_test(gains: list[float]) -> dict:
+    """Paired t-test of the per-seed gains against zero, and the 95% confidence interval of their mean."""
+    n = len(gains)
+    if n < 2:
+        return {"t": None, "p_value": None, "ci95": None}
+    mean, std = statistics.fmean(gains), statistics.stdev(gains)
+    half = stats.t.ppf(0.975, n - 1) * std / math.sqrt(n)
+    if std == 0:
+        return {"t": None, "p_value": 0.0 if mean != 0 else 1.0, "ci95": [mean, mean]}
+    t = mean / (std / math.sqrt(n))
+    return {"t": t, "p_value": float(2 * stats.t.sf(abs(t), n - 1)), "ci95": [mean - half, mean + half]}
+
+
 def summarize(runs: list[dict]) -> dict:
-    """Per role: test accuracy and macro F1 over seeds; the paired KD gain, and whether it clears the noise."""
+    """Per role: test accuracy and macro F1 over seeds; the KD gain paired by seed, with a paired t-test.
+
+    A gain counts as beyond the noise when it is significant (p < 0.05) and larger than the scratch runs' std."""
     roles = [r for r in runs[0]["models"] if all(r in m["models"] for m in runs)]
     models = {r: {"accuracy": mean_std([m["models"][r]["test"]["accuracy"] for m in runs]),
                   "f1_macro": mean_std([m["models"][r]["test"]["f1_macro"] for m in runs]),
                   "params": runs[0]["models"][r]["params"]} for r in roles}
     gains = mean_std([m["comparison"]["kd_gain_over_scratch"] for m in runs])
+    test = paired_test(gains["values"])
     scratch_std = models["student_scratch"]["accuracy"]["std"]
-    noise = max(scratch_std, gains["std"])
-    return {"seeds": [m["config"]["seed"] for m in runs], "models": models, "kd_gain_over_scratch": gains,
-            "gain_exceeds_noise": gains["mean"] > noise and len(runs) > 1,
-            "noise": noise, "distill": runs[0]["models"]["student_kd"].get("distill")}
+    significant = test["p_value"] is not None and test["p_value"] < 0.05
+    return {"seeds": [m["config"]["seed"] for m in runs], "models": models, "kd_gain_over_scratch": gains | test,
+            "gain_exceeds_noise": significant and gains["mean"] > scratch_std,
+            "loss_exceeds_noise": significant and gains["mean"] < -scratch_std,
+            "scratch_std": scratch_std, "distill": runs[0]["models"]["student_kd"].get("distill")}
 
 
 def seeds_table(summary: dict) -> str:
@@ -57,12 +77,14 @@ def seeds_table(summary: dict) -> str:
     method = method_label(summary["distill"]) if summary["distill"] else "-"
     if summary["gain_exceeds_noise"]:
         verdict = "a gain beyond the noise"
-    elif g["mean"] < -summary["noise"] and n > 1:
+    elif summary["loss_exceeds_noise"]:
         verdict = "a loss beyond the noise: distillation hurt this student"
     else:
-        verdict = "inside the noise (no larger than the std of the scratch runs or of the gains)"
+        verdict = "inside the noise (not significant at p < 0.05, or no larger than the scratch runs' std)"
+    test = (f", paired t-test p = {g['p_value']:.3f}, 95% interval [{100 * g['ci95'][0]:+.2f}, "
+            f"{100 * g['ci95'][1]:+.2f}]" if g.get("ci95") else "")
     return ("\n".join(rows) + f"\n\nKD gain over scratch ({method}), paired by seed: {100 * g['mean']:+.2f} ± "
-            f"{100 * g['std']:.2f} points: {verdict}.")
+            f"{100 * g['std']:.2f} points{test}: {verdict}.")
 
 
 def run_seeds(config: ExperimentConfig | dict | str | Path | None, n: int, out_dir: str | Path | None = None,
@@ -78,8 +100,11 @@ def run_seeds(config: ExperimentConfig | dict | str | Path | None, n: int, out_d
     runs = []
     for i in range(n):
         seeded = json.loads(json.dumps(base)) | {"seed": cfg.seed + i}
-        if i > 0:
+        if i > 0:  # the first seed's teacher, and its searched student when student: auto, for every seed
             seeded["teacher"]["checkpoint"] = str(out / f"seed_{cfg.seed}" / "teacher.pt")
+            if runs[0].get("student_search"):
+                seeded["student"] |= {"model": runs[0]["student_search"]["family"],
+                                      "args": runs[0]["student_search"]["args"]}
         runs.append(run(seeded, out_dir=out / f"seed_{cfg.seed + i}", progress=progress).metrics)
     summary = summarize(runs)
     table = seeds_table(summary)

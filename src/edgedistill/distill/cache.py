@@ -10,7 +10,6 @@ change rebuilds it.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 from dataclasses import dataclass
@@ -20,13 +19,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from edgedistill.checkpoint import atomic_write_bytes
+from edgedistill.checkpoint import atomic_torch_save
 from edgedistill.config import AugmentConfig
 from edgedistill.distill.augment import apply_augment, augment_params
 from edgedistill.distill.taps import TapRecorder
 
 log = logging.getLogger("edgedistill")
 FORMAT = "edgedistill-teacher-cache-v1"
+FEATURE_DTYPE = torch.bfloat16  # half the bytes of float32, and float32's range (float16 overflows at 65504)
 
 
 @dataclass
@@ -34,7 +34,7 @@ class TeacherCache:
     views: int
     params: torch.Tensor  # (K, N, 3) augmentation parameters
     logits: torch.Tensor  # (K, N, classes) float32
-    feats: list[torch.Tensor]  # per teacher tap: (K, N, C, *spatial) float16
+    feats: list[torch.Tensor]  # per teacher tap: (K, N, C, *spatial) bfloat16
     augment: AugmentConfig
     built: bool = False  # False when the file was reused
 
@@ -56,19 +56,19 @@ def cache_key(teacher: nn.Module, x: np.ndarray, y: np.ndarray, augment: Augment
     for name, tensor in sorted(teacher.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    h.update(np.ascontiguousarray(x).tobytes())
-    h.update(np.ascontiguousarray(y).tobytes())
+    h.update(memoryview(np.ascontiguousarray(x)).cast("B"))  # no copy of the training set
+    h.update(memoryview(np.ascontiguousarray(y)).cast("B"))
     h.update(json.dumps([augment.model_dump(), views, seed, taps, str(dtype)]).encode())
     return h.hexdigest()
 
 
 def estimated_bytes(teacher: nn.Module, taps: list[str], sample: torch.Tensor, n: int, views: int) -> int:
-    """What the bank will hold: float32 logits plus float16 tap features, for n samples and K views."""
+    """What the bank will hold: float32 logits plus bfloat16 tap features, for n samples and K views."""
     rec = TapRecorder(teacher, taps)
     with torch.no_grad():
         out = teacher.eval()(sample[:1])
     rec.remove()
-    per_sample = out.shape[1] * 4 + sum(f[0].numel() * 2 for f in rec.take())
+    per_sample = out.shape[1] * 4 + sum(f[0].numel() * FEATURE_DTYPE.itemsize for f in rec.take())
     return per_sample * n * views
 
 
@@ -76,28 +76,30 @@ def estimated_bytes(teacher: nn.Module, taps: list[str], sample: torch.Tensor, n
 def build_cache(teacher: nn.Module, xt: torch.Tensor, augment: AugmentConfig, views: int, seed: int,
                 taps: list[str], device: torch.device, dtype: torch.dtype | None,
                 batch_size: int = 512) -> TeacherCache:
+    """Fill a preallocated bank view by view, batch by batch: memory is the bank itself, nothing more."""
     gen = torch.Generator().manual_seed(seed + 7919)  # its own stream: building a cache draws nothing from training
     if augment.crop_padding == 0 and not augment.hflip:
         views = 1  # no augmentation: one view, the input itself
     teacher.eval()
+    n = len(xt)
+    params = torch.stack([augment_params(tuple(xt.shape), augment, gen) for _ in range(views)])
     rec = TapRecorder(teacher, taps)
-    params, logits, feats = [], [], [[] for _ in taps]
-    for _ in range(views):
-        p = augment_params(tuple(xt.shape), augment, gen)
-        params.append(p)
-        view_logits, view_feats = [], [[] for _ in taps]
-        for i in range(0, len(xt), batch_size):
-            xb = apply_augment(xt[i:i + batch_size], p[i:i + batch_size], augment).to(device)
+    logits: torch.Tensor | None = None
+    feats: list[torch.Tensor] = []
+    for v in range(views):
+        for i in range(0, n, batch_size):
+            xb = apply_augment(xt[i:i + batch_size], params[v, i:i + batch_size], augment).to(device)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                view_logits.append(teacher(xb).float().cpu())
-            for store, f in zip(view_feats, rec.take()):
-                store.append(f.half().cpu())
-        logits.append(torch.cat(view_logits))
-        for store, parts in zip(feats, view_feats):
-            store.append(torch.cat(parts))
+                out = teacher(xb).float().cpu()
+            taken = rec.take()
+            if logits is None:
+                logits = torch.empty(views, n, out.shape[1])
+                feats = [torch.empty(views, n, *f.shape[1:], dtype=FEATURE_DTYPE) for f in taken]
+            logits[v, i:i + len(out)] = out
+            for bank, f in zip(feats, taken):
+                bank[v, i:i + len(out)] = f.to(FEATURE_DTYPE).cpu()
     rec.remove()
-    return TeacherCache(views, torch.stack(params), torch.stack(logits), [torch.stack(f) for f in feats], augment,
-                        built=True)
+    return TeacherCache(views, params, logits, feats, augment, built=True)
 
 
 def load_or_build(path: Path, teacher: nn.Module, x: np.ndarray, y: np.ndarray, augment: AugmentConfig,
@@ -121,8 +123,6 @@ def load_or_build(path: Path, teacher: nn.Module, x: np.ndarray, y: np.ndarray, 
             log.warning("teacher cache %s unreadable (%s); rebuilding it", path, exc)
     cache = build_cache(teacher, xt, augment, views, seed, taps, device, dtype)
     if write:
-        buf = io.BytesIO()
-        torch.save({"format": FORMAT, "key": key, "views": cache.views, "params": cache.params,
-                    "logits": cache.logits, "feats": cache.feats}, buf)
-        atomic_write_bytes(path, buf.getvalue())
+        atomic_torch_save(path, {"format": FORMAT, "key": key, "views": cache.views, "params": cache.params,
+                                 "logits": cache.logits, "feats": cache.feats})
     return cache

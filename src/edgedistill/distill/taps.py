@@ -24,6 +24,9 @@ def resolve_taps(model: nn.Module, names: list[str] | None, role: str) -> list[s
             raise UserError(f"distill.{role}_taps: the {role} declares no feature_taps; name its modules, "
                             f"e.g. {[n for n, _ in model.named_children()][:3]}")
         return names
+    if not names:
+        raise UserError(f"distill.{role}_taps: an empty list names no module; leave it out to use the model's "
+                        "feature_taps")
     known = dict(model.named_modules())
     for n in names:
         if n not in known:

@@ -6,7 +6,6 @@ seed see the same batches in the same order and start from the same weights.
 from __future__ import annotations
 
 import copy
-import io
 import json
 import math
 import time
@@ -22,7 +21,7 @@ import torch.nn.functional as F
 from torch.utils.data import DistributedSampler
 
 from edgedistill import distributed
-from edgedistill.checkpoint import atomic_write_bytes, atomic_write_text
+from edgedistill.checkpoint import atomic_torch_save, atomic_write_text
 from edgedistill.config import AugmentConfig, TrainConfig
 from edgedistill.distill.augment import augment_batch
 from edgedistill.distill.cache import TeacherCache
@@ -132,9 +131,7 @@ def save_state(path: Path, loop: Loop, finished: bool) -> None:
              "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
              "best_epoch": loop.result.best_epoch, "best_val_accuracy": loop.result.best_val_accuracy,
              "history": loop.result.history}
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_torch_save(path, state)
 
 
 def restore_state(path: Path, loop: Loop, device: torch.device) -> bool:

@@ -141,6 +141,9 @@ def search_section(metrics: dict) -> str:
     for t in search["trials"]:
         if "fits" not in t:
             continue
+        if "error" in t:
+            rows.append(f"| {t['number']} | {t['args']} | - | no: {t['error']} | - | - | - | - | - |")
+            continue
         lat = f"{t['latency_ms']:.1f} ms" if t.get("latency_ms") is not None else "-"
         fits = "yes" if t["fits"] else "no: " + "; ".join(t["overflows"])
         acc = f"{100 * t['val_accuracy']:.2f}%" if "val_accuracy" in t else "-"
