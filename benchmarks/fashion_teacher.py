@@ -16,7 +16,8 @@ from pathlib import Path
 from edgedistill.checkpoint import atomic_write_text
 from edgedistill.config import resolve_config
 from edgedistill.data import load_dataset
-from edgedistill.pipeline import model_record, obtain_teacher, prepare_run_dir, resolve_accelerator
+from edgedistill.pipeline import model_record, obtain_teacher, resolve_accelerator
+from edgedistill.rundir import prepare_run_dir
 from record import header, replace_section
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 import yaml
 
 from conftest import TESTS, run_cli, tiny_config

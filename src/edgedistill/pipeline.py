@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
-import platform
 import logging
 import os
 import shutil
@@ -18,9 +17,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from edgedistill import __version__, distributed
+from edgedistill import distributed
 from edgedistill.checkpoint import atomic_write_text, load_weights, read_checkpoint, save_checkpoint
-from edgedistill.config import ExperimentConfig, ModelConfig, config_to_yaml, resolve_config
+from edgedistill.config import ExperimentConfig, ModelConfig, resolve_config
 from edgedistill.compress import prune_to_budget
 from edgedistill.compress.qat import attach_fake_quant, detach_fake_quant
 from edgedistill.data import DataSplits, load_dataset
@@ -32,6 +31,7 @@ from edgedistill.errors import UserError, first_line
 from edgedistill.evaluate import classification_metrics, model_footprint
 from edgedistill.models import create_model
 from edgedistill.progress import emit, track
+from edgedistill.rundir import environment, open_run_dir, resumed_config
 from edgedistill.report import SCHEMA_VERSION, comparison_table, write_reports
 
 log = logging.getLogger("edgedistill")
@@ -52,19 +52,6 @@ def resolve_accelerator(choice: str) -> torch.device:
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(choice)
-
-
-def prepare_run_dir(out: Path, overwrite: bool) -> Path:
-    """Nothing already written is lost: a non-empty folder is replaced only with --overwrite."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: is a file; choose a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            kind = "a finished run" if (out / "metrics.json").exists() else "files (an unfinished run?)"
-            raise UserError(f"--out {out}: holds {kind}; pass --overwrite to replace it or choose another folder")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 def build_model(mcfg: ModelConfig, role: str, data: DataSplits, seed: int) -> nn.Module:
@@ -282,37 +269,6 @@ def compare(models: dict[str, dict]) -> dict:
         "compression_ratio_size": t["size_fp32_bytes"] / max(k["size_fp32_bytes"], 1),
         "f1_gain_over_scratch": k["test"]["f1_macro"] - s["test"]["f1_macro"],
     }
-
-
-def environment(accel: torch.device) -> dict:
-    return {"edgedistill": __version__, "torch": torch.__version__, "python": platform.python_version(),
-            "platform": platform.platform(), "accelerator": str(accel),
-            "gpu": torch.cuda.get_device_name(0) if accel.type == "cuda" else None,
-            "torch_threads": torch.get_num_threads(), "processes": distributed.world_size()}
-
-
-def resumed_config(run_dir: Path, config: object, overrides: list[str] | None) -> ExperimentConfig:
-    """The config an unfinished run folder was started with; resuming under another config would mix two runs."""
-    if config is not None or overrides:
-        raise UserError("--resume RUN_DIR: give only the run folder; its config.yaml is reused as written")
-    if not (run_dir / "config.yaml").is_file():
-        raise UserError(f"--resume {run_dir}: no config.yaml there; is it a run folder?")
-    if (run_dir / "metrics.json").exists():
-        raise UserError(f"--resume {run_dir}: that run has finished; `edgedistill report {run_dir}` rebuilds its "
-                        "reports")
-    return resolve_config(run_dir / "config.yaml")
-
-
-def open_run_dir(cfg: ExperimentConfig, out_dir: str | Path | None, overwrite: bool) -> Path:
-    """A fresh run folder holding the resolved config, made by rank 0 while the other processes wait."""
-    stamp = distributed.broadcast(dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
-    run_dir = Path(out_dir) if out_dir else Path("runs") / f"{cfg.name}-{stamp}"
-    def make() -> None:
-        prepare_run_dir(run_dir, overwrite)
-        atomic_write_text(run_dir / "config.yaml", config_to_yaml(cfg))
-
-    distributed.on_main(make)
-    return run_dir
 
 
 def run(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str | Path | None = None,

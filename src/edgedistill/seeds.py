@@ -89,7 +89,8 @@ def seeds_table(summary: dict) -> str:
 
 def run_seeds(config: ExperimentConfig | dict | str | Path | None, n: int, out_dir: str | Path | None = None,
               overrides: list[str] | None = None, overwrite: bool = False, progress: bool = True) -> SeedsResult:
-    from edgedistill.pipeline import prepare_run_dir, run
+    from edgedistill.pipeline import run
+    from edgedistill.rundir import prepare_run_dir
 
     if n < 2:
         raise UserError(f"--seeds {n}: give at least 2 seeds, or leave --seeds out for one run")
