@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Iterable, TypeVar
 
 from tqdm.auto import tqdm
+
+from edgedistill.distributed import is_main_process_env
 
 T = TypeVar("T")
 MODES = ("bar", "quiet", "jsonl")
@@ -26,7 +27,7 @@ def bars_enabled() -> bool:
 
 def emit(event: str, **fields) -> None:
     """One JSON object per line on stdout, in jsonl mode only."""
-    if _mode == "jsonl" and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
+    if _mode == "jsonl" and is_main_process_env():  # under torchrun, rank 0 speaks for all
         print(json.dumps({"event": event, "time": round(time.time(), 3), **fields}, default=str), flush=True)
 
 

@@ -20,6 +20,7 @@ from edgedistill.deploy import DeviceProfile, early_fit_check
 from edgedistill.distill import CrossEntropy
 from edgedistill.distill.trainer import train_model
 from edgedistill.errors import UserError, first_line
+from edgedistill.models import count_params
 from edgedistill.progress import emit
 
 log = logging.getLogger("edgedistill")
@@ -78,7 +79,7 @@ def search_student(cfg: ExperimentConfig, data: DataSplits, device: DeviceProfil
         model = build(ModelConfig(model=sc.family, args=args), "student", data, cfg.seed + 1)
         verdict = early_fit_check(model, data.input_shape, data.x_train[:64], device)
         checks = verdict["checks"]
-        record |= {"params": sum(p.numel() for p in model.parameters()), "fits": verdict["fits"],
+        record |= {"params": count_params(model), "fits": verdict["fits"],
                    "overflows": verdict["overflows"], "dtype": verdict["dtype"],
                    "file_bytes": checks["flash"]["used"], "ram_bytes": checks["ram"]["used"],
                    "latency_ms": checks["latency_ms"]["used"]}

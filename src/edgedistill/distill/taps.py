@@ -65,8 +65,7 @@ class TapRecorder:
         return hook
 
     def take(self) -> list[torch.Tensor]:
-        feats = [self.outputs.pop(n) for n in self.names]
-        return feats
+        return [self.outputs.pop(n) for n in self.names]
 
     def remove(self) -> None:
         for h in self.handles:
