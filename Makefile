@@ -15,7 +15,7 @@ install: $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH_PIN)" -e .
 
 install-dev: $(BIN)/python
-	$(BIN)/pip install --quiet "$(TORCH_PIN)" -e ".[dev]"
+	$(BIN)/pip install --quiet "$(TORCH_PIN)" -e ".[dev,timeseries,tabular]"
 
 demo: install
 	$(BIN)/edgedistill run --out runs/demo --overwrite

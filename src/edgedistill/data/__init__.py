@@ -144,4 +144,4 @@ def load_dataset(name: str, path: str | None = None, val_fraction: float = 0.1, 
     return DataSplits(name, x_tr, y_tr, x_val, y_val, raw.x_test, raw.y_test, raw.class_names, raw.description)
 
 
-from edgedistill.data import builtin, files  # noqa: E402,F401  (registers the loaders)
+from edgedistill.data import builtin, files, tabular, timeseries  # noqa: E402,F401  (registers the loaders)
