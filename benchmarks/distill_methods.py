@@ -1,61 +1,179 @@
-"""Method table: scratch against KD, DKD, FitNets and attention transfer, each over N seeds, one student.
+"""Method table: one student trained from scratch and by KD, DKD, FitNets or attention transfer, over N seeds.
 
     python benchmarks/distill_methods.py --set teacher.checkpoint=bench_runs/fashion_teacher_w64/teacher.pt \
-        [--config configs/fashion_mnist.yaml] [--seeds 3] [--methods kd,dkd,fitnets,at] [--set key=value ...] \
-        [--key fashion_methods_100k]
+        --set teacher.args.width=64 [--config configs/fashion_mnist.yaml] [--seeds 3] \
+        [--plan 100k:scratch,dkd,kd 15k:scratch,dkd,kd] [--size 15k=convnet:channels=16,32,32]
 
-Each method is an `edgedistill run --seeds N` (the teacher loaded, the validation split fixed, the same seeds), so
-its scratch control is trained with the same seeds, recipe and inputs; the table shows both with mean and std, the
-paired gain with a paired t-test, and whether it clears the noise. Loading a trained teacher keeps the cost to the students.
+The teacher is loaded, never trained here. For every seed the scratch control is trained once and each method
+starts from the same initial weights, with the same batches and the same views: the teacher's outputs come from
+one bank of K augmented views per sample (distill.cache), built once and shared by every seed and method, so the
+scratch student sees exactly the inputs the distilled ones see. Results are written to OUT/results.json as each
+model finishes (a killed run picks up where it stopped), and the table in docs/benchmarks.md is rewritten from
+them: mean ± std per method, the gain over scratch paired by seed with a paired t-test, and whether it clears the
+noise (p < 0.05 and a mean gain above the scratch runs' std).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
-from edgedistill.seeds import run_seeds
+import torch
+
+from edgedistill.checkpoint import atomic_write_text, load_weights, read_checkpoint
+from edgedistill.config import ExperimentConfig, resolve_config
+from edgedistill.distill import CrossEntropy, build_method
+from edgedistill.distill.cache import load_or_build
+from edgedistill.distill.trainer import check_train_config
+from edgedistill.data import load_dataset
+from edgedistill.models import count_params
+from edgedistill.pipeline import build_model, evaluate_model, fit
+from edgedistill.seeds import mean_std, paired_test
 from record import header, replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
+SIZES = {"100k": "convnet:channels=32,48,56;convs_per_stage=2;head=avg",
+         "15k": "convnet:channels=16,32,32;convs_per_stage=1;head=avg"}
 
 
-def pct(stats: dict) -> str:
-    return f"{100 * stats['mean']:.2f}% ± {100 * stats['std']:.2f}"
+def parse_student(spec: str) -> tuple[str, dict]:
+    """'convnet:channels=16,32,32;convs_per_stage=1;head=avg' -> ('convnet', {...})."""
+    family, _, rest = spec.partition(":")
+    args = {}
+    for item in filter(None, rest.split(";")):
+        key, _, value = item.partition("=")
+        parts = [int(v) if v.lstrip("-").isdigit() else v for v in value.split(",")]
+        args[key] = parts if "," in value else parts[0]
+    return family, args
+
+
+def student_config(cfg: ExperimentConfig, spec: str, method: str, seed: int) -> ExperimentConfig:
+    family, args = parse_student(spec)
+    student = cfg.student.model_copy(update={"model": family, "args": args})
+    distill = cfg.distill.model_copy(update={"method": method if method != "scratch" else "kd"})
+    return cfg.model_copy(update={"student": student, "distill": distill, "seed": seed})
+
+
+def train_one(cfg: ExperimentConfig, data, teacher, cache, accel, run_dir: Path) -> dict:
+    method = cfg.distill.method
+    scratch = run_dir.name == "scratch"
+    student = build_model(cfg.student, "student", data, cfg.seed + 1)
+    loss = CrossEntropy(cfg.student.train.label_smoothing) if scratch else build_method(
+        cfg.distill, cfg.student.train.label_smoothing)
+    use_cache = cache if (scratch or not getattr(loss, "teacher_taps", None) and method in ("kd", "dkd")) else None
+    if not scratch and hasattr(loss, "setup"):
+        loss.setup(student.to(accel), teacher, torch.as_tensor(data.x_train[:2]).to(accel))
+    result = fit(student, cfg.student, cfg, data, accel, "student", run_dir, False, loss, teacher=teacher,
+                 cache=use_cache)
+    scores, _ = evaluate_model(student, data, accel)
+    return {"params": count_params(student), "test_accuracy": scores["test"]["accuracy"],
+            "f1_macro": scores["test"]["f1_macro"], "best_val_accuracy": result.best_val_accuracy,
+            "best_epoch": result.best_epoch, "seconds": result.seconds, "cached_teacher": use_cache is not None}
+
+
+def summarize(results: dict, size: str, seeds: list[int]) -> list[str]:
+    rows = []
+    scratch = {s: results[size]["scratch"][str(s)] for s in seeds if str(s) in results[size].get("scratch", {})}
+    if not scratch:
+        return rows
+    sc = mean_std([r["test_accuracy"] for r in scratch.values()])
+    params = next(iter(scratch.values()))["params"]
+    rows.append(f"| {size} | scratch (control) | {params:,} | {len(scratch)} | {100 * sc['mean']:.2f}% ± "
+                f"{100 * sc['std']:.2f} | - | - | - |")
+    for method, by_seed in results[size].items():
+        if method == "scratch":
+            continue
+        paired = [s for s in scratch if s in {int(k) for k in by_seed}]
+        if not paired:
+            continue
+        acc = mean_std([by_seed[str(s)]["test_accuracy"] for s in paired])
+        gains = [by_seed[str(s)]["test_accuracy"] - scratch[s]["test_accuracy"] for s in paired]
+        g, t = mean_std(gains), paired_test(gains)
+        significant = t["p_value"] is not None and t["p_value"] < 0.05
+        verdict = ("gain beyond the noise" if significant and g["mean"] > sc["std"] else
+                   "loss beyond the noise" if significant and g["mean"] < -sc["std"] else "inside the noise")
+        p = f"{t['p_value']:.3f}" if t["p_value"] is not None else "-"
+        rows.append(f"| {size} | {method} | {params:,} | {len(paired)} | {100 * acc['mean']:.2f}% ± "
+                    f"{100 * acc['std']:.2f} | {100 * g['mean']:+.2f} ± {100 * g['std']:.2f} | {p} | {verdict} |")
+    return rows
+
+
+def write_table(results: dict, args, teacher_record: dict, wall: float) -> str:
+    seeds = list(range(args.seed0, args.seed0 + args.seeds))
+    rows = ["| student | method | params | seeds | test acc (mean ± std) | gain over scratch, paired | "
+            "paired t-test p | verdict |", "|---|---|---|---|---|---|---|---|"]
+    for size in results:
+        rows += summarize(results, size, seeds)
+    specs = "; ".join(f"{k}: `{v}`" for k, v in args.sizes.items() if k in results)
+    body = (f"### Distillation methods against scratch, Fashion-MNIST ({args.seeds} seeds)\n\n"
+            f"{header(wall)}- config: `{Path(args.config).name}`"
+            f"{' with ' + ', '.join(args.overrides) if args.overrides else ''}\n"
+            f"- teacher (loaded): {teacher_record['params']:,} params, {100 * teacher_record['test_accuracy']:.2f}% "
+            f"test accuracy\n- students: {specs}\n"
+            f"- teacher outputs: one bank of {args.views} augmented views per training sample, built once "
+            f"({teacher_record['cache_seconds']:.0f} s) and shared by every seed and method; the scratch control "
+            f"draws from the same views\n\n" + "\n".join(rows)
+            + "\n\nEach seed changes the students' initial weights, batch order and view choice; within a seed every "
+              "method starts from the scratch control's initial weights. A gain is beyond the noise when the paired "
+              "t-test gives p < 0.05 and the mean gain exceeds the scratch runs' std. Test accuracy of the "
+              "best-on-validation checkpoint; validation is 10% of the training split.\n")
+    replace_section(args.key, body)
+    return body
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default=str(ROOT / "configs" / "fashion_mnist.yaml"))
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--methods", default="kd,dkd,fitnets,at")
+    ap.add_argument("--seed0", type=int, default=0)
+    ap.add_argument("--plan", nargs="+", default=["100k:scratch,dkd,kd", "15k:scratch,dkd,kd"],
+                    help="SIZE:method,method ... in the order to run them; seeds run innermost-last")
+    ap.add_argument("--size", action="append", default=[], help="SIZE=family:key=v,v;key=v (adds or replaces)")
+    ap.add_argument("--views", type=int, default=4)
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--out", default=str(ROOT / "bench_runs" / "methods"))
     ap.add_argument("--key", default="fashion_methods")
     args = ap.parse_args()
+    args.sizes = dict(SIZES) | dict(s.split("=", 1) for s in args.size)
     t0 = time.perf_counter()
-    rows = ["| method | student params | scratch (mean ± std) | distilled (mean ± std) | gain, paired (mean ± std) "
-            "| paired t-test p | verdict |", "|---|---|---|---|---|---|---|"]
-    teacher = None
-    for method in args.methods.split(","):
-        res = run_seeds(args.config, args.seeds, out_dir=Path(args.out) / args.key / method,
-                        overrides=args.overrides + [f"distill.method={method}"], overwrite=True)
-        s = res.summary
-        teacher = s["models"]["teacher"]
-        g = s["kd_gain_over_scratch"]
-        verdict = "gain beyond the noise" if s["gain_exceeds_noise"] else (
-            "loss beyond the noise" if s["loss_exceeds_noise"] else "inside the noise")
-        p = f"{g['p_value']:.3f}" if g.get("p_value") is not None else "-"
-        rows.append(f"| {method} | {s['models']['student_kd']['params']:,} | {pct(s['models']['student_scratch']['accuracy'])} "
-                    f"| {pct(s['models']['student_kd']['accuracy'])} | {100 * g['mean']:+.2f} ± {100 * g['std']:.2f} "
-                    f"| {p} | {verdict} |")
-    body = (f"### Distillation methods against scratch ({args.seeds} seeds each)\n\n{header(time.perf_counter() - t0)}"
-            f"- config: `{Path(args.config).name}`{' with ' + ', '.join(args.overrides) if args.overrides else ''}\n"
-            f"- teacher: {teacher['params']:,} params, {pct(teacher['accuracy'])} test accuracy\n\n" + "\n".join(rows)
-            + "\n\nA gain is beyond the noise when the paired t-test gives p < 0.05 and the mean gain exceeds the "
-              "scratch runs' std. Test accuracy of best-on-validation checkpoints.\n")
-    replace_section(args.key, body)
-    print(body)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+
+    cfg = resolve_config(args.config, args.overrides + [f"distill.cache.views={args.views}"])
+    accel = torch.device("cpu") if not torch.cuda.is_available() else torch.device("cuda")
+    _, dtype = check_train_config(cfg.student.train, accel)
+    data = load_dataset(cfg.data.name, cfg.data.path, cfg.data.val_fraction, cfg.seed, cfg.data.options,
+                        cfg.data.limit_train, cfg.data.limit_test)  # one split for every seed
+    teacher = build_model(cfg.teacher, "teacher", data, cfg.seed)
+    load_weights(teacher, read_checkpoint(cfg.teacher.checkpoint, "teacher.checkpoint"), cfg.teacher.checkpoint,
+                 "teacher.checkpoint")
+    teacher = teacher.to(accel)
+    scores, _ = evaluate_model(teacher, data, accel)
+    tc = time.perf_counter()
+    cache = load_or_build(out / "teacher_outputs.pt", teacher, data.x_train, data.y_train, cfg.data.augment,
+                          args.views, cfg.seed, [], accel, dtype, cfg.distill.cache.max_bytes)
+    teacher_record = {"params": count_params(teacher), "test_accuracy": scores["test"]["accuracy"],
+                      "cache_seconds": time.perf_counter() - tc}
+    print(f"teacher {teacher_record}", flush=True)
+
+    for item in args.plan:
+        size, _, methods = item.partition(":")
+        for seed in range(args.seed0, args.seed0 + args.seeds):
+            for method in methods.split(","):
+                done = results.setdefault(size, {}).setdefault(method, {})
+                if str(seed) in done:
+                    continue
+                run_cfg = student_config(cfg, args.sizes[size], method, seed)
+                run_dir = out / size / f"seed_{seed}" / method
+                run_dir.mkdir(parents=True, exist_ok=True)
+                done[str(seed)] = train_one(run_cfg, data, teacher, cache, accel, run_dir)
+                print(f"{size} seed {seed} {method}: {done[str(seed)]}", flush=True)
+                atomic_write_text(results_path, json.dumps(results, indent=2))
+                write_table(results, args, teacher_record, time.perf_counter() - t0)
+    print(write_table(results, args, teacher_record, time.perf_counter() - t0))
 
 
 if __name__ == "__main__":
