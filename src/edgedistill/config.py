@@ -54,6 +54,9 @@ class TrainConfig(Strict):
     on_nonfinite: Literal["stop", "skip"] = Field(
         "stop", description="a NaN/inf loss stops the run (keeping the last good checkpoint) or skips that batch")
     max_steps_per_epoch: int | None = Field(None, ge=1, description="cap on batches per epoch, for smoke runs")
+    keep: Literal["best", "last"] = Field(
+        "best", description="weights kept: the best-on-validation epoch, or the last epoch when the validation "
+                            "split is too small to choose on (a few samples tie at 100% early)")
 
 
 class SearchConfig(Strict):

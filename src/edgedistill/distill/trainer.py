@@ -226,7 +226,7 @@ def train_model(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_va
         if log_path is not None and distributed.is_main():
             with log_path.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
-        if row["val_accuracy"] > loop.result.best_val_accuracy or loop.best_state is None:
+        if cfg.keep == "last" or row["val_accuracy"] > loop.result.best_val_accuracy or loop.best_state is None:
             loop.result.best_epoch, loop.result.best_val_accuracy = epoch, row["val_accuracy"]
             loop.best_state = copy.deepcopy(model.state_dict())
             if on_best is not None and distributed.is_main():
