@@ -15,7 +15,7 @@ install: $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH_PIN)" -e .
 
 install-dev: $(BIN)/python
-	$(BIN)/pip install --quiet "$(TORCH_PIN)" -e ".[dev,timeseries,tabular]"
+	$(BIN)/pip install --quiet "$(TORCH_PIN)" -e ".[dev,timeseries,tabular,text]"
 
 demo: install
 	$(BIN)/edgedistill run --out runs/demo --overwrite

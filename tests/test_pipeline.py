@@ -138,6 +138,20 @@ def test_trainer_learns_and_keeps_best_validation_weights():
     assert final == pytest.approx(res.best_val_accuracy)
 
 
+def test_keep_last_leaves_the_final_epoch_even_after_a_better_one():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 2)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    model = torch.nn.Linear(2, 2)
+    res = train_model(model, x[:72], y[:72], x[72:], y[72:],
+                      TrainConfig(epochs=4, batch_size=8, lr=0.5, schedule="constant", keep="last"),
+                      AugmentConfig(), CrossEntropy(), torch.device("cpu"), seed=0, role="t", progress=False)
+    assert res.best_epoch == 4 and res.best_val_accuracy == res.history[-1]["val_accuracy"]
+    with torch.no_grad():
+        final = (model(torch.as_tensor(x[72:])).argmax(1).numpy() == y[72:]).mean()
+    assert final == pytest.approx(res.history[-1]["val_accuracy"])
+
+
 def test_nan_loss_stops_with_epoch_and_batch_and_keeps_last_good_checkpoint(tmp_path, tiny):
     cfg = tiny(teacher="user_models:nan_after_one_epoch")
     cfg["teacher"]["train"]["epochs"] = 3  # 4 batches per epoch: epoch 1 is good, epoch 2 diverges at batch 1

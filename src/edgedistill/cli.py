@@ -1,6 +1,7 @@
 """Thin CLI: parse arguments, call the pipeline, print. Problems the user can fix exit 2 with one line, no traceback."""
 from __future__ import annotations
 
+import json
 import argparse
 import logging
 import sys
@@ -30,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     cmp_ = sub.add_parser("compare", help="one report across several runs")
     cmp_.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     cmp_.add_argument("--out", required=True, help="folder for report.html and compare.md")
+    c = sub.add_parser("classify", help="classify raw strings with a text run's exported ONNX model")
+    c.add_argument("onnx", help="an .onnx file from a text run's export/ folder")
+    c.add_argument("texts", nargs="+", metavar="TEXT")
     d = sub.add_parser("devices", help="list the edge device profiles")
     d.add_argument("--catalog", help="your own device YAML, added to the packaged catalog")
     return p
@@ -119,6 +123,14 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_classify(args: argparse.Namespace) -> int:
+    from edgedistill.deploy.text_frontend import classify
+
+    for r in classify(args.onnx, args.texts):
+        print(json.dumps(r))
+    return 0
+
+
 def _bytes(n: int) -> str:
     for unit, size in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
         if n >= size:
@@ -129,7 +141,7 @@ def _bytes(n: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler = {"run": cmd_run, "datasets": cmd_datasets, "models": cmd_models, "devices": cmd_devices,
-               "report": cmd_report, "compare": cmd_compare}[args.command]
+               "report": cmd_report, "compare": cmd_compare, "classify": cmd_classify}[args.command]
     logging.basicConfig(format="edgedistill: warning: %(message)s", level=logging.WARNING)
     try:
         return handler(args)

@@ -24,6 +24,7 @@ from edgedistill.compress import prune_to_budget
 from edgedistill.compress.qat import attach_fake_quant, detach_fake_quant
 from edgedistill.data import DataSplits, load_dataset
 from edgedistill.deploy import DeviceProfile, deploy_model, early_fit_check, get_device
+from edgedistill.deploy.text_frontend import save_text_frontend
 from edgedistill.distill import CrossEntropy, build_method
 from edgedistill.distill.cache import TeacherCache, load_or_build
 from edgedistill.distill.trainer import TrainResult, check_train_config, predict_logits, train_model
@@ -339,6 +340,8 @@ def run(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str
             models["student_kd_qat"]["qat_reason"] = ("deploy.qat: always" if cfg.deploy.qat == "always"
                                                       else f"int8 PTQ lost {loss:.2f} validation points")
             models["student_kd_qat"]["ptq_int8_val_loss_points"] = loss
+        if data.text and main:  # the tokenizer beside the exports, so they classify raw strings
+            save_text_frontend(run_dir / "export", data.text, data.class_names)
     metrics = {
         "schema_version": SCHEMA_VERSION,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

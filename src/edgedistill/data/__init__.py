@@ -23,6 +23,7 @@ class RawSplits:
     y_test: np.ndarray
     class_names: list[str]
     description: str = ""
+    text: dict | None = None  # text sets: {"tokenizer": folder, "max_length": n}, saved beside the exports
 
 
 @dataclass
@@ -38,6 +39,7 @@ class DataSplits:
     y_test: np.ndarray
     class_names: list[str]
     description: str = ""
+    text: dict | None = None
 
     @property
     def num_classes(self) -> int:
@@ -141,7 +143,8 @@ def load_dataset(name: str, path: str | None = None, val_fraction: float = 0.1, 
     x_tr, x_val, y_tr, y_val = train_test_split(
         raw.x_train, raw.y_train, test_size=val_fraction, random_state=seed, stratify=stratify
     )
-    return DataSplits(name, x_tr, y_tr, x_val, y_val, raw.x_test, raw.y_test, raw.class_names, raw.description)
+    return DataSplits(name, x_tr, y_tr, x_val, y_val, raw.x_test, raw.y_test, raw.class_names, raw.description,
+                      raw.text)
 
 
-from edgedistill.data import builtin, files, tabular, timeseries  # noqa: E402,F401  (registers the loaders)
+from edgedistill.data import builtin, files, tabular, text, timeseries  # noqa: E402,F401  (registers the loaders)

