@@ -61,7 +61,7 @@ def train_one(cfg: ExperimentConfig, data, teacher, cache, accel, run_dir: Path)
     student = build_model(cfg.student, "student", data, cfg.seed + 1)
     loss = CrossEntropy(cfg.student.train.label_smoothing) if scratch else build_method(
         cfg.distill, cfg.student.train.label_smoothing)
-    use_cache = cache if (scratch or not getattr(loss, "teacher_taps", None) and method in ("kd", "dkd")) else None
+    use_cache = cache if scratch or method in ("kd", "dkd") else None  # the bank holds logits, no tap features
     if not scratch and hasattr(loss, "setup"):
         loss.setup(student.to(accel), teacher, torch.as_tensor(data.x_train[:2]).to(accel))
     result = fit(student, cfg.student, cfg, data, accel, "student", run_dir, False, loss, teacher=teacher,
