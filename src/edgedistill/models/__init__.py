@@ -16,6 +16,7 @@ import torch.nn as nn
 from edgedistill.errors import UserError
 
 Factory = Callable[..., nn.Module]
+ALL_INPUTS = ("features", "sequence", "image")
 
 
 @dataclass(frozen=True)
@@ -24,14 +25,16 @@ class ModelEntry:
     role: str  # "teacher" or "student"
     family: str  # cnn, rnn, transformer, shallow, lightweight
     summary: str
+    inputs: tuple[str, ...] = ALL_INPUTS  # what it reads: features (F,), sequence (C, L), image (C, H, W), tokens (L,)
 
 
 _MODELS: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, role: str, family: str, summary: str) -> Callable[[Factory], Factory]:
+def register_model(name: str, role: str, family: str, summary: str,
+                   inputs: tuple[str, ...] = ALL_INPUTS) -> Callable[[Factory], Factory]:
     def wrap(fn: Factory) -> Factory:
-        _MODELS[name] = ModelEntry(fn, role, family, summary)
+        _MODELS[name] = ModelEntry(fn, role, family, summary, inputs)
         return fn
 
     return wrap

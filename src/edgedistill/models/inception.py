@@ -61,7 +61,8 @@ class InceptionTime(nn.Module):
 
 
 @register_model("inception_time", role="teacher", family="cnn",
-                summary="InceptionTime 1-D CNN for time series; args filters, depth, kernels, bottleneck")
+                summary="InceptionTime 1-D CNN for time series; args filters, depth, kernels, bottleneck",
+                inputs=("features", "sequence"))
 def inception_time(input_shape: tuple[int, ...], num_classes: int, filters: int = 32, depth: int = 6,
                    kernels: list[int] = (39, 19, 9), bottleneck: int = 32, dropout: float = 0.0) -> InceptionTime:
     if len(input_shape) == 3:

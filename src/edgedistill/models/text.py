@@ -26,7 +26,11 @@ class HFTextClassifier(nn.Module):
         super().__init__()
         from transformers import AutoModel
 
-        self.encoder = AutoModel.from_pretrained(str(folder))
+        # no pooler: the head reads mean-pooled tokens, and unused weights would stall DDP's gradient all-reduce
+        try:
+            self.encoder = AutoModel.from_pretrained(str(folder), add_pooling_layer=False)
+        except TypeError:  # encoders without a pooler (DistilBERT, ...) take no such argument
+            self.encoder = AutoModel.from_pretrained(str(folder))
         self.vocab_size = self.encoder.config.vocab_size
         self.pad_id = pad_id
         if freeze:
@@ -44,7 +48,8 @@ class HFTextClassifier(nn.Module):
 
 
 @register_model("hf_text", role="teacher", family="transformer",
-                summary="pretrained Hugging Face encoder from a local folder (default MiniLM-L6); args path, freeze")
+                summary="pretrained Hugging Face encoder from a local folder (default MiniLM-L6); args path, freeze",
+                inputs=("tokens",))
 def hf_text(input_shape: tuple[int, ...], num_classes: int, path: str | None = None, freeze: bool = False,
             dropout: float = 0.1) -> HFTextClassifier:
     from edgedistill.data.text import minilm_folder
@@ -75,7 +80,8 @@ class TextCNN(nn.Module):
 
 
 @register_model("text_cnn", role="student", family="lightweight",
-                summary="embedding + multi-width 1-D CNN over token ids; args vocab_size, dim, channels, kernels")
+                summary="embedding + multi-width 1-D CNN over token ids; args vocab_size, dim, channels, kernels",
+                inputs=("tokens",))
 def text_cnn(input_shape: tuple[int, ...], num_classes: int, vocab_size: int = MINILM_VOCAB, dim: int = 32,
              channels: int = 64, kernels: list[int] = (3, 5), dropout: float = 0.3) -> TextCNN:
     if len(input_shape) != 1:
