@@ -45,7 +45,8 @@ def logistic_baseline(cfg: dict) -> str:
 
 def row(name: str, m: dict, reference: str, positive: str | None) -> str:
     t, s, k = (m["models"][r] for r in ("teacher", "student_scratch", "student_kd"))
-    dep = k.get("deploy", {})
+    qat = m["models"].get("student_kd_qat")  # deploy.qat: the quantization-aware KD student is the one to ship
+    dep = (qat or k).get("deploy", {})
     int8 = dep.get("formats", {}).get("int8", {})
     fit = dep.get("fit", {}).get("int8", {})
     acc = lambda r: f"{100 * r['test']['accuracy']:.2f}%"  # noqa: E731
@@ -55,7 +56,8 @@ def row(name: str, m: dict, reference: str, positive: str | None) -> str:
     gap = 100 * (t["test"]["accuracy"] - int8.get("test_accuracy_onnxruntime", float("nan")))
     return (f"| {name} | {m['device']['name']} | {reference} | {t['model']} {t['params']:,}: {acc(t)} | "
             f"{k['model']} {k['params']:,} ({t['params'] / k['params']:.0f}x fewer) | {acc(s)} | {acc(k)} | "
-            f"{100 * int8.get('test_accuracy_onnxruntime', float('nan')):.2f}% ({gap:.2f} pts under the teacher) | "
+            f"{100 * int8.get('test_accuracy_onnxruntime', float('nan')):.2f}%{' after QAT' if qat else ''} "
+            f"({gap:.2f} pts under the teacher) | "
             f"{int8.get('file_bytes', 0) / 1024:.1f} KB, {verdict} |"
             + (f" {positive}: {t['test']['per_class'][positive]['recall']:.3f}{recall} |" if positive else " - |"))
 
