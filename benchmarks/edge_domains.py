@@ -54,7 +54,9 @@ def row(name: str, m: dict, reference: str, positive: str | None) -> str:
               if positive else "")
     verdict = ("fits" if fit.get("fits") else "does NOT fit: " + "; ".join(fit.get("overflows", []))) if fit else "-"
     gap = 100 * (t["test"]["accuracy"] - int8.get("test_accuracy_onnxruntime", float("nan")))
-    return (f"| {name} | {m['device']['name']} | {reference} | {t['model']} {t['params']:,}: {acc(t)} | "
+    loaded = m["config"]["teacher"].get("checkpoint")  # a rerun of the students only says whose teacher it reused
+    teacher = f"{t['model']} {t['params']:,}: {acc(t)}" + (f" (loaded from `{loaded}`)" if loaded else "")
+    return (f"| {name} | {m['device']['name']} | {reference} | {teacher} | "
             f"{k['model']} {k['params']:,} ({t['params'] / k['params']:.0f}x fewer) | {acc(s)} | {acc(k)} | "
             f"{100 * int8.get('test_accuracy_onnxruntime', float('nan')):.2f}%{' after QAT' if qat else ''} "
             f"({gap:.2f} pts under the teacher) | "
