@@ -56,7 +56,7 @@ def row(name: str, m: dict, reference: str, positive: str | None) -> str:
     gap = 100 * (t["test"]["accuracy"] - int8.get("test_accuracy_onnxruntime", float("nan")))
     loaded = m["config"]["teacher"].get("checkpoint")  # a rerun of the students only says whose teacher it reused
     teacher = f"{t['model']} {t['params']:,}: {acc(t)}" + (f" (loaded from `{loaded}`)" if loaded else "")
-    return (f"| {name} | {m['device']['name']} | {reference} | {teacher} | "
+    return (f"| {name} ({m['created'][5:16].replace('T', ' ')}) | {m['device']['name']} | {reference} | {teacher} | "
             f"{k['model']} {k['params']:,} ({t['params'] / k['params']:.0f}x fewer) | {acc(s)} | {acc(k)} | "
             f"{100 * int8.get('test_accuracy_onnxruntime', float('nan')):.2f}%{' after QAT' if qat else ''} "
             f"({gap:.2f} pts under the teacher) | "
@@ -72,6 +72,9 @@ def table(out: Path, wall: float) -> str:
             m = json.loads((out / name / "metrics.json").read_text())
             rows.append(row(name, m, published or logistic_baseline(m["config"]), positive))
     return ("### Edge domains: sensor time series and medical tables\n\n" + header(wall, "wall time of the last call")
+            + "- each row is read from bench_runs/domains/<set>/metrics.json and dated by its own run (UTC); the "
+              "command above is the last call, earlier ones differed only in `--only` and in the teacher checkpoint "
+              "a row names\n"
             + "- each set is `edgedistill run configs/<set>.yaml`, one seed; test accuracy of the kept weights "
               "(`train.keep: last`: these validation splits hold 4-30 samples, too few to choose an epoch on)\n\n"
               "| set | device | reference | teacher: test acc | KD student | scratch | KD | KD int8, ONNX Runtime "
