@@ -106,8 +106,11 @@ def write_table(results: dict, args, teacher_record: dict, wall: float) -> str:
     for size in results:
         rows += summarize(results, size, seeds)
     specs = "; ".join(f"{k}: `{v}`" for k, v in args.sizes.items() if k in results)
+    trained = sum(r["seconds"] for size in results.values() for runs in size.values() for r in runs.values())
     body = (f"### Distillation methods against scratch, Fashion-MNIST ({args.seeds} seeds)\n\n"
-            f"{header(wall)}- config: `{Path(args.config).name}`"
+            f"{header(wall, 'wall time of the last call')}"
+            f"- training time summed over every model in the table (across restarts): {trained / 60:.1f} min\n"
+            f"- config: `{Path(args.config).name}`"
             f"{' with ' + ', '.join(args.overrides) if args.overrides else ''}\n"
             f"- teacher (loaded): {teacher_record['params']:,} params, {100 * teacher_record['test_accuracy']:.2f}% "
             f"test accuracy\n- students: {specs}\n"
