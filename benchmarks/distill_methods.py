@@ -159,6 +159,8 @@ def main() -> None:
     cache = load_or_build(out / "teacher_outputs.pt", teacher, data.x_train, data.y_train, cfg.data.augment,
                           args.views, cfg.seed, [], accel, dtype, cfg.distill.cache.max_bytes)
     build_path = out / "cache_build.json"  # the build time survives a restart that reuses the bank
+    if cache is None:
+        raise SystemExit("the teacher-output bank would exceed distill.cache.max_bytes; lower --views or raise it")
     if cache.built:
         atomic_write_text(build_path, json.dumps({"seconds": time.perf_counter() - tc}))
     teacher_record = {"params": count_params(teacher), "test_accuracy": scores["test"]["accuracy"],

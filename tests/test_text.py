@@ -67,3 +67,25 @@ def test_student_embedding_starts_from_the_teachers_words_reduced_by_pca():
     assert cos(good, great, dim=0) > cos(good, table, dim=0) + 0.3
     with pytest.raises(Exception, match="exceeds"):
         create_model("text_cnn", (16,), 2, {"dim": 512, "embedding_init": "minilm"})
+
+
+def test_numbers_and_token_ids_are_not_mixed_up(tmp_path):
+    from conftest import tiny_config
+
+    words_to_mlp = tiny_config("amazon_reviews", teacher="mlp", student="mlp")
+    with pytest.raises(UserError, match="student.model: 'mlp' reads .* token ids; use a text model"):
+        edgedistill.run(words_to_mlp, out_dir=tmp_path / "a", progress=False)
+    numbers_to_text_cnn = tiny_config("pima", teacher="mlp", student="text_cnn")
+    numbers_to_text_cnn["data"].pop("limit_test")
+    with pytest.raises(UserError, match="student.model: 'text_cnn' reads token ids, but dataset 'pima' is not text"):
+        edgedistill.run(numbers_to_text_cnn, out_dir=tmp_path / "b", progress=False)
+
+
+def test_classify_names_a_corrupt_model_without_a_traceback(tmp_path):
+    from edgedistill.deploy.text_frontend import save_text_frontend
+    from edgedistill.data.text import minilm_folder
+
+    save_text_frontend(tmp_path, {"tokenizer": str(minilm_folder()), "max_length": 8}, ["a", "b"])
+    (tmp_path / "broken.onnx").write_bytes(b"not a model")
+    proc = run_cli("classify", str(tmp_path / "broken.onnx"), "hello")
+    assert proc.returncode == 2 and "cannot classify" in proc.stderr and "Traceback" not in proc.stderr

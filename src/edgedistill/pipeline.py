@@ -30,7 +30,7 @@ from edgedistill.distill.cache import TeacherCache, load_or_build
 from edgedistill.distill.trainer import TrainResult, check_train_config, predict_logits, train_model
 from edgedistill.errors import UserError, first_line
 from edgedistill.evaluate import classification_metrics, model_footprint
-from edgedistill.models import create_model
+from edgedistill.models import create_model, list_models
 from edgedistill.progress import emit, track
 from edgedistill.rundir import environment, open_run_dir, resumed_config
 from edgedistill.report import SCHEMA_VERSION, comparison_table, write_reports
@@ -63,8 +63,21 @@ def build_model(mcfg: ModelConfig, role: str, data: DataSplits, seed: int) -> nn
         raise
     except Exception as exc:  # a factory may reject its arguments with any exception type
         raise UserError(f"{role}.args: {first_line(exc)}; check the model's arguments") from None
+    check_input_kind(mcfg.model, role, data)
     check_output_classes(model, role, data)
     return model
+
+
+def check_input_kind(spec: str, role: str, data: DataSplits) -> None:
+    """Token ids and numbers must not be mixed up silently: a zoo model states what it reads."""
+    entry = list_models().get(spec)
+    if entry is None:  # the user's own model: its factory knows what it reads
+        return
+    if data.text and "tokens" not in entry.inputs:
+        raise UserError(f"{role}.model: {spec!r} reads {', '.join(entry.inputs)}, but dataset {data.name!r} is token "
+                        "ids; use a text model (hf_text, text_cnn)")
+    if not data.text and entry.inputs == ("tokens",):
+        raise UserError(f"{role}.model: {spec!r} reads token ids, but dataset {data.name!r} is not text")
 
 
 def check_output_classes(model: nn.Module, role: str, data: DataSplits) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgedistill.deploy.onnx_export import INPUT_NAME, OUTPUT_NAME
-from edgedistill.errors import UserError
+from edgedistill.errors import UserError, first_line
 
 FRONTEND_DIR = "tokenizer"
 FRONTEND_FILE = "frontend.json"
@@ -36,8 +36,11 @@ def classify(onnx_path: str | Path, texts: list[str]) -> list[dict]:
     """Label and class probabilities for each raw string, through ONNX Runtime."""
     import onnxruntime as ort
 
-    from edgedistill.data.text import encode_texts
-
+    try:
+        from edgedistill.data.text import encode_texts
+        import tokenizers  # noqa: F401
+    except ImportError:
+        raise UserError("classify needs the tokenizers package: `pip install 'edgedistill[text]'`") from None
     onnx_path = Path(onnx_path)
     folder = onnx_path.parent / FRONTEND_DIR
     if not onnx_path.is_file():
@@ -45,10 +48,14 @@ def classify(onnx_path: str | Path, texts: list[str]) -> list[dict]:
     if not (folder / FRONTEND_FILE).is_file():
         raise UserError(f"{onnx_path}: no {FRONTEND_DIR}/{FRONTEND_FILE} beside it; only models of text runs "
                         "classify raw strings")
-    meta = json.loads((folder / FRONTEND_FILE).read_text())
-    ids = encode_texts(texts, folder, meta["max_length"])
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    logits = sess.run([OUTPUT_NAME], {INPUT_NAME: ids})[0]
+    try:
+        meta = json.loads((folder / FRONTEND_FILE).read_text())
+        ids = encode_texts(texts, folder, int(meta["max_length"]))
+        sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        logits = sess.run([OUTPUT_NAME], {INPUT_NAME: ids})[0]
+    except Exception as exc:  # a corrupt model or frontend file: name it, no traceback
+        raise UserError(f"{onnx_path}: cannot classify with it and {folder} ({first_line(exc)}); re-export the run "
+                        "or point at another model") from None
     probs = np.exp(logits - logits.max(1, keepdims=True))
     probs /= probs.sum(1, keepdims=True)
     return [{"text": t, "label": meta["class_names"][int(p.argmax())],
