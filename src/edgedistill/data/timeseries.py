@@ -55,12 +55,15 @@ def standardise_series(train: list[np.ndarray], test: list[np.ndarray]) -> tuple
     return [(s - mean) / std for s in train], [(s - mean) / std for s in test]
 
 
-def load_aeon(dataset: str, length: int | None = None, path: str | None = None) -> RawSplits:
+def load_aeon(dataset: str, length: int | None = None) -> RawSplits:
     """One aeon-bundled set; `length` pads or crops every series (default: the longest training series)."""
     x_tr, y_tr = _load_split(dataset, "train")
     x_te, y_te = _load_split(dataset, "test")
     x_tr = [np.asarray(s, dtype=np.float32) for s in x_tr]
     x_te = [np.asarray(s, dtype=np.float32) for s in x_te]
+    if not all(np.isfinite(s).all() for s in x_tr + x_te):
+        raise UserError(f"data.options.dataset: {dataset} has missing (NaN) values; choose a set without gaps or "
+                        "fill them first")
     if length is not None and length < 1:
         raise UserError(f"data.options.length: must be a positive number of time steps, got {length}")
     x_tr, x_te = standardise_series(x_tr, x_te)
