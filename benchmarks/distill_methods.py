@@ -29,7 +29,7 @@ from edgedistill.distill.trainer import check_train_config
 from edgedistill.data import load_dataset
 from edgedistill.models import count_params
 from edgedistill.pipeline import build_model, evaluate_model, fit
-from edgedistill.seeds import mean_std, paired_test
+from edgedistill.seeds import mean_std, noise_verdict, paired_test
 from record import header, replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,9 +90,8 @@ def summarize(results: dict, size: str, seeds: list[int]) -> list[str]:
         acc = mean_std([by_seed[str(s)]["test_accuracy"] for s in paired])
         gains = [by_seed[str(s)]["test_accuracy"] - scratch[s]["test_accuracy"] for s in paired]
         g, t = mean_std(gains), paired_test(gains)
-        significant = t["p_value"] is not None and t["p_value"] < 0.05
-        verdict = ("gain beyond the noise" if significant and g["mean"] > sc["std"] else
-                   "loss beyond the noise" if significant and g["mean"] < -sc["std"] else "inside the noise")
+        verdict = {1: "gain beyond the noise", -1: "loss beyond the noise", 0: "inside the noise"}[
+            noise_verdict(t["p_value"], g["mean"], sc["std"])]
         p = f"{t['p_value']:.3f}" if t["p_value"] is not None else "-"
         rows.append(f"| {size} | {method} | {params:,} | {len(paired)} | {100 * acc['mean']:.2f}% ± "
                     f"{100 * acc['std']:.2f} | {100 * g['mean']:+.2f} ± {100 * g['std']:.2f} | {p} | {verdict} |")

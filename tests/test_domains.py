@@ -5,7 +5,8 @@ import torch
 
 import edgedistill
 from edgedistill.data import load_dataset
-from edgedistill.data.timeseries import fixed_length, label_order
+from edgedistill.data import label_order
+from edgedistill.data.timeseries import fixed_length
 from edgedistill.errors import UserError
 from edgedistill.models import count_params, create_model
 from conftest import tiny_config

@@ -46,6 +46,14 @@ def paired_test(gains: list[float]) -> dict:
     return {"t": t, "p_value": float(2 * stats.t.sf(abs(t), n - 1)), "ci95": [mean - half, mean + half]}
 
 
+def noise_verdict(p_value: float | None, mean_gain: float, scratch_std: float) -> int:
+    """+1 a gain beyond the noise, -1 a loss beyond it, 0 inside it: significant (p < 0.05) and larger than the
+    scratch runs' std."""
+    if p_value is None or p_value >= 0.05 or abs(mean_gain) <= scratch_std:
+        return 0
+    return 1 if mean_gain > 0 else -1
+
+
 def summarize(runs: list[dict]) -> dict:
     """Per role: test accuracy and macro F1 over seeds; the KD gain paired by seed, with a paired t-test.
 
@@ -57,10 +65,9 @@ def summarize(runs: list[dict]) -> dict:
     gains = mean_std([m["comparison"]["kd_gain_over_scratch"] for m in runs])
     test = paired_test(gains["values"])
     scratch_std = models["student_scratch"]["accuracy"]["std"]
-    significant = test["p_value"] is not None and test["p_value"] < 0.05
+    verdict = noise_verdict(test["p_value"], gains["mean"], scratch_std)
     return {"seeds": [m["config"]["seed"] for m in runs], "models": models, "kd_gain_over_scratch": gains | test,
-            "gain_exceeds_noise": significant and gains["mean"] > scratch_std,
-            "loss_exceeds_noise": significant and gains["mean"] < -scratch_std,
+            "gain_exceeds_noise": verdict == 1, "loss_exceeds_noise": verdict == -1,
             "scratch_std": scratch_std, "distill": runs[0]["models"]["student_kd"].get("distill")}
 
 

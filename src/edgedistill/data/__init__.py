@@ -112,6 +112,28 @@ def fixed_split(x: np.ndarray, y: np.ndarray, test_fraction: float, source: str)
     return train_test_split(x, y, test_size=test_fraction, random_state=0, stratify=stratify)
 
 
+def label_order(label: str) -> tuple:
+    """Numeric labels in numeric order ('2' before '10'), then the rest alphabetically."""
+    return (0, int(label), "") if label.isdigit() else (1, 0, label)
+
+
+def encode_labels(y_train, y_test, source: str, last: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Class indices for string labels, classes ordered by label_order (`last` moved to the end, e.g. a diagnosis);
+    a test label never seen in training is refused."""
+    y_train, y_test = [str(v) for v in y_train], [str(v) for v in y_test]
+    classes = sorted(set(y_train), key=label_order)
+    if last is not None:
+        if last not in classes:
+            raise UserError(f"data.options.positive: {last!r} is not a label of {source}; its labels are {classes}")
+        classes = [c for c in classes if c != last] + [last]
+    unseen = set(y_test) - set(classes)
+    if unseen:
+        raise UserError(f"{source}: test labels {sorted(unseen)} never occur in training")
+    index = {c: i for i, c in enumerate(classes)}
+    return (np.array([index[v] for v in y_train], dtype=np.int64), np.array([index[v] for v in y_test], dtype=np.int64),
+            classes)
+
+
 def _subset(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.ndarray]:
     """A stratified subset with a fixed seed, for smoke runs and tests on tiny data."""
     if n is None or n >= len(y):

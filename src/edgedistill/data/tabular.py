@@ -10,9 +10,8 @@ import io
 
 import numpy as np
 
-from edgedistill.data import RawSplits, fixed_split, register_dataset
+from edgedistill.data import RawSplits, encode_labels, fixed_split, register_dataset
 from edgedistill.data.files import standardise
-from edgedistill.data.timeseries import label_order
 from edgedistill.errors import UserError, first_line
 
 
@@ -67,19 +66,9 @@ def load_rdataset(package: str, item: str, label_column: str, test_item: str | N
     else:
         x_tr, x_te, y_tr, y_te = fixed_split(x_tr, y_tr, 0.2, source)
         split = "a fixed stratified 80/20 split (seed 0)"
-    classes = sorted(set(y_tr), key=label_order)
-    if positive is not None:  # the class that matters (e.g. the diagnosis) goes last, as class 1 of two
-        if positive not in classes:
-            raise UserError(f"data.options.positive: {positive!r} is not a label of {source}; its labels are "
-                            f"{classes}")
-        classes = [c for c in classes if c != positive] + [positive]
-    unseen = set(y_te) - set(classes)
-    if unseen:
-        raise UserError(f"{source}: test labels {sorted(unseen)} never occur in training")
-    index = {c: i for i, c in enumerate(classes)}
-    encode = lambda ys: np.array([index[v] for v in ys], dtype=np.int64)  # noqa: E731
+    y_tr, y_te, classes = encode_labels(y_tr, y_te, source, last=positive)
     x_tr, x_te = standardise(x_tr, x_te)
-    return RawSplits(x_tr, encode(y_tr), x_te, encode(y_te), classes,
+    return RawSplits(x_tr, y_tr, x_te, y_te, classes,
                      f"{source}, {split}, {len(y_tr)}/{len(y_te)}, features {', '.join(features)}, "
                      "standardised on train")
 

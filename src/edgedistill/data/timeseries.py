@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgedistill.data import RawSplits, register_dataset
+from edgedistill.data import RawSplits, encode_labels, register_dataset
 from edgedistill.errors import UserError, first_line
 
 # name in configs -> (aeon's name, one-line summary)
@@ -43,11 +43,6 @@ def fixed_length(series: list[np.ndarray] | np.ndarray, length: int) -> np.ndarr
     return out
 
 
-def label_order(label: str) -> tuple:
-    """Numeric labels in numeric order ('2' before '10'), then the rest alphabetically."""
-    return (0, int(label), "") if label.isdigit() else (1, 0, label)
-
-
 def standardise_series(train: list[np.ndarray], test: list[np.ndarray]) -> tuple[list, list]:
     """Per-channel mean and std over every time step of the training series only."""
     steps = np.concatenate([s for s in train], axis=-1)
@@ -68,16 +63,11 @@ def load_aeon(dataset: str, length: int | None = None) -> RawSplits:
         raise UserError(f"data.options.length: must be a positive number of time steps, got {length}")
     x_tr, x_te = standardise_series(x_tr, x_te)
     target = length or max(s.shape[-1] for s in x_tr)
-    classes = sorted(set(map(str, y_tr)), key=label_order)
-    unseen = set(map(str, y_te)) - set(classes)
-    if unseen:
-        raise UserError(f"dataset {dataset!r}: test labels {sorted(unseen)} never occur in training")
-    index = {c: i for i, c in enumerate(classes)}
-    encode = lambda ys: np.array([index[str(v)] for v in ys], dtype=np.int64)  # noqa: E731
+    y_tr, y_te, classes = encode_labels(y_tr, y_te, f"dataset {dataset!r}")
     lengths = sorted({s.shape[-1] for s in x_tr + x_te})
     shape = f"{x_tr[0].shape[0]} x {target}" + (f" (from lengths {lengths[0]}-{lengths[-1]})" if len(lengths) > 1
                                                  else "")
-    return RawSplits(fixed_length(x_tr, target), encode(y_tr), fixed_length(x_te, target), encode(y_te), classes,
+    return RawSplits(fixed_length(x_tr, target), y_tr, fixed_length(x_te, target), y_te, classes,
                      f"{dataset} (UCR/UEA archive via aeon), official {len(x_tr)}/{len(x_te)} split, {shape}, "
                      "standardised per channel on train")
 
