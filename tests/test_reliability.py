@@ -53,10 +53,11 @@ def test_sigkill_mid_epoch_then_resume_ends_exactly_like_an_uninterrupted_run(tm
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (killed / "metrics.json").exists()
-    assert not list(killed.rglob("*.tmp")), "a partial file was left under the run folder"
+    assert all(p.name.startswith(".") for p in killed.rglob("*.tmp")), "a partial file carries a final name"
 
     resumed = run_cli("run", "--resume", str(killed), "--quiet", env_extra={"OMP_NUM_THREADS": "1"})
     assert resumed.returncode == 0, resumed.stderr
+    assert not list(killed.rglob("*.tmp")), "a partial file was left under the run folder"
     assert scores(killed) == scores(whole)
     assert not (killed / "state").exists()  # a finished run keeps no resume state
     log = [json.loads(line) for line in (killed / "logs" / "student_scratch.jsonl").read_text().splitlines()]
@@ -101,3 +102,15 @@ def test_two_ddp_processes_match_one_process(tmp_path):
         a1, a2 = m1["models"][role]["test"]["accuracy"], m2["models"][role]["test"]["accuracy"]
         assert abs(a1 - a2) <= 1 / n_test + 1e-9, (role, a1, a2)
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
+
+
+def test_resume_clears_temporary_files_a_killed_writer_left(tmp_path):
+    from edgedistill.rundir import remove_stale_temp_files
+
+    (tmp_path / "state").mkdir()
+    stale = tmp_path / "state" / ".student_kd.pt.ab12cd.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    kept = tmp_path / "state" / "student_kd.pt"
+    kept.write_bytes(b"a whole one")
+    assert remove_stale_temp_files(tmp_path) == [stale]
+    assert not stale.exists() and kept.exists()

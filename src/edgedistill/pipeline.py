@@ -32,7 +32,7 @@ from edgedistill.errors import UserError, first_line
 from edgedistill.evaluate import classification_metrics, model_footprint
 from edgedistill.models import create_model, list_models
 from edgedistill.progress import emit, track
-from edgedistill.rundir import environment, open_run_dir, resumed_config
+from edgedistill.rundir import environment, open_run_dir, remove_stale_temp_files, resumed_config
 from edgedistill.report import SCHEMA_VERSION, comparison_table, write_reports
 
 log = logging.getLogger("edgedistill")
@@ -304,6 +304,8 @@ def run(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str
     for train in [cfg.student.train] + ([] if cfg.teacher.checkpoint else [cfg.teacher.train]):
         check_train_config(train, accel)
     run_dir = Path(out_dir) if resume else open_run_dir(cfg, out_dir, overwrite)
+    if resume and main:
+        remove_stale_temp_files(run_dir)
 
     device = get_device(cfg.device, cfg.device_catalog)  # 1. the edge device
     if cfg.latency_budget_ms is not None:

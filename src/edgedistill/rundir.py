@@ -41,6 +41,14 @@ def resumed_config(run_dir: Path, config: object, overrides: list[str] | None) -
     return resolve_config(run_dir / "config.yaml")
 
 
+def remove_stale_temp_files(run_dir: Path) -> list[Path]:
+    """A SIGKILL during an atomic write leaves its temporary file (never a final name); --resume clears them."""
+    stale = [p for p in run_dir.rglob(".*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink()
+    return stale
+
+
 def open_run_dir(cfg: ExperimentConfig, out_dir: str | Path | None, overwrite: bool) -> Path:
     """A fresh run folder holding the resolved config, made by rank 0 while the other processes wait."""
     stamp = distributed.broadcast(dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
