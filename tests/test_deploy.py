@@ -35,6 +35,8 @@ def test_peak_activation_matches_hand_computation(tmp_path):
     assert peak_activation_bytes(path) == 192
     assert peak_activation_bytes(path, bytes_per_element=1) == 48
     assert peak_activation_bytes(path, batch=2) == 384
+    # one tensor kept wider (as a 16-bit input is): at one byte otherwise, the concat's live set A4x8+C16+D24 = 72
+    assert peak_activation_bytes(path, bytes_per_element=1, tensor_bytes={"A": 4}) == 72
 
 
 def test_macs_of_a_linear_layer():
@@ -196,3 +198,35 @@ def test_qat_path_runs_and_is_deployed(tmp_path, tiny):
     assert set(qat["deploy"]["formats"]) == {"fp32", "int8"}
     assert (tmp_path / "r" / "export" / "student_kd_qat_int8.onnx").is_file()
     assert "student (KD + QAT)" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_sixteen_bit_input_keeps_the_detail_a_spike_crushes(tmp_path):
+    """A power trace: small steps that carry the signal plus one large spike per series. With an 8-bit input the
+    spike stretches the input's grid 257x coarser than a 16-bit input's; the rest of the model stays int8."""
+    from edgedistill.deploy.quantize import quantize_int8
+    from edgedistill.compress.qat import attach_fake_quant
+
+    torch.manual_seed(0)
+    model = create_model("convnet", (1, 64), 3, {"channels": [8, 8], "head": "avg"}).eval()
+    rng = np.random.default_rng(0)
+    x = (rng.normal(0, 0.01, (64, 1, 64)) + rng.integers(0, 3, (64, 1, 1)) * 0.02).astype(np.float32)
+    x[:, 0, 5] = 40.0
+    fp32 = export_onnx(model, (1, 64), tmp_path / "m.onnx")
+    ref = ort_logits(fp32, x)
+
+    def input_grid_and_error(bits: int) -> tuple[float, float]:
+        path = quantize_int8(fp32, x[:32], tmp_path / f"m{bits}.onnx", input_bits=bits)
+        graph = onnx.load(str(path)).graph
+        q = next(n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "input")
+        init = {i.name: i for i in graph.initializer}
+        assert init[q.input[2]].data_type == (TensorProto.UINT16 if bits == 16 else TensorProto.UINT8)
+        assert sum(n.op_type == "QuantizeLinear" for n in graph.node) > 1  # later tensors are quantized too
+        return float(onnx.numpy_helper.to_array(init[q.input[1]])), float(np.abs(ort_logits(path, x) - ref).mean())
+
+    (grid8, err8), (grid16, err16) = input_grid_and_error(8), input_grid_and_error(16)
+    assert grid8 / grid16 == pytest.approx(257, rel=0.01)
+    assert err16 <= err8
+
+    attach_fake_quant(model, input_bits=16)
+    convs = [m for m in model.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Linear))]
+    assert [next(iter(m._forward_pre_hooks.values())).levels for m in convs] == [65535, 255, 255]

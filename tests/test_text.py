@@ -89,3 +89,19 @@ def test_classify_names_a_corrupt_model_without_a_traceback(tmp_path):
     (tmp_path / "broken.onnx").write_bytes(b"not a model")
     proc = run_cli("classify", str(tmp_path / "broken.onnx"), "hello")
     assert proc.returncode == 2 and "cannot classify" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_text_models_take_the_tokenizers_vocabulary_and_padding():
+    """A tokenizer with more ids than the embedding has rows would be clamped into the wrong words silently."""
+    from edgedistill.config import ModelConfig
+    from edgedistill.modelbuild import build_model
+
+    d = load_dataset("amazon_reviews", options={"max_length": 16}, limit_train=40, limit_test=10)
+    assert d.text["vocab_size"] == 30522 and d.text["pad_id"] == 0
+    d.text = {**d.text, "vocab_size": 30600, "pad_id": 5}  # as another tokenizer would report
+    student = build_model(ModelConfig(model="text_cnn", args={"dim": 8, "channels": 8}), "student", d, 0)
+    assert student.embed.num_embeddings == 30600 and student.embed.padding_idx == 5
+    with pytest.raises(UserError, match=r"student.args.vocab_size: 30522 rows, but the tokenizer makes 30600"):
+        build_model(ModelConfig(model="text_cnn", args={"vocab_size": 30522}), "student", d, 0)
+    with pytest.raises(UserError, match="teacher.args: .*the tokenizer has 30600 ids but the encoder"):
+        build_model(ModelConfig(model="hf_text"), "teacher", d, 0)

@@ -30,7 +30,7 @@ from edgedistill.distill.cache import TeacherCache, load_or_build
 from edgedistill.distill.trainer import TrainResult, check_train_config, predict_logits, train_model
 from edgedistill.errors import UserError, first_line
 from edgedistill.evaluate import classification_metrics, model_footprint
-from edgedistill.models import create_model, list_models
+from edgedistill.modelbuild import build_model
 from edgedistill.progress import emit, track
 from edgedistill.rundir import environment, open_run_dir, remove_stale_temp_files, resumed_config
 from edgedistill.report import SCHEMA_VERSION, comparison_table, write_reports
@@ -53,46 +53,6 @@ def resolve_accelerator(choice: str) -> torch.device:
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(choice)
-
-
-def build_model(mcfg: ModelConfig, role: str, data: DataSplits, seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    try:
-        model = create_model(mcfg.model, data.input_shape, data.num_classes, mcfg.args, field=f"{role}.model")
-    except UserError:
-        raise
-    except Exception as exc:  # a factory may reject its arguments with any exception type
-        raise UserError(f"{role}.args: {first_line(exc)}; check the model's arguments") from None
-    check_input_kind(mcfg.model, role, data)
-    check_output_classes(model, role, data)
-    return model
-
-
-def check_input_kind(spec: str, role: str, data: DataSplits) -> None:
-    """Token ids and numbers must not be mixed up silently: a zoo model states what it reads."""
-    entry = list_models().get(spec)
-    if entry is None:  # the user's own model: its factory knows what it reads
-        return
-    if data.text and "tokens" not in entry.inputs:
-        raise UserError(f"{role}.model: {spec!r} reads {', '.join(entry.inputs)}, but dataset {data.name!r} is token "
-                        "ids; use a text model (hf_text, text_cnn)")
-    if not data.text and entry.inputs == ("tokens",):
-        raise UserError(f"{role}.model: {spec!r} reads token ids, but dataset {data.name!r} is not text")
-
-
-def check_output_classes(model: nn.Module, role: str, data: DataSplits) -> None:
-    """A forward pass on two samples: the model must accept the data and give one logit per class."""
-    model.eval()
-    with torch.no_grad():
-        try:
-            out = model(torch.as_tensor(data.x_train[:2]))
-        except Exception as exc:
-            raise UserError(f"{role}.model: does not accept inputs of shape {data.input_shape} "
-                            f"({first_line(exc)})") from None
-    if out.dim() != 2 or out.shape[1] != data.num_classes:
-        raise UserError(f"{role}.model: outputs {tuple(out.shape[1:])} logits per sample, but dataset "
-                        f"{data.name!r} has {data.num_classes} classes; teacher and student must both have "
-                        f"{data.num_classes} outputs")
 
 
 def checkpoint_meta(mcfg: ModelConfig, data: DataSplits, role: str) -> dict:
@@ -222,7 +182,7 @@ def choose_student(cfg: ExperimentConfig, data: DataSplits, device: DeviceProfil
 def warn_early_fit(cfg: ExperimentConfig, probe: nn.Module, data: DataSplits, device: DeviceProfile) -> dict:
     """Before any training: would the configured (untrained) student fit the device? Warn now, naming what overflows."""
     try:
-        verdict = early_fit_check(probe, data.input_shape, data.x_train[:64], device)
+        verdict = early_fit_check(probe, data.input_shape, data.x_train[:64], device, cfg.deploy.input_bits)
     except Exception as exc:  # the check must not stop a run whose export would fail only later
         log.warning("could not check the student's fit before training (%s)", first_line(exc))
         return {"error": first_line(exc)}
@@ -238,7 +198,7 @@ def deploy_one(cfg: ExperimentConfig, data: DataSplits, role: str, model: nn.Mod
     try:
         record = deploy_model(model, role, data.input_shape, run_dir / "export", data, test_logits,
                               data.x_train[:cfg.deploy.calibration_samples], device, cfg.deploy.latency_runs,
-                              cfg.deploy.quantize)
+                              cfg.deploy.quantize, cfg.deploy.input_bits)
     except Exception as exc:  # a failed export must not throw away hours of training
         record = {"error": first_line(exc)}
         log.warning("deployment of %s failed: %s", role, record["error"])
@@ -258,7 +218,7 @@ def quantization_aware_finetune(cfg: ExperimentConfig, data: DataSplits, student
                                 accel: torch.device, run_dir: Path, progress: bool) -> tuple[nn.Module, TrainResult]:
     """Step 8b: a few epochs of KD with int8 simulated, starting from the KD student, at a lower learning rate."""
     model = copy.deepcopy(student)
-    handles = attach_fake_quant(model)
+    handles = attach_fake_quant(model, cfg.deploy.input_bits)
     train = cfg.student.train.model_copy(update={"epochs": cfg.deploy.qat_epochs, "schedule": "cosine",
                                                  "lr": cfg.student.train.lr * cfg.deploy.qat_lr_scale})
     mcfg = ModelConfig(model=cfg.student.model, args=cfg.student.args, train=train)

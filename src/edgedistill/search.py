@@ -77,7 +77,7 @@ def search_student(cfg: ExperimentConfig, data: DataSplits, device: DeviceProfil
         t0 = time.perf_counter()
         args = record["args"]
         model = build(ModelConfig(model=sc.family, args=args), "student", data, cfg.seed + 1)
-        verdict = early_fit_check(model, data.input_shape, data.x_train[:64], device)
+        verdict = early_fit_check(model, data.input_shape, data.x_train[:64], device, cfg.deploy.input_bits)
         checks = verdict["checks"]
         record |= {"params": count_params(model), "fits": verdict["fits"],
                    "overflows": verdict["overflows"], "dtype": verdict["dtype"],

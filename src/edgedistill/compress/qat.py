@@ -2,7 +2,7 @@
 
 The student trains on with the int8 grid simulated: weights fake-quantized per output channel (symmetric, as ONNX
 Runtime quantizes them) and every Conv/Linear input fake-quantized per tensor (asymmetric uint8, ranges tracked as
-a running min/max). Gradients pass straight through the rounding. Afterwards the weights are left on the grid, so
+a running min/max; the first layer's input in uint16 when the export takes a 16-bit input). Gradients pass straight through the rounding. Afterwards the weights are left on the grid, so
 ONNX Runtime's static quantization of the exported model reproduces them exactly (BN folding rescales whole output
 channels, which keeps a per-channel symmetric grid intact).
 """
@@ -28,8 +28,9 @@ class InputFakeQuant:
     """A forward pre-hook: asymmetric uint8 fake quantization of a layer's input, with a running min/max kept in
     the layer's buffers `input_lo`/`input_hi`, so checkpoints and resume carry the ranges."""
 
-    def __init__(self, momentum: float = 0.1):
+    def __init__(self, momentum: float = 0.1, bits: int = 8):
         self.momentum = momentum
+        self.levels = 2 ** bits - 1
 
     def __call__(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         x = inputs[0]
@@ -39,24 +40,25 @@ class InputFakeQuant:
             m = 1.0 if fresh else self.momentum
             module.input_lo.copy_((1 - m) * module.input_lo.nan_to_num() + m * lo)
             module.input_hi.copy_((1 - m) * module.input_hi.nan_to_num() + m * hi)
-        scale = ((module.input_hi - module.input_lo) / 255.0).clamp_min(1e-8)
+        scale = ((module.input_hi - module.input_lo) / self.levels).clamp_min(1e-8)
         zero = torch.round(-module.input_lo / scale)
-        xq = (torch.clamp(torch.round(x / scale) + zero, 0, 255) - zero) * scale
+        xq = (torch.clamp(torch.round(x / scale) + zero, 0, self.levels) - zero) * scale
         return (x + (xq - x).detach(), *inputs[1:])
 
 
 RANGE_BUFFERS = ("input_lo", "input_hi")
 
 
-def attach_fake_quant(model: nn.Module) -> list:
-    """Simulate int8 in place; returns the hook handles so `detach_fake_quant` can undo it."""
+def attach_fake_quant(model: nn.Module, input_bits: int = 8) -> list:
+    """Simulate int8 in place; returns the hook handles so `detach_fake_quant` can undo it. With input_bits=16 the
+    first Conv/Linear (in registration order, the one that reads the input in the zoo's models) sees 16 bits."""
     handles = []
     for module in model.modules():
         if isinstance(module, QUANTIZED):
             parametrize.register_parametrization(module, "weight", WeightFakeQuant())
             for name in RANGE_BUFFERS:
                 module.register_buffer(name, torch.tensor(float("nan"), device=module.weight.device))
-            handles.append(module.register_forward_pre_hook(InputFakeQuant()))
+            handles.append(module.register_forward_pre_hook(InputFakeQuant(bits=input_bits if not handles else 8)))
     return handles
 
 

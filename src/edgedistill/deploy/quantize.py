@@ -26,8 +26,21 @@ class ArrayCalibrationReader:
         pass
 
 
-def quantize_int8(fp32_path: Path, calibration_x: np.ndarray, out_path: Path, per_channel: bool = True) -> Path:
-    """QDQ int8: signed int8 weights (per channel), unsigned int8 activations, MinMax calibration."""
+def input_overrides(input_bits: int) -> dict:
+    from onnxruntime.quantization import QuantType
+
+    if input_bits not in (8, 16):
+        raise ValueError(f"input_bits must be 8 or 16, got {input_bits}")
+    return {} if input_bits == 8 else {INPUT_NAME: [{"quant_type": QuantType.QUInt16}]}
+
+
+def quantize_int8(fp32_path: Path, calibration_x: np.ndarray, out_path: Path, per_channel: bool = True,
+                  input_bits: int = 8) -> Path:
+    """QDQ int8: signed int8 weights (per channel), unsigned int8 activations, MinMax calibration.
+
+    input_bits=16 quantizes the network input to uint16 instead (the first layer runs 16x8), for signals whose
+    spikes stretch one byte's range past the detail that matters.
+    """
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -42,7 +55,8 @@ def quantize_int8(fp32_path: Path, calibration_x: np.ndarray, out_path: Path, pe
                 quantize_static(str(prepared), str(tmp_out), ArrayCalibrationReader(calibration_x),
                                 quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
                                 weight_type=QuantType.QInt8, per_channel=per_channel,
-                                extra_options={"CalibTensorRangeSymmetric": False})
+                                extra_options={"CalibTensorRangeSymmetric": False,
+                                               "TensorQuantOverrides": input_overrides(input_bits)})
         strip_debug_info(tmp_out)
         tmp_out.replace(out_path)
     finally:

@@ -53,7 +53,8 @@ class HFTextClassifier(nn.Module):
                 summary="pretrained Hugging Face encoder from a local folder (default MiniLM-L6); args path, freeze",
                 inputs=("tokens",))
 def hf_text(input_shape: tuple[int, ...], num_classes: int, path: str | None = None, freeze: bool = False,
-            dropout: float = 0.1) -> HFTextClassifier:
+            dropout: float = 0.1, vocab_size: int | None = None, pad_id: int = 0) -> HFTextClassifier:
+    """vocab_size and pad_id come from the dataset's tokenizer; ids past the encoder's vocabulary are refused."""
     from edgedistill.data.text import minilm_folder
 
     if len(input_shape) != 1:
@@ -61,7 +62,11 @@ def hf_text(input_shape: tuple[int, ...], num_classes: int, path: str | None = N
     folder = Path(path) if path else minilm_folder()
     if not (folder / "config.json").is_file():
         raise ValueError(f"{folder} is not a Hugging Face model folder (no config.json)")
-    return HFTextClassifier(folder, num_classes, freeze, dropout)
+    model = HFTextClassifier(folder, num_classes, freeze, dropout, pad_id)
+    if vocab_size is not None and vocab_size > model.vocab_size:
+        raise ValueError(f"the tokenizer has {vocab_size} ids but the encoder in {folder} knows {model.vocab_size}; "
+                         "tokenize with the encoder's own tokenizer (data.options.tokenizer)")
+    return model
 
 
 @functools.lru_cache(maxsize=2)  # the SVD takes seconds, and a run builds the student several times
@@ -81,7 +86,6 @@ def projected_word_embeddings(folder: Path, dim: int) -> torch.Tensor:
     _, _, v = torch.linalg.svd(centred, full_matrices=False)
     projected = centred @ v[:dim].T
     projected /= projected.std()
-    projected[0] = 0.0  # [PAD], as nn.Embedding's padding_idx row starts
     return projected
 
 
@@ -89,10 +93,10 @@ class TextCNN(nn.Module):
     """Kim (2014)-style CNN: embed, convolve with several kernel widths, max-pool over time, classify."""
 
     def __init__(self, num_classes: int, vocab_size: int, dim: int, channels: int, kernels: tuple[int, ...],
-                 dropout: float):
+                 dropout: float, pad_id: int = 0):
         super().__init__()
         self.vocab_size = vocab_size
-        self.embed = nn.Embedding(vocab_size, dim, padding_idx=0)
+        self.embed = nn.Embedding(vocab_size, dim, padding_idx=pad_id)
         self.convs = nn.ModuleList(nn.Conv1d(dim, channels, k, padding=k // 2) for k in kernels)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels * len(kernels), num_classes))
         self.feature_taps: list[str] = []
@@ -107,17 +111,19 @@ class TextCNN(nn.Module):
                 inputs=("tokens",))
 def text_cnn(input_shape: tuple[int, ...], num_classes: int, vocab_size: int = MINILM_VOCAB, dim: int = 32,
              channels: int = 64, kernels: list[int] = (3, 5), dropout: float = 0.3,
-             embedding_init: str | None = None) -> TextCNN:
-    """embedding_init: 'minilm' or a Hugging Face folder whose word embeddings, reduced by PCA, start the student's."""
+             embedding_init: str | None = None, pad_id: int = 0) -> TextCNN:
+    """embedding_init: 'minilm' or a Hugging Face folder whose word embeddings, reduced by PCA, start the student's.
+    vocab_size and pad_id default to the dataset tokenizer's (the pipeline passes them)."""
     from edgedistill.data.text import minilm_folder
 
     if len(input_shape) != 1:
         raise ValueError(f"text_cnn reads token ids (length,), got inputs of shape {input_shape}")
-    model = TextCNN(num_classes, vocab_size, dim, channels, tuple(kernels), dropout)
+    model = TextCNN(num_classes, vocab_size, dim, channels, tuple(kernels), dropout, pad_id)
     if embedding_init:
         table = projected_word_embeddings(minilm_folder() if embedding_init == "minilm" else Path(embedding_init), dim)
         if table.shape[0] != vocab_size:
             raise ValueError(f"embedding_init has {table.shape[0]} words but vocab_size is {vocab_size}")
         with torch.no_grad():
             model.embed.weight.copy_(table)
+            model.embed.weight[pad_id] = 0.0  # as nn.Embedding's padding_idx row starts
     return model

@@ -97,7 +97,8 @@ def deployment_table(metrics: dict) -> str:
             continue
         for dtype, f in dep["formats"].items():
             lat = f["host_latency"]
-            rows.append(f"| {label} | {dtype} | {100 * f['test_accuracy_onnxruntime']:.2f}% | {_kb(f['file_bytes'])} | "
+            shown = f"{dtype} (16-bit input)" if f.get("input_bits") == 16 else dtype
+            rows.append(f"| {label} | {shown} | {100 * f['test_accuracy_onnxruntime']:.2f}% | {_kb(f['file_bytes'])} | "
                         f"{dep['macs'] / 1e6:.2f}M | {_kb(f['peak_activation_bytes'])} | "
                         f"{lat['latency_p50_ms']:.3f} / {lat['latency_p95_ms']:.3f} ms ({lat['threads']} thr) | "
                         f"{lat['throughput_per_s']:,.0f}/s | {_fit_cell(dep['fit'][dtype])} |")
@@ -182,7 +183,7 @@ Created {metrics['created']}. Checkpoints keep the best validation epoch; the te
 
 Latency is measured on this host with ONNX Runtime at batch 1 using the device's core count; on-device latency in
 the fit check is estimated from MACs and the device's indicative MAC/s ({metrics['device']['macs_source'].strip()}).
-Peak activation RAM is the largest live set of tensors along the graph at batch 1 (int8: one byte per element).
+Peak activation RAM is the largest live set of tensors along the graph at batch 1 (int8: one byte per element, two for a 16-bit input).
 
 {search_section(metrics)}## Per class (test F1)
 
