@@ -189,6 +189,22 @@ def test_fake_quant_leaves_weights_on_the_int8_grid():
             assert torch.allclose(steps, steps.round(), atol=1e-3)
 
 
+def test_fake_quant_puts_an_embedding_table_on_one_int8_grid():
+    """ONNX Runtime quantizes a Gather's table per tensor, so QAT must train against that grid, not leave it fp32."""
+    from edgedistill.compress.qat import attach_fake_quant, detach_fake_quant
+
+    torch.manual_seed(0)
+    model = create_model("text_cnn", (16,), 2, {"vocab_size": 50, "dim": 8, "channels": 8})
+    handles = attach_fake_quant(model, input_bits=16)
+    assert [h.levels for m in model.modules() for h in m._forward_pre_hooks.values()] == [255, 255, 255]
+    model(torch.randint(0, 50, (4, 16)).float()).sum().backward()
+    assert model.embed.parametrizations.weight.original.grad.abs().sum() > 0
+    detach_fake_quant(model, handles)
+    table = model.embed.weight.detach()
+    steps = table / (table.abs().max() / 127)
+    assert torch.allclose(steps, steps.round(), atol=1e-3) and len(steps.round().unique()) > 20
+
+
 def test_qat_path_runs_and_is_deployed(tmp_path, tiny):
     cfg = tiny()
     cfg["deploy"] = {"enabled": True, "latency_runs": 5, "calibration_samples": 32, "qat": "always", "qat_epochs": 1}

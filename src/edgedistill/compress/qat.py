@@ -16,10 +16,15 @@ QUANTIZED = (nn.Conv1d, nn.Conv2d, nn.Linear)
 
 
 class WeightFakeQuant(nn.Module):
-    """Per-output-channel symmetric int8 rounding with a straight-through gradient."""
+    """Symmetric int8 rounding with a straight-through gradient: per output channel, or per tensor as ONNX Runtime
+    quantizes an embedding table (its Gather)."""
+
+    def __init__(self, per_channel: bool = True):
+        super().__init__()
+        self.per_channel = per_channel
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        dims = tuple(range(1, w.dim()))
+        dims = tuple(range(1, w.dim())) if self.per_channel else tuple(range(w.dim()))
         scale = w.detach().abs().amax(dim=dims, keepdim=True).clamp_min(1e-8) / 127.0
         return w + (torch.clamp(torch.round(w / scale), -127, 127) * scale - w).detach()
 
@@ -52,13 +57,17 @@ RANGE_BUFFERS = ("input_lo", "input_hi")
 def attach_fake_quant(model: nn.Module, input_bits: int = 8) -> list:
     """Simulate int8 in place; returns the hook handles so `detach_fake_quant` can undo it. With input_bits=16 the
     first Conv/Linear (in registration order, the one that reads the input in the zoo's models) sees 16 bits."""
-    handles = []
+    handles, reads_ids = [], False
     for module in model.modules():
         if isinstance(module, QUANTIZED):
+            wide = input_bits if not handles and not reads_ids else 8  # ids reach no Conv/Linear unquantized
             parametrize.register_parametrization(module, "weight", WeightFakeQuant())
             for name in RANGE_BUFFERS:
                 module.register_buffer(name, torch.tensor(float("nan"), device=module.weight.device))
-            handles.append(module.register_forward_pre_hook(InputFakeQuant(bits=input_bits if not handles else 8)))
+            handles.append(module.register_forward_pre_hook(InputFakeQuant(bits=wide)))
+        elif isinstance(module, nn.Embedding):  # its input is ids; only the table is quantized
+            parametrize.register_parametrization(module, "weight", WeightFakeQuant(per_channel=False))
+            reads_ids = True
     return handles
 
 
@@ -67,7 +76,7 @@ def detach_fake_quant(model: nn.Module, handles: list) -> None:
     for h in handles:
         h.remove()
     for module in model.modules():
-        if isinstance(module, QUANTIZED) and parametrize.is_parametrized(module, "weight"):
+        if isinstance(module, (*QUANTIZED, nn.Embedding)) and parametrize.is_parametrized(module, "weight"):
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
             for name in RANGE_BUFFERS:
                 module._buffers.pop(name, None)
