@@ -106,7 +106,8 @@ def write_table(results: dict, args, teacher_record: dict, wall: float) -> str:
         rows += summarize(results, size, seeds)
     specs = "; ".join(f"{k}: `{v}`" for k, v in args.sizes.items() if k in results)
     trained = sum(r["seconds"] for size in results.values() for runs in size.values() for r in runs.values())
-    body = (f"### Distillation methods against scratch, Fashion-MNIST ({args.seeds} seeds)\n\n"
+    body = (f"### Distillation methods against scratch, Fashion-MNIST ({args.seeds} seeds, {args.epochs} student "
+            f"epochs, {'/'.join(k for k in results)})\n\n"
             f"{header(wall, 'wall time of the last call')}"
             f"- training time summed over every model in the table (across restarts): {trained / 60:.1f} min\n"
             f"- config: `{Path(args.config).name}`"
@@ -123,6 +124,22 @@ def write_table(results: dict, args, teacher_record: dict, wall: float) -> str:
     if args.key:  # an empty key keeps exploratory runs out of the docs
         replace_section(args.key, body)
     return body
+
+
+def check_recipe(path: Path, args) -> None:
+    """Resuming into OUT must not mix models trained with another recipe into one table."""
+    planned = {item.partition(":")[0] for item in args.plan}
+    recipe = {"config": Path(args.config).name, "overrides": sorted(args.overrides), "views": args.views,
+              "sizes": {k: v for k, v in args.sizes.items() if k in planned}}
+    stored = json.loads(path.read_text()) if path.exists() else None
+    if stored:
+        clash = [k for k in ("config", "overrides", "views") if stored[k] != recipe[k]]
+        clash += [f"size {k}" for k in recipe["sizes"] if stored["sizes"].get(k, recipe["sizes"][k]) != recipe["sizes"][k]]
+        if clash:
+            raise SystemExit(f"{path.parent}: its results came from another recipe ({', '.join(clash)} differ); "
+                             "use another --out")
+        recipe["sizes"] = stored["sizes"] | recipe["sizes"]
+    atomic_write_text(path, json.dumps(recipe, indent=2))
 
 
 def main() -> None:
@@ -144,8 +161,10 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    check_recipe(out / "recipe.json", args)
 
     cfg = resolve_config(args.config, args.overrides + [f"distill.cache.views={args.views}"])
+    args.epochs = cfg.student.train.epochs
     accel = torch.device("cpu") if not torch.cuda.is_available() else torch.device("cuda")
     _, dtype = check_train_config(cfg.student.train, accel)
     data = load_dataset(cfg.data.name, cfg.data.path, cfg.data.val_fraction, cfg.seed, cfg.data.options,
