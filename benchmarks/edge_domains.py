@@ -58,7 +58,8 @@ def row(name: str, m: dict, reference: str, positive: str | None) -> str:
     teacher = f"{t['model']} {t['params']:,}: {acc(t)}" + (f" (loaded from `{loaded}`)" if loaded else "")
     return (f"| {name} ({m['created'][5:16].replace('T', ' ')}) | {m['device']['name']} | {reference} | {teacher} | "
             f"{k['model']} {k['params']:,} ({t['params'] / k['params']:.0f}x fewer) | {acc(s)} | {acc(k)} | "
-            f"{100 * int8.get('test_accuracy_onnxruntime', float('nan')):.2f}%{' after QAT' if qat else ''} "
+            f"{100 * int8.get('test_accuracy_onnxruntime', float('nan')):.2f}%{' after QAT' if qat else ''}"
+            f"{', 16-bit input' if int8.get('input_bits') == 16 else ''} "
             f"({gap:.2f} pts under the teacher) | "
             f"{int8.get('file_bytes', 0) / 1024:.1f} KB, {verdict} |"
             + (f" {positive}: {t['test']['per_class'][positive]['recall']:.3f}{recall} |" if positive else " - |"))
