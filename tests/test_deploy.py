@@ -195,7 +195,7 @@ def test_fake_quant_puts_an_embedding_table_on_one_int8_grid():
 
     torch.manual_seed(0)
     model = create_model("text_cnn", (16,), 2, {"vocab_size": 50, "dim": 8, "channels": 8})
-    handles = attach_fake_quant(model, input_bits=16)
+    handles = attach_fake_quant(model)
     assert [h.levels for m in model.modules() for h in m._forward_pre_hooks.values()] == [255, 255, 255]
     model(torch.randint(0, 50, (4, 16)).float()).sum().backward()
     assert model.embed.parametrizations.weight.original.grad.abs().sum() > 0
@@ -243,6 +243,41 @@ def test_sixteen_bit_input_keeps_the_detail_a_spike_crushes(tmp_path):
     assert grid8 / grid16 == pytest.approx(257, rel=0.01)
     assert err16 <= err8
 
-    attach_fake_quant(model, input_bits=16)
+    attach_fake_quant(model, input_bits=16, example=torch.as_tensor(x[:2]))
     convs = [m for m in model.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Linear))]
     assert [next(iter(m._forward_pre_hooks.values())).levels for m in convs] == [65535, 255, 255]
+
+
+@pytest.mark.parametrize("name, shape", [("inception_time", (1, 32)), ("convnet", (32,)), ("gru", (1, 32)),
+                                         ("text_cnn", (16,))])
+def test_sixteen_bit_input_lands_where_onnx_runtime_puts_it(tmp_path, name, shape):
+    """QAT must widen exactly the layers the export feeds 16 bits (every InceptionTime branch that reads the input,
+    none in a GRU); a model whose input is never quantized is refused, not recorded as 16-bit."""
+    from edgedistill.compress.qat import attach_fake_quant
+    from edgedistill.deploy import early_fit_check, get_device
+    from edgedistill.deploy.quantize import quantize_int8, quantized_input_bits
+
+    torch.manual_seed(0)
+    args = {"vocab_size": 50} if name == "text_cnn" else {}
+    model = create_model(name, shape, 3, args).eval()
+    x = np.random.default_rng(0).integers(0, 50, (32, *shape)).astype(np.float32)
+    fp32 = export_onnx(model, shape, tmp_path / "m.onnx")
+    try:
+        path = quantize_int8(fp32, x, tmp_path / "q.onnx", input_bits=16)
+    except UserError as exc:
+        assert name in ("gru", "text_cnn") and "deploy.input_bits: 16" in str(exc)
+        with pytest.raises(UserError, match="deploy.input_bits"):
+            early_fit_check(model, shape, x, get_device("mcu"), 16)
+        assert quantized_input_bits(quantize_int8(fp32, x, tmp_path / "q8.onnx")) is None
+        wide_in_onnx = 0
+    else:
+        assert quantized_input_bits(path) == 16
+        graph = onnx.load(str(path)).graph
+        zero_type = {i.name: i.data_type for i in graph.initializer}
+        dq_bits = {n.output[0]: zero_type.get(n.input[2]) for n in graph.node if n.op_type == "DequantizeLinear"}
+        wide_in_onnx = sum(n.op_type in ("Conv", "Gemm", "MatMul") and dq_bits.get(n.input[0]) == TensorProto.UINT16
+                           for n in graph.node)
+    attach_fake_quant(model, input_bits=16, example=torch.as_tensor(x[:2]))
+    levels = [h.levels for m in model.modules() for h in m._forward_pre_hooks.values()]
+    assert levels.count(65535) == wide_in_onnx
+    assert (wide_in_onnx > 1) == (name == "inception_time")

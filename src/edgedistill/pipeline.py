@@ -30,7 +30,7 @@ from edgedistill.distill.cache import TeacherCache, load_or_build
 from edgedistill.distill.trainer import TrainResult, check_train_config, predict_logits, train_model
 from edgedistill.errors import UserError, first_line
 from edgedistill.evaluate import classification_metrics, model_footprint
-from edgedistill.modelbuild import build_model
+from edgedistill.modelbuild import build_model, tokenizer_args
 from edgedistill.progress import emit, track
 from edgedistill.rundir import environment, open_run_dir, remove_stale_temp_files, resumed_config
 from edgedistill.report import SCHEMA_VERSION, comparison_table, write_reports
@@ -56,7 +56,10 @@ def resolve_accelerator(choice: str) -> torch.device:
 
 
 def checkpoint_meta(mcfg: ModelConfig, data: DataSplits, role: str) -> dict:
-    return {"role": role, "model": mcfg.model, "args": mcfg.args, "input_shape": list(data.input_shape),
+    """What rebuilds the model without the config: its arguments as filled in from the data (a text model's
+    vocabulary and padding id included)."""
+    return {"role": role, "model": mcfg.model, "args": tokenizer_args(mcfg, role, data),
+            "input_shape": list(data.input_shape),
             "num_classes": data.num_classes, "class_names": data.class_names}
 
 
@@ -183,6 +186,8 @@ def warn_early_fit(cfg: ExperimentConfig, probe: nn.Module, data: DataSplits, de
     """Before any training: would the configured (untrained) student fit the device? Warn now, naming what overflows."""
     try:
         verdict = early_fit_check(probe, data.input_shape, data.x_train[:64], device, cfg.deploy.input_bits)
+    except UserError:
+        raise
     except Exception as exc:  # the check must not stop a run whose export would fail only later
         log.warning("could not check the student's fit before training (%s)", first_line(exc))
         return {"error": first_line(exc)}
@@ -218,7 +223,8 @@ def quantization_aware_finetune(cfg: ExperimentConfig, data: DataSplits, student
                                 accel: torch.device, run_dir: Path, progress: bool) -> tuple[nn.Module, TrainResult]:
     """Step 8b: a few epochs of KD with int8 simulated, starting from the KD student, at a lower learning rate."""
     model = copy.deepcopy(student)
-    handles = attach_fake_quant(model, cfg.deploy.input_bits)
+    example = torch.as_tensor(data.x_train[:2]).to(next(model.parameters()).device)
+    handles = attach_fake_quant(model, cfg.deploy.input_bits, example)
     train = cfg.student.train.model_copy(update={"epochs": cfg.deploy.qat_epochs, "schedule": "cosine",
                                                  "lr": cfg.student.train.lr * cfg.deploy.qat_lr_scale})
     mcfg = ModelConfig(model=cfg.student.model, args=cfg.student.args, train=train)

@@ -2,7 +2,8 @@
 
 The student trains on with the int8 grid simulated: weights fake-quantized per output channel (symmetric, as ONNX
 Runtime quantizes them) and every Conv/Linear input fake-quantized per tensor (asymmetric uint8, ranges tracked as
-a running min/max; the first layer's input in uint16 when the export takes a 16-bit input). Gradients pass straight through the rounding. Afterwards the weights are left on the grid, so
+a running min/max; the layers that read the network input take it in uint16 when the export does).
+Gradients pass straight through the rounding. Afterwards the weights are left on the grid, so
 ONNX Runtime's static quantization of the exported model reproduces them exactly (BN folding rescales whole output
 channels, which keeps a per-channel symmetric grid intact).
 """
@@ -54,20 +55,56 @@ class InputFakeQuant:
 RANGE_BUFFERS = ("input_lo", "input_hi")
 
 
-def attach_fake_quant(model: nn.Module, input_bits: int = 8) -> list:
+PASS_THROUGH = (nn.MaxPool1d, nn.MaxPool2d, nn.Flatten, nn.Identity, nn.Dropout)  # ONNX Runtime keeps their
+# input's quantization on their output
+
+
+def layers_reading_the_input(model: nn.Module, example: torch.Tensor) -> set[nn.Module]:
+    """The Conv/Linear layers whose input is the network input, a view of it, or a max-pool of it, found by one probe
+    forward pass: in ONNX Runtime these read the 16-bit input. Registration order would be wrong for a recurrent
+    net (its head comes first) and an InceptionTime block (several branches read the input)."""
+    wide, kept, found = {example.untyped_storage().data_ptr()}, [example], set()
+
+    def reads_input(inputs: tuple) -> bool:
+        return bool(inputs) and torch.is_tensor(inputs[0]) and inputs[0].untyped_storage().data_ptr() in wide
+
+    def mark(module: nn.Module, inputs: tuple) -> None:
+        if reads_input(inputs):
+            found.add(module)
+
+    def carry(module: nn.Module, inputs: tuple, output) -> None:
+        if reads_input(inputs) and torch.is_tensor(output):
+            kept.append(output)  # held, so that no later tensor reuses its memory address
+            wide.add(output.untyped_storage().data_ptr())
+
+    handles = [m.register_forward_pre_hook(mark) for m in model.modules() if isinstance(m, QUANTIZED)]
+    handles += [m.register_forward_hook(carry) for m in model.modules() if isinstance(m, PASS_THROUGH)]
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return found
+
+
+def attach_fake_quant(model: nn.Module, input_bits: int = 8, example: torch.Tensor | None = None) -> list:
     """Simulate int8 in place; returns the hook handles so `detach_fake_quant` can undo it. With input_bits=16 the
-    first Conv/Linear (in registration order, the one that reads the input in the zoo's models) sees 16 bits."""
-    handles, reads_ids = [], False
+    layers that read the network input (found by a probe pass on `example`) see 16 bits, as in the export."""
+    if input_bits == 16 and example is None:
+        raise ValueError("input_bits=16 needs an example input to find the layers that read it")
+    wide = layers_reading_the_input(model, example) if input_bits == 16 else set()
+    handles = []
     for module in model.modules():
         if isinstance(module, QUANTIZED):
-            wide = input_bits if not handles and not reads_ids else 8  # ids reach no Conv/Linear unquantized
             parametrize.register_parametrization(module, "weight", WeightFakeQuant())
             for name in RANGE_BUFFERS:
                 module.register_buffer(name, torch.tensor(float("nan"), device=module.weight.device))
-            handles.append(module.register_forward_pre_hook(InputFakeQuant(bits=wide)))
+            handles.append(module.register_forward_pre_hook(InputFakeQuant(bits=16 if module in wide else 8)))
         elif isinstance(module, nn.Embedding):  # its input is ids; only the table is quantized
             parametrize.register_parametrization(module, "weight", WeightFakeQuant(per_channel=False))
-            reads_ids = True
     return handles
 
 

@@ -8,13 +8,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch.nn as nn
 
 from edgedistill.deploy.devices import DeviceProfile, get_device, load_catalog
 from edgedistill.deploy.fit import fit_check
-from edgedistill.deploy.onnx_export import INPUT_NAME, export_onnx, logit_agreement, onnx_file_bytes, ort_logits
+from edgedistill.deploy.onnx_export import export_onnx, logit_agreement, onnx_file_bytes, ort_logits
 from edgedistill.deploy.profile import count_macs, measure_latency, peak_activation_bytes
-from edgedistill.deploy.quantize import quantize_int8
+from edgedistill.deploy.quantize import input_chain, quantize_int8, quantized_input_bits
 from edgedistill.data import DataSplits
 from edgedistill.models import count_params
 
@@ -31,10 +32,12 @@ def preferred_dtype(device: DeviceProfile, available: tuple[str, ...] | list[str
     return next((d for d in PREFERENCE if d in available and d in device.dtypes), "fp32")
 
 
-def _footprint(path: Path, dtype: str, fp32_path: Path, input_bits: int = 8) -> dict:
+def _footprint(path: Path, dtype: str, fp32_path: Path) -> dict:
     """File bytes of this artefact; peak activations computed on the fp32 graph at this dtype's element size (the
-    input at two bytes when the int8 model takes it in 16 bits)."""
-    wide_input = {INPUT_NAME: 2} if dtype == "int8" and input_bits == 16 else None
+    input at two bytes when the int8 graph quantizes it to 16 bits, as read off the graph itself)."""
+    wide_input = None
+    if dtype == "int8" and quantized_input_bits(path) == 16:
+        wide_input = {name: 2 for name in input_chain(onnx.load(str(fp32_path), load_external_data=False))}
     record = {"file": path.name, "file_bytes": onnx_file_bytes(path),
               "peak_activation_bytes": peak_activation_bytes(fp32_path, ELEMENT_BYTES[dtype], tensor_bytes=wide_input)}
     if wide_input:
@@ -50,7 +53,7 @@ def early_fit_check(model: nn.Module, input_shape: tuple[int, ...], calibration_
         fp32 = export_onnx(model, input_shape, Path(tmp) / "student_fp32.onnx")
         path = (quantize_int8(fp32, calibration_x[:32], Path(tmp) / "student_int8.onnx", input_bits=input_bits)
                 if dtype == "int8" else fp32)
-        fp = _footprint(path, dtype, fp32, input_bits)
+        fp = _footprint(path, dtype, fp32)
         return fit_check(device, dtype, fp["file_bytes"], fp["peak_activation_bytes"],
                          count_params(model) * ELEMENT_BYTES[dtype], count_macs(model, input_shape))
 
@@ -76,7 +79,7 @@ def deploy_model(model: nn.Module, role: str, input_shape: tuple[int, ...], expo
         artefacts["int8"] = quantize_int8(fp32, calibration_x, export_dir / f"{role}_int8.onnx",
                                           input_bits=input_bits)
     for dtype, path in artefacts.items():
-        record = _footprint(path, dtype, fp32, input_bits)
+        record = _footprint(path, dtype, fp32)
         test_acc, logits = ort_accuracy(path, data.x_test, data.y_test)
         record["test_accuracy_onnxruntime"] = test_acc
         record["val_accuracy_onnxruntime"] = ort_accuracy(path, data.x_val, data.y_val)[0]

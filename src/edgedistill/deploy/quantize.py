@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edgedistill.deploy.onnx_export import INPUT_NAME, strip_debug_info
+from edgedistill.errors import UserError
 
 
 class ArrayCalibrationReader:
@@ -26,12 +27,40 @@ class ArrayCalibrationReader:
         pass
 
 
-def input_overrides(input_bits: int) -> dict:
+SHAPE_ONLY_OPS = {"Unsqueeze", "Reshape", "Flatten", "Squeeze", "Transpose", "Identity"}
+
+
+def input_chain(model) -> list[str]:
+    """The network input and the tensors that only reshape it (a 1-D series gains its channel axis first): the
+    first layer reads one of these."""
+    names = [INPUT_NAME]
+    for node in model.graph.node:  # ONNX keeps nodes in topological order
+        if node.op_type in SHAPE_ONLY_OPS and node.input and node.input[0] in names:
+            names.extend(node.output)
+    return names
+
+
+def input_overrides(input_bits: int, model) -> dict:
     from onnxruntime.quantization import QuantType
 
     if input_bits not in (8, 16):
         raise ValueError(f"input_bits must be 8 or 16, got {input_bits}")
-    return {} if input_bits == 8 else {INPUT_NAME: [{"quant_type": QuantType.QUInt16}]}
+    return {} if input_bits == 8 else {name: [{"quant_type": QuantType.QUInt16}] for name in input_chain(model)}
+
+
+def quantized_input_bits(path: Path) -> int | None:
+    """How many bits the int8 model takes its input in, read off the graph: 8 or 16, or None when no
+    QuantizeLinear reads it (a GRU or an embedding lookup takes it unquantized)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    chain = set(input_chain(model))
+    zero_types = {i.name: i.data_type for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "QuantizeLinear" and node.input[0] in chain:
+            wide = zero_types.get(node.input[2]) in (onnx.TensorProto.UINT16, onnx.TensorProto.INT16)
+            return 16 if wide else 8
+    return None
 
 
 def quantize_int8(fp32_path: Path, calibration_x: np.ndarray, out_path: Path, per_channel: bool = True,
@@ -41,6 +70,7 @@ def quantize_int8(fp32_path: Path, calibration_x: np.ndarray, out_path: Path, pe
     input_bits=16 quantizes the network input to uint16 instead (the first layer runs 16x8), for signals whose
     spikes stretch one byte's range past the detail that matters.
     """
+    import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -56,8 +86,12 @@ def quantize_int8(fp32_path: Path, calibration_x: np.ndarray, out_path: Path, pe
                                 quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
                                 weight_type=QuantType.QInt8, per_channel=per_channel,
                                 extra_options={"CalibTensorRangeSymmetric": False,
-                                               "TensorQuantOverrides": input_overrides(input_bits)})
+                                               "TensorQuantOverrides": input_overrides(input_bits, onnx.load(
+                                                   str(prepared), load_external_data=False))})
         strip_debug_info(tmp_out)
+        if input_bits == 16 and quantized_input_bits(tmp_out) != 16:
+            raise UserError("deploy.input_bits: 16, but this model takes its input unquantized (its first layer "
+                            "is not a Conv or Linear, such as a GRU or an embedding lookup); set it to 8")
         tmp_out.replace(out_path)
     finally:
         tmp_out.unlink(missing_ok=True)
