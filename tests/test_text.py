@@ -47,6 +47,9 @@ def test_minilm_teacher_into_word_cnn_classifies_raw_strings_through_onnx(tmp_pa
     m = edgedistill.run(cfg, out_dir=tmp_path / "run", progress=False).metrics
     assert m["models"]["teacher"]["params"] > 20_000_000
     assert m["models"]["student_kd"]["deploy"]["fit"]["int8"]["fits"]
+    from edgedistill.checkpoint import read_checkpoint
+    ckpt_args = read_checkpoint(tmp_path / "run" / "student_kd.pt")["args"]
+    assert ckpt_args["vocab_size"] == 30522 and ckpt_args["pad_id"] == 0, "the checkpoint rebuilds without the data"
     onnx = tmp_path / "run" / "export" / "student_kd_int8.onnx"
     proc = run_cli("classify", str(onnx), "great coffee, will buy again", "stale and awful")
     assert proc.returncode == 0, proc.stderr
@@ -105,3 +108,28 @@ def test_text_models_take_the_tokenizers_vocabulary_and_padding():
         build_model(ModelConfig(model="text_cnn", args={"vocab_size": 30522}), "student", d, 0)
     with pytest.raises(UserError, match="teacher.args: .*the tokenizer has 30600 ids but the encoder"):
         build_model(ModelConfig(model="hf_text"), "teacher", d, 0)
+    with pytest.raises(UserError, match=r"student.args.vocab_size: '3e4' is not a whole number"):
+        build_model(ModelConfig(model="text_cnn", args={"vocab_size": "3e4"}), "student", d, 0)
+
+
+def _word_tokenizer(folder, vocab: dict) -> None:
+    """A minimal WordLevel tokenizer.json, as a user's own tokenizer folder would hold."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    folder.mkdir()
+    tok.save(str(folder / "tokenizer.json"))
+
+
+def test_a_tokenizer_pads_with_its_own_pad_token_or_is_refused(tmp_path):
+    """Padding with id 0 when id 0 is a word would make every short review repeat that word."""
+    from edgedistill.data.text import encode_texts, tokenizer_meta
+
+    _word_tokenizer(tmp_path / "angle", {"good": 0, "<unk>": 1, "<pad>": 2, "bad": 3})
+    assert encode_texts(["good bad"], tmp_path / "angle", 4).tolist() == [[0, 3, 2, 2]]
+    assert tokenizer_meta(tmp_path / "angle", 4)["pad_id"] == 2
+    _word_tokenizer(tmp_path / "none", {"good": 0, "<unk>": 1})
+    with pytest.raises(UserError, match=r"data.options.tokenizer: .*tokenizer.json sets no padding"):
+        load_dataset("amazon_reviews", options={"tokenizer": str(tmp_path / "none"), "max_length": 8},
+                     limit_train=20, limit_test=10)

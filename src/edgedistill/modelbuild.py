@@ -22,8 +22,12 @@ def tokenizer_args(mcfg: ModelConfig, role: str, data: DataSplits) -> dict:
     for key in ("vocab_size", "pad_id"):
         if key in accepted and key not in args:
             args[key] = data.text[key]
-    if "vocab_size" in mcfg.args and mcfg.args["vocab_size"] < data.text["vocab_size"]:
-        raise UserError(f"{role}.args.vocab_size: {mcfg.args['vocab_size']} rows, but the tokenizer makes "
+    given = mcfg.args.get("vocab_size")
+    if given is not None and (not isinstance(given, int) or isinstance(given, bool)):
+        raise UserError(f"{role}.args.vocab_size: {given!r} is not a whole number of rows; remove it to take the "
+                        "tokenizer's size")
+    if given is not None and given < data.text["vocab_size"]:
+        raise UserError(f"{role}.args.vocab_size: {given} rows, but the tokenizer makes "
                         f"{data.text['vocab_size']} ids; remove it to take the tokenizer's size")
     return args
 

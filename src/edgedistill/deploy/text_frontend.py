@@ -28,7 +28,8 @@ def save_text_frontend(export_dir: Path, text: dict, class_names: list[str]) -> 
     shutil.copy2(Path(text["tokenizer"]) / TOKENIZER_FILE, out / TOKENIZER_FILE)
     (out / FRONTEND_FILE).write_text(json.dumps({
         "max_length": text["max_length"], "class_names": class_names,
-        "input": f"{INPUT_NAME}: float32 (batch, {text['max_length']}) WordPiece ids, padded with [PAD]"}, indent=2))
+        "input": f"{INPUT_NAME}: float32 (batch, {text['max_length']}) token ids, padded with "
+                 f"{text.get('pad_token', '[PAD]')}"}, indent=2))
     return out
 
 
