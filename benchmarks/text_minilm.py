@@ -80,8 +80,9 @@ def main() -> None:
     rel = os.path.relpath(out, ROOT)
     teacher_how = (f"trained {t['train']['seconds'] / 60:.1f} min" if t.get("train")
                    else f"loaded from `{tc['checkpoint']}`")
-    embedding = {"minilm": "PCA of MiniLM's word embeddings"}.get(sc["args"].get("embedding_init"), "random")
-    body = (f"### Text: MiniLM teacher into a phone-sized word CNN, {embedding} embedding (Amazon fine-food reviews)"
+    embedding = {"minilm": "embedding from MiniLM's words by PCA"}.get(sc["args"].get("embedding_init"),
+                                                                         "random embedding")
+    body = (f"### Text: MiniLM teacher into a phone-sized word CNN, {embedding} (Amazon fine-food reviews)"
             "\n\n"
             + header(time.perf_counter() - t0, "wall time (metrics read back: this call only)" if read_back
                      else "wall time")
