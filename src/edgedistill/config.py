@@ -164,8 +164,9 @@ class DeployConfig(Strict):
     quantize: bool = Field(True, description="int8 static quantization with ONNX Runtime")
     calibration_samples: int = Field(512, ge=8, description="training samples used to calibrate int8 ranges")
     input_bits: Literal[8, 16] = Field(
-        8, description="bits of the int8 model's input; 16 (the first layer runs 16x8, like CMSIS-NN's s16 kernels) "
-                       "keeps detail in spiky signals whose peaks stretch a one-byte range")
+        8, description="bits of the int8 model's input; 16 (the layers reading it run 16x8, like CMSIS-NN's s16 "
+                       "kernels) keeps detail in spiky signals whose peaks stretch a one-byte range; only for "
+                       "models whose input reaches a Conv or Linear")
     latency_runs: int = Field(100, ge=5, description="batch-1 runs timed for the latency percentiles")
     qat: Literal["auto", "off", "always"] = Field(
         "auto", description="quantization-aware KD fine-tuning of the KD student; auto: when int8 PTQ loses too much")
