@@ -254,7 +254,6 @@ def test_sixteen_bit_input_lands_where_onnx_runtime_puts_it(tmp_path, name, shap
     """QAT must widen exactly the layers the export feeds 16 bits (every InceptionTime branch that reads the input,
     none in a GRU); a model whose input is never quantized is refused, not recorded as 16-bit."""
     from edgedistill.compress.qat import attach_fake_quant
-    from edgedistill.deploy import early_fit_check, get_device
     from edgedistill.deploy.quantize import quantize_int8, quantized_input_bits
 
     torch.manual_seed(0)
@@ -262,22 +261,46 @@ def test_sixteen_bit_input_lands_where_onnx_runtime_puts_it(tmp_path, name, shap
     model = create_model(name, shape, 3, args).eval()
     x = np.random.default_rng(0).integers(0, 50, (32, *shape)).astype(np.float32)
     fp32 = export_onnx(model, shape, tmp_path / "m.onnx")
+    wide_in_onnx = set()
     try:
         path = quantize_int8(fp32, x, tmp_path / "q.onnx", input_bits=16)
     except UserError as exc:
         assert name in ("gru", "text_cnn") and "deploy.input_bits: 16" in str(exc)
-        with pytest.raises(UserError, match="deploy.input_bits"):
-            early_fit_check(model, shape, x, get_device("mcu"), 16)
         assert quantized_input_bits(quantize_int8(fp32, x, tmp_path / "q8.onnx")) is None
-        wide_in_onnx = 0
     else:
         assert quantized_input_bits(path) == 16
         graph = onnx.load(str(path)).graph
         zero_type = {i.name: i.data_type for i in graph.initializer}
-        dq_bits = {n.output[0]: zero_type.get(n.input[2]) for n in graph.node if n.op_type == "DequantizeLinear"}
-        wide_in_onnx = sum(n.op_type in ("Conv", "Gemm", "MatMul") and dq_bits.get(n.input[0]) == TensorProto.UINT16
-                           for n in graph.node)
+        dq = {n.output[0]: n for n in graph.node if n.op_type == "DequantizeLinear"}
+        for n in graph.node:  # a layer's name survives in its weight's initializer: modules_.2.convs.1.weight_quantized
+            if n.op_type in ("Conv", "Gemm", "MatMul") and zero_type.get(dq[n.input[0]].input[2]) == TensorProto.UINT16:
+                weight = dq[n.input[1]].input[0].removesuffix("_quantized").removesuffix(".weight")
+                wide_in_onnx.add(weight)
     attach_fake_quant(model, input_bits=16, example=torch.as_tensor(x[:2]))
-    levels = [h.levels for m in model.modules() for h in m._forward_pre_hooks.values()]
-    assert levels.count(65535) == wide_in_onnx
-    assert (wide_in_onnx > 1) == (name == "inception_time")
+    wide_in_qat = {name for name, m in model.named_modules()
+                   if any(getattr(h, "levels", 0) == 65535 for h in m._forward_pre_hooks.values())}
+    assert wide_in_qat == wide_in_onnx
+    assert (len(wide_in_onnx) > 1) == (name == "inception_time")
+
+
+def test_sixteen_bit_input_in_a_run(tmp_path, tiny):
+    """A GRU teacher cannot take a 16-bit input: it still deploys (int8 with a float input, the refusal recorded);
+    the CNN student's int8 export and its QAT take 16 bits. A GRU student is refused before training, whatever the
+    device runs."""
+    cfg = tiny(teacher="gru", student="convnet", student_args={"channels": [4, 8], "head": "avg"})
+    cfg["device"] = "mcu"
+    cfg["deploy"] = {"enabled": True, "latency_runs": 5, "calibration_samples": 32, "input_bits": 16,
+                     "qat": "always", "qat_epochs": 1}
+    models = edgedistill.run(cfg, out_dir=tmp_path / "r", progress=False).metrics["models"]
+    teacher = models["teacher"]["deploy"]
+    assert "deploy.input_bits: 16" in teacher["input_bits_refused"] and "input_bits" not in teacher["formats"]["int8"]
+    assert {"fp32", "int8"} <= set(teacher["formats"])
+    for role in ("student_kd", "student_kd_qat"):
+        int8 = models[role]["deploy"]["formats"]["int8"]
+        assert int8["input_bits"] == 16 and "input_bits_refused" not in models[role]["deploy"]
+    gru_student = tiny(student="gru")
+    gru_student["device"] = "jetson_nano"  # runs fp32: the fit check alone would never quantize
+    gru_student["deploy"] = {"enabled": True, "input_bits": 16}
+    with pytest.raises(UserError, match="deploy.input_bits: 16, but this model takes its input unquantized"):
+        edgedistill.run(gru_student, out_dir=tmp_path / "g", progress=False)
+    assert not list((tmp_path / "g").glob("*.pt")), "refused before any training"

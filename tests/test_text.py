@@ -112,12 +112,14 @@ def test_text_models_take_the_tokenizers_vocabulary_and_padding():
         build_model(ModelConfig(model="text_cnn", args={"vocab_size": "3e4"}), "student", d, 0)
 
 
-def _word_tokenizer(folder, vocab: dict) -> None:
+def _word_tokenizer(folder, vocab: dict, bare_padding: bool = False) -> None:
     """A minimal WordLevel tokenizer.json, as a user's own tokenizer folder would hold."""
     from tokenizers import Tokenizer, models, pre_tokenizers
 
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    if bare_padding:
+        tok.enable_padding()  # saved as [PAD] with id 0, whatever the vocabulary holds
     folder.mkdir()
     tok.save(str(folder / "tokenizer.json"))
 
@@ -129,7 +131,10 @@ def test_a_tokenizer_pads_with_its_own_pad_token_or_is_refused(tmp_path):
     _word_tokenizer(tmp_path / "angle", {"good": 0, "<unk>": 1, "<pad>": 2, "bad": 3})
     assert encode_texts(["good bad"], tmp_path / "angle", 4).tolist() == [[0, 3, 2, 2]]
     assert tokenizer_meta(tmp_path / "angle", 4)["pad_id"] == 2
+    _word_tokenizer(tmp_path / "bare", {"good": 0, "<unk>": 1, "<pad>": 2, "bad": 3}, bare_padding=True)
+    assert encode_texts(["bad"], tmp_path / "bare", 3).tolist() == [[3, 2, 2]], "id 0 is 'good', not padding"
     _word_tokenizer(tmp_path / "none", {"good": 0, "<unk>": 1})
-    with pytest.raises(UserError, match=r"data.options.tokenizer: .*tokenizer.json sets no padding"):
+    with pytest.raises(UserError, match=r"^data.options.tokenizer: .*tokenizer.json sets no padding") as err:
         load_dataset("amazon_reviews", options={"tokenizer": str(tmp_path / "none"), "max_length": 8},
                      limit_train=20, limit_test=10)
+    assert "could not tokenize" not in str(err.value)

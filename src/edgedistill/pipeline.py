@@ -23,7 +23,7 @@ from edgedistill.config import ExperimentConfig, ModelConfig, resolve_config
 from edgedistill.compress import prune_to_budget
 from edgedistill.compress.qat import attach_fake_quant, detach_fake_quant
 from edgedistill.data import DataSplits, load_dataset
-from edgedistill.deploy import DeviceProfile, deploy_model, early_fit_check, get_device
+from edgedistill.deploy import DeviceProfile, check_input_bits, deploy_model, early_fit_check, get_device
 from edgedistill.deploy.text_frontend import save_text_frontend
 from edgedistill.distill import CrossEntropy, build_method
 from edgedistill.distill.cache import TeacherCache, load_or_build
@@ -184,8 +184,10 @@ def choose_student(cfg: ExperimentConfig, data: DataSplits, device: DeviceProfil
 
 def warn_early_fit(cfg: ExperimentConfig, probe: nn.Module, data: DataSplits, device: DeviceProfile) -> dict:
     """Before any training: would the configured (untrained) student fit the device? Warn now, naming what overflows."""
+    bits = cfg.deploy.input_bits if cfg.deploy.quantize else 8
     try:
-        verdict = early_fit_check(probe, data.input_shape, data.x_train[:64], device, cfg.deploy.input_bits)
+        check_input_bits(probe, data.input_shape, data.x_train[:64], bits)
+        verdict = early_fit_check(probe, data.input_shape, data.x_train[:64], device, bits)
     except UserError:
         raise
     except Exception as exc:  # the check must not stop a run whose export would fail only later

@@ -55,8 +55,9 @@ class InputFakeQuant:
 RANGE_BUFFERS = ("input_lo", "input_hi")
 
 
-PASS_THROUGH = (nn.MaxPool1d, nn.MaxPool2d, nn.Flatten, nn.Identity, nn.Dropout)  # ONNX Runtime keeps their
-# input's quantization on their output
+# ONNX Runtime keeps their input's quantization on their output
+PASS_THROUGH = (nn.MaxPool1d, nn.MaxPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.Flatten, nn.Identity,
+                nn.Dropout)
 
 
 def layers_reading_the_input(model: nn.Module, example: torch.Tensor) -> set[nn.Module]:

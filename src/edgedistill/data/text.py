@@ -52,8 +52,8 @@ def load_tokenizer(folder: Path, max_length: int):
 def padding_token(tok, folder: Path) -> tuple[str, int]:
     """The tokenizer's own padding when its file sets one, else its [PAD] or <pad> token: padding with an id the
     vocabulary gives to a word would make every short text look like it repeats that word."""
-    if tok.padding:
-        return tok.padding["pad_token"], tok.padding["pad_id"]
+    if tok.padding and tok.token_to_id(tok.padding["pad_token"]) == tok.padding["pad_id"]:
+        return tok.padding["pad_token"], tok.padding["pad_id"]  # a bare enable_padding() saves [PAD] as id 0
     for token in PAD_TOKENS:
         if (pad_id := tok.token_to_id(token)) is not None:
             return token, pad_id

@@ -8,19 +8,19 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import onnx
 import torch.nn as nn
 
 from edgedistill.deploy.devices import DeviceProfile, get_device, load_catalog
 from edgedistill.deploy.fit import fit_check
 from edgedistill.deploy.onnx_export import export_onnx, logit_agreement, onnx_file_bytes, ort_logits
 from edgedistill.deploy.profile import count_macs, measure_latency, peak_activation_bytes
-from edgedistill.deploy.quantize import input_chain, quantize_int8, quantized_input_bits
+from edgedistill.deploy.quantize import quantize_int8, quantized_bits, quantized_input_bits
 from edgedistill.data import DataSplits
+from edgedistill.errors import UserError
 from edgedistill.models import count_params
 
-__all__ = ["DeviceProfile", "ELEMENT_BYTES", "get_device", "load_catalog", "deploy_model", "early_fit_check",
-           "preferred_dtype"]
+__all__ = ["DeviceProfile", "ELEMENT_BYTES", "get_device", "load_catalog", "check_input_bits", "deploy_model",
+           "early_fit_check", "preferred_dtype"]
 
 # Bytes a weight takes in each deployable precision; int8 activations are one byte in an integer-only runtime.
 ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
@@ -33,16 +33,24 @@ def preferred_dtype(device: DeviceProfile, available: tuple[str, ...] | list[str
 
 
 def _footprint(path: Path, dtype: str, fp32_path: Path) -> dict:
-    """File bytes of this artefact; peak activations computed on the fp32 graph at this dtype's element size (the
-    input at two bytes when the int8 graph quantizes it to 16 bits, as read off the graph itself)."""
-    wide_input = None
-    if dtype == "int8" and quantized_input_bits(path) == 16:
-        wide_input = {name: 2 for name in input_chain(onnx.load(str(fp32_path), load_external_data=False))}
+    """File bytes of this artefact; peak activations computed on the fp32 graph at this dtype's element size (at
+    two bytes for the tensors the int8 graph quantizes to 16 bits, as read off the graph itself)."""
+    wide = {name: 2 for name, bits in quantized_bits(path).items() if bits == 16} if dtype == "int8" else {}
     record = {"file": path.name, "file_bytes": onnx_file_bytes(path),
-              "peak_activation_bytes": peak_activation_bytes(fp32_path, ELEMENT_BYTES[dtype], tensor_bytes=wide_input)}
-    if wide_input:
+              "peak_activation_bytes": peak_activation_bytes(fp32_path, ELEMENT_BYTES[dtype], tensor_bytes=wide or None)}
+    if dtype == "int8" and quantized_input_bits(path) == 16:
         record["input_bits"] = 16
     return record
+
+
+def check_input_bits(model: nn.Module, input_shape: tuple[int, ...], calibration_x: np.ndarray,
+                     input_bits: int) -> None:
+    """Refuse a 16-bit input this model would never quantize, whatever the device runs, before any training."""
+    if input_bits == 8:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = export_onnx(model, input_shape, Path(tmp) / "probe_fp32.onnx")
+        quantize_int8(fp32, calibration_x[:32], Path(tmp) / "probe_int8.onnx", input_bits=input_bits)
 
 
 def early_fit_check(model: nn.Module, input_shape: tuple[int, ...], calibration_x: np.ndarray,
@@ -76,8 +84,12 @@ def deploy_model(model: nn.Module, role: str, input_shape: tuple[int, ...], expo
     fp32 = export_onnx(model, input_shape, export_dir / f"{role}_fp32.onnx")
     artefacts = {"fp32": fp32}
     if quantize:
-        artefacts["int8"] = quantize_int8(fp32, calibration_x, export_dir / f"{role}_int8.onnx",
-                                          input_bits=input_bits)
+        int8_path = export_dir / f"{role}_int8.onnx"
+        try:
+            artefacts["int8"] = quantize_int8(fp32, calibration_x, int8_path, input_bits=input_bits)
+        except UserError as exc:  # a 16-bit input this model (a GRU teacher, say) never quantizes: it stays float
+            artefacts["int8"] = quantize_int8(fp32, calibration_x, int8_path, input_bits=8)
+            out["input_bits_refused"] = str(exc)
     for dtype, path in artefacts.items():
         record = _footprint(path, dtype, fp32)
         test_acc, logits = ort_accuracy(path, data.x_test, data.y_test)

@@ -48,27 +48,34 @@ def input_overrides(input_bits: int, model) -> dict:
     return {} if input_bits == 8 else {name: [{"quant_type": QuantType.QUInt16}] for name in input_chain(model)}
 
 
+def quantized_bits(path: Path) -> dict[str, int]:
+    """Bits of every tensor a QuantizeLinear reads in a QDQ model, from its zero point's type (a zero point that is
+    not an initializer counts as 8)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    zero_types = {i.name: i.data_type for i in model.graph.initializer}
+    wide = (onnx.TensorProto.UINT16, onnx.TensorProto.INT16)
+    return {node.input[0]: 16 if len(node.input) > 2 and zero_types.get(node.input[2]) in wide else 8
+            for node in model.graph.node if node.op_type == "QuantizeLinear"}
+
+
 def quantized_input_bits(path: Path) -> int | None:
     """How many bits the int8 model takes its input in, read off the graph: 8 or 16, or None when no
     QuantizeLinear reads it (a GRU or an embedding lookup takes it unquantized)."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
-    chain = set(input_chain(model))
-    zero_types = {i.name: i.data_type for i in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "QuantizeLinear" and node.input[0] in chain:
-            wide = zero_types.get(node.input[2]) in (onnx.TensorProto.UINT16, onnx.TensorProto.INT16)
-            return 16 if wide else 8
-    return None
+    bits = quantized_bits(path)
+    reads = [bits[name] for name in input_chain(onnx.load(str(path), load_external_data=False)) if name in bits]
+    return max(reads) if reads else None
 
 
 def quantize_int8(fp32_path: Path, calibration_x: np.ndarray, out_path: Path, per_channel: bool = True,
                   input_bits: int = 8) -> Path:
     """QDQ int8: signed int8 weights (per channel), unsigned int8 activations, MinMax calibration.
 
-    input_bits=16 quantizes the network input to uint16 instead (the first layer runs 16x8), for signals whose
-    spikes stretch one byte's range past the detail that matters.
+    input_bits=16 quantizes the network input to uint16 instead (the layers reading it run 16x8), for signals whose
+    spikes stretch one byte's range past the detail that matters; a model whose input stays unquantized is refused.
     """
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -89,9 +96,10 @@ def quantize_int8(fp32_path: Path, calibration_x: np.ndarray, out_path: Path, pe
                                                "TensorQuantOverrides": input_overrides(input_bits, onnx.load(
                                                    str(prepared), load_external_data=False))})
         strip_debug_info(tmp_out)
-        if input_bits == 16 and quantized_input_bits(tmp_out) != 16:
-            raise UserError("deploy.input_bits: 16, but this model takes its input unquantized (its first layer "
-                            "is not a Conv or Linear, such as a GRU or an embedding lookup); set it to 8")
+        if input_bits == 16 and (got := quantized_input_bits(tmp_out)) != 16:
+            how = "unquantized (it reaches no Conv or Linear first, as in a GRU or an embedding lookup)" \
+                if got is None else "in 8 bits (ONNX Runtime did not apply the 16-bit override)"
+            raise UserError(f"deploy.input_bits: 16, but this model takes its input {how}; set it to 8")
         tmp_out.replace(out_path)
     finally:
         tmp_out.unlink(missing_ok=True)
