@@ -2,12 +2,14 @@
 
     python benchmarks/distill_methods.py --set teacher.checkpoint=bench_runs/fashion_teacher_w64/teacher.pt \
         --set teacher.args.width=64 [--config configs/fashion_mnist.yaml] [--seeds 3] \
-        [--plan 100k:scratch,dkd,kd 15k:scratch,dkd,kd] [--size 15k=convnet:channels=16,32,32]
+        [--plan 100k:scratch,dkd,kd 15k:scratch,dkd,kd,fitnets,at] [--size 15k=convnet:channels=16,32,32] \
+        [--taps stages.1,stages.2=stages.1,stages.2]
 
 The teacher is loaded, never trained here. For every seed the scratch control is trained once and each method
 starts from the same initial weights, with the same batches and the same views: the teacher's outputs come from
 one bank of K augmented views per sample (distill.cache), built once and shared by every seed and method, so the
-scratch student sees exactly the inputs the distilled ones see. Results are written to OUT/results.json as each
+scratch student sees exactly the inputs the distilled ones see. FitNets and attention transfer read a second bank per
+student size: the same views and logits, plus the teacher's taps pooled to the student's tap sizes. Results are written to OUT/results.json as each
 model finishes (a killed run picks up where it stopped), and the table in docs/benchmarks.md is rewritten from
 them: mean ± std per method, the gain over scratch paired by seed with a paired t-test, and whether it clears the
 noise (p < 0.05 and a mean gain above the scratch runs' std).
@@ -48,22 +50,53 @@ def parse_student(spec: str) -> tuple[str, dict]:
     return family, args
 
 
-def student_config(cfg: ExperimentConfig, spec: str, method: str, seed: int) -> ExperimentConfig:
+FEATURE_METHODS = ("fitnets", "at")
+
+
+def parse_taps(spec: str | None) -> tuple[list[str] | None, list[str] | None]:
+    """'stages.1,stages.2=stages.1,stages.2' -> student taps, teacher taps; None keeps the models' own."""
+    if not spec:
+        return None, None
+    student, _, teacher = spec.partition("=")
+    return student.split(","), teacher.split(",")
+
+
+def student_config(cfg: ExperimentConfig, spec: str, method: str, seed: int,
+                   taps: tuple[list[str] | None, list[str] | None] = (None, None)) -> ExperimentConfig:
     family, args = parse_student(spec)
     student = cfg.student.model_copy(update={"model": family, "args": args})
-    distill = cfg.distill.model_copy(update={"method": method if method != "scratch" else "kd"})
+    distill = cfg.distill.model_copy(update={"method": method if method != "scratch" else "kd",
+                                             "student_taps": taps[0], "teacher_taps": taps[1]})
     return cfg.model_copy(update={"student": student, "distill": distill, "seed": seed})
 
 
+def tap_bank(cfg: ExperimentConfig, data, teacher, accel, dtype, path: Path, views: int, seed: int,
+             max_bytes: int):
+    """The teacher's logits and taps, the taps pooled to this student's tap sizes (the loss compares them there)."""
+    student = build_model(cfg.student, "student", data, cfg.seed + 1).to(accel)
+    probe = build_method(cfg.distill, cfg.student.train.label_smoothing)
+    probe.setup(student, teacher, torch.as_tensor(data.x_train[:2]).to(accel))
+    t0 = time.perf_counter()
+    bank = load_or_build(path, teacher, data.x_train, data.y_train, cfg.data.augment, views, seed,
+                         probe.teacher_taps, accel, dtype, max_bytes, compared_at=probe.tap_shapes)
+    if bank is None:
+        raise SystemExit(f"the tap bank would exceed {max_bytes / 1e9:.1f} GB; name fewer or deeper --taps, "
+                         "or raise --max-tap-bytes")
+    if bank.built:
+        atomic_write_text(path.with_suffix(".json"), json.dumps({"seconds": time.perf_counter() - t0,
+                                                                 "taps": probe.teacher_taps,
+                                                                 "stored_as": probe.tap_shapes}))
+    return bank
+
+
 def train_one(cfg: ExperimentConfig, data, teacher, cache, accel, run_dir: Path) -> dict:
-    method = cfg.distill.method
     scratch = run_dir.name == "scratch"
     student = build_model(cfg.student, "student", data, cfg.seed + 1)
     loss = CrossEntropy(cfg.student.train.label_smoothing) if scratch else build_method(
         cfg.distill, cfg.student.train.label_smoothing)
-    use_cache = cache if scratch or method in ("kd", "dkd") else None  # the bank holds logits, no tap features
     if not scratch and hasattr(loss, "setup"):
         loss.setup(student.to(accel), teacher, torch.as_tensor(data.x_train[:2]).to(accel))
+    use_cache = cache
     result = fit(student, cfg.student, cfg, data, accel, "student", run_dir, False, loss, teacher=teacher,
                  cache=use_cache)
     scores, _ = evaluate_model(student, data, accel)
@@ -98,6 +131,20 @@ def summarize(results: dict, size: str, seeds: list[int]) -> list[str]:
     return rows
 
 
+def tap_banks_line(args, results: dict) -> str:
+    """Which taps FitNets and AT read, and what their banks cost to build."""
+    built = {size: json.loads(f.read_text()) for size in results
+             if (f := Path(args.out) / size / "teacher_taps.json").exists()}
+    if not built:
+        return ""
+    info = next(iter(built.values()))
+    costs = ", ".join(f"{size} {b['seconds']:.0f} s, stored as {b['stored_as']}" for size, b in built.items())
+    student = args.taps.partition("=")[0] if args.taps else "the student's feature_taps"
+    return (f"- FitNets and AT: student taps {student} paired with teacher taps {info['taps']}; a second bank per "
+            f"student size holds the same views' logits and the teacher's taps pooled to the student's tap sizes "
+            f"(built in {costs})\n")
+
+
 def write_table(results: dict, args, teacher_record: dict, wall: float) -> str:
     seeds = list(range(args.seed0, args.seed0 + args.seeds))
     rows = ["| student | method | params | seeds | test acc (mean ± std) | gain over scratch, paired | "
@@ -116,7 +163,7 @@ def write_table(results: dict, args, teacher_record: dict, wall: float) -> str:
             f"test accuracy\n- students: {specs}\n"
             f"- teacher outputs: one bank of {args.views} augmented views per training sample, built once "
             f"({teacher_record['cache_seconds']:.0f} s) and shared by every seed and method; the scratch control "
-            f"draws from the same views\n\n" + "\n".join(rows)
+            f"draws from the same views\n{tap_banks_line(args, results)}\n" + "\n".join(rows)
             + "\n\nEach seed changes the students' initial weights, batch order and view choice; within a seed every "
               "method starts from the scratch control's initial weights. A gain is beyond the noise when the paired "
               "t-test gives p < 0.05 and the mean gain exceeds the scratch runs' std. Test accuracy of the "
@@ -124,6 +171,10 @@ def write_table(results: dict, args, teacher_record: dict, wall: float) -> str:
     if args.key:  # an empty key keeps exploratory runs out of the docs
         replace_section(args.key, body)
     return body
+
+
+def uses_features(args) -> bool:
+    return any(m in FEATURE_METHODS for item in args.plan for m in item.partition(":")[2].split(","))
 
 
 def check_recipe(path: Path, args) -> None:
@@ -135,10 +186,15 @@ def check_recipe(path: Path, args) -> None:
     if stored:
         clash = [k for k in ("config", "overrides", "views") if stored[k] != recipe[k]]
         clash += [f"size {k}" for k in recipe["sizes"] if stored["sizes"].get(k, recipe["sizes"][k]) != recipe["sizes"][k]]
+        if uses_features(args) and stored.get("taps", args.taps) != args.taps:
+            clash.append("--taps")
         if clash:
             raise SystemExit(f"{path.parent}: its results came from another recipe ({', '.join(clash)} differ); "
                              "use another --out")
         recipe["sizes"] = stored["sizes"] | recipe["sizes"]
+        recipe["taps"] = stored.get("taps")
+    if uses_features(args):
+        recipe["taps"] = args.taps  # FitNets and AT rows all read the same taps
     atomic_write_text(path, json.dumps(recipe, indent=2))
 
 
@@ -151,6 +207,8 @@ def main() -> None:
                     help="SIZE:method,method ... in the order to run them; seeds run innermost-last")
     ap.add_argument("--size", action="append", default=[], help="SIZE=family:key=v,v;key=v (adds or replaces)")
     ap.add_argument("--views", type=int, default=4)
+    ap.add_argument("--taps", help="STUDENT_TAPS=TEACHER_TAPS for FitNets and AT, comma-separated module names")
+    ap.add_argument("--max-tap-bytes", type=float, default=6e9, help="the largest tap bank to build")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--out", default=str(ROOT / "bench_runs" / "methods"))
     ap.add_argument("--key", default="fashion_methods")
@@ -187,17 +245,23 @@ def main() -> None:
                       float("nan")}
     print(f"teacher {teacher_record}", flush=True)
 
+    taps = parse_taps(args.taps)
     for item in args.plan:
         size, _, methods = item.partition(":")
+        bank = None  # this size's tap bank, built or loaded when a feature method first needs it
         for seed in range(args.seed0, args.seed0 + args.seeds):
             for method in methods.split(","):
                 done = results.setdefault(size, {}).setdefault(method, {})
                 if str(seed) in done:
                     continue
-                run_cfg = student_config(cfg, args.sizes[size], method, seed)
+                run_cfg = student_config(cfg, args.sizes[size], method, seed, taps)
+                if method in FEATURE_METHODS and bank is None:
+                    bank = tap_bank(run_cfg, data, teacher, accel, dtype, out / size / "teacher_taps.pt",
+                                    args.views, cfg.seed, int(args.max_tap_bytes))
                 run_dir = out / size / f"seed_{seed}" / method
                 run_dir.mkdir(parents=True, exist_ok=True)
-                done[str(seed)] = train_one(run_cfg, data, teacher, cache, accel, run_dir)
+                done[str(seed)] = train_one(run_cfg, data, teacher, bank if method in FEATURE_METHODS else cache,
+                                            accel, run_dir)
                 print(f"{size} seed {seed} {method}: {done[str(seed)]}", flush=True)
                 atomic_write_text(results_path, json.dumps(results, indent=2))
                 write_table(results, args, teacher_record, time.perf_counter() - t0)

@@ -180,3 +180,40 @@ def test_teacher_cache_is_reused_and_rebuilt_when_its_inputs_change(tmp_path):
     none = load_or_build(tmp_path / "plain.pt", teacher, x, y, AugmentConfig(), 8, 0, [], torch.device("cpu"),
                          None, 10**9)
     assert none.views == 1  # no augmentation: the input itself is the only view
+
+
+def test_cached_taps_are_stored_as_the_loss_compares_them(tmp_path):
+    """A tap kept at the student's size gives the same FitNets and AT losses as the whole tap, in less space."""
+    from edgedistill.config import AugmentConfig
+    from edgedistill.distill.at import at_loss
+    from edgedistill.distill.cache import load_or_build
+    from edgedistill.distill.taps import TapRecorder, align, as_compared
+    from edgedistill.models import create_model
+
+    torch.manual_seed(0)
+    for s, t in [(torch.randn(3, 8, 4, 4), torch.randn(3, 16, 7, 7)),  # CNN -> smaller CNN
+                 (torch.randn(3, 8, 7, 7), torch.randn(3, 16, 50)),  # tokens -> CNN grid
+                 (torch.randn(3, 8, 9), torch.randn(3, 16, 5))]:  # the teacher already the smaller
+        kept = as_compared(tuple(s.shape[1:]), t)
+        assert kept.numel() <= t.numel()
+        assert torch.equal(align(s, kept)[1], align(s, t)[1])
+        assert math.isclose(at_loss(s, kept).item(), at_loss(s, t).item(), rel_tol=1e-6)
+
+    x, y = torch.randn(20, 1, 16, 16).numpy(), (torch.arange(20) % 10).numpy()
+    teacher = create_model("convnet", (1, 16, 16), 10, {"channels": [4, 8]})  # taps (4, 8, 8) and (8, 4, 4)
+    shapes = [(2, 4, 4), (3, 2, 2)]
+    bank = load_or_build(tmp_path / "taps.pt", teacher, x, y, AugmentConfig(), 1, 0, teacher.feature_taps,
+                         torch.device("cpu"), None, 10**9, compared_at=shapes)
+    assert [tuple(f.shape) for f in bank.feats] == [(1, 20, 4, 4, 4), (1, 20, 8, 2, 2)]
+    rec = TapRecorder(teacher, teacher.feature_taps)
+    with torch.no_grad():
+        teacher.eval()(torch.as_tensor(x))
+    whole = rec.take()
+    assert torch.allclose(bank.feats[1][0].float(), F.adaptive_avg_pool2d(whole[1], 2), atol=1e-2)
+    whole_bank = load_or_build(tmp_path / "whole.pt", teacher, x, y, AugmentConfig(), 1, 0, teacher.feature_taps,
+                               torch.device("cpu"), None, 10**9)
+    assert whole_bank.feats[0].shape[-1] == 8  # without compared_at the taps are kept whole
+    assert not load_or_build(tmp_path / "taps.pt", teacher, x, y, AugmentConfig(), 1, 0, teacher.feature_taps,
+                             torch.device("cpu"), None, 10**9, compared_at=shapes).built
+    assert load_or_build(tmp_path / "taps.pt", teacher, x, y, AugmentConfig(), 1, 0, teacher.feature_taps,
+                         torch.device("cpu"), None, 10**9, compared_at=[(2, 8, 8), (3, 2, 2)]).built

@@ -122,7 +122,7 @@ def teacher_cache(cfg: ExperimentConfig, data: DataSplits, teacher: nn.Module, m
     def load() -> TeacherCache | None:
         return load_or_build(run_dir / "cache" / "teacher_outputs.pt", teacher.to(accel), data.x_train,
                              data.y_train, cfg.data.augment, cc.views, cfg.seed, getattr(method, "teacher_taps", []),
-                             accel, dtype, cc.max_bytes)
+                             accel, dtype, cc.max_bytes, compared_at=getattr(method, "tap_shapes", None))
 
     cache = distributed.on_main(load)  # rank 0 builds and writes the bank; the others then read that file
     if not distributed.is_main():

@@ -27,6 +27,7 @@ class FeatureDistillation:
         self.requested = (student_taps, teacher_taps)
         self.student_taps: list[str] = []
         self.teacher_taps: list[str] = []
+        self.tap_shapes: list[tuple[int, ...]] = []  # per student tap, one sample's (C, *spatial)
         self.trainable = nn.ModuleList()
 
     @torch.no_grad()
@@ -39,6 +40,7 @@ class FeatureDistillation:
         self.student_taps, self.teacher_taps = [s for s, _ in pairs], [t for _, t in pairs]
         s_feats, t_feats = self.record(student, self.student_taps, sample), self.record(teacher, self.teacher_taps,
                                                                                           sample)
+        self.tap_shapes = [tuple(f.shape[1:]) for f in s_feats]
         for m in self.feature_methods:
             if isinstance(m, FitNets):
                 self.trainable.append(m.build(s_feats, t_feats))

@@ -91,3 +91,9 @@ def align(student: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, t
         raise ValueError(f"feature maps of rank {student.dim()} are not supported")
     size = tuple(min(a, b) for a, b in zip(student.shape[2:], teacher.shape[2:]))
     return _pool(student, size), _pool(teacher, size)
+
+
+def as_compared(student_shape: tuple[int, ...], teacher: torch.Tensor) -> torch.Tensor:
+    """The teacher's map as `align` brings it to a student map of per-sample shape `student_shape`. Aligning the
+    student with it again changes nothing on the teacher side, so a cache can store this smaller map instead."""
+    return align(torch.zeros(1, *student_shape, device=teacher.device), teacher)[1]
