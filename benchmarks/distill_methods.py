@@ -8,11 +8,11 @@
 The teacher is loaded, never trained here. For every seed the scratch control is trained once and each method
 starts from the same initial weights, with the same batches and the same views: the teacher's outputs come from
 one bank of K augmented views per sample (distill.cache), built once and shared by every seed and method, so the
-scratch student sees exactly the inputs the distilled ones see. FitNets and attention transfer read a second bank per
-student size: the same views and logits, plus the teacher's taps pooled to the student's tap sizes. Results are written to OUT/results.json as each
-model finishes (a killed run picks up where it stopped), and the table in docs/benchmarks.md is rewritten from
-them: mean ± std per method, the gain over scratch paired by seed with a paired t-test, and whether it clears the
-noise (p < 0.05 and a mean gain above the scratch runs' std).
+scratch student sees exactly the inputs the distilled ones see. FitNets and attention transfer read a second bank
+per student size: the same views and logits, plus the teacher's taps pooled to the student's tap sizes. Results
+are written to OUT/results.json as each model finishes (a killed run picks up where it stopped), and the table in
+docs/benchmarks.md is rewritten from them: mean ± std per method, the gain over scratch paired by seed with a
+paired t-test, and whether it clears the noise (p < 0.05 and a mean gain above the scratch runs' std).
 """
 from __future__ import annotations
 
@@ -51,6 +51,11 @@ def parse_student(spec: str) -> tuple[str, dict]:
 
 
 FEATURE_METHODS = ("fitnets", "at")
+FEATURE_SETTINGS = ("distill.fitnets.", "distill.at.")  # --set keys only the FitNets and AT rows read
+
+
+def feature_settings(overrides: list[str]) -> list[str]:
+    return sorted(o for o in overrides if o.startswith(FEATURE_SETTINGS))
 
 
 def parse_taps(spec: str | None) -> tuple[list[str] | None, list[str] | None]:
@@ -96,13 +101,12 @@ def train_one(cfg: ExperimentConfig, data, teacher, cache, accel, run_dir: Path)
         cfg.distill, cfg.student.train.label_smoothing)
     if not scratch and hasattr(loss, "setup"):
         loss.setup(student.to(accel), teacher, torch.as_tensor(data.x_train[:2]).to(accel))
-    use_cache = cache
     result = fit(student, cfg.student, cfg, data, accel, "student", run_dir, False, loss, teacher=teacher,
-                 cache=use_cache)
+                 cache=cache)
     scores, _ = evaluate_model(student, data, accel)
     return {"params": count_params(student), "test_accuracy": scores["test"]["accuracy"],
             "f1_macro": scores["test"]["f1_macro"], "best_val_accuracy": result.best_val_accuracy,
-            "best_epoch": result.best_epoch, "seconds": result.seconds, "cached_teacher": use_cache is not None}
+            "best_epoch": result.best_epoch, "seconds": result.seconds, "cached_teacher": cache is not None}
 
 
 def summarize(results: dict, size: str, seeds: list[int]) -> list[str]:
@@ -140,9 +144,11 @@ def tap_banks_line(args, results: dict) -> str:
     info = next(iter(built.values()))
     costs = ", ".join(f"{size} {b['seconds']:.0f} s, stored as {b['stored_as']}" for size, b in built.items())
     student = args.taps.partition("=")[0] if args.taps else "the student's feature_taps"
-    return (f"- FitNets and AT: student taps {student} paired with teacher taps {info['taps']}; a second bank per "
-            f"student size holds the same views' logits and the teacher's taps pooled to the student's tap sizes "
-            f"(built in {costs})\n")
+    settings = feature_settings(args.overrides)
+    weights = f" ({', '.join(settings)})" if settings else " (default weights)"
+    return (f"- FitNets and AT{weights}: student taps {student} paired with teacher taps {info['taps']}; a second "
+            f"bank per student size holds the same views' logits and the teacher's taps pooled to the student's tap "
+            f"sizes (built in {costs})\n")
 
 
 def write_table(results: dict, args, teacher_record: dict, wall: float) -> str:
@@ -180,7 +186,8 @@ def uses_features(args) -> bool:
 def check_recipe(path: Path, args) -> None:
     """Resuming into OUT must not mix models trained with another recipe into one table."""
     planned = {item.partition(":")[0] for item in args.plan}
-    recipe = {"config": Path(args.config).name, "overrides": sorted(args.overrides), "views": args.views,
+    shared = sorted(o for o in args.overrides if o not in feature_settings(args.overrides))
+    recipe = {"config": Path(args.config).name, "overrides": shared, "views": args.views,
               "sizes": {k: v for k, v in args.sizes.items() if k in planned}}
     stored = json.loads(path.read_text()) if path.exists() else None
     if stored:
@@ -188,13 +195,16 @@ def check_recipe(path: Path, args) -> None:
         clash += [f"size {k}" for k in recipe["sizes"] if stored["sizes"].get(k, recipe["sizes"][k]) != recipe["sizes"][k]]
         if uses_features(args) and stored.get("taps", args.taps) != args.taps:
             clash.append("--taps")
+        features = feature_settings(args.overrides)
+        if uses_features(args) and stored.get("feature_settings", features) != features:
+            clash.append("FitNets/AT settings")
         if clash:
             raise SystemExit(f"{path.parent}: its results came from another recipe ({', '.join(clash)} differ); "
                              "use another --out")
         recipe["sizes"] = stored["sizes"] | recipe["sizes"]
-        recipe["taps"] = stored.get("taps")
-    if uses_features(args):
-        recipe["taps"] = args.taps  # FitNets and AT rows all read the same taps
+        recipe["taps"], recipe["feature_settings"] = stored.get("taps"), stored.get("feature_settings")
+    if uses_features(args):  # FitNets and AT rows all read the same taps and weights
+        recipe["taps"], recipe["feature_settings"] = args.taps, feature_settings(args.overrides)
     atomic_write_text(path, json.dumps(recipe, indent=2))
 
 

@@ -90,7 +90,9 @@ Method = Literal["kd", "dkd", "fitnets", "at"]
 
 
 class FitNetsConfig(Strict):
-    weight: float = Field(100.0, ge=0.0, description="weight of the hint MSE (RepDistiller uses 100)")
+    weight: float = Field(100.0, ge=0.0, description="weight of the hint MSE (RepDistiller uses 100); the hint's "
+                          "scale follows the teacher's features: from a width-64 ResNet on Fashion-MNIST, 100 "
+                          "diverged at lr 0.1 and 1 trained")
 
 
 class ATConfig(Strict):

@@ -289,9 +289,10 @@ def run_epoch(trained: nn.Module, loop: Loop, order: torch.Tensor, n_steps: int,
             if cfg.on_nonfinite == "skip":
                 skipped += 1
                 continue
+            weights = "".join(f", distill.{name}.weight" for name in terms if name in ("fitnets", "at"))
             raise FloatingPointError(
                 f"{role}: the loss became {loss.item()} in epoch {epoch}, batch {step + 1}; the last good "
-                "checkpoint is kept. Lower the learning rate, or set train.on_nonfinite: skip")
+                f"checkpoint is kept. Lower the learning rate{weights}, or set train.on_nonfinite: skip")
         loop.opt.zero_grad(set_to_none=True)
         loop.scaler.scale(loss).backward()
         distributed.average_gradients(loop.extra)
