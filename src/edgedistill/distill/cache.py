@@ -69,7 +69,7 @@ def cache_key(teacher: nn.Module, x: np.ndarray, y: np.ndarray, augment: Augment
     return h.hexdigest()
 
 
-def stored(feats: list[torch.Tensor], compared_at: Shapes) -> list[torch.Tensor]:
+def as_stored(feats: list[torch.Tensor], compared_at: Shapes) -> list[torch.Tensor]:
     """The tap features as the bank keeps them."""
     if not compared_at:
         return feats
@@ -83,7 +83,7 @@ def estimated_bytes(teacher: nn.Module, taps: list[str], sample: torch.Tensor, n
     with torch.no_grad():
         out = teacher.eval()(sample[:1])
     rec.remove()
-    feats = stored(rec.take(), compared_at)
+    feats = as_stored(rec.take(), compared_at)
     per_sample = out.shape[1] * 4 + sum(f[0].numel() * FEATURE_DTYPE.itemsize for f in feats)
     return per_sample * n * views
 
@@ -107,7 +107,7 @@ def build_cache(teacher: nn.Module, xt: torch.Tensor, augment: AugmentConfig, vi
             xb = apply_augment(xt[i:i + batch_size], params[v, i:i + batch_size], augment).to(device)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 out = teacher(xb).float().cpu()
-            taken = stored(rec.take(), compared_at)
+            taken = as_stored(rec.take(), compared_at)
             if logits is None:
                 logits = torch.empty(views, n, out.shape[1])
                 feats = [torch.empty(views, n, *f.shape[1:], dtype=FEATURE_DTYPE) for f in taken]
