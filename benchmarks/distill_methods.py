@@ -3,7 +3,7 @@
     python benchmarks/distill_methods.py --set teacher.checkpoint=bench_runs/fashion_teacher_w64/teacher.pt \
         --set teacher.args.width=64 [--config configs/fashion_mnist.yaml] [--seeds 3] \
         [--plan 100k:scratch,dkd,kd 15k:scratch,dkd,kd,fitnets,at] [--size 15k=convnet:channels=16,32,32] \
-        [--taps stages.1,stages.2=stages.1,stages.2]
+        [--taps stages.1,stages.2=stages.1,stages.2] [--plan '100k:scratch,kd,kd(alpha=1.0,temperature=2)']
 
 The teacher is loaded, never trained here. For every seed the scratch control is trained once and each method
 starts from the same initial weights, with the same batches and the same views: the teacher's outputs come from
@@ -13,11 +13,16 @@ per student size: the same views and logits, plus the teacher's taps pooled to t
 are written to OUT/results.json as each model finishes (a killed run picks up where it stopped), and the table in
 docs/benchmarks.md is rewritten from them: mean ± std per method, the gain over scratch paired by seed with a
 paired t-test, and whether it clears the noise (p < 0.05 and a mean gain above the scratch runs' std).
+
+A method written with settings, such as kd(alpha=1.0,temperature=2), is its own row: those distill.* settings apply
+to that row alone, so variants join a table whose scratch control they share. The table shows each row's
+validation accuracy, the only score a variant may be chosen by.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 
@@ -54,6 +59,17 @@ FEATURE_METHODS = ("fitnets", "at")
 FEATURE_SETTINGS = ("distill.fitnets.", "distill.at.")  # --set keys only the FitNets and AT rows read
 
 
+def split_methods(spec: str) -> list[str]:
+    """'scratch,kd(alpha=1.0,temperature=2)' -> ['scratch', 'kd(alpha=1.0,temperature=2)']."""
+    return [m for m in re.split(r",(?![^()]*\))", spec) if m]
+
+
+def method_settings(method: str) -> tuple[str, list[str]]:
+    """'kd(alpha=1.0,temperature=2)' -> ('kd', ['distill.alpha=1.0', 'distill.temperature=2'])."""
+    base, _, rest = method.partition("(")
+    return base, [f"distill.{item.strip()}" for item in rest.rstrip(")").split(",") if item.strip()]
+
+
 def feature_settings(overrides: list[str]) -> list[str]:
     return sorted(o for o in overrides if o.startswith(FEATURE_SETTINGS))
 
@@ -69,8 +85,10 @@ def parse_taps(spec: str | None) -> tuple[list[str] | None, list[str] | None]:
 def student_config(cfg: ExperimentConfig, spec: str, method: str, seed: int,
                    taps: tuple[list[str] | None, list[str] | None] = (None, None)) -> ExperimentConfig:
     family, args = parse_student(spec)
+    base, settings = method_settings(method)
+    cfg = resolve_config(cfg, settings) if settings else cfg
     student = cfg.student.model_copy(update={"model": family, "args": args})
-    distill = cfg.distill.model_copy(update={"method": method if method != "scratch" else "kd",
+    distill = cfg.distill.model_copy(update={"method": base if base != "scratch" else "kd",
                                              "student_taps": taps[0], "teacher_taps": taps[1]})
     return cfg.model_copy(update={"student": student, "distill": distill, "seed": seed})
 
@@ -109,6 +127,10 @@ def train_one(cfg: ExperimentConfig, data, teacher, cache, accel, run_dir: Path)
             "best_epoch": result.best_epoch, "seconds": result.seconds, "cached_teacher": cache is not None}
 
 
+def mean_val(runs) -> str:
+    return f"{100 * mean_std([r['best_val_accuracy'] for r in runs])['mean']:.2f}%"
+
+
 def summarize(results: dict, size: str, seeds: list[int]) -> list[str]:
     rows = []
     scratch = {s: results[size]["scratch"][str(s)] for s in seeds if str(s) in results[size].get("scratch", {})}
@@ -116,8 +138,8 @@ def summarize(results: dict, size: str, seeds: list[int]) -> list[str]:
         return rows
     sc = mean_std([r["test_accuracy"] for r in scratch.values()])
     params = next(iter(scratch.values()))["params"]
-    rows.append(f"| {size} | scratch (control) | {params:,} | {len(scratch)} | {100 * sc['mean']:.2f}% ± "
-                f"{100 * sc['std']:.2f} | - | - | - |")
+    rows.append(f"| {size} | scratch (control) | {params:,} | {len(scratch)} | {mean_val(scratch.values())} | "
+                f"{100 * sc['mean']:.2f}% ± {100 * sc['std']:.2f} | - | - | - |")
     for method, by_seed in results[size].items():
         if method == "scratch":
             continue
@@ -130,7 +152,8 @@ def summarize(results: dict, size: str, seeds: list[int]) -> list[str]:
         verdict = {1: "gain beyond the noise", -1: "loss beyond the noise", 0: "inside the noise"}[
             noise_verdict(t["p_value"], g["mean"], sc["std"])]
         p = f"{t['p_value']:.3f}" if t["p_value"] is not None else "-"
-        rows.append(f"| {size} | {method} | {params:,} | {len(paired)} | {100 * acc['mean']:.2f}% ± "
+        rows.append(f"| {size} | {method} | {params:,} | {len(paired)} | "
+                    f"{mean_val(by_seed[str(s)] for s in paired)} | {100 * acc['mean']:.2f}% ± "
                     f"{100 * acc['std']:.2f} | {100 * g['mean']:+.2f} ± {100 * g['std']:.2f} | {p} | {verdict} |")
     return rows
 
@@ -145,7 +168,7 @@ def tap_banks_line(args, results: dict) -> str:
     costs = ", ".join(f"{size} {b['seconds']:.0f} s, stored as {b['stored_as']}" for size, b in built.items())
     student = args.taps.partition("=")[0] if args.taps else "the student's feature_taps"
     settings = feature_settings(args.overrides)
-    weights = f" ({', '.join(settings)})" if settings else " (default weights)"
+    weights = f" ({', '.join(settings)})" if settings else ""
     return (f"- FitNets and AT{weights}: student taps {student} paired with teacher taps {info['taps']}; a second "
             f"bank per student size holds the same views' logits and the teacher's taps pooled to the student's tap "
             f"sizes (built in {costs})\n")
@@ -153,8 +176,8 @@ def tap_banks_line(args, results: dict) -> str:
 
 def write_table(results: dict, args, teacher_record: dict, wall: float) -> str:
     seeds = list(range(args.seed0, args.seed0 + args.seeds))
-    rows = ["| student | method | params | seeds | test acc (mean ± std) | gain over scratch, paired | "
-            "paired t-test p | verdict |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| student | method | params | seeds | val acc (mean) | test acc (mean ± std) | gain over scratch, paired | "
+            "paired t-test p | verdict |", "|---|---|---|---|---|---|---|---|---|"]
     for size in results:
         rows += summarize(results, size, seeds)
     specs = "; ".join(f"{k}: `{v}`" for k, v in args.sizes.items() if k in results)
@@ -173,17 +196,24 @@ def write_table(results: dict, args, teacher_record: dict, wall: float) -> str:
             + "\n\nEach seed changes the students' initial weights, batch order and view choice; within a seed every "
               "method starts from the scratch control's initial weights. A gain is beyond the noise when the paired "
               "t-test gives p < 0.05 and the mean gain exceeds the scratch runs' std. Test accuracy of the "
-              "best-on-validation checkpoint; validation is 10% of the training split.\n")
+              "best-on-validation checkpoint; validation is 10% of the training split, the same for every seed. "
+              "A method written with settings, such as kd(alpha=1.0), ran with those distill.* settings; "
+              "variants are chosen by validation accuracy, never by test accuracy.\n")
     if args.key:  # an empty key keeps exploratory runs out of the docs
         replace_section(args.key, body)
     return body
 
 
 def uses_features(args) -> bool:
-    return any(m in FEATURE_METHODS for item in args.plan for m in item.partition(":")[2].split(","))
+    return any(method_settings(m)[0] in FEATURE_METHODS for item in args.plan
+               for m in split_methods(item.partition(":")[2]))
 
 
-def check_recipe(path: Path, args) -> None:
+def has_feature_rows(results: dict) -> bool:
+    return any(method_settings(m)[0] in FEATURE_METHODS for size in results.values() for m in size)
+
+
+def check_recipe(path: Path, args, results: dict) -> None:
     """Resuming into OUT must not mix models trained with another recipe into one table."""
     planned = {item.partition(":")[0] for item in args.plan}
     shared = sorted(o for o in args.overrides if o not in feature_settings(args.overrides))
@@ -193,19 +223,26 @@ def check_recipe(path: Path, args) -> None:
     if stored:
         clash = [k for k in ("config", "overrides", "views") if stored[k] != recipe[k]]
         clash += [f"size {k}" for k in recipe["sizes"] if stored["sizes"].get(k, recipe["sizes"][k]) != recipe["sizes"][k]]
-        if uses_features(args) and stored.get("taps", args.taps) != args.taps:
-            clash.append("--taps")
         features = feature_settings(args.overrides)
-        if uses_features(args) and stored.get("feature_settings", features) != features:
-            clash.append("FitNets/AT settings")
+        if uses_features(args) and has_feature_rows(results):  # the first feature rows set these
+            clash += ["--taps"] if stored.get("taps") != args.taps else []
+            clash += ["FitNets/AT settings"] if stored.get("feature_settings") != features else []
         if clash:
             raise SystemExit(f"{path.parent}: its results came from another recipe ({', '.join(clash)} differ); "
                              "use another --out")
         recipe["sizes"] = stored["sizes"] | recipe["sizes"]
         recipe["taps"], recipe["feature_settings"] = stored.get("taps"), stored.get("feature_settings")
-    if uses_features(args):  # FitNets and AT rows all read the same taps and weights
+    if uses_features(args):  # FitNets and AT rows all read the same taps and --set weights
         recipe["taps"], recipe["feature_settings"] = args.taps, feature_settings(args.overrides)
     atomic_write_text(path, json.dumps(recipe, indent=2))
+
+
+def record_result(path: Path, size: str, method: str, seed: int, record: dict) -> dict:
+    """Add one model to OUT/results.json as it stands on disk, so runs of other seeds into OUT keep theirs."""
+    results = json.loads(path.read_text()) if path.exists() else {}
+    results.setdefault(size, {}).setdefault(method, {})[str(seed)] = record
+    atomic_write_text(path, json.dumps(results, indent=2))
+    return results
 
 
 def main() -> None:
@@ -229,7 +266,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    check_recipe(out / "recipe.json", args)
+    check_recipe(out / "recipe.json", args, results)
 
     cfg = resolve_config(args.config, args.overrides + [f"distill.cache.views={args.views}"])
     args.epochs = cfg.student.train.epochs
@@ -260,20 +297,20 @@ def main() -> None:
         size, _, methods = item.partition(":")
         bank = None  # this size's tap bank, built or loaded when a feature method first needs it
         for seed in range(args.seed0, args.seed0 + args.seeds):
-            for method in methods.split(","):
+            for method in split_methods(methods):
                 done = results.setdefault(size, {}).setdefault(method, {})
                 if str(seed) in done:
                     continue
                 run_cfg = student_config(cfg, args.sizes[size], method, seed, taps)
-                if method in FEATURE_METHODS and bank is None:
+                feature = method_settings(method)[0] in FEATURE_METHODS
+                if feature and bank is None:
                     bank = tap_bank(run_cfg, data, teacher, accel, dtype, out / size / "teacher_taps.pt",
                                     args.views, cfg.seed, int(args.max_tap_bytes))
-                run_dir = out / size / f"seed_{seed}" / method
+                run_dir = out / size / f"seed_{seed}" / re.sub(r"[^\w.=-]+", "_", method).strip("_")
                 run_dir.mkdir(parents=True, exist_ok=True)
-                done[str(seed)] = train_one(run_cfg, data, teacher, bank if method in FEATURE_METHODS else cache,
-                                            accel, run_dir)
-                print(f"{size} seed {seed} {method}: {done[str(seed)]}", flush=True)
-                atomic_write_text(results_path, json.dumps(results, indent=2))
+                record = train_one(run_cfg, data, teacher, bank if feature else cache, accel, run_dir)
+                print(f"{size} seed {seed} {method}: {record}", flush=True)
+                results = record_result(results_path, size, method, seed, record)
                 write_table(results, args, teacher_record, time.perf_counter() - t0)
     print(write_table(results, args, teacher_record, time.perf_counter() - t0))
 
