@@ -150,11 +150,12 @@ def summarize(results: dict, size: str, seeds: list[int]) -> list[str]:
         gains = [by_seed[str(s)]["test_accuracy"] - scratch[s]["test_accuracy"] for s in paired]
         g, t = mean_std(gains), paired_test(gains)
         verdict = {1: "gain beyond the noise", -1: "loss beyond the noise", 0: "inside the noise"}[
-            noise_verdict(t["p_value"], g["mean"], sc["std"])]
+            noise_verdict(t["p_value"], g["mean"], sc["std"])] if len(paired) > 1 else "one seed: no verdict"
         p = f"{t['p_value']:.3f}" if t["p_value"] is not None else "-"
+        spread = (lambda v: f" ± {100 * v:.2f}") if len(paired) > 1 else (lambda v: "")  # one seed has no std
         rows.append(f"| {size} | {method} | {params:,} | {len(paired)} | "
-                    f"{mean_val(by_seed[str(s)] for s in paired)} | {100 * acc['mean']:.2f}% ± "
-                    f"{100 * acc['std']:.2f} | {100 * g['mean']:+.2f} ± {100 * g['std']:.2f} | {p} | {verdict} |")
+                    f"{mean_val(by_seed[str(s)] for s in paired)} | {100 * acc['mean']:.2f}%{spread(acc['std'])} | "
+                    f"{100 * g['mean']:+.2f}{spread(g['std'])} | {p} | {verdict} |")
     return rows
 
 
