@@ -6,13 +6,20 @@ import argparse
 import logging
 import sys
 
-from edgedistill.errors import UserError
+from edgedistill.errors import UserError, environment_error, first_line
+from edgedistill.quiet import strip_ansi
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgedistill", description="Distil a large model into one that fits an edge device.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show the full traceback of an unexpected failure")
     sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="run an experiment (the packaged default when no CONFIG is given)")
+
+    def add(name: str, **kw) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kw)
+
+    r = add("run", help="run an experiment (the packaged default when no CONFIG is given)")
     r.add_argument("config", nargs="?", help="experiment YAML file")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set teacher.train.epochs=5 (repeatable)")
@@ -24,17 +31,17 @@ def _parser() -> argparse.ArgumentParser:
                    help="continue an interrupted run from its last finished epoch, with the config it was started with")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--jsonl", action="store_true", help="progress as JSON lines on stdout, for logs and CI")
-    sub.add_parser("datasets", help="list the datasets")
-    sub.add_parser("models", help="list the teachers and students in the zoo")
-    rep = sub.add_parser("report", help="rebuild report.md and report.html of a run from its metrics.json")
+    add("datasets", help="list the datasets")
+    add("models", help="list the teachers and students in the zoo")
+    rep = add("report", help="rebuild report.md and report.html of a run from its metrics.json")
     rep.add_argument("run_dir")
-    cmp_ = sub.add_parser("compare", help="one report across several runs")
+    cmp_ = add("compare", help="one report across several runs")
     cmp_.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     cmp_.add_argument("--out", required=True, help="folder for report.html and compare.md")
-    c = sub.add_parser("classify", help="classify raw strings with a text run's exported ONNX model")
+    c = add("classify", help="classify raw strings with a text run's exported ONNX model")
     c.add_argument("onnx", help="an .onnx file from a text run's export/ folder")
     c.add_argument("texts", nargs="+", metavar="TEXT")
-    d = sub.add_parser("devices", help="list the edge device profiles")
+    d = add("devices", help="list the edge device profiles")
     d.add_argument("--catalog", help="your own device YAML, added to the packaged catalog")
     return p
 
@@ -138,15 +145,27 @@ def _bytes(n: int) -> str:
     return f"{n} B"
 
 
+def _warnings_to_stderr() -> None:
+    """Our own warnings, one line each, through a handler on our own logger (the root logger is not ours)."""
+    logger = logging.getLogger("edgedistill")
+    if not any(getattr(h, "_edgedistill_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("edgedistill: warning: %(message)s"))
+        handler._edgedistill_cli = True
+        logger.addHandler(handler)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler = {"run": cmd_run, "datasets": cmd_datasets, "models": cmd_models, "devices": cmd_devices,
                "report": cmd_report, "compare": cmd_compare, "classify": cmd_classify}[args.command]
-    logging.basicConfig(format="edgedistill: warning: %(message)s", level=logging.WARNING)
+    _warnings_to_stderr()
     try:
         return handler(args)
     except UserError as exc:
-        print(f"edgedistill: error: {exc}", file=sys.stderr)
+        print(f"edgedistill: error: {strip_ansi(str(exc))}", file=sys.stderr)
         return 2
     except FloatingPointError as exc:
         print(f"edgedistill: error: {exc}", file=sys.stderr)
@@ -154,6 +173,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("edgedistill: interrupted; checkpoints written so far are kept", file=sys.stderr)
         return 130
+    except OSError as exc:  # the machine, not the model: a full disk, a read-only or missing place
+        if args.debug:
+            raise
+        print(f"edgedistill: error: {environment_error(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug of ours: one line, the traceback behind --debug
+        if args.debug:
+            raise
+        print(f"edgedistill: internal error: {first_line(exc)}; rerun with --debug for the traceback and report it",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Every section refuses unknown keys, so a typo costs seconds instead of a silentl
 from __future__ import annotations
 
 import copy
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +18,40 @@ from edgedistill.errors import UserError, first_line
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """Safe YAML that refuses aliases (a few hundred bytes of nested anchors can expand past any memory) and
+    duplicate keys (which would otherwise silently keep the last value)."""
+
+    def compose_node(self, parent, index):  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.constructor.ConstructorError(
+                None, None, f"alias *{event.anchor} is not allowed in a config; write the value out",
+                event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):  # type: ignore[override]
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}; keep one",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+class ConfigDumper(yaml.SafeDumper):
+    """Writes every value out in full, so a saved config.yaml always reads back through ConfigLoader."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
+
+
+def read_yaml(text: str):
+    return yaml.load(text, Loader=ConfigLoader)
 
 
 class AugmentConfig(Strict):
@@ -178,7 +213,7 @@ class DeployConfig(Strict):
 
 
 class ExperimentConfig(Strict):
-    name: str = "experiment"
+    name: str = Field("experiment", description="a label for the run, also its folder's name under runs/")
     seed: int = 0
     accelerator: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to train: CUDA when present")
     deterministic: bool = False
@@ -191,6 +226,14 @@ class ExperimentConfig(Strict):
     distill: DistillConfig = Field(default_factory=DistillConfig)
     compress: CompressConfig = Field(default_factory=CompressConfig)
     deploy: DeployConfig = Field(default_factory=DeployConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_label(cls, value: str) -> str:
+        if not re.fullmatch(r"[^/\\\x00-\x1f.][^/\\\x00-\x1f]{0,99}", value):
+            raise ValueError("must be a label of at most 100 characters with no '/', '\\', control character or "
+                             "leading dot, since it names the run's folder under runs/; use --out for a path")
+        return value
 
     @field_validator("student", mode="before")
     @classmethod
@@ -235,7 +278,7 @@ def parse_overrides(overrides: list[str]) -> list[tuple[list[str], Any]]:
             raise UserError(f"--set {item!r}: expected key=value, e.g. --set teacher.train.epochs=5")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw != "" else ""
+            value = read_yaml(raw) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
         parsed.append((key.strip().split("."), value))
@@ -269,7 +312,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         except (OSError, UnicodeDecodeError) as exc:
             raise UserError(f"config file {str(p)!r} cannot be read as text ({first_line(exc)})") from None
     try:
-        raw = yaml.safe_load(text) or {}
+        raw = read_yaml(text) or {}
+    except yaml.constructor.ConstructorError as exc:
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"{source}{where}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -297,4 +344,4 @@ def resolve_config(config: "ExperimentConfig | dict | str | Path | None",
 
 
 def config_to_yaml(cfg: ExperimentConfig) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    return yaml.dump(cfg.model_dump(mode="json"), Dumper=ConfigDumper, sort_keys=False)

@@ -6,6 +6,22 @@ class UserError(Exception):
 
 
 def first_line(exc: BaseException) -> str:
-    """The exception's type and the first line of its message, for one-line errors and records."""
-    text = str(exc).strip()
+    """The exception's type and the first line of its message (colour codes removed), for one-line errors and
+    records."""
+    from edgedistill.quiet import strip_ansi
+
+    text = strip_ansi(str(exc)).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def environment_error(exc: OSError) -> str:
+    """An OSError as one line a user can act on: what failed, on which file, and why (a full disk, a read-only
+    place, a missing folder)."""
+    import errno
+
+    where = f" {exc.filename}" if exc.filename else ""
+    why = exc.strerror or first_line(exc)
+    hint = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space", errno.EROFS: "choose a writable place",
+            errno.EACCES: "check the permissions", errno.EPERM: "check the permissions",
+            errno.ENOTDIR: "a part of that path is a file, not a folder"}.get(exc.errno, "")
+    return f"cannot use{where}: {why}" + (f"; {hint}" if hint else "")

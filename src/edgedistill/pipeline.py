@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import errno
 import json
 import logging
 import os
 import shutil
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,11 +30,12 @@ from edgedistill.deploy.text_frontend import save_text_frontend
 from edgedistill.distill import CrossEntropy, build_method
 from edgedistill.distill.cache import TeacherCache, load_or_build
 from edgedistill.distill.trainer import TrainResult, check_train_config, predict_logits, train_model
-from edgedistill.errors import UserError, first_line
+from edgedistill.errors import UserError, environment_error, first_line
 from edgedistill.evaluate import classification_metrics, model_footprint
 from edgedistill.modelbuild import build_model, tokenizer_args
 from edgedistill.progress import emit, track
-from edgedistill.rundir import environment, open_run_dir, remove_stale_temp_files, resumed_config
+from edgedistill.quiet import current_library_log, library_log, strip_ansi
+from edgedistill.rundir import discard_unstarted, environment, open_run_dir, remove_stale_temp_files, resumed_config
 from edgedistill.report import SCHEMA_VERSION, comparison_table, write_reports
 
 log = logging.getLogger("edgedistill")
@@ -78,16 +81,34 @@ def fit(model: nn.Module, mcfg: ModelConfig, cfg: ExperimentConfig, data: DataSp
                        state_path=run_dir / STATE_DIR / f"{role}.pt", cache=cache)
 
 
-def obtain_teacher(cfg: ExperimentConfig, data: DataSplits, accel: torch.device, run_dir: Path,
-                   progress: bool) -> tuple[nn.Module, TrainResult | None]:
-    """Step 4: load the teacher's checkpoint when one is given, else train it."""
+def load_teacher(cfg: ExperimentConfig, data: DataSplits) -> nn.Module:
+    """Build the teacher and, when a checkpoint is given, load it and check its weights and outputs are finite,
+    before any folder is touched or any student trained."""
     teacher = build_model(cfg.teacher, "teacher", data, cfg.seed)
     if cfg.teacher.checkpoint:
-        ckpt = read_checkpoint(cfg.teacher.checkpoint, "teacher.checkpoint")
-        load_weights(teacher, ckpt, cfg.teacher.checkpoint, "teacher.checkpoint")
+        path = cfg.teacher.checkpoint
+        load_weights(teacher, read_checkpoint(path, "teacher.checkpoint"), path, "teacher.checkpoint")
+        bad = next((name for name, t in teacher.state_dict().items()
+                    if t.is_floating_point() and not torch.isfinite(t).all()), None)
+        if bad:
+            raise UserError(f"teacher.checkpoint: {path} holds NaN or inf in {bad!r}; it cannot teach. Use a "
+                            "checkpoint saved before training diverged, or train the teacher here")
+        with torch.no_grad():
+            logits = teacher.eval()(torch.as_tensor(data.x_train[:64]))
+        if not torch.isfinite(logits).all():
+            raise UserError(f"teacher.checkpoint: {path} gives NaN or inf logits on training samples; it cannot "
+                            "teach. Check that it was trained on data prepared like this dataset")
+    return teacher
+
+
+def obtain_teacher(cfg: ExperimentConfig, data: DataSplits, accel: torch.device, run_dir: Path,
+                   progress: bool, loaded: nn.Module) -> tuple[nn.Module, TrainResult | None]:
+    """Step 4: the loaded teacher when a checkpoint is given (kept as teacher.pt), else train one."""
+    if cfg.teacher.checkpoint:
         if distributed.is_main():
-            save_checkpoint(run_dir / "teacher.pt", teacher, checkpoint_meta(cfg.teacher, data, "teacher"))
-        return teacher.to(accel), None
+            save_checkpoint(run_dir / "teacher.pt", loaded, checkpoint_meta(cfg.teacher, data, "teacher"))
+        return loaded.to(accel), None
+    teacher = build_model(cfg.teacher, "teacher", data, cfg.seed)  # built afresh: the same RNG state as always
     ce = CrossEntropy(cfg.teacher.train.label_smoothing)
     return teacher, fit(teacher, cfg.teacher, cfg, data, accel, "teacher", run_dir, progress, ce)
 
@@ -207,10 +228,36 @@ def deploy_one(cfg: ExperimentConfig, data: DataSplits, role: str, model: nn.Mod
                               data.x_train[:cfg.deploy.calibration_samples], device, cfg.deploy.latency_runs,
                               cfg.deploy.quantize, cfg.deploy.input_bits)
     except Exception as exc:  # a failed export must not throw away hours of training
+        if (env := environment_cause(exc)) is not None:
+            raise env from exc  # a full disk is the machine's fault: the run stays unfinished and resumable
         record = {"error": first_line(exc)}
-        log.warning("deployment of %s failed: %s", role, record["error"])
+        log.warning("deployment of %s failed: %s (details in %s)", role, record["error"], note_failure(role, exc))
     emit("deployed", role=role, ok="error" not in record)
     return record
+
+
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM}
+
+
+def environment_cause(exc: BaseException) -> OSError | None:
+    """The OSError of the machine (full disk, read-only, I/O) behind an exporter's own exception, if any."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in ENVIRONMENT_ERRNOS:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def note_failure(role: str, exc: BaseException) -> str:
+    """The whole failure (exporter dumps included) goes to the run's library log; the terminal gets one line."""
+    path = current_library_log()
+    if path is None:
+        return "the traceback"
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(f"--- deployment of {role} failed ---\n")
+        fh.write(strip_ansi("".join(traceback.format_exception(exc))))
+    return str(path)
 
 
 def int8_loss_points(record: dict) -> float | None:
@@ -253,78 +300,99 @@ def compare(models: dict[str, dict]) -> dict:
     }
 
 
-def run(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str | Path | None = None,
-        overrides: list[str] | None = None, overwrite: bool = False, progress: bool = True,
-        resume: bool = False) -> RunResult:
-    """Run the whole experiment and write one folder: config.yaml, checkpoints, logs, metrics.json, report.md.
+@dataclass
+class Prepared:
+    """Everything checked before a run folder is created or replaced: the device, the data, the teacher (loaded
+    from its checkpoint when one is given) and the early fit verdict of the configured student."""
 
-    With resume=True, out_dir is an unfinished run: finished models are loaded, the model in training continues
-    from its last finished epoch. Under torchrun, every process trains and rank 0 alone writes files.
-    """
-    if resume and (out_dir is None or overwrite):
-        raise UserError("--resume: name the run folder to continue, without --overwrite")
-    cfg = resumed_config(Path(out_dir), config, overrides) if resume else resolve_config(config, overrides)
+    accel: torch.device
+    device: DeviceProfile
+    data: DataSplits
+    teacher: nn.Module
+    early_fit: dict | None
+
+
+def prepare(cfg: ExperimentConfig) -> Prepared:
+    """Steps 1-3 as checks: a wrong dataset, device, model or budget fails here in seconds, with nothing written."""
     if cfg.deterministic:  # warn_only: some CUDA kernels have no deterministic version
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
     accel = distributed.init_from_env(resolve_accelerator(cfg.accelerator))
-    main = distributed.is_main()
     for train in [cfg.student.train] + ([] if cfg.teacher.checkpoint else [cfg.teacher.train]):
         check_train_config(train, accel)
-    run_dir = Path(out_dir) if resume else open_run_dir(cfg, out_dir, overwrite)
-    if resume and main:
-        remove_stale_temp_files(run_dir)
-
     device = get_device(cfg.device, cfg.device_catalog)  # 1. the edge device
     if cfg.latency_budget_ms is not None:
         device = device.model_copy(update={"latency_budget_ms": cfg.latency_budget_ms})
     split_seed = cfg.seed if cfg.data.split_seed is None else cfg.data.split_seed
     data = load_dataset(cfg.data.name, cfg.data.path, cfg.data.val_fraction, split_seed, cfg.data.options,
                         cfg.data.limit_train, cfg.data.limit_test)
+    teacher = load_teacher(cfg, data)  # 2.
+    pc = cfg.compress.prune
+    if pc.enabled:  # a dry run on the untrained teacher: an unprunable teacher or budget fails now, not after training
+        prune_to_budget(copy.deepcopy(teacher), data.input_shape, data.num_classes, pc.target_params, pc.target_macs,
+                        pc.norm)
+    early_fit = check_student(cfg, data, device) if cfg.student.model != "auto" else None  # 3.
+    return Prepared(accel, device, data, teacher, early_fit)
+
+
+def check_student(cfg: ExperimentConfig, data: DataSplits, device: DeviceProfile) -> dict | None:
+    """Build the student, so a mismatch or a device overflow is reported before any training."""
+    probe = build_model(cfg.student, "student", data, cfg.seed + 1)
+    return warn_early_fit(cfg, probe, data, device) if cfg.deploy.enabled and distributed.is_main() else None
+
+
+def run(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str | Path | None = None,
+        overrides: list[str] | None = None, overwrite: bool = False, progress: bool = True,
+        resume: bool = False) -> RunResult:
+    """Run the whole experiment and write one folder: config.yaml, checkpoints, logs, metrics.json, report.md.
+
+    Every input is checked before the folder is created (or an old run in it replaced). With resume=True, out_dir
+    is an unfinished run: finished models are loaded, the model in training continues from its last finished epoch.
+    Under torchrun, every process trains and rank 0 alone writes files.
+    """
+    if resume and (out_dir is None or overwrite):
+        raise UserError("--resume: name the run folder to continue, without --overwrite")
+    cfg = resumed_config(Path(out_dir), config, overrides) if resume else resolve_config(config, overrides)
+    prepared = prepare(cfg)
+    run_dir = Path(out_dir) if resume else open_run_dir(cfg, out_dir, overwrite)
+    if resume and distributed.is_main():
+        remove_stale_temp_files(run_dir)
+    try:
+        with library_log(run_dir / "logs" / "libraries.log"):
+            return execute(cfg, prepared, run_dir, progress)
+    except BaseException as exc:
+        discarded = not resume and distributed.is_main() and discard_unstarted(run_dir)
+        if isinstance(exc, OSError):
+            then = ("nothing was kept" if discarded else f"the run in {run_dir} is unfinished; once fixed, continue "
+                    f"it with `edgedistill run --resume {run_dir}`")
+            raise UserError(f"{environment_error(exc)}; {then}") from exc
+        raise
+
+
+def execute(cfg: ExperimentConfig, prep: Prepared, run_dir: Path, progress: bool) -> RunResult:
+    """Steps 3-8 in the run folder: search, teacher, prune, students, evaluate, deploy, QAT, then the record."""
+    data, accel, device, early_fit = prep.data, prep.accel, prep.device, prep.early_fit
     search = choose_student(cfg, data, device, accel, run_dir) if cfg.student.model == "auto" else None
     if search:  # 3. student: auto, the searched family and args from here on
         cfg = cfg.model_copy(update={"student": cfg.student.model_copy(update={"model": search["family"],
                                                                                "args": search["args"]})})
-    # 2-3. build the student first, so a mismatch or a device overflow is reported before any training.
-    probe = build_model(cfg.student, "student", data, cfg.seed + 1)
-    early_fit = warn_early_fit(cfg, probe, data, device) if cfg.deploy.enabled and main else None
-    pc = cfg.compress.prune
-    if pc.enabled:  # a dry run on the untrained teacher: an unprunable teacher or budget fails now, not after training
-        prune_to_budget(build_model(cfg.teacher, "teacher", data, cfg.seed), data.input_shape, data.num_classes,
-                        pc.target_params, pc.target_macs, pc.norm)
-    teacher, teacher_train = obtain_teacher(cfg, data, accel, run_dir, progress)  # 4.
+        early_fit = check_student(cfg, data, device)
+    teacher, teacher_train = obtain_teacher(cfg, data, accel, run_dir, progress, prep.teacher)  # 4.
     trained = {"teacher": (teacher, teacher_train, cfg.teacher)}
-    if pc.enabled:  # 5.
+    prune_info = None
+    if cfg.compress.prune.enabled:  # 5.
         pruned, pruned_train, prune_info = prune_teacher(cfg, data, teacher, accel, run_dir, progress)
         trained["student_pruned"] = (pruned, pruned_train, cfg.teacher)
     students = train_students(cfg, data, teacher, accel, run_dir, progress)  # 6.
     trained |= {r: (m, t, cfg.student) for r, (m, t) in students.items()}
-
     models, test_logits = {}, {}
     for role, (model, result, mcfg) in trained.items():  # 7.
         models[role], test_logits[role] = model_record(role, mcfg, model, result, data, accel)
     models["student_kd"]["distill"] = cfg.distill.model_dump()
-    if pc.enabled:
+    if prune_info is not None:
         models["student_pruned"] |= {"pruning": prune_info, "distill": cfg.distill.model_dump()}
     if cfg.deploy.enabled:  # 8.
-        for role, (model, _, _) in track(trained.items(), desc="export, quantize, profile", unit="model",
-                                          enabled=progress and main, total=len(trained)):
-            models[role]["deploy"] = deploy_one(cfg, data, role, model, test_logits[role], device, run_dir) \
-                if main else {}
-        loss = distributed.broadcast(int8_loss_points(models["student_kd"]["deploy"]))
-        if cfg.deploy.qat == "always" or (cfg.deploy.qat == "auto" and loss is not None
-                                          and loss > cfg.deploy.qat_threshold_points):
-            qat_model, qat_train = quantization_aware_finetune(cfg, data, trained["student_kd"][0], teacher, accel,
-                                                               run_dir, progress)
-            models["student_kd_qat"], qat_logits = model_record("student_kd_qat", cfg.student, qat_model, qat_train,
-                                                                data, accel)
-            models["student_kd_qat"]["deploy"] = deploy_one(cfg, data, "student_kd_qat", qat_model, qat_logits,
-                                                            device, run_dir) if main else {}
-            models["student_kd_qat"]["qat_reason"] = ("deploy.qat: always" if cfg.deploy.qat == "always"
-                                                      else f"int8 PTQ lost {loss:.2f} validation points")
-            models["student_kd_qat"]["ptq_int8_val_loss_points"] = loss
-        if data.text and main:  # the tokenizer beside the exports, so they classify raw strings
-            save_text_frontend(run_dir / "export", data.text, data.class_names)
+        deploy_all(cfg, data, trained, models, test_logits, device, teacher, accel, run_dir, progress)
     metrics = {
         "schema_version": SCHEMA_VERSION,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -338,11 +406,38 @@ def run(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str
         "models": models,
         "comparison": compare(models),
     }
-    table = comparison_table(metrics)
-    if main:
-        atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    finish(run_dir, metrics)
+    return RunResult(run_dir, metrics, comparison_table(metrics))
+
+
+def deploy_all(cfg: ExperimentConfig, data: DataSplits, trained: dict, models: dict, test_logits: dict,
+               device: DeviceProfile, teacher: nn.Module, accel: torch.device, run_dir: Path, progress: bool) -> None:
+    """Step 8: export every model; QAT the KD student when int8 PTQ costs it too much on validation."""
+    main = distributed.is_main()
+    for role, (model, _, _) in track(trained.items(), desc="export, quantize, profile", unit="model",
+                                      enabled=progress and main, total=len(trained)):
+        models[role]["deploy"] = deploy_one(cfg, data, role, model, test_logits[role], device, run_dir) if main else {}
+    loss = distributed.broadcast(int8_loss_points(models["student_kd"]["deploy"]))
+    if cfg.deploy.qat == "always" or (cfg.deploy.qat == "auto" and loss is not None
+                                      and loss > cfg.deploy.qat_threshold_points):
+        qat_model, qat_train = quantization_aware_finetune(cfg, data, trained["student_kd"][0], teacher, accel,
+                                                           run_dir, progress)
+        record, qat_logits = model_record("student_kd_qat", cfg.student, qat_model, qat_train, data, accel)
+        record["deploy"] = deploy_one(cfg, data, "student_kd_qat", qat_model, qat_logits, device, run_dir) \
+            if main else {}
+        record["qat_reason"] = ("deploy.qat: always" if cfg.deploy.qat == "always"
+                                else f"int8 PTQ lost {loss:.2f} validation points")
+        record["ptq_int8_val_loss_points"] = loss
+        models["student_kd_qat"] = record
+    if data.text and main:  # the tokenizer beside the exports, so they classify raw strings
+        save_text_frontend(run_dir / "export", data.text, data.class_names)
+
+
+def finish(run_dir: Path, metrics: dict) -> None:
+    """Reports first, metrics.json last: a run whose metrics.json exists finished every step before it."""
+    if distributed.is_main():
         write_reports(run_dir, metrics)
+        atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
         shutil.rmtree(run_dir / STATE_DIR, ignore_errors=True)  # a finished run has nothing left to resume
     distributed.barrier()
     emit("finished", run_dir=str(run_dir), comparison=metrics["comparison"])
-    return RunResult(run_dir, metrics, table)

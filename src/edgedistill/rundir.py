@@ -9,24 +9,74 @@ import shutil
 from pathlib import Path
 
 import torch
+import yaml
 
 from edgedistill import __version__, distributed
-from edgedistill.checkpoint import atomic_write_text
-from edgedistill.config import ExperimentConfig, config_to_yaml, resolve_config
-from edgedistill.errors import UserError
+from edgedistill.checkpoint import atomic_write_bytes, atomic_write_text
+from edgedistill.config import ExperimentConfig, config_to_yaml, read_yaml, resolve_config
+from edgedistill.errors import UserError, environment_error
 
 
-def prepare_run_dir(out: Path, overwrite: bool) -> Path:
-    """Nothing already written is lost: a non-empty folder is replaced only with --overwrite."""
+RUN_MARKER = ".edgedistill-run"  # written first into every run (and --seeds) folder: what --overwrite may replace
+
+
+def _is_older_run(path: Path) -> bool:
+    """A run made before the marker existed: an edgedistill config.yaml beside the metrics or training logs."""
+    try:
+        cfg = read_yaml((path / "config.yaml").read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return (isinstance(cfg, dict) and {"teacher", "student", "distill"} <= cfg.keys()
+            and ((path / "metrics.json").is_file() or any((path / "logs").glob("*.jsonl"))))
+
+
+def is_run_folder(path: Path) -> bool:
+    """A folder edgedistill made: its marker, a run from before the marker, or a --seeds folder of such runs."""
+    if (path / RUN_MARKER).is_file() or _is_older_run(path):
+        return True
+    entries = list(path.iterdir())
+    return bool(entries) and all(e.name == "seeds.json" or e.name == "seeds.md" or
+                                 (e.is_dir() and e.name.startswith("seed_") and is_run_folder(e)) for e in entries)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def prepare_run_dir(out: Path, overwrite: bool, keep: tuple[Path, ...] = ()) -> Path:
+    """Nothing already written is lost: a non-empty folder is replaced only with --overwrite, and only when it is
+    an edgedistill run; files in `keep` (a teacher checkpoint being reused from it) are put back afterwards."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: is a file; choose a folder")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             kind = "a finished run" if (out / "metrics.json").exists() else "files (an unfinished run?)"
             raise UserError(f"--out {out}: holds {kind}; pass --overwrite to replace it or choose another folder")
+        if not is_run_folder(out):
+            raise UserError(f"--out {out}: holds files that are not an edgedistill run, and --overwrite replaces "
+                            "only a run folder; choose another folder")
+        kept = {p.resolve().relative_to(out.resolve()): p.read_bytes() for p in keep
+                if p.is_file() and _inside(p, out)}
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+        for rel, data in kept.items():
+            atomic_write_bytes(out / rel, data)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / RUN_MARKER, "This folder was written by edgedistill; --overwrite may replace it.\n")
+    except OSError as exc:
+        raise UserError(f"--out {out}: {environment_error(exc)}") from None
     return out
+
+
+def discard_unstarted(run_dir: Path) -> bool:
+    """Remove a run folder a failed start left holding only its config, so the corrected rerun is not blocked."""
+    if not run_dir.is_dir():
+        return False
+    leftovers = [p for p in run_dir.rglob("*") if p.is_file() and p.name not in (RUN_MARKER, "config.yaml")]
+    if leftovers:
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return True
 
 
 def resumed_config(run_dir: Path, config: object, overrides: list[str] | None) -> ExperimentConfig:
@@ -53,8 +103,10 @@ def open_run_dir(cfg: ExperimentConfig, out_dir: str | Path | None, overwrite: b
     """A fresh run folder holding the resolved config, made by rank 0 while the other processes wait."""
     stamp = distributed.broadcast(dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
     run_dir = Path(out_dir) if out_dir else Path("runs") / f"{cfg.name}-{stamp}"
+    keep = (Path(cfg.teacher.checkpoint),) if cfg.teacher.checkpoint else ()
+
     def make() -> None:
-        prepare_run_dir(run_dir, overwrite)
+        prepare_run_dir(run_dir, overwrite, keep)
         atomic_write_text(run_dir / "config.yaml", config_to_yaml(cfg))
 
     distributed.on_main(make)

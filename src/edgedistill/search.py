@@ -94,10 +94,14 @@ def search_student(cfg: ExperimentConfig, data: DataSplits, device: DeviceProfil
         emit("search_trial", **record)
         return result.best_val_accuracy
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=cfg.seed))
-    t0 = time.perf_counter()
-    study.optimize(objective, n_trials=sc.trials, timeout=sc.timeout_s)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # its per-trial INFO lines; restored below
+    try:
+        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=cfg.seed))
+        t0 = time.perf_counter()
+        study.optimize(objective, n_trials=sc.trials, timeout=sc.timeout_s)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     fitting = [t for t in trials if t.get("fits") and "val_accuracy" in t]
     if not fitting:
         raise UserError(f"student: auto found no {sc.family} that fits device {device.name!r} in {len(trials)} "

@@ -1,32 +1,16 @@
 """Export to ONNX with torch's exporter and check the file with ONNX Runtime against PyTorch on real data."""
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 
+from edgedistill.quiet import third_party_output
+
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
-
-
-@contextlib.contextmanager
-def _quiet_exporter():
-    """The exporter prints progress and deprecation chatter; keep the CLI's output to what matters."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)
 
 
 def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> Path:
@@ -36,7 +20,7 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> P
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with _quiet_exporter():
+        with third_party_output():  # progress, deprecations and, on failure, graph dumps
             torch.onnx.export(model, (example,), str(tmp), dynamo=True, external_data=False,
                               input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                               dynamic_shapes=({0: torch.export.Dim("batch")},))

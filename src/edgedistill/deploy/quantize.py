@@ -1,9 +1,6 @@
 """int8 post-training static quantization with ONNX Runtime, calibrated on training samples (never test ones)."""
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import tempfile
 from pathlib import Path
 
@@ -11,6 +8,7 @@ import numpy as np
 
 from edgedistill.deploy.onnx_export import INPUT_NAME, strip_debug_info
 from edgedistill.errors import UserError
+from edgedistill.quiet import third_party_output
 
 
 class ArrayCalibrationReader:
@@ -82,12 +80,11 @@ def quantize_int8(fp32_path: Path, calibration_x: np.ndarray, out_path: Path, pe
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     CalibrationDataReader.register(ArrayCalibrationReader)
-    logging.getLogger("root").setLevel(logging.ERROR)
     tmp_out = out_path.with_name(f".{out_path.name}.tmp")
     try:
         with tempfile.TemporaryDirectory() as tmp:
             prepared = Path(tmp) / "prepared.onnx"
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            with third_party_output():
                 quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
                 quantize_static(str(prepared), str(tmp_out), ArrayCalibrationReader(calibration_x),
                                 quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,

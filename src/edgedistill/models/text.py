@@ -28,11 +28,14 @@ class HFTextClassifier(nn.Module):
         super().__init__()
         from transformers import AutoModel
 
+        from edgedistill.quiet import third_party_output
+
         # no pooler: the head reads mean-pooled tokens, and unused weights would stall DDP's gradient all-reduce
-        try:
-            self.encoder = AutoModel.from_pretrained(str(folder), add_pooling_layer=False)
-        except TypeError:  # encoders without a pooler (DistilBERT, ...) take no such argument
-            self.encoder = AutoModel.from_pretrained(str(folder))
+        with third_party_output():  # transformers' load report goes to the run's log, not the terminal
+            try:
+                self.encoder = AutoModel.from_pretrained(str(folder), add_pooling_layer=False)
+            except TypeError:  # encoders without a pooler (DistilBERT, ...) take no such argument
+                self.encoder = AutoModel.from_pretrained(str(folder))
         self.vocab_size = self.encoder.config.vocab_size
         self.pad_id = pad_id
         if freeze:
