@@ -184,12 +184,12 @@ def test_single_sample_class_and_empty_folder_are_one_line_errors(tmp_path):
     f.write_text("a,label\n" + "".join(f"{i},0\n" for i in range(9)) + "9,1\n")
     d = load_dataset("csv", path=str(f), options={"test_fraction": 0.2})  # class 1 has one sample: no stratifying
     assert len(d.y_test) == 2
-    with pytest.raises(UserError, match="too few to carve a validation split"):
-        load_dataset("csv", path=str(f), options={"test_fraction": 0.9})
+    with pytest.raises(UserError, match="test labels \\['1'\\] never occur in the training split"):
+        load_dataset("csv", path=str(f), options={"test_fraction": 0.9})  # class 1's one sample lands in test
     with pytest.raises(UserError, match="test_fraction must lie between 0 and 1"):
         load_dataset("csv", path=str(f), options={"test_fraction": 1.5})
     (tmp_path / "imgs" / "cat").mkdir(parents=True)
-    with pytest.raises(UserError, match="no images found"):
+    with pytest.raises(UserError, match="cat: class folder holds no images"):
         load_dataset("image_folder", path=str(tmp_path / "imgs"))
 
 

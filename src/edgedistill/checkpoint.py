@@ -53,6 +53,16 @@ def save_checkpoint(path: Path, model: nn.Module, meta: dict[str, Any]) -> None:
     atomic_torch_save(path, {"format": FORMAT, **meta, "state_dict": state})
 
 
+def _load_failure(exc: Exception) -> str:
+    """torch.load's reason without its advice to retry with weights_only=False, which would run the file's code."""
+    text = str(exc)
+    if "weights only load failed" not in text.lower():
+        return first_line(exc)
+    lines = [ln.strip() for ln in text.splitlines()[1:] if ln.strip()]
+    reasons = [ln for ln in lines if not ln.startswith(("Please file an issue", "Check the documentation"))]
+    return reasons[0] if reasons else "not a plain dict of tensors"
+
+
 def read_checkpoint(path: str | Path, field: str = "checkpoint") -> dict[str, Any]:
     """Load safely (weights_only); a bare state_dict is accepted and wrapped."""
     p = Path(path)
@@ -63,12 +73,12 @@ def read_checkpoint(path: str | Path, field: str = "checkpoint") -> dict[str, An
             warnings.simplefilter("ignore")
             obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load raises many types for files that are not checkpoints
-        if isinstance(exc, pickle.UnpicklingError) and "Unsupported global" in str(exc):
-            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
-            what = f" such as {found.group(1)}" if found else ""
-            raise UserError(f"{field}: {p} holds objects that are unsafe to unpickle{what}; it was not loaded. "
-                            "Save only a state_dict or an edgedistill checkpoint") from None
-        raise UserError(f"{field}: {p} is not a readable torch checkpoint ({first_line(exc)})") from None
+        found = re.search(r"unsupported global:? (?:GLOBAL )?([\w.]+)", str(exc), re.IGNORECASE)
+        if isinstance(exc, pickle.UnpicklingError) and found:
+            raise UserError(f"{field}: {p} holds pickled code or objects ({found.group(1)}), which could run anything "
+                            "when loaded, so it was refused. Save only a state_dict (torch.save(model.state_dict(), "
+                            "path)) or an edgedistill checkpoint") from None
+        raise UserError(f"{field}: {p} is not a readable torch checkpoint ({_load_failure(exc)})") from None
     if isinstance(obj, dict) and "state_dict" in obj:
         return obj
     if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -9,9 +9,14 @@ from edgedistill.models import count_params
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict:
-    """Accuracy, macro precision/recall/F1, a per-class report and the confusion matrix (rows: true class)."""
+    """Accuracy, macro precision/recall/F1, a per-class report and the confusion matrix (rows: true class).
+
+    Macro averages run over the classes the test split holds: a class with no test sample has no recall to
+    average, and counting it as 0 would understate every model alike. Such classes are listed in
+    `absent_classes`; their per-class rows keep support 0."""
     labels = list(range(len(class_names)))
-    precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, average="macro",
+    present = sorted(int(c) for c in np.unique(y_true))
+    precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, labels=present, average="macro",
                                                                zero_division=0)
     report = classification_report(y_true, y_pred, labels=labels, target_names=class_names, output_dict=True,
                                    zero_division=0)
@@ -23,6 +28,7 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: 
         "precision_macro": float(precision),
         "recall_macro": float(recall),
         "f1_macro": float(f1),
+        "absent_classes": [class_names[i] for i in labels if i not in present],
         "per_class": per_class,
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
     }

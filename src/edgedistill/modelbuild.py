@@ -67,6 +67,12 @@ def check_output_classes(model: nn.Module, role: str, data: DataSplits) -> None:
         except Exception as exc:
             raise UserError(f"{role}.model: does not accept inputs of shape {data.input_shape} "
                             f"({first_line(exc)})") from None
+    if not isinstance(out, torch.Tensor):
+        raise UserError(f"{role}.model: forward returns {type(out).__name__}, not a tensor of logits; return only "
+                        "the logits (wrap the model to drop auxiliary outputs)")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise UserError(f"{role}.model: has no trainable parameters, so there is nothing to train; check the "
+                        "model factory")
     if out.dim() != 2 or out.shape[1] != data.num_classes:
         raise UserError(f"{role}.model: outputs {tuple(out.shape[1:])} logits per sample, but dataset "
                         f"{data.name!r} has {data.num_classes} classes; teacher and student must both have "

@@ -113,13 +113,27 @@ def fixed_split(x: np.ndarray, y: np.ndarray, test_fraction: float, source: str)
 
 
 def label_order(label: str) -> tuple:
-    """Numeric labels in numeric order ('2' before '10'), then the rest alphabetically."""
-    return (0, int(label), "") if label.isdigit() else (1, 0, label)
+    """Numeric labels in numeric order ('2' before '10', '-1' before '0'), then the rest alphabetically."""
+    try:
+        return (0, float(label), "")
+    except ValueError:
+        return (1, 0.0, label)
 
 
-def encode_labels(y_train, y_test, source: str, last: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Class indices for string labels, classes ordered by label_order (`last` moved to the end, e.g. a diagnosis);
-    a test label never seen in training is refused."""
+def encode_labels(y_train, y_test, source: str, last: str | None = None,
+                  num_classes: int | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The one label encoder: class indices for any labels, classes ordered by label_order (`last` moved to the
+    end, e.g. a diagnosis). A test label never seen in training is refused, since it would make a class with no
+    training samples. With num_classes, integer labels are taken as class indices 0..num_classes-1."""
+    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+    if num_classes is not None:
+        both = np.concatenate([y_train, y_test])
+        if not np.issubdtype(both.dtype, np.integer):
+            raise UserError(f"{source}: options.num_classes needs integer class indices, found {both.dtype} labels")
+        if both.min() < 0 or both.max() >= num_classes:
+            raise UserError(f"{source}: integer labels must be class indices 0..{num_classes - 1} "
+                            f"(options.num_classes), found {int(both.min())}..{int(both.max())}")
+        return y_train.astype(np.int64), y_test.astype(np.int64), [str(i) for i in range(num_classes)]
     y_train, y_test = [str(v) for v in y_train], [str(v) for v in y_test]
     classes = sorted(set(y_train), key=label_order)
     if last is not None:
@@ -128,7 +142,8 @@ def encode_labels(y_train, y_test, source: str, last: str | None = None) -> tupl
         classes = [c for c in classes if c != last] + [last]
     unseen = set(y_test) - set(classes)
     if unseen:
-        raise UserError(f"{source}: test labels {sorted(unseen)} never occur in training")
+        raise UserError(f"{source}: test labels {sorted(unseen, key=label_order)} never occur in the training "
+                        "split, so they would be classes with no training samples; fix the labels or the split")
     index = {c: i for i, c in enumerate(classes)}
     return (np.array([index[v] for v in y_train], dtype=np.int64), np.array([index[v] for v in y_test], dtype=np.int64),
             classes)

@@ -7,34 +7,52 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedistill.data import RawSplits, fixed_split, register_dataset
+from edgedistill.data import RawSplits, encode_labels, fixed_split, register_dataset
 from edgedistill.errors import UserError, first_line
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
-def _require_path(name: str, path: str | None, kind: str) -> Path:
+def _require_path(name: str, path: str | None, kind: str, folder: bool = False) -> Path:
     if not path:
         raise UserError(f"data.path: dataset {name!r} reads {kind}; set data.path to it")
     p = Path(path)
     if not p.exists():
         raise UserError(f"data.path: {path!r} does not exist; point it at {kind}")
+    if folder and not p.is_dir():
+        raise UserError(f"data.path: {path!r} is a file, but dataset {name!r} reads {kind}")
+    if not folder and p.is_dir():
+        raise UserError(f"data.path: {path!r} is a folder, but dataset {name!r} reads {kind}")
     return p
 
 
-def _encode_labels(y_train: np.ndarray, y_test: np.ndarray, source: Path,
-                   num_classes: int | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Labels map to their sorted distinct values (so 1-based or sparse integer labels make no phantom classes);
-    with num_classes given, integer labels are class indices 0..num_classes-1 and are range-checked."""
-    both = np.concatenate([y_train, y_test])
-    if np.issubdtype(both.dtype, np.integer) and num_classes is not None:
-        if both.min() < 0 or both.max() >= num_classes:
-            raise UserError(f"{source}: integer labels must be class indices 0..{num_classes - 1} "
-                            f"(options.num_classes), found {int(both.min())}..{int(both.max())}")
-        return y_train.astype(np.int64), y_test.astype(np.int64), [str(i) for i in range(num_classes)]
-    values = np.unique(both)  # numeric order for numbers, lexicographic for strings
-    return (np.searchsorted(values, y_train).astype(np.int64), np.searchsorted(values, y_test).astype(np.int64),
-            [str(v) for v in values])
+def check_finite(x: np.ndarray, source: Path, what: str, columns: list[str] | None = None) -> None:
+    """NaN or inf must be refused before standardising, which would spread it over every sample."""
+    flat = x.reshape(len(x), -1)
+    bad = ~np.isfinite(flat)
+    if not bad.any():
+        return
+    row, col = (int(i) for i in np.argwhere(bad)[0])
+    where = f"column {columns[col]!r}" if columns else f"array {what!r}"
+    at = f"line {row + 2}" if columns else f"row {row}"
+    raise UserError(f"{source}: {where} holds {flat[row, col]} at {at} ({int(bad.any(axis=1).sum())} rows in "
+                    "all); drop or fill those values first")
+
+
+def _class_indices(y: np.ndarray, key: str, path: Path) -> tuple[np.ndarray, int | None]:
+    """Labels as one value per sample; one-hot rows (as Keras writes them) become class indices."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim == 2:
+        if not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
+            raise UserError(f"{path}: array {key!r} has shape {y.shape}; give one class label per sample, or "
+                            "one-hot rows")
+        return y.argmax(axis=1), y.shape[1]
+    if y.ndim != 1:
+        raise UserError(f"{path}: array {key!r} has shape {y.shape}; give one class label per sample")
+    if np.issubdtype(y.dtype, np.floating):
+        check_finite(y, path, key)
+    return y, None
 
 
 def standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -69,17 +87,30 @@ def load_npz(path: str | None = None, standardize: bool = True, num_classes: int
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # a truncated or corrupt zip archive
         raise UserError(f"{p}: not a readable .npz file ({first_line(exc)}); save it with numpy.savez") from None
+    for key in ("x_train", "x_test"):
+        if arrays[key].dtype.kind == "f":
+            check_finite(arrays[key], p, key)
     x_train = _as_model_layout(arrays["x_train"], "x_train", p)
     x_test = _as_model_layout(arrays["x_test"], "x_test", p)
     if standardize:
         x_train, x_test = standardise(x_train, x_test)
-    y_train, y_test, names = _encode_labels(arrays["y_train"].ravel(), arrays["y_test"].ravel(), p, num_classes)
+    y_train, hot_train = _class_indices(arrays["y_train"], "y_train", p)
+    y_test, hot_test = _class_indices(arrays["y_test"], "y_test", p)
+    if hot_train != hot_test:
+        raise UserError(f"{p}: y_train and y_test must both be one-hot of the same width, or both class labels")
+    y_train, y_test, names = encode_labels(y_train, y_test, str(p), num_classes=num_classes or hot_train)
     return RawSplits(x_train, y_train, x_test, y_test, names, f"npz file {p.name}")
 
 
 def _read_csv(p: Path, label_column: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    with p.open(newline="") as fh:
-        rows = list(csv.reader(fh))
+    try:  # utf-8-sig: Excel's byte-order mark would otherwise hide the first column's name
+        with p.open(newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.reader(fh))
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{p}: is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                        "save it as UTF-8 (Excel: 'CSV UTF-8')") from None
+    except csv.Error as exc:
+        raise UserError(f"{p}: is not a readable CSV ({exc})") from None
     if len(rows) < 2:
         raise UserError(f"{p}: needs a header row and at least one data row")
     header, body = [h.strip() for h in rows[0]], rows[1:]
@@ -100,14 +131,8 @@ def _read_csv(p: Path, label_column: str) -> tuple[np.ndarray, np.ndarray, list[
             except ValueError:
                 raise UserError(f"{p}: line {r}, column {features[c]!r}: {v!r} is not a number") from None
         labels.append(row[li].strip())
+    check_finite(x, p, "features", features)
     return x, np.array(labels), features
-
-
-def _maybe_int(labels: np.ndarray) -> np.ndarray:
-    try:
-        return labels.astype(np.int64)
-    except ValueError:
-        return labels
 
 
 @register_dataset("csv", "your table: a CSV of numeric feature columns and a label column (set data.path)")
@@ -124,31 +149,56 @@ def load_csv(path: str | None = None, label_column: str = "label", test_path: st
         x_tr, x_te, y_tr, y_te = fixed_split(x, y, test_fraction, str(p))
     if standardize:
         x_tr, x_te = standardise(x_tr, x_te)
-    y_tr, y_te, names = _encode_labels(_maybe_int(y_tr), _maybe_int(y_te), p)
+    y_tr, y_te, names = encode_labels(y_tr, y_te, str(p))
     return RawSplits(x_tr, y_tr, x_te, y_te, names, f"CSV {p.name}, features: {', '.join(features)}")
 
 
-def _read_image_classes(root: Path, size: tuple[int, int] | None, mode: str) -> tuple[list[np.ndarray], list[str], list[str]]:
+def _image_files(folder: Path) -> list[Path]:
+    """Image files by suffix; hidden ones (macOS's ._name, editors' backups) are never data."""
+    return sorted(f for f in folder.iterdir()
+                  if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _read_image(f: Path, size: tuple[int, int] | None, mode: str) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    try:
+        with Image.open(f) as im:
+            im = im.convert(mode)
+            if size is not None:
+                im = im.resize((size[1], size[0]))
+            return np.asarray(im)
+    except Image.DecompressionBombError as exc:
+        raise UserError(f"{f}: too large to decode safely ({first_line(exc)}); shrink it or remove it") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise UserError(f"{f}: not a readable image ({first_line(exc)}); remove or replace it") from None
+
+
+def _read_image_classes(root: Path, size: tuple[int, int] | None, mode: str,
+                        empty_ok: bool = False) -> tuple[list[np.ndarray], list[str], list[str]]:
+    """One class per visible subfolder (hidden ones such as .ipynb_checkpoints are skipped); a training class
+    folder with no images is refused, since it would be a class nothing teaches."""
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
         raise UserError(f"{root}: no class subfolders; put each class's images in {root}/<class_name>/")
     images, labels = [], []
     for cls in classes:
-        for f in sorted((root / cls).iterdir()):
-            if f.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            try:
-                with Image.open(f) as im:
-                    im = im.convert(mode)
-                    if size is not None:
-                        im = im.resize((size[1], size[0]))
-                    images.append(np.asarray(im))
-            except (UnidentifiedImageError, OSError) as exc:
-                raise UserError(f"{f}: not a readable image ({exc}); remove or replace it") from None
-            labels.append(cls)
+        files = _image_files(root / cls)
+        if not files and not empty_ok:
+            raise UserError(f"{root / cls}: class folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+                            "add some or remove the folder")
+        images += [_read_image(f, size, mode) for f in files]
+        labels += [cls] * len(files)
     return images, labels, classes
+
+
+def _image_size(size: list[int] | None) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    if (not isinstance(size, (list, tuple)) or len(size) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096 for v in size)):
+        raise UserError(f"data.options.size: {size!r} must be [height, width] in pixels, each 1..4096")
+    return tuple(size)
 
 
 def _stack_images(images: list[np.ndarray], root: Path) -> np.ndarray:
@@ -166,12 +216,12 @@ def _stack_images(images: list[np.ndarray], root: Path) -> np.ndarray:
 @register_dataset("image_folder", "your images: data.path/<class>/*.png, or data.path/{train,test}/<class>/")
 def load_image_folder(path: str | None = None, size: list[int] | None = None, grayscale: bool = True,
                       test_fraction: float = 0.2) -> RawSplits:
-    root = _require_path("image_folder", path, "a folder with one subfolder of images per class")
-    sz = tuple(size) if size else None
+    root = _require_path("image_folder", path, "a folder with one subfolder of images per class", folder=True)
+    sz = _image_size(size)
     mode = "L" if grayscale else "RGB"
     if (root / "train").is_dir() and (root / "test").is_dir():
         im_tr, lab_tr, cls_tr = _read_image_classes(root / "train", sz, mode)
-        im_te, lab_te, cls_te = _read_image_classes(root / "test", sz, mode)
+        im_te, lab_te, cls_te = _read_image_classes(root / "test", sz, mode, empty_ok=True)
         if cls_tr != cls_te:
             raise UserError(f"{root}: train classes {cls_tr} differ from test classes {cls_te}")
         x_tr, x_te = _stack_images(im_tr, root / "train"), _stack_images(im_te, root / "test")

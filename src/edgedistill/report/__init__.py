@@ -6,7 +6,7 @@ from pathlib import Path
 
 from edgedistill.errors import UserError, first_line
 
-SCHEMA_VERSION = 1  # of metrics.json, documented in docs/metrics.md
+from edgedistill.metrics import SCHEMA_VERSION, check_metrics
 from edgedistill.report.markdown import comparison_table, write_report_md
 
 
@@ -26,11 +26,7 @@ def read_metrics(run_dir: str | Path) -> dict:
         metrics = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not valid JSON ({first_line(exc)})") from None
-    if not isinstance(metrics, dict) or metrics.get("schema_version") != SCHEMA_VERSION:
-        found = metrics.get("schema_version") if isinstance(metrics, dict) else None
-        raise UserError(f"{path}: schema_version {found!r} is not {SCHEMA_VERSION}; it was written by another tool "
-                        "or version, so rerun the experiment")
-    return metrics
+    return check_metrics(metrics, str(path))
 
 
 def rebuild_reports(run_dir: str | Path) -> Path:

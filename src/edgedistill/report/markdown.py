@@ -65,6 +65,15 @@ def verdict(metrics: dict) -> str:
             f"points below the teacher with {c['compression_ratio_params']:.1f}x fewer parameters.")
 
 
+def absent_note(metrics: dict) -> str:
+    """Classes the test split lacks are left out of the macro averages; say so rather than count them as 0."""
+    absent = metrics["models"]["teacher"]["test"].get("absent_classes") or []
+    if not absent:
+        return ""
+    return (f"The test split has no sample of class{'es' if len(absent) > 1 else ''} {', '.join(absent)}: macro "
+            "precision, recall and F1 average over the classes it holds.\n\n")
+
+
 def per_class_table(metrics: dict) -> str:
     models = metrics["models"]
     names = list(models["teacher"]["test"]["per_class"])
@@ -173,7 +182,7 @@ Created {metrics['created']}. Checkpoints keep the best validation epoch; the te
 
 {comparison_table(metrics)}
 
-{verdict(metrics)}
+{absent_note(metrics)}{verdict(metrics)}
 
 ## Deployment
 

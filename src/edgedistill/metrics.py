@@ -1,0 +1,184 @@
+"""The schema of metrics.json: what the reports, `compare` and `--seeds` read from a run. An old or hand-edited file
+is checked against it once, on reading, so a missing key is named in one line instead of surfacing as a KeyError
+deep inside a report. Keys the schema does not name are kept as they are.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from edgedistill.errors import UserError
+
+SCHEMA_VERSION = 1  # documented in docs/metrics.md
+
+
+class Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ClassScores(Open):
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+class TestScores(Open):
+    accuracy: float
+    precision_macro: float
+    recall_macro: float
+    f1_macro: float
+    per_class: dict[str, ClassScores]
+    confusion_matrix: list[list[int]]
+    absent_classes: list[str] = []
+
+
+class Check(Open):
+    used: Any
+    budget: Any
+    margin_pct: Optional[float]
+    fits: bool
+
+
+class LatencyCheck(Check):
+    how: str
+
+
+class Checks(Open):
+    dtype: Check
+    flash: Check
+    ram: Check
+    latency_ms: LatencyCheck
+
+
+class Fit(Open):
+    fits: bool
+    dtype: str
+    overflows: list[str]
+    checks: Checks
+
+
+class Latency(Open):
+    latency_p50_ms: float
+    latency_p95_ms: float
+    throughput_per_s: float
+    threads: int
+
+
+class Format(Open):
+    file: str
+    file_bytes: int
+    peak_activation_bytes: int
+    test_accuracy_onnxruntime: float
+    host_latency: Latency
+
+
+class Deploy(Open):
+    """Either an export that ran (formats and their fit) or the error that stopped it."""
+
+    error: Optional[str] = None
+    macs: Optional[int] = None
+    formats: dict[str, Format] = {}
+    fit: dict[str, Fit] = {}
+    preferred_dtype: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> "Deploy":
+        if self.error is None:
+            for key in ("macs", "preferred_dtype"):
+                if getattr(self, key) is None:
+                    raise ValueError(f"missing key {key!r} (or 'error')")
+            if not self.formats or set(self.formats) != set(self.fit):
+                raise ValueError("'formats' and 'fit' must name the same dtypes")
+        return self
+
+
+class Train(Open):
+    best_epoch: int
+    best_val_accuracy: float
+    epochs: int
+    history: list[dict[str, Any]]
+
+
+class ModelRecord(Open):
+    role: str
+    model: str
+    args: dict[str, Any]
+    params: int
+    size_fp32_bytes: int
+    test: TestScores
+    train: Optional[Train] = None
+    deploy: Optional[Deploy] = None
+
+
+class Models(Open):
+    teacher: ModelRecord
+    student_scratch: ModelRecord
+    student_kd: ModelRecord
+
+
+class Dataset(Open):
+    name: str
+    description: str
+    input_shape: list[int]
+    num_classes: int
+    class_names: list[str]
+    n_train: int
+    n_val: int
+    n_test: int
+
+
+class Device(Open):
+    name: str
+    description: str
+    flash_bytes: int
+    ram_bytes: int
+    macs_source: str
+
+
+class Environment(Open):
+    platform: str
+    gpu: Optional[str]
+    torch: str
+    accelerator: str
+
+
+class Comparison(Open):
+    kd_gain_over_scratch: float
+    kd_accuracy_drop_vs_teacher: float
+    compression_ratio_params: float
+
+
+class Metrics(Open):
+    schema_version: int
+    created: str
+    name: str
+    config: dict[str, Any]
+    environment: Environment
+    dataset: Dataset
+    device: Device
+    models: Models
+    comparison: Comparison
+
+
+def _where(error: dict) -> str:
+    return ".".join(str(part) for part in error["loc"]) or "(top level)"
+
+
+def check_metrics(raw: Any, source: str) -> dict:
+    """The raw dict, once it holds every key the reports read; otherwise one line naming the first bad key."""
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: holds {type(raw).__name__}, not a metrics object")
+    if raw.get("schema_version") != SCHEMA_VERSION:
+        raise UserError(f"{source}: schema_version {raw.get('schema_version')!r} is not {SCHEMA_VERSION}; it was "
+                        "written by another tool or version, so rerun the experiment")
+    try:
+        Metrics.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        problem = (f"missing key {_where(first)!r}" if first["type"] == "missing"
+                   else f"key {_where(first)!r}: {first['msg']}")
+        raise UserError(f"{source}: {problem}; it is not a complete edgedistill metrics.json (older or edited "
+                        "by hand?), so rerun the experiment") from None
+    return raw
