@@ -44,3 +44,38 @@ class NanAfter(nn.Module):
 
 def nan_after_one_epoch(input_shape, num_classes):
     return NanAfter(input_shape, num_classes, good_steps=4)
+
+
+def unexportable(input_shape, num_classes):
+    """Trains in eager PyTorch, but torch.onnx has no translation for kthvalue: its export must fail in one line."""
+
+    class KthValue(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = tiny_linear(input_shape, num_classes)
+
+        def forward(self, x):
+            flat = x.flatten(1)
+            return self.body((flat - flat.kthvalue(2, dim=1, keepdim=True).values).view_as(x))
+
+    return KthValue()
+
+
+def returns_tuple(input_shape, num_classes):
+    """A model that returns (logits, features), as many research models do."""
+
+    class Pair(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = tiny_linear(input_shape, num_classes)
+
+        def forward(self, x):
+            out = self.body(x)
+            return out, x
+
+    return Pair()
+
+
+def no_parameters(input_shape, num_classes):
+    """Pools the input to one value per class: nothing to train."""
+    return nn.Sequential(nn.Flatten(), nn.AdaptiveAvgPool1d(num_classes))

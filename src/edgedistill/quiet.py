@@ -49,11 +49,12 @@ def _redirected_fds(sink) -> Iterator[None]:
             os.dup2(sink.fileno(), fd)
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
             yield
-    finally:
-        sink.flush()
+    finally:  # the terminal comes back first: a full disk must not swallow the error that follows
         for fd, copy in saved.items():
             os.dup2(copy, fd)
             os.close(copy)
+        with contextlib.suppress(OSError):
+            sink.flush()
 
 
 @contextlib.contextmanager
@@ -74,9 +75,11 @@ def third_party_output() -> Iterator[None]:
         with _redirected_fds(sink), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             yield
-        for w in caught:
-            sink.write(f"warning: {w.category.__name__}: {w.message} ({w.filename}:{w.lineno})\n")
+        with contextlib.suppress(OSError):
+            for w in caught:
+                sink.write(f"warning: {w.category.__name__}: {w.message} ({w.filename}:{w.lineno})\n")
     finally:
         if own_root_handler:
             root.removeHandler(handler)
-        sink.close()
+        with contextlib.suppress(OSError):  # a log lost to a full disk; the write that matters fails on its own
+            sink.close()
