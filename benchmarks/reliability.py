@@ -2,14 +2,20 @@
 
     python benchmarks/reliability.py
 
-1. Each bad input of the test suite's lists (tests/test_cli.py), through the CLI: exit code, traceback or not, the
-   one line printed.
-2. kill -9 of a run in the middle of an epoch, then `edgedistill run --resume`: the resumed run's test metrics
+1. Each bad input of the test suite's lists (tests/test_cli.py, tests/test_hostile.py), through the CLI: exit code,
+   traceback or not, the one line printed.
+2. What a hostile new user tried beyond a bad config (issue 16): --overwrite on their own folder, path traversal in
+   `name`, a YAML alias bomb, NaN in their data, phantom classes, unwritable --out, an incomplete metrics.json. Each
+   row also says whether any file outside the run folder changed.
+3. A disk that fills up (a real tmpfs) before the run, during training and during export: the run must end in one
+   line, stay resumable, and `--resume` must finish it once space is freed.
+4. kill -9 of a run in the middle of an epoch, then `edgedistill run --resume`: the resumed run's test metrics
    against an uninterrupted run of the same deterministic config.
-3. The same run as one process and as two DDP processes under torchrun (gloo): test accuracy of each model.
+5. The same run as one process and as two DDP processes under torchrun (gloo): test accuracy of each model.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -18,8 +24,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -27,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from conftest import tiny_config  # noqa: E402
 from test_cli import BAD, BAD_FILES  # noqa: E402
+from test_hostile import ALIAS_BOMB, HOSTILE_FILES, deployed  # noqa: E402
 from test_reliability import digits_config  # noqa: E402
 from record import header, replace_section  # noqa: E402
 
@@ -54,7 +63,7 @@ def describe(mutate) -> str:
 
 def bad_inputs(tmp: Path) -> str:
     rows = ["| # | input | exit | traceback | message |", "|---|---|---|---|---|"]
-    cases = [(m, lambda c, t, m=m: m(c)) for m, _ in BAD] + [(m, m) for m, _ in BAD_FILES]
+    cases = [(m, lambda c, t, m=m: m(c)) for m, _ in BAD] + [(m, m) for m, _ in BAD_FILES + HOSTILE_FILES]
     for i, (named, make) in enumerate(cases, 1):
         folder = tmp / f"bad{i}"
         folder.mkdir()
@@ -65,6 +74,236 @@ def bad_inputs(tmp: Path) -> str:
         rows.append(f"| {i} | `{describe(named)}` | {proc.returncode} | {'yes' if 'Traceback' in proc.stderr else 'no'} "
                     f"| {line} |")
     return "\n".join(rows)
+
+
+def files_outside(tmp: Path, run_dirs: tuple[str, ...] = ("run",)) -> dict[str, bytes]:
+    return {str(f.relative_to(tmp)): f.read_bytes() for f in sorted(tmp.rglob("*"))
+            if f.is_file() and f.relative_to(tmp).parts[0] not in run_dirs}
+
+
+def last_line(proc: subprocess.CompletedProcess, tmp: Path) -> str:
+    return (proc.stderr.strip().splitlines() or [""])[-1].replace("|", "\\|").replace(str(tmp), "DIR")
+
+
+def finished_run(tmp: Path) -> Path:
+    """One tiny finished run, for the cases that start from one (its teacher.pt, its metrics.json)."""
+    out = tmp / "done"
+    if not (out / "metrics.json").exists():
+        assert cli("run", str(write(tmp, tiny_config())), "--out", str(out), "--quiet").returncode == 0
+    return out
+
+
+def own_folder(tmp: Path) -> Path:
+    own = tmp / "run"
+    (own / "notes").mkdir(parents=True)
+    (own / "notes" / "plan.txt").write_text("months of work")
+    return own
+
+
+def overwrite_own_folder_with_a_typo(tmp: Path) -> list[str]:
+    cfg = tiny_config()
+    cfg["data"].update(name="csv", path=str(tmp / "dta.csv"))
+    return ["run", str(write(tmp, cfg)), "--out", str(own_folder(tmp)), "--overwrite"]
+
+
+def overwrite_own_folder(tmp: Path) -> list[str]:
+    return ["run", str(write(tmp, tiny_config())), "--out", str(own_folder(tmp)), "--overwrite"]
+
+
+def config_with(change: Callable[[dict, Path], None]) -> Callable[[Path], list[str]]:
+    def setup(tmp: Path) -> list[str]:
+        cfg = tiny_config()
+        change(cfg, tmp)
+        return ["run", str(write(tmp, cfg)), "--out", str(tmp / "run"), "--quiet"]
+    return setup
+
+
+def yaml_text(text: str) -> Callable[[Path], list[str]]:
+    def setup(tmp: Path) -> list[str]:
+        (tmp / "exp.yaml").write_text(text)
+        return ["run", str(tmp / "exp.yaml"), "--out", str(tmp / "run")]
+    return setup
+
+
+def alias_bomb_under_data_options(tmp: Path) -> list[str]:
+    cfg = yaml.safe_dump({k: v for k, v in tiny_config().items() if k != "data"})
+    nested = "".join(f"    {ln}\n" for ln in ALIAS_BOMB.splitlines())
+    return yaml_text(cfg + "data:\n  name: mnist1d\n  options:\n" + nested)(tmp)
+
+
+def name_escaping_runs(name: str) -> Callable[[Path], list[str]]:
+    def setup(tmp: Path) -> list[str]:
+        return ["run", str(write(tmp, tiny_config())), "--set", f"name={name}"]
+    return setup
+
+
+def csv_with_nan(c: dict, tmp: Path) -> None:
+    (tmp / "t.csv").write_text("a,b,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(30)) + "1,nan,0\n")
+    c["data"] = {"name": "csv", "path": str(tmp / "t.csv")}
+
+
+def csv_with_inf(c: dict, tmp: Path) -> None:
+    (tmp / "t.csv").write_text("a,b,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(30)) + "inf,1,0\n")
+    c["data"] = {"name": "csv", "path": str(tmp / "t.csv")}
+
+
+def npz_with_nan(c: dict, tmp: Path) -> None:
+    import numpy as np
+
+    x = np.zeros((40, 3), dtype=np.float32)
+    x[5, 1] = np.nan
+    np.savez(tmp / "d.npz", x_train=x, y_train=np.arange(40) % 2, x_test=x[:4] * 0, y_test=np.arange(4) % 2)
+    c["data"] = {"name": "npz", "path": str(tmp / "d.npz")}
+
+
+def csv_test_label_unseen_in_training(c: dict, tmp: Path) -> None:
+    (tmp / "train.csv").write_text("a,label\n" + "".join(f"{i},{'ab'[i % 2]}\n" for i in range(30)))
+    (tmp / "test.csv").write_text("a,label\n1,a\n2,c\n")
+    c["data"] = {"name": "csv", "path": str(tmp / "train.csv"), "options": {"test_path": str(tmp / "test.csv")}}
+
+
+def npz_test_label_unseen_in_training(c: dict, tmp: Path) -> None:
+    import numpy as np
+
+    np.savez(tmp / "d.npz", x_train=np.zeros((40, 3)), y_train=np.arange(40) % 2, x_test=np.zeros((2, 3)),
+             y_test=np.array([0, 7]))
+    c["data"] = {"name": "npz", "path": str(tmp / "d.npz")}
+
+
+def empty_class_folder(c: dict, tmp: Path) -> None:
+    from test_hostile import _images
+
+    _images(tmp / "imgs", ["cat", "dog"])
+    (tmp / "imgs" / "bird").mkdir()
+    c["data"] = {"name": "image_folder", "path": str(tmp / "imgs")}
+
+
+def teacher_checkpoint_with_nan(c: dict, tmp: Path) -> None:
+    import torch
+
+    ckpt = torch.load(finished_run(tmp.parent) / "teacher.pt", weights_only=True)
+    name = next(k for k, v in ckpt["state_dict"].items() if v.is_floating_point())
+    ckpt["state_dict"][name].view(-1)[0] = float("nan")
+    torch.save(ckpt, tmp / "nan_teacher.pt")
+    c["teacher"]["checkpoint"] = str(tmp / "nan_teacher.pt")
+
+
+def out_under_a_file(tmp: Path) -> list[str]:
+    (tmp / "a_file").write_text("x")
+    return ["run", str(write(tmp, tiny_config())), "--out", str(tmp / "a_file" / "run")]
+
+
+def report_of_incomplete_metrics(tmp: Path) -> list[str]:
+    done = finished_run(tmp.parent)
+    (tmp / "run").mkdir()
+    m = json.loads((done / "metrics.json").read_text())
+    del m["models"]["teacher"]["test"]["accuracy"]
+    (tmp / "run" / "metrics.json").write_text(json.dumps(m))
+    return ["report", str(tmp / "run")]
+
+
+def resume_a_finished_run(tmp: Path) -> list[str]:
+    import shutil
+
+    shutil.copytree(finished_run(tmp.parent), tmp / "run")
+    return ["run", "--resume", str(tmp / "run")]
+
+
+HOSTILE: list[tuple[str, Callable[[Path], list[str]]]] = [
+    ("--overwrite on the user's own folder, data.path misspelt", overwrite_own_folder_with_a_typo),
+    ("--overwrite on the user's own folder, a good config", overwrite_own_folder),
+    ("name: ../../escaped (no --out)", name_escaping_runs("../../escaped")),
+    ("name: /tmp/absolute (no --out)", name_escaping_runs("/tmp/absolute")),
+    ("YAML alias bomb under data.options (474 bytes)", alias_bomb_under_data_options),
+    ("duplicate key in the config", yaml_text(yaml.safe_dump(tiny_config()) + "seed: 5\n")),
+    ("malformed YAML", yaml_text("teacher: [unclosed\n")),
+    ("NaN in a CSV", config_with(csv_with_nan)),
+    ("inf in a CSV", config_with(csv_with_inf)),
+    ("NaN in an npz", config_with(npz_with_nan)),
+    ("CSV test label never seen in training", config_with(csv_test_label_unseen_in_training)),
+    ("npz test label never seen in training", config_with(npz_test_label_unseen_in_training)),
+    ("an empty class folder", config_with(empty_class_folder)),
+    ("teacher checkpoint with a NaN weight", config_with(teacher_checkpoint_with_nan)),
+    ("--out under an existing file", out_under_a_file),
+    ("`edgedistill report` on a metrics.json missing a key", report_of_incomplete_metrics),
+    ("--resume on a finished run", resume_a_finished_run),
+]
+
+
+def hostile(tmp: Path) -> str:
+    rows = ["| # | what the user did | exit | traceback | stderr lines | files outside the run folder | message |",
+            "|---|---|---|---|---|---|---|"]
+    for i, (what, setup) in enumerate(HOSTILE, 1):
+        folder = tmp / f"case{i}"
+        folder.mkdir()
+        argv = setup(folder)
+        before, around = files_outside(folder), set(tmp.iterdir()) | set(Path("/tmp").glob("absolute*"))
+        proc = subprocess.run([sys.executable, "-m", "edgedistill", *argv], capture_output=True, text=True, env=ENV,
+                              timeout=600, cwd=folder)
+        after = files_outside(folder, ("run", "runs"))
+        before = {k: v for k, v in before.items() if not k.startswith("runs/")}
+        same = "unchanged" if after == before else "CHANGED"
+        escaped = (set(tmp.iterdir()) | set(Path("/tmp").glob("absolute*"))) - around - {folder, tmp / "done",
+                                                                                       tmp / "exp.yaml"}
+        same += f"; wrote {sorted(map(str, escaped))}" if escaped else ""
+        lines = len([ln for ln in proc.stderr.splitlines() if ln.strip()])
+        rows.append(f"| {i} | {what} | {proc.returncode} | {'yes' if 'Traceback' in proc.stderr else 'no'} | "
+                    f"{lines} | {same} | {last_line(proc, folder)} |")
+    return "\n".join(rows)
+
+
+@contextlib.contextmanager
+def small_disk(where: Path, size: str = "64m"):
+    where.mkdir(parents=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)]).returncode:
+        raise SystemExit("the disk-full cases mount a tmpfs: run this as root")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)])
+
+
+def fill(filler: Path, when: Callable[[], bool]) -> threading.Thread:
+    def run() -> None:
+        deadline = time.monotonic() + 300
+        while not when() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        with contextlib.suppress(OSError), filler.open("wb") as fh:
+            while True:
+                fh.write(b"\0" * (1 << 20))
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def full_disk(tmp: Path) -> str:
+    cfg = write(tmp, deployed(tiny_config()))
+    moments = [("before the run starts", lambda out: True),
+               ("during the teacher's training", lambda out: (out / "logs" / "teacher.jsonl").exists()),
+               ("during the scratch student's training", lambda out: (out / "state" / "student_scratch.pt").exists()),
+               ("during export", lambda out: (out / "export").exists())]
+    rows = ["| disk fills | exit | traceback | stderr lines | metrics.json | message | after freeing: `--resume` |",
+            "|---|---|---|---|---|---|---|"]
+    for i, (moment, ready) in enumerate(moments):
+        with small_disk(tmp / f"disk{i}") as disk:
+            out, filler = disk / "run", disk / "filler"
+            fill(filler, lambda: ready(out)).join(timeout=0 if i else 30)
+            proc = cli("run", str(cfg), "--out", str(out), "--quiet")
+            kept = (out / "metrics.json").exists()
+            lines = len([ln for ln in proc.stderr.splitlines() if ln.strip()])
+            filler.unlink(missing_ok=True)
+            if out.exists():
+                again = cli("run", "--resume", str(out), "--quiet")
+                m = json.loads((out / "metrics.json").read_text()) if again.returncode == 0 else {}
+                errors = [r for r, rec in m.get("models", {}).items() if "error" in rec.get("deploy", {})]
+                then = (f"exit {again.returncode}, metrics.json written, deploy errors: {errors or 'none'}"
+                        if again.returncode == 0 else f"exit {again.returncode}: {last_line(again, disk)}")
+            else:
+                then = "no run folder was left; rerun from scratch"
+            rows.append(f"| {moment} | {proc.returncode} | {'yes' if 'Traceback' in proc.stderr else 'no'} | {lines} "
+                        f"| {'written' if kept else 'not written'} | {last_line(proc, disk)} | {then} |")
+    return ("A real 64 MiB tmpfs holds the run folder; a thread fills it with one file the moment the named file "
+            "appears. The tiny deployed mnist1d config of the tests, MCU profile.\n\n" + "\n".join(rows))
 
 
 def test_scores(run_dir: Path) -> dict[str, float]:
@@ -132,7 +371,8 @@ def main() -> None:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        parts = {"bad_inputs": bad_inputs, "resume": kill_and_resume, "ddp": ddp}
+        parts = {"bad_inputs": bad_inputs, "hostile": hostile, "full_disk": full_disk, "resume": kill_and_resume,
+                 "ddp": ddp}
         bodies = {}
         for key, fn in parts.items():
             (tmp / key).mkdir()

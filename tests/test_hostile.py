@@ -348,14 +348,17 @@ def test_report_names_a_missing_key(tmp_path):
     assert_one_line_error(run_cli("report", str(out)), "missing key 'models.student_kd.test.f1_macro'")
 
 
-def test_every_missing_key_of_a_deployed_metrics_json_is_named_not_a_crash(tmp_path, deployed_run):
-    """Remove each key of a real file in turn: the reports either still build or name the key."""
+def test_every_missing_key_of_a_deployed_metrics_json_is_named_or_not_needed(tmp_path, deployed_run):
+    """Remove each key of a real file in turn: the schema names it, or the reports build without it. The keys the
+    schema lets go are then all removed at once (keeping or dropping the optional sections), and the reports must
+    still build from what is left."""
     import copy
 
     from edgedistill.errors import UserError
+    from edgedistill.metrics import check_metrics
     from edgedistill.report import rebuild_reports
 
-    run_dir, metrics = deployed_run
+    _, metrics = deployed_run
     opaque = {"config", "history", "per_class", "confusion_matrix", "budget", "class_names", "input_shape", "args",
               "overflows", "distill"}
 
@@ -365,15 +368,36 @@ def test_every_missing_key_of_a_deployed_metrics_json_is_named_not_a_crash(tmp_p
             if key not in opaque:
                 yield from paths(value, prefix + (key,))
 
-    for path in paths(metrics):
-        broken = copy.deepcopy(metrics)
+    def without(m: dict, path: tuple) -> dict | None:
+        broken, parent = copy.deepcopy(m), None
         parent = broken
         for key in path[:-1]:
+            if key not in parent:
+                return None
             parent = parent[key]
+        if path[-1] not in parent:
+            return None
         del parent[path[-1]]
-        (tmp_path / "metrics.json").write_text(json.dumps(broken))
-        with contextlib.suppress(UserError):
-            rebuild_reports(tmp_path)
+        return broken
+
+    optional = []
+    for path in paths(metrics):
+        try:
+            check_metrics(without(metrics, path), "metrics.json")
+            optional.append(path)
+        except UserError as err:
+            assert "metrics.json: " in str(err) and "'" in str(err)
+    assert optional and len(optional) < len(list(paths(metrics)))
+    sections = {"deploy", "early_fit_check", "train", "val", "student_search"}
+    for keep_sections in (True, False):
+        smallest = metrics
+        for path in optional:
+            if keep_sections and path[-1] in sections:
+                continue
+            smallest = without(smallest, path) or smallest
+        check_metrics(smallest, "metrics.json")
+        (tmp_path / "metrics.json").write_text(json.dumps(smallest))
+        assert rebuild_reports(tmp_path).is_file()
 
 
 def test_nonfinite_teacher_checkpoint_is_refused_before_any_training(tmp_path):

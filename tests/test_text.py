@@ -138,3 +138,20 @@ def test_a_tokenizer_pads_with_its_own_pad_token_or_is_refused(tmp_path):
         load_dataset("amazon_reviews", options={"tokenizer": str(tmp_path / "none"), "max_length": 8},
                      limit_train=20, limit_test=10)
     assert "could not tokenize" not in str(err.value)
+
+
+def test_quiet_text_run_prints_no_library_chatter(tmp_path):
+    """transformers' model-load report goes to logs/libraries.log, not the terminal."""
+    import yaml
+
+    cfg = {"name": "quiet-text", "seed": 0,
+           "data": {"name": "amazon_reviews", "options": {"max_length": 16}, "limit_train": 60, "limit_test": 20},
+           "teacher": {"model": "hf_text", "args": {"freeze": True},
+                       "train": {"epochs": 1, "batch_size": 32, "lr": 0.001, "max_steps_per_epoch": 1}},
+           "student": {"model": "text_cnn", "args": {"dim": 8, "channels": 8},
+                       "train": {"epochs": 1, "batch_size": 32, "lr": 0.003, "max_steps_per_epoch": 1}},
+           "deploy": {"enabled": False}}
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(cfg))
+    proc = run_cli("run", str(tmp_path / "t.yaml"), "--out", str(tmp_path / "run"), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == "" and "\x1b[" not in proc.stdout

@@ -170,7 +170,9 @@ def check_metrics(raw: Any, source: str) -> dict:
     """The raw dict, once it holds every key the reports read; otherwise one line naming the first bad key."""
     if not isinstance(raw, dict):
         raise UserError(f"{source}: holds {type(raw).__name__}, not a metrics object")
-    if raw.get("schema_version") != SCHEMA_VERSION:
+    if "schema_version" not in raw:
+        raise UserError(f"{source}: missing key 'schema_version'; it is not an edgedistill metrics.json")
+    if raw["schema_version"] != SCHEMA_VERSION:
         raise UserError(f"{source}: schema_version {raw.get('schema_version')!r} is not {SCHEMA_VERSION}; it was "
                         "written by another tool or version, so rerun the experiment")
     try:
