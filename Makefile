@@ -20,8 +20,9 @@ install-dev: $(BIN)/python
 demo: install
 	$(BIN)/edgedistill run --out runs/demo --overwrite
 
+# the suite is mostly CLI subprocesses (interpreter start-up dominates), so one worker per core nearly halves it
 test: install-dev
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info src/*.egg-info

@@ -24,7 +24,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -35,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from conftest import tiny_config  # noqa: E402
 from test_cli import BAD, BAD_FILES  # noqa: E402
-from test_hostile import ALIAS_BOMB, HOSTILE_FILES, deployed  # noqa: E402
+from test_hostile import ALIAS_BOMB, HOSTILE_FILES, deployed, fill_when  # noqa: E402
 from test_reliability import digits_config  # noqa: E402
 from record import header, replace_section  # noqa: E402
 
@@ -263,19 +262,6 @@ def small_disk(where: Path, size: str = "64m"):
         subprocess.run(["umount", "-l", str(where)])
 
 
-def fill(filler: Path, when: Callable[[], bool]) -> threading.Thread:
-    def run() -> None:
-        deadline = time.monotonic() + 300
-        while not when() and time.monotonic() < deadline:
-            time.sleep(0.005)
-        with contextlib.suppress(OSError), filler.open("wb") as fh:
-            while True:
-                fh.write(b"\0" * (1 << 20))
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
-
-
 def full_disk(tmp: Path) -> str:
     cfg = write(tmp, deployed(tiny_config()))
     moments = [("before the run starts", lambda out: True),
@@ -287,7 +273,7 @@ def full_disk(tmp: Path) -> str:
     for i, (moment, ready) in enumerate(moments):
         with small_disk(tmp / f"disk{i}") as disk:
             out, filler = disk / "run", disk / "filler"
-            fill(filler, lambda: ready(out)).join(timeout=0 if i else 30)
+            fill_when(filler, lambda out=out, ready=ready: ready(out)).join(timeout=0 if i else 30)
             proc = cli("run", str(cfg), "--out", str(out), "--quiet")
             kept = (out / "metrics.json").exists()
             lines = len([ln for ln in proc.stderr.splitlines() if ln.strip()])

@@ -45,6 +45,22 @@ def tmpfs(where: Path, size: str, read_only: bool = False):
         subprocess.run(["umount", "-l", str(where)], capture_output=True)
 
 
+def fill_when(filler: Path, ready) -> threading.Thread:
+    """Fill the disk under `filler` with one file, in a thread, the moment `ready()` holds."""
+
+    def fill() -> None:
+        deadline = time.monotonic() + 300
+        while not ready() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        with contextlib.suppress(OSError), filler.open("wb") as fh:
+            while True:
+                fh.write(b"\0" * (1 << 20))
+
+    thread = threading.Thread(target=fill, daemon=True)
+    thread.start()
+    return thread
+
+
 # 1. warnings after the first int8 quantization
 def test_fit_warning_after_quantization_reaches_stderr(tmp_path):
     catalog = tmp_path / "devices.yaml"
@@ -216,7 +232,6 @@ def model_without_parameters(c, tmp):
 
 def checkpoint_with_code(c, tmp):
     import os
-    import pickle
 
     import torch
 
@@ -225,7 +240,6 @@ def checkpoint_with_code(c, tmp):
             return (os.system, ("echo pwned",))
 
     torch.save({"state_dict": Payload()}, tmp / "evil.pt")
-    assert pickle  # the payload is built by torch.save's pickler
     c["teacher"]["checkpoint"] = str(tmp / "evil.pt")
 
 
@@ -266,16 +280,7 @@ def test_full_disk_during_export_leaves_a_resumable_run(tmp_path):
     with tmpfs(tmp_path / "disk", "64m") as disk:
         out, filler = disk / "run", disk / "filler"
 
-        def fill_when_export_starts() -> None:
-            deadline = time.monotonic() + 240
-            while not (out / "export").exists() and time.monotonic() < deadline:
-                time.sleep(0.005)
-            with contextlib.suppress(OSError), filler.open("wb") as fh:
-                while True:
-                    fh.write(b"\0" * (1 << 20))
-
-        watcher = threading.Thread(target=fill_when_export_starts, daemon=True)
-        watcher.start()
+        watcher = fill_when(filler, lambda: (out / "export").exists())
         proc = run_cli("run", str(cfg), "--out", str(out), "--quiet")
         watcher.join(timeout=5)
         assert filler.exists(), "the disk was never filled"
@@ -306,7 +311,7 @@ def test_failed_export_is_one_warning_and_its_dump_goes_to_the_log(tmp_path):
 
 
 # 8. a run name is a label
-@pytest.mark.parametrize("name", ["../../escaped", "/tmp/absolute", ".hidden"])
+@pytest.mark.parametrize("name", ["../../escaped", "/tmp/absolute"])
 def test_run_name_cannot_leave_runs_folder(tmp_path, name):
     work = tmp_path / "work"
     work.mkdir()

@@ -76,7 +76,7 @@ def test_numbers_and_token_ids_are_not_mixed_up(tmp_path):
     from conftest import tiny_config
 
     words_to_mlp = tiny_config("amazon_reviews", teacher="mlp", student="mlp")
-    with pytest.raises(UserError, match="student.model: 'mlp' reads .* token ids; use a text model"):
+    with pytest.raises(UserError, match="teacher.model: 'mlp' reads .* token ids; use a text model"):  # checked first
         edgedistill.run(words_to_mlp, out_dir=tmp_path / "a", progress=False)
     numbers_to_text_cnn = tiny_config("pima", teacher="mlp", student="text_cnn")
     numbers_to_text_cnn["data"].pop("limit_test")
