@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from conftest import tiny_config  # noqa: E402
 from test_cli import BAD, BAD_FILES  # noqa: E402
-from test_hostile import ALIAS_BOMB, HOSTILE_FILES, deployed, fill_when  # noqa: E402
+from test_hostile import HOSTILE_FILES, alias_bomb_config, deployed, fill_when  # noqa: E402
 from test_reliability import digits_config  # noqa: E402
 from record import header, replace_section  # noqa: E402
 
@@ -124,12 +124,6 @@ def yaml_text(text: str) -> Callable[[Path], list[str]]:
     return setup
 
 
-def alias_bomb_under_data_options(tmp: Path) -> list[str]:
-    cfg = yaml.safe_dump({k: v for k, v in tiny_config().items() if k != "data"})
-    nested = "".join(f"    {ln}\n" for ln in ALIAS_BOMB.splitlines())
-    return yaml_text(cfg + "data:\n  name: mnist1d\n  options:\n" + nested)(tmp)
-
-
 def name_escaping_runs(name: str) -> Callable[[Path], list[str]]:
     def setup(tmp: Path) -> list[str]:
         return ["run", str(write(tmp, tiny_config())), "--set", f"name={name}"]
@@ -213,7 +207,7 @@ HOSTILE: list[tuple[str, Callable[[Path], list[str]]]] = [
     ("--overwrite on the user's own folder, a good config", overwrite_own_folder),
     ("name: ../../escaped (no --out)", name_escaping_runs("../../escaped")),
     ("name: /tmp/absolute (no --out)", name_escaping_runs("/tmp/absolute")),
-    ("YAML alias bomb under data.options (474 bytes)", alias_bomb_under_data_options),
+    ("YAML alias bomb under data.options", yaml_text(alias_bomb_config())),
     ("duplicate key in the config", yaml_text(yaml.safe_dump(tiny_config()) + "seed: 5\n")),
     ("malformed YAML", yaml_text("teacher: [unclosed\n")),
     ("NaN in a CSV", config_with(csv_with_nan)),

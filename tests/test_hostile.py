@@ -333,10 +333,15 @@ i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
 """
 
 
+def alias_bomb_config() -> str:
+    """The tiny config with the bomb under data.options, where the loader would expand it (as the user found)."""
+    rest = yaml.safe_dump({k: v for k, v in tiny_config().items() if k != "data"})
+    return rest + "data:\n  name: mnist1d\n  options:\n" + "".join(f"    {ln}\n" for ln in ALIAS_BOMB.splitlines())
+
+
 def test_yaml_alias_bomb_and_duplicate_keys_are_refused(tmp_path):
     bomb = tmp_path / "bomb.yaml"
-    bomb.write_text(yaml.safe_dump(tiny_config()) + "data_extra:\n" + "".join(f"  {ln}\n" for ln in
-                                                                              ALIAS_BOMB.splitlines()))
+    bomb.write_text(alias_bomb_config())
     assert_one_line_error(run_cli("run", str(bomb)), "alias *a is not allowed")
     dup = tmp_path / "dup.yaml"
     dup.write_text(yaml.safe_dump(tiny_config()) + "seed: 5\n")
