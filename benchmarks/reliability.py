@@ -15,6 +15,7 @@
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import inspect
 import json
@@ -347,16 +348,21 @@ def ddp(tmp: Path) -> str:
             + "\n".join(rows))
 
 
+PARTS = {"bad_inputs": bad_inputs, "hostile": hostile, "full_disk": full_disk, "resume": kill_and_resume, "ddp": ddp}
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", nargs="+", choices=list(PARTS), default=list(PARTS),
+                        help="rerun only these tables (default: all)")
+    args = parser.parse_args()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        parts = {"bad_inputs": bad_inputs, "hostile": hostile, "full_disk": full_disk, "resume": kill_and_resume,
-                 "ddp": ddp}
         bodies = {}
-        for key, fn in parts.items():
+        for key in args.parts:
             (tmp / key).mkdir()
-            bodies[key] = fn(tmp / key)
+            bodies[key] = PARTS[key](tmp / key)
     head = header(time.perf_counter() - t0)
     for key, body in bodies.items():
         replace_section(f"reliability_{key}", f"{head}\n{body}\n", doc=DOC)
