@@ -41,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
     c = add("classify", help="classify raw strings with a text run's exported ONNX model")
     c.add_argument("onnx", help="an .onnx file from a text run's export/ folder")
     c.add_argument("texts", nargs="+", metavar="TEXT")
+    e = add("export", help="export a finished run's models to other formats, without retraining")
+    e.add_argument("run_dir", help="a finished run folder")
+    e.add_argument("--format", dest="formats", action="append", required=True, metavar="RUNTIME-DTYPE",
+                   help="e.g. tflm-int8, executorch-int8, litert-fp32, onnxruntime-int8 (repeatable)")
     d = add("devices", help="list the edge device profiles")
     d.add_argument("--catalog", help="your own device YAML, added to the packaged catalog")
     return p
@@ -87,6 +91,16 @@ def cmd_seeds(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from edgedistill.export_run import export_run
+    from edgedistill.report.markdown import deliverables, fit_summary
+
+    metrics = export_run(args.run_dir, args.formats)
+    print(deliverables(metrics))
+    print(fit_summary(metrics))
+    return 0
+
+
 def cmd_datasets(_: argparse.Namespace) -> int:
     from edgedistill.data import list_datasets
 
@@ -122,11 +136,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_devices(args: argparse.Namespace) -> int:
     from edgedistill.deploy import load_catalog
 
-    print(f"{'name':16s} {'flash':>10s} {'RAM':>10s} {'cores':>5s} {'dtypes':12s} {'budget':>8s}  description")
+    print(f"{'name':16s} {'flash':>10s} {'RAM':>10s} {'cores':>5s} {'budget':>8s}  {'formats':36s} description")
     for name, d in load_catalog(args.catalog).items():
         budget = f"{d.latency_budget_ms:g} ms" if d.latency_budget_ms else "-"
+        formats = ",".join(d.formats) + (f" + Vela ({d.npu.accelerator_config})" if d.npu else "")
         print(f"{name:16s} {_bytes(d.flash_bytes):>10s} {_bytes(d.ram_bytes):>10s} {d.cores:5d} "
-              f"{','.join(d.dtypes):12s} {budget:>8s}  {d.description}")
+              f"{budget:>8s}  {formats:36s} {' '.join(d.description.split())}")
     return 0
 
 
@@ -160,7 +175,7 @@ def _warnings_to_stderr() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler = {"run": cmd_run, "datasets": cmd_datasets, "models": cmd_models, "devices": cmd_devices,
-               "report": cmd_report, "compare": cmd_compare, "classify": cmd_classify}[args.command]
+               "report": cmd_report, "compare": cmd_compare, "classify": cmd_classify, "export": cmd_export}[args.command]
     _warnings_to_stderr()
     try:
         return handler(args)

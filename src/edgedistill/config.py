@@ -198,7 +198,10 @@ class DeployConfig(Strict):
     """Export, quantize, profile and fit-check every model after training."""
 
     enabled: bool = True
-    quantize: bool = Field(True, description="int8 static quantization with ONNX Runtime")
+    formats: list[str] | None = Field(
+        None, description="runtime-dtype files to produce (tflm-int8, executorch-int8, litert-fp32, "
+                          "onnxruntime-int8, ...); the device profile's formats when unset")
+    quantize: bool = Field(True, description="produce the int8 formats (post-training static quantization)")
     calibration_samples: int = Field(512, ge=8, description="training samples used to calibrate int8 ranges")
     input_bits: Literal[8, 16] = Field(
         8, description="bits of the int8 model's input; 16 (the layers reading it run 16x8, like CMSIS-NN's s16 "

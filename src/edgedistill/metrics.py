@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from edgedistill.errors import UserError
 
-SCHEMA_VERSION = 1  # documented in docs/metrics.md
+SCHEMA_VERSION = 2  # documented in docs/metrics.md; version 1 files are migrated on reading
 
 
 class Open(BaseModel):
@@ -67,10 +67,13 @@ class Latency(Open):
 
 
 class Format(Open):
+    runtime: str
+    dtype: str
     file: str
     file_bytes: int
     peak_activation_bytes: int
-    test_accuracy_onnxruntime: float
+    test_accuracy: float
+    val_accuracy: float
     host_latency: Latency
 
 
@@ -79,18 +82,21 @@ class Deploy(Open):
 
     error: Optional[str] = None
     macs: Optional[int] = None
-    formats: dict[str, Format] = {}
+    formats: dict[str, Format] = {}  # keyed runtime-dtype: tflm-int8, onnxruntime-fp32, ...
     fit: dict[str, Fit] = {}
-    preferred_dtype: Optional[str] = None
+    failed: dict[str, str] = {}  # formats whose converter or runtime failed, with the reason
+    preferred: Optional[str] = None
 
     @model_validator(mode="after")
     def _complete(self) -> "Deploy":
         if self.error is None:
-            for key in ("macs", "preferred_dtype"):
+            for key in ("macs", "preferred"):
                 if getattr(self, key) is None:
                     raise ValueError(f"missing key {key!r} (or 'error')")
             if not self.formats or set(self.formats) != set(self.fit):
-                raise ValueError("'formats' and 'fit' must name the same dtypes")
+                raise ValueError("'formats' and 'fit' must name the same formats")
+            if self.preferred not in self.formats:
+                raise ValueError(f"'preferred' names {self.preferred!r}, which is not among 'formats'")
         return self
 
 
@@ -166,12 +172,41 @@ def _where(error: dict) -> str:
     return ".".join(str(part) for part in error["loc"]) or "(top level)"
 
 
+def migrate_v1(raw: dict) -> dict:
+    """Version 1 keyed formats by dtype alone (all were ONNX Runtime files) and named its accuracies after it."""
+    for record in raw.get("models", {}).values():
+        dep = record.get("deploy") if isinstance(record, dict) else None
+        if not isinstance(dep, dict) or "error" in dep:
+            continue
+        rename = {dtype: f"onnxruntime-{dtype}" for dtype in dep.get("formats", {})}
+        formats = {}
+        for dtype, fmt in dep.get("formats", {}).items():
+            fmt = dict(fmt)
+            fmt.setdefault("runtime", "onnxruntime")
+            fmt.setdefault("dtype", dtype)
+            for old, new in (("test_accuracy_onnxruntime", "test_accuracy"), ("val_accuracy_onnxruntime", "val_accuracy")):
+                if old in fmt:
+                    fmt[new] = fmt.pop(old)
+            formats[rename[dtype]] = fmt
+        dep["formats"] = formats
+        dep["fit"] = {rename.get(k, k): v for k, v in dep.get("fit", {}).items()}
+        if "preferred_dtype" in dep:
+            dep["preferred"] = rename.get(dep.pop("preferred_dtype"))
+    raw["schema_version"] = SCHEMA_VERSION
+    return raw
+
+
+MIGRATIONS = {1: migrate_v1}
+
+
 def check_metrics(raw: Any, source: str) -> dict:
     """The raw dict, once it holds every key the reports read; otherwise one line naming the first bad key."""
     if not isinstance(raw, dict):
         raise UserError(f"{source}: holds {type(raw).__name__}, not a metrics object")
     if "schema_version" not in raw:
         raise UserError(f"{source}: missing key 'schema_version'; it is not an edgedistill metrics.json")
+    if raw["schema_version"] in MIGRATIONS:
+        raw = MIGRATIONS[raw["schema_version"]](raw)
     if raw["schema_version"] != SCHEMA_VERSION:
         raise UserError(f"{source}: schema_version {raw.get('schema_version')!r} is not {SCHEMA_VERSION}; it was "
                         "written by another tool or version, so rerun the experiment")

@@ -25,7 +25,8 @@ from edgedistill.config import ExperimentConfig, ModelConfig, resolve_config
 from edgedistill.compress import prune_to_budget
 from edgedistill.compress.qat import attach_fake_quant, detach_fake_quant
 from edgedistill.data import DataSplits, load_dataset
-from edgedistill.deploy import DeviceProfile, check_input_bits, deploy_model, early_fit_check, get_device
+from edgedistill.deploy import (DeviceProfile, check_deploy, check_input_bits, deploy_model, device_formats,
+                               early_fit_check, get_device)
 from edgedistill.deploy.text_frontend import save_text_frontend
 from edgedistill.distill import CrossEntropy, build_method
 from edgedistill.distill.cache import TeacherCache, load_or_build
@@ -208,7 +209,7 @@ def warn_early_fit(cfg: ExperimentConfig, probe: nn.Module, data: DataSplits, de
     bits = cfg.deploy.input_bits if cfg.deploy.quantize else 8
     try:
         check_input_bits(probe, data.input_shape, data.x_train[:64], bits)
-        verdict = early_fit_check(probe, data.input_shape, data.x_train[:64], device, bits)
+        verdict = early_fit_check(probe, data.input_shape, data.x_train[:64], device, formats_of(cfg, device), bits)
     except UserError:
         raise
     except Exception as exc:  # the check must not stop a run whose export would fail only later
@@ -225,8 +226,8 @@ def deploy_one(cfg: ExperimentConfig, data: DataSplits, role: str, model: nn.Mod
     """Export, quantize, score through ONNX Runtime, profile and fit-check one model; failures are recorded."""
     try:
         record = deploy_model(model, role, data.input_shape, run_dir / "export", data, test_logits,
-                              data.x_train[:cfg.deploy.calibration_samples], device, cfg.deploy.latency_runs,
-                              cfg.deploy.quantize, cfg.deploy.input_bits)
+                              data.x_train[:cfg.deploy.calibration_samples], device, formats_of(cfg, device),
+                              cfg.deploy.latency_runs, cfg.deploy.input_bits)
     except Exception as exc:  # a failed export must not throw away hours of training
         if (env := environment_cause(exc)) is not None:
             raise env from exc  # a full disk is the machine's fault: the run stays unfinished and resumable
@@ -260,12 +261,20 @@ def note_failure(role: str, exc: BaseException) -> str:
     return str(path)
 
 
+def formats_of(cfg: ExperimentConfig, device: DeviceProfile) -> list[str]:
+    return device_formats(device, cfg.deploy.formats, cfg.deploy.quantize)
+
+
 def int8_loss_points(record: dict) -> float | None:
-    """Validation accuracy int8 PTQ cost, in points (validation, so the test set chooses nothing)."""
+    """Validation accuracy int8 PTQ cost in points, through the preferred int8 runtime against PyTorch fp32
+    (validation, so the test set chooses nothing)."""
     formats = record.get("formats", {})
-    if "int8" not in formats:
+    chosen = record.get("preferred")
+    if chosen not in formats or formats[chosen]["dtype"] != "int8":
+        chosen = next((k for k, f in formats.items() if f["dtype"] == "int8"), None)
+    if chosen is None:
         return None
-    return round(100 * (formats["fp32"]["val_accuracy_onnxruntime"] - formats["int8"]["val_accuracy_onnxruntime"]), 6)
+    return round(100 * (record["val_accuracy_torch"] - formats[chosen]["val_accuracy"]), 6)
 
 
 def quantization_aware_finetune(cfg: ExperimentConfig, data: DataSplits, student: nn.Module, teacher: nn.Module,
@@ -323,6 +332,8 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
     device = get_device(cfg.device, cfg.device_catalog)  # 1. the edge device
     if cfg.latency_budget_ms is not None:
         device = device.model_copy(update={"latency_budget_ms": cfg.latency_budget_ms})
+    if cfg.deploy.enabled:  # a runtime that is not installed is named now, with its pip command
+        check_deploy(formats_of(cfg, device), device, cfg.deploy.input_bits if cfg.deploy.quantize else 8)
     split_seed = cfg.seed if cfg.data.split_seed is None else cfg.data.split_seed
     data = load_dataset(cfg.data.name, cfg.data.path, cfg.data.val_fraction, split_seed, cfg.data.options,
                         cfg.data.limit_train, cfg.data.limit_test)

@@ -16,7 +16,7 @@ import torch
 
 from edgedistill.config import ExperimentConfig, ModelConfig
 from edgedistill.data import DataSplits
-from edgedistill.deploy import DeviceProfile, early_fit_check
+from edgedistill.deploy import DeviceProfile, device_formats, early_fit_check
 from edgedistill.distill import CrossEntropy
 from edgedistill.distill.trainer import train_model
 from edgedistill.errors import UserError, first_line
@@ -77,7 +77,8 @@ def search_student(cfg: ExperimentConfig, data: DataSplits, device: DeviceProfil
         t0 = time.perf_counter()
         args = record["args"]
         model = build(ModelConfig(model=sc.family, args=args), "student", data, cfg.seed + 1)
-        verdict = early_fit_check(model, data.input_shape, data.x_train[:64], device, cfg.deploy.input_bits)
+        formats = device_formats(device, cfg.deploy.formats, cfg.deploy.quantize)
+        verdict = early_fit_check(model, data.input_shape, data.x_train[:64], device, formats, cfg.deploy.input_bits)
         checks = verdict["checks"]
         record |= {"params": count_params(model), "fits": verdict["fits"],
                    "overflows": verdict["overflows"], "dtype": verdict["dtype"],

@@ -1,6 +1,8 @@
-"""Edge deployment: export to ONNX, int8 quantization, measured footprint, and the fit check against a device.
+"""Edge deployment: the files a device's runtime loads (ONNX, ExecuTorch .pte, LiteRT .tflite, TFLite Micro C
+source), each scored and timed here through that runtime, and the fit check against the device.
 
-Every figure here is measured on the real artefact: file bytes on disk, ONNX Runtime accuracy and latency.
+Every figure is measured on the real artefact: file bytes on disk, accuracy and latency through the runtime, the
+tensor arena TFLite Micro allocates, Vela's report for an NPU. The graph-walk RAM estimate is kept beside them.
 """
 from __future__ import annotations
 
@@ -8,39 +10,207 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 import torch.nn as nn
 
-from edgedistill.deploy.devices import DeviceProfile, get_device, load_catalog
-from edgedistill.deploy.fit import fit_check
-from edgedistill.deploy.onnx_export import export_onnx, logit_agreement, onnx_file_bytes, ort_logits
-from edgedistill.deploy.profile import count_macs, measure_latency, peak_activation_bytes
-from edgedistill.deploy.quantize import quantize_int8, quantized_bits, quantized_input_bits
 from edgedistill.data import DataSplits
+from edgedistill.deploy.backends import Backend, check_formats, parse_format, run_batches
+from edgedistill.deploy.devices import DeviceProfile, get_device, load_catalog
+from edgedistill.deploy.fit import Footprint, fit_check
+from edgedistill.deploy.onnx_export import export_onnx, logit_agreement, onnx_file_bytes
+from edgedistill.deploy.profile import count_macs, host_threads, measure_latency, peak_activation_bytes
+from edgedistill.deploy.quantize import quantize_int8, quantized_bits, quantized_input_bits
 from edgedistill.errors import UserError
 from edgedistill.models import count_params
 
-__all__ = ["DeviceProfile", "ELEMENT_BYTES", "get_device", "load_catalog", "check_input_bits", "deploy_model",
-           "early_fit_check", "preferred_dtype"]
+__all__ = ["DeviceProfile", "ELEMENT_BYTES", "get_device", "load_catalog", "check_deploy", "deploy_model",
+           "early_fit_check", "device_formats", "preferred_format"]
 
 # Bytes a weight takes in each deployable precision; int8 activations are one byte in an integer-only runtime.
 ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
-PREFERENCE = ("int8", "fp32")  # the artefacts this step makes, smallest first
+VELA_PIP = "pip install 'edgedistill[vela]'"
 
 
-def preferred_dtype(device: DeviceProfile, available: tuple[str, ...] | list[str] = PREFERENCE) -> str:
-    """The smallest artefact the device can run; fp32 when it runs none of them (its fit check then says why)."""
-    return next((d for d in PREFERENCE if d in available and d in device.dtypes), "fp32")
+def device_formats(device: DeviceProfile, override: list[str] | None = None, quantize: bool = True) -> list[str]:
+    """The formats to produce: deploy.formats, else the device's; int8 ones dropped when quantization is off."""
+    formats = list(override or device.formats)
+    if not quantize:
+        formats = [f for f in formats if not f.endswith("-int8")] or \
+            list(dict.fromkeys(f.rpartition("-")[0] + "-fp32" for f in formats))
+    return formats
 
 
-def _footprint(path: Path, dtype: str, fp32_path: Path) -> dict:
-    """File bytes of this artefact; peak activations computed on the fp32 graph at this dtype's element size (at
-    two bytes for the tensors the int8 graph quantizes to 16 bits, as read off the graph itself)."""
-    wide = {name: 2 for name, bits in quantized_bits(path).items() if bits == 16} if dtype == "int8" else {}
-    record = {"file": path.name, "file_bytes": onnx_file_bytes(path),
-              "peak_activation_bytes": peak_activation_bytes(fp32_path, ELEMENT_BYTES[dtype], tensor_bytes=wide or None)}
-    if dtype == "int8" and quantized_input_bits(path) == 16:
-        record["input_bits"] = 16
+def preferred_format(formats: list[str] | tuple[str, ...], device: DeviceProfile) -> str:
+    """The format the verdict speaks for: the device's smallest precision it runs, in the order formats are listed."""
+    for dtype in ("int8", "fp32"):
+        for fmt in formats:
+            if fmt.endswith("-" + dtype) and dtype in device.dtypes:
+                return fmt
+    return formats[0]
+
+
+def check_deploy(formats: list[str], device: DeviceProfile, input_bits: int) -> None:
+    """Before any training: every format is known and installed, and an NPU device has its compiler."""
+    check_formats(formats, input_bits)
+    if device.npu is not None:
+        import importlib.util
+
+        if not any(f == "tflm-int8" for f in formats):
+            raise UserError(f"deploy.formats: device {device.name!r} has an Ethos-U NPU, which Vela compiles from "
+                            "the tflm-int8 file; add tflm-int8")
+        if importlib.util.find_spec("ethosu") is None:
+            raise UserError(f"device: {device.name!r} needs Arm's Vela compiler, which is not installed; "
+                            f"run `{VELA_PIP}`")
+
+
+def _estimate(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
+    """Graph-walk peak activations on the fp32 ONNX graph, at 4 and 1 bytes per element."""
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = export_onnx(model, input_shape, Path(tmp) / "estimate.onnx")
+        return {"fp32": peak_activation_bytes(fp32, 4), "int8": peak_activation_bytes(fp32, 1), "_onnx": fp32.read_bytes()}
+
+
+def _ort_int8_estimate(path: Path, onnx_fp32: bytes) -> int:
+    """The int8 QDQ estimate, with the tensors its graph quantizes to 16 bits at two bytes."""
+    wide = {name: 2 for name, bits in quantized_bits(path).items() if bits == 16}
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        fp32.write_bytes(onnx_fp32)
+        return peak_activation_bytes(fp32, 1, tensor_bytes=wide or None)
+
+
+def export_file(backend: Backend, model: nn.Module, input_shape: tuple[int, ...], calibration_x: np.ndarray,
+                path: Path, dtype: str, input_bits: int, made: dict[Path, dict]) -> tuple[Path, dict]:
+    """Write one format's file (once, when two runtimes load the same file: litert and tflm), plus notes."""
+    if path in made:
+        return path, made[path]
+    notes: dict = {}
+    if backend.name == "onnxruntime" and dtype == "int8" and input_bits == 16:
+        try:
+            backend.export(model, input_shape, calibration_x, path, dtype, input_bits=16)
+        except UserError as exc:  # a model (a GRU teacher, say) that never quantizes its input stays at 8 bits
+            backend.export(model, input_shape, calibration_x, path, dtype, input_bits=8)
+            notes["input_bits_refused"] = str(exc)
+    else:
+        backend.export(model, input_shape, calibration_x, path, dtype, input_bits=input_bits)
+    made[path] = notes
+    return path, notes
+
+
+def score_format(backend: Backend, path: Path, data: DataSplits, torch_test_logits: np.ndarray, threads: int,
+                 latency_runs: int) -> dict:
+    """Test and validation accuracy through the runtime, agreement with PyTorch, host latency."""
+    session = backend.open(path, threads)
+    test_logits = run_batches(session, data.x_test)
+    record = {"test_accuracy": float(np.mean(test_logits.argmax(1) == data.y_test)),
+              "val_accuracy": float(np.mean(run_batches(session, data.x_val).argmax(1) == data.y_val))}
+    record |= logit_agreement(test_logits, torch_test_logits)
+    runs = latency_runs if backend.speed_is_meaningful else max(5, latency_runs // 10)
+    record["host_latency"] = measure_latency(session, data.input_shape, threads, runs=runs,
+                                             throughput_batch=64 if backend.speed_is_meaningful else 8)
+    record["host_latency"]["meaningful"] = backend.speed_is_meaningful
     return record
+
+
+def footprint(backend: Backend, dtype: str, record: dict, model: nn.Module, macs: int, device: DeviceProfile
+              ) -> Footprint:
+    lat = record.get("host_latency", {})
+    measured_here = device.measured_on_host and backend.speed_is_meaningful and lat
+    vela = record.get("npu")
+    return Footprint(
+        file_bytes=record["file_bytes"], estimated_ram_bytes=record["peak_activation_bytes"],
+        weight_bytes=count_params(model) * ELEMENT_BYTES[dtype], macs=macs,
+        measured_ram_bytes=vela["sram_bytes"] if vela else record.get("measured_ram_bytes"),
+        ram_how=vela["how"] if vela else record.get("ram_how", ""),
+        flash_bytes=vela["flash_bytes"] if vela else None, flash_how=vela["how"] if vela else "",
+        latency_ms=vela["inference_ms"] if vela else (lat["latency_p50_ms"] if measured_here else None),
+        latency_how=vela["how"] if vela else f"measured on this host ({backend.name} p50, batch 1)")
+
+
+def deploy_model(model: nn.Module, role: str, input_shape: tuple[int, ...], export_dir: Path, data: DataSplits,
+                 torch_test_logits: np.ndarray, calibration_x: np.ndarray, device: DeviceProfile,
+                 formats: list[str], latency_runs: int = 100, input_bits: int = 8) -> dict:
+    """Write every format's file, score it through its runtime, measure what the runtime can, and fit-check it.
+
+    A format that fails (an operator its converter lacks) is recorded with its one-line reason; the others go on.
+    Validation accuracy through each runtime is recorded too: decisions (whether to run QAT) use it, never test.
+    """
+    model = model.cpu().eval()
+    macs = count_macs(model, input_shape)
+    estimate = _estimate(model, input_shape)
+    out: dict = {"macs": macs, "formats": {}, "fit": {}, "failed": {},
+                 "val_accuracy_torch": torch_accuracy(model, data.x_val, data.y_val)}
+    threads = host_threads(device.cores)
+    made: dict[Path, dict] = {}
+    for fmt in formats:
+        backend, dtype = parse_format(fmt)
+        try:
+            path, notes = export_file(backend, model, input_shape, calibration_x,
+                                      export_dir / f"{role}_{dtype}{backend.suffix}", dtype, input_bits, made)
+            record = {"runtime": backend.name, "dtype": dtype, "file": path.name, "note": backend.note, **notes,
+                      "file_bytes": onnx_file_bytes(path) if backend.suffix == ".onnx" else path.stat().st_size,
+                      "peak_activation_bytes": estimate[dtype]}
+            if backend.name == "onnxruntime" and dtype == "int8":
+                record["peak_activation_bytes"] = _ort_int8_estimate(path, estimate["_onnx"])
+                if quantized_input_bits(path) == 16:
+                    record["input_bits"] = 16
+            if backend.extras is not None:
+                record |= backend.extras(path, dtype)
+            if device.npu is not None and fmt == "tflm-int8":
+                from edgedistill.deploy.npu import vela_compile
+
+                record["npu"] = vela_compile(path, device.npu, export_dir)
+            record |= score_format(backend, path, data, torch_test_logits, threads, latency_runs)
+        except (UserError, OSError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - one runtime's converter failing must not stop the others
+            out["failed"][fmt] = blocking_reason(exc)
+            continue
+        out["formats"][fmt] = record
+        out["fit"][fmt] = fit_check(device, dtype, footprint(backend, dtype, record, model, macs, device))
+    if not out["formats"]:
+        raise RuntimeError("no format could be exported: " + "; ".join(f"{k}: {v}" for k, v in out["failed"].items()))
+    out["preferred"] = preferred_format(list(out["formats"]), device)
+    return out
+
+
+def blocking_reason(exc: BaseException) -> str:
+    """One line saying what stopped a converter, the operator when its message names one."""
+    from edgedistill.errors import first_line
+
+    return first_line(exc)
+
+
+def torch_accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> float:
+    with torch.no_grad():
+        logits = torch.cat([model(torch.as_tensor(x[i:i + batch_size], dtype=torch.float32))
+                            for i in range(0, len(x), batch_size)])
+    return float((logits.argmax(1).numpy() == y).mean())
+
+
+def early_fit_check(model: nn.Module, input_shape: tuple[int, ...], calibration_x: np.ndarray,
+                    device: DeviceProfile, formats: list[str], input_bits: int = 8) -> dict:
+    """Export the (untrained) student in the preferred format before training and fit-check it: its size and RAM
+    (the TFLite Micro arena, Vela's SRAM) do not depend on training."""
+    fmt = preferred_format(formats, device)
+    backend, dtype = parse_format(fmt)
+    model = model.cpu().eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        path, _ = export_file(backend, model, input_shape, calibration_x[:32], Path(tmp) / f"probe{backend.suffix}",
+                              dtype, input_bits, {})
+        estimate = _estimate(model, input_shape)
+        record = {"file_bytes": onnx_file_bytes(path) if backend.suffix == ".onnx" else path.stat().st_size,
+                  "peak_activation_bytes": (_ort_int8_estimate(path, estimate["_onnx"])
+                                            if backend.name == "onnxruntime" and dtype == "int8" else estimate[dtype])}
+        if backend.extras is not None:
+            record |= backend.extras(path, dtype)
+        if device.npu is not None and fmt == "tflm-int8":
+            from edgedistill.deploy.npu import vela_compile
+
+            record["npu"] = vela_compile(path, device.npu, Path(tmp))
+        verdict = fit_check(device, dtype, footprint(backend, dtype, record, model, count_macs(model, input_shape),
+                                                     device))
+    return verdict | {"format": fmt}
 
 
 def check_input_bits(model: nn.Module, input_shape: tuple[int, ...], calibration_x: np.ndarray,
@@ -51,56 +221,3 @@ def check_input_bits(model: nn.Module, input_shape: tuple[int, ...], calibration
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_onnx(model, input_shape, Path(tmp) / "probe_fp32.onnx")
         quantize_int8(fp32, calibration_x[:32], Path(tmp) / "probe_int8.onnx", input_bits=input_bits)
-
-
-def early_fit_check(model: nn.Module, input_shape: tuple[int, ...], calibration_x: np.ndarray,
-                    device: DeviceProfile, input_bits: int = 8) -> dict:
-    """Export and quantize the (untrained) student before training: its size and RAM do not depend on training."""
-    dtype = preferred_dtype(device)
-    with tempfile.TemporaryDirectory() as tmp:
-        fp32 = export_onnx(model, input_shape, Path(tmp) / "student_fp32.onnx")
-        path = (quantize_int8(fp32, calibration_x[:32], Path(tmp) / "student_int8.onnx", input_bits=input_bits)
-                if dtype == "int8" else fp32)
-        fp = _footprint(path, dtype, fp32)
-        return fit_check(device, dtype, fp["file_bytes"], fp["peak_activation_bytes"],
-                         count_params(model) * ELEMENT_BYTES[dtype], count_macs(model, input_shape))
-
-
-def ort_accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-    logits = ort_logits(path, x)
-    return float(np.mean(logits.argmax(1) == y)), logits
-
-
-def deploy_model(model: nn.Module, role: str, input_shape: tuple[int, ...], export_dir: Path, data: DataSplits,
-                 torch_test_logits: np.ndarray, calibration_x: np.ndarray, device: DeviceProfile,
-                 latency_runs: int = 100, quantize: bool = True, input_bits: int = 8) -> dict:
-    """Export fp32 (checked against PyTorch), quantize to int8, score both through ONNX Runtime, profile, fit.
-
-    Validation accuracy through ONNX Runtime is recorded too: decisions (such as whether to run QAT) use it,
-    never the test accuracy.
-    """
-    out: dict = {"macs": count_macs(model, input_shape), "formats": {}, "fit": {}}
-    params = count_params(model)
-    fp32 = export_onnx(model, input_shape, export_dir / f"{role}_fp32.onnx")
-    artefacts = {"fp32": fp32}
-    if quantize:
-        int8_path = export_dir / f"{role}_int8.onnx"
-        try:
-            artefacts["int8"] = quantize_int8(fp32, calibration_x, int8_path, input_bits=input_bits)
-        except UserError as exc:  # a 16-bit input this model (a GRU teacher, say) never quantizes: it stays float
-            artefacts["int8"] = quantize_int8(fp32, calibration_x, int8_path, input_bits=8)
-            out["input_bits_refused"] = str(exc)
-    for dtype, path in artefacts.items():
-        record = _footprint(path, dtype, fp32)
-        test_acc, logits = ort_accuracy(path, data.x_test, data.y_test)
-        record["test_accuracy_onnxruntime"] = test_acc
-        record["val_accuracy_onnxruntime"] = ort_accuracy(path, data.x_val, data.y_val)[0]
-        if dtype == "fp32":
-            record |= logit_agreement(logits, torch_test_logits)
-        record["host_latency"] = measure_latency(path, input_shape, device.cores, runs=latency_runs)
-        out["formats"][dtype] = record
-        out["fit"][dtype] = fit_check(device, dtype, record["file_bytes"], record["peak_activation_bytes"],
-                                      params * ELEMENT_BYTES[dtype], out["macs"],
-                                      record["host_latency"]["latency_p50_ms"])
-    out["preferred_dtype"] = preferred_dtype(device, tuple(artefacts))
-    return out

@@ -14,6 +14,17 @@ from edgedistill.errors import UserError
 CATALOG = "devices.yaml"
 
 
+class NpuConfig(BaseModel):
+    """An Arm Ethos-U NPU, as Vela (Arm's compiler) names its configuration."""
+
+    model_config = ConfigDict(extra="forbid")
+    compiler: Literal["vela"] = "vela"
+    accelerator_config: str = Field(..., description="e.g. ethos-u55-128, ethos-u65-256")
+    system_config: str = Field("internal-default", description="a system config of Vela's ini file")
+    memory_mode: str = Field("internal-default", description="a memory mode of Vela's ini file")
+    config_file: str | None = Field(None, description="your own Vela ini; Vela's built-in defaults otherwise")
+
+
 class DeviceProfile(BaseModel):
     """What a model must fit: storage for the file, RAM for activations (and weights where they live in RAM)."""
 
@@ -29,6 +40,12 @@ class DeviceProfile(BaseModel):
     macs_per_second: dict[str, float] = Field(default_factory=dict, description="indicative throughput per dtype")
     macs_source: str = ""
     measured_on_host: bool = Field(False, description="latency is measured here, not estimated from MACs")
+    formats: list[str] = Field(["onnxruntime-fp32", "onnxruntime-int8"], min_length=1,
+                               description="runtime-dtype files to produce; deploy.formats overrides")
+    runtime_flash_bytes: int = Field(0, ge=0, description="flash the runtime and its kernels take beside the model")
+    runtime_ram_bytes: int = Field(0, ge=0, description="RAM the runtime takes beyond what it measures")
+    runtime_source: str = Field("", description="where the runtime figures come from")
+    npu: NpuConfig | None = Field(None, description="an Ethos-U NPU: fit and latency come from Vela's report")
 
 
 def _parse_catalog(text: str, source: str) -> dict[str, DeviceProfile]:

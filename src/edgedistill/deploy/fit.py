@@ -1,7 +1,26 @@
-"""Does a model fit the device? Flash, RAM and latency, each with its margin, and a one-line reason when not."""
+"""Does a model fit the device? Flash, RAM and latency, each with its margin, how it was obtained (measured by a
+runtime, or estimated), and a one-line reason when not."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from edgedistill.deploy.devices import DeviceProfile
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What one exported file needs, with where each figure came from."""
+
+    file_bytes: int
+    estimated_ram_bytes: int  # graph-walk estimate of peak activations
+    weight_bytes: int
+    macs: int
+    measured_ram_bytes: int | None = None  # what a runtime allocated (TFLite Micro's arena, Vela's SRAM)
+    ram_how: str = ""
+    flash_bytes: int | None = None  # what a compiler says the model takes in flash (Vela), else the file
+    flash_how: str = ""
+    latency_ms: float | None = None  # host-measured or compiler-estimated latency
+    latency_how: str = ""
 
 
 def _check(used: float, budget: float | None) -> dict:
@@ -17,26 +36,53 @@ def estimated_latency_ms(macs: int, device: DeviceProfile, dtype: str) -> float 
     return None if not rate else 1000.0 * macs / rate
 
 
-def fit_check(device: DeviceProfile, dtype: str, file_bytes: int, peak_activation_bytes: int, weight_bytes: int,
-              macs: int, measured_latency_ms: float | None = None) -> dict:
-    """One verdict for one exported file on one device."""
-    ram_used = peak_activation_bytes + (weight_bytes if device.weights_in_ram else 0)
-    if device.measured_on_host and measured_latency_ms is not None:
-        latency, how = measured_latency_ms, "measured on this host (ONNX Runtime p50, batch 1)"
+def _ram(device: DeviceProfile, fp: Footprint) -> dict:
+    weights = fp.weight_bytes if device.weights_in_ram else 0
+    estimate = fp.estimated_ram_bytes + weights
+    if fp.measured_ram_bytes is not None:
+        used, how = fp.measured_ram_bytes + device.runtime_ram_bytes, f"measured: {fp.ram_how}"
     else:
-        latency = estimated_latency_ms(macs, device, dtype)
+        used, how = estimate, "estimated: peak live activations along the graph" + (" + weights" if weights else "")
+    if device.runtime_ram_bytes and fp.measured_ram_bytes is not None:
+        how += f" + {device.runtime_ram_bytes / 1024:.1f} KB runtime (estimated)"
+    return _check(used, device.ram_bytes) | {"how": how, "estimate": estimate}
+
+
+def _flash(device: DeviceProfile, fp: Footprint) -> dict:
+    model = fp.flash_bytes if fp.flash_bytes is not None else fp.file_bytes
+    how = f"measured: {fp.flash_how}" if fp.flash_bytes is not None else "measured: file bytes"
+    if device.runtime_flash_bytes:
+        how += f" + {device.runtime_flash_bytes / 1024:.0f} KB runtime and kernels (estimated)"
+    return _check(model + device.runtime_flash_bytes, device.flash_bytes) | {"how": how,
+                                                                           "runtime_source": device.runtime_source}
+
+
+def _latency(device: DeviceProfile, fp: Footprint, dtype: str) -> dict:
+    if fp.latency_ms is not None:
+        latency, how = fp.latency_ms, fp.latency_how
+    else:
+        latency = estimated_latency_ms(fp.macs, device, dtype)
         how = f"estimated: MACs / {device.macs_per_second.get(dtype, 0):.3g} MAC/s ({dtype})" if latency else "unknown"
+    if latency is None:
+        return {"used": None, "budget": device.latency_budget_ms, "margin": None, "margin_pct": None, "fits": True,
+                "how": how}
+    return _check(latency, device.latency_budget_ms) | {"how": how}
+
+
+def fit_check(device: DeviceProfile, dtype: str, fp: Footprint) -> dict:
+    """One verdict for one exported file on one device."""
     checks = {
         "dtype": _check(0, None) | {"fits": dtype in device.dtypes, "used": dtype, "budget": device.dtypes},
-        "flash": _check(file_bytes, device.flash_bytes),
-        "ram": _check(ram_used, device.ram_bytes),
-        "latency_ms": _check(latency, device.latency_budget_ms) if latency is not None else
-        {"used": None, "budget": device.latency_budget_ms, "margin": None, "margin_pct": None, "fits": True},
+        "flash": _flash(device, fp),
+        "ram": _ram(device, fp),
+        "latency_ms": _latency(device, fp, dtype),
     }
-    checks["latency_ms"]["how"] = how
     overflow = [describe_overflow(name, c) for name, c in checks.items() if not c["fits"]]
+    measured = [n for n in ("flash", "ram") if checks[n]["how"].startswith("measured")]
+    if not checks["latency_ms"]["how"].startswith(("estimated", "unknown")):
+        measured.append("latency")
     return {"device": device.name, "dtype": dtype, "fits": not overflow, "checks": checks,
-            "overflows": overflow, "ram_counts_weights": device.weights_in_ram}
+            "overflows": overflow, "ram_counts_weights": device.weights_in_ram, "measured": measured}
 
 
 def describe_overflow(name: str, check: dict) -> str:

@@ -1,10 +1,11 @@
-"""Measured footprint of a model: MACs, peak activation memory along the ONNX graph, and ONNX Runtime latency."""
+"""Measured footprint of a model: MACs, peak activation memory along the ONNX graph, and latency on this host."""
 from __future__ import annotations
 
 import math
 import os
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -84,26 +85,37 @@ def peak_activation_bytes(onnx_path: Path, bytes_per_element: int | None = None,
     return int(peak)
 
 
-def measure_latency(onnx_path: Path, input_shape: tuple[int, ...], threads: int, runs: int = 100,
-                    warmup: int = 10, throughput_batch: int = 64, throughput_seconds: float = 1.0) -> dict:
-    """Batch-1 latency p50/p95 and batch-64 throughput with ONNX Runtime on this host, `threads` intra-op threads."""
-    threads = max(1, min(threads, os.cpu_count() or 1))
-    sess = ort_session(onnx_path, threads)
+def measure_latency(session: Callable[[np.ndarray], np.ndarray], input_shape: tuple[int, ...], threads: int,
+                    runs: int = 100, warmup: int = 10, throughput_batch: int = 64,
+                    throughput_seconds: float = 1.0) -> dict:
+    """Batch-1 latency p50/p95 and batch-64 throughput of a loaded file on this host (a session that runs one
+    sample at a time goes through the batch one by one, as its runtime would)."""
     x1 = np.random.default_rng(0).standard_normal((1, *input_shape)).astype(np.float32)
     for _ in range(warmup):
-        sess.run([OUTPUT_NAME], {INPUT_NAME: x1})
+        session(x1)
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        sess.run([OUTPUT_NAME], {INPUT_NAME: x1})
+        session(x1)
         times.append((time.perf_counter() - t0) * 1000)
     xb = np.repeat(x1, throughput_batch, axis=0)
-    sess.run([OUTPUT_NAME], {INPUT_NAME: xb})
+    session(xb)
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < throughput_seconds or n == 0:
-        sess.run([OUTPUT_NAME], {INPUT_NAME: xb})
+        session(xb)
         n += 1
     return {"latency_p50_ms": float(np.percentile(times, 50)), "latency_p95_ms": float(np.percentile(times, 95)),
             "throughput_batch": throughput_batch,
             "throughput_per_s": float(n * throughput_batch / (time.perf_counter() - t0)),
             "threads": threads, "runs": runs, "measured_on": "host"}
+
+
+def onnx_latency(onnx_path: Path, input_shape: tuple[int, ...], threads: int, runs: int = 100) -> dict:
+    """measure_latency of an ONNX file through ONNX Runtime with `threads` intra-op threads."""
+    threads = host_threads(threads)
+    sess = ort_session(onnx_path, threads)
+    return measure_latency(lambda x: sess.run([OUTPUT_NAME], {INPUT_NAME: x})[0], input_shape, threads, runs)
+
+
+def host_threads(threads: int) -> int:
+    return max(1, min(threads, os.cpu_count() or 1))

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from edgedistill.checkpoint import atomic_write_text
 from edgedistill.report import plots
-from edgedistill.report.markdown import LABELS, _kb, method_label, preferred_format, comparison_table, deployment_table, fit_summary, verdict
+from edgedistill.report.markdown import (LABELS, _kb, comparison_table, deliverables, deployment_table, fit_summary,
+                                         method_label, preferred_format, verdict)
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
@@ -51,10 +52,10 @@ def deployment_points(metrics: dict, run_label: str = "") -> list[dict]:
                            "size": m["size_fp32_bytes"], "latency": None,
                            "label": f"{prefix}{LABELS.get(role, role)}"})
             continue
-        for dtype, f in dep["formats"].items():
-            points.append({"role": role, "dtype": dtype, "accuracy": f["test_accuracy_onnxruntime"],
-                           "size": f["file_bytes"], "latency": dep["fit"][dtype]["checks"]["latency_ms"]["used"],
-                           "label": f"{prefix}{LABELS.get(role, role)} {dtype}"})
+        for key, f in dep["formats"].items():
+            points.append({"role": role, "dtype": f["dtype"], "accuracy": f["test_accuracy"],
+                           "size": f["file_bytes"], "latency": dep["fit"][key]["checks"]["latency_ms"]["used"],
+                           "label": f"{prefix}{LABELS.get(role, role)} {key}"})
     return points
 
 
@@ -75,9 +76,12 @@ def summary_verdict(metrics: dict) -> str:
     speed = ""
     tdep, kdep = t.get("deploy", {}), k.get("deploy", {})
     if "formats" in tdep and "formats" in kdep:
-        kd_best = kdep["formats"][preferred_format(kdep, metrics["device"])]
-        ratio = tdep["formats"]["fp32"]["host_latency"]["latency_p50_ms"] / kd_best["host_latency"]["latency_p50_ms"]
-        speed = f" On this host the student runs {ratio:.1f}x faster than the fp32 teacher."
+        kd_best = kdep["formats"][preferred_format(kdep)]
+        same = tdep["formats"].get(preferred_format(kdep))
+        if same and kd_best["host_latency"].get("meaningful", True):
+            ratio = same["host_latency"]["latency_p50_ms"] / kd_best["host_latency"]["latency_p50_ms"]
+            speed = (f" On this host the student runs {ratio:.1f}x faster than the teacher, both as "
+                     f"{preferred_format(kdep)}.")
     fits = fit_summary(metrics) if "fit" in kdep else "Deployment was switched off, so the device fit is unknown."
     bad = " bad" if "NOT fit" in fits else ""
     return (f'<p class="verdict{bad}">{html.escape(fits)}<br>The KD student costs '
@@ -98,7 +102,9 @@ def run_html(metrics: dict) -> str:
             f"({html.escape(metrics['device']['description'])}).</p>",
             summary_verdict(metrics), "<h2>Comparison (test set)</h2>", md_table_to_html(comparison_table(metrics))]
     if "deploy" in models["student_kd"]:
+        files = deliverables(metrics).replace("`", "").splitlines()
         body += ["<h2>Deployment</h2>", md_table_to_html(deployment_table(metrics)),
+                 "<ul>" + "".join(f"<li>{html.escape(f.lstrip('- '))}</li>" for f in files) + "</ul>",
                  f"<p class=small>Throughput source for on-device estimates: "
                  f"{html.escape(metrics['device']['macs_source'])}</p>"]
     body += ["<h2>Trade-offs</h2>", tradeoff_charts(deployment_points(metrics), metrics["device"]),
@@ -120,7 +126,7 @@ def compare_rows(runs: list[tuple[str, dict]]) -> str:
         md = m["models"]
         d = m["config"]["distill"]
         kdep = md["student_kd"].get("deploy", {})
-        best = preferred_format(kdep, m["device"]) if "formats" in kdep else None
+        best = preferred_format(kdep) if "formats" in kdep else None
         fmt, fit = (kdep["formats"][best], kdep["fit"][best]) if best else (None, None)
         rows.append(f"| {label} | {m['dataset']['name']} | {md['teacher']['model']} | {md['student_kd']['model']} | "
                     f"{method_label(d)} | {m['device']['name']} | "

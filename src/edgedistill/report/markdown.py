@@ -92,11 +92,24 @@ def _fit_cell(verdict: dict) -> str:
     return "does not fit: " + "; ".join(verdict["overflows"])
 
 
+def _ram_cell(f: dict) -> str:
+    """Measured RAM (the runtime's arena, Vela's SRAM) beside the graph-walk estimate, so its error shows."""
+    measured = f.get("npu", {}).get("sram_bytes", f.get("measured_ram_bytes"))
+    est = _kb(f["peak_activation_bytes"])
+    return f"{_kb(measured)} measured / {est} est." if measured is not None else f"{est} est."
+
+
+def _latency_cell(f: dict) -> str:
+    lat = f["host_latency"]
+    cell = f"{lat['latency_p50_ms']:.3f} / {lat['latency_p95_ms']:.3f} ms ({lat['threads']} thr)"
+    return cell + (" reference kernels" if lat.get("meaningful") is False else "")
+
+
 def deployment_table(metrics: dict) -> str:
-    """One row per exported file: ONNX Runtime accuracy, bytes, MACs, peak RAM, host latency, fit verdict."""
+    """One row per exported file: accuracy through its own runtime, bytes, MACs, RAM, host latency, fit verdict."""
     device = metrics["device"]["name"]
-    rows = [f"| model | format | ORT test acc | file | MACs | peak act. RAM | p50 / p95 latency (host) | "
-            f"throughput b64 | {device} |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = [f"| model | format | test acc (runtime) | file | MACs | RAM (activations) | p50 / p95 latency (host) | "
+            f"throughput | {device} |", "|---|---|---|---|---|---|---|---|---|"]
     for role, label in LABELS.items():
         dep = metrics["models"].get(role, {}).get("deploy")
         if not dep:
@@ -104,40 +117,53 @@ def deployment_table(metrics: dict) -> str:
         if "error" in dep:
             rows.append(f"| {label} | - | export failed: {dep['error']} | | | | | | |")
             continue
-        for dtype, f in dep["formats"].items():
+        for key, f in dep["formats"].items():
             lat = f["host_latency"]
-            shown = f"{dtype} (16-bit input)" if f.get("input_bits") == 16 else dtype
-            rows.append(f"| {label} | {shown} | {100 * f['test_accuracy_onnxruntime']:.2f}% | {_kb(f['file_bytes'])} | "
-                        f"{dep['macs'] / 1e6:.2f}M | {_kb(f['peak_activation_bytes'])} | "
-                        f"{lat['latency_p50_ms']:.3f} / {lat['latency_p95_ms']:.3f} ms ({lat['threads']} thr) | "
-                        f"{lat['throughput_per_s']:,.0f}/s | {_fit_cell(dep['fit'][dtype])} |")
+            shown = f"{key} (16-bit input)" if f.get("input_bits") == 16 else key
+            rows.append(f"| {label} | {shown} | {100 * f['test_accuracy']:.2f}% | {_kb(f['file_bytes'])} | "
+                        f"{dep['macs'] / 1e6:.2f}M | {_ram_cell(f)} | {_latency_cell(f)} | "
+                        f"{lat['throughput_per_s']:,.0f}/s (b{lat['throughput_batch']}) | {_fit_cell(dep['fit'][key])} |")
+        for key, why in dep.get("failed", {}).items():
+            rows.append(f"| {label} | {key} | not exported: {why} | | | | | | |")
     return "\n".join(rows)
 
 
-def preferred_format(dep: dict, device: dict) -> str:
-    """The deploy record's preferred format; runs recorded before the key existed get the same rule applied."""
-    if "preferred_dtype" in dep:
-        return dep["preferred_dtype"]
-    from edgedistill.deploy import DeviceProfile, preferred_dtype
+def preferred_format(dep: dict, device: dict | None = None) -> str:
+    """The format the verdict speaks for (metrics.json records it)."""
+    return dep["preferred"]
 
-    return preferred_dtype(DeviceProfile.model_validate(device), tuple(dep["formats"]))
+
+def deliverables(metrics: dict) -> str:
+    """Where the files a device loads are, with the C source for a microcontroller."""
+    lines = []
+    for role, label in LABELS.items():
+        dep = metrics["models"].get(role, {}).get("deploy") or {}
+        for key, f in dep.get("formats", {}).items():
+            extra = f" + {', '.join(f['files'])}" if f.get("files") else ""
+            npu = f" + {f['npu']['file']} (for {f['npu']['accelerator']})" if f.get("npu") else ""
+            lines.append(f"- {label}, {key}: `export/{f['file']}`{extra}{npu}")
+    return "\n".join(lines)
 
 
 def fit_summary(metrics: dict) -> str:
-    """The sentence an engineer wants first: does the KD student fit the device, in its preferred precision?"""
+    """The sentence an engineer wants first: does the KD student fit the device, in its preferred format?"""
     dev = metrics["device"]
     dep = metrics["models"]["student_kd"].get("deploy")
     if not dep or "error" in dep:
         return f"Device {dev['name']}: the KD student was not deployed, so its fit is unknown."
-    dtype = preferred_format(dep, dev)
-    v = dep["fit"][dtype]
+    key = preferred_format(dep)
+    v = dep["fit"][key]
     c = v["checks"]
     lat = c["latency_ms"]
     lat_txt = f"latency {lat['used']:.2f} ms ({lat['how']})" if lat["used"] is not None else "latency unknown"
+    ram_how = c["ram"].get("how", "estimated")
+    ram_txt = f"RAM {_kb(c['ram']['used'])} of {_kb(c['ram']['budget'])} ({ram_how}"
+    if ram_how.startswith("measured") and "estimate" in c["ram"]:
+        ram_txt += f"; the graph-walk estimate was {_kb(c['ram']['estimate'])}"
     head = "fits" if v["fits"] else "does NOT fit"
-    return (f"On {dev['name']} ({dev['description']}), the KD student as {dtype} {head}: "
-            f"flash {_kb(c['flash']['used'])} of {_kb(c['flash']['budget'])}, RAM {_kb(c['ram']['used'])} of "
-            f"{_kb(c['ram']['budget'])}, {lat_txt}" + ("" if v["fits"] else "; " + "; ".join(v["overflows"])) + ".")
+    return (f"On {dev['name']} ({dev['description'].strip()}), the KD student as {key} {head}: "
+            f"flash {_kb(c['flash']['used'])} of {_kb(c['flash']['budget'])} ({c['flash'].get('how', 'file bytes')}), "
+            f"{ram_txt}), {lat_txt}" + ("" if v["fits"] else "; " + "; ".join(v["overflows"])) + ".")
 
 
 def search_section(metrics: dict) -> str:
@@ -190,9 +216,14 @@ Created {metrics['created']}. Checkpoints keep the best validation epoch; the te
 
 {deployment_table(metrics) if metrics['models']['student_kd'].get('deploy') else ''}
 
-Latency is measured on this host with ONNX Runtime at batch 1 using the device's core count; on-device latency in
-the fit check is estimated from MACs and the device's indicative MAC/s ({metrics['device']['macs_source'].strip()}).
-Peak activation RAM is the largest live set of tensors along the graph at batch 1 (int8: one byte per element, two for a 16-bit input).
+{deliverables(metrics)}
+
+Accuracy and latency are measured on this host through each file's own runtime, at batch 1 with the device's core
+count (TFLite Micro runs its reference kernels here, so its host latency is no device figure). On-device latency in
+the fit check is estimated from MACs and the device's indicative MAC/s ({metrics['device']['macs_source'].strip()}),
+unless a compiler (Vela) or this host measured it. RAM is measured where a runtime reports it (TFLite Micro's tensor
+arena, Vela's SRAM); the estimate beside it is the largest live set of activation tensors along the graph at batch 1
+(int8: one byte per element, two for a 16-bit input).
 
 {search_section(metrics)}## Per class (test F1)
 

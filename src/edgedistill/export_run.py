@@ -1,0 +1,72 @@
+"""`edgedistill export RUN_DIR --format F`: a finished run's checkpoints to other formats, without retraining, so
+a user who changes device keeps their students. The new files go to RUN_DIR/export, their records into
+metrics.json beside the old ones, and the reports are rebuilt."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from edgedistill.checkpoint import atomic_write_text, load_weights, read_checkpoint
+from edgedistill.config import resolve_config
+from edgedistill.data import DataSplits, load_dataset
+from edgedistill.deploy import check_deploy, deploy_model, get_device, preferred_format
+from edgedistill.distill.trainer import predict_logits
+from edgedistill.modelbuild import build_model
+from edgedistill.report import read_metrics, write_reports
+
+
+def rebuild(cfg, role: str, data: DataSplits, run_dir: Path) -> nn.Module:
+    """The role's architecture from the config (a pruned teacher: the teacher pruned again to the same budget,
+    which picks the same channels from the same trained weights), then its checkpoint's weights."""
+    from edgedistill.compress import prune_to_budget
+
+    mcfg = cfg.teacher if role in ("teacher", "student_pruned") else cfg.student
+    model = build_model(mcfg, "teacher" if mcfg is cfg.teacher else "student", data, cfg.seed)
+    if role == "student_pruned":
+        load_weights(model, read_checkpoint(run_dir / "teacher.pt"), run_dir / "teacher.pt")
+        pc = cfg.compress.prune
+        model = copy.deepcopy(model)
+        prune_to_budget(model, data.input_shape, data.num_classes, pc.target_params, pc.target_macs, pc.norm)
+    path = run_dir / f"{role}.pt"
+    load_weights(model, read_checkpoint(path, f"{role}.pt"), path, f"{role}.pt")
+    return model.eval()
+
+
+def export_run(run_dir: str | Path, formats: list[str]) -> dict:
+    """Deploy every model of a finished run to `formats` and merge the records into its metrics.json."""
+    run_dir = Path(run_dir)
+    metrics = read_metrics(run_dir)
+    cfg = resolve_config(run_dir / "config.yaml")
+    device = get_device(cfg.device, cfg.device_catalog)
+    if cfg.latency_budget_ms is not None:
+        device = device.model_copy(update={"latency_budget_ms": cfg.latency_budget_ms})
+    bits = cfg.deploy.input_bits if cfg.deploy.quantize else 8
+    check_deploy(formats, device, bits)
+    split_seed = cfg.seed if cfg.data.split_seed is None else cfg.data.split_seed
+    data = load_dataset(cfg.data.name, cfg.data.path, cfg.data.val_fraction, split_seed, cfg.data.options,
+                        cfg.data.limit_train, cfg.data.limit_test)
+    for role, record in metrics["models"].items():
+        if not (run_dir / f"{role}.pt").is_file():
+            continue
+        model = rebuild(cfg, role, data, run_dir)
+        logits = predict_logits(model, data.x_test, torch.device("cpu")).numpy()
+        new = deploy_model(model, role, data.input_shape, run_dir / "export", data, logits,
+                           data.x_train[:cfg.deploy.calibration_samples], device, formats,
+                           cfg.deploy.latency_runs, bits)
+        old = record.get("deploy") or {}
+        if "error" in old or not old:
+            old = {"macs": new["macs"], "formats": {}, "fit": {}, "failed": {}}
+        merged = {**old, "formats": {**old.get("formats", {}), **new["formats"]},
+                  "fit": {**old.get("fit", {}), **new["fit"]},
+                  "failed": {**{k: v for k, v in old.get("failed", {}).items() if k not in new["formats"]},
+                             **new["failed"]}, "val_accuracy_torch": new["val_accuracy_torch"]}
+        merged["preferred"] = preferred_format(list(merged["formats"]), device)
+        record["deploy"] = merged
+    write_reports(run_dir, metrics)
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    return metrics
+
