@@ -11,11 +11,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# the demo targets a microcontroller, so it installs TFLite Micro (and litert-torch, its converter) beside the core
 install: $(BIN)/python
-	$(BIN)/pip install --quiet "$(TORCH_PIN)" -e .
+	$(BIN)/pip install --quiet "$(TORCH_PIN)" -e ".[tflm]"
 
 install-dev: $(BIN)/python
-	$(BIN)/pip install --quiet "$(TORCH_PIN)" -e ".[dev,timeseries,tabular,text]"
+	$(BIN)/pip install --quiet "$(TORCH_PIN)" -e ".[dev,timeseries,tabular,text,edge]"
 
 demo: install
 	$(BIN)/edgedistill run --out runs/demo --overwrite

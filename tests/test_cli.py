@@ -71,6 +71,9 @@ BAD = [
     (lambda c: c["data"].setdefault("augment", {}).update(crop_padding=-1), "key 'data.augment.crop_padding'"),
     (lambda c: c["teacher"]["train"].update(lr=-0.1), "key 'teacher.train.lr'"),
     (lambda c: c["student"]["train"].update(precision="fp16"), "train.precision: fp16 needs CUDA"),
+    (lambda c: c.update(device="mcu", deploy={"input_bits": 16}),
+     "deploy.input_bits: 16 is not available with 'tflm-int8'"),
+    (lambda c: c.update(deploy={"formats": ["coreml-int8"]}), "deploy.formats: unknown format 'coreml-int8'"),
 ]
 
 

@@ -10,9 +10,9 @@ from onnx import TensorProto, helper
 
 import edgedistill
 from edgedistill import pipeline
-from edgedistill.deploy import deploy_model, get_device, load_catalog, preferred_dtype
+from edgedistill.deploy import deploy_model, get_device, load_catalog, preferred_format
 from edgedistill.deploy.devices import DeviceProfile
-from edgedistill.deploy.fit import fit_check
+from edgedistill.deploy.fit import Footprint, fit_check
 from edgedistill.deploy.onnx_export import export_onnx, ort_logits
 from edgedistill.deploy.profile import count_macs, peak_activation_bytes
 from edgedistill.errors import UserError
@@ -50,16 +50,29 @@ def _device(**kw) -> DeviceProfile:
 
 
 def test_fit_check_margins_and_overflow_messages():
-    ok = fit_check(_device(), "int8", file_bytes=600, peak_activation_bytes=200, weight_bytes=400, macs=5000)
+    ok = fit_check(_device(), "int8", Footprint(file_bytes=600, estimated_ram_bytes=200, weight_bytes=400, macs=5000))
     assert ok["fits"] and ok["checks"]["flash"]["margin"] == 400 and ok["checks"]["ram"]["used"] == 200
-    assert ok["checks"]["latency_ms"]["used"] == pytest.approx(5.0)
-    assert preferred_dtype(_device()) == "int8" and preferred_dtype(get_device("jetson_nano")) == "fp32"
-    bad = fit_check(_device(weights_in_ram=True), "int8", 1500, 200, 400, macs=20000)
+    assert ok["checks"]["latency_ms"]["used"] == pytest.approx(5.0) and ok["measured"] == ["flash"]
+    formats = ["onnxruntime-fp32", "onnxruntime-int8"]
+    assert preferred_format(formats, _device()) == "onnxruntime-int8"
+    assert preferred_format(formats, get_device("jetson_nano")) == "onnxruntime-fp32"
+    bad = fit_check(_device(weights_in_ram=True), "int8", Footprint(1500, 200, 400, macs=20000))
     assert not bad["fits"]
     assert bad["checks"]["ram"]["used"] == 600  # weights count where they live in RAM
     text = " ".join(bad["overflows"])
     assert "flash needs 1.5 KB of 1.0 KB (over by 0.5 KB)" in text and "latency 20.0 ms exceeds" in text
-    assert "fp32 is not among" in fit_check(_device(), "fp32", 1, 1, 1, 1)["overflows"][0]
+    assert "fp32 is not among" in fit_check(_device(), "fp32", Footprint(1, 1, 1, 1))["overflows"][0]
+
+
+def test_fit_check_prefers_what_a_runtime_measured_and_keeps_the_estimate():
+    """A TFLite Micro arena of 450 B overflows a 400 B device whose graph-walk estimate (200 B) would have fit; the
+    runtime's flash is added to the file, and both figures say how they were obtained."""
+    device = _device(ram_bytes=400, runtime_flash_bytes=300, runtime_source="a test figure")
+    v = fit_check(device, "int8", Footprint(600, 200, 400, 5000, measured_ram_bytes=450, ram_how="TFLM arena"))
+    ram, flash = v["checks"]["ram"], v["checks"]["flash"]
+    assert not v["fits"] and ram["used"] == 450 and ram["estimate"] == 200 and ram["how"] == "measured: TFLM arena"
+    assert flash["used"] == 900 and "runtime and kernels (estimated)" in flash["how"] and v["measured"] == ["flash", "ram"]
+    assert v["overflows"] == ["ram needs 0.4 KB of 0.4 KB (over by 0.0 KB)"]
 
 
 def test_catalog_has_the_mission_devices_and_takes_user_files(tmp_path):
@@ -87,16 +100,16 @@ def test_export_matches_torch_and_int8_is_smaller(tmp_path):
     with torch.no_grad():
         torch_logits = model(torch.as_tensor(data.x_test)).numpy()
     dep = deploy_model(model, "student_kd", data.input_shape, tmp_path, data, torch_logits, data.x_train[:64],
-                       get_device("mcu"), latency_runs=5)
-    fp32, int8 = dep["formats"]["fp32"], dep["formats"]["int8"]
+                       get_device("mcu"), ["onnxruntime-fp32", "onnxruntime-int8"], latency_runs=5)
+    fp32, int8 = dep["formats"]["onnxruntime-fp32"], dep["formats"]["onnxruntime-int8"]
     assert fp32["max_abs_logit_diff"] <= 1e-4 and fp32["argmax_agreement"] == 1.0
     torch_acc = float(np.mean(torch_logits.argmax(1) == data.y_test))
-    assert fp32["test_accuracy_onnxruntime"] == pytest.approx(torch_acc)
+    assert fp32["test_accuracy"] == pytest.approx(torch_acc)
     assert int8["file_bytes"] < 0.35 * fp32["file_bytes"]
     assert (tmp_path / "student_kd_int8.onnx").stat().st_size == int8["file_bytes"]
-    assert 0 <= int8["val_accuracy_onnxruntime"] <= 1 and dep["preferred_dtype"] == "int8"
+    assert 0 <= int8["val_accuracy"] <= 1 and dep["preferred"] == "onnxruntime-int8"
     assert int8["host_latency"]["latency_p50_ms"] > 0 and int8["host_latency"]["measured_on"] == "host"
-    assert dep["fit"]["int8"]["fits"] and not dep["fit"]["fp32"]["fits"]
+    assert dep["fit"]["onnxruntime-int8"]["fits"] and not dep["fit"]["onnxruntime-fp32"]["fits"]
     reloaded = ort_logits(tmp_path / "student_kd_fp32.onnx", data.x_test[:5])
     assert reloaded.shape == (5, 10)
 
@@ -112,15 +125,24 @@ def test_teacher_families_export(tmp_path, name, args, shape):
 
 
 def test_pipeline_deploys_every_model_and_reports_fit(deployed_run):
+    """The MCU profile's deliverable: a TFLite Micro int8 .tflite with its C pair, RAM from the measured arena."""
     out, metrics = deployed_run
     for role in ("teacher", "student_scratch", "student_kd"):
         dep = metrics["models"][role]["deploy"]
-        assert set(dep["formats"]) == {"fp32", "int8"}, dep
-        for dtype in ("fp32", "int8"):
-            assert (out / "export" / f"{role}_{dtype}.onnx").is_file()
-    assert metrics["early_fit_check"]["fits"]
+        assert set(dep["formats"]) == {"tflm-int8"} and dep["preferred"] == "tflm-int8", dep
+        tflm = dep["formats"]["tflm-int8"]
+        assert (out / "export" / f"{role}_int8.tflite").stat().st_size == tflm["file_bytes"]
+        header = (out / "export" / f"{role}_int8.h").read_text()
+        assert f"k{role}_int8_arena_bytes = {tflm['measured_ram_bytes']};  // declare it alignas(16)" in header
+        assert "resolver.AddConv2D();" in header or "resolver.AddFullyConnected();" in header
+        assert "alignas(16)" in (out / "export" / f"{role}_int8.cc").read_text()
+        ram = dep["fit"]["tflm-int8"]["checks"]["ram"]
+        assert ram["used"] == tflm["measured_ram_bytes"] and ram["how"].startswith("measured: smallest tensor arena")
+        assert ram["estimate"] == tflm["peak_activation_bytes"]
+    assert metrics["early_fit_check"]["fits"] and metrics["early_fit_check"]["format"] == "tflm-int8"
     report = (out / "report.md").read_text()
-    assert "## Deployment" in report and "the KD student as int8 fits" in report
+    assert "## Deployment" in report and "the KD student as tflm-int8 fits" in report
+    assert "export/student_kd_int8.tflite` + student_kd_int8.h, student_kd_int8.cc" in report
     assert json.loads((out / "metrics.json").read_text())["device"]["name"] == "mcu"
 
 
@@ -135,6 +157,7 @@ def test_student_that_cannot_fit_is_warned_before_training(tmp_path, tiny, monke
     cfg = tiny(student="mlp", student_args={"hidden": [1024, 1024]})
     cfg["deploy"] = {"enabled": True}
     cfg["device"] = "sensor_node"
+    cfg["deploy"]["formats"] = ["onnxruntime-int8"]  # the verdict's figures here do not need the TFLM runtime
     with caplog.at_level(logging.WARNING, logger="edgedistill"), pytest.raises(Stop):
         edgedistill.run(cfg, out_dir=tmp_path / "r", progress=False)
     warning = " ".join(r.getMessage() for r in caplog.records)
@@ -155,8 +178,8 @@ def test_pruned_teacher_path_end_to_end(tmp_path, tiny):
     pruned = result.metrics["models"]["student_pruned"]
     assert pruned["pruning"]["params_before"] > 5000 >= pruned["pruning"]["params_after"] == pruned["params"]
     assert pruned["deploy"]["macs"] < result.metrics["models"]["teacher"]["deploy"]["macs"]
-    assert pruned["deploy"]["formats"]["fp32"]["host_latency"]["latency_p50_ms"] > 0
-    assert pruned["deploy"]["formats"]["fp32"]["max_abs_logit_diff"] <= 1e-4
+    assert pruned["deploy"]["formats"]["onnxruntime-fp32"]["host_latency"]["latency_p50_ms"] > 0
+    assert pruned["deploy"]["formats"]["onnxruntime-fp32"]["max_abs_logit_diff"] <= 1e-4
     assert "pruned teacher (KD)" in (tmp_path / "r" / "report.md").read_text()
 
 
@@ -211,7 +234,7 @@ def test_qat_path_runs_and_is_deployed(tmp_path, tiny):
     result = edgedistill.run(cfg, out_dir=tmp_path / "r", progress=False)
     qat = result.metrics["models"]["student_kd_qat"]
     assert qat["qat_reason"] == "deploy.qat: always"
-    assert set(qat["deploy"]["formats"]) == {"fp32", "int8"}
+    assert set(qat["deploy"]["formats"]) == {"onnxruntime-fp32", "onnxruntime-int8"}
     assert (tmp_path / "r" / "export" / "student_kd_qat_int8.onnx").is_file()
     assert "student (KD + QAT)" in (tmp_path / "r" / "report.md").read_text()
 
@@ -290,14 +313,14 @@ def test_sixteen_bit_input_in_a_run(tmp_path, tiny):
     cfg = tiny(teacher="gru", student="convnet", student_args={"channels": [4, 8], "head": "avg"})
     cfg["device"] = "mcu"
     cfg["deploy"] = {"enabled": True, "latency_runs": 5, "calibration_samples": 32, "input_bits": 16,
-                     "qat": "always", "qat_epochs": 1}
+                     "qat": "always", "qat_epochs": 1, "formats": ["onnxruntime-fp32", "onnxruntime-int8"]}
     models = edgedistill.run(cfg, out_dir=tmp_path / "r", progress=False).metrics["models"]
-    teacher = models["teacher"]["deploy"]
-    assert "deploy.input_bits: 16" in teacher["input_bits_refused"] and "input_bits" not in teacher["formats"]["int8"]
-    assert {"fp32", "int8"} <= set(teacher["formats"])
+    teacher = models["teacher"]["deploy"]["formats"]
+    assert "deploy.input_bits: 16" in teacher["onnxruntime-int8"]["input_bits_refused"]
+    assert "input_bits" not in teacher["onnxruntime-int8"] and "onnxruntime-fp32" in teacher
     for role in ("student_kd", "student_kd_qat"):
-        int8 = models[role]["deploy"]["formats"]["int8"]
-        assert int8["input_bits"] == 16 and "input_bits_refused" not in models[role]["deploy"]
+        int8 = models[role]["deploy"]["formats"]["onnxruntime-int8"]
+        assert int8["input_bits"] == 16 and "input_bits_refused" not in int8
     gru_student = tiny(student="gru")
     gru_student["device"] = "jetson_nano"  # runs fp32: the fit check alone would never quantize
     gru_student["deploy"] = {"enabled": True, "input_bits": 16}

@@ -89,8 +89,9 @@ def test_time_series_teacher_distilled_and_deployed_as_int8_on_a_sensor_node(tmp
     m = edgedistill.run(cfg, out_dir=tmp_path / "run", progress=False).metrics
     assert m["dataset"]["n_test"] == 1029
     kd = m["models"]["student_kd"]["deploy"]
-    assert kd["fit"]["int8"]["fits"], kd["fit"]["int8"]
-    assert (tmp_path / "run" / "export" / "student_kd_int8.onnx").exists()
+    assert kd["preferred"] == "tflm-int8" and kd["fit"]["tflm-int8"]["fits"], kd
+    for name in ("student_kd_int8.tflite", "student_kd_int8.cc", "student_kd_int8.h"):
+        assert (tmp_path / "run" / "export" / name).exists()
 
 
 def test_tabular_diagnosis_reports_recall_of_each_class(tmp_path):

@@ -43,10 +43,12 @@ def test_minilm_teacher_into_word_cnn_classifies_raw_strings_through_onnx(tmp_pa
            "student": {"model": "text_cnn", "args": {"dim": 8, "channels": 8},
                        "train": {"epochs": 1, "batch_size": 32, "lr": 0.003, "max_steps_per_epoch": 2}},
            "distill": {"method": "kd", "cache": {"enabled": True}},
-           "deploy": {"quantize": True, "calibration_samples": 16, "latency_runs": 5}}
+           "deploy": {"quantize": True, "calibration_samples": 16, "latency_runs": 5,
+                      "formats": ["onnxruntime-int8", "executorch-int8"]}}  # classify reads the ONNX file
     m = edgedistill.run(cfg, out_dir=tmp_path / "run", progress=False).metrics
     assert m["models"]["teacher"]["params"] > 20_000_000
-    assert m["models"]["student_kd"]["deploy"]["fit"]["int8"]["fits"]
+    dep = m["models"]["student_kd"]["deploy"]
+    assert dep["fit"][dep["preferred"]]["fits"], dep.get("failed")
     from edgedistill.checkpoint import read_checkpoint
     ckpt_args = read_checkpoint(tmp_path / "run" / "student_kd.pt")["args"]
     assert ckpt_args["vocab_size"] == 30522 and ckpt_args["pad_id"] == 0, "the checkpoint rebuilds without the data"

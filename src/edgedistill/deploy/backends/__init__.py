@@ -66,9 +66,14 @@ def parse_format(fmt: str, field_name: str = "deploy.formats") -> tuple[Backend,
 
 def missing_runtime(backend: Backend) -> str | None:
     """The pip command that would make this backend work here, or None when it already does."""
-    if all(importlib.util.find_spec(m) is not None for m in backend.modules):
-        return None
-    return backend.pip
+    return None if all(_importable(m) for m in backend.modules) else backend.pip
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def check_formats(formats: list[str], input_bits: int, field_name: str = "deploy.formats") -> None:

@@ -16,14 +16,14 @@ from edgedistill.quiet import third_party_output
 
 def export(model: nn.Module, input_shape: tuple[int, ...], calibration_x: np.ndarray, path: Path, dtype: str,
            input_bits: int = 8) -> Path:
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
-                                                                         get_symmetric_quantization_config)
-    from executorch.exir import to_edge_transform_and_lower
-
     model = eval_model(model)
     example = torch.zeros(1, *input_shape)
-    with third_party_output():
+    with third_party_output():  # its imports print about optional kernels, so they go to the library log too
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
+                                                                             get_symmetric_quantization_config)
+        from executorch.exir import to_edge_transform_and_lower
+
         if dtype == "int8":
             quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
             model = quantized_graph(model, example, calibration_x, quantizer, fold_weights=True)
@@ -42,10 +42,10 @@ class ExecuTorchSession:
     max_batch = 1
 
     def __init__(self, path: Path, threads: int):
-        from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
-        from executorch.runtime import Runtime
-
         with third_party_output():
+            from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+            from executorch.runtime import Runtime
+
             _unsafe_reset_threadpool(threads)
             self._method = Runtime.get().load_program(str(path)).load_method("forward")
 

@@ -16,11 +16,11 @@ from edgedistill.quiet import third_party_output
 
 def export(model: nn.Module, input_shape: tuple[int, ...], calibration_x: np.ndarray, path: Path, dtype: str,
            input_bits: int = 8) -> Path:
-    import litert_torch
-
     model = eval_model(model)
     example = torch.zeros(1, *input_shape)
-    with third_party_output():
+    with third_party_output():  # its imports print about optional CUDA kernels, so they go to the library log too
+        import litert_torch
+
         if dtype == "int8":
             from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
             from litert_torch.quantize.quant_config import QuantConfig
@@ -43,9 +43,9 @@ class LiteRtSession:
     max_batch = 1
 
     def __init__(self, path: Path, threads: int):
-        from ai_edge_litert.interpreter import Interpreter
-
         with third_party_output():
+            from ai_edge_litert.interpreter import Interpreter
+
             self._it = Interpreter(model_path=str(path), num_threads=threads)
             self._it.allocate_tensors()
         self._in, self._out = self._it.get_input_details()[0], self._it.get_output_details()[0]
