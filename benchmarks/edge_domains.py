@@ -20,6 +20,7 @@ from sklearn.linear_model import LogisticRegression
 
 import edgedistill
 from edgedistill.data import load_dataset
+from edgedistill.report import read_metrics
 from record import header, replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,18 +48,19 @@ def row(name: str, m: dict, reference: str, positive: str | None) -> str:
     t, s, k = (m["models"][r] for r in ("teacher", "student_scratch", "student_kd"))
     qat = m["models"].get("student_kd_qat")  # deploy.qat: the quantization-aware KD student is the one to ship
     dep = (qat or k).get("deploy", {})
-    int8 = dep.get("formats", {}).get("int8", {})
-    fit = dep.get("fit", {}).get("int8", {})
+    chosen = dep.get("preferred", "")  # the device's own int8 format (tflm-int8 on the MCU profiles)
+    int8 = dep.get("formats", {}).get(chosen, {})
+    fit = dep.get("fit", {}).get(chosen, {})
     acc = lambda r: f"{100 * r['test']['accuracy']:.2f}%"  # noqa: E731
     recall = (f" / {s['test']['per_class'][positive]['recall']:.3f} / {k['test']['per_class'][positive]['recall']:.3f}"
               if positive else "")
     verdict = ("fits" if fit.get("fits") else "does NOT fit: " + "; ".join(fit.get("overflows", []))) if fit else "-"
-    gap = 100 * (t["test"]["accuracy"] - int8.get("test_accuracy_onnxruntime", float("nan")))
+    gap = 100 * (t["test"]["accuracy"] - int8.get("test_accuracy", float("nan")))
     loaded = m["config"]["teacher"].get("checkpoint")  # a rerun of the students only says whose teacher it reused
     teacher = f"{t['model']} {t['params']:,}: {acc(t)}" + (f" (loaded from `{loaded}`)" if loaded else "")
     return (f"| {name} ({m['created'][5:16].replace('T', ' ')}) | {m['device']['name']} | {reference} | {teacher} | "
             f"{k['model']} {k['params']:,} ({t['params'] / k['params']:.0f}x fewer) | {acc(s)} | {acc(k)} | "
-            f"{100 * int8.get('test_accuracy_onnxruntime', float('nan')):.2f}%{' after QAT' if qat else ''}"
+            f"{100 * int8.get('test_accuracy', float('nan')):.2f}%{' ' + chosen}{' after QAT' if qat else ''}"
             f"{', 16-bit input' if int8.get('input_bits') == 16 else ''} "
             f"({gap:.2f} pts under the teacher) | "
             f"{int8.get('file_bytes', 0) / 1024:.1f} KB, {verdict} |"
@@ -70,7 +72,7 @@ def table(out: Path, wall: float) -> str:
     rows = []
     for name, (published, positive) in SETS.items():
         if (out / name / "metrics.json").exists():
-            m = json.loads((out / name / "metrics.json").read_text())
+            m = read_metrics(out / name)  # an older (schema 1) file is migrated on reading
             rows.append(row(name, m, published or logistic_baseline(m["config"]), positive))
     return ("### Edge domains: sensor time series and medical tables\n\n" + header(wall, "wall time of the last call")
             + "- each row is read from bench_runs/domains/<set>/metrics.json and dated by its own run (UTC); the "
@@ -78,7 +80,7 @@ def table(out: Path, wall: float) -> str:
               "a row names\n"
             + "- each set is `edgedistill run configs/<set>.yaml`, one seed; test accuracy of the kept weights "
               "(`train.keep: last`: these validation splits hold 4-30 samples, too few to choose an epoch on)\n\n"
-              "| set | device | reference | teacher: test acc | KD student | scratch | KD | KD int8, ONNX Runtime "
+              "| set | device | reference | teacher: test acc | KD student | scratch | KD | KD int8 through its runtime "
               "| int8 file, fit | recall of the diagnosis: teacher / scratch / KD |\n"
               "|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
 

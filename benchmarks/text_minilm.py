@@ -23,6 +23,7 @@ from sklearn.model_selection import train_test_split
 
 import edgedistill
 from edgedistill.deploy.text_frontend import classify
+from edgedistill.report import read_metrics
 from record import header, replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +56,7 @@ def main() -> None:
     out = Path(args.out)
     read_back = (out / "metrics.json").exists()
     if read_back:
-        m = json.loads((out / "metrics.json").read_text())
+        m = read_metrics(out)  # an older (schema 1) file is migrated on reading
     else:
         m = edgedistill.run(ROOT / "configs" / "amazon_reviews.yaml", out_dir=out, overrides=args.overrides,
                             overwrite=True, progress=False).metrics
@@ -68,12 +69,12 @@ def main() -> None:
                      ("word CNN, KD + QAT", m["models"].get("student_kd_qat"))):
         if r is None:
             continue
-        int8 = r.get("deploy", {}).get("formats", {}).get("int8", {})
-        fit = r.get("deploy", {}).get("fit", {}).get("int8", {})
+        int8 = r.get("deploy", {}).get("formats", {}).get("onnxruntime-int8", {})
+        fit = r.get("deploy", {}).get("fit", {}).get("onnxruntime-int8", {})
         rows.append(f"| {label} | {r['params']:,} ({100 * r['params'] / t['params']:.1f}% of teacher) | "
                     f"{100 * r['test']['accuracy']:.2f}% | {r['test']['f1_macro']:.4f} | "
                     f"{100 * (r['test']['accuracy'] - base):+.2f} pts | "
-                    f"{100 * int8.get('test_accuracy_onnxruntime', float('nan')):.2f}% | "
+                    f"{100 * int8.get('test_accuracy', float('nan')):.2f}% | "
                     f"{int8.get('file_bytes', 0) / 1e6:.2f} MB | {fit.get('fits', '-')} |")
     shown = classify(out / "export" / "student_kd_int8.onnx", EXAMPLES)
     tc, sc = m["config"]["teacher"], m["config"]["student"]

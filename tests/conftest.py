@@ -54,7 +54,7 @@ def deployed_run(tmp_path_factory) -> tuple[Path, dict]:
     import edgedistill
 
     cfg = tiny_config()
-    cfg["deploy"] = {"enabled": True, "latency_runs": 5, "calibration_samples": 32}
+    cfg["deploy"] = {"enabled": True, "latency_runs": 5, "calibration_samples": 32, "qat": "off"}
     cfg["device"] = "mcu"
     out = tmp_path_factory.mktemp("deployed") / "run"
     return out, edgedistill.run(cfg, out_dir=out, progress=False).metrics

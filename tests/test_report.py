@@ -22,7 +22,7 @@ def test_run_writes_self_contained_html(deployed_run):
     assert "<img" in page and 'src="http' not in page and "<link" not in page  # nothing fetched from elsewhere
     for heading in ("Comparison (test set)", "Deployment", "Trade-offs", "Training", "Where the student errs"):
         assert heading in page
-    assert "KD student as int8 fits" in page
+    assert "KD student as tflm-int8 fits" in page
     assert len(re.findall(r'src="data:image/png;base64,', page)) == 5
 
 

@@ -11,9 +11,9 @@ import torch
 import torch.nn as nn
 
 from edgedistill.checkpoint import atomic_write_text, load_weights, read_checkpoint
-from edgedistill.config import resolve_config
+from edgedistill.config import ExperimentConfig, resolve_config
 from edgedistill.data import DataSplits, load_dataset
-from edgedistill.deploy import check_deploy, deploy_model, get_device, preferred_format
+from edgedistill.deploy import DeviceProfile, check_deploy, deploy_model, get_device, preferred_format
 from edgedistill.distill.trainer import predict_logits
 from edgedistill.modelbuild import build_model
 from edgedistill.report import read_metrics, write_reports
@@ -36,19 +36,27 @@ def rebuild(cfg, role: str, data: DataSplits, run_dir: Path) -> nn.Module:
     return model.eval()
 
 
-def export_run(run_dir: str | Path, formats: list[str]) -> dict:
-    """Deploy every model of a finished run to `formats` and merge the records into its metrics.json."""
-    run_dir = Path(run_dir)
+def load_run(run_dir: Path) -> tuple[dict, ExperimentConfig, DeviceProfile, DataSplits]:
+    """A finished run's metrics, config, device profile and data splits, as the run saw them."""
     metrics = read_metrics(run_dir)
     cfg = resolve_config(run_dir / "config.yaml")
     device = get_device(cfg.device, cfg.device_catalog)
     if cfg.latency_budget_ms is not None:
         device = device.model_copy(update={"latency_budget_ms": cfg.latency_budget_ms})
-    bits = cfg.deploy.input_bits if cfg.deploy.quantize else 8
-    check_deploy(formats, device, bits)
     split_seed = cfg.seed if cfg.data.split_seed is None else cfg.data.split_seed
     data = load_dataset(cfg.data.name, cfg.data.path, cfg.data.val_fraction, split_seed, cfg.data.options,
                         cfg.data.limit_train, cfg.data.limit_test)
+    return metrics, cfg, device, data
+
+
+def export_run(run_dir: str | Path, formats: list[str]) -> dict:
+    """Deploy every model of a finished run to `formats` and merge the records into its metrics.json."""
+    run_dir = Path(run_dir)
+    metrics = read_metrics(run_dir)  # a folder that is not a finished run fails before the data loads
+    cfg = resolve_config(run_dir / "config.yaml")
+    bits = cfg.deploy.input_bits if cfg.deploy.quantize else 8
+    check_deploy(formats, get_device(cfg.device, cfg.device_catalog), bits)
+    metrics, cfg, device, data = load_run(run_dir)
     for role, record in metrics["models"].items():
         if not (run_dir / f"{role}.pt").is_file():
             continue

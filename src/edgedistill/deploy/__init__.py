@@ -6,6 +6,7 @@ tensor arena TFLite Micro allocates, Vela's report for an NPU. The graph-walk RA
 """
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -14,13 +15,13 @@ import torch
 import torch.nn as nn
 
 from edgedistill.data import DataSplits
-from edgedistill.deploy.backends import Backend, check_formats, parse_format, run_batches
+from edgedistill.deploy.backends import Backend, check_formats, parse_format, run_file
 from edgedistill.deploy.devices import DeviceProfile, get_device, load_catalog
 from edgedistill.deploy.fit import Footprint, fit_check
 from edgedistill.deploy.onnx_export import export_onnx, logit_agreement, onnx_file_bytes
 from edgedistill.deploy.profile import count_macs, host_threads, measure_latency, peak_activation_bytes
 from edgedistill.deploy.quantize import quantize_int8, quantized_bits, quantized_input_bits
-from edgedistill.errors import UserError
+from edgedistill.errors import UserError, first_line
 from edgedistill.models import count_params
 
 __all__ = ["DeviceProfile", "ELEMENT_BYTES", "get_device", "load_catalog", "check_deploy", "deploy_model",
@@ -63,11 +64,11 @@ def check_deploy(formats: list[str], device: DeviceProfile, input_bits: int) -> 
                             f"run `{VELA_PIP}`")
 
 
-def _estimate(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
-    """Graph-walk peak activations on the fp32 ONNX graph, at 4 and 1 bytes per element."""
+def estimate_ram(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[dict[str, int], bytes]:
+    """Graph-walk peak activations on the fp32 ONNX graph at 4 and 1 bytes per element, and that graph."""
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_onnx(model, input_shape, Path(tmp) / "estimate.onnx")
-        return {"fp32": peak_activation_bytes(fp32, 4), "int8": peak_activation_bytes(fp32, 1), "_onnx": fp32.read_bytes()}
+        return {"fp32": peak_activation_bytes(fp32, 4), "int8": peak_activation_bytes(fp32, 1)}, fp32.read_bytes()
 
 
 def _ort_int8_estimate(path: Path, onnx_fp32: bytes) -> int:
@@ -101,9 +102,11 @@ def score_format(backend: Backend, path: Path, data: DataSplits, torch_test_logi
                  latency_runs: int) -> dict:
     """Test and validation accuracy through the runtime, agreement with PyTorch, host latency."""
     session = backend.open(path, threads)
-    test_logits = run_batches(session, data.x_test)
+    workers = os.cpu_count() or 1
+    test_logits = run_file(backend, path, session, data.x_test, workers)
+    val_logits = run_file(backend, path, session, data.x_val, workers)
     record = {"test_accuracy": float(np.mean(test_logits.argmax(1) == data.y_test)),
-              "val_accuracy": float(np.mean(run_batches(session, data.x_val).argmax(1) == data.y_val))}
+              "val_accuracy": float(np.mean(val_logits.argmax(1) == data.y_val))}
     record |= logit_agreement(test_logits, torch_test_logits)
     runs = latency_runs if backend.speed_is_meaningful else max(5, latency_runs // 10)
     record["host_latency"] = measure_latency(session, data.input_shape, threads, runs=runs,
@@ -137,7 +140,7 @@ def deploy_model(model: nn.Module, role: str, input_shape: tuple[int, ...], expo
     """
     model = model.cpu().eval()
     macs = count_macs(model, input_shape)
-    estimate = _estimate(model, input_shape)
+    estimate, onnx_fp32 = estimate_ram(model, input_shape)
     out: dict = {"macs": macs, "formats": {}, "fit": {}, "failed": {},
                  "val_accuracy_torch": torch_accuracy(model, data.x_val, data.y_val)}
     threads = host_threads(device.cores)
@@ -151,7 +154,7 @@ def deploy_model(model: nn.Module, role: str, input_shape: tuple[int, ...], expo
                       "file_bytes": onnx_file_bytes(path) if backend.suffix == ".onnx" else path.stat().st_size,
                       "peak_activation_bytes": estimate[dtype]}
             if backend.name == "onnxruntime" and dtype == "int8":
-                record["peak_activation_bytes"] = _ort_int8_estimate(path, estimate["_onnx"])
+                record["peak_activation_bytes"] = _ort_int8_estimate(path, onnx_fp32)
                 if quantized_input_bits(path) == 16:
                     record["input_bits"] = 16
             if backend.extras is not None:
@@ -164,7 +167,7 @@ def deploy_model(model: nn.Module, role: str, input_shape: tuple[int, ...], expo
         except (UserError, OSError):
             raise
         except Exception as exc:  # noqa: BLE001 - one runtime's converter failing must not stop the others
-            out["failed"][fmt] = blocking_reason(exc)
+            out["failed"][fmt] = first_line(exc)  # the converter's message names the operator it lacks
             continue
         out["formats"][fmt] = record
         out["fit"][fmt] = fit_check(device, dtype, footprint(backend, dtype, record, model, macs, device))
@@ -172,13 +175,6 @@ def deploy_model(model: nn.Module, role: str, input_shape: tuple[int, ...], expo
         raise RuntimeError("no format could be exported: " + "; ".join(f"{k}: {v}" for k, v in out["failed"].items()))
     out["preferred"] = preferred_format(list(out["formats"]), device)
     return out
-
-
-def blocking_reason(exc: BaseException) -> str:
-    """One line saying what stopped a converter, the operator when its message names one."""
-    from edgedistill.errors import first_line
-
-    return first_line(exc)
 
 
 def torch_accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> float:
@@ -198,9 +194,9 @@ def early_fit_check(model: nn.Module, input_shape: tuple[int, ...], calibration_
     with tempfile.TemporaryDirectory() as tmp:
         path, _ = export_file(backend, model, input_shape, calibration_x[:32], Path(tmp) / f"probe{backend.suffix}",
                               dtype, input_bits, {})
-        estimate = _estimate(model, input_shape)
+        estimate, onnx_fp32 = estimate_ram(model, input_shape)
         record = {"file_bytes": onnx_file_bytes(path) if backend.suffix == ".onnx" else path.stat().st_size,
-                  "peak_activation_bytes": (_ort_int8_estimate(path, estimate["_onnx"])
+                  "peak_activation_bytes": (_ort_int8_estimate(path, onnx_fp32)
                                             if backend.name == "onnxruntime" and dtype == "int8" else estimate[dtype])}
         if backend.extras is not None:
             record |= backend.extras(path, dtype)

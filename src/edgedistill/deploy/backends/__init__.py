@@ -6,10 +6,12 @@ formats it takes; `deploy.formats` overrides them.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Iterator, Protocol
 
 import numpy as np
 import torch.nn as nn
@@ -86,6 +88,36 @@ def check_formats(formats: list[str], input_bits: int, field_name: str = "deploy
         if dtype == "int8" and input_bits not in backend.input_bits:
             raise UserError(f"deploy.input_bits: {input_bits} is not available with {fmt!r} ({backend.name} takes "
                             f"{' or '.join(map(str, backend.input_bits))}-bit inputs); set it to 8 or drop the format")
+
+
+def _score_chunk(args: tuple[str, str, np.ndarray]) -> np.ndarray:
+    runtime, path, x = args
+    return run_batches(backends()[runtime].open(Path(path), 1), x)
+
+
+def run_file(backend: Backend, path: Path, session: Session, x: np.ndarray, workers: int) -> np.ndarray:
+    """Logits for every row of x through the file; a runtime that runs one sample at a time on reference kernels
+    (TFLite Micro) is spread over `workers` processes, each with its own interpreter."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # fork, not spawn: spawn re-imports the caller's main module; the children touch only the interpreter
+    if backend.speed_is_meaningful or workers <= 1 or len(x) < 200 or \
+            "fork" not in multiprocessing.get_all_start_methods():
+        return run_batches(session, x)
+
+    chunks = np.array_split(x, workers)
+    with forking(), ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        return np.concatenate(list(pool.map(_score_chunk, [(backend.name, str(path), c) for c in chunks])))
+
+
+@contextlib.contextmanager
+def forking() -> Iterator[None]:
+    """Fork children that touch only TFLite Micro's interpreter. JAX (imported by litert-torch) warns at every
+    fork that its own threads could deadlock a child that used JAX; these children never do."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+        yield
 
 
 def run_batches(session: Session, x: np.ndarray, batch_size: int = 256) -> np.ndarray:

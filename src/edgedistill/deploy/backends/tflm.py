@@ -3,6 +3,7 @@ with the op resolver it needs. TFLM's host interpreter runs the same file with i
 the tensor arena it really allocated: the RAM figure of the fit check."""
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tempfile
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedistill.deploy.backends import Backend, dequantize, quantize_input
+from edgedistill.deploy.backends import Backend, dequantize, forking, quantize_input
 from edgedistill.deploy.backends.litert import export
 
 ARENA_LINE = re.compile(r"Arena allocation total (\d+) bytes")
@@ -42,21 +43,25 @@ def _stderr_of(call) -> str:
 
 
 def _runs_in(model: bytes, arena: int) -> bool:
-    """Whether the interpreter allocates and invokes in an arena of this size (its complaints are swallowed)."""
-    ok = []
-
-    def attempt() -> None:
+    """Whether the interpreter allocates and invokes in an arena of this size. Each try runs in a forked child:
+    some arenas just short of enough crash the interpreter (a segmentation fault) instead of failing cleanly."""
+    with forking():
+        pid = os.fork()
+    if pid == 0:  # the child: touch only the interpreter, say yes or no by exit code, never return
+        code = 1
         try:
+            quiet = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(quiet, 1)
+            os.dup2(quiet, 2)
             it = _interpreter(model, arena)
             detail = it.get_input_details(0)
             it.set_input(np.zeros(detail["shape"], detail["dtype"]), 0)
             it.invoke()
-            ok.append(True)
-        except RuntimeError:
-            pass
-
-    _stderr_of(attempt)
-    return bool(ok)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
 
 
 def recorded_arena(model: bytes) -> int:
@@ -71,6 +76,7 @@ def recorded_arena(model: bytes) -> int:
     return int(found.group(1))
 
 
+@functools.lru_cache(maxsize=8)  # the session that scores a file asks again for the arena its extras measured
 def measure_arena(model: bytes) -> dict:
     """The smallest tensor arena (to 16 bytes) in which TFLite Micro's interpreter allocates and runs this model.
 
