@@ -98,6 +98,25 @@ def export_file(backend: Backend, model: nn.Module, input_shape: tuple[int, ...]
     return path, notes
 
 
+def measure_file(backend: Backend, path: Path, dtype: str, estimate: dict[str, int], onnx_fp32: bytes,
+                 device: DeviceProfile, out_dir: Path) -> dict:
+    """What the file itself says: its bytes, the RAM estimate, what its runtime measures (TFLM's arena, its C
+    pair) and, for an NPU, Vela's compile and report."""
+    record = {"file_bytes": onnx_file_bytes(path) if backend.suffix == ".onnx" else path.stat().st_size,
+              "peak_activation_bytes": estimate[dtype]}
+    if backend.name == "onnxruntime" and dtype == "int8":
+        record["peak_activation_bytes"] = _ort_int8_estimate(path, onnx_fp32)
+        if quantized_input_bits(path) == 16:
+            record["input_bits"] = 16
+    if backend.extras is not None:
+        record |= backend.extras(path, dtype)
+    if device.npu is not None and backend.name == "tflm" and dtype == "int8":
+        from edgedistill.deploy.npu import vela_compile
+
+        record["npu"] = vela_compile(path, device.npu, out_dir)
+    return record
+
+
 def score_format(backend: Backend, path: Path, data: DataSplits, torch_test_logits: np.ndarray, threads: int,
                  latency_runs: int) -> dict:
     """Test and validation accuracy through the runtime, agreement with PyTorch, host latency."""
@@ -151,18 +170,7 @@ def deploy_model(model: nn.Module, role: str, input_shape: tuple[int, ...], expo
             path, notes = export_file(backend, model, input_shape, calibration_x,
                                       export_dir / f"{role}_{dtype}{backend.suffix}", dtype, input_bits, made)
             record = {"runtime": backend.name, "dtype": dtype, "file": path.name, "note": backend.note, **notes,
-                      "file_bytes": onnx_file_bytes(path) if backend.suffix == ".onnx" else path.stat().st_size,
-                      "peak_activation_bytes": estimate[dtype]}
-            if backend.name == "onnxruntime" and dtype == "int8":
-                record["peak_activation_bytes"] = _ort_int8_estimate(path, onnx_fp32)
-                if quantized_input_bits(path) == 16:
-                    record["input_bits"] = 16
-            if backend.extras is not None:
-                record |= backend.extras(path, dtype)
-            if device.npu is not None and fmt == "tflm-int8":
-                from edgedistill.deploy.npu import vela_compile
-
-                record["npu"] = vela_compile(path, device.npu, export_dir)
+                      **measure_file(backend, path, dtype, estimate, onnx_fp32, device, export_dir)}
             record |= score_format(backend, path, data, torch_test_logits, threads, latency_runs)
         except (UserError, OSError):
             raise
@@ -195,15 +203,7 @@ def early_fit_check(model: nn.Module, input_shape: tuple[int, ...], calibration_
         path, _ = export_file(backend, model, input_shape, calibration_x[:32], Path(tmp) / f"probe{backend.suffix}",
                               dtype, input_bits, {})
         estimate, onnx_fp32 = estimate_ram(model, input_shape)
-        record = {"file_bytes": onnx_file_bytes(path) if backend.suffix == ".onnx" else path.stat().st_size,
-                  "peak_activation_bytes": (_ort_int8_estimate(path, onnx_fp32)
-                                            if backend.name == "onnxruntime" and dtype == "int8" else estimate[dtype])}
-        if backend.extras is not None:
-            record |= backend.extras(path, dtype)
-        if device.npu is not None and fmt == "tflm-int8":
-            from edgedistill.deploy.npu import vela_compile
-
-            record["npu"] = vela_compile(path, device.npu, Path(tmp))
+        record = measure_file(backend, path, dtype, estimate, onnx_fp32, device, Path(tmp))
         verdict = fit_check(device, dtype, footprint(backend, dtype, record, model, count_macs(model, input_shape),
                                                      device))
     return verdict | {"format": fmt}
