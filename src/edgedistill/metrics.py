@@ -63,6 +63,7 @@ class Latency(Open):
     latency_p50_ms: float
     latency_p95_ms: float
     throughput_per_s: float
+    throughput_batch: int
     threads: int
 
 

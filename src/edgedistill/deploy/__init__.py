@@ -158,6 +158,7 @@ def deploy_model(model: nn.Module, role: str, input_shape: tuple[int, ...], expo
     Validation accuracy through each runtime is recorded too: decisions (whether to run QAT) use it, never test.
     """
     model = model.cpu().eval()
+    export_dir.mkdir(parents=True, exist_ok=True)
     macs = count_macs(model, input_shape)
     estimate, onnx_fp32 = estimate_ram(model, input_shape)
     out: dict = {"macs": macs, "formats": {}, "fit": {}, "failed": {},

@@ -80,6 +80,7 @@ def quantize_int8(fp32_path: Path, calibration_x: np.ndarray, out_path: Path, pe
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     CalibrationDataReader.register(ArrayCalibrationReader)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = out_path.with_name(f".{out_path.name}.tmp")
     try:
         with tempfile.TemporaryDirectory() as tmp:

@@ -3,6 +3,7 @@ with the op resolver it needs. TFLM's host interpreter runs the same file with i
 the tensor arena it really allocated: the RAM figure of the fit check."""
 from __future__ import annotations
 
+import faulthandler
 import functools
 import os
 import re
@@ -50,6 +51,7 @@ def _runs_in(model: bytes, arena: int) -> bool:
     if pid == 0:  # the child: touch only the interpreter, say yes or no by exit code, never return
         code = 1
         try:
+            faulthandler.disable()  # a crash here is an answer (no), not a report for the parent's stderr
             quiet = os.open(os.devnull, os.O_WRONLY)
             os.dup2(quiet, 1)
             os.dup2(quiet, 2)
