@@ -73,9 +73,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         from edgedistill.report.markdown import fit_summary
 
         print(fit_summary(result.metrics))
+        print(deliverable_line(result.metrics))
     print(f"run folder: {result.run_dir}  (metrics.json, report.md, config.yaml, *.pt, export/, logs/)")
     print(f"report: {result.run_dir / 'report.html'}")
     return 0
+
+
+def deliverable_line(metrics: dict) -> str:
+    """The file to hand over, and its accuracy through the runtime that loads it."""
+    dep = metrics["models"]["student_kd"]["deploy"]
+    if "error" in dep:
+        return f"KD student: export failed ({dep['error']})"
+    f = dep["formats"][dep["preferred"]]
+    extra = f" + {', '.join(f['files'])}" if f.get("files") else ""
+    return (f"deliverable: export/{f['file']}{extra}: {f['file_bytes']:,} bytes, "
+            f"{100 * f['test_accuracy']:.2f}% test accuracy through {f['runtime']} "
+            f"(PyTorch fp32 {100 * metrics['models']['student_kd']['test']['accuracy']:.2f}%)")
 
 
 def cmd_seeds(args: argparse.Namespace) -> int:
