@@ -2,13 +2,13 @@
 lowering to XNNPACK, a .pte file, run here by ExecuTorch's own runtime."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 
+from edgedistill.checkpoint import atomic_write_bytes
 from edgedistill.deploy.backends import Backend, eval_model
 from edgedistill.deploy.backends.pt2e import quantized_graph
 from edgedistill.quiet import third_party_output
@@ -30,9 +30,7 @@ def export(model: nn.Module, input_shape: tuple[int, ...], calibration_x: np.nda
         program = to_edge_transform_and_lower(torch.export.export(model, (example,)),
                                               partitioner=[XnnpackPartitioner()]).to_executorch()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(program.buffer)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, program.buffer)
     return path
 
 
