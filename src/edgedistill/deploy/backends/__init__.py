@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
 
@@ -43,7 +43,6 @@ class Backend:
     speed_is_meaningful: bool = True  # False where the host runs reference kernels, not the device's
     note: str = ""
     extras: Callable[[Path, str], dict] | None = None  # more files and measurements beside the file (tflm)
-    requires: tuple[str, ...] = field(default=())  # formats whose files this one builds on
 
 
 def _registry() -> dict[str, Backend]:
