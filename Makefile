@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The CPU wheel of torch is pinned for dev and CI; a looser pin pulls a multi-GB CUDA build.
+# The CPU wheel of torch is pinned for dev and CI; a looser pin pulls a multi-GB CUDA build. constraints.txt pins
+# the rest to a set known to resolve, so a fresh install neither backtracks nor builds old sdists.
 TORCH_PIN ?= torch==2.13.0
 
 .PHONY: install install-dev demo test clean
@@ -13,10 +14,10 @@ $(BIN)/python:
 
 # the demo targets a microcontroller, so it installs TFLite Micro (and litert-torch, its converter) beside the core
 install: $(BIN)/python
-	$(BIN)/pip install --quiet "$(TORCH_PIN)" -e ".[tflm]"
+	$(BIN)/pip install --quiet -c constraints.txt "$(TORCH_PIN)" -e ".[tflm]"
 
 install-dev: $(BIN)/python
-	$(BIN)/pip install --quiet "$(TORCH_PIN)" -e ".[dev,timeseries,tabular,text,edge]"
+	$(BIN)/pip install --quiet -c constraints.txt "$(TORCH_PIN)" -e ".[dev,timeseries,tabular,text,edge]"
 
 demo: install
 	$(BIN)/edgedistill run --out runs/demo --overwrite
