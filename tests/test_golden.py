@@ -1,0 +1,81 @@
+"""Refactoring must not change behaviour: a short deterministic run, every step on, gives the metrics recorded in
+tests/golden/ before the pipeline was split into stages. Regenerate only for an intended change:
+`python tests/test_golden.py` (and say why in the commit)."""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "tiny_run.json"
+HISTORY_KEYS = ("epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
+
+
+def golden_config() -> dict:
+    from conftest import tiny_config
+
+    cfg = tiny_config(student_args={"channels": [8, 16]})
+    cfg["teacher"]["train"]["epochs"] = 2
+    cfg["student"]["train"]["epochs"] = 2
+    cfg["compress"] = {"prune": {"enabled": True, "target_params": 20000, "epochs": 1}}
+    cfg["device"] = "host"
+    cfg["deploy"] = {"enabled": True, "latency_runs": 5, "calibration_samples": 32, "qat": "always", "qat_epochs": 1}
+    cfg["deterministic"] = True
+    return cfg
+
+
+def behaviour(metrics: dict) -> dict:
+    """What a refactor must keep: every model's scores, footprint, training curve and int8 accuracy."""
+    out = {"comparison": metrics["comparison"], "models": {}}
+    renamed = {"student_pruned": "teacher_pruned"}  # schema 3's name for the same model
+    for role, m in sorted(metrics["models"].items()):
+        role = renamed.get(role, role)
+        formats = m.get("deploy", {}).get("formats", {})
+        out["models"][role] = {
+            "params": m["params"], "size_fp32_bytes": m["size_fp32_bytes"],
+            "test": {k: m["test"][k] for k in ("accuracy", "f1_macro", "confusion_matrix")},
+            "val": m["val"],
+            "history": [{k: row[k] for k in HISTORY_KEYS} for row in m.get("train", {}).get("history", [])],
+            "formats": {k: {"test_accuracy": f["test_accuracy"], "val_accuracy": f["val_accuracy"]}
+                        for k, f in sorted(formats.items())},
+        }
+    return out
+
+
+def close(a, b, path: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        if set(a) != set(b):
+            return [f"{path}: keys {sorted(set(a) ^ set(b))} differ"]
+        return [d for k in a for d in close(a[k], b[k], f"{path}.{k}")]
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return [f"{path}: length {len(a)} != {len(b)}"]
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in close(x, y, f"{path}[{i}]")]
+    if isinstance(a, float) or isinstance(b, float):
+        return [] if math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-6) else [f"{path}: {a} != {b}"]
+    return [] if a == b else [f"{path}: {a!r} != {b!r}"]
+
+
+def run_golden(out: Path) -> dict:
+    import edgedistill
+
+    return behaviour(edgedistill.run(golden_config(), out_dir=out, progress=False).metrics)
+
+
+@pytest.mark.slow
+def test_same_config_gives_the_recorded_metrics(tmp_path):
+    got = json.loads(json.dumps(run_golden(tmp_path / "run")))
+    diffs = close(json.loads(GOLDEN.read_text()), got)
+    assert not diffs, "behaviour changed:\n" + "\n".join(diffs[:20])
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    sys.path.insert(0, str(GOLDEN.parent.parent))
+    with tempfile.TemporaryDirectory() as tmp:
+        GOLDEN.write_text(json.dumps(run_golden(Path(tmp) / "run"), indent=1) + "\n")
+    print(f"wrote {GOLDEN}")
