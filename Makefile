@@ -6,18 +6,24 @@ BIN := $(VENV)/bin
 # the rest to a set known to resolve, so a fresh install neither backtracks nor builds old sdists.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install install-dev demo test clean
+.PHONY: install install-dev demo test test-fast clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
 # the demo targets a microcontroller, so it installs TFLite Micro (and litert-torch, its converter) beside the core
-install: $(BIN)/python
-	$(BIN)/pip install --quiet -c constraints.txt "$(TORCH_PIN)" -e ".[tflm]"
+# each install leaves a stamp, so a second `make test` starts at once; editing pyproject or constraints reinstalls
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
 
-install-dev: $(BIN)/python
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt "$(TORCH_PIN)" -e ".[tflm]"
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -c constraints.txt "$(TORCH_PIN)" -e ".[dev,timeseries,tabular,text,edge]"
+	touch $@ $(VENV)/.installed
 
 demo: install
 	$(BIN)/edgedistill run --out runs/demo --overwrite
@@ -25,6 +31,10 @@ demo: install
 # the suite is mostly CLI subprocesses (interpreter start-up dominates), so one worker per core nearly halves it
 test: install-dev
 	$(BIN)/python -m pytest -n auto
+
+# while editing: every module's logic without the end-to-end runs and subprocesses (tests/conftest.py marks those slow)
+test-fast: install-dev
+	$(BIN)/python -m pytest -n auto -m "not slow" -q
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info src/*.egg-info

@@ -26,17 +26,18 @@ import re
 import time
 from pathlib import Path
 
+import dataclasses
+
 import torch
 
-from edgedistill.checkpoint import atomic_write_text, load_weights, read_checkpoint
+from edgedistill.checkpoint import atomic_write_text
 from edgedistill.config import ExperimentConfig, resolve_config
 from edgedistill.distill import CrossEntropy, build_method
-from edgedistill.distill.cache import load_or_build
-from edgedistill.distill.trainer import check_train_config
-from edgedistill.data import load_dataset
+from edgedistill.modelbuild import build_model
 from edgedistill.models import count_params
-from edgedistill.pipeline import build_model, evaluate_model, fit
-from edgedistill.seeds import mean_std, noise_verdict, paired_test
+from edgedistill.pipeline import Run, Trained, evaluate_model, prepare_in, teacher_cache, train_role
+from edgedistill.roles import Role
+from edgedistill.seeds import mean_std, paired_gain
 from record import header, replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,35 +94,48 @@ def student_config(cfg: ExperimentConfig, spec: str, method: str, seed: int,
     return cfg.model_copy(update={"student": student, "distill": distill, "seed": seed})
 
 
-def tap_bank(cfg: ExperimentConfig, data, teacher, accel, dtype, path: Path, views: int, seed: int,
-             max_bytes: int):
-    """The teacher's logits and taps, the taps pooled to this student's tap sizes (the loss compares them there)."""
-    student = build_model(cfg.student, "student", data, cfg.seed + 1).to(accel)
+def for_model(base: Run, cfg: ExperimentConfig, run_dir: Path) -> Run:
+    """The prepared run (data, loaded teacher) with one row's config, working in that row's folder."""
+    return dataclasses.replace(base, cfg=cfg, run_dir=run_dir, trained={Role.TEACHER: base.trained[Role.TEACHER]},
+                               records={}, test_logits={})
+
+
+def set_up(run: Run, loss, student) -> None:
+    loss.setup(student.to(run.accel), run.teacher, torch.as_tensor(run.data.x_train[:2]).to(run.accel))
+
+
+def tap_bank(base: Run, cfg: ExperimentConfig, folder: Path, max_bytes: int):
+    """The pipeline's cache stage for one student size: the teacher's logits and taps, the taps pooled to this
+    student's tap sizes (the loss compares them there), built with the shared bank's seed and views."""
+    distill = cfg.distill.model_copy(update={"cache": cfg.distill.cache.model_copy(update={"max_bytes": max_bytes})})
+    run = for_model(base, cfg.model_copy(update={"seed": base.cfg.seed, "distill": distill}), folder)
     probe = build_method(cfg.distill, cfg.student.train.label_smoothing)
-    probe.setup(student, teacher, torch.as_tensor(data.x_train[:2]).to(accel))
+    set_up(run, probe, build_model(cfg.student, "student", run.data, cfg.seed + 1))
     t0 = time.perf_counter()
-    bank = load_or_build(path, teacher, data.x_train, data.y_train, cfg.data.augment, views, seed,
-                         probe.teacher_taps, accel, dtype, max_bytes, compared_at=probe.tap_shapes)
+    bank = teacher_cache(run, probe)
     if bank is None:
         raise SystemExit(f"the tap bank would exceed {max_bytes / 1e9:.1f} GB; name fewer or deeper --taps, "
                          "or raise --max-tap-bytes")
     if bank.built:
-        atomic_write_text(path.with_suffix(".json"), json.dumps({"seconds": time.perf_counter() - t0,
-                                                                 "taps": probe.teacher_taps,
-                                                                 "stored_as": probe.tap_shapes}))
+        atomic_write_text(folder / "teacher_taps.json", json.dumps({"seconds": time.perf_counter() - t0,
+                                                                    "taps": probe.teacher_taps,
+                                                                    "stored_as": probe.tap_shapes}))
     return bank
 
 
-def train_one(cfg: ExperimentConfig, data, teacher, cache, accel, run_dir: Path) -> dict:
+def train_one(base: Run, cfg: ExperimentConfig, cache, run_dir: Path) -> dict:
+    """One row's student, trained by the pipeline's own train_role from the scratch control's initial weights."""
+    run = for_model(base, cfg, run_dir)
     scratch = run_dir.name == "scratch"
-    student = build_model(cfg.student, "student", data, cfg.seed + 1)
-    loss = CrossEntropy(cfg.student.train.label_smoothing) if scratch else build_method(
-        cfg.distill, cfg.student.train.label_smoothing)
-    if not scratch and hasattr(loss, "setup"):
-        loss.setup(student.to(accel), teacher, torch.as_tensor(data.x_train[:2]).to(accel))
-    result = fit(student, cfg.student, cfg, data, accel, "student", run_dir, False, loss, teacher=teacher,
-                 cache=cache)
-    scores, _ = evaluate_model(student, data, accel)
+    student = build_model(cfg.student, "student", run.data, cfg.seed + 1)
+    if scratch:
+        result = train_role(run, Role.STUDENT_SCRATCH, student, cfg.student,
+                            CrossEntropy(cfg.student.train.label_smoothing), cache=cache)
+    else:
+        method = build_method(cfg.distill, cfg.student.train.label_smoothing)
+        set_up(run, method, student)
+        result = train_role(run, Role.STUDENT_KD, student, cfg.student, method, teacher=run.teacher, cache=cache)
+    scores, _ = evaluate_model(student, run.data, run.accel)
     return {"params": count_params(student), "test_accuracy": scores["test"]["accuracy"],
             "f1_macro": scores["test"]["f1_macro"], "best_val_accuracy": result.best_val_accuracy,
             "best_epoch": result.best_epoch, "seconds": result.seconds, "cached_teacher": cache is not None}
@@ -147,11 +161,10 @@ def summarize(results: dict, size: str, seeds: list[int]) -> list[str]:
         if not paired:
             continue
         acc = mean_std([by_seed[str(s)]["test_accuracy"] for s in paired])
-        gains = [by_seed[str(s)]["test_accuracy"] - scratch[s]["test_accuracy"] for s in paired]
-        g, t = mean_std(gains), paired_test(gains)
+        g = paired_gain([by_seed[str(s)]["test_accuracy"] - scratch[s]["test_accuracy"] for s in paired], sc["std"])
         verdict = {1: "gain beyond the noise", -1: "loss beyond the noise", 0: "inside the noise"}[
-            noise_verdict(t["p_value"], g["mean"], sc["std"])] if len(paired) > 1 else "one seed: no verdict"
-        p = f"{t['p_value']:.3f}" if t["p_value"] is not None else "-"
+            g["verdict"]] if len(paired) > 1 else "one seed: no verdict"
+        p = f"{g['p_value']:.3f}" if g["p_value"] is not None else "-"
         spread = (lambda v: f" ± {100 * v:.2f}") if len(paired) > 1 else (lambda v: "")  # one seed has no std
         rows.append(f"| {size} | {method} | {params:,} | {len(paired)} | "
                     f"{mean_val(by_seed[str(s)] for s in paired)} | {100 * acc['mean']:.2f}%{spread(acc['std'])} | "
@@ -269,20 +282,16 @@ def main() -> None:
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     check_recipe(out / "recipe.json", args, results)
 
-    cfg = resolve_config(args.config, args.overrides + [f"distill.cache.views={args.views}"])
+    cfg = resolve_config(args.config, args.overrides + [f"distill.cache.views={args.views}", "deploy.enabled=false"])
+    if not cfg.teacher.checkpoint:
+        raise SystemExit("the method table loads its teacher: --set teacher.checkpoint=PATH (see fashion_teacher.py)")
     args.epochs = cfg.student.train.epochs
-    accel = torch.device("cpu") if not torch.cuda.is_available() else torch.device("cuda")
-    _, dtype = check_train_config(cfg.student.train, accel)
-    data = load_dataset(cfg.data.name, cfg.data.path, cfg.data.val_fraction, cfg.seed, cfg.data.options,
-                        cfg.data.limit_train, cfg.data.limit_test)  # one split for every seed
-    teacher = build_model(cfg.teacher, "teacher", data, cfg.seed)
-    load_weights(teacher, read_checkpoint(cfg.teacher.checkpoint, "teacher.checkpoint"), cfg.teacher.checkpoint,
-                 "teacher.checkpoint")
-    teacher = teacher.to(accel)
-    scores, _ = evaluate_model(teacher, data, accel)
+    base = prepare_in(cfg, out)  # one split for every seed (data.split_seed), the teacher loaded and checked
+    teacher = base.loaded_teacher.to(base.accel)
+    base.trained[Role.TEACHER] = Trained(teacher, None, cfg.teacher)
+    scores, _ = evaluate_model(teacher, base.data, base.accel)
     tc = time.perf_counter()
-    cache = load_or_build(out / "teacher_outputs.pt", teacher, data.x_train, data.y_train, cfg.data.augment,
-                          args.views, cfg.seed, [], accel, dtype, cfg.distill.cache.max_bytes)
+    cache = teacher_cache(base, CrossEntropy())  # the logits bank every row shares: no taps
     build_path = out / "cache_build.json"  # the build time survives a restart that reuses the bank
     if cache is None:
         raise SystemExit("the teacher-output bank would exceed distill.cache.max_bytes; lower --views or raise it")
@@ -305,11 +314,10 @@ def main() -> None:
                 run_cfg = student_config(cfg, args.sizes[size], method, seed, taps)
                 feature = method_settings(method)[0] in FEATURE_METHODS
                 if feature and bank is None:
-                    bank = tap_bank(run_cfg, data, teacher, accel, dtype, out / size / "teacher_taps.pt",
-                                    args.views, cfg.seed, int(args.max_tap_bytes))
+                    bank = tap_bank(base, run_cfg, out / size, int(args.max_tap_bytes))
                 run_dir = out / size / f"seed_{seed}" / re.sub(r"[^\w.=-]+", "_", method).strip("_")
                 run_dir.mkdir(parents=True, exist_ok=True)
-                record = train_one(run_cfg, data, teacher, bank if feature else cache, accel, run_dir)
+                record = train_one(base, run_cfg, bank if feature else cache, run_dir)
                 print(f"{size} seed {seed} {method}: {record}", flush=True)
                 results = record_result(results_path, size, method, seed, record)
                 write_table(results, args, teacher_record, time.perf_counter() - t0)

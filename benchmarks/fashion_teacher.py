@@ -15,8 +15,8 @@ from pathlib import Path
 
 from edgedistill.checkpoint import atomic_write_text
 from edgedistill.config import resolve_config
-from edgedistill.data import load_dataset
-from edgedistill.pipeline import model_record, obtain_teacher, resolve_accelerator
+from edgedistill.pipeline import model_record, prepare_in, stages
+from edgedistill.roles import Role
 from edgedistill.rundir import prepare_run_dir
 from record import header, replace_section
 
@@ -31,13 +31,10 @@ def main() -> None:
     ap.add_argument("--key", default="fashion_mnist_teacher", help="section of docs/benchmarks.md to replace")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    cfg = resolve_config(args.config, args.overrides)
+    cfg = resolve_config(args.config, args.overrides + ["deploy.enabled=false"])  # the teacher alone
     run_dir = prepare_run_dir(Path(args.out), overwrite=True)
-    accel = resolve_accelerator(cfg.accelerator)
-    data = load_dataset(cfg.data.name, cfg.data.path, cfg.data.val_fraction, cfg.seed, cfg.data.options,
-                        cfg.data.limit_train, cfg.data.limit_test)
-    teacher, trained = obtain_teacher(cfg, data, accel, run_dir, progress=True)
-    record, _ = model_record("teacher", cfg.teacher, teacher, trained, data, accel)
+    run = stages.teacher(prepare_in(cfg, run_dir, progress=True))
+    record, _ = model_record(Role.TEACHER, run.trained[Role.TEACHER], run.data, run.accel)
     atomic_write_text(run_dir / "teacher_metrics.json", json.dumps(record, indent=2))
     wall = time.perf_counter() - t0
     t = record["train"]

@@ -16,11 +16,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from edgedistill.config import resolve_config
-from edgedistill.data import load_dataset
 from edgedistill.distill import CrossEntropy, build_method
-from edgedistill.distill.trainer import check_train_config, train_model
-from edgedistill.pipeline import build_model, resolve_accelerator, teacher_cache
+from edgedistill.distill.trainer import Trainer, batch_source, check_train_config
+from edgedistill.modelbuild import build_model
+from edgedistill.pipeline import Trained, prepare_in, teacher_cache
+from edgedistill.roles import Role
 from record import header, replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,28 +37,30 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
     t_start = time.perf_counter()
-    cfg = resolve_config(args.config, [f"distill.cache.views={args.views}"])
-    accel = resolve_accelerator(cfg.accelerator)
-    data = load_dataset(cfg.data.name, cfg.data.path, cfg.data.val_fraction, cfg.seed, cfg.data.options)
-    teacher = build_model(cfg.teacher, "teacher", data, cfg.seed).to(accel).eval()
+    cfg = resolve_config(args.config, [f"distill.cache.views={args.views}", "deploy.enabled=false"])
     train = cfg.student.train.model_copy(update={"epochs": 1, "max_steps_per_epoch": args.steps})
-    check_train_config(train, accel)
-    method = build_method(cfg.distill, train.label_smoothing)
-
-    t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:  # the pipeline's own cache step (taps included), not kept
-        cache = teacher_cache(cfg, data, teacher, method, build_model(cfg.student, "student", data, cfg.seed + 1),
-                              accel, Path(tmp))
-    build_s = time.perf_counter() - t0
+        run = prepare_in(cfg, Path(tmp))
+        data, accel = run.data, run.accel
+        check_train_config(train, accel)
+        teacher = run.loaded_teacher.to(accel).eval()  # untrained: its cost, not its accuracy, is measured
+        run.trained[Role.TEACHER] = Trained(teacher, None, cfg.teacher)
+        method = build_method(cfg.distill, train.label_smoothing)
+        method.setup(build_model(cfg.student, "student", data, cfg.seed + 1).to(accel), teacher,
+                     torch.as_tensor(data.x_train[:2]).to(accel))
+        t0 = time.perf_counter()
+        cache = teacher_cache(run, method)
+        build_s = time.perf_counter() - t0
     if cache is None:
         raise SystemExit("the teacher cache would exceed distill.cache.max_bytes; raise it or lower --views")
 
     def epoch_seconds(loss_fn, use_teacher: bool, use_cache: bool) -> float:
         student = build_model(cfg.student, "student", data, cfg.seed + 1)
         t = time.perf_counter()
-        train_model(student, data.x_train, data.y_train, data.x_val[:256], data.y_val[:256], train,
-                    cfg.data.augment, loss_fn, accel, cfg.seed, "timing", teacher=teacher if use_teacher else None,
-                    progress=False, cache=cache if use_cache else None)
+        source = batch_source(loss_fn, cfg.data.augment, teacher if use_teacher else None,
+                              cache if use_cache else None)
+        Trainer(train, loss_fn, source, accel, cfg.seed, "timing").fit(student, data.x_train, data.y_train,
+                                                                      data.x_val[:256], data.y_val[:256])
         return time.perf_counter() - t
 
     variants = {"scratch (CE, no teacher)": (CrossEntropy(train.label_smoothing), False, False),

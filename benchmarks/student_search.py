@@ -10,15 +10,14 @@ distillation that would follow it in a full run.
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
 from edgedistill.config import resolve_config
-from edgedistill.data import load_dataset
-from edgedistill.deploy import get_device
-from edgedistill.pipeline import build_model, resolve_accelerator
+from edgedistill.pipeline import prepare_in, stages
 from edgedistill.report.markdown import search_section
-from edgedistill.search import search_student
+from edgedistill.units import human_bytes
 from record import header, replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,15 +38,15 @@ def main() -> None:
                                        f"student.search.family={args.family}", f"student.search.trials={args.trials}",
                                        f"student.search.epochs={args.epochs}",
                                        f"student.search.timeout_s={args.timeout}"])
-    device = get_device(cfg.device, cfg.device_catalog)
-    data = load_dataset(cfg.data.name, cfg.data.path, cfg.data.val_fraction, cfg.seed, cfg.data.options)
-    search = search_student(cfg, data, device, resolve_accelerator(cfg.accelerator), build_model)
+    with tempfile.TemporaryDirectory() as tmp:  # the pipeline's own search stage, in a folder not kept
+        run = stages.search(prepare_in(cfg, Path(tmp)))
+    search, device = run.search, run.profile
     chosen = next(t for t in search["trials"] if t["number"] == search["best_trial"])
     section = search_section({"student_search": search}).split("\n", 2)[2]
     body = (f"### student: auto on {cfg.data.name} for the {device.name} profile\n\n{header(time.perf_counter() - t0)}"
             f"- config: `{Path(args.config).name}` with the student replaced by `auto`\n"
             f"- chosen: {search['family']} {chosen['args']}, {chosen['params']:,} params, {chosen['dtype']} file "
-            f"{chosen['file_bytes'] / 1024:.1f} KB, peak RAM {chosen['ram_bytes'] / 1024:.1f} KB, validation "
+            f"{human_bytes(chosen['file_bytes'])}, peak RAM {human_bytes(chosen['ram_bytes'])}, validation "
             f"accuracy {100 * chosen['val_accuracy']:.2f}% after {args.epochs} epoch(s); fits {device.name}: "
             f"{chosen['fits']}\n\n{section}")
     replace_section(args.key, body)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import inspect
+import re
 import os
 import subprocess
 import sys
@@ -65,3 +67,22 @@ def run_cli(*args: str, cwd: Path | None = None, env_extra: dict | None = None) 
     env = {**os.environ, "PYTHONPATH": str(TESTS), **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "edgedistill", *args], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=300)
+
+
+END_TO_END = re.compile(r"\brun_cli\(|edgedistill\.run\(|run_seeds\(|\bdeployed_run\b|\bsubprocess\b|"
+                        r"\brun_golden\(|\bfinished_run\b")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """A test that starts the whole pipeline or a fresh interpreter is `slow`, by one rule read off its source, so
+    none is forgotten: `make test-fast` (-m "not slow") runs the rest, `make test` runs everything."""
+    for item in items:
+        fn = getattr(item, "function", None)
+        if fn is None or item.get_closest_marker("slow"):
+            continue
+        try:
+            source = inspect.getsource(fn)
+        except (OSError, TypeError):
+            continue
+        if END_TO_END.search(source) or any(END_TO_END.search(name) for name in getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

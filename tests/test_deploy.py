@@ -9,7 +9,7 @@ import torch
 from onnx import TensorProto, helper
 
 import edgedistill
-from edgedistill import pipeline
+from edgedistill.pipeline import stages
 from edgedistill.deploy import deploy_model, get_device, load_catalog, preferred_format
 from edgedistill.deploy.devices import DeviceProfile
 from edgedistill.deploy.fit import Footprint, fit_check
@@ -60,7 +60,7 @@ def test_fit_check_margins_and_overflow_messages():
     assert not bad["fits"]
     assert bad["checks"]["ram"]["used"] == 600  # weights count where they live in RAM
     text = " ".join(bad["overflows"])
-    assert "flash needs 1.5 KB of 1.0 KB (over by 0.5 KB)" in text and "latency 20.0 ms exceeds" in text
+    assert "flash needs 1.5 KB of 1000 B (over by 500 B)" in text and "latency 20.0 ms exceeds" in text
     assert "fp32 is not among" in fit_check(_device(), "fp32", Footprint(1, 1, 1, 1))["overflows"][0]
 
 
@@ -72,7 +72,7 @@ def test_fit_check_prefers_what_a_runtime_measured_and_keeps_the_estimate():
     ram, flash = v["checks"]["ram"], v["checks"]["flash"]
     assert not v["fits"] and ram["used"] == 450 and ram["estimate"] == 200 and ram["how"] == "measured: TFLM arena"
     assert flash["used"] == 900 and "runtime and kernels (estimated)" in flash["how"] and v["measured"] == ["flash", "ram"]
-    assert v["overflows"] == ["ram needs 0.4 KB of 0.4 KB (over by 0.0 KB)"]
+    assert v["overflows"] == ["ram needs 450 B of 400 B (over by 50 B)"]
 
 
 def test_catalog_has_the_mission_devices_and_takes_user_files(tmp_path):
@@ -153,7 +153,7 @@ def test_student_that_cannot_fit_is_warned_before_training(tmp_path, tiny, monke
     def teacher_not_reached(*args, **kwargs):
         raise Stop
 
-    monkeypatch.setattr(pipeline, "obtain_teacher", teacher_not_reached)
+    monkeypatch.setattr(stages, "obtain_teacher", teacher_not_reached)
     cfg = tiny(student="mlp", student_args={"hidden": [1024, 1024]})
     cfg["deploy"] = {"enabled": True}
     cfg["device"] = "sensor_node"
@@ -161,13 +161,13 @@ def test_student_that_cannot_fit_is_warned_before_training(tmp_path, tiny, monke
     with caplog.at_level(logging.WARNING, logger="edgedistill"), pytest.raises(Stop):
         edgedistill.run(cfg, out_dir=tmp_path / "r", progress=False)
     warning = " ".join(r.getMessage() for r in caplog.records)
-    assert "will not fit device 'sensor_node' as int8" in warning
+    assert "as int8 on device 'sensor_node' does not fit: " in warning
     assert "flash needs" in warning and "over by" in warning
 
 
 def test_devices_command():
     proc = run_cli("devices")
-    assert proc.returncode == 0 and "raspberry_pi_4" in proc.stdout and "320 KB" in proc.stdout
+    assert proc.returncode == 0 and "raspberry_pi_4" in proc.stdout and "320.0 KB" in proc.stdout
 
 
 def test_pruned_teacher_path_end_to_end(tmp_path, tiny):
@@ -175,7 +175,7 @@ def test_pruned_teacher_path_end_to_end(tmp_path, tiny):
     cfg["compress"] = {"prune": {"enabled": True, "target_params": 5000}}
     cfg["deploy"] = {"enabled": True, "latency_runs": 5, "calibration_samples": 32}
     result = edgedistill.run(cfg, out_dir=tmp_path / "r", progress=False)
-    pruned = result.metrics["models"]["student_pruned"]
+    pruned = result.metrics["models"]["teacher_pruned"]
     assert pruned["pruning"]["params_before"] > 5000 >= pruned["pruning"]["params_after"] == pruned["params"]
     assert pruned["deploy"]["macs"] < result.metrics["models"]["teacher"]["deploy"]["macs"]
     assert pruned["deploy"]["formats"]["onnxruntime-fp32"]["host_latency"]["latency_p50_ms"] > 0

@@ -71,7 +71,7 @@ def test_fit_warning_after_quantization_reaches_stderr(tmp_path):
     cfg["device_catalog"] = str(catalog)
     proc = run_cli("run", str(write_config(tmp_path, cfg)), "--out", str(tmp_path / "r"), "--quiet")
     assert proc.returncode == 0, proc.stderr
-    assert "edgedistill: warning: student 'convnet' will not fit device 'tiny_mcu'" in proc.stderr
+    assert "edgedistill: warning: student 'convnet' as int8 on device 'tiny_mcu' does not fit: " in proc.stderr
 
 
 def test_run_leaves_the_root_logger_and_the_callers_loggers_alone(tmp_path, caplog):

@@ -9,7 +9,7 @@ import yaml
 
 import edgedistill
 from edgedistill.distill.augment import augment_batch
-from edgedistill.distill.trainer import train_model
+from edgedistill.distill.trainer import Trainer, batch_source
 from edgedistill.config import AugmentConfig, TrainConfig
 from edgedistill.distill import CrossEntropy
 from edgedistill.errors import UserError
@@ -47,7 +47,7 @@ def test_run_folder_and_metrics_schema(tmp_path, tiny):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics == json.loads(json.dumps(result.metrics))
-    assert metrics["schema_version"] == 2
+    assert metrics["schema_version"] == 3
     for role in ("teacher", "student_scratch", "student_kd"):
         m = metrics["models"][role]
         assert {"accuracy", "precision_macro", "recall_macro", "f1_macro", "per_class",
@@ -129,8 +129,10 @@ def test_trainer_learns_and_keeps_best_validation_weights():
     x = rng.normal(size=(400, 2)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int64)
     model = torch.nn.Linear(2, 2)
-    res = train_model(model, x[:300], y[:300], x[300:], y[300:], TrainConfig(epochs=5, batch_size=32, lr=0.05),
-                      AugmentConfig(), CrossEntropy(), torch.device("cpu"), seed=0, role="t", progress=False)
+    ce = CrossEntropy()
+    trainer = Trainer(TrainConfig(epochs=5, batch_size=32, lr=0.05), ce, batch_source(ce, AugmentConfig()),
+                      torch.device("cpu"), seed=0, role="t")
+    res = trainer.fit(model, x[:300], y[:300], x[300:], y[300:])
     assert res.best_val_accuracy > 0.9
     assert res.best_val_accuracy == max(r["val_accuracy"] for r in res.history)
     with torch.no_grad():  # the model left behind holds the best epoch's weights, not the last epoch's
@@ -143,9 +145,10 @@ def test_keep_last_leaves_the_final_epoch_even_after_a_better_one():
     x = rng.normal(size=(80, 2)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int64)
     model = torch.nn.Linear(2, 2)
-    res = train_model(model, x[:72], y[:72], x[72:], y[72:],
-                      TrainConfig(epochs=4, batch_size=8, lr=0.5, schedule="constant", keep="last"),
-                      AugmentConfig(), CrossEntropy(), torch.device("cpu"), seed=0, role="t", progress=False)
+    ce = CrossEntropy()
+    trainer = Trainer(TrainConfig(epochs=4, batch_size=8, lr=0.5, schedule="constant", keep="last"), ce,
+                      batch_source(ce, AugmentConfig()), torch.device("cpu"), seed=0, role="t")
+    res = trainer.fit(model, x[:72], y[:72], x[72:], y[72:])
     assert max(h["val_accuracy"] for h in res.history[:-1]) >= res.history[-1]["val_accuracy"]  # keep: best could differ
     assert res.best_epoch == 4 and res.best_val_accuracy == res.history[-1]["val_accuracy"]
     with torch.no_grad():

@@ -8,6 +8,7 @@ import sys
 
 from edgedistill.errors import UserError, environment_error, first_line
 from edgedistill.quiet import strip_ansi
+from edgedistill.units import human_bytes
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -153,7 +154,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
     for name, d in load_catalog(args.catalog).items():
         budget = f"{d.latency_budget_ms:g} ms" if d.latency_budget_ms else "-"
         formats = ",".join(d.formats) + (f" + Vela ({d.npu.accelerator_config})" if d.npu else "")
-        print(f"{name:16s} {_bytes(d.flash_bytes):>10s} {_bytes(d.ram_bytes):>10s} {d.cores:5d} "
+        print(f"{name:16s} {human_bytes(d.flash_bytes):>10s} {human_bytes(d.ram_bytes):>10s} {d.cores:5d} "
               f"{budget:>8s}  {formats:36s} {' '.join(d.description.split())}")
     return 0
 
@@ -164,13 +165,6 @@ def cmd_classify(args: argparse.Namespace) -> int:
     for r in classify(args.onnx, args.texts):
         print(json.dumps(r))
     return 0
-
-
-def _bytes(n: int) -> str:
-    for unit, size in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
-        if n >= size:
-            return f"{n / size:.0f} {unit}"
-    return f"{n} B"
 
 
 def _warnings_to_stderr() -> None:

@@ -24,14 +24,16 @@ def rebuild(cfg, role: str, data: DataSplits, run_dir: Path) -> nn.Module:
     which picks the same channels from the same trained weights), then its checkpoint's weights."""
     from edgedistill.compress import prune_to_budget
 
-    mcfg = cfg.teacher if role in ("teacher", "student_pruned") else cfg.student
+    mcfg = cfg.teacher if role in ("teacher", "teacher_pruned") else cfg.student
     model = build_model(mcfg, "teacher" if mcfg is cfg.teacher else "student", data, cfg.seed)
-    if role == "student_pruned":
+    if role == "teacher_pruned":
         load_weights(model, read_checkpoint(run_dir / "teacher.pt"), run_dir / "teacher.pt")
         pc = cfg.compress.prune
         model = copy.deepcopy(model)
         prune_to_budget(model, data.input_shape, data.num_classes, pc.target_params, pc.target_macs, pc.norm)
     path = run_dir / f"{role}.pt"
+    if not path.exists() and role == "teacher_pruned":  # a run from before schema 3 named it student_pruned.pt
+        path = run_dir / "student_pruned.pt"
     load_weights(model, read_checkpoint(path, f"{role}.pt"), path, f"{role}.pt")
     return model.eval()
 

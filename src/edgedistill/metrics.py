@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from edgedistill.errors import UserError
 
-SCHEMA_VERSION = 2  # documented in docs/metrics.md; version 1 files are migrated on reading
+SCHEMA_VERSION = 3  # documented in docs/metrics.md; older versions are migrated on reading
 
 
 class Open(BaseModel):
@@ -120,9 +120,13 @@ class ModelRecord(Open):
 
 
 class Models(Open):
+    """Keyed by roles.Role: the three compared models always, the pruned teacher and the QAT student when made."""
+
     teacher: ModelRecord
     student_scratch: ModelRecord
     student_kd: ModelRecord
+    teacher_pruned: Optional[ModelRecord] = None
+    student_kd_qat: Optional[ModelRecord] = None
 
 
 class Dataset(Open):
@@ -193,11 +197,22 @@ def migrate_v1(raw: dict) -> dict:
         dep["fit"] = {rename.get(k, k): v for k, v in dep.get("fit", {}).items()}
         if "preferred_dtype" in dep:
             dep["preferred"] = rename.get(dep.pop("preferred_dtype"))
-    raw["schema_version"] = SCHEMA_VERSION
+    raw["schema_version"] = 2
     return raw
 
 
-MIGRATIONS = {1: migrate_v1}
+def migrate_v2(raw: dict) -> dict:
+    """Version 2 called the pruned teacher `student_pruned`; it is a teacher, so version 3 says `teacher_pruned`."""
+    models = raw.get("models")
+    if isinstance(models, dict) and isinstance(models.get("student_pruned"), dict):
+        record = models.pop("student_pruned")
+        record["role"] = "teacher_pruned"
+        models["teacher_pruned"] = record
+    raw["schema_version"] = 3
+    return raw
+
+
+MIGRATIONS = {1: migrate_v1, 2: migrate_v2}  # each takes a file one version forward
 
 
 def check_metrics(raw: Any, source: str) -> dict:
@@ -206,7 +221,7 @@ def check_metrics(raw: Any, source: str) -> dict:
         raise UserError(f"{source}: holds {type(raw).__name__}, not a metrics object")
     if "schema_version" not in raw:
         raise UserError(f"{source}: missing key 'schema_version'; it is not an edgedistill metrics.json")
-    if raw["schema_version"] in MIGRATIONS:
+    while raw["schema_version"] in MIGRATIONS:
         raw = MIGRATIONS[raw["schema_version"]](raw)
     if raw["schema_version"] != SCHEMA_VERSION:
         raise UserError(f"{source}: schema_version {raw.get('schema_version')!r} is not {SCHEMA_VERSION}; it was "
@@ -220,3 +235,9 @@ def check_metrics(raw: Any, source: str) -> dict:
         raise UserError(f"{source}: {problem}; it is not a complete edgedistill metrics.json (older or edited "
                         "by hand?), so rerun the experiment") from None
     return raw
+
+
+def produce_metrics(raw: dict) -> dict:
+    """What the pipeline writes, passed through the same model the readers check: a run can never write a file
+    that its own report would refuse. Only the keys set are written, so nothing is padded with nulls."""
+    return Metrics.model_validate(raw).model_dump(mode="json", exclude_unset=True)

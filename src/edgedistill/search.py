@@ -18,7 +18,7 @@ from edgedistill.config import ExperimentConfig, ModelConfig
 from edgedistill.data import DataSplits
 from edgedistill.deploy import DeviceProfile, device_formats, early_fit_check
 from edgedistill.distill import CrossEntropy
-from edgedistill.distill.trainer import train_model
+from edgedistill.distill.trainer import Trainer, batch_source
 from edgedistill.errors import UserError, first_line
 from edgedistill.models import count_params
 from edgedistill.progress import emit
@@ -52,6 +52,17 @@ def mlp_space(trial: optuna.Trial) -> dict[str, Any]:
 
 SPACES: dict[str, Callable[[optuna.Trial], dict[str, Any]]] = {
     "convnet": convnet_space, "mobilenet": mobilenet_space, "mlp": mlp_space}
+
+
+def optimize(objective: Callable[[optuna.Trial], float], seed: int, trials: int, timeout_s: float) -> None:
+    """A seeded TPE study, with Optuna's per-trial INFO lines held back and its verbosity restored after."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+        study.optimize(objective, n_trials=trials, timeout=timeout_s)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 def search_student(cfg: ExperimentConfig, data: DataSplits, device: DeviceProfile, accel: torch.device,
@@ -88,21 +99,16 @@ def search_student(cfg: ExperimentConfig, data: DataSplits, device: DeviceProfil
             record["seconds"] = time.perf_counter() - t0
             emit("search_trial", **record)
             raise optuna.TrialPruned("does not fit the device")
-        result = train_model(model, data.x_train, data.y_train, data.x_val, data.y_val, train, cfg.data.augment,
-                             CrossEntropy(train.label_smoothing), accel, cfg.seed, f"search trial {record['number']}",
-                             progress=False)
+        ce = CrossEntropy(train.label_smoothing)
+        trainer = Trainer(train, ce, batch_source(ce, cfg.data.augment), accel, cfg.seed,
+                          f"search trial {record['number']}")
+        result = trainer.fit(model, data.x_train, data.y_train, data.x_val, data.y_val)
         record |= {"val_accuracy": result.best_val_accuracy, "seconds": time.perf_counter() - t0}
         emit("search_trial", **record)
         return result.best_val_accuracy
 
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # its per-trial INFO lines; restored below
-    try:
-        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=cfg.seed))
-        t0 = time.perf_counter()
-        study.optimize(objective, n_trials=sc.trials, timeout=sc.timeout_s)
-    finally:
-        optuna.logging.set_verbosity(verbosity)
+    t0 = time.perf_counter()
+    optimize(objective, cfg.seed, sc.trials, sc.timeout_s)
     fitting = [t for t in trials if t.get("fits") and "val_accuracy" in t]
     if not fitting:
         raise UserError(f"student: auto found no {sc.family} that fits device {device.name!r} in {len(trials)} "

@@ -19,6 +19,7 @@ from edgedistill.checkpoint import atomic_write_text
 from edgedistill.config import ExperimentConfig, resolve_config
 from edgedistill.errors import UserError
 from edgedistill.report.markdown import method_label
+from edgedistill.roles import label
 
 
 @dataclass
@@ -54,6 +55,14 @@ def noise_verdict(p_value: float | None, mean_gain: float, scratch_std: float) -
     return 1 if mean_gain > 0 else -1
 
 
+def paired_gain(gains: list[float], scratch_std: float) -> dict:
+    """A method's gains over its scratch control, paired by seed: mean ± std, the paired t-test, and the verdict
+    (+1 beyond the noise, -1 a loss beyond it, 0 inside it). `--seeds` and the method table both use this."""
+    g = mean_std(gains)
+    test = paired_test(gains)
+    return g | test | {"verdict": noise_verdict(test["p_value"], g["mean"], scratch_std)}
+
+
 def summarize(runs: list[dict]) -> dict:
     """Per role: test accuracy and macro F1 over seeds; the KD gain paired by seed, with a paired t-test.
 
@@ -62,11 +71,10 @@ def summarize(runs: list[dict]) -> dict:
     models = {r: {"accuracy": mean_std([m["models"][r]["test"]["accuracy"] for m in runs]),
                   "f1_macro": mean_std([m["models"][r]["test"]["f1_macro"] for m in runs]),
                   "params": runs[0]["models"][r]["params"]} for r in roles}
-    gains = mean_std([m["comparison"]["kd_gain_over_scratch"] for m in runs])
-    test = paired_test(gains["values"])
     scratch_std = models["student_scratch"]["accuracy"]["std"]
-    verdict = noise_verdict(test["p_value"], gains["mean"], scratch_std)
-    return {"seeds": [m["config"]["seed"] for m in runs], "models": models, "kd_gain_over_scratch": gains | test,
+    gain = paired_gain([m["comparison"]["kd_gain_over_scratch"] for m in runs], scratch_std)
+    verdict = gain.pop("verdict")
+    return {"seeds": [m["config"]["seed"] for m in runs], "models": models, "kd_gain_over_scratch": gain,
             "gain_exceeds_noise": verdict == 1, "loss_exceeds_noise": verdict == -1,
             "scratch_std": scratch_std, "distill": runs[0]["models"]["student_kd"].get("distill")}
 
@@ -74,11 +82,9 @@ def summarize(runs: list[dict]) -> dict:
 def seeds_table(summary: dict) -> str:
     n = len(summary["seeds"])
     rows = [f"| model | params | test acc (mean ± std, {n} seeds) | macro F1 (mean ± std) |", "|---|---|---|---|"]
-    labels = {"teacher": "teacher (trained once)", "student_scratch": "student (scratch)",
-              "student_kd": "student (KD)", "student_pruned": "pruned teacher", "student_kd_qat": "student (KD + QAT)"}
     for role, m in summary["models"].items():
         a, f = m["accuracy"], m["f1_macro"]
-        rows.append(f"| {labels.get(role, role)} | {m['params']:,} | {100 * a['mean']:.2f}% ± {100 * a['std']:.2f} "
+        rows.append(f"| {label(role)}{' (trained once)' if role == 'teacher' else ''} | {m['params']:,} | {100 * a['mean']:.2f}% ± {100 * a['std']:.2f} "
                     f"| {f['mean']:.4f} ± {f['std']:.4f} |")
     g = summary["kd_gain_over_scratch"]
     method = method_label(summary["distill"]) if summary["distill"] else "-"

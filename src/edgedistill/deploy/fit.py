@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgedistill.deploy.devices import DeviceProfile
+from edgedistill.units import human_bytes
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def _ram(device: DeviceProfile, fp: Footprint) -> dict:
     else:
         used, how = estimate, "estimated: peak live activations along the graph" + (" + weights" if weights else "")
     if device.runtime_ram_bytes and fp.measured_ram_bytes is not None:
-        how += f" + {device.runtime_ram_bytes / 1024:.1f} KB runtime (estimated)"
+        how += f" + {human_bytes(device.runtime_ram_bytes)} runtime (estimated)"
     return _check(used, device.ram_bytes) | {"how": how, "estimate": estimate}
 
 
@@ -52,7 +53,7 @@ def _flash(device: DeviceProfile, fp: Footprint) -> dict:
     model = fp.flash_bytes if fp.flash_bytes is not None else fp.file_bytes
     how = f"measured: {fp.flash_how}" if fp.flash_bytes is not None else "measured: file bytes"
     if device.runtime_flash_bytes:
-        how += f" + {device.runtime_flash_bytes / 1024:.0f} KB runtime and kernels (estimated)"
+        how += f" + {human_bytes(device.runtime_flash_bytes)} runtime and kernels (estimated)"
     return _check(model + device.runtime_flash_bytes, device.flash_bytes) | {"how": how,
                                                                            "runtime_source": device.runtime_source}
 
@@ -90,5 +91,13 @@ def describe_overflow(name: str, check: dict) -> str:
         return f"{check['used']} is not among the device's dtypes {check['budget']}"
     if name == "latency_ms":
         return f"latency {check['used']:.1f} ms exceeds the {check['budget']:.1f} ms budget by {-check['margin']:.1f} ms"
-    return (f"{name} needs {check['used'] / 1024:.1f} KB of {check['budget'] / 1024:.1f} KB "
-            f"(over by {-check['margin'] / 1024:.1f} KB)")
+    return (f"{name} needs {human_bytes(check['used'])} of {human_bytes(check['budget'])} "
+            f"(over by {human_bytes(-check['margin'])})")
+
+
+def fit_sentence(verdict: dict) -> str:
+    """The verdict in words: what is left free when it fits, what overflows when it does not."""
+    if verdict["fits"]:
+        c = verdict["checks"]
+        return f"fits (flash {c['flash']['margin_pct']:.0f}% free, RAM {c['ram']['margin_pct']:.0f}% free)"
+    return "does not fit: " + "; ".join(verdict["overflows"])

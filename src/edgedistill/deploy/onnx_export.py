@@ -1,6 +1,7 @@
 """Export to ONNX with torch's exporter and check the file with ONNX Runtime against PyTorch on real data."""
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -8,16 +9,41 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from edgedistill.checkpoint import atomic_write_bytes
 from edgedistill.quiet import third_party_output
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
+_EXPORTED: dict[str, bytes] = {}  # the last few exports: deploying one model needs its fp32 graph three times
+_KEEP = 4
+
+
+def _fingerprint(model: nn.Module, input_shape: tuple[int, ...]) -> str:
+    """The same module object with the same weights and input shape exports the same graph."""
+    h = hashlib.sha256(f"{id(model)}{type(model).__qualname__}{input_shape}{model}".encode())
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> Path:
-    """fp32 ONNX with a dynamic batch axis; weights are embedded, so the file's bytes are the model's bytes."""
+    """fp32 ONNX with a dynamic batch axis; weights are embedded, so the file's bytes are the model's bytes.
+    torch's exporter takes seconds even for a tiny model, so a graph just exported is written again from memory."""
     model = model.cpu().eval()
-    example = torch.zeros(2, *input_shape)  # batch 2: a batch of 1 would be specialised into the graph
     path.parent.mkdir(parents=True, exist_ok=True)
+    key = _fingerprint(model, tuple(input_shape))
+    if key in _EXPORTED:
+        atomic_write_bytes(path, _EXPORTED[key])
+        return path
+    _export(model, input_shape, path)
+    _EXPORTED[key] = path.read_bytes()
+    while len(_EXPORTED) > _KEEP:
+        _EXPORTED.pop(next(iter(_EXPORTED)))
+    return path
+
+
+def _export(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> None:
+    example = torch.zeros(2, *input_shape)  # batch 2: a batch of 1 would be specialised into the graph
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with third_party_output():  # progress, deprecations and, on failure, graph dumps
@@ -28,7 +54,6 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> P
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return path
 
 
 def strip_debug_info(path: Path) -> None:

@@ -1,7 +1,7 @@
 """Distillation methods (one class per file) and the trainer that runs teacher, scratch and KD students alike.
 
-A logit method is called with the student's logits, the teacher's logits (None when training without a teacher)
-and the targets, and returns a dict of named, already weighted loss terms; the trainer sums them. Feature methods
+Every method meets distill.method.Method: called with the student's logits, the teacher's logits (None without a
+teacher) and the targets, it returns named, already weighted loss terms that the trainer sums. Feature methods
 (FitNets, attention transfer) are added on top through FeatureDistillation, which also receives tap features.
 """
 from __future__ import annotations
@@ -13,9 +13,10 @@ from edgedistill.distill.dkd import DKD
 from edgedistill.distill.features import FeatureDistillation
 from edgedistill.distill.fitnets import FitNets
 from edgedistill.distill.kd import HintonKD
+from edgedistill.distill.method import Method
 
 
-def build_method(cfg: DistillConfig, label_smoothing: float = 0.0):
+def build_method(cfg: DistillConfig, label_smoothing: float = 0.0) -> Method:
     """The configured method(s) with their own weights; adding a method is one file and a line here."""
     methods = cfg.methods
     if "dkd" in methods:
@@ -32,4 +33,4 @@ def build_method(cfg: DistillConfig, label_smoothing: float = 0.0):
 
 
 __all__ = ["AttentionTransfer", "CrossEntropy", "DKD", "FeatureDistillation", "FitNets", "HintonKD",
-           "build_method"]
+           "Method", "build_method"]

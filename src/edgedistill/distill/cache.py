@@ -52,6 +52,9 @@ class TeacherCache:
         feats = [f[view, idx].to(device).float() for f in self.feats]
         return x, self.logits[view, idx].to(device), feats
 
+    def start(self, device: torch.device, dtype: torch.dtype | None) -> None:
+        """Nothing to prepare: the teacher does not run. (The live source moves it to the device here.)"""
+
     def close(self) -> None:
         """Nothing to release; the live source removes its hooks here."""
 

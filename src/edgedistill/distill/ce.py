@@ -4,9 +4,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from edgedistill.distill.method import Method
 
-class CrossEntropy:
-    needs_teacher = False
+
+class CrossEntropy(Method):
+    uses_teacher = False
 
     def __init__(self, label_smoothing: float = 0.0):
         self.label_smoothing = label_smoothing

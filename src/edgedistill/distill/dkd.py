@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from edgedistill.distill.method import Method
+
 
 def dkd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
               temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -25,8 +27,7 @@ def dkd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target
     return tckd, nckd
 
 
-class DKD:
-    needs_teacher = True
+class DKD(Method):
 
     def __init__(self, temperature: float = 4.0, alpha: float = 1.0, beta: float = 8.0, ce_weight: float = 1.0,
                  label_smoothing: float = 0.0):

@@ -1,7 +1,8 @@
 """A logit method (KD, DKD or plain CE) plus feature methods (FitNets, attention transfer) on paired taps.
 
-The trainer sees one loss function: it asks for the taps to record, calls `setup` once (taps are resolved, FitNets
-adapters are built from real shapes), trains `trainable` with the student, and passes the recorded features.
+The trainer sees one loss function. Its owner calls `setup` once (taps are resolved, FitNets adapters are built
+from real shapes); the cache then stores `teacher_taps`, and the trainer records `student_taps`, trains `trainable`
+with the student and passes the recorded features.
 """
 from __future__ import annotations
 
@@ -12,14 +13,13 @@ import torch.nn as nn
 
 from edgedistill.distill.at import AttentionTransfer
 from edgedistill.distill.fitnets import FitNets
+from edgedistill.distill.method import Method
 from edgedistill.distill.taps import TapRecorder, align, pair_taps, resolve_taps
 
 log = logging.getLogger("edgedistill")
 
 
-class FeatureDistillation:
-    needs_teacher = True
-
+class FeatureDistillation(Method):
     def __init__(self, logit_method, feature_methods: list[FitNets | AttentionTransfer],
                  student_taps: list[str] | None = None, teacher_taps: list[str] | None = None):
         self.logit_method = logit_method
@@ -29,12 +29,13 @@ class FeatureDistillation:
         self.teacher_taps: list[str] = []
         self.tap_shapes: list[tuple[int, ...]] = []  # per student tap, one sample's (C, *spatial)
         self.trainable = nn.ModuleList()
+        self.ready = False
 
     @torch.no_grad()
-    def setup(self, student: nn.Module, teacher: nn.Module, sample: torch.Tensor) -> None:
+    def setup(self, student: nn.Module, teacher: nn.Module, sample: torch.Tensor) -> "FeatureDistillation":
         """Resolve and pair the taps, and build FitNets adapters from one forward pass of each model."""
-        if self.student_taps:
-            return
+        if self.ready:
+            raise RuntimeError("FeatureDistillation.setup was called twice; its adapters would be built anew")
         pairs = pair_taps(resolve_taps(student, self.requested[0], "student"),
                           resolve_taps(teacher, self.requested[1], "teacher"))
         self.student_taps, self.teacher_taps = [s for s, _ in pairs], [t for _, t in pairs]
@@ -49,6 +50,8 @@ class FeatureDistillation:
             log.warning("attention transfer on taps %s compares maps of one position, which carry no information; "
                         "name taps with a spatial or time axis in distill.student_taps/teacher_taps", flat)
         self.trainable.to(sample.device)
+        self.ready = True
+        return self
 
     @staticmethod
     def record(model: nn.Module, taps: list[str], x: torch.Tensor) -> list[torch.Tensor]:
@@ -63,6 +66,8 @@ class FeatureDistillation:
     def __call__(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, targets: torch.Tensor,
                  student_feats: list[torch.Tensor] | None = None,
                  teacher_feats: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        if not self.ready:
+            raise RuntimeError("FeatureDistillation.setup must run before training: it resolves the taps")
         if not student_feats or teacher_feats is None or len(teacher_feats) != len(student_feats):
             raise ValueError("feature distillation needs the student's and the teacher's tap features, one per pair")
         terms = self.logit_method(student_logits, teacher_logits, targets)

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from edgedistill.checkpoint import atomic_write_text
 from edgedistill.report import plots
-from edgedistill.report.markdown import (LABELS, _kb, comparison_table, deliverables, deployment_table, fit_summary,
+from edgedistill.roles import label
+from edgedistill.units import human_bytes as _kb
+from edgedistill.report.markdown import (comparison_table, deliverables, deployment_table, fit_summary,
                                          method_label, preferred_format, verdict)
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}
@@ -50,12 +52,12 @@ def deployment_points(metrics: dict, run_label: str = "") -> list[dict]:
         if not dep or "error" in dep:
             points.append({"role": role, "dtype": "fp32", "accuracy": m["test"]["accuracy"],
                            "size": m["size_fp32_bytes"], "latency": None,
-                           "label": f"{prefix}{LABELS.get(role, role)}"})
+                           "label": f"{prefix}{label(role)}"})
             continue
         for key, f in dep["formats"].items():
             points.append({"role": role, "dtype": f["dtype"], "accuracy": f["test_accuracy"],
                            "size": f["file_bytes"], "latency": dep["fit"][key]["checks"]["latency_ms"]["used"],
-                           "label": f"{prefix}{LABELS.get(role, role)} {key}"})
+                           "label": f"{prefix}{label(role)} {key}"})
     return points
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgedistill.checkpoint import atomic_write_text
-
-LABELS = {"teacher": "teacher", "student_scratch": "student (scratch)", "student_kd": "student (KD)",
-          "student_pruned": "pruned teacher (KD)", "student_kd_qat": "student (KD + QAT)"}
+from edgedistill.deploy.fit import fit_sentence
+from edgedistill.roles import LABELS
+from edgedistill.units import human_bytes as _kb
 
 
 def method_label(distill: dict) -> str:
@@ -27,14 +27,6 @@ def method_label(distill: dict) -> str:
     if not {"kd", "dkd"} & set(methods):
         parts.insert(0, "CE")
     return " + ".join(parts)
-
-
-def _kb(n: float) -> str:
-    """Bytes in KB (1024), MB or GB, whichever reads best."""
-    for unit, size in (("GB", 1024**3), ("MB", 1024**2)):
-        if n >= size:
-            return f"{n / size:.2f} {unit}"
-    return f"{n / 1024:.1f} KB"
 
 
 def comparison_table(metrics: dict) -> str:
@@ -85,13 +77,6 @@ def per_class_table(metrics: dict) -> str:
     return "\n".join(rows)
 
 
-def _fit_cell(verdict: dict) -> str:
-    if verdict["fits"]:
-        c = verdict["checks"]
-        return (f"fits (flash {c['flash']['margin_pct']:.0f}% free, RAM {c['ram']['margin_pct']:.0f}% free)")
-    return "does not fit: " + "; ".join(verdict["overflows"])
-
-
 def _ram_cell(f: dict) -> str:
     """Measured RAM (the runtime's arena, Vela's SRAM) beside the graph-walk estimate, so its error shows."""
     measured = f.get("npu", {}).get("sram_bytes", f.get("measured_ram_bytes"))
@@ -122,7 +107,7 @@ def deployment_table(metrics: dict) -> str:
             shown = f"{key} (16-bit input)" if f.get("input_bits") == 16 else key
             rows.append(f"| {label} | {shown} | {100 * f['test_accuracy']:.2f}% | {_kb(f['file_bytes'])} | "
                         f"{dep['macs'] / 1e6:.2f}M | {_ram_cell(f)} | {_latency_cell(f)} | "
-                        f"{lat['throughput_per_s']:,.0f}/s (b{lat['throughput_batch']}) | {_fit_cell(dep['fit'][key])} |")
+                        f"{lat['throughput_per_s']:,.0f}/s (b{lat['throughput_batch']}) | {fit_sentence(dep['fit'][key])} |")
         for key, why in dep.get("failed", {}).items():
             rows.append(f"| {label} | {key} | not exported: {why} | | | | | | |")
     return "\n".join(rows)

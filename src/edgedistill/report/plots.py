@@ -9,9 +9,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from edgedistill.report.markdown import LABELS  # noqa: E402
+from edgedistill.roles import label  # noqa: E402
 
-COLORS = {"teacher": "#1f4e79", "student_scratch": "#9e9e9e", "student_kd": "#d9822b", "student_pruned": "#2e7d32",
+COLORS = {"teacher": "#1f4e79", "student_scratch": "#9e9e9e", "student_kd": "#d9822b", "teacher_pruned": "#2e7d32",
           "student_kd_qat": "#8e24aa"}
 
 
@@ -30,8 +30,8 @@ def training_curves(models: dict) -> bytes | None:
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.6))
     for role, hist in trained.items():
         epochs = [h["epoch"] for h in hist]
-        ax_loss.plot(epochs, [h["train_loss"] for h in hist], label=LABELS.get(role, role), color=COLORS.get(role))
-        ax_acc.plot(epochs, [100 * h["val_accuracy"] for h in hist], label=LABELS.get(role, role),
+        ax_loss.plot(epochs, [h["train_loss"] for h in hist], label=label(role), color=COLORS.get(role))
+        ax_acc.plot(epochs, [100 * h["val_accuracy"] for h in hist], label=label(role),
                     color=COLORS.get(role))
     ax_loss.set(xlabel="epoch", ylabel="training loss (incl. KD terms)", title="Training loss")
     ax_acc.set(xlabel="epoch", ylabel="validation accuracy (%)", title="Validation accuracy")
@@ -50,7 +50,7 @@ def confusion_matrices(models: dict, class_names: list[str], roles: tuple[str, .
         cm = np.array(models[role]["test"]["confusion_matrix"], dtype=float)
         norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
         ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-        ax.set(title=f"{LABELS.get(role, role)}: {100 * models[role]['test']['accuracy']:.2f}%",
+        ax.set(title=f"{label(role)}: {100 * models[role]['test']['accuracy']:.2f}%",
                xlabel="predicted class", ylabel="true class", xticks=range(len(short)), yticks=range(len(short)))
         ax.set_xticklabels(short, rotation=60, ha="right", fontsize=7)
         ax.set_yticklabels(short, fontsize=7)
@@ -64,13 +64,13 @@ def confusion_matrices(models: dict, class_names: list[str], roles: tuple[str, .
 
 
 def per_class_f1(models: dict, class_names: list[str]) -> bytes:
-    roles = [r for r in ("teacher", "student_scratch", "student_kd", "student_pruned") if r in models]
+    roles = [r for r in ("teacher", "student_scratch", "student_kd", "teacher_pruned") if r in models]
     x = np.arange(len(class_names))
     width = 0.8 / len(roles)
     fig, ax = plt.subplots(figsize=(max(7, 0.7 * len(class_names) + 3), 3.6))
     for i, role in enumerate(roles):
         f1 = [models[role]["test"]["per_class"][c]["f1"] for c in class_names]
-        ax.bar(x + (i - (len(roles) - 1) / 2) * width, f1, width, label=LABELS.get(role, role), color=COLORS.get(role))
+        ax.bar(x + (i - (len(roles) - 1) / 2) * width, f1, width, label=label(role), color=COLORS.get(role))
     ax.set(xlabel="class", ylabel="F1 score (test)", title="Per-class F1", xticks=x, ylim=(0, 1.05))
     ax.set_xticklabels([c[:12] for c in class_names], rotation=30, ha="right", fontsize=8)
     ax.legend(fontsize=8, ncol=len(roles))

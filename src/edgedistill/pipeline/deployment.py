@@ -1,0 +1,93 @@
+"""Deploying a trained model: export it to the device's formats, score each file through its own runtime, and
+record a failure as one line (the traceback in the run's library log) rather than lose the training."""
+from __future__ import annotations
+
+import errno
+import logging
+import traceback
+
+import numpy as np
+import torch.nn as nn
+
+from edgedistill.config import ExperimentConfig
+from edgedistill.deploy import DeviceProfile, check_input_bits, deploy_model, device_formats, early_fit_check
+from edgedistill.deploy.fit import fit_sentence
+from edgedistill.errors import UserError, first_line
+from edgedistill.pipeline.state import Run
+from edgedistill.progress import emit
+from edgedistill.quiet import current_library_log, strip_ansi
+from edgedistill.roles import Role
+
+log = logging.getLogger("edgedistill")
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM}
+
+
+def formats_of(cfg: ExperimentConfig, profile: DeviceProfile) -> list[str]:
+    return device_formats(profile, cfg.deploy.formats, cfg.deploy.quantize)
+
+
+def early_fit_warning(cfg: ExperimentConfig, probe: nn.Module, run_data, profile: DeviceProfile) -> dict:
+    """Before any training: would the configured (untrained) student fit the device? Warn now, naming what overflows."""
+    bits = cfg.deploy.input_bits if cfg.deploy.quantize else 8
+    x = run_data.x_train[:64]
+    try:
+        check_input_bits(probe, run_data.input_shape, x, bits)
+        verdict = early_fit_check(probe, run_data.input_shape, x, profile, formats_of(cfg, profile), bits)
+    except UserError:
+        raise
+    except Exception as exc:  # the check must not stop a run whose export would fail only later
+        log.warning("could not check the student's fit before training (%s)", first_line(exc))
+        return {"error": first_line(exc)}
+    if not verdict["fits"]:
+        log.warning("student %r as %s on device %r %s", cfg.student.model, verdict["dtype"], profile.name,
+                    fit_sentence(verdict))
+    return verdict
+
+
+def deploy_one(run: Run, role: Role, model: nn.Module, test_logits: np.ndarray) -> dict:
+    """Export, quantize, score through each runtime, profile and fit-check one model; failures are recorded."""
+    cfg, data = run.cfg, run.data
+    try:
+        record = deploy_model(model, str(role), data.input_shape, run.run_dir / "export", data, test_logits,
+                              data.x_train[:cfg.deploy.calibration_samples], run.profile,
+                              formats_of(cfg, run.profile), cfg.deploy.latency_runs, cfg.deploy.input_bits)
+    except Exception as exc:  # a failed export must not throw away hours of training
+        if (env := environment_cause(exc)) is not None:
+            raise env from exc  # a full disk is the machine's fault: the run stays unfinished and resumable
+        record = {"error": first_line(exc)}
+        log.warning("deployment of %s failed: %s (details in %s)", role, record["error"], note_failure(role, exc))
+    emit("deployed", role=str(role), ok="error" not in record)
+    return record
+
+
+def environment_cause(exc: BaseException) -> OSError | None:
+    """The OSError of the machine (full disk, read-only, I/O) behind an exporter's own exception, if any."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in ENVIRONMENT_ERRNOS:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def note_failure(role: Role, exc: BaseException) -> str:
+    """The whole failure (exporter dumps included) goes to the run's library log; the terminal gets one line."""
+    path = current_library_log()
+    if path is None:
+        return "the traceback"
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(f"--- deployment of {role} failed ---\n")
+        fh.write(strip_ansi("".join(traceback.format_exception(exc))))
+    return str(path)
+
+
+def int8_loss_points(record: dict) -> float | None:
+    """Validation accuracy int8 PTQ cost in points, through the preferred int8 runtime against PyTorch fp32
+    (validation, so the test set chooses nothing)."""
+    formats = record.get("formats", {})
+    chosen = record.get("preferred")
+    if chosen not in formats or formats[chosen]["dtype"] != "int8":
+        chosen = next((k for k, f in formats.items() if f["dtype"] == "int8"), None)
+    if chosen is None:
+        return None
+    return round(100 * (record["val_accuracy_torch"] - formats[chosen]["val_accuracy"]), 6)

@@ -1,0 +1,83 @@
+"""Everything checked before a run folder is created or replaced: the accelerator, the device, the data, the teacher
+(loaded from its checkpoint when one is given), a prune dry run and the early fit verdict of the configured student.
+A wrong input fails here in seconds, with nothing written."""
+from __future__ import annotations
+
+import copy
+import os
+
+import torch
+import torch.nn as nn
+
+from edgedistill import distributed
+from edgedistill.checkpoint import load_weights, read_checkpoint
+from edgedistill.compress import prune_to_budget
+from edgedistill.config import ExperimentConfig
+from edgedistill.data import DataSplits, load_dataset
+from edgedistill.deploy import check_deploy, get_device
+from edgedistill.distill.trainer import check_train_config
+from edgedistill.errors import UserError
+from edgedistill.modelbuild import build_model
+from edgedistill.pipeline.deployment import formats_of
+from edgedistill.pipeline.stages import check_student
+from edgedistill.pipeline.state import Run
+
+
+def resolve_accelerator(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise UserError("accelerator: 'cuda' was asked for but no CUDA device is visible; use 'auto' or 'cpu'")
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+def load_teacher(cfg: ExperimentConfig, data: DataSplits) -> nn.Module:
+    """Build the teacher and, when a checkpoint is given, load it and check its weights and outputs are finite,
+    before any folder is touched or any student trained."""
+    teacher = build_model(cfg.teacher, "teacher", data, cfg.seed)
+    if cfg.teacher.checkpoint:
+        path = cfg.teacher.checkpoint
+        load_weights(teacher, read_checkpoint(path, "teacher.checkpoint"), path, "teacher.checkpoint")
+        bad = next((name for name, t in teacher.state_dict().items()
+                    if t.is_floating_point() and not torch.isfinite(t).all()), None)
+        if bad:
+            raise UserError(f"teacher.checkpoint: {path} holds NaN or inf in {bad!r}; it cannot teach. Use a "
+                            "checkpoint saved before training diverged, or train the teacher here")
+        with torch.no_grad():
+            logits = teacher.eval()(torch.as_tensor(data.x_train[:64]))
+        if not torch.isfinite(logits).all():
+            raise UserError(f"teacher.checkpoint: {path} gives NaN or inf logits on training samples; it cannot "
+                            "teach. Check that it was trained on data prepared like this dataset")
+    return teacher
+
+
+def load_data(cfg: ExperimentConfig) -> DataSplits:
+    """The configured dataset, its validation split carved with data.split_seed (the run's seed by default)."""
+    split_seed = cfg.seed if cfg.data.split_seed is None else cfg.data.split_seed
+    return load_dataset(cfg.data.name, cfg.data.path, cfg.data.val_fraction, split_seed, cfg.data.options,
+                        cfg.data.limit_train, cfg.data.limit_test)
+
+
+def prepare(cfg: ExperimentConfig) -> Run:
+    """The device, the teacher, the student and their budgets as checks, before anything is written."""
+    if cfg.deterministic:  # warn_only: some CUDA kernels have no deterministic version
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    accel = distributed.init_from_env(resolve_accelerator(cfg.accelerator))
+    for train in [cfg.student.train] + ([] if cfg.teacher.checkpoint else [cfg.teacher.train]):
+        check_train_config(train, accel)
+    profile = get_device(cfg.device, cfg.device_catalog)
+    if cfg.latency_budget_ms is not None:
+        profile = profile.model_copy(update={"latency_budget_ms": cfg.latency_budget_ms})
+    if cfg.deploy.enabled:  # a runtime that is not installed is named now, with its pip command
+        check_deploy(formats_of(cfg, profile), profile, cfg.deploy.input_bits if cfg.deploy.quantize else 8)
+    data = load_data(cfg)
+    teacher = load_teacher(cfg, data)
+    pc = cfg.compress.prune
+    if pc.enabled:  # a dry run on the untrained teacher: an unprunable teacher or budget fails now, not after training
+        prune_to_budget(copy.deepcopy(teacher), data.input_shape, data.num_classes, pc.target_params, pc.target_macs,
+                        pc.norm)
+    run = Run(cfg, accel, profile, data, teacher, early_fit=None)
+    if cfg.student.model != "auto":
+        run.early_fit = check_student(run)
+    return run

@@ -1,0 +1,148 @@
+"""The run as named stages over one Run, and the small runner that owns rank-0 gating and progress.
+
+Each stage takes the Run and returns it with more filled in. Resume needs no bookkeeping here: a stage that trains
+resumes through its models' state files, and the student search reloads its saved result.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from edgedistill import distributed
+from edgedistill.checkpoint import atomic_write_text
+from edgedistill.deploy.text_frontend import save_text_frontend
+from edgedistill.errors import UserError
+from edgedistill.modelbuild import build_model
+from edgedistill.pipeline.deployment import deploy_one, early_fit_warning, int8_loss_points
+from edgedistill.pipeline.record import build_metrics, finish, model_record
+from edgedistill.pipeline.state import Run
+from edgedistill.pipeline.training import (obtain_teacher, prune_teacher, quantization_aware_finetune,
+                                           train_students)
+from edgedistill.progress import emit, track
+from edgedistill.roles import Role
+
+
+def search(run: Run) -> Run:
+    """student: auto. The result is kept in the run folder, so --resume does not search again."""
+    from edgedistill.search import search_student
+
+    saved = run.run_dir / "student_search.json"
+    if saved.exists():
+        run.search = json.loads(saved.read_text())
+    elif distributed.world_size() > 1:
+        raise UserError("student: auto runs in one process; search first without torchrun, then set student.model "
+                        "and student.args to the chosen student")
+    else:
+        run.search = search_student(run.cfg, run.data, run.profile, run.accel, build_model)
+        atomic_write_text(saved, json.dumps(run.search, indent=2))
+    student = run.cfg.student.model_copy(update={"model": run.search["family"], "args": run.search["args"]})
+    run.cfg = run.cfg.model_copy(update={"student": student})
+    run.early_fit = check_student(run)
+    return run
+
+
+def check_student(run: Run) -> dict | None:
+    """Build the student, so a mismatch or a device overflow is reported before any training."""
+    cfg = run.cfg
+    probe = build_model(cfg.student, "student", run.data, cfg.seed + 1)
+    return early_fit_warning(cfg, probe, run.data, run.profile) if cfg.deploy.enabled and distributed.is_main() \
+        else None
+
+
+def teacher(run: Run) -> Run:
+    run.trained[Role.TEACHER] = obtain_teacher(run)
+    return run
+
+
+def prune(run: Run) -> Run:
+    run.trained[Role.TEACHER_PRUNED], run.prune_info = prune_teacher(run)
+    return run
+
+
+def students(run: Run) -> Run:
+    run.trained |= train_students(run)
+    return run
+
+
+def evaluate(run: Run) -> Run:
+    for role, trained in run.trained.items():
+        run.records[role], run.test_logits[role] = model_record(role, trained, run.data, run.accel)
+    run.records[Role.STUDENT_KD]["distill"] = run.cfg.distill.model_dump()
+    if run.prune_info is not None:
+        run.records[Role.TEACHER_PRUNED] |= {"pruning": run.prune_info, "distill": run.cfg.distill.model_dump()}
+    return run
+
+
+def deploy(run: Run) -> Run:
+    """Export every model to the device's formats (rank 0 alone: it writes files)."""
+    for role in track(list(run.trained), desc="export, quantize, profile", unit="model", enabled=run.progress):
+        run.records[role]["deploy"] = deploy_one(run, role, run.trained[role].model, run.test_logits[role])
+    return run
+
+
+def qat(run: Run) -> Run:
+    """Fine-tune the KD student with int8 simulated when int8 PTQ costs it too much on validation (or always)."""
+    dc = run.cfg.deploy
+    loss = distributed.broadcast(int8_loss_points(run.records[Role.STUDENT_KD].get("deploy", {})))
+    if not (dc.qat == "always" or (dc.qat == "auto" and loss is not None and loss > dc.qat_threshold_points)):
+        return run
+    trained = run.trained[Role.STUDENT_KD_QAT] = quantization_aware_finetune(run)
+    record, logits = model_record(Role.STUDENT_KD_QAT, trained, run.data, run.accel)
+    if distributed.is_main():
+        record["deploy"] = deploy_one(run, Role.STUDENT_KD_QAT, trained.model, logits)
+    record["qat_reason"] = "deploy.qat: always" if dc.qat == "always" else f"int8 PTQ lost {loss:.2f} validation points"
+    record["ptq_int8_val_loss_points"] = loss
+    run.records[Role.STUDENT_KD_QAT] = record
+    return run
+
+
+def text_frontend(run: Run) -> Run:
+    """The tokenizer beside the exports, so they classify raw strings."""
+    save_text_frontend(run.run_dir / "export", run.data.text, run.data.class_names)
+    return run
+
+
+def report(run: Run) -> Run:
+    run.metrics = build_metrics(run)
+    finish(run)
+    return run
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    apply: Callable[[Run], Run]
+    when: Callable[[Run], bool] = lambda run: True
+    main_only: bool = False  # rank 0 alone runs it (it writes files); every other stage runs on every process
+
+
+def deploying(run: Run) -> bool:
+    return run.cfg.deploy.enabled
+
+
+STAGES = (
+    Stage("search", search, when=lambda run: run.cfg.student.model == "auto"),
+    Stage("teacher", teacher),
+    Stage("prune", prune, when=lambda run: run.cfg.compress.prune.enabled),
+    Stage("students", students),
+    Stage("evaluate", evaluate),
+    Stage("deploy", deploy, when=deploying, main_only=True),
+    Stage("qat", qat, when=deploying),
+    Stage("text_frontend", text_frontend, when=lambda run: deploying(run) and bool(run.data.text),
+          main_only=True),
+    Stage("report", report),
+)
+
+
+def run_stages(run: Run, stages: tuple[Stage, ...] = STAGES) -> Run:
+    """Each stage that applies, in order, on the processes it is for; a jsonl event marks each one's end."""
+    for stage in stages:
+        if not stage.when(run) or (stage.main_only and not distributed.is_main()):
+            continue
+        t0 = time.perf_counter()
+        run = stage.apply(run)
+        emit("stage", name=stage.name, seconds=round(time.perf_counter() - t0, 3))
+    return run
+

@@ -1,0 +1,144 @@
+"""Training a role of the run: the teacher, the pruned teacher, the scratch control and the KD student, and the QAT
+fine-tune. Each builds its loss and batch source and hands them to one Trainer, so every model trains alike."""
+from __future__ import annotations
+
+import copy
+import time
+
+import torch
+import torch.nn as nn
+
+from edgedistill import distributed
+from edgedistill.checkpoint import save_checkpoint
+from edgedistill.compress import prune_to_budget
+from edgedistill.compress.qat import attach_fake_quant, detach_fake_quant
+from edgedistill.config import ExperimentConfig, ModelConfig
+from edgedistill.data import DataSplits
+from edgedistill.distill import CrossEntropy, Method, build_method
+from edgedistill.distill.cache import TeacherCache, load_or_build
+from edgedistill.distill.resume import Resume, TrainResult
+from edgedistill.distill.trainer import Callback, EpochLog, Trainer, batch_source, check_train_config
+from edgedistill.modelbuild import build_model, tokenizer_args
+from edgedistill.pipeline.state import Run, Trained
+from edgedistill.progress import emit
+from edgedistill.roles import Role
+
+STATE_DIR = "state"  # per-epoch training states for --resume; removed once the run has finished
+
+
+def checkpoint_meta(mcfg: ModelConfig, data: DataSplits, role: Role) -> dict:
+    """What rebuilds the model without the config: its arguments as filled in from the data (a text model's
+    vocabulary and padding id included)."""
+    return {"role": str(role), "model": mcfg.model, "args": tokenizer_args(mcfg, str(role), data),
+            "input_shape": list(data.input_shape), "num_classes": data.num_classes, "class_names": data.class_names}
+
+
+class SaveBest(Callback):
+    """<role>.pt holds the best-on-validation weights, with what rebuilds the model. Rank 0 alone is told."""
+
+    def __init__(self, run: Run, mcfg: ModelConfig, role: Role):
+        self.path, self.meta = run.run_dir / f"{role}.pt", checkpoint_meta(mcfg, run.data, role)
+
+    def on_best(self, model: nn.Module, row: dict) -> None:
+        save_checkpoint(self.path, model, {**self.meta, "epoch": row["epoch"], "val_accuracy": row["val_accuracy"]})
+
+
+def train_role(run: Run, role: Role, model: nn.Module, mcfg: ModelConfig, loss: Method,
+               teacher: nn.Module | None = None, cache: TeacherCache | None = None) -> TrainResult:
+    """Train one model of the run with its best checkpoint, epoch log and resumable state in the run folder."""
+    trainer = Trainer(mcfg.train, loss, batch_source(loss, run.cfg.data.augment, teacher, cache), run.accel,
+                      run.cfg.seed, str(role), callbacks=[EpochLog(run.log_path(role)), SaveBest(run, mcfg, role)],
+                      resume=Resume(run.run_dir / STATE_DIR / f"{role}.pt"), progress=run.progress)
+    d = run.data
+    return trainer.fit(model, d.x_train, d.y_train, d.x_val, d.y_val)
+
+
+def sample(run: Run) -> torch.Tensor:
+    return torch.as_tensor(run.data.x_train[:2]).to(run.accel)
+
+
+def obtain_teacher(run: Run) -> Trained:
+    """The loaded teacher when a checkpoint is given (kept as teacher.pt), else one trained here."""
+    cfg = run.cfg
+    if cfg.teacher.checkpoint:
+        if distributed.is_main():
+            save_checkpoint(run.run_dir / "teacher.pt", run.loaded_teacher,
+                            checkpoint_meta(cfg.teacher, run.data, Role.TEACHER))
+        return Trained(run.loaded_teacher.to(run.accel), None, cfg.teacher)
+    teacher = build_model(cfg.teacher, "teacher", run.data, cfg.seed)  # built afresh: the same RNG state as always
+    ce = CrossEntropy(cfg.teacher.train.label_smoothing)
+    return Trained(teacher, train_role(run, Role.TEACHER, teacher, cfg.teacher, ce), cfg.teacher)
+
+
+def train_students(run: Run) -> dict[Role, Trained]:
+    """The same student, same init, same batches, trained without (control) and with distillation."""
+    cfg, teacher = run.cfg, run.teacher
+    scratch = build_model(cfg.student, "student", run.data, cfg.seed + 1)
+    init_state = {k: v.clone() for k, v in scratch.state_dict().items()}
+    method = build_method(cfg.distill, cfg.student.train.label_smoothing)
+    cache = None
+    if cfg.distill.cache.enabled:  # the method names the taps the cache must store, so it is set up first
+        method.setup(scratch.to(run.accel), teacher.to(run.accel), sample(run))
+        cache = teacher_cache(run, method)
+    ce = CrossEntropy(cfg.student.train.label_smoothing)
+    out = {Role.STUDENT_SCRATCH: Trained(scratch, train_role(run, Role.STUDENT_SCRATCH, scratch, cfg.student, ce,
+                                                             cache=cache), cfg.student)}
+    kd_student = build_model(cfg.student, "student", run.data, cfg.seed + 1)
+    kd_student.load_state_dict(init_state)
+    if cache is None:
+        method.setup(kd_student.to(run.accel), teacher.to(run.accel), sample(run))
+    out[Role.STUDENT_KD] = Trained(kd_student, train_role(run, Role.STUDENT_KD, kd_student, cfg.student, method,
+                                                          teacher=teacher, cache=cache), cfg.student)
+    return out
+
+
+def teacher_cache(run: Run, method: Method) -> TeacherCache | None:
+    """The teacher's outputs on a bank of views, shared by the scratch and the distilled student (same inputs)."""
+    cfg, cc = run.cfg, run.cfg.distill.cache
+    _, dtype = check_train_config(cfg.student.train, run.accel)
+    t0 = time.perf_counter()
+
+    def load() -> TeacherCache | None:
+        return load_or_build(run.run_dir / "cache" / "teacher_outputs.pt", run.teacher.to(run.accel),
+                             run.data.x_train, run.data.y_train, cfg.data.augment, cc.views, cfg.seed,
+                             method.teacher_taps, run.accel, dtype, cc.max_bytes, compared_at=method.tap_shapes)
+
+    cache = distributed.on_main(load)  # rank 0 builds and writes the bank; the others then read that file
+    if not distributed.is_main():
+        cache = load()
+    if cache is not None:
+        emit("teacher_cache", views=cache.views, built=cache.built, seconds=time.perf_counter() - t0)
+    return cache
+
+
+def prune_teacher(run: Run) -> tuple[Trained, dict]:
+    """Prune the trained teacher's channels to the budget, then fine-tune it by KD from the whole teacher."""
+    cfg, pc = run.cfg, run.cfg.compress.prune
+    pruned = copy.deepcopy(run.teacher).cpu()
+    info = prune_to_budget(pruned, run.data.input_shape, run.data.num_classes, pc.target_params, pc.target_macs,
+                           pc.norm)
+    train = cfg.student.train.model_copy(update={"epochs": pc.epochs or cfg.student.train.epochs})
+    mcfg = ModelConfig(model=cfg.teacher.model, args=cfg.teacher.args, train=train)
+    # the pruned teacher keeps the teacher's module names, so feature methods read its own feature_taps
+    method = build_method(cfg.distill.model_copy(update={"student_taps": None}), train.label_smoothing)
+    method.setup(pruned.to(run.accel), run.teacher.to(run.accel), sample(run))
+    result = train_role(run, Role.TEACHER_PRUNED, pruned, mcfg, method, teacher=run.teacher)
+    return Trained(pruned, result, cfg.teacher), info
+
+
+def quantization_aware_finetune(run: Run) -> Trained:
+    """A few epochs of KD with int8 simulated, starting from the KD student, at a lower learning rate."""
+    cfg = run.cfg
+    model = copy.deepcopy(run.trained[Role.STUDENT_KD].model)
+    handles = attach_fake_quant(model, cfg.deploy.input_bits, sample(run).to(next(model.parameters()).device))
+    train = cfg.student.train.model_copy(update={"epochs": cfg.deploy.qat_epochs, "schedule": "cosine",
+                                                 "lr": cfg.student.train.lr * cfg.deploy.qat_lr_scale})
+    mcfg = ModelConfig(model=cfg.student.model, args=cfg.student.args, train=train)
+    logit = [m for m in cfg.distill.methods if m in ("kd", "dkd")] or ["kd"]  # feature adapters would start untrained
+    method = build_method(cfg.distill.model_copy(update={"method": logit}), train.label_smoothing)
+    result = train_role(run, Role.STUDENT_KD_QAT, model, mcfg, method, teacher=run.teacher)
+    detach_fake_quant(model, handles)
+    if distributed.is_main():
+        save_checkpoint(run.run_dir / f"{Role.STUDENT_KD_QAT}.pt", model,
+                        checkpoint_meta(mcfg, run.data, Role.STUDENT_KD_QAT))
+    return Trained(model, result, cfg.student)
