@@ -33,6 +33,7 @@ def digits_model():
     return data, model, logits
 
 
+@pytest.mark.slow  # every converter and runtime, a minute; the fast tier keeps ONNX Runtime and the TFLM/Vela path
 def test_every_runtime_scores_its_own_file_and_agrees_with_pytorch(tmp_path, digits_model):
     data, model, logits = digits_model
     dep = deploy_model(model, "student_kd", data.input_shape, tmp_path, data, logits, data.x_train[:64],

@@ -114,7 +114,8 @@ def test_export_matches_torch_and_int8_is_smaller(tmp_path):
     assert reloaded.shape == (5, 10)
 
 
-@pytest.mark.parametrize("name,args,shape", [("gru", {"hidden": 8, "layers": 1}, (1, 20)),
+@pytest.mark.parametrize("name,args,shape", [pytest.param("gru", {"hidden": 8, "layers": 1}, (1, 20),
+                                                          marks=pytest.mark.slow),  # torch's RNN export: 13 s
                                              ("transformer", {"patch": 4, "dim": 16, "depth": 1, "heads": 2}, (1, 20))])
 def test_teacher_families_export(tmp_path, name, args, shape):
     model = create_model(name, shape, 3, args).eval()
@@ -271,7 +272,8 @@ def test_sixteen_bit_input_keeps_the_detail_a_spike_crushes(tmp_path):
     assert [next(iter(m._forward_pre_hooks.values())).levels for m in convs] == [65535, 255, 255]
 
 
-@pytest.mark.parametrize("name, shape", [("inception_time", (1, 32)), ("convnet", (32,)), ("gru", (1, 32)),
+@pytest.mark.parametrize("name, shape", [("inception_time", (1, 32)), ("convnet", (32,)),
+                                         pytest.param("gru", (1, 32), marks=pytest.mark.slow),  # a 20 s export
                                          ("text_cnn", (16,))])
 def test_sixteen_bit_input_lands_where_onnx_runtime_puts_it(tmp_path, name, shape):
     """QAT must widen exactly the layers the export feeds 16 bits (every InceptionTime branch that reads the input,
