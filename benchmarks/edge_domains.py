@@ -19,8 +19,10 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 import edgedistill
-from edgedistill.data import load_dataset
+from edgedistill.config import resolve_config
+from edgedistill.pipeline import load_data
 from edgedistill.report import read_metrics
+from edgedistill.roles import COMPARED
 from record import header, replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,14 +40,14 @@ SETS = {
 
 def logistic_baseline(cfg: dict) -> str:
     """Logistic regression on the run's own training split (validation included), scored on its test split."""
-    d = load_dataset(cfg["data"]["name"], val_fraction=cfg["data"]["val_fraction"], seed=cfg["seed"])
+    d = load_data(resolve_config(cfg))  # the pipeline's own split: options, limits and data.split_seed
     clf = LogisticRegression(max_iter=2000).fit(np.concatenate([d.x_train, d.x_val]),
                                                 np.concatenate([d.y_train, d.y_val]))
     return f"logistic regression {clf.score(d.x_test, d.y_test):.3f} (measured here)"
 
 
 def row(name: str, m: dict, reference: str, positive: str | None) -> str:
-    t, s, k = (m["models"][r] for r in ("teacher", "student_scratch", "student_kd"))
+    t, s, k = (m["models"][r] for r in COMPARED)
     qat = m["models"].get("student_kd_qat")  # deploy.qat: the quantization-aware KD student is the one to ship
     dep = (qat or k).get("deploy", {})
     chosen = dep.get("preferred", "")  # the device's own int8 format (tflm-int8 on the MCU profiles)

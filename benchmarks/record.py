@@ -11,6 +11,9 @@ from pathlib import Path
 
 import torch
 
+from edgedistill.roles import LABELS
+from edgedistill.units import human_bytes
+
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 
@@ -52,15 +55,13 @@ def model_rows(metrics: dict) -> str:
     """Teacher / scratch / KD rows with accuracy, F1, params, fp32 size and training time."""
     rows = ["| model | arch | test acc | macro F1 | params | size fp32 | best epoch | train time |",
             "|---|---|---|---|---|---|---|---|"]
-    labels = {"teacher": "teacher", "student_scratch": "student scratch", "student_kd": "student KD",
-              "student_pruned": "pruned teacher, KD fine-tuned", "student_kd_qat": "student KD + QAT"}
-    for role, label in labels.items():
+    for role, label in LABELS.items():
         if role not in metrics["models"]:
             continue
         m = metrics["models"][role]
         tr = m.get("train", {})
         train = f"{tr['seconds'] / 60:.1f} min" if tr else "loaded"
         rows.append(f"| {label} | {m['model']} {m['args']} | {100 * m['test']['accuracy']:.2f}% | "
-                    f"{m['test']['f1_macro']:.4f} | {m['params']:,} | {m['size_fp32_bytes'] / 1024:.1f} KB | "
+                    f"{m['test']['f1_macro']:.4f} | {m['params']:,} | {human_bytes(m['size_fp32_bytes'])} | "
                     f"{tr.get('best_epoch', '-')} | {train} |")
     return "\n".join(rows)

@@ -24,6 +24,7 @@ from sklearn.model_selection import train_test_split
 import edgedistill
 from edgedistill.deploy.text_frontend import classify
 from edgedistill.report import read_metrics
+from edgedistill.roles import COMPARED
 from record import header, replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,7 +62,7 @@ def main() -> None:
         m = edgedistill.run(ROOT / "configs" / "amazon_reviews.yaml", out_dir=out, overrides=args.overrides,
                             overwrite=True, progress=False).metrics
     base, c = tfidf_baseline(m["config"]["data"]["val_fraction"], m["config"]["seed"])
-    t, s, k = (m["models"][r] for r in ("teacher", "student_scratch", "student_kd"))
+    t, s, k = (m["models"][r] for r in COMPARED)
     rows = ["| model | params | test acc | macro F1 | vs TF-IDF | int8 ONNX Runtime test acc | int8 file | fits "
             "smartphone |", "|---|---|---|---|---|---|---|---|",
             f"| TF-IDF + logistic regression (C={c:g}, chosen on validation) | - | {100 * base:.2f}% | - | - | - | - | - |"]

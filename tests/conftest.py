@@ -75,8 +75,11 @@ END_TO_END = re.compile(r"\brun_cli\(|edgedistill\.run\(|run_seeds\(|\bdeployed_
 
 def pytest_collection_modifyitems(items) -> None:
     """A test that starts the whole pipeline or a fresh interpreter is `slow`, by one rule read off its source, so
-    none is forgotten: `make test-fast` (-m "not slow") runs the rest, `make test` runs everything."""
+    none is forgotten: `make test-fast` (-m "not slow") runs the rest, `make test` runs everything. The tests that
+read the shared deployed run go to one xdist worker (--dist loadgroup), so that run is built once."""
     for item in items:
+        if "deployed_run" in getattr(item, "fixturenames", ()):  # one worker builds the shared run, not each
+            item.add_marker(pytest.mark.xdist_group("deployed_run"))
         fn = getattr(item, "function", None)
         if fn is None or item.get_closest_marker("slow"):
             continue
