@@ -84,9 +84,10 @@ def test_time_series_teacher_distilled_and_deployed_as_int8_on_a_sensor_node(tmp
     cfg = tiny_config("italy_power_demand", teacher="inception_time", student="convnet",
                       teacher_args={"filters": 8, "depth": 3}, student_args={"channels": [8, 16], "head": "avg"})
     cfg["data"].pop("limit_test")
-    cfg["device"] = "sensor_node"
-    cfg["deploy"] = {"enabled": True, "latency_runs": 5, "calibration_samples": 32}
+    cfg["device"] = "sensor_node"  # the student is what ships: the others stay unexported (deploy.roles)
+    cfg["deploy"] = {"enabled": True, "latency_runs": 5, "calibration_samples": 32, "roles": ["student_kd"]}
     m = edgedistill.run(cfg, out_dir=tmp_path / "run", progress=False).metrics
+    assert "deploy" not in m["models"]["teacher"] and "deploy" not in m["models"]["student_scratch"]
     assert m["dataset"]["n_test"] == 1029
     kd = m["models"]["student_kd"]["deploy"]
     assert kd["preferred"] == "tflm-int8" and kd["fit"]["tflm-int8"]["fits"], kd

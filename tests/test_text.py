@@ -44,9 +44,10 @@ def test_minilm_teacher_into_word_cnn_classifies_raw_strings_through_onnx(tmp_pa
                        "train": {"epochs": 1, "batch_size": 32, "lr": 0.003, "max_steps_per_epoch": 2}},
            "distill": {"method": "kd", "cache": {"enabled": True}},
            "deploy": {"quantize": True, "calibration_samples": 16, "latency_runs": 5,
-                      "formats": ["onnxruntime-int8", "executorch-int8"]}}  # classify reads the ONNX file
+                      "formats": ["onnxruntime-int8", "executorch-int8"],  # classify reads the ONNX file
+                      "roles": ["student_scratch", "student_kd"]}}  # the 22M-parameter teacher never ships
     m = edgedistill.run(cfg, out_dir=tmp_path / "run", progress=False).metrics
-    assert m["models"]["teacher"]["params"] > 20_000_000
+    assert m["models"]["teacher"]["params"] > 20_000_000 and "deploy" not in m["models"]["teacher"]
     dep = m["models"]["student_kd"]["deploy"]
     assert dep["fit"][dep["preferred"]]["fits"], dep.get("failed")
     from edgedistill.checkpoint import read_checkpoint

@@ -201,6 +201,9 @@ class DeployConfig(Strict):
     formats: list[str] | None = Field(
         None, description="runtime-dtype files to produce (tflm-int8, executorch-int8, litert-fp32, "
                           "onnxruntime-int8, ...); the device profile's formats when unset")
+    roles: list[Literal["teacher", "teacher_pruned", "student_scratch", "student_kd"]] | None = Field(
+        None, description="the models to export (the QAT student follows student_kd); all when unset. Leave "
+                          "out a teacher that will never ship, such as a 22M-parameter Transformer")
     quantize: bool = Field(True, description="produce the int8 formats (post-training static quantization)")
     calibration_samples: int = Field(512, ge=8, description="training samples used to calibrate int8 ranges")
     input_bits: Literal[8, 16] = Field(

@@ -6,7 +6,6 @@ resumes through its models' state files, and the student search reloads its save
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -76,8 +75,10 @@ def evaluate(run: Run) -> Run:
 
 
 def deploy(run: Run) -> Run:
-    """Export every model to the device's formats (rank 0 alone: it writes files)."""
-    for role in track(list(run.trained), desc="export, quantize, profile", unit="model", enabled=run.progress):
+    """Export every model (or those in deploy.roles) to the device's formats (rank 0 alone: it writes files)."""
+    chosen = run.cfg.deploy.roles
+    roles = [r for r in run.trained if chosen is None or str(r) in chosen]
+    for role in track(roles, desc="export, quantize, profile", unit="model", enabled=run.progress):
         run.records[role]["deploy"] = deploy_one(run, role, run.trained[role].model, run.test_logits[role])
     return run
 
@@ -85,6 +86,8 @@ def deploy(run: Run) -> Run:
 def qat(run: Run) -> Run:
     """Fine-tune the KD student with int8 simulated when int8 PTQ costs it too much on validation (or always)."""
     dc = run.cfg.deploy
+    if dc.roles is not None and str(Role.STUDENT_KD) not in dc.roles:
+        return run
     loss = distributed.broadcast(int8_loss_points(run.records[Role.STUDENT_KD].get("deploy", {})))
     if not (dc.qat == "always" or (dc.qat == "auto" and loss is not None and loss > dc.qat_threshold_points)):
         return run
@@ -137,12 +140,12 @@ STAGES = (
 
 
 def run_stages(run: Run, stages: tuple[Stage, ...] = STAGES) -> Run:
-    """Each stage that applies, in order, on the processes it is for; a jsonl event marks each one's end."""
+    """Each stage that applies, in order, on the processes it is for; a jsonl event marks each one's start (the
+    report stage's own `finished` event is the last line)."""
     for stage in stages:
         if not stage.when(run) or (stage.main_only and not distributed.is_main()):
             continue
-        t0 = time.perf_counter()
+        emit("stage", name=stage.name)
         run = stage.apply(run)
-        emit("stage", name=stage.name, seconds=round(time.perf_counter() - t0, 3))
     return run
 
