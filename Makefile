@@ -30,11 +30,11 @@ demo: install
 
 # the suite is mostly CLI subprocesses (interpreter start-up dominates), so one worker per core nearly halves it
 test: install-dev
-	$(BIN)/python -m pytest -n auto --dist loadgroup
+	$(BIN)/python -m pytest -n auto
 
 # while editing: every module's logic without the end-to-end runs and subprocesses (tests/conftest.py marks those slow)
 test-fast: install-dev
-	$(BIN)/python -m pytest -n auto --dist loadgroup -m "not slow" -q
+	$(BIN)/python -m pytest -n auto -m "not slow" -q
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info src/*.egg-info

@@ -50,16 +50,29 @@ def tiny() -> callable:
     return tiny_config
 
 
+def shared_run(tmp_path_factory, name: str, cfg: dict) -> tuple[Path, dict]:
+    """A run made once per test session, whichever xdist worker asks first; the others wait and read it."""
+    import json
+
+    import edgedistill
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the session's folder, all workers'
+    out = root / f"shared_{name}" / "run"
+    with FileLock(str(root / f"shared_{name}.lock")):
+        if not (out / "metrics.json").exists():
+            edgedistill.run(cfg, out_dir=out, progress=False)
+    return out, json.loads((out / "metrics.json").read_text())
+
+
 @pytest.fixture(scope="session")
 def deployed_run(tmp_path_factory) -> tuple[Path, dict]:
     """One tiny run with every step on (deployment to the MCU profile), shared by the tests that read its outputs."""
-    import edgedistill
-
     cfg = tiny_config()
     cfg["deploy"] = {"enabled": True, "latency_runs": 5, "calibration_samples": 32, "qat": "off"}
     cfg["device"] = "mcu"
-    out = tmp_path_factory.mktemp("deployed") / "run"
-    return out, edgedistill.run(cfg, out_dir=out, progress=False).metrics
+    return shared_run(tmp_path_factory, "deployed", cfg)
 
 
 def run_cli(*args: str, cwd: Path | None = None, env_extra: dict | None = None) -> subprocess.CompletedProcess:
@@ -75,11 +88,8 @@ END_TO_END = re.compile(r"\brun_cli\(|edgedistill\.run\(|run_seeds\(|\bdeployed_
 
 def pytest_collection_modifyitems(items) -> None:
     """A test that starts the whole pipeline or a fresh interpreter is `slow`, by one rule read off its source, so
-    none is forgotten: `make test-fast` (-m "not slow") runs the rest, `make test` runs everything. The tests that
-read the shared deployed run go to one xdist worker (--dist loadgroup), so that run is built once."""
+    none is forgotten: `make test-fast` (-m "not slow") runs the rest, `make test` runs everything."""
     for item in items:
-        if "deployed_run" in getattr(item, "fixturenames", ()):  # one worker builds the shared run, not each
-            item.add_marker(pytest.mark.xdist_group("deployed_run"))
         fn = getattr(item, "function", None)
         if fn is None or item.get_closest_marker("slow"):
             continue

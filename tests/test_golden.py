@@ -65,11 +65,40 @@ def run_golden(out: Path) -> dict:
     return behaviour(edgedistill.run(golden_config(), out_dir=out, progress=False).metrics)
 
 
+@pytest.fixture(scope="session")
+def golden_run(tmp_path_factory) -> tuple[Path, dict]:
+    """The one run with every optional step on, made once per session; the pruning and QAT tests read it too."""
+    from conftest import shared_run
+
+    return shared_run(tmp_path_factory, "golden", golden_config())
+
+
 @pytest.mark.slow
-def test_same_config_gives_the_recorded_metrics(tmp_path):
-    got = json.loads(json.dumps(run_golden(tmp_path / "run")))
+def test_same_config_gives_the_recorded_metrics(golden_run):
+    got = json.loads(json.dumps(behaviour(golden_run[1])))
     diffs = close(json.loads(GOLDEN.read_text()), got)
     assert not diffs, "behaviour changed:\n" + "\n".join(diffs[:20])
+
+
+@pytest.mark.slow
+def test_pruned_teacher_is_fine_tuned_deployed_and_reported(golden_run):
+    out, m = golden_run
+    pruned = m["models"]["teacher_pruned"]
+    assert pruned["pruning"]["params_before"] > 20000 >= pruned["pruning"]["params_after"] == pruned["params"]
+    assert pruned["deploy"]["macs"] < m["models"]["teacher"]["deploy"]["macs"]
+    assert pruned["deploy"]["formats"]["onnxruntime-fp32"]["host_latency"]["latency_p50_ms"] > 0
+    assert pruned["deploy"]["formats"]["onnxruntime-fp32"]["max_abs_logit_diff"] <= 1e-4
+    assert (out / "teacher_pruned.pt").is_file() and "pruned teacher (KD)" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_qat_student_is_deployed_and_reported(golden_run):
+    out, m = golden_run
+    qat = m["models"]["student_kd_qat"]
+    assert qat["qat_reason"] == "deploy.qat: always"
+    assert set(qat["deploy"]["formats"]) == {"onnxruntime-fp32", "onnxruntime-int8"}
+    assert (out / "export" / "student_kd_qat_int8.onnx").is_file()
+    assert "student (KD + QAT)" in (out / "report.md").read_text()
 
 
 if __name__ == "__main__":
