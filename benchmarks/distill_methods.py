@@ -34,6 +34,7 @@ from edgedistill.checkpoint import atomic_write_text
 from edgedistill.config import ExperimentConfig, resolve_config
 from edgedistill.distill import CrossEntropy, build_method
 from edgedistill.modelbuild import build_model
+from edgedistill.methods import of_kind
 from edgedistill.models import count_params
 from edgedistill.pipeline import Run, Trained, evaluate_model, prepare_in, teacher_cache, train_role
 from edgedistill.roles import Role
@@ -56,7 +57,7 @@ def parse_student(spec: str) -> tuple[str, dict]:
     return family, args
 
 
-FEATURE_METHODS = ("fitnets", "at")
+FEATURE_METHODS = tuple(of_kind("feature"))
 FEATURE_SETTINGS = ("distill.fitnets.", "distill.at.")  # --set keys only the FitNets and AT rows read
 
 

@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -217,3 +218,24 @@ def test_cached_taps_are_stored_as_the_loss_compares_them(tmp_path):
                              torch.device("cpu"), None, 10**9, compared_at=shapes).built
     assert load_or_build(tmp_path / "taps.pt", teacher, x, y, AugmentConfig(), 1, 0, teacher.feature_taps,
                          torch.device("cpu"), None, 10**9, compared_at=[(2, 8, 8), (3, 2, 2)]).built
+
+
+def test_every_registered_method_builds_validates_and_is_labelled(tiny):
+    """The registry is the one list: config validation, build_method and the report label all read it."""
+    from edgedistill.config import resolve_config
+    from edgedistill.distill import FeatureDistillation, build_method
+    from edgedistill.errors import UserError
+    from edgedistill.methods import METHODS
+    from edgedistill.report.markdown import method_label
+
+    for name, spec in METHODS.items():
+        cfg = tiny()
+        cfg["distill"] = {"method": name}
+        distill = resolve_config(cfg).distill
+        built = build_method(distill)
+        assert isinstance(built, FeatureDistillation) == (spec.kind == "feature"), name
+        assert method_label(distill.model_dump()).count(name) == 1
+    cfg = tiny()
+    cfg["distill"] = {"method": ["kd", "nope"]}
+    with pytest.raises(UserError, match="unknown method 'nope'; choose from kd, dkd"):
+        resolve_config(cfg)

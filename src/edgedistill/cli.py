@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--jsonl", action="store_true", help="progress as JSON lines on stdout, for logs and CI")
     add("datasets", help="list the datasets")
     add("models", help="list the teachers and students in the zoo")
+    add("methods", help="list the distillation methods (distill.method)")
     rep = add("report", help="rebuild report.md and report.html of a run from its metrics.json")
     rep.add_argument("run_dir")
     cmp_ = add("compare", help="one report across several runs")
@@ -133,6 +134,16 @@ def cmd_models(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_methods(_: argparse.Namespace) -> int:
+    from edgedistill.methods import METHODS
+
+    print(f"{'name':10s} {'kind':8s} paper")
+    for name, spec in METHODS.items():
+        print(f"{name:10s} {spec.kind:8s} {spec.paper}")
+    print("\nOne logit method (or none: plain CE) plus any feature methods, e.g. distill.method: [kd, at]")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from edgedistill.report import rebuild_reports
 
@@ -181,7 +192,7 @@ def _warnings_to_stderr() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"run": cmd_run, "datasets": cmd_datasets, "models": cmd_models, "devices": cmd_devices,
+    handler = {"run": cmd_run, "datasets": cmd_datasets, "models": cmd_models, "methods": cmd_methods, "devices": cmd_devices,
                "report": cmd_report, "compare": cmd_compare, "classify": cmd_classify, "export": cmd_export}[args.command]
     _warnings_to_stderr()
     try:

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgedistill.errors import UserError, first_line
+from edgedistill.methods import METHODS
 
 
 class Strict(BaseModel):
@@ -121,7 +122,6 @@ class DKDConfig(Strict):
     ce_weight: float = Field(1.0, ge=0.0)
 
 
-Method = Literal["kd", "dkd", "fitnets", "at"]
 
 
 class FitNetsConfig(Strict):
@@ -144,7 +144,7 @@ class CacheConfig(Strict):
 
 
 class DistillConfig(Strict):
-    method: Method | list[Method] = Field(
+    method: str | list[str] = Field(
         "kd", description="one method or several combined: at most one logit method (kd or dkd), plus fitnets "
                           "and/or at on feature taps; feature methods alone add plain CE")
     temperature: float = Field(4.0, gt=0.0)
@@ -167,10 +167,15 @@ class DistillConfig(Strict):
         m = self.methods
         if not m:
             raise ValueError("name at least one method")
+        unknown = [name for name in m if name not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)} "
+                             "(`edgedistill methods` lists them)")
         if len(set(m)) != len(m):
             raise ValueError(f"method lists {m} with a repeat")
-        if "kd" in m and "dkd" in m:
-            raise ValueError("kd and dkd are both logit methods; choose one")
+        logit = [name for name in m if METHODS[name].kind == "logit"]
+        if len(logit) > 1:
+            raise ValueError(f"{' and '.join(logit)} are logit methods; choose one")
         return self
 
 

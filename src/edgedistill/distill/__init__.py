@@ -14,19 +14,15 @@ from edgedistill.distill.features import FeatureDistillation
 from edgedistill.distill.fitnets import FitNets
 from edgedistill.distill.kd import HintonKD
 from edgedistill.distill.method import Method
+from edgedistill.methods import METHODS, build_one, of_kind
 
 
 def build_method(cfg: DistillConfig, label_smoothing: float = 0.0) -> Method:
-    """The configured method(s) with their own weights; adding a method is one file and a line here."""
-    methods = cfg.methods
-    if "dkd" in methods:
-        logit = DKD(cfg.temperature, cfg.dkd.alpha, cfg.dkd.beta, cfg.dkd.ce_weight, label_smoothing)
-    elif "kd" in methods:
-        logit = HintonKD(cfg.temperature, cfg.alpha, label_smoothing)
-    else:
-        logit = CrossEntropy(label_smoothing)
-    features = ([FitNets(cfg.fitnets.weight)] if "fitnets" in methods else []) + \
-               ([AttentionTransfer(cfg.at.weight, cfg.at.p)] if "at" in methods else [])
+    """The configured method(s) with their own weights, from distill/registry.py: the one logit method (plain CE
+    when none is named), plus the feature methods on top."""
+    logit = next((build_one(m, cfg, label_smoothing) for m in cfg.methods if METHODS[m].kind == "logit"),
+                 None) or CrossEntropy(label_smoothing)
+    features = [build_one(m, cfg, label_smoothing) for m in of_kind("feature") if m in cfg.methods]
     if not features:
         return logit
     return FeatureDistillation(logit, features, cfg.student_taps, cfg.teacher_taps)

@@ -19,6 +19,10 @@ def at_loss(student: torch.Tensor, teacher: torch.Tensor, p: float = 2.0) -> tor
     return (attention_map(s, p) - attention_map(t, p)).pow(2).mean()
 
 
+def from_config(distill, label_smoothing: float) -> "AttentionTransfer":
+    return AttentionTransfer(distill.at.weight, distill.at.p)
+
+
 class AttentionTransfer:
     def __init__(self, weight: float = 1000.0, p: float = 2.0):
         self.weight, self.p = weight, p

@@ -27,6 +27,11 @@ def dkd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target
     return tckd, nckd
 
 
+def from_config(distill, label_smoothing: float) -> "DKD":
+    d = distill.dkd
+    return DKD(distill.temperature, d.alpha, d.beta, d.ce_weight, label_smoothing)
+
+
 class DKD(Method):
 
     def __init__(self, temperature: float = 4.0, alpha: float = 1.0, beta: float = 8.0, ce_weight: float = 1.0,

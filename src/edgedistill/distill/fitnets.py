@@ -15,6 +15,10 @@ def adapter(student_channels: int, teacher_channels: int, spatial_rank: int) -> 
     return conv(student_channels, teacher_channels, kernel_size=1, bias=False)
 
 
+def from_config(distill, label_smoothing: float) -> "FitNets":
+    return FitNets(distill.fitnets.weight)
+
+
 class FitNets:
     """One adapter per tap pair, built from the first batch's shapes by `build`."""
 

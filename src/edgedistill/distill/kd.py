@@ -17,6 +17,10 @@ def kd_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperatur
     return F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True) * temperature**2
 
 
+def from_config(distill, label_smoothing: float) -> "HintonKD":
+    return HintonKD(distill.temperature, distill.alpha, label_smoothing)
+
+
 class HintonKD(Method):
 
     def __init__(self, temperature: float = 4.0, alpha: float = 0.9, label_smoothing: float = 0.0):

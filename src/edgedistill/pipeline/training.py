@@ -16,6 +16,7 @@ from edgedistill.config import ExperimentConfig, ModelConfig
 from edgedistill.data import DataSplits
 from edgedistill.distill import CrossEntropy, Method, build_method
 from edgedistill.distill.cache import TeacherCache, load_or_build
+from edgedistill.methods import METHODS
 from edgedistill.distill.resume import Resume, TrainResult
 from edgedistill.distill.trainer import Callback, EpochLog, Trainer, batch_source, check_train_config
 from edgedistill.modelbuild import build_model, tokenizer_args
@@ -134,7 +135,7 @@ def quantization_aware_finetune(run: Run) -> Trained:
     train = cfg.student.train.model_copy(update={"epochs": cfg.deploy.qat_epochs, "schedule": "cosine",
                                                  "lr": cfg.student.train.lr * cfg.deploy.qat_lr_scale})
     mcfg = ModelConfig(model=cfg.student.model, args=cfg.student.args, train=train)
-    logit = [m for m in cfg.distill.methods if m in ("kd", "dkd")] or ["kd"]  # feature adapters would start untrained
+    logit = [m for m in cfg.distill.methods if METHODS[m].kind == "logit"] or ["kd"]  # adapters would start untrained
     method = build_method(cfg.distill.model_copy(update={"method": logit}), train.label_smoothing)
     result = train_role(run, Role.STUDENT_KD_QAT, model, mcfg, method, teacher=run.teacher)
     detach_fake_quant(model, handles)

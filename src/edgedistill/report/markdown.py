@@ -5,28 +5,14 @@ from pathlib import Path
 
 from edgedistill.checkpoint import atomic_write_text
 from edgedistill.deploy.fit import fit_sentence
+from edgedistill.methods import describe
 from edgedistill.roles import LABELS
 from edgedistill.units import human_bytes as _kb
 
 
 def method_label(distill: dict) -> str:
     """The distillation recipe in words, e.g. 'kd (T=4.0, alpha=0.9) + at (weight 1000.0, p=2.0)'."""
-    methods = [distill["method"]] if isinstance(distill["method"], str) else distill["method"]
-    parts = []
-    for m in methods:
-        if m == "dkd":
-            d = distill["dkd"]
-            parts.append(f"dkd (T={distill['temperature']}, alpha={d['alpha']}, beta={d['beta']}, "
-                         f"CE weight {d['ce_weight']})")
-        elif m == "kd":
-            parts.append(f"kd (T={distill['temperature']}, alpha={distill['alpha']})")
-        elif m == "fitnets":
-            parts.append(f"fitnets (weight {distill['fitnets']['weight']})")
-        else:
-            parts.append(f"at (weight {distill['at']['weight']}, p={distill['at']['p']})")
-    if not {"kd", "dkd"} & set(methods):
-        parts.insert(0, "CE")
-    return " + ".join(parts)
+    return describe(distill)
 
 
 def comparison_table(metrics: dict) -> str:
