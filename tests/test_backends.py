@@ -81,7 +81,7 @@ def test_export_command_adds_formats_to_a_finished_run(deployed_run, tmp_path):
     out, _ = deployed_run
     run = tmp_path / "run"
     shutil.copytree(out, run)
-    proc = run_cli("export", str(run), "--format", "executorch-int8")
+    proc = run_cli("export", str(run), "--format", "executorch-int8", "--role", "student_kd")
     assert proc.returncode == 0, proc.stderr
     assert "student (KD), executorch-int8: `export/student_kd_int8.pte`" in proc.stdout
     metrics = json.loads((run / "metrics.json").read_text())
@@ -89,6 +89,9 @@ def test_export_command_adds_formats_to_a_finished_run(deployed_run, tmp_path):
     assert set(dep["formats"]) == {"tflm-int8", "executorch-int8"} and dep["preferred"] == "tflm-int8"
     assert dep["formats"]["executorch-int8"]["argmax_agreement"] >= 0.9
     assert "executorch-int8" in (run / "report.md").read_text()
+    assert "executorch-int8" not in metrics["models"]["teacher"]["deploy"]["formats"]  # --role: the student alone
+    nobody = run_cli("export", str(run), "--format", "onnxruntime-int8", "--role", "nobody")
+    assert nobody.returncode == 2 and "--role:" in nobody.stderr and "has no model 'nobody'" in nobody.stderr
     bad = run_cli("export", str(run), "--format", "tensorrt-int8")
     assert bad.returncode == 2 and "unknown format 'tensorrt-int8'" in bad.stderr and "Traceback" not in bad.stderr
 

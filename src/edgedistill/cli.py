@@ -47,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir", help="a finished run folder")
     e.add_argument("--format", dest="formats", action="append", required=True, metavar="RUNTIME-DTYPE",
                    help="e.g. tflm-int8, executorch-int8, litert-fp32, onnxruntime-int8 (repeatable)")
+    e.add_argument("--role", dest="roles", action="append", metavar="ROLE",
+                   help="only this model, e.g. student_kd (repeatable; every model of the run by default)")
     d = add("devices", help="list the edge device profiles")
     d.add_argument("--catalog", help="your own device YAML, added to the packaged catalog")
     return p
@@ -110,7 +112,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from edgedistill.export_run import export_run
     from edgedistill.report.markdown import deliverables, fit_summary
 
-    metrics = export_run(args.run_dir, args.formats)
+    metrics = export_run(args.run_dir, args.formats, args.roles)
     print(deliverables(metrics))
     print(fit_summary(metrics))
     return 0

@@ -12,11 +12,22 @@ import torch.nn as nn
 
 from edgedistill.checkpoint import atomic_write_text, load_weights, read_checkpoint
 from edgedistill.config import ExperimentConfig, resolve_config
-from edgedistill.data import DataSplits, load_dataset
+from edgedistill.data import DataSplits
 from edgedistill.deploy import DeviceProfile, check_deploy, deploy_model, get_device, preferred_format
 from edgedistill.distill.trainer import predict_logits
+from edgedistill.errors import UserError
+from edgedistill.metrics import produce_metrics
 from edgedistill.modelbuild import build_model
+from edgedistill.pipeline.prepare import load_data
 from edgedistill.report import read_metrics, write_reports
+
+
+def checkpoint_path(run_dir: Path, role: str) -> Path:
+    """<role>.pt; a run from before metrics schema 3 named the pruned teacher's student_pruned.pt."""
+    path = run_dir / f"{role}.pt"
+    if not path.exists() and role == "teacher_pruned":
+        return run_dir / "student_pruned.pt"
+    return path
 
 
 def rebuild(cfg, role: str, data: DataSplits, run_dir: Path) -> nn.Module:
@@ -31,9 +42,7 @@ def rebuild(cfg, role: str, data: DataSplits, run_dir: Path) -> nn.Module:
         pc = cfg.compress.prune
         model = copy.deepcopy(model)
         prune_to_budget(model, data.input_shape, data.num_classes, pc.target_params, pc.target_macs, pc.norm)
-    path = run_dir / f"{role}.pt"
-    if not path.exists() and role == "teacher_pruned":  # a run from before schema 3 named it student_pruned.pt
-        path = run_dir / "student_pruned.pt"
+    path = checkpoint_path(run_dir, role)
     load_weights(model, read_checkpoint(path, f"{role}.pt"), path, f"{role}.pt")
     return model.eval()
 
@@ -45,22 +54,26 @@ def load_run(run_dir: Path) -> tuple[dict, ExperimentConfig, DeviceProfile, Data
     device = get_device(cfg.device, cfg.device_catalog)
     if cfg.latency_budget_ms is not None:
         device = device.model_copy(update={"latency_budget_ms": cfg.latency_budget_ms})
-    split_seed = cfg.seed if cfg.data.split_seed is None else cfg.data.split_seed
-    data = load_dataset(cfg.data.name, cfg.data.path, cfg.data.val_fraction, split_seed, cfg.data.options,
-                        cfg.data.limit_train, cfg.data.limit_test)
-    return metrics, cfg, device, data
+    return metrics, cfg, device, load_data(cfg)
 
 
-def export_run(run_dir: str | Path, formats: list[str]) -> dict:
-    """Deploy every model of a finished run to `formats` and merge the records into its metrics.json."""
+def export_run(run_dir: str | Path, formats: list[str], roles: list[str] | None = None) -> dict:
+    """Deploy the models of a finished run (every one, or `roles`) to `formats` and merge the records into its
+    metrics.json."""
     run_dir = Path(run_dir)
     metrics = read_metrics(run_dir)  # a folder that is not a finished run fails before the data loads
+    unknown = sorted(set(roles or []) - set(metrics["models"]))
+    if unknown:
+        raise UserError(f"--role: {run_dir} has no model {unknown[0]!r}; its models are "
+                        f"{', '.join(metrics['models'])}")
     cfg = resolve_config(run_dir / "config.yaml")
     bits = cfg.deploy.input_bits if cfg.deploy.quantize else 8
     check_deploy(formats, get_device(cfg.device, cfg.device_catalog), bits)
     metrics, cfg, device, data = load_run(run_dir)
     for role, record in metrics["models"].items():
-        if not (run_dir / f"{role}.pt").is_file():
+        if roles and role not in roles:
+            continue
+        if not checkpoint_path(run_dir, role).is_file():
             continue
         model = rebuild(cfg, role, data, run_dir)
         logits = predict_logits(model, data.x_test, torch.device("cpu")).numpy()
@@ -77,6 +90,7 @@ def export_run(run_dir: str | Path, formats: list[str]) -> dict:
         merged["preferred"] = preferred_format(list(merged["formats"]), device)
         record["deploy"] = merged
     write_reports(run_dir, metrics)
+    metrics = produce_metrics(metrics)
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     return metrics
 
