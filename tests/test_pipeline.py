@@ -247,3 +247,16 @@ def test_student_auto_returns_a_student_that_fits_the_mcu(tmp_path, tiny):
     assert dep["fit"][dep["preferred"]]["fits"]
     assert "Student search" in (tmp_path / "r" / "report.md").read_text()
     assert (tmp_path / "r" / "student_search.json").exists()
+
+
+def test_feature_method_whose_cache_would_be_too_big_trains_with_the_live_teacher(tmp_path, tiny, caplog):
+    """The cache's size limit falls back to the live teacher; the feature method, already set up for the cache,
+    is not set up a second time."""
+    import logging
+
+    cfg = tiny()
+    cfg["distill"] = {"method": ["kd", "at"], "cache": {"enabled": True, "views": 2, "max_bytes": 1}}
+    with caplog.at_level(logging.WARNING, logger="edgedistill"):
+        m = edgedistill.run(cfg, out_dir=tmp_path / "r", progress=False).metrics
+    assert "runs live instead" in caplog.text
+    assert "train_at" in m["models"]["student_kd"]["train"]["history"][0]

@@ -238,6 +238,7 @@ def check_metrics(raw: Any, source: str) -> dict:
 
 
 def produce_metrics(raw: dict) -> dict:
-    """What the pipeline writes, passed through the same model the readers check: a run can never write a file
-    that its own report would refuse. Only the keys set are written, so nothing is padded with nulls."""
-    return Metrics.model_validate(raw).model_dump(mode="json", exclude_unset=True)
+    """What the pipeline writes, checked by the same model the readers check with: a run can never write a file
+    that its own report would refuse. The dict itself is written, so key order and NaN survive as they were."""
+    Metrics.model_validate(raw)
+    return raw

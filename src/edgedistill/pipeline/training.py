@@ -77,16 +77,16 @@ def train_students(run: Run) -> dict[Role, Trained]:
     scratch = build_model(cfg.student, "student", run.data, cfg.seed + 1)
     init_state = {k: v.clone() for k, v in scratch.state_dict().items()}
     method = build_method(cfg.distill, cfg.student.train.label_smoothing)
-    cache = None
-    if cfg.distill.cache.enabled:  # the method names the taps the cache must store, so it is set up first
+    cache, set_up = None, cfg.distill.cache.enabled
+    if set_up:  # the method names the taps the cache must store, so it is set up first
         method.setup(scratch.to(run.accel), teacher.to(run.accel), sample(run))
-        cache = teacher_cache(run, method)
+        cache = teacher_cache(run, method)  # None when the bank would exceed max_bytes: the teacher runs live
     ce = CrossEntropy(cfg.student.train.label_smoothing)
     out = {Role.STUDENT_SCRATCH: Trained(scratch, train_role(run, Role.STUDENT_SCRATCH, scratch, cfg.student, ce,
                                                              cache=cache), cfg.student)}
     kd_student = build_model(cfg.student, "student", run.data, cfg.seed + 1)
     kd_student.load_state_dict(init_state)
-    if cache is None:
+    if not set_up:
         method.setup(kd_student.to(run.accel), teacher.to(run.accel), sample(run))
     out[Role.STUDENT_KD] = Trained(kd_student, train_role(run, Role.STUDENT_KD, kd_student, cfg.student, method,
                                                           teacher=teacher, cache=cache), cfg.student)
