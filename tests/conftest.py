@@ -82,8 +82,7 @@ def run_cli(*args: str, cwd: Path | None = None, env_extra: dict | None = None) 
                           cwd=cwd, env=env, timeout=300)
 
 
-END_TO_END = re.compile(r"\brun_cli\(|edgedistill\.run\(|run_seeds\(|\bdeployed_run\b|\bsubprocess\b|"
-                        r"\brun_golden\(|\bfinished_run\b")
+END_TO_END = re.compile(r"\brun_cli\(|edgedistill\.run\(|run_seeds\(|\bdeployed_run\b|\bsubprocess\b")
 
 
 def pytest_collection_modifyitems(items) -> None:
