@@ -17,6 +17,9 @@ class MethodSpec:
     build: str  # "module:function" that takes (distill config, label smoothing) and returns the loss
     describe: Callable[[dict], str]  # the recipe in words, from the distill section of a config or metrics.json
     paper: str
+    # what it reads of the teacher: "logits", "features" (tap outputs: a teacher that is not a torch module, such as
+    # an ONNX file, cannot give them), "views" (logits on every cached augmented view: needs distill.cache)
+    needs: frozenset[str] = frozenset({"logits"})
 
 
 METHODS: dict[str, MethodSpec] = {
@@ -26,9 +29,11 @@ METHODS: dict[str, MethodSpec] = {
                       lambda d: (f"dkd (T={d['temperature']}, alpha={d['dkd']['alpha']}, beta={d['dkd']['beta']}, "
                                  f"CE weight {d['dkd']['ce_weight']})"), "Zhao et al., CVPR 2022"),
     "fitnets": MethodSpec("feature", "edgedistill.distill.fitnets:from_config",
-                          lambda d: f"fitnets (weight {d['fitnets']['weight']})", "Romero et al., ICLR 2015"),
+                          lambda d: f"fitnets (weight {d['fitnets']['weight']})", "Romero et al., ICLR 2015",
+                          frozenset({"features"})),
     "at": MethodSpec("feature", "edgedistill.distill.at:from_config",
-                     lambda d: f"at (weight {d['at']['weight']}, p={d['at']['p']})", "Zagoruyko, Komodakis, ICLR 2017"),
+                     lambda d: f"at (weight {d['at']['weight']}, p={d['at']['p']})", "Zagoruyko, Komodakis, ICLR 2017",
+                     frozenset({"features"})),
 }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from edgedistill.distill.method import FeatureMethod
 from edgedistill.distill.taps import align
 
 
@@ -23,7 +24,7 @@ def from_config(distill, label_smoothing: float) -> "AttentionTransfer":
     return AttentionTransfer(distill.at.weight, distill.at.p)
 
 
-class AttentionTransfer:
+class AttentionTransfer(FeatureMethod):
     def __init__(self, weight: float = 1000.0, p: float = 2.0):
         self.weight, self.p = weight, p
 

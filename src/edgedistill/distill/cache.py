@@ -52,6 +52,10 @@ class TeacherCache:
         feats = [f[view, idx].to(device).float() for f in self.feats]
         return x, self.logits[view, idx].to(device), feats
 
+    def view_logits(self, idx: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """The teacher's logits on every view of these samples, (B, K, classes): multi-view methods average them."""
+        return self.logits[:, idx].transpose(0, 1).to(device)
+
     def start(self, device: torch.device, dtype: torch.dtype | None) -> None:
         """Nothing to prepare: the teacher does not run. (The live source moves it to the device here.)"""
 

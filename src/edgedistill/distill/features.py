@@ -12,18 +12,18 @@ import torch
 import torch.nn as nn
 
 from edgedistill.distill.at import AttentionTransfer
-from edgedistill.distill.fitnets import FitNets
-from edgedistill.distill.method import Method
+from edgedistill.distill.method import FeatureMethod, Method
 from edgedistill.distill.taps import TapRecorder, align, pair_taps, resolve_taps
 
 log = logging.getLogger("edgedistill")
 
 
 class FeatureDistillation(Method):
-    def __init__(self, logit_method, feature_methods: list[FitNets | AttentionTransfer],
+    def __init__(self, logit_method: Method, feature_methods: list[FeatureMethod],
                  student_taps: list[str] | None = None, teacher_taps: list[str] | None = None):
         self.logit_method = logit_method
         self.feature_methods = feature_methods
+        self.wants = frozenset(logit_method.wants).union(*(m.wants for m in feature_methods))
         self.requested = (student_taps, teacher_taps)
         self.student_taps: list[str] = []
         self.teacher_taps: list[str] = []
@@ -43,8 +43,9 @@ class FeatureDistillation(Method):
                                                                                           sample)
         self.tap_shapes = [tuple(f.shape[1:]) for f in s_feats]
         for m in self.feature_methods:
-            if isinstance(m, FitNets):
-                self.trainable.append(m.build(s_feats, t_feats))
+            own = m.build(s_feats, t_feats)
+            if own is not None:
+                self.trainable.append(own)
         flat = [s for s, sf, tf in zip(self.student_taps, s_feats, t_feats) if align(sf, tf)[0][0, 0].numel() == 1]
         if flat and any(isinstance(m, AttentionTransfer) for m in self.feature_methods):
             log.warning("attention transfer on taps %s compares maps of one position, which carry no information; "
@@ -63,14 +64,20 @@ class FeatureDistillation(Method):
         rec.remove()
         return rec.take()
 
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        self.logit_method.start_epoch(epoch, epochs)
+        for m in self.feature_methods:
+            m.start_epoch(epoch, epochs)
+
     def __call__(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, targets: torch.Tensor,
                  student_feats: list[torch.Tensor] | None = None,
-                 teacher_feats: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+                 teacher_feats: list[torch.Tensor] | None = None, **extras: torch.Tensor) -> dict[str, torch.Tensor]:
         if not self.ready:
             raise RuntimeError("FeatureDistillation.setup must run before training: it resolves the taps")
         if not student_feats or teacher_feats is None or len(teacher_feats) != len(student_feats):
             raise ValueError("feature distillation needs the student's and the teacher's tap features, one per pair")
-        terms = self.logit_method(student_logits, teacher_logits, targets)
+        pick = lambda m: {k: v for k, v in extras.items() if k in m.wants}  # noqa: E731
+        terms = self.logit_method(student_logits, teacher_logits, targets, **pick(self.logit_method))
         for m in self.feature_methods:
-            terms |= m(student_feats, teacher_feats)
+            terms |= m(student_feats, teacher_feats, **pick(m))
         return terms

@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from edgedistill.distill.method import FeatureMethod
 from edgedistill.distill.taps import align
 
 
@@ -19,7 +20,7 @@ def from_config(distill, label_smoothing: float) -> "FitNets":
     return FitNets(distill.fitnets.weight)
 
 
-class FitNets:
+class FitNets(FeatureMethod):
     """One adapter per tap pair, built from the first batch's shapes by `build`."""
 
     def __init__(self, weight: float = 100.0):

@@ -2,6 +2,11 @@
 
 A method is called with the student's logits, the teacher's logits (None without a teacher) and the targets, plus
 the recorded tap features when it names taps, and returns named, already weighted loss terms that the trainer sums.
+A method that needs more of the step names it in `wants`, and the trainer passes it by keyword:
+- "index": the batch's rows in the training split (a memory bank keyed by sample, as CRD keeps);
+- "views": the teacher's logits for every cached augmented view of those rows, (B, K, classes); only the teacher
+  cache has them, so such a method needs `distill.cache.enabled`.
+`start_epoch` is told each epoch before it runs, for a weight that ramps (DKD's warm-up).
 """
 from __future__ import annotations
 
@@ -15,11 +20,32 @@ class Method:
     teacher_taps: list[str] = []  # teacher modules whose outputs the cache stores or the live teacher records
     tap_shapes: list[tuple[int, ...]] | None = None  # per tap, the (C, *spatial) the cache stores it pooled to
     trainable: nn.Module | None = None  # the method's own weights (FitNets adapters), trained with the student
+    wants: frozenset[str] = frozenset()  # extra step inputs by keyword: "index", "views" (see the module's doc)
 
     def setup(self, student: nn.Module, teacher: nn.Module, sample: torch.Tensor) -> "Method":
         """Resolve what depends on the real models (taps, adapters); call once, before the cache or the trainer."""
         return self
 
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Told before epoch `epoch` (1-based) of `epochs` runs, and again on resume; the default ignores it."""
+
     def __call__(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, targets: torch.Tensor,
-                 *feats: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+                 *feats: list[torch.Tensor], **extras: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+class FeatureMethod:
+    """A term added on top of a logit method, read from paired tap features (FitNets, AT, ...). FeatureDistillation
+    owns the taps; `build` makes the method's own weights from one sample's real features, if it has any."""
+
+    wants: frozenset[str] = frozenset()
+
+    def build(self, student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor]) -> nn.Module | None:
+        return None
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """As Method.start_epoch."""
+
+    def __call__(self, student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor],
+                 **extras: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError

@@ -111,6 +111,10 @@ class LiveTeacher:
             logits = self.teacher(xb).float()
         return xb, logits, self.rec.take() if self.rec else []
 
+    def view_logits(self, idx: torch.Tensor, device: torch.device) -> torch.Tensor:
+        raise UserError("this distillation method reads the teacher's outputs on every cached view: set "
+                        "distill.cache.enabled: true (and a distill.cache.max_bytes the bank fits in)")
+
     def close(self) -> None:
         if self.rec:
             self.rec.remove()
@@ -218,6 +222,7 @@ class Trainer:
         for epoch in bar:
             t0 = time.perf_counter()
             sampler.set_epoch(epoch)
+            self.loss.start_epoch(epoch, self.cfg.epochs)
             sums = self.run_epoch(trained, loop, torch.tensor(list(sampler)), n_steps, xt, yt, taps, epoch)
             distributed.sync_buffers(model)  # batch-norm statistics as rank 0 has them, so all validate one model
             row = distributed.broadcast(epoch_row(model, loop, epoch, sums, x_val, y_val, self.device,
@@ -267,7 +272,7 @@ class Trainer:
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 logits = trained(xb)
                 feats = (taps.take(), teacher_feats) if taps else ()
-                terms = self.loss(logits.float(), teacher_logits, yb, *feats)
+                terms = self.loss(logits.float(), teacher_logits, yb, *feats, **self.extras(idx))
             loss = sum(terms.values())
             if self.nonfinite.skip(loss, terms, epoch, step, device):
                 skipped += 1
@@ -281,6 +286,16 @@ class Trainer:
         keys = sorted(sums)
         totals = distributed.all_sum([sums[k] for k in keys] + [correct, seen, skipped], device)
         return {**dict(zip(keys, totals)), "correct": totals[-3], "seen": totals[-2], "skipped": totals[-1]}
+
+
+    def extras(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The step inputs the method names in `wants`, beyond logits, targets and taps."""
+        wants, out = self.loss.wants, {}
+        if "index" in wants:
+            out["index"] = idx.to(self.device)
+        if "views" in wants:
+            out["views"] = self.source.view_logits(idx, self.device)
+        return out
 
 
 def step_optimizer(loop: Loop, loss: torch.Tensor) -> None:
