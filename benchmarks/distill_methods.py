@@ -57,7 +57,7 @@ def parse_student(spec: str) -> tuple[str, dict]:
     return family, args
 
 
-FEATURE_METHODS = tuple(of_kind("feature"))
+FEATURE_METHODS = tuple(of_kind("feature") + of_kind("relation"))  # rows that read the tap bank
 FEATURE_SETTINGS = ("distill.fitnets.", "distill.at.")  # --set keys only the FitNets and AT rows read
 
 
@@ -102,7 +102,8 @@ def for_model(base: Run, cfg: ExperimentConfig, run_dir: Path) -> Run:
 
 
 def set_up(run: Run, loss, student) -> None:
-    loss.setup(student.to(run.accel), run.teacher, torch.as_tensor(run.data.x_train[:2]).to(run.accel))
+    loss.setup(student.to(run.accel), run.teacher, torch.as_tensor(run.data.x_train[:2]).to(run.accel),
+               num_train=len(run.data.x_train))
 
 
 def tap_bank(base: Run, cfg: ExperimentConfig, folder: Path, max_bytes: int):
@@ -197,7 +198,7 @@ def write_table(results: dict, args, teacher_record: dict, wall: float) -> str:
         rows += summarize(results, size, seeds)
     specs = "; ".join(f"{k}: `{v}`" for k, v in args.sizes.items() if k in results)
     trained = sum(r["seconds"] for size in results.values() for runs in size.values() for r in runs.values())
-    body = (f"### Distillation methods against scratch, Fashion-MNIST ({args.seeds} seeds, {args.epochs} student "
+    body = (f"### Distillation methods against scratch, {args.dataset} ({args.seeds} seeds, {args.epochs} student "
             f"epochs, {'/'.join(k for k in results)})\n\n"
             f"{header(wall, 'wall time of the last call')}"
             f"- training time summed over every model in the table (across restarts): {trained / 60:.1f} min\n"
@@ -286,7 +287,7 @@ def main() -> None:
     cfg = resolve_config(args.config, args.overrides + [f"distill.cache.views={args.views}", "deploy.enabled=false"])
     if not cfg.teacher.checkpoint:
         raise SystemExit("the method table loads its teacher: --set teacher.checkpoint=PATH (see fashion_teacher.py)")
-    args.epochs = cfg.student.train.epochs
+    args.epochs, args.dataset = cfg.student.train.epochs, {"fashion_mnist": "Fashion-MNIST", "mnist1d": "MNIST-1D"}.get(cfg.data.name, cfg.data.name)
     base = prepare_in(cfg, out)  # one split for every seed (data.split_seed), the teacher loaded and checked
     teacher = base.loaded_teacher.to(base.accel)
     base.trained[Role.TEACHER] = Trained(teacher, None, cfg.teacher)

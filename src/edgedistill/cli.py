@@ -73,14 +73,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(result.table)
     gain = 100 * result.metrics["comparison"]["kd_gain_over_scratch"]
     print(f"\nKD gain over scratch: {gain:+.2f} points (one seed)")
-    if result.metrics["models"]["student_kd"].get("deploy"):
-        from edgedistill.report.markdown import fit_summary
-
-        print(fit_summary(result.metrics))
-        print(deliverable_line(result.metrics))
+    print_deliverable(result.metrics)
     print(f"run folder: {result.run_dir}  (metrics.json, report.md, config.yaml, *.pt, export/, logs/)")
     print(f"report: {result.run_dir / 'report.html'}")
     return 0
+
+
+def print_deliverable(metrics: dict, prefix: str = "") -> None:
+    """The fit verdict and the file to hand over, when the KD student was exported."""
+    if metrics["models"]["student_kd"].get("deploy"):
+        from edgedistill.report.markdown import fit_summary
+
+        print(prefix + fit_summary(metrics))
+        print(prefix + deliverable_line(metrics))
 
 
 def deliverable_line(metrics: dict) -> str:
@@ -104,6 +109,7 @@ def cmd_seeds(args: argparse.Namespace) -> int:
                        overwrite=args.overwrite, progress=not args.quiet)
     if not args.jsonl:
         print(result.table)
+        print_deliverable(result.first, f"seed {result.first['config']['seed']}: ")
         print(f"\nruns: {result.out_dir}/seed_*  summary: {result.out_dir / 'seeds.md'}, seeds.json")
     return 0
 
@@ -137,12 +143,18 @@ def cmd_models(_: argparse.Namespace) -> int:
 
 
 def cmd_methods(_: argparse.Namespace) -> int:
+    from edgedistill.config import DistillConfig
     from edgedistill.methods import METHODS
 
-    print(f"{'name':10s} {'kind':8s} paper")
+    defaults = DistillConfig().model_dump()
+    print(f"{'name':10s} {'kind':8s} {'paper':36s} defaults")
     for name, spec in METHODS.items():
-        print(f"{name:10s} {spec.kind:8s} {spec.paper}")
-    print("\nOne logit method (or none: plain CE) plus any feature methods, e.g. distill.method: [kd, at]")
+        settings = spec.describe(defaults).removeprefix(name).strip().removeprefix("(").removesuffix(")")
+        print(f"{name:10s} {spec.kind:8s} {spec.paper:36s} {settings}")
+    print("\nOne logit method (or none: plain CE) plus any feature or relation methods, e.g. "
+          "distill.method: [kd, at]; "
+          "distill.logit_standardization: true z-scores the logits of "
+          f"{', '.join(n for n, m in METHODS.items() if m.standardize)}")
     return 0
 
 

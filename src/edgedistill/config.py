@@ -106,8 +106,9 @@ class SearchConfig(Strict):
 
 
 class ModelConfig(Strict):
-    model: str = Field(..., description="registered model name, an import path 'pkg.module:factory', or (student "
-                                        "only) 'auto' for a searched student that fits the device")
+    model: str = Field(..., description="registered model name, an import path 'pkg.module:factory', (student "
+                                        "only) 'auto' for a searched student that fits the device, or (teacher "
+                                        "only) 'onnx' or 'ensemble', see edgedistill/teachers")
     args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the model factory")
     checkpoint: str | None = Field(None, description="load weights from this file instead of training")
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -120,6 +121,27 @@ class DKDConfig(Strict):
     alpha: float = Field(1.0, ge=0.0, description="weight of the target-class term (TCKD)")
     beta: float = Field(8.0, ge=0.0, description="weight of the non-target term (NCKD)")
     ce_weight: float = Field(1.0, ge=0.0)
+    warmup_epochs: int | None = Field(
+        None, ge=0, description="TCKD and NCKD ramp in over this many epochs (factor epoch/warmup, 1-based), as "
+                                "published; default: the first 1/12 of the epochs, at least 1 (mdistiller: 20 of "
+                                "240); 0 turns the ramp off")
+
+
+class DISTConfig(Strict):
+    """DIST's weights (Huang et al. 2022): ImageNet defaults; their CIFAR-100 recipe uses T 4, beta 2, gamma 2."""
+
+    temperature: float = Field(1.0, gt=0.0, description="DIST's own temperature (distill.temperature is KD's)")
+    beta: float = Field(1.0, ge=0.0, description="weight of the inter-class relation (per-sample correlation)")
+    gamma: float = Field(1.0, ge=0.0, description="weight of the intra-class relation (per-class correlation)")
+    ce_weight: float = Field(1.0, ge=0.0)
+
+
+class NKDConfig(Strict):
+    """Normalized KD (Yang et al. 2023): the authors' defaults."""
+
+    temperature: float = Field(1.0, gt=0.0, description="temperature of the non-target term (the target term "
+                                                         "uses 1)")
+    gamma: float = Field(1.5, ge=0.0, description="weight of the non-target term")
 
 
 
@@ -135,6 +157,26 @@ class ATConfig(Strict):
     p: float = Field(2.0, gt=0.0, description="attention map: channel mean of |F|^p")
 
 
+class ReviewKDConfig(Strict):
+    """ReviewKD (Chen et al., CVPR 2021): the official CIFAR-100 recipe, weight 1 ramped in over 20 of 240 epochs."""
+
+    weight: float = Field(1.0, ge=0.0, description="weight of the hierarchical context loss, summed over tap pairs")
+    warmup_epochs: int | None = Field(
+        None, ge=1, description="the weight ramps in as min(epoch / warmup, 1) (1-based epochs); default: the "
+                                "first 1/12 of the epochs, at least 1")
+
+
+class CRDConfig(Strict):
+    """Contrastive representation distillation (Tian et al., ICLR 2020): RepDistiller's CIFAR-100 recipe, CRD
+    weight 0.8 beside CE weight 1 (method: crd alone, or with kd)."""
+
+    weight: float = Field(0.8, ge=0.0, description="weight of the NCE loss (student side plus teacher side)")
+    feat_dim: int = Field(128, ge=1, description="embedding size of both projection heads and memory banks")
+    nce_k: int = Field(4096, ge=1, description="negatives per sample (capped at the training size - 1)")
+    nce_t: float = Field(0.07, gt=0.0, description="temperature of the embedding scores")
+    momentum: float = Field(0.5, ge=0.0, lt=1.0, description="memory bank update: m <- momentum*m + (1-momentum)*v")
+
+
 class CacheConfig(Strict):
     """Teacher outputs for K fixed augmented views per sample, computed once (see distill/cache.py)."""
 
@@ -145,13 +187,23 @@ class CacheConfig(Strict):
 
 class DistillConfig(Strict):
     method: str | list[str] = Field(
-        "kd", description="one method or several combined: at most one logit method (kd or dkd), plus fitnets "
-                          "and/or at on feature taps; feature methods alone add plain CE")
-    temperature: float = Field(4.0, gt=0.0)
-    alpha: float = Field(0.9, ge=0.0, le=1.0, description="kd: weight of the distillation term; 1-alpha weighs CE")
+        "kd", description="one method or several combined: at most one logit method (kd, dkd, dist, nkd, "
+                          "mvkd), plus feature methods on taps (fitnets, at, reviewkd) and/or crd (a relation "
+                          "method, contrasting samples); these alone add plain CE; `edgedistill methods` lists them")
+    temperature: float = Field(4.0, gt=0.0, description="kd, dkd, mvkd (dist and nkd have their own)")
+    alpha: float = Field(0.9, ge=0.0, le=1.0, description="kd, mvkd: weight of the distillation term; 1-alpha "
+                                                          "weighs CE")
     dkd: DKDConfig = Field(default_factory=DKDConfig)
+    dist: DISTConfig = Field(default_factory=DISTConfig)
+    nkd: NKDConfig = Field(default_factory=NKDConfig)
+    logit_standardization: bool = Field(
+        False, description="kd, dkd, dist: z-score both logits per sample (minus its mean, over its std) before "
+                           "the temperature (Sun et al., CVPR 2024); temperature and weights keep their meaning, "
+                           "the paper's CIFAR runs use T 2 with KD weight 9")
     fitnets: FitNetsConfig = Field(default_factory=FitNetsConfig)
     at: ATConfig = Field(default_factory=ATConfig)
+    reviewkd: ReviewKDConfig = Field(default_factory=ReviewKDConfig)
+    crd: CRDConfig = Field(default_factory=CRDConfig)
     student_taps: list[str] | None = Field(
         None, description="student modules whose outputs feature methods read (default: the model's feature_taps)")
     teacher_taps: list[str] | None = Field(
@@ -176,6 +228,14 @@ class DistillConfig(Strict):
         logit = [name for name in m if METHODS[name].kind == "logit"]
         if len(logit) > 1:
             raise ValueError(f"{' and '.join(logit)} are logit methods; choose one")
+        viewed = [name for name in m if "views" in METHODS[name].needs]
+        if viewed and not self.cache.enabled:
+            raise ValueError(f"{viewed[0]} reads the teacher's logits on every cached view: set "
+                             "distill.cache.enabled: true")
+        if self.logit_standardization and not any(METHODS[name].standardize for name in logit):
+            able = ", ".join(name for name, spec in METHODS.items() if spec.standardize)
+            raise ValueError(f"distill.logit_standardization applies to {able}, not to "
+                             f"{logit[0] if logit else 'plain CE'}; turn it off or pick one of those")
         return self
 
 
@@ -209,6 +269,8 @@ class DeployConfig(Strict):
     roles: list[Literal["teacher", "teacher_pruned", "student_scratch", "student_kd"]] | None = Field(
         None, description="the models to export (the QAT student follows student_kd); all when unset. Leave "
                           "out a teacher that will never ship, such as a 22M-parameter Transformer")
+    every_seed: bool = Field(True, description="with --seeds N, export every seed's models; false exports the "
+                             "first seed's only (the file to hand over) and scores the other seeds in PyTorch")
     quantize: bool = Field(True, description="produce the int8 formats (post-training static quantization)")
     calibration_samples: int = Field(512, ge=8, description="training samples used to calibrate int8 ranges")
     input_bits: Literal[8, 16] = Field(
@@ -339,10 +401,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def validate_config(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
+    from edgedistill.teachers.spec import check_teacher_spec  # an onnx or ensemble teacher's args and refusals
+
     try:
-        return ExperimentConfig.model_validate(raw)
+        cfg = ExperimentConfig.model_validate(raw)
     except ValidationError as err:
         raise UserError(format_validation_error(err, source)) from None
+    check_teacher_spec(cfg, source)
+    return cfg
 
 
 def resolve_config(config: "ExperimentConfig | dict | str | Path | None",

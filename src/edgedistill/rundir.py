@@ -15,6 +15,7 @@ from edgedistill import __version__, distributed
 from edgedistill.checkpoint import atomic_write_bytes, atomic_write_text
 from edgedistill.config import ExperimentConfig, config_to_yaml, read_yaml, resolve_config
 from edgedistill.errors import UserError, environment_error
+from edgedistill.teachers import teacher_files
 
 
 RUN_MARKER = ".edgedistill-run"  # written first into every run (and --seeds) folder: what --overwrite may replace
@@ -103,7 +104,7 @@ def open_run_dir(cfg: ExperimentConfig, out_dir: str | Path | None, overwrite: b
     """A fresh run folder holding the resolved config, made by rank 0 while the other processes wait."""
     stamp = distributed.broadcast(dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
     run_dir = Path(out_dir) if out_dir else Path("runs") / f"{cfg.name}-{stamp}"
-    keep = (Path(cfg.teacher.checkpoint),) if cfg.teacher.checkpoint else ()
+    keep = ((Path(cfg.teacher.checkpoint),) if cfg.teacher.checkpoint else ()) + tuple(teacher_files(cfg.teacher))
 
     def make() -> None:
         prepare_run_dir(run_dir, overwrite, keep)

@@ -20,6 +20,7 @@ from edgedistill.config import ExperimentConfig, resolve_config
 from edgedistill.errors import UserError
 from edgedistill.report.markdown import method_label
 from edgedistill.roles import label
+from edgedistill.teachers import is_external
 
 
 @dataclass
@@ -27,6 +28,7 @@ class SeedsResult:
     out_dir: Path
     summary: dict
     table: str
+    first: dict  # the first seed's metrics: its KD student is the file to hand over
 
 
 def mean_std(values: list[float]) -> dict:
@@ -115,7 +117,9 @@ def run_seeds(config: ExperimentConfig | dict | str | Path | None, n: int, out_d
     for i in range(n):
         seeded = json.loads(json.dumps(base)) | {"seed": cfg.seed + i}
         if i > 0:  # the first seed's teacher, and its searched student when student: auto, for every seed
-            seeded["teacher"]["checkpoint"] = str(out / f"seed_{cfg.seed}" / "teacher.pt")
+            if not is_external(cfg.teacher.model):  # an ONNX or ensemble teacher is loaded by every seed alike
+                seeded["teacher"]["checkpoint"] = str(out / f"seed_{cfg.seed}" / "teacher.pt")
+            seeded["deploy"]["enabled"] &= cfg.deploy.every_seed
             if runs[0].get("student_search"):
                 seeded["student"] |= {"model": runs[0]["student_search"]["family"],
                                       "args": runs[0]["student_search"]["args"]}
@@ -124,4 +128,4 @@ def run_seeds(config: ExperimentConfig | dict | str | Path | None, n: int, out_d
     table = seeds_table(summary)
     atomic_write_text(out / "seeds.json", json.dumps(summary, indent=2))
     atomic_write_text(out / "seeds.md", f"# {cfg.name}: {n} seeds\n\n{table}\n")
-    return SeedsResult(out, summary, table)
+    return SeedsResult(out, summary, table, runs[0])

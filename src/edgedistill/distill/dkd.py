@@ -1,13 +1,20 @@
 """Decoupled KD (Zhao et al., CVPR 2022): split the KD loss into a target-class term (TCKD, a binary KL on
 "target vs. the rest") and a non-target term (NCKD, KL over the non-target classes renormalised), and weigh them
 apart; plain KD ties NCKD's weight to the teacher's confidence, which DKD undoes.
+
+As published, TCKD and NCKD (not CE) ramp in linearly: at 1-based epoch e they are scaled by min(e / warm-up, 1), the
+warm-up defaulting to the first 1/12 of the epochs (mdistiller: 20 of 240). distill.logit_standardization z-scores
+both logits first (distill/standardize.py).
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 
 from edgedistill.distill.method import Method
+from edgedistill.distill.standardize import standardized
 
 
 def dkd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
@@ -27,22 +34,36 @@ def dkd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target
     return tckd, nckd
 
 
+def warmup_factor(epoch: int, epochs: int, warmup_epochs: int | None) -> float:
+    """min(epoch / warm-up, 1) for 1-based epochs; warm-up None is ceil(epochs / 12), 0 is none."""
+    warmup = math.ceil(epochs / 12) if warmup_epochs is None else warmup_epochs
+    return min(epoch / warmup, 1.0) if warmup > 0 else 1.0
+
+
 def from_config(distill, label_smoothing: float) -> "DKD":
     d = distill.dkd
-    return DKD(distill.temperature, d.alpha, d.beta, d.ce_weight, label_smoothing)
+    return DKD(distill.temperature, d.alpha, d.beta, d.ce_weight, label_smoothing, d.warmup_epochs,
+               distill.logit_standardization)
 
 
 class DKD(Method):
 
     def __init__(self, temperature: float = 4.0, alpha: float = 1.0, beta: float = 8.0, ce_weight: float = 1.0,
-                 label_smoothing: float = 0.0):
+                 label_smoothing: float = 0.0, warmup_epochs: int | None = None, standardize: bool = False):
         self.temperature, self.alpha, self.beta, self.ce_weight = temperature, alpha, beta, ce_weight
-        self.label_smoothing = label_smoothing
+        self.label_smoothing, self.warmup_epochs, self.standardize = label_smoothing, warmup_epochs, standardize
+        self.factor = 1.0
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """The warm-up factor from the epoch alone, so a resumed run gets the same one."""
+        self.factor = warmup_factor(epoch, epochs, self.warmup_epochs)
 
     def __call__(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor | None,
                  targets: torch.Tensor) -> dict[str, torch.Tensor]:
         if teacher_logits is None:
             raise ValueError("DKD needs the teacher's logits")
-        tckd, nckd = dkd_terms(student_logits, teacher_logits, targets, self.temperature)
+        tckd, nckd = dkd_terms(*standardized(student_logits, teacher_logits, self.standardize), targets,
+                               self.temperature)
         ce = F.cross_entropy(student_logits, targets, label_smoothing=self.label_smoothing)
-        return {"ce": self.ce_weight * ce, "tckd": self.alpha * tckd, "nckd": self.beta * nckd}
+        w = self.factor
+        return {"ce": self.ce_weight * ce, "tckd": w * self.alpha * tckd, "nckd": w * self.beta * nckd}

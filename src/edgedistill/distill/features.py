@@ -32,7 +32,8 @@ class FeatureDistillation(Method):
         self.ready = False
 
     @torch.no_grad()
-    def setup(self, student: nn.Module, teacher: nn.Module, sample: torch.Tensor) -> "FeatureDistillation":
+    def setup(self, student: nn.Module, teacher: nn.Module, sample: torch.Tensor,
+              num_train: int | None = None) -> "FeatureDistillation":
         """Resolve and pair the taps, and build FitNets adapters from one forward pass of each model."""
         if self.ready:
             raise RuntimeError("FeatureDistillation.setup was called twice; its adapters would be built anew")
@@ -43,6 +44,7 @@ class FeatureDistillation(Method):
                                                                                           sample)
         self.tap_shapes = [tuple(f.shape[1:]) for f in s_feats]
         for m in self.feature_methods:
+            m.num_train = num_train
             own = m.build(s_feats, t_feats)
             if own is not None:
                 self.trainable.append(own)

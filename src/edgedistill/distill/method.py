@@ -22,8 +22,10 @@ class Method:
     trainable: nn.Module | None = None  # the method's own weights (FitNets adapters), trained with the student
     wants: frozenset[str] = frozenset()  # extra step inputs by keyword: "index", "views" (see the module's doc)
 
-    def setup(self, student: nn.Module, teacher: nn.Module, sample: torch.Tensor) -> "Method":
-        """Resolve what depends on the real models (taps, adapters); call once, before the cache or the trainer."""
+    def setup(self, student: nn.Module, teacher: nn.Module, sample: torch.Tensor,
+              num_train: int | None = None) -> "Method":
+        """Resolve what depends on the real models (taps, adapters); call once, before the cache or the trainer.
+        `num_train`, the training split's size, sizes a bank keyed by "index" (CRD's memory)."""
         return self
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
@@ -39,6 +41,7 @@ class FeatureMethod:
     owns the taps; `build` makes the method's own weights from one sample's real features, if it has any."""
 
     wants: frozenset[str] = frozenset()
+    num_train: int | None = None  # the training split's size, set by FeatureDistillation.setup before `build`
 
     def build(self, student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor]) -> nn.Module | None:
         return None

@@ -170,7 +170,8 @@ class NonFinitePolicy:
             return False
         if self.action == "skip":
             return True
-        weights = "".join(f", distill.{name}.weight" for name in terms if name in ("fitnets", "at"))
+        weights = "".join(f", distill.{name}.weight" for name in terms
+                          if name in ("fitnets", "at", "reviewkd", "crd"))
         raise FloatingPointError(
             f"{self.role}: the loss became {loss.item()} in epoch {epoch}, batch {step + 1}; the last good "
             f"checkpoint is kept. Lower the learning rate{weights}, or set train.on_nonfinite: skip")

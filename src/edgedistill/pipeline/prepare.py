@@ -21,6 +21,7 @@ from edgedistill.modelbuild import build_model
 from edgedistill.pipeline.deployment import formats_of
 from edgedistill.pipeline.stages import check_student
 from edgedistill.pipeline.state import Run
+from edgedistill.teachers import build_external_teacher, is_external
 
 
 def resolve_accelerator(choice: str) -> torch.device:
@@ -31,9 +32,11 @@ def resolve_accelerator(choice: str) -> torch.device:
     return torch.device(choice)
 
 
-def load_teacher(cfg: ExperimentConfig, data: DataSplits) -> nn.Module:
+def load_teacher(cfg: ExperimentConfig, data: DataSplits, accel: torch.device | None = None) -> nn.Module:
     """Build the teacher and, when a checkpoint is given, load it and check its weights and outputs are finite,
-    before any folder is touched or any student trained."""
+    before any folder is touched or any student trained. An ONNX or ensemble teacher is loaded and checked alike."""
+    if is_external(cfg.teacher.model):
+        return build_external_teacher(cfg.teacher, data, cfg.seed, accel)
     teacher = build_model(cfg.teacher, "teacher", data, cfg.seed)
     if cfg.teacher.checkpoint:
         path = cfg.teacher.checkpoint
@@ -72,7 +75,7 @@ def prepare(cfg: ExperimentConfig) -> Run:
     if cfg.deploy.enabled:  # a runtime that is not installed is named now, with its pip command
         check_deploy(formats_of(cfg, profile), profile, cfg.deploy.input_bits if cfg.deploy.quantize else 8)
     data = load_data(cfg)
-    teacher = load_teacher(cfg, data)
+    teacher = load_teacher(cfg, data, accel)
     pc = cfg.compress.prune
     if pc.enabled:  # a dry run on the untrained teacher: an unprunable teacher or budget fails now, not after training
         prune_to_budget(copy.deepcopy(teacher), data.input_shape, data.num_classes, pc.target_params, pc.target_macs,

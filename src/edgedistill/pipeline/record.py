@@ -39,6 +39,8 @@ def model_record(role: Role, trained: Trained, data: DataSplits, accel: torch.de
     if result:
         record["train"] = {"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy,
                            "epochs": len(result.history), "seconds": result.seconds, "history": result.history}
+    if hasattr(trained.model, "run_record"):  # an ONNX or ensemble teacher: its footprint, files and source
+        record.update(trained.model.run_record())
     scores, test_logits = evaluate_model(trained.model, data, accel)
     record.update(scores)
     return record, test_logits

@@ -78,6 +78,9 @@ def deploy(run: Run) -> Run:
     """Export every model (or those in deploy.roles) to the device's formats (rank 0 alone: it writes files)."""
     chosen = run.cfg.deploy.roles
     roles = [r for r in run.trained if chosen is None or str(r) in chosen]
+    for role in [r for r in roles if hasattr(run.trained[r].model, "not_exported")]:  # an ONNX/ensemble teacher
+        run.records[role]["deploy_skipped"] = run.trained[role].model.not_exported
+        roles.remove(role)
     for role in track(roles, desc="export, quantize, profile", unit="model", enabled=run.progress):
         run.records[role]["deploy"] = deploy_one(run, role, run.trained[role].model, run.test_logits[role])
     return run

@@ -12,16 +12,18 @@ from edgedistill import distributed
 from edgedistill.checkpoint import save_checkpoint
 from edgedistill.compress import prune_to_budget
 from edgedistill.compress.qat import attach_fake_quant, detach_fake_quant
-from edgedistill.config import ExperimentConfig, ModelConfig
+from edgedistill.config import DistillConfig, ExperimentConfig, ModelConfig
 from edgedistill.data import DataSplits
 from edgedistill.distill import CrossEntropy, Method, build_method
 from edgedistill.distill.cache import TeacherCache, load_or_build
 from edgedistill.methods import METHODS
 from edgedistill.distill.resume import Resume, TrainResult
 from edgedistill.distill.trainer import Callback, EpochLog, Trainer, batch_source, check_train_config
+from edgedistill.errors import UserError
 from edgedistill.modelbuild import build_model, tokenizer_args
 from edgedistill.pipeline.state import Run, Trained
 from edgedistill.progress import emit
+from edgedistill.teachers import is_external
 from edgedistill.roles import Role
 
 STATE_DIR = "state"  # per-epoch training states for --resume; removed once the run has finished
@@ -61,6 +63,10 @@ def sample(run: Run) -> torch.Tensor:
 def obtain_teacher(run: Run) -> Trained:
     """The loaded teacher when a checkpoint is given (kept as teacher.pt), else one trained here."""
     cfg = run.cfg
+    if is_external(cfg.teacher.model):  # an ONNX or ensemble teacher: its files are kept in the run folder
+        if distributed.is_main():
+            run.loaded_teacher.keep(run.run_dir)
+        return Trained(run.loaded_teacher.to(run.accel), None, cfg.teacher)
     if cfg.teacher.checkpoint:
         if distributed.is_main():
             save_checkpoint(run.run_dir / "teacher.pt", run.loaded_teacher,
@@ -79,15 +85,20 @@ def train_students(run: Run) -> dict[Role, Trained]:
     method = build_method(cfg.distill, cfg.student.train.label_smoothing)
     cache, set_up = None, cfg.distill.cache.enabled
     if set_up:  # the method names the taps the cache must store, so it is set up first
-        method.setup(scratch.to(run.accel), teacher.to(run.accel), sample(run))
+        method.setup(scratch.to(run.accel), teacher.to(run.accel), sample(run), num_train=len(run.data.x_train))
         cache = teacher_cache(run, method)  # None when the bank would exceed max_bytes: the teacher runs live
+    if cache is None and "views" in method.wants:
+        viewed = next((m for m in cfg.distill.methods if "views" in METHODS[m].needs), "the method")
+        raise UserError(f"{viewed} reads the teacher's logits on every cached view, but the bank would exceed "
+                        "distill.cache.max_bytes; raise it or lower distill.cache.views")
     ce = CrossEntropy(cfg.student.train.label_smoothing)
     out = {Role.STUDENT_SCRATCH: Trained(scratch, train_role(run, Role.STUDENT_SCRATCH, scratch, cfg.student, ce,
                                                              cache=cache), cfg.student)}
     kd_student = build_model(cfg.student, "student", run.data, cfg.seed + 1)
     kd_student.load_state_dict(init_state)
     if not set_up:
-        method.setup(kd_student.to(run.accel), teacher.to(run.accel), sample(run))
+        method.setup(kd_student.to(run.accel), teacher.to(run.accel), sample(run),
+                     num_train=len(run.data.x_train))
     out[Role.STUDENT_KD] = Trained(kd_student, train_role(run, Role.STUDENT_KD, kd_student, cfg.student, method,
                                                           teacher=teacher, cache=cache), cfg.student)
     return out
@@ -112,8 +123,16 @@ def teacher_cache(run: Run, method: Method) -> TeacherCache | None:
     return cache
 
 
+def live_distill(distill: DistillConfig, **update) -> DistillConfig:
+    """The distill section for a fine-tune against the live teacher, which has no cached views: a method that
+    reads them (mvkd) becomes plain kd with the same temperature and alpha."""
+    method = ["kd" if "views" in METHODS[m].needs else m for m in distill.methods]
+    return distill.model_copy(update={"method": method, **update})
+
+
 def prune_teacher(run: Run) -> tuple[Trained, dict]:
-    """Prune the trained teacher's channels to the budget, then fine-tune it by KD from the whole teacher."""
+    """Prune the trained teacher's channels to the budget, then fine-tune it by KD from the whole teacher (live,
+    so a multi-view method trains as plain kd there)."""
     cfg, pc = run.cfg, run.cfg.compress.prune
     pruned = copy.deepcopy(run.teacher).cpu()
     info = prune_to_budget(pruned, run.data.input_shape, run.data.num_classes, pc.target_params, pc.target_macs,
@@ -121,14 +140,15 @@ def prune_teacher(run: Run) -> tuple[Trained, dict]:
     train = cfg.student.train.model_copy(update={"epochs": pc.epochs or cfg.student.train.epochs})
     mcfg = ModelConfig(model=cfg.teacher.model, args=cfg.teacher.args, train=train)
     # the pruned teacher keeps the teacher's module names, so feature methods read its own feature_taps
-    method = build_method(cfg.distill.model_copy(update={"student_taps": None}), train.label_smoothing)
-    method.setup(pruned.to(run.accel), run.teacher.to(run.accel), sample(run))
+    method = build_method(live_distill(cfg.distill, student_taps=None), train.label_smoothing)
+    method.setup(pruned.to(run.accel), run.teacher.to(run.accel), sample(run), num_train=len(run.data.x_train))
     result = train_role(run, Role.TEACHER_PRUNED, pruned, mcfg, method, teacher=run.teacher)
     return Trained(pruned, result, cfg.teacher), info
 
 
 def quantization_aware_finetune(run: Run) -> Trained:
-    """A few epochs of KD with int8 simulated, starting from the KD student, at a lower learning rate."""
+    """A few epochs of KD with int8 simulated, starting from the KD student, at a lower learning rate; the
+    teacher runs live, so a multi-view method trains as plain kd here."""
     cfg = run.cfg
     model = copy.deepcopy(run.trained[Role.STUDENT_KD].model)
     handles = attach_fake_quant(model, cfg.deploy.input_bits, sample(run).to(next(model.parameters()).device))
@@ -136,7 +156,7 @@ def quantization_aware_finetune(run: Run) -> Trained:
                                                  "lr": cfg.student.train.lr * cfg.deploy.qat_lr_scale})
     mcfg = ModelConfig(model=cfg.student.model, args=cfg.student.args, train=train)
     logit = [m for m in cfg.distill.methods if METHODS[m].kind == "logit"] or ["kd"]  # adapters would start untrained
-    method = build_method(cfg.distill.model_copy(update={"method": logit}), train.label_smoothing)
+    method = build_method(live_distill(cfg.distill.model_copy(update={"method": logit})), train.label_smoothing)
     result = train_role(run, Role.STUDENT_KD_QAT, model, mcfg, method, teacher=run.teacher)
     detach_fake_quant(model, handles)
     if distributed.is_main():

@@ -84,6 +84,8 @@ def deployment_table(metrics: dict) -> str:
     for role, label in LABELS.items():
         dep = metrics["models"].get(role, {}).get("deploy")
         if not dep:
+            skipped = metrics["models"].get(role, {}).get("deploy_skipped")  # an ONNX or ensemble teacher
+            rows += [f"| {label} | - | not exported: {skipped} | | | | | | |"] if skipped else []
             continue
         if "error" in dep:
             rows.append(f"| {label} | - | export failed: {dep['error']} | | | | | | |")

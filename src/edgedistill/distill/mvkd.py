@@ -1,0 +1,45 @@
+"""Multi-view KD, in the spirit of MLKD (Jin et al., CVPR 2023, "Multi-Level Logit Distillation"): besides the
+teacher on the view the student sees, distil toward the teacher's prediction averaged over every cached augmented
+view of the sample, a steadier target than any one view.
+
+With p^T = softmax(z/T), v the view of this step and K the cached views of the sample:
+  loss = (1 - alpha) * CE(z_s, y)
+         + alpha * T^2 / 2 * [ KL(p^T(z_t[v]) || p^T(z_s)) + KL(mean_k p^T(z_t[k]) || p^T(z_s)) ]
+averaged over the batch. The views come from the teacher cache (distill.cache.enabled); with augmentation off
+the cache keeps one view and the loss is plain KD.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from edgedistill.distill.kd import kd_kl
+from edgedistill.distill.method import Method
+
+
+def mean_view_kl(student_logits: torch.Tensor, views: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(mean over views of softmax(teacher/T) || softmax(student/T)) * T^2, a batch mean; views is (B, K, C)."""
+    p_mean = F.softmax(views / temperature, dim=2).mean(dim=1)
+    log_p_s = F.log_softmax(student_logits / temperature, dim=1)
+    return F.kl_div(log_p_s, p_mean, reduction="batchmean") * temperature**2
+
+
+def from_config(distill, label_smoothing: float) -> "MultiViewKD":
+    return MultiViewKD(distill.temperature, distill.alpha, label_smoothing)
+
+
+class MultiViewKD(Method):
+    wants = frozenset({"views"})
+
+    def __init__(self, temperature: float = 4.0, alpha: float = 0.9, label_smoothing: float = 0.0):
+        self.temperature, self.alpha, self.label_smoothing = temperature, alpha, label_smoothing
+
+    def __call__(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, targets: torch.Tensor,
+                 views: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        if teacher_logits is None or views is None:
+            raise ValueError("MultiViewKD needs the teacher's logits on this view and on every cached view")
+        ce = F.cross_entropy(student_logits, targets, label_smoothing=self.label_smoothing)
+        half = self.alpha / 2
+        return {"ce": (1.0 - self.alpha) * ce,
+                "kd": half * kd_kl(student_logits, teacher_logits, self.temperature),
+                "kd_views": half * mean_view_kl(student_logits, views.float(), self.temperature)}

@@ -1,0 +1,165 @@
+"""An ONNX file as a teacher, scored through ONNX Runtime on the CPU: its forward takes the torch batch, runs the
+session on it as numpy, and returns float32 logits on the batch's device.
+
+Its output may hold logits or probabilities (args.output, detected by default on the first training rows); a
+probability p becomes the logit log(max(p, 1e-7)), whose softmax is p again. A skl2onnx classifier has two outputs,
+the label and the probabilities; the first float tensor output of shape (N, classes) is read unless
+args.output_name names another. Convert it with `options={id(clf): {"zipmap": False}}`: a ZipMap (a list of
+dicts) is refused.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from edgedistill.data import DataSplits
+from edgedistill.errors import UserError, first_line
+
+EPS = 1e-7  # probabilities are clamped here before the log, so a zero never becomes -inf
+DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int64)": np.int64,
+          "tensor(int32)": np.int32}
+DETECT_ROWS = 256  # the first batch the output kind is detected on
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def digest_buffer(hexdigest: str) -> torch.Tensor:
+    return torch.tensor(list(bytes.fromhex(hexdigest)), dtype=torch.uint8)
+
+
+def stored_floats(path: Path) -> int:
+    """The numbers the graph stores: initializer elements plus float attributes (a tree's thresholds and leaves)."""
+    import onnx
+
+    floating = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
+    graph = onnx.load(str(path), load_external_data=False).graph
+    tensors = list(graph.initializer) + [a.t for n in graph.node for a in n.attribute if a.HasField("t")]
+    count = sum(math.prod(t.dims) for t in tensors if t.data_type in floating)  # not shape constants
+    return int(count + sum(len(a.floats) for n in graph.node for a in n.attribute))
+
+
+def is_probabilities(out: np.ndarray) -> bool:
+    return bool((out >= 0).all() and np.allclose(out.sum(axis=1), 1.0, rtol=0.0, atol=1e-4))
+
+
+class OnnxTeacher(nn.Module):
+    """Logits from an ONNX file; its buffers (the file's sha256 and the output read) key the teacher cache."""
+
+    not_exported = ("an onnx teacher is not a torch module torch.export can trace, so it is not re-exported; its "
+                    "file is kept in the run folder")
+
+    def __init__(self, path: str | Path, field: str = "teacher.args", output: str = "detect",
+                 output_name: str | None = None):
+        super().__init__()
+        import onnxruntime as ort
+
+        self.path, self.field = Path(path), field
+        if not self.path.is_file():
+            raise UserError(f"{field}.path: ONNX file {str(self.path)!r} not found")
+        self.sha256 = file_sha256(self.path)
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise UserError(f"{field}.path: {self.path} is not an ONNX model ONNX Runtime can load "
+                            f"({first_line(exc)})") from None
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or inputs[0].type not in DTYPES:
+            raise UserError(f"{field}.path: {self.path} takes {[(i.name, i.type) for i in inputs]}; a teacher "
+                            "reads one tensor input (the model's features)")
+        self.input, self.input_dtype = inputs[0].name, DTYPES[inputs[0].type]
+        self.input_rank = len(inputs[0].shape or ())
+        self.output_name = self.choose_output(output_name)
+        self.output = output
+        self.register_buffer("onnx_sha256", digest_buffer(self.sha256))
+        self.register_buffer("onnx_output", digest_buffer(hashlib.sha256(json.dumps([self.output_name, output])
+                                                                         .encode()).hexdigest()))
+
+    def choose_output(self, name: str | None) -> str:
+        outputs = self.session.get_outputs()
+        if name is not None:
+            if name not in [o.name for o in outputs]:
+                raise UserError(f"{self.field}.output_name: {self.path} has no output {name!r}; its outputs are "
+                                f"{', '.join(o.name for o in outputs)}")
+            return name
+        floats = [o for o in outputs if o.type in ("tensor(float)", "tensor(double)") and len(o.shape) == 2]
+        if floats:
+            return floats[0].name
+        zipmap = " (a ZipMap: convert with skl2onnx options={id(clf): {'zipmap': False}})" \
+            if any(o.type.startswith("seq(map") for o in outputs) else ""
+        raise UserError(f"{self.field}.path: {self.path} has no float output of shape (N, classes){zipmap}; its "
+                        f"outputs are {', '.join(f'{o.name} {o.type}' for o in outputs)}")
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        if self.input_rank == 2 and x.ndim > 2:
+            x = x.reshape(len(x), -1)  # a table model (scikit-learn) reads each sample flattened
+        return np.asarray(self.session.run([self.output_name], {self.input: x.astype(self.input_dtype)})[0],
+                          dtype=np.float32)
+
+    @classmethod
+    def from_args(cls, args: dict, data: DataSplits, field: str) -> "OnnxTeacher":
+        teacher = cls(args["path"], field, args.get("output", "detect"), args.get("output_name"))
+        return teacher.checked(data)
+
+    def checked(self, data: DataSplits) -> "OnnxTeacher":
+        """Its output read on the first training rows: one score per class, finite; the output kind detected."""
+        try:
+            out = self.scores(np.asarray(data.x_train[:DETECT_ROWS]))
+        except Exception as exc:
+            raise UserError(f"{self.field}.path: {self.path} does not accept inputs of shape {data.input_shape} "
+                            f"({first_line(exc)})") from None
+        if out.ndim != 2 or out.shape[1] != data.num_classes:
+            raise UserError(f"{self.field}.path: output {self.output_name!r} gives {tuple(out.shape[1:])} scores per "
+                            f"sample, but dataset {data.name!r} has {data.num_classes} classes")
+        if not np.isfinite(out).all():
+            raise UserError(f"{self.field}.path: {self.path} gives NaN or inf on training samples; it cannot teach")
+        if self.output == "detect":
+            self.output = "probabilities" if is_probabilities(out) else "logits"
+        self.onnx_output.copy_(digest_buffer(hashlib.sha256(json.dumps([self.output_name, self.output])
+                                                            .encode()).hexdigest()))
+        return self.eval()
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.from_numpy(self.scores(x.detach().cpu().numpy()))
+        if self.output == "probabilities":
+            out = torch.log(out.clamp_min(EPS))
+        return out.to(x.device)
+
+    def footprint(self) -> dict:
+        floats = stored_floats(self.path)
+        return {"params": floats, "size_fp32_bytes": 4 * floats}
+
+    def describe(self) -> dict:
+        return {"file_sha256": self.sha256, "output": self.output, "output_name": self.output_name,
+                "source_path": str(self.path)}
+
+    def keep(self, run_dir: Path, name: str = "teacher.onnx") -> list[str]:
+        """Copy the file into the run folder (checked against the digest the run was keyed with)."""
+        dest = run_dir / name
+        tmp = dest.with_name(f".{name}.tmp")
+        shutil.copyfile(self.path, tmp)
+        if file_sha256(tmp) != self.sha256:
+            tmp.unlink()
+            raise UserError(f"{self.field}.path: {self.path} changed while the run used it; rerun")
+        tmp.replace(dest)
+        return [name]
+
+    def run_record(self) -> dict:
+        """What metrics.json says of this teacher: its footprint, the kept file and how its output was read."""
+        return {**self.footprint(), "checkpoint": "teacher.onnx", "source": f"onnx:{self.path}",
+                "onnx": self.describe()}
