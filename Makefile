@@ -26,7 +26,7 @@ $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 demo: install
-	$(BIN)/edgedistill run --out runs/demo --overwrite
+	$(BIN)/edgedistill run --out runs/demo --overwrite --seeds 3
 
 # the suite is mostly CLI subprocesses (interpreter start-up dominates), so one worker per core nearly halves it
 test: install-dev

@@ -31,6 +31,23 @@ def test_run_prints_table_and_writes_run_folder(tmp_path):
     assert json.loads((out / "metrics.json").read_text())["config"]["seed"] == 3
 
 
+def test_seeds_hand_over_the_first_seeds_file_and_export_only_it(tmp_path):
+    """make demo's shape: --seeds with deploy.every_seed false exports the first seed's KD student alone, and the
+    summary ends with that file, its fit and its accuracy through the runtime."""
+    cfg = tiny_config()
+    cfg["deploy"] = {"enabled": True, "roles": ["student_kd"], "every_seed": False, "formats": ["onnxruntime-fp32"],
+                     "latency_runs": 5, "calibration_samples": 32, "qat": "off"}
+    out = tmp_path / "s"
+    proc = run_cli("run", str(write_config(tmp_path, cfg)), "--out", str(out), "--quiet", "--seeds", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "paired by seed" in proc.stdout
+    assert "seed 0: deliverable: export/student_kd_fp32.onnx" in proc.stdout, proc.stdout
+    assert (out / "seed_0" / "export" / "student_kd_fp32.onnx").exists()
+    assert not (out / "seed_1" / "export").exists()
+    second = json.loads((out / "seed_1" / "metrics.json").read_text())
+    assert second["config"]["deploy"]["enabled"] is False and "deploy" not in second["models"]["student_kd"]
+
+
 def test_jsonl_progress_is_one_json_object_per_line(tmp_path):
     cfg = write_config(tmp_path, tiny_config())
     proc = run_cli("run", str(cfg), "--out", str(tmp_path / "run"), "--jsonl")
