@@ -58,7 +58,7 @@ def parse_student(spec: str) -> tuple[str, dict]:
 
 
 FEATURE_METHODS = tuple(of_kind("feature") + of_kind("relation"))  # rows that read the tap bank
-FEATURE_SETTINGS = ("distill.fitnets.", "distill.at.")  # --set keys only the FitNets and AT rows read
+FEATURE_SETTINGS = tuple(f"distill.{m}." for m in FEATURE_METHODS)  # --set keys only the tap-bank rows read
 
 
 def split_methods(spec: str) -> list[str]:

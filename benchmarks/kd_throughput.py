@@ -47,7 +47,7 @@ def main() -> None:
         run.trained[Role.TEACHER] = Trained(teacher, None, cfg.teacher)
         method = build_method(cfg.distill, train.label_smoothing)
         method.setup(build_model(cfg.student, "student", data, cfg.seed + 1).to(accel), teacher,
-                     torch.as_tensor(data.x_train[:2]).to(accel))
+                     torch.as_tensor(data.x_train[:2]).to(accel), num_train=len(data.x_train))
         t0 = time.perf_counter()
         cache = teacher_cache(run, method)
         build_s = time.perf_counter() - t0

@@ -41,7 +41,7 @@ def test_seeds_hand_over_the_first_seeds_file_and_export_only_it(tmp_path):
     proc = run_cli("run", str(write_config(tmp_path, cfg)), "--out", str(out), "--quiet", "--seeds", "2")
     assert proc.returncode == 0, proc.stderr
     assert "paired by seed" in proc.stdout
-    assert "seed 0: deliverable: export/student_kd_fp32.onnx" in proc.stdout, proc.stdout
+    assert f"{out / 'seed_0'}: deliverable: export/student_kd_fp32.onnx" in proc.stdout, proc.stdout
     assert (out / "seed_0" / "export" / "student_kd_fp32.onnx").exists()
     assert not (out / "seed_1" / "export").exists()
     second = json.loads((out / "seed_1" / "metrics.json").read_text())

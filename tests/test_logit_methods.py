@@ -317,7 +317,7 @@ def test_mvkd_runs_end_to_end_with_pruning_live(tmp_path, tiny):
     assert "mvkd (T=4.0, alpha=0.9, 2 cached views)" in (tmp_path / "r" / "report.md").read_text()
 
 
-def test_mvkd_bank_over_max_bytes_stops_before_any_student_trains(tmp_path, tiny):
+def test_mvkd_bank_over_max_bytes_is_refused_before_anything_is_written(tmp_path, tiny):
     from conftest import run_cli
 
     cfg = tiny()
@@ -327,6 +327,6 @@ def test_mvkd_bank_over_max_bytes_stops_before_any_student_trains(tmp_path, tiny
     path.write_text(yaml.safe_dump(cfg))
     proc = run_cli("run", str(path), "--out", str(tmp_path / "r"), "--quiet")
     assert proc.returncode == 2, proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and "warning" not in ln]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "distill.cache.max_bytes" in lines[0], proc.stderr
-    assert not (tmp_path / "r" / "logs" / "student_scratch.jsonl").exists()
+    assert not (tmp_path / "r").exists()  # checked with the data, before the teacher trains or a folder exists

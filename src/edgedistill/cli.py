@@ -109,7 +109,7 @@ def cmd_seeds(args: argparse.Namespace) -> int:
                        overwrite=args.overwrite, progress=not args.quiet)
     if not args.jsonl:
         print(result.table)
-        print_deliverable(result.first, f"seed {result.first['config']['seed']}: ")
+        print_deliverable(result.first, f"{result.out_dir / ('seed_' + str(result.first['config']['seed']))}: ")
         print(f"\nruns: {result.out_dir}/seed_*  summary: {result.out_dir / 'seeds.md'}, seeds.json")
     return 0
 

@@ -55,8 +55,8 @@ METHODS: dict[str, MethodSpec] = {
                      lambda d: f"at (weight {d['at']['weight']}, p={d['at']['p']})", "Zagoruyko, Komodakis, ICLR 2017",
                      frozenset({"features"})),
     "reviewkd": MethodSpec("feature", "edgedistill.distill.reviewkd:from_config",
-                           lambda d: (f"reviewkd (weight {d['reviewkd']['weight']}, warm-up "
-                                      f"{d['reviewkd']['warmup_epochs'] or '1/12 of'} epochs)"),
+                           lambda d: (f"reviewkd (weight {d['reviewkd']['weight']}"
+                                      f"{_warmup(d['reviewkd']['warmup_epochs'])})"),
                            "Chen, Liu, Zhao, Jia, CVPR 2021", frozenset({"features"})),
     "crd": MethodSpec("relation", "edgedistill.distill.crd:from_config",
                       lambda d: (f"crd (weight {d['crd']['weight']}, dim {d['crd']['feat_dim']}, "

@@ -117,8 +117,11 @@ def run_seeds(config: ExperimentConfig | dict | str | Path | None, n: int, out_d
     for i in range(n):
         seeded = json.loads(json.dumps(base)) | {"seed": cfg.seed + i}
         if i > 0:  # the first seed's teacher, and its searched student when student: auto, for every seed
-            if not is_external(cfg.teacher.model):  # an ONNX or ensemble teacher is loaded by every seed alike
-                seeded["teacher"]["checkpoint"] = str(out / f"seed_{cfg.seed}" / "teacher.pt")
+            first = out / f"seed_{cfg.seed}"
+            if cfg.teacher.model == "onnx":  # the copy the first seed kept: a file edited meanwhile cannot mix in
+                seeded["teacher"]["args"]["path"] = str(first / "teacher.onnx")
+            elif not is_external(cfg.teacher.model):
+                seeded["teacher"]["checkpoint"] = str(first / "teacher.pt")
             seeded["deploy"]["enabled"] &= cfg.deploy.every_seed
             if runs[0].get("student_search"):
                 seeded["student"] |= {"model": runs[0]["student_search"]["family"],

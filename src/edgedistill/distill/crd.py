@@ -74,9 +74,10 @@ class CRD(FeatureMethod):
     wants = frozenset({"index"})
 
     def __init__(self, weight: float = 0.8, feat_dim: int = 128, nce_k: int = 4096, nce_t: float = 0.07,
-                 momentum: float = 0.5, seed: int = 0):
+                 momentum: float = 0.5, seed: int | None = None):
         self.weight, self.feat_dim, self.nce_k, self.nce_t, self.momentum = weight, feat_dim, nce_k, nce_t, momentum
-        self.generator = torch.Generator().manual_seed(seed)  # banks' start and negatives: the global RNG untouched
+        self.seed = seed  # None: the run's, read at build time (the student was just built under it)
+        self.generator = torch.Generator()  # banks' start and negatives: the global RNG untouched
         self.module: ContrastModule | None = None
 
     def build(self, student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor]) -> ContrastModule:
@@ -84,9 +85,16 @@ class CRD(FeatureMethod):
         if n is None or n < 2:
             raise ValueError(f"CRD needs the training split's size (at least 2 samples) for its memory bank, got "
                              f"{n}; pass num_train to setup")
+        if self.seed is None:
+            self.seed = torch.initial_seed()
+        self.generator.manual_seed(self.seed)
         self.module = ContrastModule(pooled(student_feats[-1]).shape[1], pooled(teacher_feats[-1]).shape[1],
                                      self.feat_dim, n, self.generator)
         return self.module
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Negatives drawn from (seed, epoch) alone, so a resumed run draws what an unbroken one would."""
+        self.generator.manual_seed(hash((self.seed, epoch)) & (2**63 - 1))
 
     @property
     def k(self) -> int:
@@ -102,7 +110,7 @@ class CRD(FeatureMethod):
         """P(i|v) for the (B, 1 + K) bank rows, Z set from this batch the first time."""
         out = torch.exp(torch.bmm(memory[rows], v[:, :, None]).squeeze(2) / self.nce_t)
         z = self.module.z
-        if z[side] < 0:
+        if z[side] < 0 and torch.isfinite(out).all():  # a non-finite first batch must not fix Z for good
             z[side] = out.detach().mean() * memory.shape[0]
         return out / z[side].clone()  # a copy: setting the other side's Z must not touch what backward keeps
 

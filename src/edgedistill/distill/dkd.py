@@ -8,12 +8,10 @@ both logits first (distill/standardize.py).
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
-from edgedistill.distill.method import Method
+from edgedistill.distill.method import Method, warmup_factor
 from edgedistill.distill.standardize import standardized
 
 
@@ -32,12 +30,6 @@ def dkd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target
     mask = ~gt
     nckd = (log_nt_t.exp() * (log_nt_t - log_nt_s)).masked_fill(~mask, 0).sum(1).mean() * t**2
     return tckd, nckd
-
-
-def warmup_factor(epoch: int, epochs: int, warmup_epochs: int | None) -> float:
-    """min(epoch / warm-up, 1) for 1-based epochs; warm-up None is ceil(epochs / 12), 0 is none."""
-    warmup = math.ceil(epochs / 12) if warmup_epochs is None else warmup_epochs
-    return min(epoch / warmup, 1.0) if warmup > 0 else 1.0
 
 
 def from_config(distill, label_smoothing: float) -> "DKD":

@@ -10,8 +10,17 @@ A method that needs more of the step names it in `wants`, and the trainer passes
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
+
+
+def warmup_factor(epoch: int, epochs: int, warmup_epochs: int | None) -> float:
+    """min(epoch / warm-up, 1) for 1-based epochs: mdistiller's 20 of 240 epochs, so None is ceil(epochs / 12);
+    0 is no warm-up. Pure in the epoch, so a resumed run ramps as an unbroken one."""
+    warmup = math.ceil(epochs / 12) if warmup_epochs is None else warmup_epochs
+    return min(epoch / warmup, 1.0) if warmup > 0 else 1.0
 
 
 class Method:

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from edgedistill.distill.method import FeatureMethod
+from edgedistill.distill.method import FeatureMethod, warmup_factor
 from edgedistill.distill.taps import align
 
 HCL_LEVELS = (4, 2, 1)
@@ -96,8 +96,7 @@ class ReviewKD(FeatureMethod):
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
         """The official recipe: weight * min(epoch / warm-up, 1), warm-up 20 of 240 epochs (here 1/12 by default)."""
-        warmup = self.warmup_epochs or max(1, epochs // 12)
-        self.factor = min(epoch / warmup, 1.0)
+        self.factor = warmup_factor(epoch, epochs, self.warmup_epochs)
 
     def review(self, student_feats: list[torch.Tensor],
                teacher_feats: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

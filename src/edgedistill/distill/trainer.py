@@ -28,6 +28,7 @@ from edgedistill.distill.method import Method
 from edgedistill.distill.resume import Loop, Resume, TrainResult
 from edgedistill.distill.taps import TapRecorder
 from edgedistill.errors import UserError
+from edgedistill.methods import of_kind
 from edgedistill.progress import emit, track
 
 Batch = tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]
@@ -171,7 +172,7 @@ class NonFinitePolicy:
         if self.action == "skip":
             return True
         weights = "".join(f", distill.{name}.weight" for name in terms
-                          if name in ("fitnets", "at", "reviewkd", "crd"))
+                          if name in of_kind("feature") + of_kind("relation"))
         raise FloatingPointError(
             f"{self.role}: the loss became {loss.item()} in epoch {epoch}, batch {step + 1}; the last good "
             f"checkpoint is kept. Lower the learning rate{weights}, or set train.on_nonfinite: skip")

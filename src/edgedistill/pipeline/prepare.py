@@ -17,6 +17,7 @@ from edgedistill.data import DataSplits, load_dataset
 from edgedistill.deploy import check_deploy, get_device
 from edgedistill.distill.trainer import check_train_config
 from edgedistill.errors import UserError
+from edgedistill.methods import METHODS
 from edgedistill.modelbuild import build_model
 from edgedistill.pipeline.deployment import formats_of
 from edgedistill.pipeline.stages import check_student
@@ -61,6 +62,22 @@ def load_data(cfg: ExperimentConfig) -> DataSplits:
                         cfg.data.limit_train, cfg.data.limit_test)
 
 
+def check_distill(cfg: ExperimentConfig, data: DataSplits) -> None:
+    """What the method needs of the run, known before any training: CRD's memory bank is one process's (its rows
+    are not gathered across processes), and a multi-view bank of logits has a size known from the data alone."""
+    methods = cfg.distill.methods
+    if "crd" in methods and distributed.world_size() > 1:
+        raise UserError("distill.method: crd keeps its memory bank in one process; run it without torchrun, or "
+                        "choose another method")
+    cc = cfg.distill.cache
+    viewed = [m for m in methods if "views" in METHODS[m].needs]
+    logits_bytes = len(data.x_train) * cc.views * data.num_classes * 4  # float32 logits, K views per sample
+    if viewed and logits_bytes > cc.max_bytes:
+        raise UserError(f"distill.cache.max_bytes: {viewed[0]} reads the teacher's logits on every cached view, "
+                        f"which need {logits_bytes / 1e9:.2f} GB for {cc.views} views; raise it or lower "
+                        "distill.cache.views")
+
+
 def prepare(cfg: ExperimentConfig) -> Run:
     """The device, the teacher, the student and their budgets as checks, before anything is written."""
     if cfg.deterministic:  # warn_only: some CUDA kernels have no deterministic version
@@ -75,6 +92,7 @@ def prepare(cfg: ExperimentConfig) -> Run:
     if cfg.deploy.enabled:  # a runtime that is not installed is named now, with its pip command
         check_deploy(formats_of(cfg, profile), profile, cfg.deploy.input_bits if cfg.deploy.quantize else 8)
     data = load_data(cfg)
+    check_distill(cfg, data)
     teacher = load_teacher(cfg, data, accel)
     pc = cfg.compress.prune
     if pc.enabled:  # a dry run on the untrained teacher: an unprunable teacher or budget fails now, not after training

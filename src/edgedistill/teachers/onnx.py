@@ -52,7 +52,8 @@ def stored_floats(path: Path) -> int:
 
 
 def is_probabilities(out: np.ndarray) -> bool:
-    return bool((out >= 0).all() and np.allclose(out.sum(axis=1), 1.0, rtol=0.0, atol=1e-4))
+    """Rows that are non-negative and sum to 1 within 1e-3 (probabilities computed in fp16 still do)."""
+    return bool((out >= 0).all() and np.allclose(out.sum(axis=1), 1.0, rtol=0.0, atol=1e-3))
 
 
 class OnnxTeacher(nn.Module):

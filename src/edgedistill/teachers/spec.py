@@ -18,10 +18,12 @@ class OnnxArgs(Strict):
     """teacher.args of `model: onnx` (and of an onnx member of an ensemble)."""
 
     path: str = Field(..., description="the .onnx file; a skl2onnx classifier must be converted with "
-                                       "options={id(clf): {'zipmap': False}}")
+                                       "options={id(clf): {'zipmap': False}}. It reads the inputs as the pipeline "
+                                       "gives them: tables and signals standardised on the training split, so "
+                                       "fit the model on edgedistill.pipeline.load_data's arrays")
     output: Literal["detect", "logits", "probabilities"] = Field(
         "detect", description="what the output holds; detect: probabilities when every row of the first batch is "
-                              "non-negative and sums to 1 within 1e-4. Probabilities become log(max(p, 1e-7))")
+                              "non-negative and sums to 1 within 1e-3. Probabilities become log(max(p, 1e-7))")
     output_name: str | None = Field(None, description="the output to read (default: the first float tensor of "
                                                       "shape (N, classes), e.g. skl2onnx's 'probabilities')")
 
