@@ -48,6 +48,19 @@ def test_seeds_hand_over_the_first_seeds_file_and_export_only_it(tmp_path):
     assert second["config"]["deploy"]["enabled"] is False and "deploy" not in second["models"]["student_kd"]
 
 
+def test_seeds_overwrite_refuses_to_delete_the_teacher_it_would_read(tmp_path):
+    """Rerunning --seeds over its own folder with the first seed's teacher: --overwrite would delete that file
+    before any seed read it, so the run stops with one line and the file stays."""
+    cfg = write_config(tmp_path, tiny_config())
+    out = tmp_path / "s"
+    assert run_cli("run", str(cfg), "--out", str(out), "--quiet", "--seeds", "2").returncode == 0
+    teacher = out / "seed_0" / "teacher.pt"
+    proc = run_cli("run", str(cfg), "--out", str(out), "--quiet", "--seeds", "2", "--overwrite",
+                   "--set", f"teacher.checkpoint={teacher}")
+    assert_one_line_error(proc, "--overwrite would delete", "teacher.pt")
+    assert teacher.is_file() and (out / "seeds.json").is_file()
+
+
 def test_jsonl_progress_is_one_json_object_per_line(tmp_path):
     cfg = write_config(tmp_path, tiny_config())
     proc = run_cli("run", str(cfg), "--out", str(tmp_path / "run"), "--jsonl")

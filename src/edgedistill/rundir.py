@@ -100,11 +100,24 @@ def remove_stale_temp_files(run_dir: Path) -> list[Path]:
     return stale
 
 
+def teacher_inputs(cfg: ExperimentConfig) -> tuple[Path, ...]:
+    """The files the teacher is read from: its checkpoint, or an ONNX or ensemble teacher's files."""
+    return ((Path(cfg.teacher.checkpoint),) if cfg.teacher.checkpoint else ()) + tuple(teacher_files(cfg.teacher))
+
+
+def refuse_deleting_teacher(cfg: ExperimentConfig, out: Path) -> None:
+    """--overwrite of a --seeds folder would delete a teacher file kept inside it before any seed reads it."""
+    inside = [p for p in teacher_inputs(cfg) if p.is_file() and out.is_dir() and _inside(p, out)]
+    if inside:
+        raise UserError(f"--out {out}: --overwrite would delete {inside[0]}, which the teacher is read from; copy "
+                        "it out of that folder or choose another --out")
+
+
 def open_run_dir(cfg: ExperimentConfig, out_dir: str | Path | None, overwrite: bool) -> Path:
     """A fresh run folder holding the resolved config, made by rank 0 while the other processes wait."""
     stamp = distributed.broadcast(dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
     run_dir = Path(out_dir) if out_dir else Path("runs") / f"{cfg.name}-{stamp}"
-    keep = ((Path(cfg.teacher.checkpoint),) if cfg.teacher.checkpoint else ()) + tuple(teacher_files(cfg.teacher))
+    keep = teacher_inputs(cfg)
 
     def make() -> None:
         prepare_run_dir(run_dir, overwrite, keep)

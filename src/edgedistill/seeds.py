@@ -105,12 +105,15 @@ def seeds_table(summary: dict) -> str:
 def run_seeds(config: ExperimentConfig | dict | str | Path | None, n: int, out_dir: str | Path | None = None,
               overrides: list[str] | None = None, overwrite: bool = False, progress: bool = True) -> SeedsResult:
     from edgedistill.pipeline import run
-    from edgedistill.rundir import prepare_run_dir
+    from edgedistill.rundir import prepare_run_dir, refuse_deleting_teacher
 
     if n < 2:
         raise UserError(f"--seeds {n}: give at least 2 seeds, or leave --seeds out for one run")
     cfg = resolve_config(config, overrides)
-    out = prepare_run_dir(Path(out_dir) if out_dir else Path("runs") / f"{cfg.name}-seeds{n}", overwrite)
+    out = Path(out_dir) if out_dir else Path("runs") / f"{cfg.name}-seeds{n}"
+    if overwrite:
+        refuse_deleting_teacher(cfg, out)
+    out = prepare_run_dir(out, overwrite)
     base = cfg.model_dump(mode="json")
     base["data"]["split_seed"] = cfg.seed if cfg.data.split_seed is None else cfg.data.split_seed
     runs = []
