@@ -154,7 +154,7 @@ def test_dkd_warmup_factor():
     assert warmup_factor(1, 3, None) == 1.0 and warmup_factor(1, 30, 0) == 1.0
 
 
-def test_dkd_warmup_scales_tckd_and_nckd_not_ce_and_survives_a_resume():
+def test_dkd_warmup_scales_tckd_and_nckd_not_ce():
     s, t, y = torch.tensor(S), torch.tensor(T_), torch.tensor(Y)
     full = DKD(warmup_epochs=5)(s, t, y)
     for epoch, factor in ((1, 0.2), (5, 1.0), (6, 1.0)):
@@ -164,11 +164,6 @@ def test_dkd_warmup_scales_tckd_and_nckd_not_ce_and_survives_a_resume():
         assert math.isclose(got["tckd"].item(), factor * full["tckd"].item(), rel_tol=1e-6)
         assert math.isclose(got["nckd"].item(), factor * full["nckd"].item(), rel_tol=1e-6)
         assert got["ce"].item() == full["ce"].item()
-    walked, resumed = DKD(warmup_epochs=5), DKD(warmup_epochs=5)
-    for epoch in (1, 2, 3):
-        walked.start_epoch(epoch, 30)
-    resumed.start_epoch(3, 30)  # a resumed run is told its epoch directly
-    assert walked.factor == resumed.factor == pytest.approx(3 / 5)
 
 
 def test_dkd_warmup_from_config_and_label():
@@ -239,6 +234,44 @@ def test_trainer_passes_every_cached_view_to_mvkd(tmp_path):
         assert views.shape == (8, 3, 10)
         assert torch.equal(views, cache.logits[:, index].transpose(0, 1))
         assert all(any(torch.equal(logits[b], views[b, k]) for k in range(3)) for b in range(8))
+
+
+def test_a_resumed_trainer_tells_the_method_the_epochs_it_resumes_at(tmp_path):
+    """Killed after epoch 1 of 3 and resumed: the method is told epochs 1, then 2 and 3, so a warm-up ramps as in an
+    unbroken run (DKD at warm-up 3: factors 1/3, 2/3, 1)."""
+    from edgedistill.config import AugmentConfig, TrainConfig
+    from edgedistill.distill.resume import Resume
+    from edgedistill.distill.trainer import Trainer, batch_source
+    from edgedistill.models import create_model
+
+    torch.manual_seed(0)
+    x, y = torch.randn(32, 1, 8, 8).numpy(), (torch.arange(32) % 10).numpy()
+    teacher = create_model("convnet", (1, 8, 8), 10, {"channels": [4]})
+    told = []
+
+    class Recording(DKD):
+        killed_at: int | None = None
+
+        def start_epoch(self, epoch, epochs):
+            if epoch == self.killed_at:  # the kill comes after epoch 1's state was saved
+                raise KeyboardInterrupt
+            super().start_epoch(epoch, epochs)
+            told.append((epoch, self.factor))
+
+    def trainer(killed_at=None):
+        method = Recording(warmup_epochs=3)
+        method.killed_at = killed_at
+        return Trainer(TrainConfig(epochs=3, batch_size=8, max_steps_per_epoch=2), method,
+                       batch_source(method, AugmentConfig(), teacher), torch.device("cpu"), 0, "student_kd",
+                       resume=Resume(tmp_path / "state.pt"))
+
+    with pytest.raises(KeyboardInterrupt):
+        trainer(killed_at=2).fit(create_model("convnet", (1, 8, 8), 10, {"channels": [2]}), x, y, x[:8], y[:8])
+    assert told == [(1, pytest.approx(1 / 3))] and (tmp_path / "state.pt").exists()
+    told.clear()
+    trainer().fit(create_model("convnet", (1, 8, 8), 10, {"channels": [2]}), x, y, x[:8], y[:8])
+    assert [e for e, _ in told] == [2, 3], told
+    assert [f for _, f in told] == [pytest.approx(2 / 3), 1.0]
 
 
 def test_live_runs_of_a_multi_view_method_train_as_plain_kd():
