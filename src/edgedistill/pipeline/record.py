@@ -21,6 +21,7 @@ from edgedistill.progress import emit
 from edgedistill.report import write_reports
 from edgedistill.roles import COMPARED, Role
 from edgedistill.rundir import environment
+from edgedistill.teachers.base import ExternalTeacher
 
 
 def evaluate_model(model: nn.Module, data: DataSplits, accel: torch.device) -> tuple[dict, np.ndarray]:
@@ -39,7 +40,7 @@ def model_record(role: Role, trained: Trained, data: DataSplits, accel: torch.de
     if result:
         record["train"] = {"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy,
                            "epochs": len(result.history), "seconds": result.seconds, "history": result.history}
-    if hasattr(trained.model, "run_record"):  # an ONNX or ensemble teacher: its footprint, files and source
+    if isinstance(trained.model, ExternalTeacher):
         record.update(trained.model.run_record())
     scores, test_logits = evaluate_model(trained.model, data, accel)
     record.update(scores)

@@ -21,6 +21,7 @@ from edgedistill.pipeline.training import (obtain_teacher, prune_teacher, quanti
                                            train_students)
 from edgedistill.progress import emit, track
 from edgedistill.roles import Role
+from edgedistill.teachers.base import ExternalTeacher
 
 
 def search(run: Run) -> Run:
@@ -78,7 +79,7 @@ def deploy(run: Run) -> Run:
     """Export every model (or those in deploy.roles) to the device's formats (rank 0 alone: it writes files)."""
     chosen = run.cfg.deploy.roles
     roles = [r for r in run.trained if chosen is None or str(r) in chosen]
-    for role in [r for r in roles if hasattr(run.trained[r].model, "not_exported")]:  # an ONNX/ensemble teacher
+    for role in [r for r in roles if isinstance(run.trained[r].model, ExternalTeacher)]:
         run.records[role]["deploy_skipped"] = run.trained[role].model.not_exported
         roles.remove(role)
     for role in track(roles, desc="export, quantize, profile", unit="model", enabled=run.progress):

@@ -20,6 +20,7 @@ from edgedistill.distill.trainer import predict_logits
 from edgedistill.errors import UserError
 from edgedistill.models import count_params
 from edgedistill.modelbuild import build_model
+from edgedistill.teachers.base import ExternalTeacher
 from edgedistill.teachers.onnx import EPS, OnnxTeacher
 from edgedistill.teachers.spec import EnsembleArgs, TeacherMember
 
@@ -43,7 +44,7 @@ def val_accuracy(model: nn.Module, data: DataSplits, accel: torch.device) -> flo
     return float(np.mean(pred == data.y_val))
 
 
-class EnsembleTeacher(nn.Module):
+class EnsembleTeacher(ExternalTeacher):
     """The weighted combination of its members; the weights and the combination are buffers (the cache's key)."""
 
     not_exported = ("an ensemble teacher is not one torch module torch.export can trace, so it is not re-exported; "

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 
 from edgedistill.data import DataSplits
 from edgedistill.errors import UserError, first_line
+from edgedistill.teachers.base import ExternalTeacher
 
 EPS = 1e-7  # probabilities are clamped here before the log, so a zero never becomes -inf
 DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int64)": np.int64,
@@ -56,7 +56,7 @@ def is_probabilities(out: np.ndarray) -> bool:
     return bool((out >= 0).all() and np.allclose(out.sum(axis=1), 1.0, rtol=0.0, atol=1e-3))
 
 
-class OnnxTeacher(nn.Module):
+class OnnxTeacher(ExternalTeacher):
     """Logits from an ONNX file; its buffers (the file's sha256 and the output read) key the teacher cache."""
 
     not_exported = ("an onnx teacher is not a torch module torch.export can trace, so it is not re-exported; its "
