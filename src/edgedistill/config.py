@@ -57,6 +57,18 @@ class AugmentConfig(Strict):
 
     crop_padding: int = Field(0, ge=0, le=16, description="pad by this many pixels, then crop back at random")
     hflip: bool = Field(False, description="random horizontal flip (images only)")
+    resized_crop: tuple[float, float] | None = Field(
+        None, description="camera images: a random crop covering [min, max] of the area (aspect 3/4..4/3), resized "
+                          "back to the input size, e.g. [0.35, 1.0]")
+    color_jitter: float = Field(0.0, ge=0.0, le=0.9, description="camera images: brightness, contrast and "
+                                "saturation each scaled by a factor in [1 - j, 1 + j]")
+
+    @field_validator("resized_crop")
+    @classmethod
+    def _crop_scale(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not 0.0 < v[0] <= v[1] <= 1.0:
+            raise ValueError(f"must be [min, max] with 0 < min <= max <= 1, got {list(v)}")
+        return v
 
 
 class DataConfig(Strict):
@@ -69,6 +81,8 @@ class DataConfig(Strict):
     limit_test: int | None = Field(None, ge=10, description="keep a stratified subset of this many test samples")
     split_seed: int | None = Field(None, description="seed of the validation split (default: the run's seed); "
                                                       "--seeds holds it fixed so every seed shares one split")
+    loader_workers: int | None = Field(None, ge=0, le=64, description="processes reading packed images ahead of "
+                                       "training (image_folder); default: the cores one process leaves, up to 4")
 
 
 class TrainConfig(Strict):

@@ -75,7 +75,10 @@ class CacheConfig(Strict):
 
     enabled: bool = Field(False, description="compute the teacher's outputs once instead of at every step")
     views: int = Field(8, ge=1, description="augmented views per training sample (1 when augmentation is off)")
-    max_bytes: int = Field(2_000_000_000, ge=0, description="above this the teacher runs live, with a warning")
+    max_bytes: int = Field(2_000_000_000, ge=0, description="disk budget of the bank (run folder's cache/); above "
+                           "this the teacher runs live, with a warning")
+    max_ram_bytes: int = Field(1_000_000_000, ge=0, description="of the bank, at most this much is held in memory "
+                               "(logits first); the rest is read from disk per batch")
 
 
 class DistillConfig(Strict):

@@ -83,3 +83,12 @@ def third_party_output() -> Iterator[None]:
             root.removeHandler(handler)
         with contextlib.suppress(OSError):  # a log lost to a full disk; the write that matters fails on its own
             sink.close()
+
+
+@contextlib.contextmanager
+def forking() -> Iterator[None]:
+    """Fork children that never touch JAX (TFLite Micro's interpreter, data loader workers). JAX (imported by
+    litert-torch) warns at every fork that its own threads could deadlock a child that used JAX; these never do."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+        yield

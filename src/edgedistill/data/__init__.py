@@ -10,12 +10,14 @@ from typing import Callable
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from edgedistill.data.rows import take_rows
 from edgedistill.errors import UserError
 
 
 @dataclass
 class RawSplits:
-    """What a loader returns: the source's own train/test split, float32 inputs and int64 labels."""
+    """What a loader returns: the source's own train/test split, float32 inputs (or packed images that read as
+    float32, data/rows.py) and int64 labels."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -24,6 +26,7 @@ class RawSplits:
     class_names: list[str]
     description: str = ""
     text: dict | None = None  # text sets: {"tokenizer": folder, "max_length": n}, saved beside the exports
+    pixel_stats: tuple | None = None  # images: per-channel mean and std of [0, 1] pixels that standardised them
 
 
 @dataclass
@@ -40,6 +43,7 @@ class DataSplits:
     class_names: list[str]
     description: str = ""
     text: dict | None = None
+    pixel_stats: tuple | None = None
 
     @property
     def num_classes(self) -> int:
@@ -154,8 +158,8 @@ def _subset(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np
     if n is None or n >= len(y):
         return x, y
     stratify = y if _can_stratify(y, n / len(y)) else None
-    _, xs, _, ys = train_test_split(x, y, test_size=n, random_state=0, stratify=stratify)
-    return xs, ys
+    _, rows = train_test_split(np.arange(len(y)), test_size=n, random_state=0, stratify=stratify)
+    return take_rows(x, rows), y[rows]
 
 
 def load_dataset(name: str, path: str | None = None, val_fraction: float = 0.1, seed: int = 0,
@@ -177,11 +181,11 @@ def load_dataset(name: str, path: str | None = None, val_fraction: float = 0.1, 
         raise UserError(f"dataset {name!r}: {len(raw.y_train)} training samples are too few to carve a validation "
                         "split from; add data or lower data.val_fraction")
     stratify = raw.y_train if _can_stratify(raw.y_train, val_fraction) else None
-    x_tr, x_val, y_tr, y_val = train_test_split(
-        raw.x_train, raw.y_train, test_size=val_fraction, random_state=seed, stratify=stratify
-    )
-    return DataSplits(name, x_tr, y_tr, x_val, y_val, raw.x_test, raw.y_test, raw.class_names, raw.description,
-                      raw.text)
+    tr, val = train_test_split(np.arange(len(raw.y_train)), test_size=val_fraction, random_state=seed,
+                               stratify=stratify)  # by row, so a packed split is never decoded here
+    return DataSplits(name, take_rows(raw.x_train, tr), raw.y_train[tr], take_rows(raw.x_train, val),
+                      raw.y_train[val], raw.x_test, raw.y_test, raw.class_names, raw.description, raw.text,
+                      raw.pixel_stats)
 
 
-from edgedistill.data import builtin, files, tabular, text, timeseries  # noqa: E402,F401  (registers the loaders)
+from edgedistill.data import builtin, files, image_folder, tabular, text, timeseries  # noqa: E402,F401  (registers the loaders)

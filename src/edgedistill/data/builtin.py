@@ -87,6 +87,7 @@ def load_fashion_mnist(path: str | None = None) -> RawSplits:
         _standardise_images(arrays["x_train"]), arrays["y_train"].astype(np.int64),
         _standardise_images(arrays["x_test"]), arrays["y_test"].astype(np.int64),
         FASHION_CLASSES, "Fashion-MNIST (zalandoresearch), official 60k/10k split",
+        pixel_stats=([FASHION_MEAN], [FASHION_STD]),
     )
 
 

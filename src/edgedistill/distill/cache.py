@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,38 +25,62 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from edgedistill.checkpoint import atomic_torch_save
 from edgedistill.config import AugmentConfig
+from edgedistill.data.rows import RowFile, data_digest
 from edgedistill.distill.augment import apply_augment, augment_params
 from edgedistill.distill.taps import TapRecorder, as_compared
 
 Shapes = list[tuple[int, ...]] | None  # per tap, one student sample's (C, *spatial); None stores taps whole
 
 log = logging.getLogger("edgedistill")
-FORMAT = "edgedistill-teacher-cache-v1"
+FORMAT = "edgedistill-teacher-cache-v2"  # a folder: meta.json and one raw file per bank
 FEATURE_DTYPE = torch.bfloat16  # half the bytes of float32, and float32's range (float16 overflows at 65504)
+
+
+class DiskBank:
+    """A (K, N, ...) bank left in its file: each batch reads its K*N-flattened rows with pread."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: torch.dtype):
+        self.shape, self.dtype = torch.Size(shape), dtype
+        self.rows = RowFile(path, (shape[0] * shape[1],) + tuple(shape[2:]), STORED[dtype])
+
+    def take(self, view: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        flat = (view.long() * self.shape[1] + idx.long()).numpy()
+        return torch.from_numpy(self.rows.take(flat)).view(self.dtype)
+
+
+STORED = {torch.float32: np.float32, torch.bfloat16: np.int16}  # bfloat16 kept as its raw 16 bits
+
+
+def take(bank: Bank, view: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    return bank[view, idx] if isinstance(bank, torch.Tensor) else bank.take(view, idx)
+
+
+Bank = torch.Tensor | DiskBank  # (K, N, ...): in memory, or rows read from the run folder per batch
 
 
 @dataclass
 class TeacherCache:
     views: int
-    params: torch.Tensor  # (K, N, 3) augmentation parameters
-    logits: torch.Tensor  # (K, N, classes) float32
-    feats: list[torch.Tensor]  # per teacher tap: (K, N, C, *spatial) bfloat16
+    params: Bank  # (K, N, P) augmentation parameters
+    logits: Bank  # (K, N, classes) float32
+    feats: list[Bank]  # per teacher tap: (K, N, C, *spatial) bfloat16
     augment: AugmentConfig
-    built: bool = False  # False when the file was reused
+    built: bool = False  # False when the bank on disk was reused
+    stats: tuple | None = None  # the inputs' channel mean and std, for colour jitter
 
-    def batch(self, xt: torch.Tensor, idx: torch.Tensor, gen: torch.Generator,
+    def batch(self, x_rows: torch.Tensor, idx: torch.Tensor, gen: torch.Generator,
               device: torch.device) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """One view per sample: the augmented inputs, the teacher's logits and its tap features for them."""
+        """One view per sample of these rows: the augmented inputs, the teacher's logits and its tap features."""
         view = torch.randint(0, self.views, (len(idx),), generator=gen)
-        x = apply_augment(xt[idx], self.params[view, idx], self.augment).to(device, non_blocking=True)
-        feats = [f[view, idx].to(device).float() for f in self.feats]
-        return x, self.logits[view, idx].to(device), feats
+        x = apply_augment(x_rows, take(self.params, view, idx), self.augment, self.stats)
+        feats = [take(f, view, idx).to(device).float() for f in self.feats]
+        return x.to(device, non_blocking=True), take(self.logits, view, idx).to(device), feats
 
     def view_logits(self, idx: torch.Tensor, device: torch.device) -> torch.Tensor:
         """The teacher's logits on every view of these samples, (B, K, classes): multi-view methods average them."""
-        return self.logits[:, idx].transpose(0, 1).to(device)
+        every = torch.stack([take(self.logits, torch.full_like(idx, v), idx) for v in range(self.views)], 1)
+        return every.to(device)
 
     def start(self, device: torch.device, dtype: torch.dtype | None) -> None:
         """Nothing to prepare: the teacher does not run. (The live source moves it to the device here.)"""
@@ -69,7 +95,7 @@ def cache_key(teacher: nn.Module, x: np.ndarray, y: np.ndarray, augment: Augment
     for name, tensor in sorted(teacher.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    h.update(memoryview(np.ascontiguousarray(x)).cast("B"))  # no copy of the training set
+    h.update(data_digest(x))  # no copy of the training set; a pack's fingerprint
     h.update(memoryview(np.ascontiguousarray(y)).cast("B"))
     stored_as = [compared_at] if compared_at else []  # banks of whole taps keep their old keys
     h.update(json.dumps([augment.model_dump(), views, seed, taps, str(dtype)] + stored_as).encode())
@@ -95,57 +121,120 @@ def estimated_bytes(teacher: nn.Module, taps: list[str], sample: torch.Tensor, n
     return per_sample * n * views
 
 
+class BankWriter:
+    """Writes (K, N, ...) banks block by block into files of a folder, so building holds one batch, not the bank."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.files, self.meta = folder, {}, {}
+
+    def write(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, v: int, i: int, block: torch.Tensor):
+        if name not in self.files:
+            self.files[name] = open(self.folder / f"{name}.bin", "wb")
+            self.files[name].truncate(int(np.prod(shape)) * dtype.itemsize)
+            self.meta[name] = {"shape": list(shape), "dtype": str(dtype).removeprefix("torch.")}
+        row = int(np.prod(shape[2:])) * dtype.itemsize
+        data = block.to(dtype).contiguous().view(STORED_AS_INT[dtype]).numpy()
+        os.pwrite(self.files[name].fileno(), data.tobytes(), (v * shape[1] + i) * row)
+
+    def close(self) -> dict:
+        for fh in self.files.values():
+            fh.close()
+        return self.meta
+
+
+STORED_AS_INT = {torch.float32: torch.float32, torch.bfloat16: torch.int16}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def open_bank(folder: Path, name: str, meta: dict, ram_left: list[int]) -> Bank:
+    """The bank in memory while the RAM budget lasts, else read from its file per batch."""
+    shape, dtype = tuple(meta["shape"]), DTYPES[meta["dtype"]]
+    size = int(np.prod(shape)) * dtype.itemsize
+    if size > ram_left[0]:
+        return DiskBank(folder / f"{name}.bin", shape, dtype)
+    ram_left[0] -= size
+    raw = np.fromfile(folder / f"{name}.bin", dtype=STORED[dtype])
+    return torch.from_numpy(raw).view(dtype).reshape(shape)
+
+
 @torch.no_grad()
-def build_cache(teacher: nn.Module, xt: torch.Tensor, augment: AugmentConfig, views: int, seed: int,
-                taps: list[str], device: torch.device, dtype: torch.dtype | None,
-                batch_size: int = 512, compared_at: Shapes = None) -> TeacherCache:
-    """Fill a preallocated bank view by view, batch by batch: memory is the bank itself, nothing more."""
+def build_cache(teacher: nn.Module, x, augment: AugmentConfig, views: int, seed: int, taps: list[str],
+                device: torch.device, dtype: torch.dtype | None, folder: Path, batch_size: int = 512,
+                compared_at: Shapes = None, stats: tuple | None = None) -> dict:
+    """Run the teacher over every view, batch by batch, writing each block of the bank to `folder` as it comes;
+    returns the banks' shapes and dtypes."""
     gen = torch.Generator().manual_seed(seed + 7919)  # its own stream: building a cache draws nothing from training
-    if augment.crop_padding == 0 and not augment.hflip:
+    if augment.crop_padding == 0 and not augment.hflip and augment.resized_crop is None and not augment.color_jitter:
         views = 1  # no augmentation: one view, the input itself
     teacher.eval()
-    n = len(xt)
-    params = torch.stack([augment_params(tuple(xt.shape), augment, gen) for _ in range(views)])
+    n = len(x)
+    shape = tuple(x.shape)
+    params = torch.stack([augment_params(shape, augment, gen) for _ in range(views)])
+    out = BankWriter(folder)
+    out.write("params", tuple(params.shape), torch.float32, 0, 0, params.float())
     rec = TapRecorder(teacher, taps)
-    logits: torch.Tensor | None = None
-    feats: list[torch.Tensor] = []
-    for v in range(views):
-        for i in range(0, n, batch_size):
-            xb = apply_augment(xt[i:i + batch_size], params[v, i:i + batch_size], augment).to(device)
+    for i in range(0, n, batch_size):
+        rows = torch.as_tensor(x[i:i + batch_size])
+        for v in range(views):
+            xb = apply_augment(rows, params[v, i:i + batch_size], augment, stats).to(device)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                out = teacher(xb).float().cpu()
-            taken = as_stored(rec.take(), compared_at)
-            if logits is None:
-                logits = torch.empty(views, n, out.shape[1])
-                feats = [torch.empty(views, n, *f.shape[1:], dtype=FEATURE_DTYPE) for f in taken]
-            logits[v, i:i + len(out)] = out
-            for bank, f in zip(feats, taken):
-                bank[v, i:i + len(out)] = f.to(FEATURE_DTYPE).cpu()
+                logits = teacher(xb).float().cpu()
+            out.write("logits", (views, n, logits.shape[1]), torch.float32, v, i, logits)
+            for t, f in enumerate(as_stored(rec.take(), compared_at)):
+                out.write(f"feat{t}", (views, n, *f.shape[1:]), FEATURE_DTYPE, v, i, f.cpu())
     rec.remove()
-    return TeacherCache(views, params, logits, feats, augment, built=True)
+    meta = out.close()
+    return {**meta, "views": views, "taps": len(taps)}
 
 
-def load_or_build(path: Path, teacher: nn.Module, x: np.ndarray, y: np.ndarray, augment: AugmentConfig,
+def load_or_build(path: Path, teacher: nn.Module, x, y: np.ndarray, augment: AugmentConfig,
                   views: int, seed: int, taps: list[str], device: torch.device, dtype: torch.dtype | None,
-                  max_bytes: int, write: bool = True, compared_at: Shapes = None) -> TeacherCache | None:
-    """The cache at `path` when its key matches, else a new one (written there when `write`); None when the bank
-    would exceed max_bytes, in which case the teacher runs live. `compared_at` stores taps at the student's size."""
-    xt = torch.as_tensor(x)
-    size = estimated_bytes(teacher, taps, xt[:1].to(device), len(xt), views, compared_at)
+                  max_bytes: int, compared_at: Shapes = None, max_ram_bytes: int = 1_000_000_000,
+                  stats: tuple | None = None) -> TeacherCache | None:
+    """The bank in the folder `path` when its key matches, else a new one written there; None when it would
+    exceed max_bytes on disk, in which case the teacher runs live. Of the bank, at most max_ram_bytes is held in
+    memory (the logits first); the rest is read per batch. `compared_at` stores taps at the student's size."""
+    path = Path(path)
+    size = estimated_bytes(teacher, taps, torch.as_tensor(x[:1]).to(device), len(x), views, compared_at)
     if size > max_bytes:
         log.warning("teacher cache: %d views would take %.2f GB (> distill.cache.max_bytes %.2f GB); the teacher "
                     "runs live instead", views, size / 1e9, max_bytes / 1e9)
         return None
     key = cache_key(teacher, x, y, augment, views, seed, taps, dtype, compared_at)
-    if path.exists():
+    meta, built = read_bank_meta(path), False
+    if meta is None or meta.get("key") != key:
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
         try:
-            stored = torch.load(path, map_location="cpu", weights_only=True)
-            if stored.get("format") == FORMAT and stored.get("key") == key:
-                return TeacherCache(stored["views"], stored["params"], stored["logits"], stored["feats"], augment)
-        except Exception as exc:  # an unreadable cache is rebuilt, never trusted
-            log.warning("teacher cache %s unreadable (%s); rebuilding it", path, exc)
-    cache = build_cache(teacher, xt, augment, views, seed, taps, device, dtype, compared_at=compared_at)
-    if write:
-        atomic_torch_save(path, {"format": FORMAT, "key": key, "views": cache.views, "params": cache.params,
-                                 "logits": cache.logits, "feats": cache.feats})
-    return cache
+            meta = {"format": FORMAT, "key": key, **build_cache(teacher, x, augment, views, seed, taps, device,
+                                                                 dtype, tmp, compared_at=compared_at, stats=stats)}
+            (tmp / "meta.json").write_text(json.dumps(meta))
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()  # a bank of the old single-file format
+            tmp.rename(path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        built = True
+    ram = [max_ram_bytes]
+    names = ["logits", "params"] + [f"feat{t}" for t in range(meta["taps"])]
+    banks = {name: open_bank(path, name, meta[name], ram) for name in names}
+    return TeacherCache(meta["views"], banks["params"], banks["logits"], [banks[n] for n in names[2:]], augment,
+                        built=built, stats=stats)
+
+
+def read_bank_meta(path: Path) -> dict | None:
+    """The bank's meta.json when it is of this format and its files are whole, else None (rebuilt, never trusted)."""
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+        if meta.get("format") != FORMAT:
+            return None
+        for t in ["logits", "params"] + [f"feat{i}" for i in range(meta["taps"])]:
+            want = int(np.prod(meta[t]["shape"])) * DTYPES[meta[t]["dtype"]].itemsize
+            if (path / f"{t}.bin").stat().st_size != want:
+                return None
+        return meta
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -22,6 +22,7 @@ from torch.utils.data import DistributedSampler
 from edgedistill import distributed
 from edgedistill.checkpoint import atomic_write_text
 from edgedistill.config import AugmentConfig, TrainConfig
+from edgedistill.data.loader import Rows
 from edgedistill.distill.augment import augment_batch
 from edgedistill.distill.cache import TeacherCache
 from edgedistill.distill.method import Method
@@ -58,8 +59,7 @@ def predict_logits(model: nn.Module, x: np.ndarray | torch.Tensor, device: torch
                    batch_size: int = 1024) -> torch.Tensor:
     """Logits for every row of x, computed in eval mode, returned on the CPU."""
     model.eval()
-    xt = torch.as_tensor(x)
-    outs = [model(xt[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(xt), batch_size)]
+    outs = [model(torch.as_tensor(x[i:i + batch_size]).to(device)).float().cpu() for i in range(0, len(x), batch_size)]
     return torch.cat(outs)
 
 
@@ -95,8 +95,9 @@ def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None
 class LiveTeacher:
     """Inputs augmented afresh at each step and, when there is a teacher, its outputs computed on them."""
 
-    def __init__(self, teacher: nn.Module | None, augment: AugmentConfig, taps: Sequence[str] = ()):
-        self.teacher, self.augment, self.dtype = teacher, augment, None
+    def __init__(self, teacher: nn.Module | None, augment: AugmentConfig, taps: Sequence[str] = (),
+                 stats: tuple | None = None):
+        self.teacher, self.augment, self.dtype, self.stats = teacher, augment, None, stats
         self.rec = TapRecorder(teacher, list(taps)) if teacher is not None and taps else None
 
     def start(self, device: torch.device, dtype: torch.dtype | None) -> None:
@@ -104,8 +105,8 @@ class LiveTeacher:
         if self.teacher is not None:
             self.teacher.to(device).eval()
 
-    def batch(self, xt: torch.Tensor, idx: torch.Tensor, gen: torch.Generator, device: torch.device) -> Batch:
-        xb = augment_batch(xt[idx], self.augment, gen).to(device, non_blocking=True)
+    def batch(self, x_rows: torch.Tensor, idx: torch.Tensor, gen: torch.Generator, device: torch.device) -> Batch:
+        xb = augment_batch(x_rows, self.augment, gen, self.stats).to(device, non_blocking=True)
         if self.teacher is None:
             return xb, None, []
         with torch.no_grad(), torch.autocast(device.type, dtype=self.dtype, enabled=self.dtype is not None):
@@ -125,12 +126,12 @@ BatchSource = LiveTeacher | TeacherCache
 
 
 def batch_source(method: Method, augment: AugmentConfig, teacher: nn.Module | None = None,
-                 cache: TeacherCache | None = None) -> BatchSource:
+                 cache: TeacherCache | None = None, stats: tuple | None = None) -> BatchSource:
     """Where a model's batches come from: the cache's views when there is one, else live augmentation, with the
     teacher run only for a method that uses it (recording the teacher taps the method names)."""
     if cache is not None:
         return cache
-    return LiveTeacher(teacher if method.uses_teacher else None, augment, method.teacher_taps)
+    return LiveTeacher(teacher if method.uses_teacher else None, augment, method.teacher_taps, stats)
 
 
 class Callback:
@@ -184,9 +185,11 @@ class Trainer:
     through DistributedSampler."""
 
     def __init__(self, cfg: TrainConfig, loss: Method, source: BatchSource, device: torch.device, seed: int,
-                 role: str, callbacks: Sequence[Callback] = (), resume: Resume | None = None, progress: bool = False):
+                 role: str, callbacks: Sequence[Callback] = (), resume: Resume | None = None, progress: bool = False,
+                 loader_workers: int | None = None):
         self.cfg, self.loss, self.source, self.device, self.seed, self.role = cfg, loss, source, device, seed, role
         self.callbacks, self.resume, self.progress = list(callbacks), resume, progress
+        self.loader_workers = loader_workers
         self.batch, self.dtype = check_train_config(cfg, device)
         self.nonfinite = NonFinitePolicy(cfg.on_nonfinite, role)
 
@@ -204,8 +207,8 @@ class Trainer:
             y_val: np.ndarray) -> TrainResult:
         model.to(self.device)
         world = distributed.world_size()
-        xt, yt = torch.as_tensor(x_train), torch.as_tensor(y_train)
-        sampler = DistributedSampler(range(len(xt)), num_replicas=world, rank=distributed.rank(), shuffle=True,
+        rows, yt = Rows(x_train, self.loader_workers, self.device), torch.as_tensor(y_train)
+        sampler = DistributedSampler(range(len(yt)), num_replicas=world, rank=distributed.rank(), shuffle=True,
                                      seed=self.seed)
         n_steps = steps_per_epoch(len(sampler) * world, self.cfg)
         loop = self._loop(model, n_steps)
@@ -225,7 +228,7 @@ class Trainer:
             t0 = time.perf_counter()
             sampler.set_epoch(epoch)
             self.loss.start_epoch(epoch, self.cfg.epochs)
-            sums = self.run_epoch(trained, loop, torch.tensor(list(sampler)), n_steps, xt, yt, taps, epoch)
+            sums = self.run_epoch(trained, loop, torch.tensor(list(sampler)), n_steps, rows, yt, taps, epoch)
             distributed.sync_buffers(model)  # batch-norm statistics as rank 0 has them, so all validate one model
             row = distributed.broadcast(epoch_row(model, loop, epoch, sums, x_val, y_val, self.device,
                                                   time.perf_counter() - t0))
@@ -258,18 +261,16 @@ class Trainer:
         loop.result.seconds = loop.elapsed
         return loop.result
 
-    def run_epoch(self, trained: nn.Module, loop: Loop, order: torch.Tensor, n_steps: int, xt: torch.Tensor,
+    def run_epoch(self, trained: nn.Module, loop: Loop, order: torch.Tensor, n_steps: int, rows: Rows,
                   yt: torch.Tensor, taps: TapRecorder | None, epoch: int) -> dict[str, float]:
         """One pass over this process's shard; returns loss sums, correct and seen counts summed over processes."""
         trained.train()
         sums: dict[str, float] = {}
         correct = seen = skipped = 0
         device, dtype = self.device, self.dtype
-        for step in range(n_steps):
-            idx = order[step * self.batch:(step + 1) * self.batch]
-            if len(idx) == 0:
-                break
-            xb, teacher_logits, teacher_feats = self.source.batch(xt, idx, loop.gen, device)
+        batches = [idx for idx in (order[s * self.batch:(s + 1) * self.batch] for s in range(n_steps)) if len(idx)]
+        for step, (idx, x_rows) in enumerate(rows.epoch(batches)):
+            xb, teacher_logits, teacher_feats = self.source.batch(x_rows, idx, loop.gen, device)
             yb = yt[idx].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 logits = trained(xb)

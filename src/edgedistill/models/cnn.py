@@ -28,11 +28,12 @@ class ResNet(nn.Module):
     """Stem, then stages of basic blocks; each stage after the first halves the resolution and doubles width."""
 
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, width: int = 32,
-                 blocks: tuple[int, ...] = (2, 2, 2), dropout: float = 0.0):
+                 blocks: tuple[int, ...] = (2, 2, 2), dropout: float = 0.0, stem_stride: int = 1):
         super().__init__()
         rank = spatial_rank(input_shape)
         self.adapter = input_adapter(input_shape)
-        self.stem = nn.Sequential(conv(rank, in_channels(input_shape), width, 3, padding=1, bias=False),
+        self.stem = nn.Sequential(conv(rank, in_channels(input_shape), width, 3, stride=stem_stride, padding=1,
+                                       bias=False),
                                   batchnorm(rank, width), nn.ReLU(inplace=True))
         stages, c_in = [], width
         for i, n in enumerate(blocks):
@@ -50,7 +51,8 @@ class ResNet(nn.Module):
         return self.head(self.pool(self.stages(self.stem(self.adapter(x)))))
 
 
-@register_model("resnet", role="teacher", family="cnn", summary="ResNet-style CNN (1-D or 2-D); args width, blocks")
+@register_model("resnet", role="teacher", family="cnn",
+                summary="ResNet-style CNN (1-D or 2-D); args width, blocks, stem_stride (2 or 4 for camera-sized inputs)")
 def resnet(input_shape: tuple[int, ...], num_classes: int, width: int = 32, blocks: list[int] = (2, 2, 2),
-           dropout: float = 0.0) -> ResNet:
-    return ResNet(input_shape, num_classes, width=width, blocks=tuple(blocks), dropout=dropout)
+           dropout: float = 0.0, stem_stride: int = 1) -> ResNet:
+    return ResNet(input_shape, num_classes, width=width, blocks=tuple(blocks), dropout=dropout, stem_stride=stem_stride)

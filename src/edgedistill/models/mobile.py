@@ -38,12 +38,12 @@ class InvertedResidual(nn.Module):
 
 class MobileNet(nn.Module):
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, width_mult: float = 1.0, expand: int = 4,
-                 stages: tuple[tuple[int, int, int], ...] = DEFAULT_STAGES, dropout: float = 0.0):
+                 stages: tuple[tuple[int, int, int], ...] = DEFAULT_STAGES, dropout: float = 0.0, stem_stride: int = 1):
         super().__init__()
         rank = spatial_rank(input_shape)
         self.adapter = input_adapter(input_shape)
         c_in = scaled(stages[0][0], width_mult)
-        self.stem = conv_bn_relu(rank, in_channels(input_shape), c_in, 3)
+        self.stem = conv_bn_relu(rank, in_channels(input_shape), c_in, 3, stride=stem_stride)
         blocks = []
         for channels, n, stride in stages:
             c_out = scaled(channels, width_mult)
@@ -60,7 +60,9 @@ class MobileNet(nn.Module):
 
 
 @register_model("mobilenet", role="student", family="lightweight",
-                summary="MobileNetV2-style depthwise-separable CNN (1-D or 2-D); args width_mult, expand, stages")
+                summary="MobileNetV2-style depthwise-separable CNN (1-D or 2-D); args width_mult, expand, stages, "
+                        "stem_stride (2 for 96x96 camera images)")
 def mobilenet(input_shape: tuple[int, ...], num_classes: int, width_mult: float = 1.0, expand: int = 4,
-              stages: list[list[int]] = DEFAULT_STAGES, dropout: float = 0.0) -> MobileNet:
-    return MobileNet(input_shape, num_classes, width_mult, expand, tuple(tuple(s) for s in stages), dropout)
+              stages: list[list[int]] = DEFAULT_STAGES, dropout: float = 0.0, stem_stride: int = 1) -> MobileNet:
+    return MobileNet(input_shape, num_classes, width_mult, expand, tuple(tuple(s) for s in stages), dropout,
+                     stem_stride)

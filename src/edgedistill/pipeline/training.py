@@ -49,9 +49,11 @@ class SaveBest(Callback):
 def train_role(run: Run, role: Role, model: nn.Module, mcfg: ModelConfig, loss: Method,
                teacher: nn.Module | None = None, cache: TeacherCache | None = None) -> TrainResult:
     """Train one model of the run with its best checkpoint, epoch log and resumable state in the run folder."""
-    trainer = Trainer(mcfg.train, loss, batch_source(loss, run.cfg.data.augment, teacher, cache), run.accel,
-                      run.cfg.seed, str(role), callbacks=[EpochLog(run.log_path(role)), SaveBest(run, mcfg, role)],
-                      resume=Resume(run.run_dir / STATE_DIR / f"{role}.pt"), progress=run.progress)
+    source = batch_source(loss, run.cfg.data.augment, teacher, cache, run.data.pixel_stats)
+    trainer = Trainer(mcfg.train, loss, source, run.accel, run.cfg.seed, str(role),
+                      callbacks=[EpochLog(run.log_path(role)), SaveBest(run, mcfg, role)],
+                      resume=Resume(run.run_dir / STATE_DIR / f"{role}.pt"), progress=run.progress,
+                      loader_workers=run.cfg.data.loader_workers)
     d = run.data
     return trainer.fit(model, d.x_train, d.y_train, d.x_val, d.y_val)
 
@@ -111,9 +113,10 @@ def teacher_cache(run: Run, method: Method) -> TeacherCache | None:
     t0 = time.perf_counter()
 
     def load() -> TeacherCache | None:
-        return load_or_build(run.run_dir / "cache" / "teacher_outputs.pt", run.teacher.to(run.accel),
+        return load_or_build(run.run_dir / "cache" / "teacher_outputs", run.teacher.to(run.accel),
                              run.data.x_train, run.data.y_train, cfg.data.augment, cc.views, cfg.seed,
-                             method.teacher_taps, run.accel, dtype, cc.max_bytes, compared_at=method.tap_shapes)
+                             method.teacher_taps, run.accel, dtype, cc.max_bytes, compared_at=method.tap_shapes,
+                             max_ram_bytes=cc.max_ram_bytes, stats=run.data.pixel_stats)
 
     cache = distributed.on_main(load)  # rank 0 builds and writes the bank; the others then read that file
     if not distributed.is_main():

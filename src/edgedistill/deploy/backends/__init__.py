@@ -6,17 +6,16 @@ formats it takes; `deploy.formats` overrides them.
 """
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 import torch.nn as nn
 
 from edgedistill.errors import UserError
+from edgedistill.quiet import forking  # noqa: F401  (the TFLM backend forks its probes with it)
 
 DTYPES = ("fp32", "int8")
 
@@ -108,15 +107,6 @@ def run_file(backend: Backend, path: Path, session: Session, x: np.ndarray, work
     chunks = np.array_split(x, workers)
     with forking(), ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
         return np.concatenate(list(pool.map(_score_chunk, [(backend.name, str(path), c) for c in chunks])))
-
-
-@contextlib.contextmanager
-def forking() -> Iterator[None]:
-    """Fork children that touch only TFLite Micro's interpreter. JAX (imported by litert-torch) warns at every
-    fork that its own threads could deadlock a child that used JAX; these children never do."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
-        yield
 
 
 def run_batches(session: Session, x: np.ndarray, batch_size: int = 256) -> np.ndarray:

@@ -1,0 +1,113 @@
+"""A folder of images per class, packed once to uint8 and streamed: a 100K x 96x96 RGB folder is 2.8 GB as uint8
+on disk and 11 GB as float32, so the split is read per batch and standardised there (data.options.in_memory:
+true decodes it whole into float32, the old path, for small folders)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgedistill import distributed
+from edgedistill.data import RawSplits, fixed_split, register_dataset
+from edgedistill.data.files import require_path
+from edgedistill.data.packing import Pack, channel_stats, open_pack
+from edgedistill.data.rows import PackedImages
+from edgedistill.errors import UserError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+TRAIN, TEST = 0, 1
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Image files by suffix; hidden ones (macOS's ._name, editors' backups) are never data."""
+    return sorted(f for f in folder.iterdir()
+                  if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def class_files(root: Path, empty_ok: bool = False) -> tuple[list[Path], list[str], list[str]]:
+    """One class per visible subfolder (hidden ones such as .ipynb_checkpoints are skipped); a training class
+    folder with no images is refused, since it would be a class nothing teaches."""
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise UserError(f"{root}: no class subfolders; put each class's images in {root}/<class_name>/")
+    files, labels = [], []
+    for cls in classes:
+        found = image_files(root / cls)
+        if not found and not empty_ok:
+            raise UserError(f"{root / cls}: class folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+                            "add some or remove the folder")
+        files += found
+        labels += [cls] * len(found)
+    if not files:
+        raise UserError(f"{root}: no images found ({', '.join(sorted(IMAGE_SUFFIXES))}); add some per class folder")
+    return files, labels, classes
+
+
+def image_size(size: list[int] | None) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    if (not isinstance(size, (list, tuple)) or len(size) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096 for v in size)):
+        raise UserError(f"data.options.size: {size!r} must be [height, width] in pixels, each 1..4096")
+    return tuple(size)
+
+
+def listing(root: Path) -> tuple[list[Path], np.ndarray, np.ndarray, list[str]]:
+    """Every image with its class index and its tag: train and test from train/ and test/, else all TRAIN."""
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        f_tr, l_tr, cls = class_files(root / "train")
+        f_te, l_te, cls_te = class_files(root / "test", empty_ok=True)
+        if cls != cls_te:
+            raise UserError(f"{root}: train classes {cls} differ from test classes {cls_te}")
+        files, labels, tags = f_tr + f_te, l_tr + l_te, [TRAIN] * len(f_tr) + [TEST] * len(f_te)
+    else:
+        files, labels, cls = class_files(root)
+        tags = [TRAIN] * len(files)
+    index = {c: i for i, c in enumerate(cls)}
+    return files, np.array([index[c] for c in labels], dtype=np.int64), np.array(tags, dtype=np.int64), cls
+
+
+def split_rows(pack: Pack, test_fraction: float, root: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the train and test splits: the folder's own, or a fixed stratified hold-out (seed 0)."""
+    if (pack.tags == TEST).any():
+        return np.flatnonzero(pack.tags == TRAIN), np.flatnonzero(pack.tags == TEST)
+    rows = np.arange(len(pack.labels))
+    tr, te, _, _ = fixed_split(rows, pack.labels, test_fraction, str(root))
+    return tr, te
+
+
+def _check_bool(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise UserError(f"data.options.{name}: {value!r} must be true or false")
+    return value
+
+
+@register_dataset("image_folder", "your images: data.path/<class>/*.png, or data.path/{train,test}/<class>/; packed "
+                                  "once to uint8 and streamed")
+def load_image_folder(path: str | None = None, size: list[int] | None = None, grayscale: bool = True,
+                      test_fraction: float = 0.2, in_memory: bool = False, pack_dir: str | None = None,
+                      skip_unreadable: bool = False) -> RawSplits:
+    root = require_path("image_folder", path, "a folder with one subfolder of images per class", folder=True)
+    sz, mode = image_size(size), "L" if _check_bool("grayscale", grayscale) else "RGB"
+    skip = _check_bool("skip_unreadable", skip_unreadable)
+    files, labels, tags, classes = listing(root)
+    if not files or (tags == TRAIN).sum() == 0:
+        raise UserError(f"{root}: the training split holds no images")
+
+    def pack() -> Pack:
+        return open_pack(root, files, labels, tags, classes, sz, mode, skip, Path(pack_dir) if pack_dir else None)
+
+    built = distributed.on_main(pack)  # rank 0 packs; under torchrun the others then open what it wrote
+    p = built if built is not None else pack()
+    tr, te = split_rows(p, test_fraction, root)
+    if len(te) == 0:
+        raise UserError(f"{root}: the test split holds no images")
+    mean, std = channel_stats(p, tr)
+    whole = PackedImages(p.images, np.arange(len(p.labels)), mean, std, p.fingerprint)
+    x_tr, x_te = whole.subset(tr), whole.subset(te)
+    if _check_bool("in_memory", in_memory):
+        x_tr, x_te = np.asarray(x_tr), np.asarray(x_te)
+    skipped = f", {len(p.skipped)} unreadable file(s) skipped" if p.skipped else ""
+    return RawSplits(x_tr, p.labels[tr], x_te, p.labels[te], classes,
+                     f"image folder {root.name} ({len(p.labels)} images at {p.images.shape[2]}x{p.images.shape[3]}"
+                     f"{' RGB' if mode == 'RGB' else ''}{skipped})", pixel_stats=(mean.tolist(), std.tolist()))

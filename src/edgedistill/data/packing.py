@@ -1,0 +1,202 @@
+"""Packing an image folder once: decode every file, resize it, and write its pixels as one uint8 file of rows.
+
+A pack is a folder of two files: images.u8 (N x C x H x W bytes, no header) and meta.json (shape, labels, classes,
+the fingerprint it was built from). It is keyed by the source folder, the size and the colour mode, and it is
+valid while the fingerprint (every file's path, byte size and mtime) matches: a changed, added or removed image
+rebuilds it. Later runs, --seeds, --resume and every torchrun process read the same pack. A plain byte file was
+chosen over Arrow or WebDataset shards because every read is "these rows, in this order": pread of a fixed row
+size does that with no index, no decoding and no extra dependency (docs/benchmarks.md, data_scale).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgedistill.data.rows import RowFile
+from edgedistill.errors import UserError, first_line
+from edgedistill.progress import emit, track
+
+log = logging.getLogger("edgedistill")
+FORMAT = "edgedistill-image-pack-v1"
+PARALLEL_FROM = 512  # below this many files, decoding in this process is quicker than starting workers
+
+
+@dataclass
+class Pack:
+    folder: Path
+    images: RowFile
+    labels: np.ndarray  # class index per row
+    tags: np.ndarray  # per row, the tag it was listed with (e.g. 0 train, 1 test)
+    classes: list[str]
+    fingerprint: str
+    skipped: list[str]
+    built: bool
+
+
+def default_pack_dir() -> Path:
+    """$EDGEDISTILL_CACHE/packs, else the user's cache folder ($XDG_CACHE_HOME or ~/.cache)/edgedistill/packs."""
+    if os.environ.get("EDGEDISTILL_CACHE"):
+        return Path(os.environ["EDGEDISTILL_CACHE"]) / "packs"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "edgedistill" / "packs"
+
+
+def fingerprint(root: Path, files: list[Path], settings: dict) -> str:
+    """Every file's path under root, byte size and modification time, with the decoding settings."""
+    h = hashlib.sha256(json.dumps([FORMAT, settings]).encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def decode(f: Path, size: tuple[int, int] | None, mode: str) -> np.ndarray | str:
+    """(C, H, W) uint8 pixels, or the one-line reason the file cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(f) as im:
+            im = im.convert(mode)
+            if size is not None and im.size != (size[1], size[0]):
+                im = im.resize((size[1], size[0]), Image.BILINEAR)
+            px = np.asarray(im)
+    except Image.DecompressionBombError as exc:
+        return f"too large to decode safely ({first_line(exc)})"
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        return f"not a readable image ({first_line(exc)})"
+    return px[None] if px.ndim == 2 else px.transpose(2, 0, 1)
+
+
+def _decode_one(job: tuple[Path, tuple[int, int] | None, str]) -> np.ndarray | str:
+    return decode(*job)
+
+
+def _decoded(files: list[Path], size: tuple[int, int] | None, mode: str):
+    """Decoded images in file order; worker processes share the work on a large folder."""
+    jobs = [(f, size, mode) for f in files]
+    workers = min(8, os.cpu_count() or 1)
+    if len(files) < PARALLEL_FROM or workers == 1 or "fork" not in multiprocessing.get_all_start_methods():
+        yield from map(_decode_one, jobs)
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        yield from pool.map(_decode_one, jobs, chunksize=64)
+
+
+def build(dest: Path, root: Path, files: list[Path], labels: np.ndarray, tags: np.ndarray, classes: list[str],
+          size: tuple[int, int] | None, mode: str, skip_unreadable: bool, key: str) -> None:
+    """Decode into a temporary folder beside dest, then swap it in, so a killed packer leaves no half pack."""
+    tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    kept, skipped, shape = [], [], None
+    try:
+        with open(tmp / "images.u8", "wb") as out:
+            for i, px in enumerate(track(_decoded(files, size, mode), desc="pack images", unit="img",
+                                         total=len(files))):
+                if isinstance(px, str):
+                    if not skip_unreadable:
+                        raise UserError(f"{files[i]}: {px}; remove or replace it, or set "
+                                        "data.options.skip_unreadable: true to leave such files out")
+                    skipped.append(str(files[i].relative_to(root)))
+                    continue
+                if shape is None:
+                    shape = px.shape
+                elif px.shape != shape:
+                    raise UserError(f"{files[i]}: is {px.shape[1]}x{px.shape[2]} but {files[kept[0]]} is "
+                                    f"{shape[1]}x{shape[2]}; resize them or set data.options.size: [H, W]")
+                out.write(np.ascontiguousarray(px).tobytes())
+                kept.append(i)
+        if not kept:
+            raise UserError(f"{root}: none of its {len(files)} images could be read")
+        meta = {"format": FORMAT, "fingerprint": key, "shape": [len(kept), *shape], "classes": classes,
+                "labels": labels[kept].tolist(), "tags": tags[kept].tolist(), "skipped": skipped,
+                "source": str(root)}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        old = dest.parent / f".{dest.name}.old-{os.getpid()}"
+        if dest.exists():
+            dest.rename(old)
+        tmp.rename(dest)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_meta(dest: Path) -> dict | None:
+    try:
+        meta = json.loads((dest / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    n, *row = meta.get("shape", [0])
+    ok = meta.get("format") == FORMAT and (dest / "images.u8").is_file() and \
+        (dest / "images.u8").stat().st_size == n * int(np.prod(row))
+    return meta if ok else None
+
+
+def open_pack(root: Path, files: list[Path], labels: np.ndarray, tags: np.ndarray, classes: list[str],
+              size: tuple[int, int] | None, mode: str, skip_unreadable: bool, pack_dir: Path | None) -> Pack:
+    """The folder's pack: reused when its fingerprint matches, else built (or rebuilt) now."""
+    settings = {"size": size, "mode": mode, "skip_unreadable": skip_unreadable, "classes": classes}
+    key = fingerprint(root, files, settings)
+    where = hashlib.sha256(json.dumps([str(root.resolve()), size, mode]).encode()).hexdigest()[:16]
+    dest = Path(pack_dir or default_pack_dir()) / f"{root.name}-{where}"
+    meta = read_meta(dest)
+    built = meta is None or meta["fingerprint"] != key
+    if built:
+        t0 = time.perf_counter()
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            build(dest, root, files, labels, tags, classes, size, mode, skip_unreadable, key)
+        except OSError as exc:
+            raise UserError(f"data.options.pack_dir: cannot write the image pack in {dest.parent} "
+                            f"({first_line(exc)}); set data.options.pack_dir to a writable folder with room "
+                            "for the pixels as uint8") from None
+        meta = read_meta(dest)
+        emit("data_pack", built=True, images=meta["shape"][0], seconds=round(time.perf_counter() - t0, 3),
+             path=str(dest))
+    else:
+        emit("data_pack", built=False, images=meta["shape"][0], path=str(dest))
+    if meta["skipped"]:
+        log.warning("%s: %d unreadable image(s) left out (data.options.skip_unreadable), e.g. %s",
+                    root, len(meta["skipped"]), meta["skipped"][0])
+    return Pack(dest, RowFile(dest / "images.u8", tuple(meta["shape"]), np.uint8),
+                np.asarray(meta["labels"], dtype=np.int64), np.asarray(meta["tags"], dtype=np.int64),
+                meta["classes"], key, meta["skipped"], built)
+
+
+def channel_stats(pack: Pack, rows: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of these rows' pixels in [0, 1], read in chunks; kept in the pack's stats.json so
+    the next run on the same rows does not read the pack again."""
+    rows = np.sort(np.asarray(rows, dtype=np.int64))
+    key = hashlib.sha256(rows.tobytes()).hexdigest()
+    path = pack.folder / "stats.json"
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key in known:
+        return np.asarray(known[key]["mean"]), np.asarray(known[key]["std"])
+    c = pack.images.shape[1]
+    total, sq = np.zeros(c), np.zeros(c)
+    for i in range(0, len(rows), chunk):
+        px = pack.images.take(rows[i:i + chunk]).astype(np.float32)
+        total += px.sum(axis=(0, 2, 3), dtype=np.float64)
+        sq += np.square(px).sum(axis=(0, 2, 3), dtype=np.float64)
+    count = len(rows) * int(np.prod(pack.images.shape[2:]))
+    mean = total / count / 255.0
+    std = np.sqrt(np.maximum(sq / count / 255.0**2 - mean**2, 0.0)) + 1e-8
+    known[key] = {"mean": mean.tolist(), "std": std.tolist()}
+    try:
+        path.write_text(json.dumps(known))
+    except OSError:
+        pass  # a read-only pack still works; the stats are computed again next time
+    return mean, std

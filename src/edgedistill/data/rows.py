@@ -1,0 +1,118 @@
+"""Inputs that stay on disk: a file of fixed-size rows read with pread, and packed uint8 images that become
+standardised float32 only per batch.
+
+Rows are read with os.pread rather than through a memory map: every page a map touches counts in the process's
+resident memory, so one epoch over a 2.8 GB pack would put 2.8 GB in RSS. pread goes through the OS page cache
+(just as fast once the file is cached) and keeps the process holding only the batch it asked for.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+FLOAT = np.dtype(np.float32)
+
+
+class RowFile:
+    """A raw file of `shape[0]` rows of `shape[1:]` items of `dtype`, row-major, with no header."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype):
+        self.path, self.shape, self.dtype = Path(path), tuple(shape), np.dtype(dtype)
+        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        self._fd: int | None = None
+        self._pid = -1
+
+    def _handle(self) -> int:
+        if self._fd is None or self._pid != os.getpid():  # a forked loader worker opens its own descriptor
+            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
+        return self._fd
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Rows start..stop-1 in one read."""
+        n = max(0, stop - start)
+        buf = os.pread(self._handle(), n * self.row_bytes, start * self.row_bytes)
+        return np.frombuffer(buf, dtype=self.dtype).reshape((n,) + self.shape[1:])
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """Any rows, in the order given; runs of consecutive rows are read at once."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        out = np.empty((len(rows),) + self.shape[1:], dtype=self.dtype)
+        if len(rows) == 0:
+            return out
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(rows)]):
+            out[lo:hi] = self.read(int(rows[lo]), int(rows[hi - 1]) + 1)
+        return out
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_fd": None, "_pid": -1}
+
+    def __del__(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+
+
+class PackedImages:
+    """Some rows of a uint8 (N, C, H, W) pack, presented as standardised float32: indexing returns a numpy array
+    of just those rows, so code written for in-memory arrays (x[:64], x[i:i + b], x[idx]) works unchanged."""
+
+    ndim = 4
+    dtype = FLOAT
+
+    def __init__(self, pack: RowFile, index: np.ndarray, mean: np.ndarray, std: np.ndarray, fingerprint: str):
+        self.pack, self.index = pack, np.asarray(index, dtype=np.int64)
+        self.mean = np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1)
+        self.std = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
+        self.pack_fingerprint = fingerprint
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.index),) + self.pack.shape[1:]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def raw(self, rows) -> np.ndarray:
+        """The uint8 pixels of these rows (positions in this subset)."""
+        return self.pack.take(self.index[rows])
+
+    def standardise(self, pixels: np.ndarray) -> np.ndarray:
+        return (pixels.astype(np.float32) * np.float32(1 / 255) - self.mean) / self.std
+
+    def __getitem__(self, rows) -> np.ndarray:
+        if isinstance(rows, (int, np.integer)):
+            return self.standardise(self.raw([rows]))[0]
+        if hasattr(rows, "numpy"):  # a torch index tensor
+            rows = rows.numpy()
+        return self.standardise(self.raw(rows))
+
+    def subset(self, rows) -> PackedImages:
+        return PackedImages(self.pack, self.index[rows], self.mean, self.std, self.pack_fingerprint)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """The whole subset in memory, for data.options.in_memory and small sets; streamed code never calls it."""
+        out = np.concatenate([self[i:i + 4096] for i in range(0, len(self), 4096)]) if len(self) else \
+            np.empty(self.shape, dtype=np.float32)
+        return out if dtype is None else out.astype(dtype)
+
+    def fingerprint(self) -> str:
+        """What the inputs are, without reading them: the pack's own key, these rows and the standardisation."""
+        h = hashlib.sha256(self.pack_fingerprint.encode())
+        for a in (self.index, self.mean, self.std):
+            h.update(a.tobytes())
+        return h.hexdigest()
+
+
+def take_rows(x, rows):
+    """x[rows] for an in-memory array, a lazy subset for packed images: splitting never decodes a pack."""
+    return x.subset(rows) if isinstance(x, PackedImages) else x[rows]
+
+
+def data_digest(x) -> bytes:
+    """Bytes that change when the inputs do, for cache keys: the array itself, or a pack's fingerprint."""
+    if isinstance(x, PackedImages):
+        return x.fingerprint().encode()
+    return memoryview(np.ascontiguousarray(x)).cast("B")
