@@ -39,18 +39,19 @@ def main() -> None:
     t_start = time.perf_counter()
     cfg = resolve_config(args.config, [f"distill.cache.views={args.views}", "deploy.enabled=false"])
     train = cfg.student.train.model_copy(update={"epochs": 1, "max_steps_per_epoch": args.steps})
-    with tempfile.TemporaryDirectory() as tmp:  # the pipeline's own cache step (taps included), not kept
-        run = prepare_in(cfg, Path(tmp))
-        data, accel = run.data, run.accel
-        check_train_config(train, accel)
-        teacher = run.loaded_teacher.to(accel).eval()  # untrained: its cost, not its accuracy, is measured
-        run.trained[Role.TEACHER] = Trained(teacher, None, cfg.teacher)
-        method = build_method(cfg.distill, train.label_smoothing)
-        method.setup(build_model(cfg.student, "student", data, cfg.seed + 1).to(accel), teacher,
-                     torch.as_tensor(data.x_train[:2]).to(accel), num_train=len(data.x_train))
-        t0 = time.perf_counter()
-        cache = teacher_cache(run, method)
-        build_s = time.perf_counter() - t0
+    bank_dir = tempfile.TemporaryDirectory()  # the pipeline's own cache step (taps included), kept until exit:
+    tmp = bank_dir.name  # a bank beyond distill.cache.max_ram_bytes is read from its files while timing
+    run = prepare_in(cfg, Path(tmp))
+    data, accel = run.data, run.accel
+    check_train_config(train, accel)
+    teacher = run.loaded_teacher.to(accel).eval()  # untrained: its cost, not its accuracy, is measured
+    run.trained[Role.TEACHER] = Trained(teacher, None, cfg.teacher)
+    method = build_method(cfg.distill, train.label_smoothing)
+    method.setup(build_model(cfg.student, "student", data, cfg.seed + 1).to(accel), teacher,
+                 torch.as_tensor(data.x_train[:2]).to(accel), num_train=len(data.x_train))
+    t0 = time.perf_counter()
+    cache = teacher_cache(run, method)
+    build_s = time.perf_counter() - t0
     if cache is None:
         raise SystemExit("the teacher cache would exceed distill.cache.max_bytes; raise it or lower --views")
 
@@ -58,7 +59,7 @@ def main() -> None:
         student = build_model(cfg.student, "student", data, cfg.seed + 1)
         t = time.perf_counter()
         source = batch_source(loss_fn, cfg.data.augment, teacher if use_teacher else None,
-                              cache if use_cache else None)
+                              cache if use_cache else None, data.pixel_stats)
         Trainer(train, loss_fn, source, accel, cfg.seed, "timing").fit(student, data.x_train, data.y_train,
                                                                       data.x_val[:256], data.y_val[:256])
         return time.perf_counter() - t

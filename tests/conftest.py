@@ -98,3 +98,29 @@ def pytest_collection_modifyitems(items) -> None:
             continue
         if END_TO_END.search(source) or any(END_TO_END.search(name) for name in getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def image_pack_cache(tmp_path_factory):
+    """Image packs go under the test session's temporary folder, never the user's ~/.cache; CLI subprocesses
+    inherit the variable."""
+    before = os.environ.get("EDGEDISTILL_CACHE")
+    os.environ["EDGEDISTILL_CACHE"] = str(tmp_path_factory.mktemp("edgedistill_cache"))
+    yield
+    if before is None:
+        os.environ.pop("EDGEDISTILL_CACHE", None)
+    else:
+        os.environ["EDGEDISTILL_CACHE"] = before
+
+
+def write_digits_folder(root: Path) -> Path:
+    """scikit-learn's 1,797 digits as 8x8 grey PNGs, one folder per class: a small real image folder."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    for i, (img, label) in enumerate(zip(bunch.images, bunch.target)):
+        (root / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.round(img * 255 / 16).astype(np.uint8)).save(root / str(label) / f"{i}.png")
+    return root

@@ -245,7 +245,19 @@ def checkpoint_with_code(c, tmp):
     c["teacher"]["checkpoint"] = str(tmp / "evil.pt")
 
 
+def color_jitter_on_a_sequence(c, tmp):
+    c["data"]["augment"] = {"color_jitter": 0.3}  # mnist1d: (1, 40) sequences
+
+
+def pack_dir_that_is_a_file(c, tmp):
+    _images(tmp / "imgs", ["a", "b"])
+    (tmp / "packs").write_text("x")
+    c["data"] = {"name": "image_folder", "path": str(tmp / "imgs"), "options": {"pack_dir": str(tmp / "packs")}}
+
+
 HOSTILE_FILES = [
+    (color_jitter_on_a_sequence, "data.augment.color_jitter: works on images (C, H, W)"),
+    (pack_dir_that_is_a_file, "data.options.pack_dir: cannot write the image pack in"),
     (csv_path_is_a_folder, "is a folder, but dataset 'csv' reads a CSV file"),
     (image_folder_path_is_a_file, "is a file, but dataset 'image_folder' reads a folder"),
     (latin1_csv, "is not UTF-8 text (byte 0xe9"),

@@ -8,9 +8,10 @@ import subprocess
 import sys
 import time
 
+import pytest
 import yaml
 
-from conftest import TESTS, run_cli, tiny_config
+from conftest import TESTS, run_cli, tiny_config, write_digits_folder
 from test_cli import assert_one_line_error
 
 
@@ -26,6 +27,13 @@ def digits_config(**extra) -> dict:
     return cfg
 
 
+def from_image_folder(cfg: dict, tmp_path, source: str) -> dict:
+    """The same digits as PNG files: the packed, streamed image_folder path must resume and shard alike."""
+    if source == "image_folder":
+        cfg["data"].update(name="image_folder", path=str(write_digits_folder(tmp_path / "digits_png")))
+    return cfg
+
+
 def scores(run_dir) -> dict:
     m = json.loads((run_dir / "metrics.json").read_text())
     return {role: (r["test"]["accuracy"], r["test"]["f1_macro"], [h["val_accuracy"] for h in r["train"]["history"]])
@@ -36,9 +44,10 @@ def cli_env() -> dict:
     return {**os.environ, "PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1"}
 
 
-def test_sigkill_mid_epoch_then_resume_ends_exactly_like_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("source", ["arrays", "image_folder"])
+def test_sigkill_mid_epoch_then_resume_ends_exactly_like_an_uninterrupted_run(tmp_path, source):
     cfg_file = tmp_path / "exp.yaml"
-    cfg_file.write_text(yaml.safe_dump(digits_config()))
+    cfg_file.write_text(yaml.safe_dump(from_image_folder(digits_config(), tmp_path, source)))
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert run_cli("run", str(cfg_file), "--out", str(whole), "--quiet",
                    env_extra={"OMP_NUM_THREADS": "1"}).returncode == 0
@@ -78,10 +87,11 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path):
     assert_one_line_error(run_cli("run", "--resume", str(done)), "state/teacher.pt is unreadable")
 
 
-def test_two_ddp_processes_match_one_process(tmp_path):
+@pytest.mark.parametrize("source", ["arrays", "image_folder"])
+def test_two_ddp_processes_match_one_process(tmp_path, source):
     """torchrun with gloo: each process takes half of every global batch, so an MLP (no batch norm, no dropout)
-    trains to the same predictions as one process; only rank 0 writes."""
-    cfg = digits_config()
+    trains to the same predictions as one process; only rank 0 writes (and packs an image folder)."""
+    cfg = from_image_folder(digits_config(), tmp_path, source)
     for role, hidden in (("teacher", [64]), ("student", [16])):
         cfg[role].update(model="mlp", args={"hidden": hidden})
     cfg["data"]["augment"] = {"crop_padding": 0, "hflip": False}

@@ -194,7 +194,7 @@ def test_onnx_teacher_end_to_end_with_the_cache_then_export(files, tmp_path):
     teacher = metrics["models"]["teacher"]
     assert teacher["source"].startswith("onnx:") and teacher["onnx"]["output"] == "probabilities"
     assert (out / "teacher.onnx").read_bytes() == files["a_probs"].read_bytes()
-    assert (out / "cache" / "teacher_outputs.pt").is_file() and not (out / "teacher.pt").exists()
+    assert (out / "cache" / "teacher_outputs" / "meta.json").is_file() and not (out / "teacher.pt").exists()
     assert "deploy" not in teacher and "not re-exported" in teacher["deploy_skipped"]
     for role in ("student_scratch", "student_kd"):
         assert len(metrics["models"][role]["train"]["history"]) == 1

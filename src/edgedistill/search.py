@@ -100,8 +100,8 @@ def search_student(cfg: ExperimentConfig, data: DataSplits, device: DeviceProfil
             emit("search_trial", **record)
             raise optuna.TrialPruned("does not fit the device")
         ce = CrossEntropy(train.label_smoothing)
-        trainer = Trainer(train, ce, batch_source(ce, cfg.data.augment), accel, cfg.seed,
-                          f"search trial {record['number']}")
+        trainer = Trainer(train, ce, batch_source(ce, cfg.data.augment, stats=data.pixel_stats), accel, cfg.seed,
+                          f"search trial {record['number']}", loader_workers=cfg.data.loader_workers)
         result = trainer.fit(model, data.x_train, data.y_train, data.x_val, data.y_val)
         record |= {"val_accuracy": result.best_val_accuracy, "seconds": time.perf_counter() - t0}
         emit("search_trial", **record)

@@ -52,9 +52,13 @@ def image_size(size: list[int] | None) -> tuple[int, int] | None:
     return tuple(size)
 
 
+def has_own_split(root: Path) -> bool:
+    return (root / "train").is_dir() and (root / "test").is_dir()
+
+
 def listing(root: Path) -> tuple[list[Path], np.ndarray, np.ndarray, list[str]]:
     """Every image with its class index and its tag: train and test from train/ and test/, else all TRAIN."""
-    if (root / "train").is_dir() and (root / "test").is_dir():
+    if has_own_split(root):
         f_tr, l_tr, cls = class_files(root / "train")
         f_te, l_te, cls_te = class_files(root / "test", empty_ok=True)
         if cls != cls_te:
@@ -69,7 +73,7 @@ def listing(root: Path) -> tuple[list[Path], np.ndarray, np.ndarray, list[str]]:
 
 def split_rows(pack: Pack, test_fraction: float, root: Path) -> tuple[np.ndarray, np.ndarray]:
     """Rows of the train and test splits: the folder's own, or a fixed stratified hold-out (seed 0)."""
-    if (pack.tags == TEST).any():
+    if has_own_split(root):
         return np.flatnonzero(pack.tags == TRAIN), np.flatnonzero(pack.tags == TEST)
     rows = np.arange(len(pack.labels))
     tr, te, _, _ = fixed_split(rows, pack.labels, test_fraction, str(root))
@@ -91,18 +95,17 @@ def load_image_folder(path: str | None = None, size: list[int] | None = None, gr
     sz, mode = image_size(size), "L" if _check_bool("grayscale", grayscale) else "RGB"
     skip = _check_bool("skip_unreadable", skip_unreadable)
     files, labels, tags, classes = listing(root)
-    if not files or (tags == TRAIN).sum() == 0:
-        raise UserError(f"{root}: the training split holds no images")
 
-    def pack() -> Pack:
-        return open_pack(root, files, labels, tags, classes, sz, mode, skip, Path(pack_dir) if pack_dir else None)
+    def pack() -> tuple[Pack, np.ndarray, np.ndarray, tuple]:
+        p = open_pack(root, files, labels, tags, classes, sz, mode, skip, Path(pack_dir) if pack_dir else None)
+        tr, te = split_rows(p, test_fraction, root)
+        for split, rows in (("training", tr), ("test", te)):
+            if len(rows) == 0:
+                raise UserError(f"{root}: the {split} split holds no readable images")
+        return p, tr, te, channel_stats(p, tr)
 
-    built = distributed.on_main(pack)  # rank 0 packs; under torchrun the others then open what it wrote
-    p = built if built is not None else pack()
-    tr, te = split_rows(p, test_fraction, root)
-    if len(te) == 0:
-        raise UserError(f"{root}: the test split holds no images")
-    mean, std = channel_stats(p, tr)
+    built = distributed.on_main(pack)  # rank 0 packs and reads the statistics; the others then open that pack
+    p, tr, te, (mean, std) = built if built is not None else pack()
     whole = PackedImages(p.images, np.arange(len(p.labels)), mean, std, p.fingerprint)
     x_tr, x_te = whole.subset(tr), whole.subset(te)
     if _check_bool("in_memory", in_memory):

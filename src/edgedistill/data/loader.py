@@ -1,6 +1,6 @@
 """Training inputs batch by batch. In-memory arrays are indexed as one tensor, as always; packed images are read
-and standardised by DataLoader workers a few batches ahead of the step, in the order the trainer's
-DistributedSampler fixed, so resume and torchrun see the same batches whether the data streams or not."""
+and standardised per batch (on a GPU by DataLoader workers, a few batches ahead of the step), in the order the
+trainer's DistributedSampler fixed, so resume and torchrun see the same batches whether the data streams or not."""
 from __future__ import annotations
 
 import os
@@ -15,8 +15,12 @@ from edgedistill.data.rows import PackedImages
 from edgedistill.quiet import forking
 
 
-def auto_workers() -> int:
-    """One core per process stays with the training step; the rest read, up to 4 workers a process."""
+def auto_workers(device: torch.device) -> int:
+    """On a GPU the cores are idle while it trains: all but one per process read ahead, up to 4. On the CPU the
+    step already uses every core, and reading a batch in place costs about 1% of it (benchmarks/data_scale.py),
+    so a worker would only take cores from the step."""
+    if device.type == "cpu":
+        return 0
     return max(0, min(4, (os.cpu_count() or 1) // distributed.world_size() - 1))
 
 
@@ -39,7 +43,7 @@ class Rows:
     def __init__(self, x, workers: int | None, device: torch.device):
         self.packed = isinstance(x, PackedImages)
         self.x = x if self.packed else torch.as_tensor(x)
-        self.workers = auto_workers() if workers is None else workers
+        self.workers = auto_workers(device) if workers is None else workers
         self.pin = device.type == "cuda"
 
     def __len__(self) -> int:
@@ -47,13 +51,13 @@ class Rows:
 
     def epoch(self, batches: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(indices, float rows) for each batch, in order."""
-        if not self.packed:
+        if not self.packed or self.workers == 0:
             for idx in batches:
-                yield idx, self.x[idx]
+                yield idx, self.x[idx] if not self.packed else torch.from_numpy(self.x[idx.numpy()])
             return
         loader = DataLoader(BatchRows(self.x, [b.numpy() for b in batches]), batch_size=None, shuffle=False,
                             num_workers=self.workers, pin_memory=self.pin,
-                            prefetch_factor=4 if self.workers else None)
+                            generator=torch.Generator())  # its worker seeds come from here, not torch's global RNG
         with forking():
             it = iter(loader)
         yield from zip(batches, it)

@@ -1,9 +1,9 @@
 """Packing an image folder once: decode every file, resize it, and write its pixels as one uint8 file of rows.
 
 A pack is a folder of two files: images.u8 (N x C x H x W bytes, no header) and meta.json (shape, labels, classes,
-the fingerprint it was built from). It is keyed by the source folder, the size and the colour mode, and it is
-valid while the fingerprint (every file's path, byte size and mtime) matches: a changed, added or removed image
-rebuilds it. Later runs, --seeds, --resume and every torchrun process read the same pack. A plain byte file was
+the fingerprint it was built from), at <pack_dir>/<folder>-<hash of the folder, size and colour mode>/<fingerprint>.
+The fingerprint is every file's path, byte size and mtime: a changed, added or removed image makes a new pack,
+and the old one is removed. Later runs, --seeds, --resume and every torchrun process read the same pack. A plain byte file was
 chosen over Arrow or WebDataset shards because every read is "these rows, in this order": pread of a fixed row
 size does that with no index, no decoding and no extra dependency (docs/benchmarks.md, data_scale).
 """
@@ -16,12 +16,14 @@ import multiprocessing
 import os
 import shutil
 import time
+import uuid
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from edgedistill.checkpoint import atomic_write_text
 from edgedistill.data.rows import RowFile
 from edgedistill.errors import UserError, first_line
 from edgedistill.progress import emit, track
@@ -29,6 +31,7 @@ from edgedistill.progress import emit, track
 log = logging.getLogger("edgedistill")
 FORMAT = "edgedistill-image-pack-v1"
 PARALLEL_FROM = 512  # below this many files, decoding in this process is quicker than starting workers
+BAR_FROM = 5000  # a smaller folder packs in a few seconds: no progress bar
 
 
 @dataclass
@@ -62,17 +65,17 @@ def fingerprint(root: Path, files: list[Path], settings: dict) -> str:
 
 def decode(f: Path, size: tuple[int, int] | None, mode: str) -> np.ndarray | str:
     """(C, H, W) uint8 pixels, or the one-line reason the file cannot be read."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(f) as im:
             im = im.convert(mode)
             if size is not None and im.size != (size[1], size[0]):
-                im = im.resize((size[1], size[0]), Image.BILINEAR)
+                im = im.resize((size[1], size[0]))  # Pillow's default filter, as image_folder always resized
             px = np.asarray(im)
     except Image.DecompressionBombError as exc:
         return f"too large to decode safely ({first_line(exc)})"
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except Exception as exc:  # noqa: BLE001  (a corrupt TIFF or GIF can raise struct.error, IndexError, ...)
         return f"not a readable image ({first_line(exc)})"
     return px[None] if px.ndim == 2 else px.transpose(2, 0, 1)
 
@@ -94,15 +97,15 @@ def _decoded(files: list[Path], size: tuple[int, int] | None, mode: str):
 
 def build(dest: Path, root: Path, files: list[Path], labels: np.ndarray, tags: np.ndarray, classes: list[str],
           size: tuple[int, int] | None, mode: str, skip_unreadable: bool, key: str) -> None:
-    """Decode into a temporary folder beside dest, then swap it in, so a killed packer leaves no half pack."""
-    tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    """Decode into a temporary folder beside dest, then rename it into place, so a killed packer leaves no half
+    pack. A pack is never rewritten: a run still reading an older one keeps its open file."""
+    tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:12]}"
     tmp.mkdir(parents=True)
     kept, skipped, shape = [], [], None
     try:
         with open(tmp / "images.u8", "wb") as out:
             for i, px in enumerate(track(_decoded(files, size, mode), desc="pack images", unit="img",
-                                         total=len(files))):
+                                         total=len(files), enabled=len(files) >= BAR_FROM)):
                 if isinstance(px, str):
                     if not skip_unreadable:
                         raise UserError(f"{files[i]}: {px}; remove or replace it, or set "
@@ -122,11 +125,11 @@ def build(dest: Path, root: Path, files: list[Path], labels: np.ndarray, tags: n
                 "labels": labels[kept].tolist(), "tags": tags[kept].tolist(), "skipped": skipped,
                 "source": str(root)}
         (tmp / "meta.json").write_text(json.dumps(meta))
-        old = dest.parent / f".{dest.name}.old-{os.getpid()}"
-        if dest.exists():
-            dest.rename(old)
-        tmp.rename(dest)
-        shutil.rmtree(old, ignore_errors=True)
+        try:
+            tmp.rename(dest)
+        except OSError:
+            if read_meta(dest) is None:  # not another packer that finished the same pack first
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -148,14 +151,18 @@ def open_pack(root: Path, files: list[Path], labels: np.ndarray, tags: np.ndarra
     settings = {"size": size, "mode": mode, "skip_unreadable": skip_unreadable, "classes": classes}
     key = fingerprint(root, files, settings)
     where = hashlib.sha256(json.dumps([str(root.resolve()), size, mode]).encode()).hexdigest()[:16]
-    dest = Path(pack_dir or default_pack_dir()) / f"{root.name}-{where}"
+    home = Path(pack_dir or default_pack_dir()) / f"{root.name}-{where}"
+    dest = home / key[:16]
     meta = read_meta(dest)
     built = meta is None or meta["fingerprint"] != key
     if built:
         t0 = time.perf_counter()
         try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            home.mkdir(parents=True, exist_ok=True)
             build(dest, root, files, labels, tags, classes, size, mode, skip_unreadable, key)
+            for stale in home.iterdir():  # packs of the folder as it was; a run reading one keeps its open file
+                if stale != dest and not stale.name.startswith("."):
+                    shutil.rmtree(stale, ignore_errors=True)
         except OSError as exc:
             raise UserError(f"data.options.pack_dir: cannot write the image pack in {dest.parent} "
                             f"({first_line(exc)}); set data.options.pack_dir to a writable folder with room "
@@ -173,7 +180,7 @@ def open_pack(root: Path, files: list[Path], labels: np.ndarray, tags: np.ndarra
                 meta["classes"], key, meta["skipped"], built)
 
 
-def channel_stats(pack: Pack, rows: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+def channel_stats(pack: Pack, rows: np.ndarray, chunk_bytes: int = 2**26) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and std of these rows' pixels in [0, 1], read in chunks; kept in the pack's stats.json so
     the next run on the same rows does not read the pack again."""
     rows = np.sort(np.asarray(rows, dtype=np.int64))
@@ -186,6 +193,7 @@ def channel_stats(pack: Pack, rows: np.ndarray, chunk: int = 2048) -> tuple[np.n
     if key in known:
         return np.asarray(known[key]["mean"]), np.asarray(known[key]["std"])
     c = pack.images.shape[1]
+    chunk = max(1, chunk_bytes // pack.images.row_bytes)
     total, sq = np.zeros(c), np.zeros(c)
     for i in range(0, len(rows), chunk):
         px = pack.images.take(rows[i:i + chunk]).astype(np.float32)
@@ -196,7 +204,7 @@ def channel_stats(pack: Pack, rows: np.ndarray, chunk: int = 2048) -> tuple[np.n
     std = np.sqrt(np.maximum(sq / count / 255.0**2 - mean**2, 0.0)) + 1e-8
     known[key] = {"mean": mean.tolist(), "std": std.tolist()}
     try:
-        path.write_text(json.dumps(known))
+        atomic_write_text(path, json.dumps(known))
     except OSError:
         pass  # a read-only pack still works; the stats are computed again next time
     return mean, std

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgedistill.errors import UserError
+
 FLOAT = np.dtype(np.float32)
 
 
@@ -22,19 +24,25 @@ class RowFile:
     def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype):
         self.path, self.shape, self.dtype = Path(path), tuple(shape), np.dtype(dtype)
         self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
-        self._fd: int | None = None
-        self._pid = -1
+        self._fd: int | None = os.open(self.path, os.O_RDONLY)  # opened now: forked workers share it (pread
+        # takes no file position), and a pack replaced later under the same name is not read by mistake
 
     def _handle(self) -> int:
-        if self._fd is None or self._pid != os.getpid():  # a forked loader worker opens its own descriptor
-            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
+        if self._fd is None:  # unpickled in another process
+            self._fd = os.open(self.path, os.O_RDONLY)
         return self._fd
 
     def read(self, start: int, stop: int) -> np.ndarray:
-        """Rows start..stop-1 in one read."""
+        """Rows start..stop-1, in reads of at most 1 GB (one pread returns at most about 2 GB)."""
         n = max(0, stop - start)
-        buf = os.pread(self._handle(), n * self.row_bytes, start * self.row_bytes)
-        return np.frombuffer(buf, dtype=self.dtype).reshape((n,) + self.shape[1:])
+        want = n * self.row_bytes
+        buf = bytearray()
+        while len(buf) < want:
+            got = os.pread(self._handle(), min(want - len(buf), 2**30), start * self.row_bytes + len(buf))
+            if not got:
+                raise UserError(f"{self.path}: holds fewer rows than its {self.shape[0]}; delete it to rebuild it")
+            buf += got
+        return np.frombuffer(bytes(buf), dtype=self.dtype).reshape((n,) + self.shape[1:])
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         """Any rows, in the order given; runs of consecutive rows are read at once."""
@@ -48,10 +56,10 @@ class RowFile:
         return out
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_fd": None, "_pid": -1}
+        return {**self.__dict__, "_fd": None}
 
     def __del__(self) -> None:
-        if self._fd is not None and self._pid == os.getpid():
+        if getattr(self, "_fd", None) is not None:
             os.close(self._fd)
 
 
@@ -94,8 +102,9 @@ class PackedImages:
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         """The whole subset in memory, for data.options.in_memory and small sets; streamed code never calls it."""
-        out = np.concatenate([self[i:i + 4096] for i in range(0, len(self), 4096)]) if len(self) else \
-            np.empty(self.shape, dtype=np.float32)
+        out = np.empty(self.shape, dtype=np.float32)
+        for i in range(0, len(self), 4096):
+            out[i:i + 4096] = self[i:i + 4096]
         return out if dtype is None else out.astype(dtype)
 
     def fingerprint(self) -> str:

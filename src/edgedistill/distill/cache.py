@@ -133,7 +133,8 @@ class BankWriter:
             self.files[name].truncate(int(np.prod(shape)) * dtype.itemsize)
             self.meta[name] = {"shape": list(shape), "dtype": str(dtype).removeprefix("torch.")}
         row = int(np.prod(shape[2:])) * dtype.itemsize
-        data = block.to(dtype).contiguous().view(STORED_AS_INT[dtype]).numpy()
+        data = block.to(dtype).contiguous()
+        data = (data.view(torch.int16) if dtype == torch.bfloat16 else data).numpy()  # numpy has no bfloat16
         os.pwrite(self.files[name].fileno(), data.tobytes(), (v * shape[1] + i) * row)
 
     def close(self) -> dict:
@@ -142,7 +143,6 @@ class BankWriter:
         return self.meta
 
 
-STORED_AS_INT = {torch.float32: torch.float32, torch.bfloat16: torch.int16}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -169,6 +169,7 @@ def build_cache(teacher: nn.Module, x, augment: AugmentConfig, views: int, seed:
     teacher.eval()
     n = len(x)
     shape = tuple(x.shape)
+    batch_size = max(1, min(batch_size, 2**23 // (4 * int(np.prod(shape[1:])))))  # camera images: 8 MB batches
     params = torch.stack([augment_params(shape, augment, gen) for _ in range(views)])
     out = BankWriter(folder)
     out.write("params", tuple(params.shape), torch.float32, 0, 0, params.float())

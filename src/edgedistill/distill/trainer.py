@@ -56,9 +56,12 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: in
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: np.ndarray | torch.Tensor, device: torch.device,
-                   batch_size: int = 1024) -> torch.Tensor:
-    """Logits for every row of x, computed in eval mode, returned on the CPU."""
+                   batch_size: int = 1024, max_batch_bytes: int = 2**23) -> torch.Tensor:
+    """Logits for every row of x, computed in eval mode, returned on the CPU. Batches hold at most 8 MB of input:
+    1024 camera images at 96x96 would take a model's early activations past a gigabyte."""
     model.eval()
+    row_bytes = 4 * int(np.prod(x.shape[1:])) if len(x) else 1
+    batch_size = max(1, min(batch_size, max_batch_bytes // row_bytes))
     outs = [model(torch.as_tensor(x[i:i + batch_size]).to(device)).float().cpu() for i in range(0, len(x), batch_size)]
     return torch.cat(outs)
 

@@ -62,6 +62,19 @@ def load_data(cfg: ExperimentConfig) -> DataSplits:
                         cfg.data.limit_train, cfg.data.limit_test)
 
 
+def check_augment(cfg: ExperimentConfig, data: DataSplits) -> None:
+    """Camera augmentation needs images, and colour jitter their pixel statistics: refused now, not at step one."""
+    aug = cfg.data.augment
+    asked = [name for name, on in (("resized_crop", aug.resized_crop is not None),
+                                   ("color_jitter", aug.color_jitter > 0)) if on]
+    if asked and len(data.input_shape) != 3:
+        raise UserError(f"data.augment.{asked[0]}: works on images (C, H, W), but {data.name!r} gives inputs of "
+                        f"shape {data.input_shape}; remove it")
+    if aug.color_jitter > 0 and data.pixel_stats is None:
+        raise UserError(f"data.augment.color_jitter: {data.name!r} does not say how its pixels were standardised, "
+                        "so they cannot be jittered in [0, 1]; remove it (image_folder and fashion_mnist have it)")
+
+
 def check_distill(cfg: ExperimentConfig, data: DataSplits) -> None:
     """What the method needs of the run, known before any training: CRD's memory bank is one process's (its rows
     are not gathered across processes), and a multi-view bank of logits has a size known from the data alone."""
@@ -92,6 +105,7 @@ def prepare(cfg: ExperimentConfig) -> Run:
     if cfg.deploy.enabled:  # a runtime that is not installed is named now, with its pip command
         check_deploy(formats_of(cfg, profile), profile, cfg.deploy.input_bits if cfg.deploy.quantize else 8)
     data = load_data(cfg)
+    check_augment(cfg, data)
     check_distill(cfg, data)
     teacher = load_teacher(cfg, data, accel)
     pc = cfg.compress.prune

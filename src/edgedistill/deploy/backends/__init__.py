@@ -14,6 +14,7 @@ from typing import Callable, Protocol
 import numpy as np
 import torch.nn as nn
 
+from edgedistill.data.rows import take_rows
 from edgedistill.errors import UserError
 from edgedistill.quiet import forking  # noqa: F401  (the TFLM backend forks its probes with it)
 
@@ -104,7 +105,8 @@ def run_file(backend: Backend, path: Path, session: Session, x: np.ndarray, work
             "fork" not in multiprocessing.get_all_start_methods():
         return run_batches(session, x)
 
-    chunks = np.array_split(x, workers)
+    bounds = np.linspace(0, len(x), workers + 1).astype(int)
+    chunks = [take_rows(x, slice(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]  # packed images stay lazy
     with forking(), ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
         return np.concatenate(list(pool.map(_score_chunk, [(backend.name, str(path), c) for c in chunks])))
 
