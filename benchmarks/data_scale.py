@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ from synth_images import generate
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_S = 0.2
+STUDENT = {"width_mult": 0.5, "stem_stride": 2, "stages": [[16, 1, 1], [24, 2, 2], [32, 2, 2], [64, 1, 2]]}
 ROLES = ("teacher", "student_scratch", "student_kd")
 PENDING = ("pack_dir", "in_memory", "stem_stride")  # what the packed image_folder work adds to the project
 PACK_CODE = ("import sys; from edgedistill.data import load_dataset; "
@@ -118,10 +120,7 @@ def experiment(folder: Path, size: int, pack_dir: Path, epochs: int, in_memory: 
                  "augment": {"crop_padding": 0, "hflip": True}},
         "teacher": {"model": "resnet", "args": {"width": 16, "blocks": [1, 1, 1], "stem_stride": 2},
                     "train": train},
-        "student": {"model": "mobilenet",
-                    "args": {"width_mult": 0.5, "stem_stride": 2,
-                             "stages": [[16, 1, 1], [24, 2, 2], [32, 2, 2], [64, 1, 2]]},
-                    "train": train},
+        "student": {"model": "mobilenet", "args": STUDENT, "train": train},
         "distill": {"method": "kd", "cache": {"enabled": True, "views": 2}},
         "deploy": {"enabled": True, "formats": ["onnxruntime-int8"], "latency_runs": 20},
     }
@@ -182,6 +181,48 @@ def throughput(run_dir: Path) -> dict:
     return {"run_dir": str(run_dir), "n_train": n_train, "n_test": metrics["dataset"].get("n_test"), "roles": roles}
 
 
+PROBE = """
+import json, sys, time, torch
+from edgedistill.config import AugmentConfig, TrainConfig
+from edgedistill.data import load_dataset
+from edgedistill.distill import CrossEntropy
+from edgedistill.distill.trainer import Trainer, batch_source
+from edgedistill.models import create_model
+folder, size, pack_dir, steps, rounds = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+opts = {"size": [size, size], "grayscale": False, "pack_dir": pack_dir}
+data = {v: load_dataset("image_folder", path=folder, options={**opts, "in_memory": v == "in_memory"})
+        for v in ("streamed", "in_memory")}
+args = json.loads(sys.argv[6])
+aug = AugmentConfig(hflip=True)
+ce = CrossEntropy()
+cfg = TrainConfig(epochs=1, batch_size=128, lr=3e-3, max_steps_per_epoch=steps)
+out = {v: [] for v in data}
+for r in range(rounds + 1):  # round 0 warms both paths up and is not kept
+    for v in (("streamed", "in_memory") if r % 2 == 0 else ("in_memory", "streamed")):
+        d = data[v]
+        torch.manual_seed(0)
+        model = create_model("mobilenet", d.input_shape, d.num_classes, args)
+        res = Trainer(cfg, ce, batch_source(ce, aug, stats=d.pixel_stats), torch.device("cpu"), 0, v).fit(
+            model, d.x_train, d.y_train, d.x_val[:256], d.y_val[:256])
+        if r:
+            out[v].append(steps * 128 / res.history[0]["seconds"])
+print(json.dumps(out))
+"""
+
+
+def probe(folder: Path, size: int, pack_dir: Path, steps: int, rounds: int, student: dict) -> dict:
+    """Student training images/s, streamed and in memory alternating in one process, so both meet the same
+    machine load (epoch times here swing by 20% between epochs of one run); the median of each."""
+    out = subprocess.run([sys.executable, "-c", PROBE, str(folder), str(size), str(pack_dir), str(steps),
+                          str(rounds), json.dumps(student)], capture_output=True, text=True, cwd=ROOT)
+    if out.returncode != 0:
+        raise SystemExit(f"the throughput probe failed:\n{out.stderr[-2000:]}")
+    rates = json.loads(out.stdout.strip().splitlines()[-1])
+    med = {v: statistics.median(r) for v, r in rates.items()}
+    return {"steps": steps, "rounds": rounds, "images_per_s": rates, "median": med,
+            "ratio": round(med["streamed"] / med["in_memory"], 3)}
+
+
 # ---- the report ----
 
 def mib(n: int) -> str:
@@ -211,7 +252,8 @@ def ratios(runs: list[dict]) -> dict[str, float]:
             and by["in_memory"][role]["images_per_s"]}
 
 
-def body(args: argparse.Namespace, synth: dict, packed: dict, runs: list[dict], head: str) -> str:
+def body(args: argparse.Namespace, synth: dict, packed: dict, runs: list[dict], head: str,
+         probed: dict | None = None) -> str:
     """The docs/benchmarks.md section: header, setup, packing line, the table and the streamed/in-memory ratios."""
     lines = [f"### Image folder at scale: packing, streaming and memory ({args.n:,} synthetic {args.size}x{args.size} "
              f"RGB images)\n", head.rstrip("\n"),
@@ -229,8 +271,16 @@ def body(args: argparse.Namespace, synth: dict, packed: dict, runs: list[dict], 
              table(runs)]
     r = ratios(runs)
     if r:
-        lines.append("\nStreamed / in-memory training images/s: " +
+        lines.append("\nStreamed / in-memory training images/s of the two runs above: " +
                      ", ".join(f"{role} {v:.2f}x" for role, v in r.items()) + ".")
+    if probed:
+        lines.append(
+            f"\nThroughput probe (one process, the student alone, {probed['steps']} steps of 128, streamed and "
+            f"in-memory alternating over {probed['rounds']} rounds after a warm-up round): streamed "
+            f"{', '.join(f'{v:.0f}' for v in probed['images_per_s']['streamed'])} images/s, in memory "
+            f"{', '.join(f'{v:.0f}' for v in probed['images_per_s']['in_memory'])}; medians "
+            f"{probed['median']['streamed']:.0f} and {probed['median']['in_memory']:.0f}: streamed / in-memory "
+            f"= {probed['ratio']:.2f}x.")
     return "\n".join(lines) + "\n"
 
 
@@ -245,6 +295,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1, help="training epochs of every model")
     ap.add_argument("--compare-in-memory", action="store_true",
                     help="also run with data.options.in_memory: true (the whole split as float32 in RAM)")
+    ap.add_argument("--probe-steps", type=int, default=40, help="with --compare-in-memory: steps per probe epoch")
+    ap.add_argument("--probe-rounds", type=int, default=5)
     ap.add_argument("--key", default="data_scale", help="section of docs/benchmarks.md to replace")
     ap.add_argument("--dry-run", action="store_true", help="generate the folder, write the configs, print the "
                                                            "commands, run nothing else")
@@ -271,13 +323,15 @@ def main() -> None:
     for in_memory in variants:
         runs.append(pipeline(folder, args.size, pack_dir, args.epochs, in_memory, out))
         print(table(runs[-1:]), flush=True)
+    probed = probe(folder, args.size, pack_dir, args.probe_steps, args.probe_rounds, STUDENT) \
+        if args.compare_in_memory else None
     from record import header, replace_section  # imports torch; here so that --dry-run needs neither
 
     wall = time.perf_counter() - t0
-    text = body(args, synth, packed, runs, header(wall))
+    text = body(args, synth, packed, runs, header(wall), probed)
     replace_section(args.key, text)
     raw = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "synth": synth,
-           "pack": packed, "runs": runs, "streamed_over_in_memory": ratios(runs), "wall_s": round(wall, 1)}
+           "pack": packed, "runs": runs, "streamed_over_in_memory": ratios(runs), "probe": probed, "wall_s": round(wall, 1)}
     dest = ROOT / "bench_runs" / f"data_scale_{args.key}.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(raw, indent=2) + "\n")

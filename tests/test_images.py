@@ -190,3 +190,25 @@ def test_a_streamed_run_trains_exactly_like_the_in_memory_run(tmp_path):
     assert results["streamed"] == results["in_memory"]
     meta = json.loads((tmp_path / "streamed" / "cache" / "teacher_outputs" / "meta.json").read_text())
     assert meta["params"]["shape"][2] == 10  # crop box and jitter factors are stored per view
+
+
+def test_the_camera_config_validates_and_names_its_models(tmp_path):
+    from edgedistill.config import resolve_config
+
+    cfg = resolve_config(Path(__file__).parent.parent / "configs" / "camera_96.yaml", [f"data.path={tmp_path}"])
+    assert cfg.data.options["size"] == [96, 96] and cfg.data.augment.resized_crop == (0.35, 1.0)
+    assert cfg.teacher.args["stem_stride"] == 2 and cfg.student.model == "mobilenet"
+
+
+def test_activation_ram_follows_the_input_size(tmp_path):
+    """The fit check's RAM figure comes from the exported graph, so a 96x96 RGB input needs more than 32x32."""
+    from edgedistill.deploy.onnx_export import export_onnx
+    from edgedistill.deploy.profile import peak_activation_bytes
+    from edgedistill.models import create_model
+
+    peaks = []
+    for side in (32, 96):
+        model = create_model("mobilenet", (3, side, side), 10, {"width_mult": 0.5, "stem_stride": 2})
+        export_onnx(model.eval(), (3, side, side), tmp_path / f"m{side}.onnx")
+        peaks.append(peak_activation_bytes(tmp_path / f"m{side}.onnx", bytes_per_element=1))
+    assert peaks[1] > 8 * peaks[0]  # 9x the pixels

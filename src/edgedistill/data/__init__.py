@@ -188,4 +188,5 @@ def load_dataset(name: str, path: str | None = None, val_fraction: float = 0.1, 
                       raw.pixel_stats)
 
 
-from edgedistill.data import builtin, files, image_folder, tabular, text, timeseries  # noqa: E402,F401  (registers the loaders)
+# importing the source modules registers their loaders
+from edgedistill.data import builtin, files, image_folder, tabular, text, timeseries  # noqa: E402,F401

@@ -3,9 +3,9 @@
 A pack is a folder of two files: images.u8 (N x C x H x W bytes, no header) and meta.json (shape, labels, classes,
 the fingerprint it was built from), at <pack_dir>/<folder>-<hash of the folder, size and colour mode>/<fingerprint>.
 The fingerprint is every file's path, byte size and mtime: a changed, added or removed image makes a new pack,
-and the old one is removed. Later runs, --seeds, --resume and every torchrun process read the same pack. A plain byte file was
-chosen over Arrow or WebDataset shards because every read is "these rows, in this order": pread of a fixed row
-size does that with no index, no decoding and no extra dependency (docs/benchmarks.md, data_scale).
+and the old one is removed. Later runs, --seeds, --resume and every torchrun process read the same pack. A plain
+byte file was chosen over Arrow or WebDataset shards because every read is "these rows, in this order": pread of a
+fixed row size does that with no index, no decoding and no extra dependency (docs/benchmarks.md, data_scale).
 """
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ class ResNet(nn.Module):
 
 
 @register_model("resnet", role="teacher", family="cnn",
-                summary="ResNet-style CNN (1-D or 2-D); args width, blocks, stem_stride (2 or 4 for camera-sized inputs)")
+                summary="ResNet-style CNN (1-D or 2-D); args width, blocks, stem_stride (2 or 4 for camera images)")
 def resnet(input_shape: tuple[int, ...], num_classes: int, width: int = 32, blocks: list[int] = (2, 2, 2),
            dropout: float = 0.0, stem_stride: int = 1) -> ResNet:
     return ResNet(input_shape, num_classes, width=width, blocks=tuple(blocks), dropout=dropout, stem_stride=stem_stride)
