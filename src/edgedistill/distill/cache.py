@@ -29,6 +29,8 @@ from edgedistill.config import AugmentConfig
 from edgedistill.data.rows import RowFile, data_digest
 from edgedistill.distill.augment import apply_augment, augment_params
 from edgedistill.distill.taps import TapRecorder, as_compared
+from edgedistill.models.fold import for_inference
+from edgedistill.teachers.base import ExternalTeacher
 
 Shapes = list[tuple[int, ...]] | None  # per tap, one student sample's (C, *spatial); None stores taps whole
 
@@ -159,16 +161,21 @@ def open_bank(folder: Path, name: str, meta: dict, ram_left: list[int]) -> Bank:
 
 @torch.no_grad()
 def build_cache(teacher: nn.Module, x, augment: AugmentConfig, views: int, seed: int, taps: list[str],
-                device: torch.device, dtype: torch.dtype | None, folder: Path, batch_size: int = 512,
+                device: torch.device, dtype: torch.dtype | None, folder: Path, batch_size: int | None = None,
                 compared_at: Shapes = None, stats: tuple | None = None) -> dict:
     """Run the teacher over every view, batch by batch, writing each block of the bank to `folder` as it comes;
-    returns the banks' shapes and dtypes."""
+    returns the banks' shapes and dtypes. The teacher runs as `for_inference` prepares it (batch norms folded,
+    channels-last images), in batches of 128 on a CPU (the Fashion-MNIST ResNet runs faster than in batches of 512,
+    which spill the caches) and 1024 on an accelerator."""
     gen = torch.Generator().manual_seed(seed + 7919)  # its own stream: building a cache draws nothing from training
     if augment.crop_padding == 0 and not augment.hflip and augment.resized_crop is None and not augment.color_jitter:
         views = 1  # no augmentation: one view, the input itself
-    teacher.eval()
     n = len(x)
     shape = tuple(x.shape)
+    teacher = teacher.eval()
+    if not isinstance(teacher, ExternalTeacher):  # ONNX Runtime sessions: nothing to fold, and no deep copy
+        teacher = for_inference(teacher, keep=set(taps), channels_last=len(shape) == 4)
+    batch_size = batch_size or (128 if device.type == "cpu" else 1024)
     batch_size = max(1, min(batch_size, 2**23 // (4 * int(np.prod(shape[1:])))))  # camera images: 8 MB batches
     params = torch.stack([augment_params(shape, augment, gen) for _ in range(views)])
     out = BankWriter(folder)
