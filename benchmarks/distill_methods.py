@@ -1,4 +1,4 @@
-"""Method table: one student trained from scratch and by KD, DKD, FitNets or attention transfer, over N seeds.
+"""Method table: one student trained from scratch and by each distillation method, over N seeds, scored in int8.
 
     python benchmarks/distill_methods.py --set teacher.checkpoint=bench_runs/fashion_teacher_w64/teacher.pt \
         --set teacher.args.width=64 [--config configs/fashion_mnist.yaml] [--seeds 3] \
@@ -13,6 +13,10 @@ per student size: the same views and logits, plus the teacher's taps pooled to t
 are written to OUT/results.json as each model finishes (a killed run picks up where it stopped), and the table in
 docs/benchmarks.md is rewritten from them: mean ± std per method, the gain over scratch paired by seed with a
 paired t-test, and whether it clears the noise (p < 0.05 and a mean gain above the scratch runs' std).
+
+Each student is then handed to the deploy stage, which writes the --int8 file (onnxruntime-int8 unless told,
+calibrated on training rows) and scores it through its runtime on the test split: the table's gains and verdicts
+are those of the deployed int8 file, with fp32 beside it.
 
 A method written with settings, such as kd(alpha=1.0,temperature=2), is its own row: those distill.* settings apply
 to that row alone, so variants join a table whose scratch control they share. The table shows each row's
@@ -32,11 +36,13 @@ import torch
 
 from edgedistill.checkpoint import atomic_write_text
 from edgedistill.config import ExperimentConfig, resolve_config
+from edgedistill.deploy.backends import check_formats
 from edgedistill.distill import CrossEntropy, build_method
 from edgedistill.modelbuild import build_model
 from edgedistill.methods import of_kind
 from edgedistill.models import count_params
 from edgedistill.pipeline import Run, Trained, evaluate_model, prepare_in, teacher_cache, train_role
+from edgedistill.pipeline.deployment import deploy_one
 from edgedistill.roles import Role
 from edgedistill.seeds import mean_std, paired_gain
 from record import header, replace_section
@@ -125,8 +131,11 @@ def tap_bank(base: Run, cfg: ExperimentConfig, folder: Path, max_bytes: int):
     return bank
 
 
-def train_one(base: Run, cfg: ExperimentConfig, cache, run_dir: Path) -> dict:
-    """One row's student, trained by the pipeline's own train_role from the scratch control's initial weights."""
+def train_one(base: Run, cfg: ExperimentConfig, cache, run_dir: Path, int8: str | None) -> dict:
+    """One row's student, trained by the pipeline's own train_role from the scratch control's initial weights, and
+    scored in fp32 and, with `int8` (a deploy format), through the int8 file the deploy stage writes."""
+    if int8:
+        cfg = cfg.model_copy(update={"deploy": cfg.deploy.model_copy(update={"formats": [int8], "latency_runs": 5})})
     run = for_model(base, cfg, run_dir)
     scratch = run_dir.name == "scratch"
     student = build_model(cfg.student, "student", run.data, cfg.seed + 1)
@@ -137,40 +146,63 @@ def train_one(base: Run, cfg: ExperimentConfig, cache, run_dir: Path) -> dict:
         method = build_method(cfg.distill, cfg.student.train.label_smoothing)
         set_up(run, method, student)
         result = train_role(run, Role.STUDENT_KD, student, cfg.student, method, teacher=run.teacher, cache=cache)
-    scores, _ = evaluate_model(student, run.data, run.accel)
-    return {"params": count_params(student), "test_accuracy": scores["test"]["accuracy"],
-            "f1_macro": scores["test"]["f1_macro"], "best_val_accuracy": result.best_val_accuracy,
-            "best_epoch": result.best_epoch, "seconds": result.seconds, "cached_teacher": cache is not None}
+    scores, test_logits = evaluate_model(student, run.data, run.accel)
+    record = {"params": count_params(student), "test_accuracy": scores["test"]["accuracy"],
+              "f1_macro": scores["test"]["f1_macro"], "best_val_accuracy": result.best_val_accuracy,
+              "best_epoch": result.best_epoch, "seconds": result.seconds, "cached_teacher": cache is not None}
+    if int8:
+        deployed = deploy_one(run, Role.STUDENT_SCRATCH if scratch else Role.STUDENT_KD, student.cpu(), test_logits)
+        if "error" in deployed or int8 not in deployed["formats"]:
+            raise SystemExit(f"{run_dir}: {int8} failed: {deployed.get('error') or deployed.get('failed')}")
+        scored = deployed["formats"][int8]
+        record |= {"int8_format": int8, "int8_test_accuracy": scored["test_accuracy"],
+                   "int8_val_accuracy": scored["val_accuracy"], "int8_file_bytes": scored["file_bytes"]}
+    return record
 
 
 def mean_val(runs) -> str:
     return f"{100 * mean_std([r['best_val_accuracy'] for r in runs])['mean']:.2f}%"
 
 
-def summarize(results: dict, size: str, seeds: list[int]) -> list[str]:
+def scored_by(results: dict) -> str:
+    """The table's measure: test accuracy through the int8 file when every model has one, else fp32 PyTorch's."""
+    runs = [r for size in results.values() for by_seed in size.values() for r in by_seed.values()]
+    return "int8_test_accuracy" if runs and all("int8_test_accuracy" in r for r in runs) else "test_accuracy"
+
+
+def acc_cell(runs: list[dict], key: str) -> str:
+    if not all(key in r for r in runs):
+        return "-"
+    acc = mean_std([r[key] for r in runs])
+    return f"{100 * acc['mean']:.2f}%" + (f" ± {100 * acc['std']:.2f}" if len(runs) > 1 else "")
+
+
+def summarize(results: dict, size: str, seeds: list[int], key: str) -> list[str]:
+    """One row per method: validation, fp32 and int8 test accuracy, and the gain over scratch in `key`."""
     rows = []
     scratch = {s: results[size]["scratch"][str(s)] for s in seeds if str(s) in results[size].get("scratch", {})}
     if not scratch:
         return rows
-    sc = mean_std([r["test_accuracy"] for r in scratch.values()])
+    sc = mean_std([r[key] for r in scratch.values()])
     params = next(iter(scratch.values()))["params"]
-    rows.append(f"| {size} | scratch (control) | {params:,} | {len(scratch)} | {mean_val(scratch.values())} | "
-                f"{100 * sc['mean']:.2f}% ± {100 * sc['std']:.2f} | - | - | - |")
+    runs = list(scratch.values())
+    rows.append(f"| {size} | scratch (control) | {params:,} | {len(scratch)} | {mean_val(runs)} | "
+                f"{acc_cell(runs, 'test_accuracy')} | {acc_cell(runs, 'int8_test_accuracy')} | - | - | - |")
     for method, by_seed in results[size].items():
         if method == "scratch":
             continue
         paired = [s for s in scratch if s in {int(k) for k in by_seed}]
         if not paired:
             continue
-        acc = mean_std([by_seed[str(s)]["test_accuracy"] for s in paired])
-        g = paired_gain([by_seed[str(s)]["test_accuracy"] - scratch[s]["test_accuracy"] for s in paired], sc["std"])
+        runs = [by_seed[str(s)] for s in paired]
+        g = paired_gain([r[key] - scratch[s][key] for s, r in zip(paired, runs)], sc["std"])
         verdict = {1: "gain beyond the noise", -1: "loss beyond the noise", 0: "inside the noise"}[
             g["verdict"]] if len(paired) > 1 else "one seed: no verdict"
         p = f"{g['p_value']:.3f}" if g["p_value"] is not None else "-"
-        spread = (lambda v: f" ± {100 * v:.2f}") if len(paired) > 1 else (lambda v: "")  # one seed has no std
-        rows.append(f"| {size} | {method} | {params:,} | {len(paired)} | "
-                    f"{mean_val(by_seed[str(s)] for s in paired)} | {100 * acc['mean']:.2f}%{spread(acc['std'])} | "
-                    f"{100 * g['mean']:+.2f}{spread(g['std'])} | {p} | {verdict} |")
+        spread = f" ± {100 * g['std']:.2f}" if len(paired) > 1 else ""  # one seed has no std
+        rows.append(f"| {size} | {method} | {params:,} | {len(paired)} | {mean_val(runs)} | "
+                    f"{acc_cell(runs, 'test_accuracy')} | {acc_cell(runs, 'int8_test_accuracy')} | "
+                    f"{100 * g['mean']:+.2f}{spread} | {p} | {verdict} |")
     return rows
 
 
@@ -192,10 +224,15 @@ def tap_banks_line(args, results: dict) -> str:
 
 def write_table(results: dict, args, teacher_record: dict, wall: float) -> str:
     seeds = list(range(args.seed0, args.seed0 + args.seeds))
-    rows = ["| student | method | params | seeds | val acc (mean) | test acc (mean ± std) | gain over scratch, paired | "
-            "paired t-test p | verdict |", "|---|---|---|---|---|---|---|---|---|"]
+    key = scored_by(results)
+    measure = "int8" if key == "int8_test_accuracy" else "fp32"
+    rows = ["| student | method | params | seeds | val acc (mean) | fp32 test acc (mean ± std) | int8 test acc "
+            f"(mean ± std) | gain over scratch, paired ({measure}) | paired t-test p | verdict |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for size in results:
-        rows += summarize(results, size, seeds)
+        rows += summarize(results, size, seeds, key)
+    int8 = next((r["int8_format"] for size in results.values() for by_seed in size.values() for r in by_seed.values()
+                 if "int8_format" in r), None)
     specs = "; ".join(f"{k}: `{v}`" for k, v in args.sizes.items() if k in results)
     trained = sum(r["seconds"] for size in results.values() for runs in size.values() for r in runs.values())
     body = (f"### Distillation methods against scratch, {args.dataset} ({args.seeds} seeds, {args.epochs} student "
@@ -213,7 +250,9 @@ def write_table(results: dict, args, teacher_record: dict, wall: float) -> str:
               "method starts from the scratch control's initial weights. A gain is beyond the noise when the paired "
               "t-test gives p < 0.05 and the mean gain exceeds the scratch runs' std. Test accuracy of the "
               "best-on-validation checkpoint; validation is 10% of the training split, the same for every seed. "
-              "A method written with settings, such as kd(alpha=1.0), ran with those distill.* settings; "
+            + (f"int8: the file the deploy stage writes ({int8}, calibrated on training rows), scored through its "
+               "runtime on the whole test split; the gains and verdicts are in int8. " if int8 else "")
+            + "A method written with settings, such as kd(alpha=1.0), ran with those distill.* settings; "
               "variants are chosen by validation accuracy, never by test accuracy.\n")
     if args.key:  # an empty key keeps exploratory runs out of the docs
         replace_section(args.key, body)
@@ -233,11 +272,11 @@ def check_recipe(path: Path, args, results: dict) -> None:
     """Resuming into OUT must not mix models trained with another recipe into one table."""
     planned = {item.partition(":")[0] for item in args.plan}
     shared = sorted(o for o in args.overrides if o not in feature_settings(args.overrides))
-    recipe = {"config": Path(args.config).name, "overrides": shared, "views": args.views,
+    recipe = {"config": Path(args.config).name, "overrides": shared, "views": args.views, "int8": args.int8,
               "sizes": {k: v for k, v in args.sizes.items() if k in planned}}
     stored = json.loads(path.read_text()) if path.exists() else None
     if stored:
-        clash = [k for k in ("config", "overrides", "views") if stored[k] != recipe[k]]
+        clash = [k for k in ("config", "overrides", "views", "int8") if stored.get(k) != recipe[k]]
         clash += [f"size {k}" for k in recipe["sizes"] if stored["sizes"].get(k, recipe["sizes"][k]) != recipe["sizes"][k]]
         features = feature_settings(args.overrides)
         if uses_features(args) and has_feature_rows(results):  # the first feature rows set these
@@ -275,7 +314,14 @@ def main() -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--out", default=str(ROOT / "bench_runs" / "methods"))
     ap.add_argument("--key", default="fashion_methods")
+    ap.add_argument("--int8", default="onnxruntime-int8",
+                    help="the int8 deploy format each student is scored through ('none': fp32 only)")
     args = ap.parse_args()
+    args.int8 = None if args.int8 == "none" else args.int8
+    if args.int8:
+        check_formats([args.int8], 8, "--int8")
+        if not args.int8.endswith("-int8"):
+            raise SystemExit(f"--int8: {args.int8!r} is not an int8 format (e.g. onnxruntime-int8, tflm-int8)")
     args.sizes = dict(SIZES) | dict(s.split("=", 1) for s in args.size)
     t0 = time.perf_counter()
     out = Path(args.out)
@@ -319,7 +365,7 @@ def main() -> None:
                     bank = tap_bank(base, run_cfg, out / size, int(args.max_tap_bytes))
                 run_dir = out / size / f"seed_{seed}" / re.sub(r"[^\w.=-]+", "_", method).strip("_")
                 run_dir.mkdir(parents=True, exist_ok=True)
-                record = train_one(base, run_cfg, bank if feature else cache, run_dir)
+                record = train_one(base, run_cfg, bank if feature else cache, run_dir, args.int8)
                 print(f"{size} seed {seed} {method}: {record}", flush=True)
                 results = record_result(results_path, size, method, seed, record)
                 write_table(results, args, teacher_record, time.perf_counter() - t0)
