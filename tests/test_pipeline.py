@@ -157,6 +157,33 @@ def test_keep_last_leaves_the_final_epoch_even_after_a_better_one():
     assert final == pytest.approx(res.history[-1]["val_accuracy"])
 
 
+def test_channels_last_trains_the_same_model_in_nhwc_and_hands_back_plain_weights():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(96, 2, 8, 8)).astype(np.float32)  # one channel is both orders at once
+    y = (x[:, 0, :4].mean(axis=(1, 2)) > 0).astype(np.int64)
+
+    def train(channels_last: bool):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                                    torch.nn.Linear(144, 2))
+        seen = []
+        model[0].register_forward_pre_hook(lambda m, a: seen.append(
+            model.training and a[0].is_contiguous(memory_format=torch.channels_last) and a[0].stride(1) == 1))
+        ce = CrossEntropy()
+        cfg = TrainConfig(epochs=2, batch_size=16, lr=0.05, channels_last=channels_last, precision="fp32")
+        res = Trainer(cfg, ce, batch_source(ce, AugmentConfig()), torch.device("cpu"), seed=0, role="t").fit(
+            model, x[:64], y[:64], x[64:], y[64:])
+        return model, res, seen
+
+    plain, res_plain, seen_plain = train(False)
+    nhwc, res_nhwc, seen_nhwc = train(True)
+    assert any(seen_nhwc) and not any(seen_plain)  # the training batches reached the conv in NHWC order
+    assert all(p.is_contiguous() for p in nhwc.parameters())  # export and later stages get plain tensors
+    assert res_nhwc.history[-1]["train_loss"] == pytest.approx(res_plain.history[-1]["train_loss"], rel=1e-4)
+    for a, b in zip(plain.state_dict().values(), nhwc.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_nan_loss_stops_with_epoch_and_batch_and_keeps_last_good_checkpoint(tmp_path, tiny):
     cfg = tiny(teacher="user_models:nan_after_one_epoch")
     cfg["teacher"]["train"]["epochs"] = 3  # 4 batches per epoch: epoch 1 is good, epoch 2 diverges at batch 1

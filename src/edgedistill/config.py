@@ -101,6 +101,10 @@ class TrainConfig(Strict):
     on_nonfinite: Literal["stop", "skip"] = Field(
         "stop", description="a NaN/inf loss stops the run (keeping the last good checkpoint) or skips that batch")
     max_steps_per_epoch: int | None = Field(None, ge=1, description="cap on batches per epoch, for smoke runs")
+    channels_last: bool = Field(
+        False, description="train a model with 2-D convolutions in NHWC memory order, which oneDNN's and cuDNN's "
+                           "bf16 kernels prefer; measure first: on a 2-core Xeon with AMX a step of the Fashion-MNIST "
+                           "teacher and 100K student ran 1.3-1.4x faster, one of a 15K student 2x slower")
     keep: Literal["best", "last"] = Field(
         "best", description="weights kept: the best-on-validation epoch, or the last epoch when the validation "
                             "split is too small to choose on (a few samples tie at 100% early)")

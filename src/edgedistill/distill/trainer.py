@@ -66,6 +66,12 @@ def predict_logits(model: nn.Module, x: np.ndarray | torch.Tensor, device: torch
     return torch.cat(outs)
 
 
+def training_memory_format(model: nn.Module, cfg: TrainConfig) -> torch.memory_format:
+    """channels_last where the config asks for it and the model has a 2-D convolution to benefit."""
+    wanted = cfg.channels_last and any(isinstance(m, nn.Conv2d) for m in model.modules())
+    return torch.channels_last if wanted else torch.contiguous_format
+
+
 def steps_per_epoch(n: int, cfg: TrainConfig) -> int:
     steps = math.ceil(n / cfg.batch_size)
     return min(steps, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch else steps
@@ -209,6 +215,8 @@ class Trainer:
     def fit(self, model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
             y_val: np.ndarray) -> TrainResult:
         model.to(self.device)
+        memory_format = training_memory_format(model, self.cfg)
+        model.to(memory_format=memory_format)
         world = distributed.world_size()
         rows, yt = Rows(x_train, self.loader_workers, self.device), torch.as_tensor(y_train)
         sampler = DistributedSampler(range(len(yt)), num_replicas=world, rank=distributed.rank(), shuffle=True,
@@ -260,6 +268,8 @@ class Trainer:
 
     @staticmethod
     def _finish(loop: Loop) -> TrainResult:
+        """The kept weights, back in the default memory order, so export and later stages see plain tensors."""
+        loop.model.to(memory_format=torch.contiguous_format)
         loop.model.load_state_dict(loop.best_state)
         loop.result.seconds = loop.elapsed
         return loop.result
@@ -271,9 +281,12 @@ class Trainer:
         sums: dict[str, float] = {}
         correct = seen = skipped = 0
         device, dtype = self.device, self.dtype
+        memory_format = training_memory_format(loop.model, self.cfg)
         batches = [idx for idx in (order[s * self.batch:(s + 1) * self.batch] for s in range(n_steps)) if len(idx)]
         for step, (idx, x_rows) in enumerate(rows.epoch(batches)):
             xb, teacher_logits, teacher_feats = self.source.batch(x_rows, idx, loop.gen, device)
+            if memory_format is torch.channels_last and xb.dim() == 4:
+                xb = xb.contiguous(memory_format=memory_format)
             yb = yt[idx].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 logits = trained(xb)
