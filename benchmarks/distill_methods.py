@@ -231,8 +231,7 @@ def write_table(results: dict, args, teacher_record: dict, wall: float) -> str:
             "|---|---|---|---|---|---|---|---|---|---|"]
     for size in results:
         rows += summarize(results, size, seeds, key)
-    int8 = next((r["int8_format"] for size in results.values() for by_seed in size.values() for r in by_seed.values()
-                 if "int8_format" in r), None)
+    int8 = args.int8 if key == "int8_test_accuracy" else None  # check_recipe keeps one format per folder
     specs = "; ".join(f"{k}: `{v}`" for k, v in args.sizes.items() if k in results)
     trained = sum(r["seconds"] for size in results.values() for runs in size.values() for r in runs.values())
     body = (f"### Distillation methods against scratch, {args.dataset} ({args.seeds} seeds, {args.epochs} student "

@@ -103,8 +103,9 @@ class TrainConfig(Strict):
     max_steps_per_epoch: int | None = Field(None, ge=1, description="cap on batches per epoch, for smoke runs")
     channels_last: bool = Field(
         False, description="train a model with 2-D convolutions in NHWC memory order, which oneDNN's and cuDNN's "
-                           "bf16 kernels prefer; measure first: on a 2-core Xeon with AMX a step of the Fashion-MNIST "
-                           "teacher and 100K student ran 1.3-1.4x faster, one of a 15K student 2x slower")
+                           "bf16 kernels prefer; measure first (benchmarks/memory_format.py): on a 2-core Xeon with AMX "
+                           "the Fashion-MNIST teacher and 97.6K student trained 1.32x and 1.33x faster, a 14.4K "
+                           "student 0.57x")
     keep: Literal["best", "last"] = Field(
         "best", description="weights kept: the best-on-validation epoch, or the last epoch when the validation "
                             "split is too small to choose on (a few samples tie at 100% early)")

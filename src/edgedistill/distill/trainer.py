@@ -201,6 +201,7 @@ class Trainer:
         self.loader_workers = loader_workers
         self.batch, self.dtype = check_train_config(cfg, device)
         self.nonfinite = NonFinitePolicy(cfg.on_nonfinite, role)
+        self.memory_format = torch.contiguous_format  # fit() sets it from the config and the model
 
     def _notify(self, event: str, *args) -> None:
         for cb in self.callbacks:
@@ -215,8 +216,8 @@ class Trainer:
     def fit(self, model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
             y_val: np.ndarray) -> TrainResult:
         model.to(self.device)
-        memory_format = training_memory_format(model, self.cfg)
-        model.to(memory_format=memory_format)
+        self.memory_format = training_memory_format(model, self.cfg)
+        model.to(memory_format=self.memory_format)
         world = distributed.world_size()
         rows, yt = Rows(x_train, self.loader_workers, self.device), torch.as_tensor(y_train)
         sampler = DistributedSampler(range(len(yt)), num_replicas=world, rank=distributed.rank(), shuffle=True,
@@ -281,12 +282,11 @@ class Trainer:
         sums: dict[str, float] = {}
         correct = seen = skipped = 0
         device, dtype = self.device, self.dtype
-        memory_format = training_memory_format(loop.model, self.cfg)
         batches = [idx for idx in (order[s * self.batch:(s + 1) * self.batch] for s in range(n_steps)) if len(idx)]
         for step, (idx, x_rows) in enumerate(rows.epoch(batches)):
             xb, teacher_logits, teacher_feats = self.source.batch(x_rows, idx, loop.gen, device)
-            if memory_format is torch.channels_last and xb.dim() == 4:
-                xb = xb.contiguous(memory_format=memory_format)
+            if self.memory_format is torch.channels_last and xb.dim() == 4:
+                xb = xb.contiguous(memory_format=torch.channels_last)
             yb = yt[idx].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 logits = trained(xb)
