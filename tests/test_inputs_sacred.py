@@ -326,3 +326,41 @@ def test_a_teacher_cache_killed_while_building_leaves_nothing_in_the_finished_ru
     resumed = run_cli("run", "--resume", str(out), "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     assert not [p for p in out.rglob("*") if ".tmp" in p.name]
+
+
+def test_a_touched_input_is_unchanged_but_new_bytes_or_a_new_image_are_a_change(tmp_path):
+    from edgedistill.inputs import change, fingerprint
+
+    f = wine_csv(tmp_path / "wine.csv")
+    entry = {"path": str(f), **fingerprint(f)}
+    os.utime(f, ns=(10**18, 10**18))
+    assert change(entry) is None
+    f.write_text(f.read_text().replace(",0\n", ",2\n", 1))
+    assert "changed" in change(entry)
+    f.unlink()
+    assert change(entry) == "is gone"
+
+    root = write_digits_folder(tmp_path / "digits")
+    entry = {"path": str(root), **fingerprint(root)}
+    (root / "0" / ".DS_Store").write_text("hidden: not data")
+    assert change(entry) is None
+    shutil.copy(root / "0" / "0.png", root / "1" / "copy.png")
+    assert "1797 files" in change(entry) and "1798" in change(entry)
+
+
+def test_a_live_packers_temporary_pack_is_left_alone_and_a_dead_ones_removed(tmp_path):
+    from edgedistill.data.packing import remove_dead_packers
+    from edgedistill.runlock import hold, let_go
+
+    live, dead, young = (tmp_path / f".{n}.tmp-x" for n in ("live", "dead", "young"))
+    for folder in (live, dead, young):
+        (folder / "images.u8").parent.mkdir()
+        (folder / "images.u8").write_bytes(b"half a pack")
+    for folder in (live, dead):
+        os.utime(folder, (time.time() - 60, time.time() - 60))
+    owner = hold(live)  # another packer at work: its lock is held
+    try:
+        assert remove_dead_packers(tmp_path) == [dead]
+    finally:
+        let_go(owner)
+    assert live.is_dir() and young.is_dir() and not dead.exists()

@@ -75,7 +75,7 @@ def written_by_run(rel: Path, seeds: bool) -> bool:
 def refuse_inputs_in_the_way(out: Path, inputs: list[Input], seeds: bool = False) -> None:
     """--overwrite keeps the inputs that lie in the old folder where they are; one the run would itself overwrite
     or remove (its config.yaml, its state/, a seed's folder) stops the run in one line, before anything is deleted."""
-    if not out.is_dir():
+    if not out.is_dir() or not is_run_folder(out):  # a user's own folder is refused whole by prepare_run_dir
         return
     for i in inputs:
         if not _inside(i.path, out):

@@ -151,7 +151,7 @@ def _seeds_locked(cfg: ExperimentConfig, config: object, n: int, out: Path, over
     for i in range(n):
         seeded = json.loads(json.dumps(base)) | {"seed": cfg.seed + i}
         if i > 0:  # the first seed's teacher, and its searched student when student: auto, for every seed
-            verify_inputs(out, "--seeds", ("data", "teacher", "device"))  # every seed reads what the first read
+            verify_inputs(out, "--seeds", ("data", "device"))  # what the first seed read (its teacher: the copy)
             first = out / f"seed_{cfg.seed}"
             if cfg.teacher.model == "onnx":  # the copy the first seed kept: a file edited meanwhile cannot mix in
                 seeded["teacher"]["args"]["path"] = str(first / "teacher.onnx")
