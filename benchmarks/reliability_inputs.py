@@ -143,7 +143,7 @@ def live_run_and_four_commands(tmp: Path) -> str:
     code = live.wait()
     intact = (out / "metrics.json").is_file() and snapshot(*kept) == kept
     return (f"{code} | no | - | 4 commands during it: {named} of 4 stopped in one line naming its PID, e.g. "
-            f"`{said(done[1], tmp).split(' | ')[-1][:160]}...` | live run {'finished intact' if intact else 'BROKEN'}, "
+            f"{said(done[1], tmp).split(' | ')[-1][:160]}... | live run {'finished intact' if intact else 'BROKEN'}, "
             "its inputs unchanged")
 
 

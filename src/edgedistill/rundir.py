@@ -195,12 +195,18 @@ def open_run_dir(cfg: ExperimentConfig, out_dir: str | Path | None, overwrite: b
     lock = lock or RunLock(run_dir)
 
     def make() -> None:
-        if overwrite:
-            refuse_inputs_in_the_way(run_dir, list(inputs))
-        prepare_run_dir(run_dir, overwrite, tuple(i.path for i in inputs), lock)
-        atomic_write_text(run_dir / "config.yaml", config_to_yaml(cfg))
-        if record is not None:
-            write_inputs(run_dir, record)
+        held = lock.held
+        try:
+            if overwrite:
+                refuse_inputs_in_the_way(run_dir, list(inputs))
+            prepare_run_dir(run_dir, overwrite, tuple(i.path for i in inputs), lock)
+            atomic_write_text(run_dir / "config.yaml", config_to_yaml(cfg))
+            if record is not None:
+                write_inputs(run_dir, record)
+        except BaseException:
+            if not held:  # taken here: a failed start leaves the folder free for the corrected rerun
+                lock.release()
+            raise
 
     distributed.on_main(make)
     return run_dir, lock

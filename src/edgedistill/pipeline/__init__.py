@@ -60,8 +60,10 @@ def run(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str
             lock.release()
 
 
-def _run_locked(config, out_dir, overrides, overwrite: bool, progress: bool, resume: bool,
+def _run_locked(config: ExperimentConfig | dict | str | Path | None, out_dir: str | Path | None,
+                overrides: list[str] | None, overwrite: bool, progress: bool, resume: bool,
                 lock: RunLock | None) -> RunResult:
+    """run() once the folder is held: an existing one by `lock`, a new one from when open_run_dir makes it."""
     if resume:
         cfg = resumed_config(Path(out_dir), config, overrides)
         verify_inputs(Path(out_dir), "--resume", ("data", "teacher", "device"))
