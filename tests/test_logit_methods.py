@@ -204,6 +204,15 @@ def test_mvkd_is_zero_when_every_view_agrees_with_the_student():
         MultiViewKD()(s, s, torch.zeros(3, dtype=torch.long))
 
 
+def test_mvkd_is_listed_as_edgedistills_own_method_not_as_mlkd(capsys):
+    """MLKD sums several temperatures and aligns classes and batches under a confidence mask; mvkd does none of it."""
+    from edgedistill.cli import main
+
+    assert main(["methods"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("mvkd "))
+    assert "edgedistill's own" in line and "MLKD" not in line and "Jin" not in line, line
+
+
 def test_trainer_passes_every_cached_view_to_mvkd(tmp_path):
     """A real teacher cache and one epoch of two steps: the method receives (B, K, C) views that are the bank's rows
     for the batch, and the teacher logits of this step are one of them."""
