@@ -346,6 +346,9 @@ def test_a_second_worker_with_another_search_space_is_refused(tmp_path):
     proc = run_cli("tune", str(cfg), "--out", str(out), "--trials", "2", "--seeds", "0", "--quiet",
                    "--methods", "kd,dist", "--set", "student.train.lr=0.01")
     assert_one_line_error(proc, "another experiment", "student.train.lr is 0.003 there, 0.01 here")
+    proc = run_cli("tune", str(cfg), "--out", str(out), "--trials", "2", "--seeds", "0", "--quiet",
+                   "--methods", "kd,dist", "--study-name", "other")
+    assert_one_line_error(proc, "holds study 'tiny-mnist1d-resnet-convnet'", "not 'other'")
     trials = load(sqlite_url(out), "tiny-mnist1d-resnet-convnet").trials
     assert len(trials) == 1 and trials[0].state in FINISHED  # nothing of the study was lost
 

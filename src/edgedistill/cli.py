@@ -243,7 +243,8 @@ def _warnings_to_stderr() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"run": cmd_run, "tune": cmd_tune, "datasets": cmd_datasets, "models": cmd_models, "methods": cmd_methods, "devices": cmd_devices,
+    handler = {"run": cmd_run, "tune": cmd_tune,
+               "datasets": cmd_datasets, "models": cmd_models, "methods": cmd_methods, "devices": cmd_devices,
                "report": cmd_report, "compare": cmd_compare, "classify": cmd_classify, "export": cmd_export}[args.command]
     _warnings_to_stderr()
     try:

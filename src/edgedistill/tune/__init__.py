@@ -66,19 +66,33 @@ def check_config(cfg: ExperimentConfig) -> None:
                         "instead of torchrun")
 
 
-def check_folder(out: Path) -> None:
-    """A study folder is joined, an empty or new one made; anything else is left alone."""
+def folder_study(name: str, storage: str | None) -> dict:
+    """What the folder's marker says it holds: one study, since trials/<number>/ is that study's trial."""
+    return {"study": name, "storage": redacted(storage) if storage else "study.db in this folder"}
+
+
+def check_folder(out: Path, study: dict) -> None:
+    """A folder of this study is joined, an empty or new one made; anything else is left alone."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: is a file; choose a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / TUNE_MARKER).is_file():
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not (out / TUNE_MARKER).is_file():
         raise UserError(f"--out {out}: holds files that are not a tune study; choose another folder")
+    try:
+        held = json.loads((out / TUNE_MARKER).read_text())
+    except ValueError:
+        held = {"study": "?", "storage": f"an unreadable {TUNE_MARKER}"}
+    if held != study:
+        raise UserError(f"--out {out}: holds study {held['study']!r} ({held['storage']}), not {study['study']!r} "
+                        f"({study['storage']}); give that --study-name and --storage, or another --out")
 
 
-def make_folder(out: Path, cfg: ExperimentConfig) -> None:
+def make_folder(out: Path, cfg: ExperimentConfig, study: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if not (out / TUNE_MARKER).is_file():
         atomic_write_text(out / "config.yaml", config_to_yaml(cfg))
-        atomic_write_text(out / TUNE_MARKER, "This folder holds an edgedistill tune study; workers join it.\n")
+        atomic_write_text(out / TUNE_MARKER, json.dumps(study))
 
 
 def without_test(data: DataSplits) -> DataSplits:
@@ -146,7 +160,7 @@ def join_study(url: str, external: bool, out: Path, cfg: ExperimentConfig, name:
     """A database given by URL is reached before the folder is made; the default SQLite file lives in it. Workers
     in one folder open it in turn, so two never create its tables at once."""
     storage = open_storage(url, heartbeat_s) if external else None
-    make_folder(out, cfg)
+    make_folder(out, cfg, folder_study(name, url if external else None))
     with FileLock(str(out / ".study.lock")):
         storage = storage or open_storage(url, heartbeat_s)
         return open_study(storage, name, url, space, fixed, cfg.student.train.epochs)
@@ -161,18 +175,19 @@ def tune(config: ExperimentConfig | dict | str | Path | None = None, out_dir: st
     check_arguments(trials, seeds, timeout_s, heartbeat_s)
     cfg = resolve_config(config, overrides)
     check_config(cfg)
-    out = Path(out_dir) if out_dir else Path("runs") / f"{cfg.name}-tune"
-    check_folder(out)
+    out, name = Path(out_dir) if out_dir else Path("runs") / f"{cfg.name}-tune", study_name or cfg.name
+    check_folder(out, folder_study(name, storage))
     run = prepare(cfg)
     run.data = without_test(run.data)
     space = search_space(run, methods)
-    url, name, base = storage or sqlite_url(out), study_name or cfg.name, cfg.model_dump(mode="json")
+    url, base = storage or sqlite_url(out), cfg.model_dump(mode="json")
     with optuna_quiet():
         study = join_study(url, storage is not None, out, cfg, name, space,
                            fixed_config(cfg, space, run.data), heartbeat_s)
         run.run_dir, run.progress = out, progress
         run.trained[Role.TEACHER] = shared_teacher(run, study, say)
-        worker = Worker(study, Trials(run, out, base, space), trials, heartbeat_s, lambda t: say(trial_line(trial_row(t))))
+        worker = Worker(study, Trials(run, out, base, space), trials, heartbeat_s,
+                        lambda t: say(trial_line(trial_row(t))))
         worker.run(timeout_s)
         summary = study_summary(study, trials, redacted(url), space.describe(), space.excluded,
                                 cfg.student.train.epochs)

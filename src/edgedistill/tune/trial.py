@@ -82,7 +82,9 @@ def search_space(run: Run, asked: list[str] | None) -> SearchSpace:
     unknown = [m for m in asked or [] if m not in METHODS]
     if unknown:
         raise UserError(f"--methods: unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
-    unmet = lambda need: NEEDS[need](run) if need in NEEDS else f"it needs {need!r}, which tune cannot check"  # noqa: E731
+    def unmet(need: str) -> str | None:
+        return NEEDS[need](run) if need in NEEDS else f"it needs {need!r}, which tune cannot check"
+
     space = eligible(list(asked or METHODS), unmet)
     if asked and space.excluded:
         name, why = next(iter(space.excluded.items()))
