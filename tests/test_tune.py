@@ -241,6 +241,9 @@ def test_two_processes_share_one_sqlite_study_and_the_best_recipe_is_confirmed(t
     md = (out / "tune.md").read_text()
     assert md.count("| complete |") + md.count("| pruned |") == 6
     assert "against scratch over 2 seeds (test split)" in md and "paired by seed" in md
+    page = (out / "tune.html").read_text()
+    assert page.count("<tr>") >= 7 and 'href="confirm/seed_0/report.html"' in page
+    assert (out / "confirm" / "seed_0" / "report.html").is_file()
     summary = json.loads((out / "tune.json").read_text())
     assert summary["confirm"]["summary"]["seeds"] == [0, 1]
     best = summary["best"]

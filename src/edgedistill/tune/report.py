@@ -1,7 +1,8 @@
-"""tune.json and tune.md: every trial of the study (state, method, settings, validation accuracy, the epoch a
+"""tune.json, tune.md and tune.html: every trial of the study (state, method, settings, validation accuracy, the epoch a
 pruned one stopped at), the best recipe, and, once run, the best recipe against scratch over seeds on test."""
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -104,6 +105,22 @@ def tune_markdown(s: dict) -> str:
     return "\n".join(parts)
 
 
+def tune_html(s: dict) -> str:
+    """tune.md as a page, linking to the report of the best recipe's first seed."""
+    from edgedistill.report.html import md_table_to_html, page
+
+    body = [f"<h1>edgedistill tune: {html.escape(s['study'])}</h1>",
+            f"<p>{html.escape(best_line(s))}</p>", "<h2>Trials (validation split)</h2>",
+            md_table_to_html(trials_table(s["trials"]))]
+    if s["confirm"]:
+        c, seed = s["confirm"], s["confirm"]["summary"]["seeds"][0]
+        body += [f"<h2>The best recipe against scratch over {len(c['summary']['seeds'])} seeds (test split)</h2>",
+                 md_table_to_html(c["table"]), f"<p>{html.escape(c['table'].split(chr(10))[-1])}</p>",
+                 f'<p><a href="{c["folder"]}/seed_{seed}/report.html">the first seed\'s run report</a></p>']
+    return page(f"edgedistill tune: {s['study']}", "\n".join(body))
+
+
 def write_report(out: Path, summary: dict) -> None:
     atomic_write_text(out / "tune.json", json.dumps(summary, indent=2, default=str))
     atomic_write_text(out / "tune.md", tune_markdown(summary))
+    atomic_write_text(out / "tune.html", tune_html(summary))

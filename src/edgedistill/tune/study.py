@@ -67,7 +67,8 @@ def weights_digest(model: nn.Module) -> str:
 
 def open_study(storage: optuna.storages.BaseStorage, name: str, url: str, space: SearchSpace, fixed: dict,
                epochs: int) -> optuna.Study:
-    """Create the study, or join it when its search space and fixed config are this worker's."""
+    """Create the study, or join it when its search space and fixed config are this worker's. The sampler is not
+    seeded: workers started together would draw the same recipes."""
     try:
         study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True,
                                     sampler=optuna.samplers.TPESampler(constant_liar=True), pruner=pruner(epochs))
