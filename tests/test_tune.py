@@ -51,7 +51,7 @@ def start_cli(*args: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, env=env)
 
 
-def finish(proc: subprocess.Popen, timeout: float = 400) -> tuple[int, str, str]:
+def finish(proc: subprocess.Popen, timeout: float = 900) -> tuple[int, str, str]:
     out, err = proc.communicate(timeout=timeout)
     return proc.returncode, out, err
 
@@ -303,8 +303,8 @@ def test_a_wrong_password_is_one_line_without_it(tmp_path, postgres_url):
 def test_a_killed_workers_trial_is_retried_and_counted_once(tmp_path):
     """SIGKILL a worker in the middle of a trial: the next worker marks it FAIL once its heartbeat is stale, runs
     the same recipe again, resuming from the epochs it had finished, and the study ends with exactly --trials."""
-    cfg, out = write_config(tmp_path, base_config(2000, 8, 40)), tmp_path / "study"
-    args = ("tune", str(cfg), "--out", str(out), "--trials", "3", "--heartbeat", "1", "--seeds", "0", "--quiet",
+    cfg, out = write_config(tmp_path, base_config(1500, 6, 40)), tmp_path / "study"
+    args = ("tune", str(cfg), "--out", str(out), "--trials", "2", "--heartbeat", "1", "--seeds", "0", "--quiet",
             "--methods", "kd")
     victim, url, deadline = start_cli(*args), sqlite_url(out), time.monotonic() + 240
     running = []
@@ -316,8 +316,8 @@ def test_a_killed_workers_trial_is_retried_and_counted_once(tmp_path):
     assert running, "the worker never got one epoch into a trial"
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    proc = run_cli(*args)
-    assert proc.returncode == 0, proc.stderr
+    rc, _, err = finish(start_cli(*args))  # the rest of the study by one worker: may take longer than run_cli allows
+    assert rc == 0, err
     trials = load(url, "tiny-mnist1d-resnet-convnet").trials
     killed = trials[running[0].number]
     assert killed.state == TrialState.FAIL
@@ -326,7 +326,7 @@ def test_a_killed_workers_trial_is_retried_and_counted_once(tmp_path):
     folder = out / "trials" / f"{killed.number:04d}"  # the retry trains in the killed trial's folder: it resumes
     assert (folder / "student_kd.pt").exists() and not (out / "trials" / f"{retry[0].number:04d}").exists()
     assert set(killed.intermediate_values) <= set(retry[0].intermediate_values)
-    assert sum(t.state in FINISHED for t in trials) == 3 and sum(t.state == TrialState.FAIL for t in trials) == 1
+    assert sum(t.state in FINISHED for t in trials) == 2 and sum(t.state == TrialState.FAIL for t in trials) == 1
 
 
 # --- bad input ---------------------------------------------------------------------------------------------------

@@ -85,7 +85,7 @@ def search_space(run: Run, asked: list[str] | None) -> SearchSpace:
     def unmet(need: str) -> str | None:
         return NEEDS[need](run) if need in NEEDS else f"it needs {need!r}, which tune cannot check"
 
-    space = eligible(list(asked or METHODS), unmet)
+    space = eligible(list(dict.fromkeys(asked or METHODS)), unmet)
     if asked and space.excluded:
         name, why = next(iter(space.excluded.items()))
         raise UserError(f"--methods: {name} cannot run here: {why}")
