@@ -1,6 +1,6 @@
 """Issue 30's cases, each run for real through the CLI as a user meets it, written into docs/reliability.md (the
 `reliability_inputs` section): inputs never deleted, a live run locked, data read as it is, numbers range-checked,
-a full disk, killed writers' leftovers, ONNX Runtime's side files.
+a full disk, killed writers' leftovers, ONNX Runtime's side files, and the same protections on `edgedistill tune`.
 
     python benchmarks/reliability_inputs.py      # also run by benchmarks/reliability.py (part `inputs`)
 
@@ -328,6 +328,26 @@ def compare_into_users_folder(tmp: Path) -> str:
             f"compare made, twice: exit {again}")
 
 
+def tune_study_as_a_run(tmp: Path) -> str:
+    cfg, study = write(tmp, tiny()), tmp / "study"
+    cli("tune", str(cfg), "--out", str(study), "--trials", "1", "--seeds", "0", "--methods", "kd", "--quiet")
+    files = lambda: {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in study.rglob("*") if p.is_file()}
+    before = files()
+    resume = cli("run", "--resume", str(study), "--quiet")
+    over = cli("run", str(cfg), "--out", str(study), "--overwrite", "--quiet")
+    return (f"{said(resume, tmp)} | `--overwrite` too: exit {over.returncode}, {said(over, tmp).split(' | ')[-1]}; "
+            f"the study's {len(before)} files {'unchanged' if files() == before else 'CHANGED'}")
+
+
+def tune_numbers(tmp: Path) -> str:
+    cfg, t0 = write(tmp, tiny()), time.perf_counter()
+    procs = [cli("tune", str(cfg), "--out", str(tmp / "s"), "--trials", "1", "--quiet", *extra)
+             for extra in (["--seeds", "1001"], ["--timeout", "nan"], ["--heartbeat", "10000000000"])]
+    return (f"{said(procs[0], tmp)} | all 3 before the study, in {time.perf_counter() - t0:.1f} s: exits "
+            f"{[p.returncode for p in procs]}, {sum(len(p.stderr.strip().splitlines()) for p in procs)} stderr "
+            f"lines; no study folder: {not (tmp / 's').exists()}")
+
+
 CASES: list[tuple[str, Callable[[Path], str]]] = [
     ("`--overwrite` over a run that holds the config, the data CSV and the device catalogue", overwrite_keeps_inputs),
     ("`run RUN/config.yaml --out RUN --overwrite` (the run would replace its own input)", overwrite_own_config),
@@ -356,6 +376,9 @@ CASES: list[tuple[str, Callable[[Path], str]]] = [
     ("SIGKILL of a run, then `--resume` (its lock file is left behind)", stale_lock),
     ("a deployed run (ONNX Runtime formats) with HOME in a fresh folder", ort_home),
     ("`compare A B --out DIR` where DIR holds the user's own report.html", compare_into_users_folder),
+    ("`run --resume STUDY`, then `run --out STUDY --overwrite`, on an `edgedistill tune` study folder",
+     tune_study_as_a_run),
+    ("`tune --seeds 1001`, `--timeout nan`, `--heartbeat 10000000000`", tune_numbers),
 ]
 
 

@@ -22,6 +22,7 @@ from edgedistill.runlock import LOCK, RunLock
 
 
 RUN_MARKER = ".edgedistill-run"  # written first into every run (and --seeds) folder: what --overwrite may replace
+TUNE_MARKER = ".edgedistill-tune"  # an `edgedistill tune` study folder, which its workers share: no run's
 RUN_FILES = {"config.yaml", "metrics.json", "report.md", "report.html", INPUTS_FILE, "seeds.json", "seeds.md",
              "student_search.json", RUN_MARKER, LOCK}
 RUN_FOLDERS = {"state", "cache", "export", "logs"}  # written, rebuilt or removed by the run itself
@@ -44,7 +45,10 @@ def _is_older_run(path: Path) -> bool:
 
 
 def is_run_folder(path: Path) -> bool:
-    """A folder edgedistill made: its marker, a run from before the marker, or a --seeds folder of such runs."""
+    """A folder edgedistill made: its marker, a run from before the marker, or a --seeds folder of such runs; a tune
+    study (its config.yaml and teacher logs look like an old run's) is not one."""
+    if (path / TUNE_MARKER).is_file():
+        return False
     if (path / RUN_MARKER).is_file() or _is_older_run(path):
         return True
     found = entries(path)
@@ -144,7 +148,9 @@ def prepare_run_dir(out: Path, overwrite: bool, keep: tuple[Path, ...] = (), loc
 def claim_existing(out: Path | None, what: str) -> RunLock | None:
     """Lock a run folder that already exists before any work, so a command on a live run stops at once; a new or
     empty folder is locked when it is made (prepare_run_dir), and a user's own folder is never written into."""
-    if out is None or not out.is_dir() or not (is_run_folder(out) or (out / "config.yaml").is_file()):
+    if out is None or not out.is_dir() or (out / TUNE_MARKER).is_file():  # a study is refused, never locked
+        return None
+    if not (is_run_folder(out) or (out / "config.yaml").is_file()):
         return None
     return RunLock(out).acquire(what)
 
@@ -166,6 +172,9 @@ def resumed_config(run_dir: Path, config: object, overrides: list[str] | None) -
     """The config an unfinished run folder was started with; resuming under another config would mix two runs."""
     if config is not None or overrides:
         raise UserError("--resume RUN_DIR: give only the run folder; its config.yaml is reused as written")
+    if (run_dir / TUNE_MARKER).is_file():
+        raise UserError(f"--resume {run_dir}: is an `edgedistill tune` study, not a run; to continue it, run "
+                        f"`edgedistill tune` with its config and --out {run_dir} again")
     if not (run_dir / "config.yaml").is_file():
         raise UserError(f"--resume {run_dir}: no config.yaml there; is it a run folder?")
     if (run_dir / "metrics.json").exists():
