@@ -349,6 +349,7 @@ def ddp(tmp: Path) -> str:
 
 
 PARTS = {"bad_inputs": bad_inputs, "hostile": hostile, "full_disk": full_disk, "resume": kill_and_resume, "ddp": ddp}
+PARTS["inputs"] = __import__("reliability_inputs").table  # issue 30's cases: benchmarks/reliability_inputs.py
 
 
 def main() -> None:

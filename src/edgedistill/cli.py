@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import argparse
 import logging
+import os
 import sys
 
 from edgedistill.errors import UserError, environment_error, first_line
@@ -27,7 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="run folder (default runs/<name>-<timestamp>)")
     r.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     r.add_argument("--seeds", type=int, metavar="N",
-                   help="run the students N times (seeds seed..seed+N-1, one teacher) and report mean ± std")
+                   help="run the students N times (seeds seed..seed+N-1, one teacher; N from 2 to 1000) and report "
+                        "mean ± std")
     r.add_argument("--resume", metavar="RUN_DIR",
                    help="continue an interrupted run from its last finished epoch, with the config it was started with")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -241,7 +243,16 @@ def _warnings_to_stderr() -> None:
         logger.setLevel(logging.WARNING)
 
 
+def _no_library_side_files() -> None:
+    """ONNX Runtime (1.29 on) writes a telemetry device id and event store in ~/.cache/Microsoft/DeveloperTools/
+    .onnxruntime when it loads, outside the run folder; our command line turns that off before it loads, unless
+    the user set these variables themselves (ORT_TELEMETRY_DISABLED is the name later releases read)."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("ORT_TELEMETRY_DISABLED", "1")
+
+
 def main(argv: list[str] | None = None) -> int:
+    _no_library_side_files()
     args = _parser().parse_args(argv)
     handler = {"run": cmd_run, "tune": cmd_tune,
                "datasets": cmd_datasets, "models": cmd_models, "methods": cmd_methods, "devices": cmd_devices,

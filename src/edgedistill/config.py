@@ -48,6 +48,9 @@ class ConfigDumper(yaml.SafeDumper):
         return True
 
 
+SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's random_state take 0..2**32 - 1
+
+
 def read_yaml(text: str):
     return yaml.load(text, Loader=ConfigLoader)
 
@@ -79,14 +82,14 @@ class DataConfig(Strict):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     limit_train: int | None = Field(None, ge=10, description="keep a stratified subset of this many training samples")
     limit_test: int | None = Field(None, ge=10, description="keep a stratified subset of this many test samples")
-    split_seed: int | None = Field(None, description="seed of the validation split (default: the run's seed); "
-                                                      "--seeds holds it fixed so every seed shares one split")
+    split_seed: int | None = Field(None, ge=0, le=SEED_MAX, description="seed of the validation split (default: "
+                                   "the run's seed); --seeds holds it fixed so every seed shares one split")
     loader_workers: int | None = Field(None, ge=0, le=64, description="processes reading packed images ahead of "
                                        "training (image_folder); default: the cores one process leaves, up to 4")
 
 
 class TrainConfig(Strict):
-    epochs: int = Field(10, ge=1)
+    epochs: int = Field(10, ge=1, le=100_000)
     batch_size: int = Field(128, ge=1, description="global batch; under torchrun each process takes an equal share")
     optimizer: Literal["sgd", "adamw"] = "adamw"
     lr: float = Field(3e-3, gt=0.0)
@@ -169,7 +172,7 @@ class DeployConfig(Strict):
         8, description="bits of the int8 model's input; 16 (the layers reading it run 16x8, like CMSIS-NN's s16 "
                        "kernels) keeps detail in spiky signals whose peaks stretch a one-byte range; only for "
                        "models whose input reaches a Conv or Linear")
-    latency_runs: int = Field(100, ge=5, description="batch-1 runs timed for the latency percentiles")
+    latency_runs: int = Field(100, ge=5, le=100_000, description="batch-1 runs timed for the latency percentiles")
     qat: Literal["auto", "off", "always"] = Field(
         "auto", description="quantization-aware KD fine-tuning of the KD student; auto: when int8 PTQ loses too much")
     qat_threshold_points: float = Field(0.5, ge=0.0, description="auto QAT when PTQ loses more than this")
@@ -179,7 +182,7 @@ class DeployConfig(Strict):
 
 class ExperimentConfig(Strict):
     name: str = Field("experiment", description="a label for the run, also its folder's name under runs/")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="0..2**32 - 1, the seeds numpy and scikit-learn accept")
     accelerator: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to train: CUDA when present")
     deterministic: bool = False
     device: str = Field("host", description="edge device profile, see `edgedistill devices`")

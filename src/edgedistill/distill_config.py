@@ -77,13 +77,18 @@ class CRDConfig(Strict):
     momentum: float = Field(0.5, ge=0.0, lt=1.0, description="memory bank update: m <- momentum*m + (1-momentum)*v")
 
 
+MAX_VIEWS = 1024  # a bank's views; each is a teacher pass over the training split, built before training
+
+
 class CacheConfig(Strict):
     """Teacher outputs for K fixed augmented views per sample, computed once (see distill/cache.py)."""
 
     enabled: bool = Field(False, description="compute the teacher's outputs once instead of at every step")
-    views: int = Field(8, ge=1, description="augmented views per training sample (1 when augmentation is off)")
+    views: int = Field(8, ge=1, le=MAX_VIEWS, description="augmented views per training sample (1 when "
+                       "augmentation is off)")
     max_bytes: int = Field(2_000_000_000, ge=0, description="disk budget of the bank (run folder's cache/); above "
-                           "this the teacher runs live, with a warning")
+                           "this, or above the free space of the run folder's disk, the teacher runs live, with a "
+                           "warning")
     max_ram_bytes: int = Field(1_000_000_000, ge=0, description="of the bank, at most this much is held in memory "
                                "(logits first); the rest is read from disk per batch")
 

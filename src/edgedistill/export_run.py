@@ -59,8 +59,20 @@ def load_run(run_dir: Path) -> tuple[dict, ExperimentConfig, DeviceProfile, Data
 
 def export_run(run_dir: str | Path, formats: list[str], roles: list[str] | None = None) -> dict:
     """Deploy the models of a finished run (every one, or `roles`) to `formats` and merge the records into its
-    metrics.json."""
-    run_dir = Path(run_dir)
+    metrics.json, holding the run's lock, and only when its data and device catalogue are those it was made with."""
+    from edgedistill.inputs import verify_inputs
+    from edgedistill.rundir import claim_existing
+
+    lock = claim_existing(Path(run_dir), "export")
+    try:
+        verify_inputs(Path(run_dir), "export", ("data", "device"))
+        return _export(Path(run_dir), formats, roles)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _export(run_dir: Path, formats: list[str], roles: list[str] | None = None) -> dict:
     metrics = read_metrics(run_dir)  # a folder that is not a finished run fails before the data loads
     unknown = sorted(set(roles or []) - set(metrics["models"]))
     if unknown:

@@ -162,6 +162,25 @@ def _subset(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np
     return take_rows(x, rows), y[rows]
 
 
+def check_every_class_trains(name: str, classes: list[str], y: np.ndarray, train_rows: np.ndarray,
+                             limit_train: int | None, val_fraction: float) -> None:
+    """A class with no training row is a class nothing teaches: refused, naming it and what left it empty."""
+    left = np.bincount(y[train_rows], minlength=len(classes))
+    empty = [classes[c] for c in np.flatnonzero(left == 0)]
+    if not empty:
+        return
+    had = np.bincount(y, minlength=len(classes))
+    names = ", ".join(repr(c) for c in empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+    if all(had[classes.index(c)] == 0 for c in empty):
+        why = "in the data's training split; add samples of it or remove it"
+    elif limit_train is not None:
+        why = f"after data.limit_train: {limit_train} and the validation split; raise data.limit_train"
+    else:
+        why = (f"after the validation split (data.val_fraction: {val_fraction}) took its only samples; add "
+               "training samples of it")
+    raise UserError(f"dataset {name!r}: class {names} has no training rows {why}")
+
+
 def load_dataset(name: str, path: str | None = None, val_fraction: float = 0.1, seed: int = 0,
                  options: dict | None = None, limit_train: int | None = None,
                  limit_test: int | None = None) -> DataSplits:
@@ -183,6 +202,7 @@ def load_dataset(name: str, path: str | None = None, val_fraction: float = 0.1, 
     stratify = raw.y_train if _can_stratify(raw.y_train, val_fraction) else None
     tr, val = train_test_split(np.arange(len(raw.y_train)), test_size=val_fraction, random_state=seed,
                                stratify=stratify)  # by row, so a packed split is never decoded here
+    check_every_class_trains(name, raw.class_names, raw.y_train, tr, limit_train, val_fraction)
     return DataSplits(name, take_rows(raw.x_train, tr), raw.y_train[tr], take_rows(raw.x_train, val),
                       raw.y_train[val], raw.x_test, raw.y_test, raw.class_names, raw.description, raw.text,
                       raw.pixel_stats)

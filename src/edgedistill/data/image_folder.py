@@ -67,8 +67,23 @@ def listing(root: Path) -> tuple[list[Path], np.ndarray, np.ndarray, list[str]]:
     else:
         files, labels, cls = class_files(root)
         tags = [TRAIN] * len(files)
+    refuse_shared_files(root, files, labels, tags)
     index = {c: i for i, c in enumerate(cls)}
     return files, np.array([index[c] for c in labels], dtype=np.int64), np.array(tags, dtype=np.int64), cls
+
+
+def refuse_shared_files(root: Path, files: list[Path], labels: list[str], tags: list[int]) -> None:
+    """One file under two class folders (a symlinked or hard-linked folder) would be a sample of two classes, or a
+    training image scored as a test one: refused, naming both folders."""
+    owner: dict[tuple[int, int], str] = {}
+    split = ("train/", "test/") if has_own_split(root) else ("", "")
+    for f, label, tag in zip(files, labels, tags):
+        st = f.stat()
+        where = split[tag] + label
+        first = owner.setdefault((st.st_dev, st.st_ino), where)
+        if first != where:
+            raise UserError(f"{root}: class folders {first!r} and {where!r} hold the same file ({f.name}); a "
+                            "symlinked or linked copy makes one image two samples. Remove one of them")
 
 
 def split_rows(pack: Pack, test_fraction: float, root: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -64,7 +64,7 @@ class RowFile:
 
 
 class PackedImages:
-    """Some rows of a uint8 (N, C, H, W) pack, presented as standardised float32: indexing returns a numpy array
+    """Some rows of a uint8 (or uint16) (N, C, H, W) pack, presented as standardised float32: indexing returns a numpy array
     of just those rows, so code written for in-memory arrays (x[:64], x[i:i + b], x[idx]) works unchanged."""
 
     ndim = 4
@@ -84,11 +84,13 @@ class PackedImages:
         return len(self.index)
 
     def raw(self, rows) -> np.ndarray:
-        """The uint8 pixels of these rows (positions in this subset)."""
+        """The raw pixels of these rows (positions in this subset)."""
         return self.pack.take(self.index[rows])
 
     def standardise(self, pixels: np.ndarray) -> np.ndarray:
-        return (pixels.astype(np.float32) * np.float32(1 / 255) - self.mean) / self.std
+        """Pixels in [0, 1] of the pack's range (255, or 65535 for 16-bit images), then standardised."""
+        scale = np.float32(1 / np.iinfo(self.pack.dtype).max)
+        return (pixels.astype(np.float32) * scale - self.mean) / self.std
 
     def __getitem__(self, rows) -> np.ndarray:
         if isinstance(rows, (int, np.integer)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -73,9 +74,9 @@ def obtain_teacher(run: Run) -> Trained:
             run.loaded_teacher.keep(run.run_dir)
         return Trained(run.loaded_teacher.to(run.accel), None, cfg.teacher)
     if cfg.teacher.checkpoint:
-        if distributed.is_main():
-            save_checkpoint(run.run_dir / "teacher.pt", run.loaded_teacher,
-                            checkpoint_meta(cfg.teacher, run.data, Role.TEACHER))
+        kept = run.run_dir / "teacher.pt"
+        if distributed.is_main() and Path(cfg.teacher.checkpoint).resolve() != kept.resolve():  # not read from there
+            save_checkpoint(kept, run.loaded_teacher, checkpoint_meta(cfg.teacher, run.data, Role.TEACHER))
         return Trained(run.loaded_teacher.to(run.accel), None, cfg.teacher)
     teacher = build_model(cfg.teacher, "teacher", run.data, cfg.seed)  # built afresh: the same RNG state as always
     ce = CrossEntropy(cfg.teacher.train.label_smoothing)
@@ -95,7 +96,9 @@ def train_students(run: Run) -> dict[Role, Trained]:
     if cache is None and "views" in method.wants:
         viewed = next((m for m in cfg.distill.methods if "views" in METHODS[m].needs), "the method")
         raise UserError(f"{viewed} reads the teacher's logits on every cached view, but the bank would exceed "
-                        "distill.cache.max_bytes; raise it or lower distill.cache.views")
+                        "distill.cache.max_bytes or the disk's free space; free some space and continue with "
+                        f"`edgedistill run --resume {run.run_dir}`, or start again with a larger max_bytes or "
+                        "fewer distill.cache.views")
     ce = CrossEntropy(cfg.student.train.label_smoothing)
     out = {Role.STUDENT_SCRATCH: Trained(scratch, train_role(run, Role.STUDENT_SCRATCH, scratch, cfg.student, ce,
                                                              cache=cache), cfg.student)}

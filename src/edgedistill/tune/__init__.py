@@ -26,7 +26,8 @@ from edgedistill.errors import UserError
 from edgedistill.pipeline import Trained, obtain_teacher, prepare
 from edgedistill.pipeline.state import Run
 from edgedistill.roles import Role
-from edgedistill.seeds import SeedsResult, run_seeds, seeds_table
+from edgedistill.rundir import TUNE_MARKER
+from edgedistill.seeds import SeedsResult, check_seed_count, run_seeds, seeds_table
 from edgedistill.teachers import is_external
 from edgedistill.tune.report import study_summary, trial_line, trial_row, write_report
 from edgedistill.tune.space import SearchSpace, recipe_config
@@ -35,7 +36,7 @@ from edgedistill.tune.study import check_teacher, fixed_config, open_study, teac
 from edgedistill.tune.trial import Trials, search_space
 from edgedistill.tune.worker import Worker
 
-TUNE_MARKER = ".edgedistill-tune"  # a folder `tune` made: another worker may join it
+MAX_HEARTBEAT_S = 86_400  # a dead worker's trial is retried after 3 heartbeats; Python's waits end at ~2**33 s
 
 
 @dataclass
@@ -51,10 +52,10 @@ def check_arguments(trials: int, seeds: int, timeout_s: float | None, heartbeat_
         raise UserError(f"--trials {trials}: give the study's total number of trials, at least 1")
     if seeds == 1 or seeds < 0:
         raise UserError(f"--seeds {seeds}: give 0 (tune only) or at least 2 seeds for the noise verdict")
-    if timeout_s is not None and timeout_s <= 0:
+    if timeout_s is not None and not timeout_s > 0:  # nan too: no trial would ever start
         raise UserError(f"--timeout {timeout_s:g}: give a number of seconds above 0")
-    if heartbeat_s < 1:
-        raise UserError(f"--heartbeat {heartbeat_s}: give at least 1 second")
+    if not 1 <= heartbeat_s <= MAX_HEARTBEAT_S:
+        raise UserError(f"--heartbeat {heartbeat_s}: give 1 to {MAX_HEARTBEAT_S} seconds")
 
 
 def check_config(cfg: ExperimentConfig) -> None:
@@ -175,6 +176,8 @@ def tune(config: ExperimentConfig | dict | str | Path | None = None, out_dir: st
     check_arguments(trials, seeds, timeout_s, heartbeat_s)
     cfg = resolve_config(config, overrides)
     check_config(cfg)
+    if seeds:  # checked before the study, not after its trials
+        check_seed_count(seeds, cfg.seed)
     out, name = Path(out_dir) if out_dir else Path("runs") / f"{cfg.name}-tune", study_name or cfg.name
     check_folder(out, folder_study(name, storage))
     run = prepare(cfg)
