@@ -70,10 +70,12 @@ def prepare_run_dir(out: Path, overwrite: bool, keep: tuple[Path, ...] = ()) -> 
 
 
 def discard_unstarted(run_dir: Path) -> bool:
-    """Remove a run folder a failed start left holding only its config, so the corrected rerun is not blocked."""
+    """Remove a run folder a failed start (a bad input, a `student: auto` search that found nothing) left holding
+    only its config and library log, so the corrected rerun is not blocked."""
     if not run_dir.is_dir():
         return False
-    leftovers = [p for p in run_dir.rglob("*") if p.is_file() and p.name not in (RUN_MARKER, "config.yaml")]
+    leftovers = [p for p in run_dir.rglob("*") if p.is_file() and p.name not in (RUN_MARKER, "config.yaml")
+                 and p.relative_to(run_dir) != Path("logs", "libraries.log")]
     if leftovers:
         return False
     shutil.rmtree(run_dir, ignore_errors=True)
