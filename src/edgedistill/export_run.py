@@ -20,6 +20,7 @@ from edgedistill.metrics import produce_metrics
 from edgedistill.modelbuild import build_model
 from edgedistill.pipeline.prepare import load_data
 from edgedistill.report import read_metrics, write_reports
+from edgedistill.teachers import is_external
 
 
 def checkpoint_path(run_dir: Path, role: str) -> Path:
@@ -57,7 +58,20 @@ def load_run(run_dir: Path) -> tuple[dict, ExperimentConfig, DeviceProfile, Data
     return metrics, cfg, device, load_data(cfg)
 
 
-def exportable(run_dir: Path, metrics: dict, roles: list[str] | None) -> list[str]:
+def not_exported(cfg: ExperimentConfig, role: str) -> str | None:
+    """Why a role of this run is never exported: an ONNX or ensemble teacher is not a torch module."""
+    if role != "teacher" or not is_external(cfg.teacher.model):
+        return None
+    if cfg.teacher.model == "onnx":
+        from edgedistill.teachers.onnx import OnnxTeacher
+
+        return OnnxTeacher.not_exported
+    from edgedistill.teachers.ensemble import EnsembleTeacher
+
+    return EnsembleTeacher.not_exported
+
+
+def exportable(run_dir: Path, cfg: ExperimentConfig, metrics: dict, roles: list[str] | None) -> list[str]:
     """The roles to export: those asked for (each must have weights this command can export), else every one that
     has them."""
     unknown = sorted(set(roles or []) - set(metrics["models"]))
@@ -65,7 +79,7 @@ def exportable(run_dir: Path, metrics: dict, roles: list[str] | None) -> list[st
         raise UserError(f"--role: {run_dir} has no model {unknown[0]!r}; its models are "
                         f"{', '.join(metrics['models'])}")
     for role in roles or []:
-        skipped = metrics["models"][role].get("deploy_skipped")
+        skipped = metrics["models"][role].get("deploy_skipped") or not_exported(cfg, role)
         if skipped:
             raise UserError(f"--role {role}: nothing to export: {skipped}")
         if not checkpoint_path(run_dir, role).is_file():
@@ -96,8 +110,8 @@ def export_run(run_dir: str | Path, formats: list[str],
     metrics.json; also returns one line per format that could not be made, naming the model and what stopped it."""
     run_dir = Path(run_dir)
     metrics = read_metrics(run_dir)  # a folder that is not a finished run fails before the data loads
-    chosen = exportable(run_dir, metrics, roles)
     cfg = resolve_config(run_dir / "config.yaml")
+    chosen = exportable(run_dir, cfg, metrics, roles)
     bits = cfg.deploy.input_bits if cfg.deploy.quantize else 8
     check_deploy(formats, get_device(cfg.device, cfg.device_catalog), bits, field_name="--format")
     metrics, cfg, device, data = load_run(run_dir)
