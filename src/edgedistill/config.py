@@ -239,8 +239,8 @@ def format_validation_error(err: ValidationError, source: str) -> str:
         return f"{source}: missing key '{loc}'; add it"
     more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
     got = first.get("input")
-    if kind == "literal_error" and isinstance(got, bool):
-        words = first.get("ctx", {}).get("expected", "")
+    words = str(first.get("ctx", {}).get("expected", ""))
+    if kind == "literal_error" and isinstance(got, bool) and "'" in words:
         return (f"{source}: key '{loc}': YAML reads an unquoted yes/no/on/off/true/false as {str(got).lower()}, but "
                 f"this key takes a word: {words}; quote it, e.g. '{loc.split('.')[-1]}: \"...\"'{more}")
     got_txt = "" if isinstance(got, (dict, list)) else f", got {got!r}"
