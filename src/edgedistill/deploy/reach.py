@@ -4,6 +4,7 @@ forward the exporter stopped at, or the layer that fails on its own."""
 from __future__ import annotations
 
 import inspect
+import re
 import tempfile
 import traceback
 from pathlib import Path
@@ -97,10 +98,8 @@ def torch_origin(model: nn.Module, input_shape: tuple[int, ...], op: str) -> str
     for node in graph.nodes:
         name = str(node.target).split(".")
         if node.op == "call_function" and len(name) > 1 and word in name[1]:
-            where = (node.meta.get("stack_trace") or "").strip().splitlines()
-            files = [ln.strip() for ln in where if ln.strip().startswith("File ")]
-            at = files[-1].replace('File "', "").replace('", line ', ":").split(",")[0] if files else ""
-            return f"aten.{name[1]}" + (f" at {_short(at.rsplit(':', 1)[0])}:{at.rsplit(':', 1)[1]}" if at else "")
+            frames = re.findall(r'File "([^"]+)", line (\d+)', node.meta.get("stack_trace") or "")
+            return f"aten.{name[1]}" + (f" at {_short(frames[-1][0])}:{frames[-1][1]}" if frames else "")
     return None
 
 
