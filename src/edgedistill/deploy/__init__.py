@@ -77,6 +77,20 @@ def estimate_ram(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[dict[s
         return {"fp32": peak_activation_bytes(fp32, 4), "int8": peak_activation_bytes(fp32, 1)}, fp32.read_bytes()
 
 
+def explained_estimate(model: nn.Module, input_shape: tuple[int, ...],
+                       calibration_x: np.ndarray) -> tuple[dict[str, int], bytes]:
+    """estimate_ram, whose fp32 ONNX graph every format's RAM estimate reads: a model torch.onnx cannot export is
+    refused naming the operator or line, like a runtime's refusal."""
+    try:
+        return estimate_ram(model, input_shape)
+    except (UserError, OSError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - say what in the model stopped the export
+        backend, _ = parse_format("onnxruntime-fp32")
+        raise explain(exc, model, input_shape, calibration_x, backend, "the fp32 ONNX graph of the RAM estimate",
+                      "fp32", 8) from exc
+
+
 def _ort_int8_estimate(path: Path, onnx_fp32: bytes) -> int:
     """The int8 QDQ estimate, with the tensors its graph quantizes to 16 bits at two bytes."""
     wide = {name: 2 for name, bits in quantized_bits(path).items() if bits == 16}
@@ -167,7 +181,7 @@ def deploy_model(model: nn.Module, role: str, input_shape: tuple[int, ...], expo
     model = model.cpu().eval()
     export_dir.mkdir(parents=True, exist_ok=True)
     macs = count_macs(model, input_shape)
-    estimate, onnx_fp32 = estimate_ram(model, input_shape)
+    estimate, onnx_fp32 = explained_estimate(model, input_shape, calibration_x)
     out: dict = {"macs": macs, "formats": {}, "fit": {}, "failed": {},
                  "val_accuracy_torch": torch_accuracy(model, data.x_val, data.y_val)}
     threads = host_threads(device.cores)
@@ -229,19 +243,31 @@ def early_fit_check(model: nn.Module, input_shape: tuple[int, ...], calibration_
     backend, dtype = parse_format(fmt)
     model = model.cpu().eval()
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path, _ = export_file(backend, model, input_shape, calibration_x[:32],
-                                  Path(tmp) / f"probe{backend.suffix}", dtype, input_bits, {})
-            estimate, onnx_fp32 = estimate_ram(model, input_shape)
-            record = measure_file(backend, path, dtype, estimate, onnx_fp32, device, Path(tmp))
-            backend.open(path, 1)  # the runtime loads the file it will be given
-        except (UserError, OSError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - the runtime cannot run this graph: say what stopped it
-            raise explain(exc, model, input_shape, calibration_x[:32], backend, fmt, dtype, input_bits) from exc
+        record = probe_file(backend, model, input_shape, calibration_x[:32], Path(tmp), fmt, input_bits, device)
         verdict = fit_check(device, dtype, footprint(backend, dtype, record, model, count_macs(model, input_shape),
                                                      device))
     return verdict | {"format": fmt}
+
+
+def probe_file(backend: Backend, model: nn.Module, input_shape: tuple[int, ...], calibration_x: np.ndarray,
+               tmp: Path, fmt: str, input_bits: int, device: DeviceProfile) -> dict:
+    """Export, measure and load the file the device would be given; a step that fails is explained (Unrunnable)."""
+    dtype = fmt.rpartition("-")[2]
+
+    def explained(step):
+        try:
+            return step()
+        except (UserError, OSError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the runtime cannot run this graph: say what stopped it
+            raise explain(exc, model, input_shape, calibration_x, backend, fmt, dtype, input_bits) from exc
+
+    path, _ = explained(lambda: export_file(backend, model, input_shape, calibration_x,
+                                            tmp / f"probe{backend.suffix}", dtype, input_bits, {}))
+    estimate, onnx_fp32 = explained_estimate(model, input_shape, calibration_x)
+    record = explained(lambda: measure_file(backend, path, dtype, estimate, onnx_fp32, device, tmp))
+    explained(lambda: backend.open(path, 1))  # the runtime loads the file it will be given
+    return record
 
 
 def check_input_bits(model: nn.Module, input_shape: tuple[int, ...], calibration_x: np.ndarray,

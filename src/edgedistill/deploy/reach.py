@@ -34,11 +34,16 @@ def explain(exc: BaseException, model: nn.Module, input_shape: tuple[int, ...], 
     title = backend.title or backend.name
     if isinstance(exc, RuntimeRefused) and exc.operators:
         origin = torch_origin(model, input_shape, exc.operators[0])
-        op = f"operator {', '.join(exc.operators)}" + (f" ({origin})" if origin else "")
-        return Unrunnable(fmt, title, op, "it has no kernel for it")
-    reason = first_line(exc)
+        return Unrunnable(fmt, title, f"operator {', '.join(exc.operators)}{_from(origin)}", "it has no kernel for it")
     if isinstance(exc, RuntimeRefused):
-        return Unrunnable(fmt, title, "this model", reason)
+        return Unrunnable(fmt, title, "this model", str(exc))
+    reason = first_line(exc)
+    named = aten_op_named(exc)
+    if named:
+        aten, said = named
+        where = torch_origin(model, input_shape, aten)
+        return Unrunnable(fmt, title, f"operator aten.{aten}{_from(where, with_op=False)}",
+                          f"the {dtype} export has no translation for it ({said})")
     line = model_code_line(exc, model)
     if line:
         return Unrunnable(fmt, title, f"the model's code at {line}", f"the {dtype} export stops there ({reason})")
@@ -46,6 +51,26 @@ def explain(exc: BaseException, model: nn.Module, input_shape: tuple[int, ...], 
     if layer:
         return Unrunnable(fmt, title, layer, f"its {dtype} export fails on its own ({reason})")
     return Unrunnable(fmt, title, "this model", f"the {dtype} export fails ({reason})")
+
+
+def _from(origin: tuple[str, str] | None, with_op: bool = True) -> str:
+    """` (aten.sort at my_model.py:42)`, or ` (at my_model.py:42)` when the op is already named."""
+    if origin is None or not (with_op or origin[1]):
+        return ""
+    op, where = origin
+    return " (" + " ".join(filter(None, [f"aten.{op}" if with_op else "", f"at {where}" if where else ""])) + ")"
+
+
+def aten_op_named(exc: BaseException) -> tuple[str, str] | None:
+    """The aten operator an exporter names in its failure (`No ONNX function found for aten.kthvalue`), with the
+    first line of the deepest exception that names it (the outer ones say only which step failed)."""
+    found, seen = None, exc
+    while seen is not None:
+        op = re.search(r"aten[.:]+(\w+)", str(seen))
+        if op:
+            found = (op.group(1), first_line(seen))
+        seen = seen.__cause__ or seen.__context__
+    return found
 
 
 def model_files(model: nn.Module) -> set[str]:
@@ -86,9 +111,9 @@ def _short(path: str) -> str:
         return str(p)
 
 
-def torch_origin(model: nn.Module, input_shape: tuple[int, ...], op: str) -> str | None:
-    """Where a runtime operator came from in the model: the torch op whose name it carries (STABLEHLO_SORT ->
-    aten.sort) and the line of the model's code that called it."""
+def torch_origin(model: nn.Module, input_shape: tuple[int, ...], op: str) -> tuple[str, str] | None:
+    """Where an operator came from in the model: the aten op whose name it carries (STABLEHLO_SORT -> sort) and
+    `file:line` of the model's code that called it ("" when torch does not say)."""
     word = op.lower().removeprefix("stablehlo_").split("_")[0]
     try:
         with third_party_output():
@@ -99,7 +124,7 @@ def torch_origin(model: nn.Module, input_shape: tuple[int, ...], op: str) -> str
         name = str(node.target).split(".")
         if node.op == "call_function" and len(name) > 1 and word in name[1]:
             frames = re.findall(r'File "([^"]+)", line (\d+)', node.meta.get("stack_trace") or "")
-            return f"aten.{name[1]}" + (f" at {_short(frames[-1][0])}:{frames[-1][1]}" if frames else "")
+            return name[1], (f"{_short(frames[-1][0])}:{frames[-1][1]}" if frames else "")
     return None
 
 

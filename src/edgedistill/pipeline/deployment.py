@@ -71,7 +71,8 @@ def deploy_one(run: Run, role: Role, model: nn.Module, test_logits: np.ndarray) 
     except Exception as exc:  # a failed export must not throw away hours of training
         if (env := environment_cause(exc)) is not None:
             raise env from exc  # a full disk is the machine's fault: the run stays unfinished and resumable
-        record = {"error": str(exc), "failed": exc.failed} if isinstance(exc, NoFormat) else {"error": first_line(exc)}
+        record = {"error": str(exc), "failed": exc.failed} if isinstance(exc, NoFormat) else \
+            {"error": str(exc) if isinstance(exc, Unrunnable) else first_line(exc)}
         log.warning("deployment of %s failed: %s (details in %s)", role, record["error"], note_failure(role, exc))
     emit("deployed", role=str(role), ok="error" not in record)
     return record
