@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
+from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -47,11 +48,13 @@ class SaveBest(Callback):
 
 
 def train_role(run: Run, role: Role, model: nn.Module, mcfg: ModelConfig, loss: Method,
-               teacher: nn.Module | None = None, cache: TeacherCache | None = None) -> TrainResult:
-    """Train one model of the run with its best checkpoint, epoch log and resumable state in the run folder."""
+               teacher: nn.Module | None = None, cache: TeacherCache | None = None,
+               callbacks: Sequence[Callback] = ()) -> TrainResult:
+    """Train one model of the run with its best checkpoint, epoch log and resumable state in the run folder;
+    `callbacks` are told of each epoch after those (`edgedistill tune` reports to its pruner there)."""
     source = batch_source(loss, run.cfg.data.augment, teacher, cache, run.data.pixel_stats)
     trainer = Trainer(mcfg.train, loss, source, run.accel, run.cfg.seed, str(role),
-                      callbacks=[EpochLog(run.log_path(role)), SaveBest(run, mcfg, role)],
+                      callbacks=[EpochLog(run.log_path(role)), SaveBest(run, mcfg, role), *callbacks],
                       resume=Resume(run.run_dir / STATE_DIR / f"{role}.pt"), progress=run.progress,
                       loader_workers=run.cfg.data.loader_workers)
     d = run.data
