@@ -105,3 +105,22 @@ def test_export_names_the_format_that_failed_and_exits_3(tmp_path):
     assert not (out / "export" / "student_kd_int8.tflite").exists()
     dep = json.loads((out / "metrics.json").read_text())["models"]["student_kd"]["deploy"]
     assert "STABLEHLO_SORT" in dep["failed"]["tflm-int8"] and "onnxruntime-int8" in dep["formats"]
+
+
+def test_tune_stops_before_its_first_trial_on_a_student_the_runtime_cannot_run(tmp_path):
+    cfg = write_config(tmp_path, mcu_config("user_models:gru_student"))
+    proc = run_cli("tune", str(cfg), "--out", str(tmp_path / "study"), "--trials", "2", "--seeds", "0")
+    assert_one_line_error(proc, "TensorFlow Lite Micro (tflm-int8)", "layer 'rnn' (GRU)", "deploy.required: false")
+    assert proc.stdout == "" and sorted(p.name for p in tmp_path.iterdir()) == ["exp.yaml"]
+
+
+def test_tune_whose_best_recipe_made_no_deliverable_exits_3(tmp_path):
+    cfg = write_config(tmp_path, mcu_config("user_models:sorts_once_trained", roles=["student_kd"]))
+    out = tmp_path / "study"
+    proc = run_cli("tune", str(cfg), "--out", str(out), "--trials", "1", "--seeds", "2", "--methods", "kd",
+                   "--quiet")
+    assert proc.returncode == 3, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("edgedistill: error: no deliverable") and "STABLEHLO_SORT" in last, proc.stderr
+    assert "Traceback" not in proc.stderr and (out / "tune.md").is_file()
+    assert (out / "confirm" / "seed_0" / "report.md").read_text().splitlines()[2].startswith("**No deliverable")

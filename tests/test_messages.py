@@ -126,3 +126,15 @@ def test_piped_progress_is_one_line_per_epoch_without_carriage_returns(tmp_path)
     assert [ln.split(",")[0] for ln in teacher] == ["train teacher: epoch 1/2", "train teacher: epoch 2/2"]
     assert "val_acc" in teacher[0] and any(ln.startswith("train student_kd: epoch 1/1") for ln in lines)
     assert json.loads((out / "metrics.json").read_text())["models"]["teacher"]["train"]["epochs"] == 2
+
+
+def test_piped_tune_progress_is_one_line_per_epoch_without_carriage_returns(tmp_path):
+    cfg = tiny_config()
+    cfg["teacher"]["train"]["epochs"] = 2
+    proc = run_cli("tune", str(write_config(tmp_path, cfg)), "--out", str(tmp_path / "study"), "--trials", "1",
+                   "--seeds", "0", "--methods", "kd")  # stderr is a pipe, not --quiet
+    assert proc.returncode == 0, proc.stderr
+    assert "\r" not in proc.stderr + proc.stdout
+    teacher = [ln.split(",")[0] for ln in proc.stderr.splitlines() if ln.startswith("train teacher: epoch")]
+    assert teacher == ["train teacher: epoch 1/2", "train teacher: epoch 2/2"], proc.stderr
+    assert proc.stdout.startswith("trial 0: complete, kd (")

@@ -169,7 +169,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         seed = result.seeds.first["config"]["seed"]
         print_deliverable(result.seeds.first, f"{result.seeds.out_dir / f'seed_{seed}'}: ")
     print(f"report: {result.out_dir / 'tune.md'}")
-    return 0
+    return deliverable_exit(result.seeds.first) if result.seeds else 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
