@@ -1,6 +1,6 @@
-"""Issue 31's cases, each run through the CLI as a user meets it: students a device's runtime cannot run, runs and
-exports that make no deliverable, the Ethos-U deliverable, messages that must name the op, the field and the file,
-and progress piped into a log. Writes the "reliability_device" section of docs/reliability.md.
+"""Issue 31's cases, each run through the CLI as a user meets it: students a device's runtime cannot run, runs,
+tunes and exports that make no deliverable, the Ethos-U deliverable, messages that must name the op, the field and
+the file, and progress piped into a log. Writes the "reliability_device" section of docs/reliability.md.
 
     python benchmarks/reliability_device.py          (or python benchmarks/reliability.py --parts device)
 
@@ -55,6 +55,13 @@ def run_case(cfg: dict | str, *extra: str, env: dict | None = None, quiet: bool 
     def setup(tmp: Path) -> tuple[list[str], dict]:
         return ["run", str(write(tmp, copy.deepcopy(cfg))), "--out", str(tmp / "run"), *extra,
                 *(["--quiet"] if quiet else [])], env or {}
+    return setup
+
+
+def tune_case(cfg: dict, *extra: str, quiet: bool = True) -> Setup:
+    def setup(tmp: Path) -> tuple[list[str], dict]:
+        return ["tune", str(write(tmp, copy.deepcopy(cfg))), "--out", str(tmp / "run"), "--methods", "kd", *extra,
+                *(["--quiet"] if quiet else [])], {}
     return setup
 
 
@@ -208,6 +215,13 @@ CASES: list[tuple[str, Setup]] = [
     ("`student: auto` that finds nothing, then the same rerun", failing_search),
     ("progress piped to a file (no `--quiet`)", run_case(base_config(device="host", formats=["onnxruntime-fp32"],
                                                                       quantize=False), quiet=False)),
+    ("`edgedistill tune` of a GRU student on `mcu`",
+     tune_case(base_config("user_models:gru_student"), "--trials", "2", "--seeds", "0")),
+    ("`edgedistill tune` whose best recipe over `--seeds 2` makes no deliverable (student sorts once trained), `mcu`",
+     tune_case(base_config("user_models:sorts_once_trained", roles=["student_kd"]), "--trials", "1", "--seeds", "2")),
+    ("`edgedistill tune` piped to a file (no `--quiet`)",
+     tune_case(base_config(device="host", formats=["onnxruntime-fp32"], quantize=False), "--trials", "2",
+               "--seeds", "0", quiet=False)),
 ]
 
 
