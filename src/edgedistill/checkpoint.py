@@ -78,6 +78,10 @@ def _load_failure(exc: Exception) -> str:
 def read_checkpoint(path: str | Path, field: str = "checkpoint") -> dict[str, Any]:
     """Load safely (weights_only); a bare state_dict is accepted and wrapped."""
     p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{field}: {str(p)!r} is a folder; give the checkpoint file inside it (a .pt)")
+    if p.exists() and not p.is_file():
+        raise UserError(f"{field}: {str(p)!r} is not a regular file (a device, pipe or socket); give a .pt file")
     if not p.is_file():
         raise UserError(f"{field}: file {str(p)!r} not found")
     try:

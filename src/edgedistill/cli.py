@@ -11,6 +11,8 @@ from edgedistill.errors import UserError, environment_error, first_line
 from edgedistill.quiet import strip_ansi
 from edgedistill.units import human_bytes
 
+DELIVERABLE_MISSING = 3  # the run (or export) was asked for a file a device loads and produced none
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgedistill", description="Distil a large model into one that fits an edge device.")
@@ -88,15 +90,29 @@ def cmd_run(args: argparse.Namespace) -> int:
                      overwrite=args.overwrite, progress=not args.quiet, resume=bool(args.resume))
     finally:
         distributed.shutdown()
-    if args.jsonl or not distributed.is_main_process_env():
+    if not distributed.is_main_process_env():
         return 0
-    print(result.table)
-    gain = 100 * result.metrics["comparison"]["kd_gain_over_scratch"]
-    print(f"\nKD gain over scratch: {gain:+.2f} points (one seed)")
-    print_deliverable(result.metrics)
-    print(f"run folder: {result.run_dir}  (metrics.json, report.md, config.yaml, *.pt, export/, logs/)")
-    print(f"report: {result.run_dir / 'report.html'}")
-    return 0
+    if not args.jsonl:
+        print(result.table)
+        gain = 100 * result.metrics["comparison"]["kd_gain_over_scratch"]
+        print(f"\nKD gain over scratch: {gain:+.2f} points (one seed)")
+        print_deliverable(result.metrics)
+        print(f"run folder: {result.run_dir}  (metrics.json, report.md, config.yaml, *.pt, export/, logs/)")
+        print(f"report: {result.run_dir / 'report.html'}")
+    return deliverable_exit(result.metrics)
+
+
+def deliverable_exit(metrics: dict) -> int:
+    """Exit 3 when the run was for a file the device loads (deploy.required) and made none; the last line says
+    why. Without deploy.required the same line is a warning and the run exits 0."""
+    from edgedistill.report.markdown import missing_deliverable
+
+    missing = missing_deliverable(metrics)
+    if missing is None:
+        return 0
+    required = metrics["config"]["deploy"].get("required", True)
+    print(f"edgedistill: {'error' if required else 'warning'}: {missing}", file=sys.stderr)
+    return DELIVERABLE_MISSING if required else 0
 
 
 def print_deliverable(metrics: dict, prefix: str = "") -> None:
@@ -115,6 +131,11 @@ def deliverable_line(metrics: dict) -> str:
         return f"KD student: export failed ({dep['error']})"
     f = dep["formats"][dep["preferred"]]
     extra = f" + {', '.join(f['files'])}" if f.get("files") else ""
+    if f.get("deliverable"):  # an NPU's file is Vela's compiled one; its accuracy is TFLM's on the uncompiled file
+        return (f"deliverable: export/{f['deliverable']}{extra}: {f['deliverable_bytes']:,} bytes, compiled by Vela "
+                f"for {f['npu']['accelerator']} from export/{f['file']}, which scores "
+                f"{100 * f['test_accuracy']:.2f}% test accuracy through {f['runtime']} "
+                f"(PyTorch fp32 {100 * metrics['models']['student_kd']['test']['accuracy']:.2f}%)")
     return (f"deliverable: export/{f['file']}{extra}: {f['file_bytes']:,} bytes, "
             f"{100 * f['test_accuracy']:.2f}% test accuracy through {f['runtime']} "
             f"(PyTorch fp32 {100 * metrics['models']['student_kd']['test']['accuracy']:.2f}%)")
@@ -131,7 +152,7 @@ def cmd_seeds(args: argparse.Namespace) -> int:
         print(result.table)
         print_deliverable(result.first, f"{result.out_dir / ('seed_' + str(result.first['config']['seed']))}: ")
         print(f"\nruns: {result.out_dir}/seed_*  summary: {result.out_dir / 'seeds.md'}, seeds.json")
-    return 0
+    return deliverable_exit(result.first)
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -150,17 +171,19 @@ def cmd_tune(args: argparse.Namespace) -> int:
         seed = result.seeds.first["config"]["seed"]
         print_deliverable(result.seeds.first, f"{result.seeds.out_dir / f'seed_{seed}'}: ")
     print(f"report: {result.out_dir / 'tune.md'}")
-    return 0
+    return deliverable_exit(result.seeds.first) if result.seeds else 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from edgedistill.export_run import export_run
     from edgedistill.report.markdown import deliverables, fit_summary
 
-    metrics = export_run(args.run_dir, args.formats, args.roles)
+    metrics, failed = export_run(args.run_dir, args.formats, args.roles)
     print(deliverables(metrics))
     print(fit_summary(metrics))
-    return 0
+    for line in failed:
+        print(f"edgedistill: error: {line}", file=sys.stderr)
+    return DELIVERABLE_MISSING if failed else 0
 
 
 def cmd_datasets(_: argparse.Namespace) -> int:

@@ -158,6 +158,9 @@ class DeployConfig(Strict):
     """Export, quantize, profile and fit-check every model after training."""
 
     enabled: bool = True
+    required: bool = Field(
+        True, description="the run is for a file the device loads: a student its runtime cannot run stops the run "
+                          "before training, and a run that ends without that file exits 3; false trains anyway")
     formats: list[str] | None = Field(
         None, description="runtime-dtype files to produce (tflm-int8, executorch-int8, litert-fp32, "
                           "onnxruntime-int8, ...); the device profile's formats when unset")
@@ -175,6 +178,11 @@ class DeployConfig(Strict):
     latency_runs: int = Field(100, ge=5, le=100_000, description="batch-1 runs timed for the latency percentiles")
     qat: Literal["auto", "off", "always"] = Field(
         "auto", description="quantization-aware KD fine-tuning of the KD student; auto: when int8 PTQ loses too much")
+
+    @field_validator("qat", mode="before")
+    @classmethod
+    def _unquoted_off(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML reads an unquoted off as false
     qat_threshold_points: float = Field(0.5, ge=0.0, description="auto QAT when PTQ loses more than this")
     qat_epochs: int = Field(3, ge=1)
     qat_lr_scale: float = Field(0.1, gt=0.0, le=1.0, description="QAT learning rate as a fraction of the student's")
@@ -234,6 +242,10 @@ def format_validation_error(err: ValidationError, source: str) -> str:
         return f"{source}: missing key '{loc}'; add it"
     more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
     got = first.get("input")
+    words = str(first.get("ctx", {}).get("expected", ""))
+    if kind == "literal_error" and isinstance(got, bool) and "'" in words:
+        return (f"{source}: key '{loc}': YAML reads an unquoted yes/no/on/off/true/false as {str(got).lower()}, but "
+                f"this key takes a word: {words}; quote it, e.g. '{loc.split('.')[-1]}: \"...\"'{more}")
     got_txt = "" if isinstance(got, (dict, list)) else f", got {got!r}"
     return f"{source}: key '{loc}': {first['msg']}{got_txt}{more}"
 
@@ -245,6 +257,9 @@ def parse_overrides(overrides: list[str]) -> list[tuple[list[str], Any]]:
         if "=" not in item:
             raise UserError(f"--set {item!r}: expected key=value, e.g. --set teacher.train.epochs=5")
         key, raw = item.split("=", 1)
+        if not all(part.strip() for part in key.split(".")):
+            raise UserError(f"--set {item!r}: the key before '=' is empty or has an empty part; name it in full, "
+                            "e.g. --set teacher.train.epochs=5")
         try:
             value = read_yaml(raw) if raw != "" else ""
         except yaml.YAMLError:
@@ -288,6 +303,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        if "single document" in str(getattr(exc, "context", "")):
+            raise UserError(f"{source}: a second YAML document starts{where} ('---'); a config is one document, "
+                            "so remove the separator or move the second one to its own file") from None
         raise UserError(f"{source}: malformed YAML{where}; fix the syntax") from None
     if not isinstance(raw, dict):
         raise UserError(f"{source}: the top level must be a mapping of keys, got {type(raw).__name__}")

@@ -56,6 +56,15 @@ def default_pack_dir() -> Path:
     return Path(base) / "edgedistill" / "packs"
 
 
+def pack_dir_source(pack_dir: Path | None) -> str:
+    """Where the pack folder was chosen, to name in an error: the option, the environment variable or the default."""
+    if pack_dir:
+        return "data.options.pack_dir"
+    if os.environ.get("EDGEDISTILL_CACHE"):
+        return f"EDGEDISTILL_CACHE={os.environ['EDGEDISTILL_CACHE']} (environment variable)"
+    return "the default pack folder (~/.cache/edgedistill/packs)"
+
+
 def fingerprint(root: Path, files: list[Path], settings: dict) -> str:
     """Every file's path under root, byte size and modification time, with the decoding settings."""
     h = hashlib.sha256(json.dumps([FORMAT, settings]).encode())
@@ -251,9 +260,9 @@ def open_pack(root: Path, files: list[Path], labels: np.ndarray, tags: np.ndarra
                 if stale != dest and not stale.name.startswith("."):
                     shutil.rmtree(stale, ignore_errors=True)
         except OSError as exc:
-            raise UserError(f"data.options.pack_dir: cannot write the image pack in {dest.parent} "
-                            f"({first_line(exc)}); set data.options.pack_dir to a writable folder with room "
-                            "for the pixels as uint8") from None
+            raise UserError(f"{pack_dir_source(pack_dir)}: cannot write the image pack in {dest.parent} "
+                            f"({first_line(exc)}); set data.options.pack_dir (or EDGEDISTILL_CACHE) to a writable "
+                            "folder with room for the pixels as uint8") from None
         meta = read_meta(dest)
         emit("data_pack", built=True, images=meta["shape"][0], seconds=round(time.perf_counter() - t0, 3),
              path=str(dest))
