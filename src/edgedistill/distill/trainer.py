@@ -143,6 +143,40 @@ def batch_source(method: Method, augment: AugmentConfig, teacher: nn.Module | No
     return LiveTeacher(teacher if method.uses_teacher else None, augment, method.teacher_taps, stats)
 
 
+class EpochPlan:
+    """Which rows each step of an epoch takes. The labelled rows are shuffled by DistributedSampler as always, in
+    steps of the batch size; the unlabelled rows (target -1), when there are any, are shuffled by a sampler of their
+    own and spread over the same steps, so an epoch passes once over both in the steps the labelled rows alone
+    would take: a model with an unlabelled pool takes the scratch control's steps, schedule and labelled batches."""
+
+    def __init__(self, yt: torch.Tensor, batch: int, cfg: TrainConfig, seed: int):
+        world, rank = distributed.world_size(), distributed.rank()
+        labeled = yt >= 0
+        self.labeled_rows = torch.nonzero(labeled).squeeze(1)
+        self.pool_rows = torch.nonzero(~labeled).squeeze(1)
+        self.batch = batch
+        self.sampler = DistributedSampler(range(len(self.labeled_rows)), num_replicas=world, rank=rank,
+                                          shuffle=True, seed=seed)
+        self.n_steps = steps_per_epoch(len(self.sampler) * world, cfg)
+        self.pool_sampler = DistributedSampler(range(len(self.pool_rows)), num_replicas=world, rank=rank,
+                                               shuffle=True, seed=seed + 1) if len(self.pool_rows) else None
+        every = math.ceil(len(self.sampler) / batch)  # steps of a whole pass, before max_steps_per_epoch
+        self.pool_batch = math.ceil(len(self.pool_sampler) / every) if self.pool_sampler else 0
+
+    def batches(self, epoch: int) -> list[torch.Tensor]:
+        """This process's row indices for each step of the epoch."""
+        self.sampler.set_epoch(epoch)
+        order = torch.tensor(list(self.sampler))
+        if self.pool_sampler is None:
+            return [idx for idx in (order[s * self.batch:(s + 1) * self.batch] for s in range(self.n_steps))
+                    if len(idx)]
+        self.pool_sampler.set_epoch(epoch)
+        pool, b, pb = torch.tensor(list(self.pool_sampler)), self.batch, self.pool_batch
+        steps = [torch.cat([self.labeled_rows[order[s * b:(s + 1) * b]], self.pool_rows[pool[s * pb:(s + 1) * pb]]])
+                 for s in range(self.n_steps)]
+        return [idx for idx in steps if len(idx)]
+
+
 class Callback:
     """Told of the run's start (with any restored history), of each epoch's row, and of each new best model."""
 
@@ -218,11 +252,9 @@ class Trainer:
         model.to(self.device)
         self.memory_format = training_memory_format(model, self.cfg)
         model.to(memory_format=self.memory_format)
-        world = distributed.world_size()
         rows, yt = Rows(x_train, self.loader_workers, self.device), torch.as_tensor(y_train)
-        sampler = DistributedSampler(range(len(yt)), num_replicas=world, rank=distributed.rank(), shuffle=True,
-                                     seed=self.seed)
-        n_steps = steps_per_epoch(len(sampler) * world, self.cfg)
+        plan = EpochPlan(yt, self.batch, self.cfg, self.seed)
+        n_steps = plan.n_steps
         loop = self._loop(model, n_steps)
         finished = self.resume.restore(loop, self.device, lambda m, r: self._notify("on_best", m, r)) \
             if self.resume else None
@@ -238,9 +270,8 @@ class Trainer:
                     enabled=self.progress and distributed.is_main(), total=self.cfg.epochs - loop.epoch)
         for epoch in bar:
             t0 = time.perf_counter()
-            sampler.set_epoch(epoch)
             self.loss.start_epoch(epoch, self.cfg.epochs)
-            sums = self.run_epoch(trained, loop, torch.tensor(list(sampler)), n_steps, rows, yt, taps, epoch)
+            sums = self.run_epoch(trained, loop, plan.batches(epoch), rows, yt, taps, epoch)
             distributed.sync_buffers(model)  # batch-norm statistics as rank 0 has them, so all validate one model
             row = distributed.broadcast(epoch_row(model, loop, epoch, sums, x_val, y_val, self.device,
                                                   time.perf_counter() - t0))
@@ -275,14 +306,14 @@ class Trainer:
         loop.result.seconds = loop.elapsed
         return loop.result
 
-    def run_epoch(self, trained: nn.Module, loop: Loop, order: torch.Tensor, n_steps: int, rows: Rows,
+    def run_epoch(self, trained: nn.Module, loop: Loop, batches: list[torch.Tensor], rows: Rows,
                   yt: torch.Tensor, taps: TapRecorder | None, epoch: int) -> dict[str, float]:
-        """One pass over this process's shard; returns loss sums, correct and seen counts summed over processes."""
+        """One pass over this process's shard; returns loss sums, correct and seen counts summed over processes
+        (`labeled` counts the rows with a label, on which the training accuracy is measured)."""
         trained.train()
         sums: dict[str, float] = {}
-        correct = seen = skipped = 0
+        correct = seen = skipped = labeled = 0
         device, dtype = self.device, self.dtype
-        batches = [idx for idx in (order[s * self.batch:(s + 1) * self.batch] for s in range(n_steps)) if len(idx)]
         for step, (idx, x_rows) in enumerate(rows.epoch(batches)):
             xb, teacher_logits, teacher_feats = self.source.batch(x_rows, idx, loop.gen, device)
             if self.memory_format is torch.channels_last and xb.dim() == 4:
@@ -300,11 +331,13 @@ class Trainer:
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v.item() * len(idx)
             sums["loss"] = sums.get("loss", 0.0) + loss.item() * len(idx)
-            correct += (logits.argmax(1) == yb).sum().item()
+            correct += (logits.argmax(1) == yb).sum().item()  # an unlabelled row's -1 never matches
             seen += len(idx)
+            labeled += (yb >= 0).sum().item()
         keys = sorted(sums)
-        totals = distributed.all_sum([sums[k] for k in keys] + [correct, seen, skipped], device)
-        return {**dict(zip(keys, totals)), "correct": totals[-3], "seen": totals[-2], "skipped": totals[-1]}
+        totals = distributed.all_sum([sums[k] for k in keys] + [correct, seen, skipped, labeled], device)
+        return {**dict(zip(keys, totals)), "correct": totals[-4], "seen": totals[-3], "skipped": totals[-2],
+                "labeled": totals[-1]}
 
 
     def extras(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -329,7 +362,8 @@ def step_optimizer(loop: Loop, loss: torch.Tensor) -> None:
 def epoch_row(model: nn.Module, loop: Loop, epoch: int, sums: dict[str, float], x_val: np.ndarray,
               y_val: np.ndarray, device: torch.device, seconds: float) -> dict:
     """The epoch's log line: training averages over every process, and validation scored on the whole split."""
-    seen = max(sums.pop("seen"), 1)
+    rows, labeled = sums.pop("seen"), sums.pop("labeled")
+    seen = max(rows, 1)
     correct, skipped = sums.pop("correct"), sums.pop("skipped")
     val_logits = predict_logits(model, x_val, device)
     y_val_t = torch.as_tensor(y_val)
@@ -338,9 +372,11 @@ def epoch_row(model: nn.Module, loop: Loop, epoch: int, sums: dict[str, float], 
         "lr": loop.opt.param_groups[0]["lr"],
         **{f"train_{k}": v / seen for k, v in sums.items() if k != "loss"},
         "train_loss": sums.get("loss", float("nan")) / seen,
-        "train_accuracy": correct / seen,
+        "train_accuracy": correct / max(labeled, 1),
         "val_loss": F.cross_entropy(val_logits, y_val_t).item(),
         "val_accuracy": (val_logits.argmax(1) == y_val_t).float().mean().item(),
         "seconds": seconds,
         "skipped_nonfinite_batches": int(skipped),
+        "rows_labeled": int(labeled),
+        "rows_unlabeled": int(rows - labeled),
     }
