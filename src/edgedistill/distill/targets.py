@@ -41,7 +41,3 @@ def target_classes(targets: torch.Tensor, teacher_logits: torch.Tensor) -> torch
     unlabeled_share = (1 - targets.sum(1, keepdim=True)).clamp_min(0)
     return (targets + unlabeled_share * F.softmax(teacher_logits.float(), dim=1)).argmax(1)
 
-
-def has_labels(targets: torch.Tensor) -> torch.Tensor:
-    """(B,) bool: rows with any label mass."""
-    return targets >= 0 if targets.dim() == 1 else targets.sum(1) > 0
