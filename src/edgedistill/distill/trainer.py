@@ -26,6 +26,7 @@ from edgedistill.data.loader import Rows
 from edgedistill.distill.augment import augment_batch
 from edgedistill.distill.cache import TeacherCache
 from edgedistill.distill.method import Method
+from edgedistill.distill.mix import Mix, Mixer
 from edgedistill.distill.resume import Loop, Resume, TrainResult
 from edgedistill.distill.taps import TapRecorder
 from edgedistill.errors import UserError
@@ -114,8 +115,12 @@ class LiveTeacher:
         if self.teacher is not None:
             self.teacher.to(device).eval()
 
-    def batch(self, x_rows: torch.Tensor, idx: torch.Tensor, gen: torch.Generator, device: torch.device) -> Batch:
+    def batch(self, x_rows: torch.Tensor, idx: torch.Tensor, gen: torch.Generator, device: torch.device,
+              mix: Mix | None = None) -> Batch:
+        """The augmented (then, with `mix`, mixed) inputs, and the teacher's outputs on exactly those."""
         xb = augment_batch(x_rows, self.augment, gen, self.stats).to(device, non_blocking=True)
+        if mix is not None:
+            xb = mix.inputs(xb)
         if self.teacher is None:
             return xb, None, []
         with torch.no_grad(), torch.autocast(device.type, dtype=self.dtype, enabled=self.dtype is not None):
@@ -229,10 +234,12 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, loss: Method, source: BatchSource, device: torch.device, seed: int,
                  role: str, callbacks: Sequence[Callback] = (), resume: Resume | None = None, progress: bool = False,
-                 loader_workers: int | None = None):
+                 loader_workers: int | None = None, mixer: Mixer | None = None):
         self.cfg, self.loss, self.source, self.device, self.seed, self.role = cfg, loss, source, device, seed, role
         self.callbacks, self.resume, self.progress = list(callbacks), resume, progress
-        self.loader_workers = loader_workers
+        self.loader_workers, self.mixer = loader_workers, mixer
+        if mixer is not None and isinstance(source, TeacherCache):
+            raise ValueError("a mixed batch needs the teacher live: the cache holds its outputs on unmixed views")
         self.batch, self.dtype = check_train_config(cfg, device)
         self.nonfinite = NonFinitePolicy(cfg.on_nonfinite, role)
         self.memory_format = torch.contiguous_format  # fit() sets it from the config and the model
@@ -315,14 +322,16 @@ class Trainer:
         correct = seen = skipped = labeled = 0
         device, dtype = self.device, self.dtype
         for step, (idx, x_rows) in enumerate(rows.epoch(batches)):
-            xb, teacher_logits, teacher_feats = self.source.batch(x_rows, idx, loop.gen, device)
+            mix = self.mixer.draw(tuple(x_rows.shape), loop.gen) if self.mixer else None
+            xb, teacher_logits, teacher_feats = self.source.batch(x_rows, idx, loop.gen, device, mix)
             if self.memory_format is torch.channels_last and xb.dim() == 4:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             yb = yt[idx].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 logits = trained(xb)
+                targets = mix.targets(yb, logits.shape[1]) if mix else yb
                 feats = (taps.take(), teacher_feats) if taps else ()
-                terms = self.loss(logits.float(), teacher_logits, yb, *feats, **self.extras(idx))
+                terms = self.loss(logits.float(), teacher_logits, targets, *feats, **self.extras(idx))
             loss = sum(terms.values())
             if self.nonfinite.skip(loss, terms, epoch, step, device):
                 skipped += 1

@@ -83,6 +83,13 @@ def check_distill(cfg: ExperimentConfig, data: DataSplits) -> None:
     if "crd" in methods and distributed.world_size() > 1:
         raise UserError("distill.method: crd keeps its memory bank in one process; run it without torchrun, or "
                         "choose another method")
+    mix = cfg.distill.mix.kind
+    if mix != "none" and data.text:
+        raise UserError(f"distill.mix.kind: {mix} blends inputs, but {data.name!r} gives token ids, which cannot be "
+                        "blended; set it to none")
+    if mix == "cutmix" and len(data.input_shape) < 2:
+        raise UserError(f"distill.mix.kind: cutmix pastes a box of an image or a span of a sequence, but "
+                        f"{data.name!r} gives inputs of shape {data.input_shape}; use mixup")
     cc = cfg.distill.cache
     viewed = [m for m in methods if "views" in METHODS[m].needs]
     logits_bytes = (len(data.x_train) + data.n_pool) * cc.views * data.num_classes * 4  # float32, K views per row

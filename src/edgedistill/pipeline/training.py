@@ -16,6 +16,7 @@ from edgedistill.config import DistillConfig, ExperimentConfig, ModelConfig
 from edgedistill.data import DataSplits
 from edgedistill.distill import CrossEntropy, Method, build_method
 from edgedistill.distill.cache import TeacherCache, load_or_build
+from edgedistill.distill.mix import Mixer
 from edgedistill.methods import METHODS
 from edgedistill.distill.resume import Resume, TrainResult
 from edgedistill.distill.trainer import Callback, EpochLog, Trainer, batch_source, check_train_config
@@ -55,9 +56,18 @@ def train_role(run: Run, role: Role, model: nn.Module, mcfg: ModelConfig, loss: 
     trainer = Trainer(mcfg.train, loss, source, run.accel, run.cfg.seed, str(role),
                       callbacks=[EpochLog(run.log_path(role)), SaveBest(run, mcfg, role)],
                       resume=Resume(run.run_dir / STATE_DIR / f"{role}.pt"), progress=run.progress,
-                      loader_workers=run.cfg.data.loader_workers)
+                      loader_workers=run.cfg.data.loader_workers, mixer=students_mixer(run.cfg, role))
     x, y = run.data.training_rows(with_pool=loss.uses_teacher)
     return trainer.fit(model, x, y, run.data.x_val, run.data.y_val)
+
+
+def students_mixer(cfg: ExperimentConfig, role: Role) -> Mixer | None:
+    """distill.mix applies to the two students alike, so the control is trained on the same mixed batches; the
+    teacher, the pruned teacher and the QAT fine-tune see plain batches."""
+    mix = cfg.distill.mix
+    if mix.kind == "none" or role not in (Role.STUDENT_SCRATCH, Role.STUDENT_KD):
+        return None
+    return Mixer(mix.kind, mix.alpha)
 
 
 def sample(run: Run) -> torch.Tensor:
