@@ -12,7 +12,7 @@ from conftest import run_cli, tiny_config
 from test_cli import assert_one_line_error
 from edgedistill.config import TrainConfig
 from edgedistill.data import load_dataset
-from edgedistill.distill.trainer import EpochPlan
+from edgedistill.distill.epoch_plan import EpochPlan
 from edgedistill.errors import UserError
 
 

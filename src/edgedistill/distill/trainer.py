@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 from pathlib import Path
 from typing import Sequence
@@ -17,7 +16,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DistributedSampler
 
 from edgedistill import distributed
 from edgedistill.checkpoint import atomic_write_text
@@ -25,6 +23,7 @@ from edgedistill.config import AugmentConfig, TrainConfig
 from edgedistill.data.loader import Rows
 from edgedistill.distill.augment import augment_batch
 from edgedistill.distill.cache import TeacherCache
+from edgedistill.distill.epoch_plan import EpochPlan
 from edgedistill.distill.method import Method
 from edgedistill.distill.mix import Mix, Mixer
 from edgedistill.distill.resume import Loop, Resume, TrainResult
@@ -71,11 +70,6 @@ def training_memory_format(model: nn.Module, cfg: TrainConfig) -> torch.memory_f
     """channels_last where the config asks for it and the model has a 2-D convolution to benefit."""
     wanted = cfg.channels_last and any(isinstance(m, nn.Conv2d) for m in model.modules())
     return torch.channels_last if wanted else torch.contiguous_format
-
-
-def steps_per_epoch(n: int, cfg: TrainConfig) -> int:
-    steps = math.ceil(n / cfg.batch_size)
-    return min(steps, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch else steps
 
 
 def local_batch_size(cfg: TrainConfig, world: int) -> int:
@@ -146,40 +140,6 @@ def batch_source(method: Method, augment: AugmentConfig, teacher: nn.Module | No
     if cache is not None:
         return cache
     return LiveTeacher(teacher if method.uses_teacher else None, augment, method.teacher_taps, stats)
-
-
-class EpochPlan:
-    """Which rows each step of an epoch takes. The labelled rows are shuffled by DistributedSampler as always, in
-    steps of the batch size; the unlabelled rows (target -1), when there are any, are shuffled by a sampler of their
-    own and spread over the same steps, so an epoch passes once over both in the steps the labelled rows alone
-    would take: a model with an unlabelled pool takes the scratch control's steps, schedule and labelled batches."""
-
-    def __init__(self, yt: torch.Tensor, batch: int, cfg: TrainConfig, seed: int):
-        world, rank = distributed.world_size(), distributed.rank()
-        labeled = yt >= 0
-        self.labeled_rows = torch.nonzero(labeled).squeeze(1)
-        self.pool_rows = torch.nonzero(~labeled).squeeze(1)
-        self.batch = batch
-        self.sampler = DistributedSampler(range(len(self.labeled_rows)), num_replicas=world, rank=rank,
-                                          shuffle=True, seed=seed)
-        self.n_steps = steps_per_epoch(len(self.sampler) * world, cfg)
-        self.pool_sampler = DistributedSampler(range(len(self.pool_rows)), num_replicas=world, rank=rank,
-                                               shuffle=True, seed=seed + 1) if len(self.pool_rows) else None
-        every = math.ceil(len(self.sampler) / batch)  # steps of a whole pass, before max_steps_per_epoch
-        self.pool_batch = math.ceil(len(self.pool_sampler) / every) if self.pool_sampler else 0
-
-    def batches(self, epoch: int) -> list[torch.Tensor]:
-        """This process's row indices for each step of the epoch."""
-        self.sampler.set_epoch(epoch)
-        order = torch.tensor(list(self.sampler))
-        if self.pool_sampler is None:
-            return [idx for idx in (order[s * self.batch:(s + 1) * self.batch] for s in range(self.n_steps))
-                    if len(idx)]
-        self.pool_sampler.set_epoch(epoch)
-        pool, b, pb = torch.tensor(list(self.pool_sampler)), self.batch, self.pool_batch
-        steps = [torch.cat([self.labeled_rows[order[s * b:(s + 1) * b]], self.pool_rows[pool[s * pb:(s + 1) * pb]]])
-                 for s in range(self.n_steps)]
-        return [idx for idx in steps if len(idx)]
 
 
 class Callback:
