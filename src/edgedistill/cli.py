@@ -32,6 +32,24 @@ def _parser() -> argparse.ArgumentParser:
                    help="continue an interrupted run from its last finished epoch, with the config it was started with")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--jsonl", action="store_true", help="progress as JSON lines on stdout, for logs and CI")
+    t = add("tune", help="find the distillation recipe for your data on validation (Optuna), then run it against "
+                         "scratch over seeds")
+    t.add_argument("config", nargs="?", help="experiment YAML file (the packaged default when none is given)")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (repeatable)")
+    t.add_argument("--out", help="study folder (default runs/<name>-tune); workers given one folder share it")
+    t.add_argument("--trials", type=int, default=20, metavar="N",
+                   help="finished trials the study holds when done, over all its workers (default 20)")
+    t.add_argument("--timeout", type=float, metavar="SECONDS", help="this worker starts no trial after this long")
+    t.add_argument("--storage", metavar="URL", help="the study's database, e.g. postgresql://user:password@host/db, "
+                   "for workers on several machines (default: SQLite in the study folder)")
+    t.add_argument("--study-name", help="the study's name in the database (default: the config's name)")
+    t.add_argument("--seeds", type=int, default=3, metavar="N",
+                   help="then run the best recipe and scratch over N seeds on the test split (0: tune only)")
+    t.add_argument("--methods", metavar="A,B", help="search only these methods (default: every one that fits)")
+    t.add_argument("--heartbeat", type=int, default=20, metavar="SECONDS",
+                   help="a trial whose worker is silent for 3 heartbeats is taken as dead and run again (default 20)")
+    t.add_argument("--quiet", action="store_true", help="no progress bars or per-trial lines")
     add("datasets", help="list the datasets")
     add("models", help="list the teachers and students in the zoo")
     add("methods", help="list the distillation methods (distill.method)")
@@ -111,6 +129,25 @@ def cmd_seeds(args: argparse.Namespace) -> int:
         print(result.table)
         print_deliverable(result.first, f"{result.out_dir / ('seed_' + str(result.first['config']['seed']))}: ")
         print(f"\nruns: {result.out_dir}/seed_*  summary: {result.out_dir / 'seeds.md'}, seeds.json")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from edgedistill import progress
+    from edgedistill.tune import tune
+    from edgedistill.tune.report import best_line
+
+    progress.set_mode("quiet" if args.quiet else "bar")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    say = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
+    result = tune(args.config, args.out, args.overrides, args.trials, args.timeout, args.storage, args.study_name,
+                  args.seeds, methods, args.heartbeat, progress=not args.quiet, say=say)
+    print(f"\n{best_line(result.summary)}; this worker ran {result.ran}")
+    if result.seeds:
+        print(f"\n{result.seeds.table}")
+        seed = result.seeds.first["config"]["seed"]
+        print_deliverable(result.seeds.first, f"{result.seeds.out_dir / f'seed_{seed}'}: ")
+    print(f"report: {result.out_dir / 'tune.md'}")
     return 0
 
 
@@ -206,7 +243,8 @@ def _warnings_to_stderr() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"run": cmd_run, "datasets": cmd_datasets, "models": cmd_models, "methods": cmd_methods, "devices": cmd_devices,
+    handler = {"run": cmd_run, "tune": cmd_tune,
+               "datasets": cmd_datasets, "models": cmd_models, "methods": cmd_methods, "devices": cmd_devices,
                "report": cmd_report, "compare": cmd_compare, "classify": cmd_classify, "export": cmd_export}[args.command]
     _warnings_to_stderr()
     try:

@@ -1,6 +1,7 @@
-"""Multi-view KD, in the spirit of MLKD (Jin et al., CVPR 2023, "Multi-Level Logit Distillation"): besides the
-teacher on the view the student sees, distil toward the teacher's prediction averaged over every cached augmented
-view of the sample, a steadier target than any one view.
+"""Multi-view KD, edgedistill's own method (not a published one): besides the teacher on the view the student sees,
+distil toward the teacher's prediction averaged over every cached augmented view of the sample, a steadier target
+than any one view. It is not MLKD (Jin et al., CVPR 2023): no sum over several temperatures, no class- or
+batch-level alignment and no confidence mask.
 
 With p^T = softmax(z/T), v the view of this step and K the cached views of the sample:
   loss = (1 - alpha) * CE(z_s, y)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
+from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -48,13 +49,15 @@ class SaveBest(Callback):
 
 
 def train_role(run: Run, role: Role, model: nn.Module, mcfg: ModelConfig, loss: Method,
-               teacher: nn.Module | None = None, cache: TeacherCache | None = None) -> TrainResult:
+               teacher: nn.Module | None = None, cache: TeacherCache | None = None,
+               callbacks: Sequence[Callback] = ()) -> TrainResult:
     """Train one model of the run with its best checkpoint, epoch log and resumable state in the run folder. A
     model taught by the teacher also trains on the unlabelled pool, if there is one; a model trained on labels
-    alone (the teacher, the scratch control) cannot learn from it."""
+    alone (the teacher, the scratch control) cannot learn from it. `callbacks` are told of each epoch after those
+    (`edgedistill tune` reports to its pruner there)."""
     source = batch_source(loss, run.cfg.data.augment, teacher, cache, run.data.pixel_stats)
     trainer = Trainer(mcfg.train, loss, source, run.accel, run.cfg.seed, str(role),
-                      callbacks=[EpochLog(run.log_path(role)), SaveBest(run, mcfg, role)],
+                      callbacks=[EpochLog(run.log_path(role)), SaveBest(run, mcfg, role), *callbacks],
                       resume=Resume(run.run_dir / STATE_DIR / f"{role}.pt"), progress=run.progress,
                       loader_workers=run.cfg.data.loader_workers, mixer=students_mixer(run.cfg, role))
     x, y = run.data.training_rows(with_pool=loss.uses_teacher)
