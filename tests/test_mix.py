@@ -89,3 +89,49 @@ def test_a_killed_mixed_run_resumes_along_the_same_stream_of_mixes(tmp_path):
     assert scores(killed) == scores(whole)
     kd = [json.loads(line) for line in (killed / "logs" / "student_kd.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in kd] == list(range(1, 7)) and kd[-1]["rows_unlabeled"] > 0
+
+
+def test_tune_draws_the_mix_as_one_recipe_knob_where_the_method_and_data_allow():
+    from edgedistill.config import validate_config
+    from edgedistill.tune.space import MIX, RECIPE_SPACE, SearchSpace, recipe_config, recipe_space
+
+    assert MIX in RECIPE_SPACE
+    space = SearchSpace(("kd", "nkd", "crd", "mvkd"), {})
+    assert [m for m, dims in space.describe().items() if "distill.mix.kind" in dims] == ["kd", "nkd"]
+    assert recipe_space(token_ids=True, flat=False) == ()
+    assert recipe_space(token_ids=False, flat=True)[0].choices == ("none", "mixup")
+    assert recipe_space(token_ids=False, flat=False)[0].choices == ("none", "mixup", "cutmix")
+    cfg = tiny_config()
+    cfg["distill"]["cache"] = {"enabled": True, "views": 2}
+    base = validate_config(cfg).model_dump(mode="json")
+    mixed = validate_config(recipe_config(base, "kd", {"distill.mix.kind": "cutmix"}))
+    assert mixed.distill.mix.kind == "cutmix" and not mixed.distill.cache.enabled  # the teacher runs live
+    assert validate_config(recipe_config(base, "kd", {"distill.mix.kind": "none"})).distill.cache.enabled
+
+
+def test_a_tune_trial_that_draws_mixup_trains_with_the_pool_and_a_live_teacher(tmp_path):
+    """The study's first trial is whatever the sampler draws; the second is put in the queue with mixup, from a
+    config whose cache is on and whose training split keeps half its labels."""
+    import optuna
+
+    cfg = tiny_config(limit_train=200, labeled_fraction=0.5)
+    cfg["student"]["train"] |= {"epochs": 2, "max_steps_per_epoch": 4}
+    cfg["distill"]["cache"] = {"enabled": True, "views": 2}
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "study"
+    args = ("tune", str(tmp_path / "exp.yaml"), "--out", str(out), "--seeds", "0", "--methods", "kd", "--quiet")
+    assert run_cli(*args, "--trials", "1").returncode == 0
+    url = f"sqlite:///{out / 'study.db'}"
+    study = optuna.load_study(study_name=cfg["name"], storage=url)
+    assert "distill.mix.kind" in study.user_attrs["space"]["kd"]
+    study.enqueue_trial({"method": "kd", "kd/distill.temperature": 2.0, "kd/distill.alpha": 0.5,
+                         "distill.mix.kind": "mixup"})
+    proc = run_cli(*args, "--trials", "2")
+    assert proc.returncode == 0, proc.stderr
+    trial = optuna.load_study(study_name=cfg["name"], storage=url).trials[1]
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.user_attrs["settings"]["distill.mix.kind"] == \
+        "mixup"
+    for number in (0, 1):
+        rows = [json.loads(line) for line in (out / "trials" / f"{number:04d}" / "logs" / "student_kd.jsonl")
+                .read_text().splitlines()]
+        assert rows and all(r["rows_unlabeled"] > 0 and r["rows_labeled"] > 0 for r in rows)

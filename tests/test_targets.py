@@ -71,3 +71,19 @@ def test_soft_labels_reach_the_hard_label_term_of_every_logit_method():
     nkd, nkd_hard = NKD()(s, t, soft), NKD()(s, t, torch.tensor([0, 2, 3]))  # NKD's code: argmax of the soft label
     assert nkd["ce"].item() == pytest.approx(mixup_ce.item(), abs=1e-6)
     assert torch.equal(nkd["nkd_target"], nkd_hard["nkd_target"])
+
+
+@pytest.mark.parametrize("targets", [torch.tensor([-1]), torch.tensor([[0.0, 0.0]]), torch.tensor([[0.3, 0.0]])],
+                         ids=["unlabelled", "unlabelled-mass", "mixed-with-unlabelled"])
+def test_dkd_in_log_space_takes_the_teachers_class_for_a_row_without_a_label(targets):
+    """Two classes, T=1, teacher (1, 0), student (50, 0), no label (or only 30% of one for class 0): the target
+    class is the teacher's (0), so TCKD = KL((t0, t1) || softmax(50, 0)) = t0 - log(1 + e) + 50 t1 with
+    t0 = e / (1 + e), t1 = 1 / (1 + e), exact in log space (a clamp at 1e-12 read log s1 as -27.6, not -50), and
+    its gradient softmax(s) - softmax(t) is not lost under the zero CE of a row without a label."""
+    s = torch.tensor([[50.0, 0.0]], requires_grad=True)
+    t0, t1 = math.e / (1 + math.e), 1 / (1 + math.e)
+    terms = DKD(1.0, 1.0, 8.0, warmup_epochs=0)(s, torch.tensor([[1.0, 0.0]]), targets)
+    assert terms["tckd"].item() == pytest.approx(t0 - math.log(1 + math.e) + 50 * t1, rel=1e-6)
+    assert terms["nckd"].item() == 0.0 and terms["ce"].item() == pytest.approx(0.0, abs=1e-12)
+    sum(terms.values()).backward()
+    assert torch.allclose(s.grad, torch.tensor([[t1, -t1]]), atol=1e-6)

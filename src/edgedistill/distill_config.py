@@ -10,6 +10,12 @@ from edgedistill.methods import METHODS
 from edgedistill.strict import Strict
 
 
+def takes_mixed_rows(method: str) -> bool:
+    """Whether a method can learn from a mixed batch: one that files the teacher's outputs or features by sample (a
+    bank of views, CRD's memory) cannot, since a mixed row is two samples."""
+    return "views" not in METHODS[method].needs and method != "crd"
+
+
 class DKDConfig(Strict):
     """Decoupled KD weights (mdistiller's defaults for CIFAR-100: alpha 1, beta 8, CE weight 1)."""
 
@@ -163,7 +169,7 @@ class DistillConfig(Strict):
             raise ValueError(f"mix.kind {self.mix.kind!r} needs the teacher's outputs on every mixed batch, which "
                              "the cache of fixed views cannot give; set distill.cache.enabled: false (the teacher "
                              "then runs live)")
-        keyed = [name for name in self.methods if "views" in METHODS[name].needs or name == "crd"]
+        keyed = [name for name in self.methods if not takes_mixed_rows(name)]
         if keyed:
             raise ValueError(f"{keyed[0]} keeps the teacher's outputs or features per sample, but a mixed row is "
                              "two samples; choose another method or set distill.mix.kind: none")
