@@ -2,7 +2,7 @@
 validation alone.
 
     python benchmarks/few_labels.py [--config src/edgedistill/configs/default.yaml] [--shares 0.05 0.1 0.2]
-        [--batches 16 64] [--seeds 3] [--plan 'scratch,kd,dist,...'] [--set key=value ...]
+        [--batches 16] [--seeds 3] [--plan 'scratch,kd,dist,...'] [--set key=value ...]
         [--int8 onnxruntime-int8] [--confirm-int8 tflm-int8] [--out bench_runs/few_labels] [--key mnist1d_few_labels]
 
 For each label share (data.labeled_fraction: the labels of a stratified share of the training rows are kept, the
@@ -12,9 +12,9 @@ scratch control (labelled rows) and every recipe of the plan (labelled rows plus
 bank of the teacher's outputs on views of both, and scores every student through its deployed int8 file (--int8,
 ONNX Runtime's by default: a TFLite Micro export costs about half a minute a model here).
 
-Chosen on validation accuracy only (mean over the seeds): for each share, the KD recipe and batch with the best
-validation accuracy, against the scratch control with the best validation accuracy over the batches; then the share
-whose chosen recipe beats that scratch control by most. Test accuracies are read for the table, never to choose.
+Chosen on validation accuracy only (mean over the seeds; a tie goes to the better int8 file on validation): for each
+share, the KD recipe and batch with the best validation accuracy, against the scratch control with the best
+validation accuracy over the batches; then the share whose chosen recipe beats that scratch control by most. Test accuracies are read for the table, never to choose.
 The chosen recipe and its scratch control are then trained again over the seeds and scored through the demo's own
 deliverable (--confirm-int8, TFLite Micro), with the control once more at --long-scratch times the epochs, so a
 gain that comes from the control taking too few steps would show. The section of docs/benchmarks.md names the choice.
@@ -64,8 +64,13 @@ def method_table(args, share: float, batch: int, teacher: Path, out: Path, plan:
     return json.loads((out / "results.json").read_text())["demo"]
 
 
-def val_mean(runs: dict) -> float:
-    return mean_std([r["best_val_accuracy"] for r in runs.values()])["mean"]
+def val_mean(runs: dict, key: str = "best_val_accuracy") -> float:
+    return mean_std([r[key] for r in runs.values()])["mean"]
+
+
+def val_rank(runs: dict) -> tuple[float, float]:
+    """Mean validation accuracy, ties broken by that of the int8 file, the model that ships."""
+    return val_mean(runs), val_mean(runs, "int8_val_accuracy")
 
 
 def cell(runs: dict, key: str) -> str:
@@ -85,8 +90,8 @@ def gain_cells(runs: dict, scratch: dict) -> str:
 
 def choose(tables: dict) -> dict:
     """For one share: the best KD (batch, method) and the best scratch batch, both by mean validation accuracy."""
-    kd = max(((b, m) for b, t in tables.items() for m in t if m != "scratch"), key=lambda k: val_mean(tables[k[0]][k[1]]))
-    scratch = max(tables, key=lambda b: val_mean(tables[b]["scratch"]))
+    kd = max(((b, m) for b, t in tables.items() for m in t if m != "scratch"), key=lambda k: val_rank(tables[k[0]][k[1]]))
+    scratch = max(tables, key=lambda b: val_rank(tables[b]["scratch"]))
     gain = val_mean(tables[kd[0]][kd[1]]) - val_mean(tables[scratch]["scratch"])
     return {"batch": kd[0], "method": kd[1], "scratch_batch": scratch, "val_gain": gain}
 
@@ -118,11 +123,21 @@ def confirm_rows(args, share: float, c: dict, confirm: dict, long_scratch: dict)
     return rows
 
 
+def trained_minutes(out: Path, teachers: dict, tables: list[dict]) -> float:
+    """Every model's training time as it measured it, and every teacher-output bank's build, summed: the sweep
+    resumes where it stopped, so its wall time covers only the last invocation."""
+    seconds = sum(t["train"]["seconds"] for t in teachers.values())
+    seconds += sum(r["seconds"] for table in tables for runs in table.values() for r in runs.values())
+    seconds += sum(json.loads(p.read_text())["seconds"] for p in out.glob("share_*/*/cache_build.json"))
+    return seconds / 60
+
+
 def write_section(args, teachers: dict, results: dict, choices: dict, share: float, confirm: dict,
                   long_scratch: dict, wall: float) -> str:
     c = choices[share]
     kd, scratch = confirm[c["method"]], confirm["scratch"]
     epochs = resolve_config(args.config, args.overrides).student.train.epochs
+    tables = [t for by_batch in results.values() for t in by_batch.values()] + [confirm, {"scratch": long_scratch}]
     rows = ["| share | batch | recipe | val acc (mean) | best epoch (mean) | fp32 test acc | int8 test acc | "
             "int8 gain over scratch (same batch), paired | p | verdict |", "|---|---|---|---|---|---|---|---|---|---|"]
     for s in results:
@@ -133,7 +148,10 @@ def write_section(args, teachers: dict, results: dict, choices: dict, share: flo
     acc = {name: mean_std([r["int8_test_accuracy"] for r in runs.values()])["mean"]
            for name, runs in (("kd", kd), ("scratch", scratch), ("long", long_scratch))}
     body = (f"### Few labels: MNIST-1D with a share of its labels, the rest as the unlabelled pool ({args.seeds} "
-            f"seeds, {epochs} student epochs)\n\n{header(wall)}"
+            f"seeds, {epochs} student epochs)\n\n{header(wall, 'wall time of this invocation')}"
+            f"- training time of every model in the tables and every teacher-output bank, as each measured it, "
+            f"summed: {trained_minutes(Path(args.out), teachers, tables):.0f} min (the sweep resumes where it "
+            "stopped; int8 export and scoring not included)\n"
             f"- config: `{Path(args.config).name}`{' with ' + ', '.join(args.overrides) if args.overrides else ''}; "
             f"student `{STUDENT.partition('=')[2]}`; {args.views} cached views; int8: {args.int8}\n"
             f"- chosen on validation: label share **{share:g}**, recipe **{c['method']}** at batch "
