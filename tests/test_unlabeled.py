@@ -181,3 +181,19 @@ def test_a_pool_of_another_shape_stops_the_run_before_anything_is_written(tmp_pa
     proc = run_config(tmp_path, cfg)
     assert_one_line_error(proc, "data.labeled_count: 5", "gets none")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_tune_study_tells_two_pools_apart():
+    """Workers joining one study must train on one pool: it is part of the data digest the study holds fixed."""
+    from dataclasses import replace
+
+    from edgedistill.config import validate_config
+    from edgedistill.tune.space import SearchSpace
+    from edgedistill.tune.study import config_difference, fixed_config
+
+    cfg, space = validate_config(tiny_config(labeled_fraction=0.5)), SearchSpace(("kd",), {})
+    data = load_dataset("mnist1d", seed=0, limit_train=200, labeled_fraction=0.5)
+    other = replace(data, x_pool=np.ascontiguousarray(data.x_pool[::-1]))
+    assert config_difference(fixed_config(cfg, space, data), fixed_config(cfg, space, data)) is None
+    assert "data (training and validation rows)" in config_difference(fixed_config(cfg, space, data),
+                                                                      fixed_config(cfg, space, other))
