@@ -86,6 +86,20 @@ class DataConfig(Strict):
                                    "the run's seed); --seeds holds it fixed so every seed shares one split")
     loader_workers: int | None = Field(None, ge=0, le=64, description="processes reading packed images ahead of "
                                        "training (image_folder); default: the cores one process leaves, up to 4")
+    labeled_fraction: float | None = Field(
+        None, gt=0.0, lt=1.0, description="keep the labels of this stratified share of the training rows (after "
+                                          "validation), drawn by the split seed; the rest join the unlabelled pool")
+    labeled_count: int | None = Field(None, ge=1, description="as labeled_fraction, as a number of training rows")
+    unlabeled: str | None = Field(
+        None, description="unlabelled samples for the distilled student: an .npz with an array x, a CSV of the "
+                          "feature columns, a folder of images (no class folders) or a .txt of one text per line; "
+                          "prepared as the labelled data")
+
+    @model_validator(mode="after")
+    def _one_label_share(self) -> "DataConfig":
+        if self.labeled_fraction is not None and self.labeled_count is not None:
+            raise ValueError("set labeled_fraction or labeled_count, not both")
+        return self
 
 
 class TrainConfig(Strict):

@@ -2,10 +2,18 @@
 cache. Its own module so that adding a method touches its settings here, not the rest of the schema."""
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from edgedistill.methods import METHODS
 from edgedistill.strict import Strict
+
+
+def takes_mixed_rows(method: str) -> bool:
+    """Whether a method can learn from a mixed batch: one that files the teacher's outputs or features by sample (a
+    bank of views, CRD's memory) cannot, since a mixed row is two samples."""
+    return "views" not in METHODS[method].needs and method != "crd"
 
 
 class DKDConfig(Strict):
@@ -80,6 +88,16 @@ class CRDConfig(Strict):
 MAX_VIEWS = 1024  # a bank's views; each is a teacher pass over the training split, built before training
 
 
+class MixConfig(Strict):
+    """Mixup or CutMix of every student batch, the teacher seeing the same mixed input (distill/mix.py)."""
+
+    kind: Literal["none", "mixup", "cutmix"] = Field(
+        "none", description="mixup blends two inputs, cutmix pastes a box (a span of a sequence) of one into "
+                            "another; both students are trained on the mixed batches and labels, and the teacher runs "
+                            "live on them (Beyer et al., CVPR 2022)")
+    alpha: float = Field(1.0, gt=0.0, description="the mixing share lam is drawn from Beta(alpha, alpha)")
+
+
 class CacheConfig(Strict):
     """Teacher outputs for K fixed augmented views per sample, computed once (see distill/cache.py)."""
 
@@ -117,6 +135,7 @@ class DistillConfig(Strict):
     teacher_taps: list[str] | None = Field(
         None, description="teacher modules paired with them, deepest with deepest (default: its feature_taps)")
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    mix: MixConfig = Field(default_factory=MixConfig)
 
     @property
     def methods(self) -> list[str]:
@@ -140,8 +159,22 @@ class DistillConfig(Strict):
         if viewed and not self.cache.enabled:
             raise ValueError(f"{viewed[0]} reads the teacher's logits on every cached view: set "
                              "distill.cache.enabled: true")
+        if self.mix.kind != "none":
+            self._mixable()
         if self.logit_standardization and not any(METHODS[name].standardize for name in logit):
             able = ", ".join(name for name, spec in METHODS.items() if spec.standardize)
             raise ValueError(f"distill.logit_standardization applies to {able}, not to "
                              f"{logit[0] if logit else 'plain CE'}; turn it off or pick one of those")
         return self
+
+    def _mixable(self) -> None:
+        """Mixing needs the teacher's outputs on each mixed batch, which no bank of fixed views holds, and a row
+        of a mixed batch is two samples, which a bank keyed by sample cannot file."""
+        if self.cache.enabled:
+            raise ValueError(f"mix.kind {self.mix.kind!r} needs the teacher's outputs on every mixed batch, which "
+                             "the cache of fixed views cannot give; set distill.cache.enabled: false (the teacher "
+                             "then runs live)")
+        keyed = [name for name in self.methods if not takes_mixed_rows(name)]
+        if keyed:
+            raise ValueError(f"{keyed[0]} keeps the teacher's outputs or features per sample, but a mixed row is "
+                             "two samples; choose another method or set distill.mix.kind: none")

@@ -59,6 +59,7 @@ def absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
     raw = cfg.model_dump(mode="json")
     raw["device_catalog"] = _absolute(raw["device_catalog"])
     raw["data"]["path"] = _absolute(raw["data"]["path"])
+    raw["data"]["unlabeled"] = _absolute(raw["data"]["unlabeled"])
     options = raw["data"]["options"]
     for key in PATH_OPTIONS:
         if isinstance(options.get(key), str) and options[key] != "minilm":  # the tokenizer option's built-in name
@@ -91,6 +92,8 @@ def run_inputs(cfg: ExperimentConfig, config_file: str | Path | None = None) -> 
     found = [Input("config", Path(os.path.abspath(config_file)), "config")] if config_file else []
     if raw["data"]["path"]:
         found.append(Input("data.path", Path(raw["data"]["path"]), "data"))
+    if raw["data"]["unlabeled"]:
+        found.append(Input("data.unlabeled", Path(raw["data"]["unlabeled"]), "data"))
     for key in READ_OPTIONS:
         value = raw["data"]["options"].get(key)
         if isinstance(value, str) and value != "minilm":

@@ -19,7 +19,7 @@ from edgedistill.checkpoint import atomic_write_text
 from edgedistill.config import SEED_MAX, ExperimentConfig, resolve_config
 from edgedistill.errors import UserError
 from edgedistill.inputs import absolute_paths, record_inputs, run_inputs, verify_inputs, write_inputs
-from edgedistill.report.markdown import method_label
+from edgedistill.report.markdown import method_label, rows_by_role, rows_sentence
 from edgedistill.roles import label
 from edgedistill.runlock import RunLock
 from edgedistill.teachers import is_external
@@ -80,7 +80,8 @@ def summarize(runs: list[dict]) -> dict:
     verdict = gain.pop("verdict")
     return {"seeds": [m["config"]["seed"] for m in runs], "models": models, "kd_gain_over_scratch": gain,
             "gain_exceeds_noise": verdict == 1, "loss_exceeds_noise": verdict == -1,
-            "scratch_std": scratch_std, "distill": runs[0]["models"]["student_kd"].get("distill")}
+            "scratch_std": scratch_std, "distill": runs[0]["models"]["student_kd"].get("distill"),
+            "rows_per_epoch": rows_by_role(runs[0]["models"])}
 
 
 def seeds_table(summary: dict) -> str:
@@ -100,8 +101,10 @@ def seeds_table(summary: dict) -> str:
         verdict = "inside the noise (not significant at p < 0.05, or no larger than the scratch runs' std)"
     test = (f", paired t-test p = {g['p_value']:.3f}, 95% interval [{100 * g['ci95'][0]:+.2f}, "
             f"{100 * g['ci95'][1]:+.2f}]" if g.get("ci95") else "")
+    pool = summary.get("rows_per_epoch") or {}
+    seen = f"\n{rows_sentence(pool)}" if any(r["unlabeled"] for r in pool.values()) else ""
     return ("\n".join(rows) + f"\n\nKD gain over scratch ({method}), paired by seed: {100 * g['mean']:+.2f} ± "
-            f"{100 * g['std']:.2f} points{test}: {verdict}.")
+            f"{100 * g['std']:.2f} points{test}: {verdict}.{seen}")
 
 
 MAX_SEEDS = 1000  # each seed is a whole run

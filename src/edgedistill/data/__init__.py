@@ -4,13 +4,14 @@ Validation is always carved from the training split here, so no loader can leak 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from edgedistill.data.rows import take_rows
+from edgedistill.data.rows import stack_rows, take_rows
+from edgedistill.data.unlabeled import InputForm, labeled_split, read_unlabeled
 from edgedistill.errors import UserError
 
 
@@ -27,6 +28,7 @@ class RawSplits:
     description: str = ""
     text: dict | None = None  # text sets: {"tokenizer": folder, "max_length": n}, saved beside the exports
     pixel_stats: tuple | None = None  # images: per-channel mean and std of [0, 1] pixels that standardised them
+    form: InputForm | None = None  # how raw inputs become model inputs: an unlabelled pool goes the same way
 
 
 @dataclass
@@ -44,10 +46,23 @@ class DataSplits:
     description: str = ""
     text: dict | None = None
     pixel_stats: tuple | None = None
+    x_pool: object = None  # unlabelled training rows, the distilled models' transfer set (data/unlabeled.py)
+    pool: dict = field(default_factory=dict)  # where the pool's rows came from: held_out, file, path
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def n_pool(self) -> int:
+        return 0 if self.x_pool is None else len(self.x_pool)
+
+    def training_rows(self, with_pool: bool) -> tuple:
+        """The rows a model trains on: the labelled ones, then (with_pool) the pool's, whose target is -1."""
+        if not with_pool or self.x_pool is None:
+            return self.x_train, self.y_train
+        return (stack_rows([self.x_train, self.x_pool]),
+                np.concatenate([self.y_train, np.full(self.n_pool, -1, dtype=self.y_train.dtype)]))
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -63,6 +78,8 @@ class DataSplits:
             "n_train": int(len(self.y_train)),
             "n_val": int(len(self.y_val)),
             "n_test": int(len(self.y_test)),
+            "n_unlabeled": self.n_pool,
+            "unlabeled": self.pool,
         }
 
 
@@ -183,8 +200,10 @@ def check_every_class_trains(name: str, classes: list[str], y: np.ndarray, train
 
 def load_dataset(name: str, path: str | None = None, val_fraction: float = 0.1, seed: int = 0,
                  options: dict | None = None, limit_train: int | None = None,
-                 limit_test: int | None = None) -> DataSplits:
-    """Load a registered dataset and carve a stratified validation split from its training part."""
+                 limit_test: int | None = None, labeled_fraction: float | None = None,
+                 labeled_count: int | None = None, unlabeled: str | None = None) -> DataSplits:
+    """Load a registered dataset and carve a stratified validation split from its training part; then, when
+    asked, keep the labels of a share of the training rows and read an unlabelled pool (data/unlabeled.py)."""
     if name not in _DATASETS:
         raise UserError(f"data.name: unknown dataset {name!r}; choose one of {', '.join(sorted(_DATASETS))}")
     loader, _ = _DATASETS[name]
@@ -203,9 +222,29 @@ def load_dataset(name: str, path: str | None = None, val_fraction: float = 0.1, 
     tr, val = train_test_split(np.arange(len(raw.y_train)), test_size=val_fraction, random_state=seed,
                                stratify=stratify)  # by row, so a packed split is never decoded here
     check_every_class_trains(name, raw.class_names, raw.y_train, tr, limit_train, val_fraction)
-    return DataSplits(name, take_rows(raw.x_train, tr), raw.y_train[tr], take_rows(raw.x_train, val),
+    data = DataSplits(name, take_rows(raw.x_train, tr), raw.y_train[tr], take_rows(raw.x_train, val),
                       raw.y_train[val], raw.x_test, raw.y_test, raw.class_names, raw.description, raw.text,
                       raw.pixel_stats)
+    return with_pool(data, raw.form, seed, labeled_fraction, labeled_count, unlabeled)
+
+
+def with_pool(data: DataSplits, form: InputForm | None, seed: int, fraction: float | None, count: int | None,
+              unlabeled: str | None) -> DataSplits:
+    """The unlabelled pool: training rows whose labels are set aside (a stratified share keeps them, by the split
+    seed), then the rows of data.unlabeled, prepared as the labelled rows were."""
+    parts, info = [], {}
+    if fraction is not None or count is not None:
+        kept, held = labeled_split(data.y_train, fraction, count, seed, data.class_names)
+        parts.append(take_rows(data.x_train, held))
+        data.x_train, data.y_train = take_rows(data.x_train, kept), data.y_train[kept]
+        info |= {"held_out": int(len(held)), "labeled_fraction": fraction, "labeled_count": count}
+    if unlabeled is not None:
+        rows = read_unlabeled(unlabeled, form, data.name, data.input_shape)
+        parts.append(rows)
+        info |= {"file": int(len(rows)), "path": unlabeled}
+    if parts:
+        data.x_pool, data.pool = stack_rows(parts), info
+    return data
 
 
 # importing the source modules registers their loaders

@@ -71,9 +71,10 @@ class TeacherCache:
     built: bool = False  # False when the bank on disk was reused
     stats: tuple | None = None  # the inputs' channel mean and std, for colour jitter
 
-    def batch(self, x_rows: torch.Tensor, idx: torch.Tensor, gen: torch.Generator,
-              device: torch.device) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """One view per sample of these rows: the augmented inputs, the teacher's logits and its tap features."""
+    def batch(self, x_rows: torch.Tensor, idx: torch.Tensor, gen: torch.Generator, device: torch.device,
+              mix: None = None) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """One view per sample of these rows: the augmented inputs, the teacher's logits and its tap features.
+        Mixed batches are never served from here (the Trainer refuses them): the bank holds unmixed views."""
         view = torch.randint(0, self.views, (len(idx),), generator=gen)
         x = apply_augment(x_rows, take(self.params, view, idx), self.augment, self.stats)
         feats = [take(f, view, idx).to(device).float() for f in self.feats]

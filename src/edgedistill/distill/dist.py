@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from edgedistill.distill.method import Method
 from edgedistill.distill.standardize import standardized
+from edgedistill.distill.targets import labeled_ce
 
 EPS = 1e-8
 
@@ -54,5 +55,5 @@ class DIST(Method):
         if teacher_logits is None:
             raise ValueError("DIST needs the teacher's logits")
         inter, intra = dist_terms(*standardized(student_logits, teacher_logits, self.standardize), self.temperature)
-        ce = F.cross_entropy(student_logits, targets, label_smoothing=self.label_smoothing)
+        ce = labeled_ce(student_logits, targets, self.label_smoothing)
         return {"ce": self.ce_weight * ce, "dist_inter": self.beta * inter, "dist_intra": self.gamma * intra}

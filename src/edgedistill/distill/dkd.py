@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from edgedistill.distill.method import Method, warmup_factor
 from edgedistill.distill.standardize import standardized
+from edgedistill.distill.targets import labeled_ce, target_classes
 
 
 def target_and_rest(logits: torch.Tensor, gt: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -61,8 +62,8 @@ class DKD(Method):
                  targets: torch.Tensor) -> dict[str, torch.Tensor]:
         if teacher_logits is None:
             raise ValueError("DKD needs the teacher's logits")
-        tckd, nckd = dkd_terms(*standardized(student_logits, teacher_logits, self.standardize), targets,
-                               self.temperature)
-        ce = F.cross_entropy(student_logits, targets, label_smoothing=self.label_smoothing)
+        tckd, nckd = dkd_terms(*standardized(student_logits, teacher_logits, self.standardize),
+                               target_classes(targets, teacher_logits), self.temperature)
+        ce = labeled_ce(student_logits, targets, self.label_smoothing)
         w = self.factor
         return {"ce": self.ce_weight * ce, "tckd": w * self.alpha * tckd, "nckd": w * self.beta * nckd}

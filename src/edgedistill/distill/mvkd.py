@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from edgedistill.distill.kd import kd_kl
 from edgedistill.distill.method import Method
+from edgedistill.distill.targets import labeled_ce
 
 
 def mean_view_kl(student_logits: torch.Tensor, views: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -39,7 +40,7 @@ class MultiViewKD(Method):
                  views: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         if teacher_logits is None or views is None:
             raise ValueError("MultiViewKD needs the teacher's logits on this view and on every cached view")
-        ce = F.cross_entropy(student_logits, targets, label_smoothing=self.label_smoothing)
+        ce = labeled_ce(student_logits, targets, self.label_smoothing)
         half = self.alpha / 2
         return {"ce": (1.0 - self.alpha) * ce,
                 "kd": half * kd_kl(student_logits, teacher_logits, self.temperature),

@@ -43,6 +43,44 @@ def verdict(metrics: dict) -> str:
             f"points below the teacher with {c['compression_ratio_params']:.1f}x fewer parameters.")
 
 
+def pool_note(dataset: dict) -> str:
+    """Where the unlabelled rows came from, and who learns from them."""
+    n, pool = dataset.get("n_unlabeled", 0), dataset.get("unlabeled") or {}
+    if not n:
+        return ""
+    parts = []
+    if pool.get("held_out"):
+        share = (f"data.labeled_fraction {pool['labeled_fraction']}" if pool.get("labeled_fraction") is not None
+                 else f"data.labeled_count {pool.get('labeled_count')}")
+        parts.append(f"{pool['held_out']:,} training rows whose labels were set aside ({share}, a stratified "
+                     "draw by the split seed)")
+    if pool.get("file"):
+        parts.append(f"{pool['file']:,} rows of {pool.get('path')} (data.unlabeled)")
+    return (f"Unlabelled pool: {n:,} rows: {' and '.join(parts)}. Only models taught by the teacher train on it, "
+            "through the distillation terms alone (no hard-label term), spread over the steps the labelled rows "
+            "take, so they take as many steps per epoch as the scratch control.")
+
+
+def rows_by_role(models: dict) -> dict[str, dict]:
+    """Each trained model's rows per epoch (its last epoch's count), where metrics.json records it."""
+    return {role: m["train"]["rows_per_epoch"] for role, m in models.items()
+            if (m.get("train") or {}).get("rows_per_epoch")}
+
+
+def rows_sentence(rows: dict[str, dict]) -> str:
+    """How many labelled and unlabelled rows each trained model took per epoch."""
+    parts = []
+    for role, name in LABELS.items():
+        if role in rows:
+            more = f" + {rows[role]['unlabeled']:,} unlabelled" if rows[role]["unlabeled"] else ""
+            parts.append(f"{name} {rows[role]['labeled']:,} labelled{more}")
+    return f"Training rows per epoch: {'; '.join(parts)}." if parts else ""
+
+
+def training_rows(metrics: dict) -> str:
+    return rows_sentence(rows_by_role(metrics["models"]))
+
+
 def absent_note(metrics: dict) -> str:
     """Classes the test split lacks are left out of the macro averages; say so rather than count them as 0."""
     absent = metrics["models"]["teacher"]["test"].get("absent_classes") or []
@@ -189,10 +227,13 @@ def write_report_md(path: Path, metrics: dict) -> None:
     d = metrics["config"]["distill"]
     missing = missing_deliverable(metrics)
     lead = f"**{missing[0].upper() + missing[1:]}.**\n\n" if missing else ""
+    unlabeled = f" labelled + {ds['n_unlabeled']:,} unlabelled" if ds.get("n_unlabeled") else ""
+    rows_lines = "\n".join(line for line in (pool_note(ds), training_rows(metrics)) if line)
     text = f"""# edgedistill run: {metrics['name']}
 
-{lead}Dataset: {ds['description']} — {ds['n_train']} train / {ds['n_val']} validation (carved from train) / \
+{lead}Dataset: {ds['description']} — {ds['n_train']} train{unlabeled} / {ds['n_val']} validation (carved from train) / \
 {ds['n_test']} test, {ds['num_classes']} classes, input {tuple(ds['input_shape'])}.
+{rows_lines}
 Distillation: {method_label(d)}. Seed {metrics['config']['seed']}.
 Machine: {env['platform']}, torch {env['torch']}, {env['accelerator']}{' (' + env['gpu'] + ')' if env['gpu'] else ''}.
 Created {metrics['created']}. Checkpoints keep the best validation epoch; the test set chose nothing.

@@ -1,17 +1,18 @@
 """What `edgedistill tune` searches: the method, each method's own settings, and dimensions every recipe draws.
 
 The tables are data. Adding a method to the search is one METHOD_SPACES entry (a method without one is still
-searched, at its defaults); a knob every recipe may turn (mixup or CutMix, once the config has it) is one
-RECIPE_SPACE entry. Which methods can run at all is read from the registry's `needs` (methods.METHODS), never
+searched, at its defaults); a knob every recipe may turn is one RECIPE_SPACE entry, like the mix: mixup or CutMix of
+each batch (distill.mix), which a mixed trial's teacher computes live, since the cache holds unmixed views. Which methods can run at all is read from the registry's `needs` (methods.METHODS), never
 from method names here.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import optuna
 
+from edgedistill.distill_config import takes_mixed_rows
 from edgedistill.methods import METHODS
 
 
@@ -24,6 +25,7 @@ class Dim:
     high: float | None = None
     log: bool = False
     choices: tuple = ()
+    fits: Callable[[str], bool] | None = None  # the methods that may draw it; every method when None
 
     def suggest(self, trial: optuna.Trial, name: str) -> Any:
         if self.choices:
@@ -52,8 +54,19 @@ METHOD_SPACES: dict[str, tuple[Dim, ...]] = {
 }
 # drawn by the methods the registry marks `standardize` (Sun et al., CVPR 2024)
 STANDARDIZE = Dim("distill.logit_standardization", choices=(False, True))
-# drawn by every trial, whatever its method
-RECIPE_SPACE: tuple[Dim, ...] = ()
+# drawn by every trial whose method `fits` it
+MIX = Dim("distill.mix.kind", choices=("none", "mixup", "cutmix"), fits=takes_mixed_rows)
+RECIPE_SPACE: tuple[Dim, ...] = (MIX,)
+
+
+def recipe_space(token_ids: bool, flat: bool) -> tuple[Dim, ...]:
+    """RECIPE_SPACE as the data allows: token ids cannot be blended, and flat features have no box for CutMix."""
+    dims = []
+    for d in RECIPE_SPACE:
+        if d is MIX and token_ids:
+            continue
+        dims.append(replace(d, choices=("none", "mixup")) if d is MIX and flat else d)
+    return tuple(dims)
 
 
 @dataclass(frozen=True)
@@ -62,11 +75,15 @@ class SearchSpace:
 
     methods: tuple[str, ...]
     excluded: dict[str, str]
+    recipe: tuple[Dim, ...] | None = None  # RECIPE_SPACE as this data allows (recipe_space); all of it when None
 
-    @staticmethod
-    def dims(method: str) -> tuple[Dim, ...]:
+    def recipe_dims(self, method: str) -> tuple[Dim, ...]:
+        dims = RECIPE_SPACE if self.recipe is None else self.recipe
+        return tuple(d for d in dims if d.fits is None or d.fits(method))
+
+    def dims(self, method: str) -> tuple[Dim, ...]:
         own = METHOD_SPACES.get(method, ())
-        return own + ((STANDARDIZE,) if METHODS[method].standardize else ()) + RECIPE_SPACE
+        return own + ((STANDARDIZE,) if METHODS[method].standardize else ()) + self.recipe_dims(method)
 
     def describe(self) -> dict[str, dict[str, str]]:
         """Per method, each searched key and its range: stored with the study, so workers can be compared."""
@@ -75,12 +92,14 @@ class SearchSpace:
     def sample(self, trial: optuna.Trial) -> tuple[str, dict[str, Any]]:
         """The trial's method and settings (a retried trial gets back the ones it had)."""
         method = trial.suggest_categorical("method", list(self.methods))
-        return method, {d.key: d.suggest(trial, d.key if d in RECIPE_SPACE else f"{method}/{d.key}")
+        shared = self.recipe_dims(method)
+        return method, {d.key: d.suggest(trial, d.key if d in shared else f"{method}/{d.key}")
                         for d in self.dims(method)}
 
 
 def recipe_config(base: dict, method: str, settings: dict[str, Any]) -> dict:
-    """The experiment config of one recipe: the base config with the method and its settings put in."""
+    """The experiment config of one recipe: the base config with the method and its settings put in. A mixed
+    recipe runs its teacher live: the cache holds the teacher's outputs on unmixed views only."""
     cfg = _copy(base)
     cfg["distill"]["method"] = method if METHODS[method].kind == "logit" else [method]
     if not METHODS[method].standardize:
@@ -91,6 +110,8 @@ def recipe_config(base: dict, method: str, settings: dict[str, Any]) -> dict:
         for part in parents:
             node = node.setdefault(part, {})
         node[last] = value
+    if cfg["distill"].get("mix", {}).get("kind", "none") != "none":
+        cfg["distill"].setdefault("cache", {})["enabled"] = False
     return cfg
 
 

@@ -39,7 +39,7 @@ def _flat(d: dict, prefix: str = "") -> dict[str, object]:
 
 def fixed_config(cfg: ExperimentConfig, space: SearchSpace, data: DataSplits) -> dict[str, object]:
     """What every trial of the study holds fixed: the config less its searched and local keys, and a digest of
-    the training and validation data."""
+    the training and validation data (and of the unlabelled pool, when there is one)."""
     searched = {d.key for m in space.methods for d in space.dims(m)}
     flat = {k: v for k, v in _flat(cfg.model_dump(mode="json")).items()
             if k not in searched and not k.startswith(LOCAL_KEYS)}
@@ -47,6 +47,8 @@ def fixed_config(cfg: ExperimentConfig, space: SearchSpace, data: DataSplits) ->
     for part in (data.y_train, data.y_val):
         h.update(part.tobytes())
     h.update(data_digest(data.x_val))
+    if data.x_pool is not None:  # the unlabelled pool the trials' students also learn from
+        h.update(data_digest(data.x_pool))
     return flat | {"data (training and validation rows)": h.hexdigest()[:16]}
 
 

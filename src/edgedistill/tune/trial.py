@@ -30,7 +30,7 @@ from edgedistill.pipeline import STATE_DIR, Run, teacher_cache, train_role
 from edgedistill.pipeline.training import sample
 from edgedistill.roles import Role
 from edgedistill.teachers import is_external
-from edgedistill.tune.space import SearchSpace, eligible, recipe_config
+from edgedistill.tune.space import SearchSpace, eligible, recipe_config, recipe_space
 
 
 class ReportEpochs(Callback):
@@ -78,14 +78,16 @@ NEEDS: dict[str, Callable[[Run], str | None]] = {"logits": lambda run: None, "fe
 
 
 def search_space(run: Run, asked: list[str] | None) -> SearchSpace:
-    """The registered methods (or those asked for) whose needs this run meets."""
+    """The registered methods (or those asked for) whose needs this run meets, and the recipe knobs its data
+    allows."""
     unknown = [m for m in asked or [] if m not in METHODS]
     if unknown:
         raise UserError(f"--methods: unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
     def unmet(need: str) -> str | None:
         return NEEDS[need](run) if need in NEEDS else f"it needs {need!r}, which tune cannot check"
 
-    space = eligible(list(dict.fromkeys(asked or METHODS)), unmet)
+    space = replace(eligible(list(dict.fromkeys(asked or METHODS)), unmet),
+                    recipe=recipe_space(bool(run.data.text), len(run.data.input_shape) < 2))
     if asked and space.excluded:
         name, why = next(iter(space.excluded.items()))
         raise UserError(f"--methods: {name} cannot run here: {why}")
