@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="run the students N times (seeds seed..seed+N-1, one teacher) and report mean ± std")
     r.add_argument("--resume", metavar="RUN_DIR",
                    help="continue an interrupted run from its last finished epoch, with the config it was started with")
+    r.add_argument("--track", action="append", choices=["mlflow", "tensorboard"], default=[],
+                   help="log the run to MLflow or TensorBoard (repeatable; tracking.backends in the config)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--jsonl", action="store_true", help="progress as JSON lines on stdout, for logs and CI")
     add("datasets", help="list the datasets")
@@ -60,6 +62,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.resume and args.out:
         raise UserError("--resume RUN_DIR continues that folder; drop --out")
+    if args.resume and args.track:
+        raise UserError("--resume RUN_DIR keeps the tracking the run was started with; drop --track")
+    if args.track:
+        args.overrides.append(f"tracking.backends={json.dumps(args.track)}")
     progress.set_mode("jsonl" if args.jsonl else "quiet" if args.quiet else "bar")
     if args.seeds is not None:
         return cmd_seeds(args)

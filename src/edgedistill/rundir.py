@@ -70,10 +70,13 @@ def prepare_run_dir(out: Path, overwrite: bool, keep: tuple[Path, ...] = ()) -> 
 
 
 def discard_unstarted(run_dir: Path) -> bool:
-    """Remove a run folder a failed start left holding only its config, so the corrected rerun is not blocked."""
+    """Remove a run folder a failed start left holding only its config (and its tracking's start), so the corrected
+    rerun is not blocked."""
     if not run_dir.is_dir():
         return False
-    leftovers = [p for p in run_dir.rglob("*") if p.is_file() and p.name not in (RUN_MARKER, "config.yaml")]
+    bookkeeping = (RUN_MARKER, "config.yaml", "tracking.json")
+    leftovers = [p for p in run_dir.rglob("*") if p.is_file() and p.name not in bookkeeping
+                 and p.relative_to(run_dir).parts[0] != "tensorboard"]
     if leftovers:
         return False
     shutil.rmtree(run_dir, ignore_errors=True)

@@ -12,6 +12,7 @@ import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scipy import stats
 
@@ -21,6 +22,9 @@ from edgedistill.errors import UserError
 from edgedistill.report.markdown import method_label
 from edgedistill.roles import label
 from edgedistill.teachers import is_external
+
+if TYPE_CHECKING:
+    from edgedistill.tracking import Tracking
 
 
 @dataclass
@@ -104,8 +108,8 @@ def seeds_table(summary: dict) -> str:
 
 def run_seeds(config: ExperimentConfig | dict | str | Path | None, n: int, out_dir: str | Path | None = None,
               overrides: list[str] | None = None, overwrite: bool = False, progress: bool = True) -> SeedsResult:
-    from edgedistill.pipeline import run
     from edgedistill.rundir import prepare_run_dir, refuse_deleting_teacher
+    from edgedistill.tracking import config_params, open_tracking
 
     if n < 2:
         raise UserError(f"--seeds {n}: give at least 2 seeds, or leave --seeds out for one run")
@@ -113,7 +117,20 @@ def run_seeds(config: ExperimentConfig | dict | str | Path | None, n: int, out_d
     out = Path(out_dir) if out_dir else Path("runs") / f"{cfg.name}-seeds{n}"
     if overwrite:
         refuse_deleting_teacher(cfg, out)
+    tracking = open_tracking(cfg)  # the parent run: one child per seed, the summary on it
     out = prepare_run_dir(out, overwrite)
+    with tracking.running(out, config_params(cfg)):
+        summary, table, runs = _run_each_seed(cfg, n, out, progress, tracking)
+        tracking.log_seeds(summary, out, ["seeds.md", "seeds.json"])
+    return SeedsResult(out, summary, table, runs[0])
+
+
+def _run_each_seed(cfg: ExperimentConfig, n: int, out: Path, progress: bool,
+                   tracking: Tracking) -> tuple[dict, str, list[dict]]:
+    """Seed by seed, each tracked as a child of the seeds' run; then seeds.json and seeds.md."""
+    from edgedistill.pipeline import run
+    from edgedistill.tracking import children_of
+
     base = cfg.model_dump(mode="json")
     base["data"]["split_seed"] = cfg.seed if cfg.data.split_seed is None else cfg.data.split_seed
     runs = []
@@ -129,9 +146,10 @@ def run_seeds(config: ExperimentConfig | dict | str | Path | None, n: int, out_d
             if runs[0].get("student_search"):
                 seeded["student"] |= {"model": runs[0]["student_search"]["family"],
                                       "args": runs[0]["student_search"]["args"]}
-        runs.append(run(seeded, out_dir=out / f"seed_{cfg.seed + i}", progress=progress).metrics)
+        with children_of(tracking):
+            runs.append(run(seeded, out_dir=out / f"seed_{cfg.seed + i}", progress=progress).metrics)
     summary = summarize(runs)
     table = seeds_table(summary)
     atomic_write_text(out / "seeds.json", json.dumps(summary, indent=2))
     atomic_write_text(out / "seeds.md", f"# {cfg.name}: {n} seeds\n\n{table}\n")
-    return SeedsResult(out, summary, table, runs[0])
+    return summary, table, runs

@@ -18,6 +18,7 @@ from edgedistill.pipeline.state import Run, Trained
 from edgedistill.pipeline.training import STATE_DIR, obtain_teacher, teacher_cache, train_role, train_students
 from edgedistill.quiet import library_log
 from edgedistill.report import comparison_table
+from edgedistill.tracking import config_params, open_tracking
 from edgedistill.rundir import discard_unstarted, open_run_dir, remove_stale_temp_files, resumed_config
 
 
@@ -49,12 +50,14 @@ def run(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str
         raise UserError("--resume: name the run folder to continue, without --overwrite")
     cfg = resumed_config(Path(out_dir), config, overrides) if resume else resolve_config(config, overrides)
     state = prepare(cfg)
+    tracking = open_tracking(cfg, Path(out_dir) if resume else None)
     state.run_dir = Path(out_dir) if resume else open_run_dir(cfg, out_dir, overwrite)
-    state.progress = progress
+    state.progress, state.tracking = progress, tracking
     if resume and distributed.is_main():
         remove_stale_temp_files(state.run_dir)
     try:
-        with library_log(state.run_dir / "logs" / "libraries.log"):
+        with library_log(state.run_dir / "logs" / "libraries.log"), \
+                tracking.running(state.run_dir, config_params(cfg), resume=resume):
             state = run_stages(state)
     except BaseException as exc:
         discarded = not resume and distributed.is_main() and discard_unstarted(state.run_dir)

@@ -51,7 +51,8 @@ def train_role(run: Run, role: Role, model: nn.Module, mcfg: ModelConfig, loss: 
     """Train one model of the run with its best checkpoint, epoch log and resumable state in the run folder."""
     source = batch_source(loss, run.cfg.data.augment, teacher, cache, run.data.pixel_stats)
     trainer = Trainer(mcfg.train, loss, source, run.accel, run.cfg.seed, str(role),
-                      callbacks=[EpochLog(run.log_path(role)), SaveBest(run, mcfg, role)],
+                      callbacks=[EpochLog(run.log_path(role)), SaveBest(run, mcfg, role),
+                                 run.tracking.epochs(str(role))],
                       resume=Resume(run.run_dir / STATE_DIR / f"{role}.pt"), progress=run.progress,
                       loader_workers=run.cfg.data.loader_workers)
     d = run.data
