@@ -18,8 +18,8 @@ from edgedistill.pipeline.state import Run, Trained
 from edgedistill.pipeline.training import STATE_DIR, obtain_teacher, teacher_cache, train_role, train_students
 from edgedistill.quiet import library_log
 from edgedistill.report import comparison_table
-from edgedistill.tracking import config_params, open_tracking
 from edgedistill.rundir import discard_unstarted, open_run_dir, remove_stale_temp_files, resumed_config
+from edgedistill.tracking import config_params, open_tracking
 
 
 @dataclass

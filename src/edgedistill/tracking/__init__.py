@@ -132,6 +132,9 @@ class Tracking:
     def set_tags(self, tags: dict[str, str]) -> None:
         self._each("set_tags", tags)
 
+    def restore_curve(self, prefix: str, points: list[tuple[int, dict[str, float]]]) -> None:
+        self._each("restore_curve", prefix, points)
+
     def epochs(self, role: str) -> Callback:
         """The trainer callback that sends each epoch's row as curve points under `role/`."""
         return EpochCurves(self, role)
@@ -168,7 +171,7 @@ class EpochCurves(Callback):
     def on_start(self, history: list[dict]) -> None:
         if history:
             points = [(row["epoch"], records.epoch_metrics(self.role, row)) for row in history]
-            self.tracking._each("restore_curve", self.role, points)
+            self.tracking.restore_curve(self.role, points)
 
     def on_epoch(self, row: dict) -> None:
         self.tracking.log_metrics(records.epoch_metrics(self.role, row), step=row["epoch"])

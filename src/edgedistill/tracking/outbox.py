@@ -2,7 +2,10 @@
 training. The first call that fails is reported once and every call after it is dropped."""
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
+import sys
 import threading
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -31,6 +34,7 @@ class Outbox:
         return future
 
     def _work(self) -> None:
+        yield_cpu_to_training()
         while (item := self._queue.get()) is not None:
             call, future = item
             if self.failed or not future.set_running_or_notify_cancel():
@@ -63,3 +67,11 @@ class Outbox:
         sent = self.wait(timeout_s)
         self._queue.put(None)
         return sent
+
+
+def yield_cpu_to_training() -> None:
+    """The calling thread at the lowest CPU priority (on Linux a thread has its own nice value), so it runs on what
+    the training's threads leave idle rather than stalling one of them."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
