@@ -109,7 +109,7 @@ def for_model(base: Run, cfg: ExperimentConfig, run_dir: Path) -> Run:
 
 def set_up(run: Run, loss, student) -> None:
     loss.setup(student.to(run.accel), run.teacher, torch.as_tensor(run.data.x_train[:2]).to(run.accel),
-               num_train=len(run.data.x_train))
+               num_train=len(run.data.x_train) + run.data.n_pool)  # a bank keyed by row covers the pool too
 
 
 def tap_bank(base: Run, cfg: ExperimentConfig, folder: Path, max_bytes: int):

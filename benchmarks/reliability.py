@@ -38,6 +38,7 @@ from test_cli import BAD, BAD_FILES  # noqa: E402
 from test_hostile import HOSTILE_FILES, alias_bomb_config, deployed, fill_when  # noqa: E402
 from test_reliability import digits_config  # noqa: E402
 from record import header, replace_section  # noqa: E402
+import reliability_device  # noqa: E402
 
 DOC = ROOT / "docs" / "reliability.md"
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "OMP_NUM_THREADS": "1"}
@@ -348,7 +349,9 @@ def ddp(tmp: Path) -> str:
             + "\n".join(rows))
 
 
-PARTS = {"bad_inputs": bad_inputs, "hostile": hostile, "full_disk": full_disk, "resume": kill_and_resume, "ddp": ddp}
+PARTS = {"bad_inputs": bad_inputs, "hostile": hostile, "full_disk": full_disk, "resume": kill_and_resume, "ddp": ddp,
+         "device": reliability_device.table}  # issue 31's cases: benchmarks/reliability_device.py
+PARTS["inputs"] = __import__("reliability_inputs").table  # issue 30's cases: benchmarks/reliability_inputs.py
 
 
 def main() -> None:

@@ -134,8 +134,8 @@ def test_pipeline_deploys_every_model_and_reports_fit(deployed_run):
         tflm = dep["formats"]["tflm-int8"]
         assert (out / "export" / f"{role}_int8.tflite").stat().st_size == tflm["file_bytes"]
         header = (out / "export" / f"{role}_int8.h").read_text()
-        assert f"k{role}_int8_arena_bytes = {tflm['measured_ram_bytes']};  // declare it alignas(16)" in header
-        assert "resolver.AddConv2D();" in header or "resolver.AddFullyConnected();" in header
+        assert f"#define {role.upper()}_INT8_ARENA_MEASURED_BYTES {tflm['measured_ram_bytes']}\n" in header
+        assert "resolver.AddConv2D()" in header or "resolver.AddFullyConnected()" in header
         assert "alignas(16)" in (out / "export" / f"{role}_int8.cc").read_text()
         ram = dep["fit"]["tflm-int8"]["checks"]["ram"]
         assert ram["used"] == tflm["measured_ram_bytes"] and ram["how"].startswith("measured: smallest tensor arena")

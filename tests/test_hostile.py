@@ -311,6 +311,7 @@ def test_full_disk_during_export_leaves_a_resumable_run(tmp_path):
 def test_failed_export_is_one_warning_and_its_dump_goes_to_the_log(tmp_path):
     cfg = deployed(tiny_config())
     cfg["student"].update(model="user_models:unexportable", args={})
+    cfg["deploy"]["required"] = False  # train anyway: the deploy stage's failure is what this test is about
     out = tmp_path / "r"
     proc = run_cli("run", str(write_config(tmp_path, cfg)), "--out", str(out), "--quiet")
     assert proc.returncode == 0, proc.stderr
@@ -319,7 +320,7 @@ def test_failed_export_is_one_warning_and_its_dump_goes_to_the_log(tmp_path):
     assert len(warned) == 1 and "libraries.log" in warned[0]
     assert len(proc.stderr.strip().splitlines()) <= 5, proc.stderr  # not the exporter's 60-line graph dump
     m = json.loads((out / "metrics.json").read_text())
-    assert "ConversionError" in m["models"]["student_kd"]["deploy"]["error"]
+    assert "aten.kthvalue" in m["models"]["student_kd"]["deploy"]["error"]  # the operator, not the step that failed
     assert "\x1b[" not in (out / "report.md").read_text() + (out / "report.html").read_text()
     assert "Translate the graph into ONNX" in (out / "logs" / "libraries.log").read_text()
 

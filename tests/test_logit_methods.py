@@ -58,6 +58,20 @@ def test_dist_matches_hand_computation():
     assert math.isclose(terms["ce"].item(), w * ce(S, Y), rel_tol=1e-5)
 
 
+def test_dist_built_from_the_default_config_is_the_authors_imagenet_recipe():
+    """hunto/DIST_KD's resnet_dist.yaml: DIST(beta=1, gamma=1) at T=1 weighed by kd_loss_weight 2, CE weight 1."""
+    from edgedistill.config import DistillConfig
+    from edgedistill.distill import build_method
+
+    ps, pt = [softmax(r) for r in S], [softmax(r) for r in T_]
+    inter = 1 - sum(pearson(a, b) for a, b in zip(ps, pt)) / 3
+    intra = 1 - sum(pearson([r[c] for r in ps], [r[c] for r in pt]) for c in range(3)) / 3
+    terms = build_method(DistillConfig(method="dist"))(torch.tensor(S), torch.tensor(T_), torch.tensor(Y))
+    assert math.isclose(terms["dist_inter"].item(), 2 * inter, rel_tol=1e-5)
+    assert math.isclose(terms["dist_intra"].item(), 2 * intra, rel_tol=1e-5)
+    assert math.isclose(terms["ce"].item(), ce(S, Y), rel_tol=1e-5)
+
+
 def test_dist_is_zero_for_identical_logits():
     logits = torch.randn(6, 5)
     terms = DIST()(logits, logits.clone(), torch.zeros(6, dtype=torch.long))
@@ -204,6 +218,15 @@ def test_mvkd_is_zero_when_every_view_agrees_with_the_student():
         MultiViewKD()(s, s, torch.zeros(3, dtype=torch.long))
 
 
+def test_mvkd_is_listed_as_edgedistills_own_method_not_as_mlkd(capsys):
+    """MLKD sums several temperatures and aligns classes and batches under a confidence mask; mvkd does none of it."""
+    from edgedistill.cli import main
+
+    assert main(["methods"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("mvkd "))
+    assert "edgedistill's own" in line and "MLKD" not in line and "Jin" not in line, line
+
+
 def test_trainer_passes_every_cached_view_to_mvkd(tmp_path):
     """A real teacher cache and one epoch of two steps: the method receives (B, K, C) views that are the bank's rows
     for the batch, and the teacher logits of this step are one of them."""
@@ -313,8 +336,9 @@ def test_config_errors_are_one_line(tmp_path, tiny, distill, fragment):
 
 
 def test_new_methods_load_with_their_defaults(tmp_path, tiny):
+    """DIST's default is the authors' ImageNet recipe: T 1, and DIST(beta=1, gamma=1) weighed by kd_loss_weight 2."""
     cfg = load(tmp_path, tiny, {"method": "dist"}, ["distill.logit_standardization=true"])
-    assert (cfg.distill.dist.temperature, cfg.distill.dist.beta, cfg.distill.dist.gamma) == (1.0, 1.0, 1.0)
+    assert (cfg.distill.dist.temperature, cfg.distill.dist.beta, cfg.distill.dist.gamma) == (1.0, 2.0, 2.0)
     assert (cfg.distill.nkd.temperature, cfg.distill.nkd.gamma) == (1.0, 1.5)
     assert load(tmp_path, tiny, {"method": ["mvkd", "at"], "cache": {"enabled": True}}).distill.methods == ["mvkd", "at"]
 
@@ -327,7 +351,7 @@ def test_methods_listing_shows_paper_and_defaults(capsys):
     out = capsys.readouterr().out
     for name, spec in METHODS.items():
         assert any(line.startswith(f"{name} ") and spec.paper in line for line in out.splitlines()), name
-    assert "T=1.0, beta=1.0, gamma=1.0, CE weight 1.0" in out and "T=1.0, gamma=1.5" in out
+    assert "T=1.0, beta=2.0, gamma=2.0, CE weight 1.0" in out and "T=1.0, gamma=1.5" in out
 
 
 # End to end

@@ -47,7 +47,7 @@ def test_run_folder_and_metrics_schema(tmp_path, tiny):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics == json.loads(json.dumps(result.metrics))
-    assert metrics["schema_version"] == 3
+    assert metrics["schema_version"] == 4
     for role in ("teacher", "student_scratch", "student_kd"):
         m = metrics["models"][role]
         assert {"accuracy", "precision_macro", "recall_macro", "f1_macro", "per_class",

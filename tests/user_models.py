@@ -1,4 +1,6 @@
 """Models a user might bring, imported by path 'user_models:factory' in tests."""
+import numpy as np
+import torch
 import torch.nn as nn
 
 
@@ -79,3 +81,58 @@ def returns_tuple(input_shape, num_classes):
 def no_parameters(input_shape, num_classes):
     """Pools the input to one value per class: nothing to train."""
     return nn.Sequential(nn.Flatten(), nn.AdaptiveAvgPool1d(num_classes))
+
+
+def sorting_student(input_shape, num_classes):
+    """Sorts its input with torch.sort: TFLite's converter keeps it (STABLEHLO_SORT), TFLite Micro has no kernel."""
+
+    class Sorted(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = tiny_linear(input_shape, num_classes)
+
+        def forward(self, x):
+            return self.body(torch.sort(x.flatten(1), dim=1).values.view_as(x))
+
+    return Sorted()
+
+
+def numpy_student(input_shape, num_classes):
+    """Leaves torch for numpy in its forward: it trains, but no exporter can trace it."""
+
+    class ViaNumpy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = tiny_linear(input_shape, num_classes)
+
+        def forward(self, x):
+            return self.body(torch.from_numpy(np.sort(x.detach().cpu().numpy(), axis=-1)))
+
+    return ViaNumpy()
+
+
+def gru_student(input_shape, num_classes):
+    """A small GRU: TFLite's int8 quantizer fails on it, so no microcontroller file can be made."""
+    from edgedistill.models.rnn import gru
+
+    return gru(input_shape, num_classes, hidden=8, layers=1, bidirectional=False)
+
+
+def sorts_once_trained(input_shape, num_classes):
+    """Exports like a linear model until it has trained, then sorts its input: the check before training passes,
+    the trained student's export cannot (a graph that changes with training)."""
+
+    class SortsOnceTrained(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = tiny_linear(input_shape, num_classes)
+            self.trained = False
+
+        def forward(self, x):
+            if self.training:
+                self.trained = True
+            elif self.trained:
+                x = torch.sort(x.flatten(1), dim=1).values.view_as(x)
+            return self.body(x)
+
+    return SortsOnceTrained()

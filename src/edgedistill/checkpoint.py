@@ -1,9 +1,11 @@
 """Checkpoints: a plain dict of tensors and primitives, written atomically and read back with weights_only."""
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import re
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -15,6 +17,8 @@ import torch.nn as nn
 from edgedistill.errors import UserError, first_line
 
 FORMAT = "edgedistill-checkpoint-v1"
+WRITER_FAILED = re.compile(r"unexpected pos|PytorchStreamWriter failed|file write failed")  # torch's zip writer
+FULL_BELOW = 64 << 20  # free bytes under which a failed write is taken for a full disk
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -40,8 +44,16 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_torch_save(path: Path, obj: Any) -> None:
-    """torch.save straight into the temporary file, so a large object is never also held as bytes in memory."""
-    _atomic_write(path, lambda fh: torch.save(obj, fh))
+    """torch.save straight into the temporary file, so a large object is never also held as bytes in memory. A
+    write torch's zip writer could not finish (a full disk: "unexpected pos") is the OSError it is."""
+    try:
+        _atomic_write(path, lambda fh: torch.save(obj, fh))
+    except RuntimeError as exc:
+        if not WRITER_FAILED.search(str(exc)):
+            raise
+        full = shutil.disk_usage(path.parent).free < FULL_BELOW
+        code = errno.ENOSPC if full else errno.EIO
+        raise OSError(code, os.strerror(code), str(path)) from exc
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -66,6 +78,10 @@ def _load_failure(exc: Exception) -> str:
 def read_checkpoint(path: str | Path, field: str = "checkpoint") -> dict[str, Any]:
     """Load safely (weights_only); a bare state_dict is accepted and wrapped."""
     p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{field}: {str(p)!r} is a folder; give the checkpoint file inside it (a .pt)")
+    if p.exists() and not p.is_file():
+        raise UserError(f"{field}: {str(p)!r} is not a regular file (a device, pipe or socket); give a .pt file")
     if not p.is_file():
         raise UserError(f"{field}: file {str(p)!r} not found")
     try:

@@ -4,11 +4,14 @@ from __future__ import annotations
 import json
 import argparse
 import logging
+import os
 import sys
 
 from edgedistill.errors import UserError, environment_error, first_line
 from edgedistill.quiet import strip_ansi
 from edgedistill.units import human_bytes
+
+DELIVERABLE_MISSING = 3  # the run (or export) was asked for a file a device loads and produced none
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,13 +30,32 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="run folder (default runs/<name>-<timestamp>)")
     r.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     r.add_argument("--seeds", type=int, metavar="N",
-                   help="run the students N times (seeds seed..seed+N-1, one teacher) and report mean ± std")
+                   help="run the students N times (seeds seed..seed+N-1, one teacher; N from 2 to 1000) and report "
+                        "mean ± std")
     r.add_argument("--resume", metavar="RUN_DIR",
                    help="continue an interrupted run from its last finished epoch, with the config it was started with")
     r.add_argument("--track", action="append", choices=["mlflow", "tensorboard"], default=[],
                    help="log the run to MLflow or TensorBoard (repeatable; tracking.backends in the config)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--jsonl", action="store_true", help="progress as JSON lines on stdout, for logs and CI")
+    t = add("tune", help="find the distillation recipe for your data on validation (Optuna), then run it against "
+                         "scratch over seeds")
+    t.add_argument("config", nargs="?", help="experiment YAML file (the packaged default when none is given)")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (repeatable)")
+    t.add_argument("--out", help="study folder (default runs/<name>-tune); workers given one folder share it")
+    t.add_argument("--trials", type=int, default=20, metavar="N",
+                   help="finished trials the study holds when done, over all its workers (default 20)")
+    t.add_argument("--timeout", type=float, metavar="SECONDS", help="this worker starts no trial after this long")
+    t.add_argument("--storage", metavar="URL", help="the study's database, e.g. postgresql://user:password@host/db, "
+                   "for workers on several machines (default: SQLite in the study folder)")
+    t.add_argument("--study-name", help="the study's name in the database (default: the config's name)")
+    t.add_argument("--seeds", type=int, default=3, metavar="N",
+                   help="then run the best recipe and scratch over N seeds on the test split (0: tune only)")
+    t.add_argument("--methods", metavar="A,B", help="search only these methods (default: every one that fits)")
+    t.add_argument("--heartbeat", type=int, default=20, metavar="SECONDS",
+                   help="a trial whose worker is silent for 3 heartbeats is taken as dead and run again (default 20)")
+    t.add_argument("--quiet", action="store_true", help="no progress bars or per-trial lines")
     add("datasets", help="list the datasets")
     add("models", help="list the teachers and students in the zoo")
     add("methods", help="list the distillation methods (distill.method)")
@@ -74,15 +96,29 @@ def cmd_run(args: argparse.Namespace) -> int:
                      overwrite=args.overwrite, progress=not args.quiet, resume=bool(args.resume))
     finally:
         distributed.shutdown()
-    if args.jsonl or not distributed.is_main_process_env():
+    if not distributed.is_main_process_env():
         return 0
-    print(result.table)
-    gain = 100 * result.metrics["comparison"]["kd_gain_over_scratch"]
-    print(f"\nKD gain over scratch: {gain:+.2f} points (one seed)")
-    print_deliverable(result.metrics)
-    print(f"run folder: {result.run_dir}  (metrics.json, report.md, config.yaml, *.pt, export/, logs/)")
-    print(f"report: {result.run_dir / 'report.html'}")
-    return 0
+    if not args.jsonl:
+        print(result.table)
+        gain = 100 * result.metrics["comparison"]["kd_gain_over_scratch"]
+        print(f"\nKD gain over scratch: {gain:+.2f} points (one seed)")
+        print_deliverable(result.metrics)
+        print(f"run folder: {result.run_dir}  (metrics.json, report.md, config.yaml, *.pt, export/, logs/)")
+        print(f"report: {result.run_dir / 'report.html'}")
+    return deliverable_exit(result.metrics)
+
+
+def deliverable_exit(metrics: dict) -> int:
+    """Exit 3 when the run was for a file the device loads (deploy.required) and made none; the last line says
+    why. Without deploy.required the same line is a warning and the run exits 0."""
+    from edgedistill.report.markdown import missing_deliverable
+
+    missing = missing_deliverable(metrics)
+    if missing is None:
+        return 0
+    required = metrics["config"]["deploy"].get("required", True)
+    print(f"edgedistill: {'error' if required else 'warning'}: {missing}", file=sys.stderr)
+    return DELIVERABLE_MISSING if required else 0
 
 
 def print_deliverable(metrics: dict, prefix: str = "") -> None:
@@ -101,6 +137,11 @@ def deliverable_line(metrics: dict) -> str:
         return f"KD student: export failed ({dep['error']})"
     f = dep["formats"][dep["preferred"]]
     extra = f" + {', '.join(f['files'])}" if f.get("files") else ""
+    if f.get("deliverable"):  # an NPU's file is Vela's compiled one; its accuracy is TFLM's on the uncompiled file
+        return (f"deliverable: export/{f['deliverable']}{extra}: {f['deliverable_bytes']:,} bytes, compiled by Vela "
+                f"for {f['npu']['accelerator']} from export/{f['file']}, which scores "
+                f"{100 * f['test_accuracy']:.2f}% test accuracy through {f['runtime']} "
+                f"(PyTorch fp32 {100 * metrics['models']['student_kd']['test']['accuracy']:.2f}%)")
     return (f"deliverable: export/{f['file']}{extra}: {f['file_bytes']:,} bytes, "
             f"{100 * f['test_accuracy']:.2f}% test accuracy through {f['runtime']} "
             f"(PyTorch fp32 {100 * metrics['models']['student_kd']['test']['accuracy']:.2f}%)")
@@ -117,17 +158,38 @@ def cmd_seeds(args: argparse.Namespace) -> int:
         print(result.table)
         print_deliverable(result.first, f"{result.out_dir / ('seed_' + str(result.first['config']['seed']))}: ")
         print(f"\nruns: {result.out_dir}/seed_*  summary: {result.out_dir / 'seeds.md'}, seeds.json")
-    return 0
+    return deliverable_exit(result.first)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from edgedistill import progress
+    from edgedistill.tune import tune
+    from edgedistill.tune.report import best_line
+
+    progress.set_mode("quiet" if args.quiet else "bar")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    say = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
+    result = tune(args.config, args.out, args.overrides, args.trials, args.timeout, args.storage, args.study_name,
+                  args.seeds, methods, args.heartbeat, progress=not args.quiet, say=say)
+    print(f"\n{best_line(result.summary)}; this worker ran {result.ran}")
+    if result.seeds:
+        print(f"\n{result.seeds.table}")
+        seed = result.seeds.first["config"]["seed"]
+        print_deliverable(result.seeds.first, f"{result.seeds.out_dir / f'seed_{seed}'}: ")
+    print(f"report: {result.out_dir / 'tune.md'}")
+    return deliverable_exit(result.seeds.first) if result.seeds else 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from edgedistill.export_run import export_run
     from edgedistill.report.markdown import deliverables, fit_summary
 
-    metrics = export_run(args.run_dir, args.formats, args.roles)
+    metrics, failed = export_run(args.run_dir, args.formats, args.roles)
     print(deliverables(metrics))
     print(fit_summary(metrics))
-    return 0
+    for line in failed:
+        print(f"edgedistill: error: {line}", file=sys.stderr)
+    return DELIVERABLE_MISSING if failed else 0
 
 
 def cmd_datasets(_: argparse.Namespace) -> int:
@@ -210,9 +272,19 @@ def _warnings_to_stderr() -> None:
         logger.setLevel(logging.WARNING)
 
 
+def _no_library_side_files() -> None:
+    """ONNX Runtime (1.29 on) writes a telemetry device id and event store in ~/.cache/Microsoft/DeveloperTools/
+    .onnxruntime when it loads, outside the run folder; our command line turns that off before it loads, unless
+    the user set these variables themselves (ORT_TELEMETRY_DISABLED is the name later releases read)."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("ORT_TELEMETRY_DISABLED", "1")
+
+
 def main(argv: list[str] | None = None) -> int:
+    _no_library_side_files()
     args = _parser().parse_args(argv)
-    handler = {"run": cmd_run, "datasets": cmd_datasets, "models": cmd_models, "methods": cmd_methods, "devices": cmd_devices,
+    handler = {"run": cmd_run, "tune": cmd_tune,
+               "datasets": cmd_datasets, "models": cmd_models, "methods": cmd_methods, "devices": cmd_devices,
                "report": cmd_report, "compare": cmd_compare, "classify": cmd_classify, "export": cmd_export}[args.command]
     _warnings_to_stderr()
     try:

@@ -48,6 +48,9 @@ class ConfigDumper(yaml.SafeDumper):
         return True
 
 
+SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's random_state take 0..2**32 - 1
+
+
 def read_yaml(text: str):
     return yaml.load(text, Loader=ConfigLoader)
 
@@ -79,14 +82,28 @@ class DataConfig(Strict):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     limit_train: int | None = Field(None, ge=10, description="keep a stratified subset of this many training samples")
     limit_test: int | None = Field(None, ge=10, description="keep a stratified subset of this many test samples")
-    split_seed: int | None = Field(None, description="seed of the validation split (default: the run's seed); "
-                                                      "--seeds holds it fixed so every seed shares one split")
+    split_seed: int | None = Field(None, ge=0, le=SEED_MAX, description="seed of the validation split (default: "
+                                   "the run's seed); --seeds holds it fixed so every seed shares one split")
     loader_workers: int | None = Field(None, ge=0, le=64, description="processes reading packed images ahead of "
                                        "training (image_folder); default: the cores one process leaves, up to 4")
+    labeled_fraction: float | None = Field(
+        None, gt=0.0, lt=1.0, description="keep the labels of this stratified share of the training rows (after "
+                                          "validation), drawn by the split seed; the rest join the unlabelled pool")
+    labeled_count: int | None = Field(None, ge=1, description="as labeled_fraction, as a number of training rows")
+    unlabeled: str | None = Field(
+        None, description="unlabelled samples for the distilled student: an .npz with an array x, a CSV of the "
+                          "feature columns, a folder of images (no class folders) or a .txt of one text per line; "
+                          "prepared as the labelled data")
+
+    @model_validator(mode="after")
+    def _one_label_share(self) -> "DataConfig":
+        if self.labeled_fraction is not None and self.labeled_count is not None:
+            raise ValueError("set labeled_fraction or labeled_count, not both")
+        return self
 
 
 class TrainConfig(Strict):
-    epochs: int = Field(10, ge=1)
+    epochs: int = Field(10, ge=1, le=100_000)
     batch_size: int = Field(128, ge=1, description="global batch; under torchrun each process takes an equal share")
     optimizer: Literal["sgd", "adamw"] = "adamw"
     lr: float = Field(3e-3, gt=0.0)
@@ -155,6 +172,9 @@ class DeployConfig(Strict):
     """Export, quantize, profile and fit-check every model after training."""
 
     enabled: bool = True
+    required: bool = Field(
+        True, description="the run is for a file the device loads: a student its runtime cannot run stops the run "
+                          "before training, and a run that ends without that file exits 3; false trains anyway")
     formats: list[str] | None = Field(
         None, description="runtime-dtype files to produce (tflm-int8, executorch-int8, litert-fp32, "
                           "onnxruntime-int8, ...); the device profile's formats when unset")
@@ -169,9 +189,14 @@ class DeployConfig(Strict):
         8, description="bits of the int8 model's input; 16 (the layers reading it run 16x8, like CMSIS-NN's s16 "
                        "kernels) keeps detail in spiky signals whose peaks stretch a one-byte range; only for "
                        "models whose input reaches a Conv or Linear")
-    latency_runs: int = Field(100, ge=5, description="batch-1 runs timed for the latency percentiles")
+    latency_runs: int = Field(100, ge=5, le=100_000, description="batch-1 runs timed for the latency percentiles")
     qat: Literal["auto", "off", "always"] = Field(
         "auto", description="quantization-aware KD fine-tuning of the KD student; auto: when int8 PTQ loses too much")
+
+    @field_validator("qat", mode="before")
+    @classmethod
+    def _unquoted_off(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML reads an unquoted off as false
     qat_threshold_points: float = Field(0.5, ge=0.0, description="auto QAT when PTQ loses more than this")
     qat_epochs: int = Field(3, ge=1)
     qat_lr_scale: float = Field(0.1, gt=0.0, le=1.0, description="QAT learning rate as a fraction of the student's")
@@ -197,7 +222,7 @@ class TrackingConfig(Strict):
 
 class ExperimentConfig(Strict):
     name: str = Field("experiment", description="a label for the run, also its folder's name under runs/")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="0..2**32 - 1, the seeds numpy and scikit-learn accept")
     accelerator: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to train: CUDA when present")
     deterministic: bool = False
     device: str = Field("host", description="edge device profile, see `edgedistill devices`")
@@ -250,6 +275,10 @@ def format_validation_error(err: ValidationError, source: str) -> str:
         return f"{source}: missing key '{loc}'; add it"
     more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
     got = first.get("input")
+    words = str(first.get("ctx", {}).get("expected", ""))
+    if kind == "literal_error" and isinstance(got, bool) and "'" in words:
+        return (f"{source}: key '{loc}': YAML reads an unquoted yes/no/on/off/true/false as {str(got).lower()}, but "
+                f"this key takes a word: {words}; quote it, e.g. '{loc.split('.')[-1]}: \"...\"'{more}")
     got_txt = "" if isinstance(got, (dict, list)) else f", got {got!r}"
     return f"{source}: key '{loc}': {first['msg']}{got_txt}{more}"
 
@@ -261,6 +290,9 @@ def parse_overrides(overrides: list[str]) -> list[tuple[list[str], Any]]:
         if "=" not in item:
             raise UserError(f"--set {item!r}: expected key=value, e.g. --set teacher.train.epochs=5")
         key, raw = item.split("=", 1)
+        if not all(part.strip() for part in key.split(".")):
+            raise UserError(f"--set {item!r}: the key before '=' is empty or has an empty part; name it in full, "
+                            "e.g. --set teacher.train.epochs=5")
         try:
             value = read_yaml(raw) if raw != "" else ""
         except yaml.YAMLError:
@@ -304,6 +336,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        if "single document" in str(getattr(exc, "context", "")):
+            raise UserError(f"{source}: a second YAML document starts{where} ('---'); a config is one document, "
+                            "so remove the separator or move the second one to its own file") from None
         raise UserError(f"{source}: malformed YAML{where}; fix the syntax") from None
     if not isinstance(raw, dict):
         raise UserError(f"{source}: the top level must be a mapping of keys, got {type(raw).__name__}")

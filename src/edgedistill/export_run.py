@@ -13,13 +13,14 @@ import torch.nn as nn
 from edgedistill.checkpoint import atomic_write_text, load_weights, read_checkpoint
 from edgedistill.config import ExperimentConfig, resolve_config
 from edgedistill.data import DataSplits
-from edgedistill.deploy import DeviceProfile, check_deploy, deploy_model, get_device, preferred_format
+from edgedistill.deploy import DeviceProfile, NoFormat, check_deploy, deploy_model, get_device, preferred_format
 from edgedistill.distill.trainer import predict_logits
 from edgedistill.errors import UserError
 from edgedistill.metrics import produce_metrics
 from edgedistill.modelbuild import build_model
 from edgedistill.pipeline.prepare import load_data
 from edgedistill.report import read_metrics, write_reports
+from edgedistill.teachers import is_external
 
 
 def checkpoint_path(run_dir: Path, role: str) -> Path:
@@ -57,40 +58,91 @@ def load_run(run_dir: Path) -> tuple[dict, ExperimentConfig, DeviceProfile, Data
     return metrics, cfg, device, load_data(cfg)
 
 
-def export_run(run_dir: str | Path, formats: list[str], roles: list[str] | None = None) -> dict:
-    """Deploy the models of a finished run (every one, or `roles`) to `formats` and merge the records into its
-    metrics.json."""
-    run_dir = Path(run_dir)
-    metrics = read_metrics(run_dir)  # a folder that is not a finished run fails before the data loads
+def not_exported(cfg: ExperimentConfig, role: str) -> str | None:
+    """Why a role of this run is never exported: an ONNX or ensemble teacher is not a torch module."""
+    if role != "teacher" or not is_external(cfg.teacher.model):
+        return None
+    if cfg.teacher.model == "onnx":
+        from edgedistill.teachers.onnx import OnnxTeacher
+
+        return OnnxTeacher.not_exported
+    from edgedistill.teachers.ensemble import EnsembleTeacher
+
+    return EnsembleTeacher.not_exported
+
+
+def exportable(run_dir: Path, cfg: ExperimentConfig, metrics: dict, roles: list[str] | None) -> list[str]:
+    """The roles to export: those asked for (each must have weights this command can export), else every one that
+    has them."""
     unknown = sorted(set(roles or []) - set(metrics["models"]))
     if unknown:
         raise UserError(f"--role: {run_dir} has no model {unknown[0]!r}; its models are "
                         f"{', '.join(metrics['models'])}")
-    cfg = resolve_config(run_dir / "config.yaml")
-    bits = cfg.deploy.input_bits if cfg.deploy.quantize else 8
-    check_deploy(formats, get_device(cfg.device, cfg.device_catalog), bits)
-    metrics, cfg, device, data = load_run(run_dir)
-    for role, record in metrics["models"].items():
-        if roles and role not in roles:
-            continue
+    for role in roles or []:
+        skipped = metrics["models"][role].get("deploy_skipped") or not_exported(cfg, role)
+        if skipped:
+            raise UserError(f"--role {role}: nothing to export: {skipped}")
         if not checkpoint_path(run_dir, role).is_file():
-            continue
+            raise UserError(f"--role {role}: {checkpoint_path(run_dir, role)} is missing, so there are no weights "
+                            "to export")
+    return [r for r in metrics["models"] if (not roles or r in roles) and checkpoint_path(run_dir, r).is_file()]
+
+
+def merge_deploy(old: dict, new: dict, device: DeviceProfile) -> dict:
+    """The run's earlier formats kept, the new ones added or replaced, and the formats that failed now noted."""
+    if "error" in old or not old:
+        old = {"macs": new.get("macs"), "formats": {}, "fit": {}, "failed": {}}
+    merged = {**old, "formats": {**old.get("formats", {}), **new.get("formats", {})},
+              "fit": {**old.get("fit", {}), **new.get("fit", {})},
+              "failed": {**{k: v for k, v in old.get("failed", {}).items() if k not in new.get("formats", {})},
+                         **new.get("failed", {})}}
+    if "val_accuracy_torch" in new:
+        merged["val_accuracy_torch"] = new["val_accuracy_torch"]
+    if not merged["formats"]:
+        return {"error": "; ".join(merged["failed"].values()), "failed": merged["failed"]}
+    merged["preferred"] = preferred_format(list(merged["formats"]), device)
+    return merged
+
+
+def export_run(run_dir: str | Path, formats: list[str],
+               roles: list[str] | None = None) -> tuple[dict, list[str]]:
+    """Deploy the models of a finished run (every one, or `roles`) to `formats` and merge the records into its
+    metrics.json, holding the run's lock, and only when its data and device catalogue are those it was made with;
+    also returns one line per format that could not be made, naming the model and what stopped it."""
+    from edgedistill.inputs import verify_inputs
+    from edgedistill.rundir import claim_existing
+
+    lock = claim_existing(Path(run_dir), "export")
+    try:
+        verify_inputs(Path(run_dir), "export", ("data", "device"))
+        return _export(Path(run_dir), formats, roles)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _export(run_dir: Path, formats: list[str], roles: list[str] | None = None) -> tuple[dict, list[str]]:
+    metrics = read_metrics(run_dir)  # a folder that is not a finished run fails before the data loads
+    cfg = resolve_config(run_dir / "config.yaml")
+    chosen = exportable(run_dir, cfg, metrics, roles)
+    bits = cfg.deploy.input_bits if cfg.deploy.quantize else 8
+    check_deploy(formats, get_device(cfg.device, cfg.device_catalog), bits, field_name="--format")
+    metrics, cfg, device, data = load_run(run_dir)
+    failed: dict[str, dict[str, str]] = {}  # format -> model -> why
+    for role in chosen:
         model = rebuild(cfg, role, data, run_dir)
         logits = predict_logits(model, data.x_test, torch.device("cpu")).numpy()
-        new = deploy_model(model, role, data.input_shape, run_dir / "export", data, logits,
-                           data.x_train[:cfg.deploy.calibration_samples], device, formats,
-                           cfg.deploy.latency_runs, bits)
-        old = record.get("deploy") or {}
-        if "error" in old or not old:
-            old = {"macs": new["macs"], "formats": {}, "fit": {}, "failed": {}}
-        merged = {**old, "formats": {**old.get("formats", {}), **new["formats"]},
-                  "fit": {**old.get("fit", {}), **new["fit"]},
-                  "failed": {**{k: v for k, v in old.get("failed", {}).items() if k not in new["formats"]},
-                             **new["failed"]}, "val_accuracy_torch": new["val_accuracy_torch"]}
-        merged["preferred"] = preferred_format(list(merged["formats"]), device)
-        record["deploy"] = merged
+        try:
+            new = deploy_model(model, role, data.input_shape, run_dir / "export", data, logits,
+                               data.x_train[:cfg.deploy.calibration_samples], device, formats,
+                               cfg.deploy.latency_runs, bits)
+        except NoFormat as exc:
+            new = {"formats": {}, "fit": {}, "failed": exc.failed}
+        for fmt, why in new["failed"].items():
+            failed.setdefault(fmt, {})[role] = why
+        metrics["models"][role]["deploy"] = merge_deploy(metrics["models"][role].get("deploy") or {}, new, device)
     write_reports(run_dir, metrics)
     metrics = produce_metrics(metrics)
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
-    return metrics
-
+    return metrics, [f"--format {fmt}: could not export {', '.join(why)}: {next(iter(why.values()))}"
+                     for fmt, why in failed.items()]

@@ -47,7 +47,7 @@ METHODS: dict[str, MethodSpec] = {
     "mvkd": MethodSpec("logit", "edgedistill.distill.mvkd:from_config",
                        lambda d: (f"mvkd (T={d['temperature']}, alpha={d['alpha']}, "
                                   f"{d.get('cache', {}).get('views', '?')} cached views)"),
-                       "after MLKD, Jin et al., CVPR 2023", frozenset({"logits", "views"})),
+                       "edgedistill's own, unpublished", frozenset({"logits", "views"})),
     "fitnets": MethodSpec("feature", "edgedistill.distill.fitnets:from_config",
                           lambda d: f"fitnets (weight {d['fitnets']['weight']})", "Romero et al., ICLR 2015",
                           frozenset({"features"})),

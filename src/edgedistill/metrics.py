@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from edgedistill.errors import UserError
 
-SCHEMA_VERSION = 3  # documented in docs/metrics.md; older versions are migrated on reading
+SCHEMA_VERSION = 4  # documented in docs/metrics.md; older versions are migrated on reading
 
 
 class Open(BaseModel):
@@ -101,11 +101,17 @@ class Deploy(Open):
         return self
 
 
+class Rows(Open):
+    labeled: int
+    unlabeled: int
+
+
 class Train(Open):
     best_epoch: int
     best_val_accuracy: float
     epochs: int
     history: list[dict[str, Any]]
+    rows_per_epoch: Optional[Rows] = None  # from version 4; the training rows of the last epoch
 
 
 class ModelRecord(Open):
@@ -138,6 +144,7 @@ class Dataset(Open):
     n_train: int
     n_val: int
     n_test: int
+    n_unlabeled: int
 
 
 class Device(Open):
@@ -212,7 +219,17 @@ def migrate_v2(raw: dict) -> dict:
     return raw
 
 
-MIGRATIONS = {1: migrate_v1, 2: migrate_v2}  # each takes a file one version forward
+def migrate_v3(raw: dict) -> dict:
+    """Version 4 adds the unlabelled pool: a version-3 run had none. How many rows each model saw per epoch
+    (`train.rows_per_epoch`) was not recorded, and stays absent."""
+    dataset = raw.get("dataset")
+    if isinstance(dataset, dict):
+        dataset.setdefault("n_unlabeled", 0)
+    raw["schema_version"] = 4
+    return raw
+
+
+MIGRATIONS = {1: migrate_v1, 2: migrate_v2, 3: migrate_v3}  # each takes a file one version forward
 
 
 def check_metrics(raw: Any, source: str) -> dict:

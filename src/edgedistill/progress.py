@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Iterable, TypeVar
 
@@ -31,5 +32,43 @@ def emit(event: str, **fields) -> None:
         print(json.dumps({"event": event, "time": round(time.time(), 3), **fields}, default=str), flush=True)
 
 
+class Lines:
+    """Progress for a log, not a terminal (CI, `make demo > log`): one plain line per epoch or model, every tenth
+    of the way for finer units (images), and no carriage returns."""
+
+    def __init__(self, items: Iterable[T], desc: str, unit: str, total: int | None):
+        self.items, self.desc, self.unit = items, desc, unit
+        self.total = total if total is not None else (len(items) if hasattr(items, "__len__") else None)
+        self.every = 1 if unit in ("epoch", "model") or not self.total else max(1, self.total // 10)
+        self.postfix: dict[str, str] = {}
+
+    def set_postfix(self, **fields) -> None:
+        self.postfix = {k: str(v) for k, v in fields.items()}
+
+    def __iter__(self):
+        t0, done = time.perf_counter(), 0
+        for item in self.items:
+            yield item
+            done += 1
+            if done % self.every == 0 or done == self.total:
+                self._line(done, time.perf_counter() - t0)
+
+    def _line(self, done: int, seconds: float) -> None:
+        of = f"/{self.total}" if self.total else ""
+        extra = "".join(f", {k} {v}" for k, v in self.postfix.items())
+        print(f"{self.desc}: {self.unit} {done}{of}{extra} ({seconds:.1f} s)", file=sys.stderr, flush=True)
+
+
 def track(items: Iterable[T], desc: str, unit: str, enabled: bool = True, total: int | None = None) -> Iterable[T]:
-    return tqdm(items, desc=desc, unit=unit, total=total, disable=not (enabled and bars_enabled()), leave=True)
+    """A tqdm bar on a terminal; on a pipe or file, plain lines."""
+    show = enabled and bars_enabled()
+    if show and not _is_terminal(sys.stderr):
+        return Lines(items, desc, unit, total)
+    return tqdm(items, desc=desc, unit=unit, total=total, disable=not show, leave=True)
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

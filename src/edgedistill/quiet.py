@@ -57,13 +57,22 @@ def _redirected_fds(sink) -> Iterator[None]:
             sink.flush()
 
 
+class Captured:
+    """What a third_party_output() block printed, readable once the block has ended (to name an operator a
+    runtime refused, say)."""
+
+    text: str = ""
+
+
 @contextlib.contextmanager
-def third_party_output() -> Iterator[None]:
-    """Send what libraries print, log or warn during this block to the library log (or discard it without one)."""
+def third_party_output() -> Iterator[Captured]:
+    """Send what libraries print, log or warn during this block to the library log (or discard it without one);
+    the block's own output stays readable in the yielded Captured."""
     path = current_library_log()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    sink = open(path, "a", encoding="utf-8") if path is not None else tempfile.TemporaryFile("w+")
+    sink = open(path, "a+", encoding="utf-8") if path is not None else tempfile.TemporaryFile("w+")
+    captured, start = Captured(), sink.tell()
     root = logging.getLogger()
     handler = logging.StreamHandler(sink)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
@@ -72,12 +81,18 @@ def third_party_output() -> Iterator[None]:
     if own_root_handler:
         root.addHandler(handler)
     try:
-        with _redirected_fds(sink), warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            yield
-        with contextlib.suppress(OSError):
-            for w in caught:
-                sink.write(f"warning: {w.category.__name__}: {w.message} ({w.filename}:{w.lineno})\n")
+        try:
+            with _redirected_fds(sink), warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                yield captured
+            with contextlib.suppress(OSError):
+                for w in caught:
+                    sink.write(f"warning: {w.category.__name__}: {w.message} ({w.filename}:{w.lineno})\n")
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                sink.flush()
+                sink.seek(start)
+                captured.text = sink.read()
     finally:
         if own_root_handler:
             root.removeHandler(handler)

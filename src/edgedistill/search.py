@@ -16,7 +16,7 @@ import torch
 
 from edgedistill.config import ExperimentConfig, ModelConfig
 from edgedistill.data import DataSplits
-from edgedistill.deploy import DeviceProfile, device_formats, early_fit_check
+from edgedistill.deploy import DeviceProfile, Unrunnable, device_formats, early_fit_check
 from edgedistill.distill import CrossEntropy
 from edgedistill.distill.trainer import Trainer, batch_source
 from edgedistill.errors import UserError, first_line
@@ -80,7 +80,8 @@ def search_student(cfg: ExperimentConfig, data: DataSplits, device: DeviceProfil
         except optuna.TrialPruned:
             raise
         except Exception as exc:  # one student that fails to build, export or train must not end the search
-            record |= {"fits": False, "overflows": [f"failed: {first_line(exc)}"], "error": first_line(exc)}
+            why = str(exc) if isinstance(exc, Unrunnable) else first_line(exc)
+            record |= {"fits": False, "overflows": [f"failed: {why}"], "error": why}
             emit("search_trial", **record)
             raise optuna.TrialPruned(record["error"]) from None
 

@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING
 from scipy import stats
 
 from edgedistill.checkpoint import atomic_write_text
-from edgedistill.config import ExperimentConfig, resolve_config
+from edgedistill.config import SEED_MAX, ExperimentConfig, resolve_config
 from edgedistill.errors import UserError
-from edgedistill.report.markdown import method_label
+from edgedistill.inputs import absolute_paths, record_inputs, run_inputs, verify_inputs, write_inputs
+from edgedistill.report.markdown import method_label, rows_by_role, rows_sentence
 from edgedistill.roles import label
+from edgedistill.runlock import RunLock
 from edgedistill.teachers import is_external
 
 if TYPE_CHECKING:
@@ -82,7 +84,8 @@ def summarize(runs: list[dict]) -> dict:
     verdict = gain.pop("verdict")
     return {"seeds": [m["config"]["seed"] for m in runs], "models": models, "kd_gain_over_scratch": gain,
             "gain_exceeds_noise": verdict == 1, "loss_exceeds_noise": verdict == -1,
-            "scratch_std": scratch_std, "distill": runs[0]["models"]["student_kd"].get("distill")}
+            "scratch_std": scratch_std, "distill": runs[0]["models"]["student_kd"].get("distill"),
+            "rows_per_epoch": rows_by_role(runs[0]["models"])}
 
 
 def seeds_table(summary: dict) -> str:
@@ -102,23 +105,54 @@ def seeds_table(summary: dict) -> str:
         verdict = "inside the noise (not significant at p < 0.05, or no larger than the scratch runs' std)"
     test = (f", paired t-test p = {g['p_value']:.3f}, 95% interval [{100 * g['ci95'][0]:+.2f}, "
             f"{100 * g['ci95'][1]:+.2f}]" if g.get("ci95") else "")
+    pool = summary.get("rows_per_epoch") or {}
+    seen = f"\n{rows_sentence(pool)}" if any(r["unlabeled"] for r in pool.values()) else ""
     return ("\n".join(rows) + f"\n\nKD gain over scratch ({method}), paired by seed: {100 * g['mean']:+.2f} ± "
-            f"{100 * g['std']:.2f} points{test}: {verdict}.")
+            f"{100 * g['std']:.2f} points{test}: {verdict}.{seen}")
+
+
+MAX_SEEDS = 1000  # each seed is a whole run
+
+
+def check_seed_count(n: int, first_seed: int) -> None:
+    """--seeds N within what a comparison needs and what numpy and scikit-learn accept as a seed (0..2**32 - 1)."""
+    if n < 2:
+        raise UserError(f"--seeds {n}: give at least 2 seeds, or leave --seeds out for one run")
+    if n > MAX_SEEDS:
+        raise UserError(f"--seeds {n}: at most {MAX_SEEDS} (each seed is a whole run)")
+    if first_seed + n - 1 > SEED_MAX:
+        raise UserError(f"--seeds {n}: seeds {first_seed}..{first_seed + n - 1} pass {SEED_MAX}, the largest seed "
+                        "numpy and scikit-learn accept; lower seed or --seeds")
 
 
 def run_seeds(config: ExperimentConfig | dict | str | Path | None, n: int, out_dir: str | Path | None = None,
               overrides: list[str] | None = None, overwrite: bool = False, progress: bool = True) -> SeedsResult:
-    from edgedistill.rundir import prepare_run_dir, refuse_deleting_teacher
+    """The seeds one after another in out/seed_<s>, with out locked for the whole time."""
+    from edgedistill.rundir import claim_existing
+
+    check_seed_count(n, 0)
+    cfg = absolute_paths(resolve_config(config, overrides))
+    check_seed_count(n, cfg.seed)
+    out = Path(out_dir) if out_dir else Path("runs") / f"{cfg.name}-seeds{n}"
+    lock = claim_existing(out, "--out") or RunLock(out)
+    try:
+        return _seeds_locked(cfg, config, n, out, overwrite, progress, lock)
+    finally:
+        lock.release()
+
+
+def _seeds_locked(cfg: ExperimentConfig, config: object, n: int, out: Path, overwrite: bool, progress: bool,
+                  lock: RunLock) -> SeedsResult:
+    from edgedistill.rundir import prepare_run_dir, refuse_inputs_in_the_way
     from edgedistill.tracking import config_params, open_tracking
 
-    if n < 2:
-        raise UserError(f"--seeds {n}: give at least 2 seeds, or leave --seeds out for one run")
-    cfg = resolve_config(config, overrides)
-    out = Path(out_dir) if out_dir else Path("runs") / f"{cfg.name}-seeds{n}"
+    inputs = run_inputs(cfg, config if isinstance(config, (str, Path)) else None)
+    record = record_inputs(inputs)
     if overwrite:
-        refuse_deleting_teacher(cfg, out)
+        refuse_inputs_in_the_way(out, inputs, seeds=True)
     tracking = open_tracking(cfg)  # the parent run: one child per seed, the summary on it
-    out = prepare_run_dir(out, overwrite)
+    out = prepare_run_dir(out, overwrite, tuple(i.path for i in inputs), lock)
+    write_inputs(out, record)
     with tracking.running(out, config_params(cfg)):
         summary, table, runs = _run_each_seed(cfg, n, out, progress, tracking)
         tracking.log_seeds(summary, out, ["seeds.md", "seeds.json"])
@@ -137,6 +171,7 @@ def _run_each_seed(cfg: ExperimentConfig, n: int, out: Path, progress: bool,
     for i in range(n):
         seeded = json.loads(json.dumps(base)) | {"seed": cfg.seed + i}
         if i > 0:  # the first seed's teacher, and its searched student when student: auto, for every seed
+            verify_inputs(out, "--seeds", ("data", "device"))  # what the first seed read (its teacher: the copy)
             first = out / f"seed_{cfg.seed}"
             if cfg.teacher.model == "onnx":  # the copy the first seed kept: a file edited meanwhile cannot mix in
                 seeded["teacher"]["args"]["path"] = str(first / "teacher.onnx")

@@ -4,13 +4,14 @@ Validation is always carved from the training split here, so no loader can leak 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from edgedistill.data.rows import take_rows
+from edgedistill.data.rows import stack_rows, take_rows
+from edgedistill.data.unlabeled import InputForm, labeled_split, read_unlabeled
 from edgedistill.errors import UserError
 
 
@@ -27,6 +28,7 @@ class RawSplits:
     description: str = ""
     text: dict | None = None  # text sets: {"tokenizer": folder, "max_length": n}, saved beside the exports
     pixel_stats: tuple | None = None  # images: per-channel mean and std of [0, 1] pixels that standardised them
+    form: InputForm | None = None  # how raw inputs become model inputs: an unlabelled pool goes the same way
 
 
 @dataclass
@@ -44,10 +46,23 @@ class DataSplits:
     description: str = ""
     text: dict | None = None
     pixel_stats: tuple | None = None
+    x_pool: object = None  # unlabelled training rows, the distilled models' transfer set (data/unlabeled.py)
+    pool: dict = field(default_factory=dict)  # where the pool's rows came from: held_out, file, path
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def n_pool(self) -> int:
+        return 0 if self.x_pool is None else len(self.x_pool)
+
+    def training_rows(self, with_pool: bool) -> tuple:
+        """The rows a model trains on: the labelled ones, then (with_pool) the pool's, whose target is -1."""
+        if not with_pool or self.x_pool is None:
+            return self.x_train, self.y_train
+        return (stack_rows([self.x_train, self.x_pool]),
+                np.concatenate([self.y_train, np.full(self.n_pool, -1, dtype=self.y_train.dtype)]))
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -63,6 +78,8 @@ class DataSplits:
             "n_train": int(len(self.y_train)),
             "n_val": int(len(self.y_val)),
             "n_test": int(len(self.y_test)),
+            "n_unlabeled": self.n_pool,
+            "unlabeled": self.pool,
         }
 
 
@@ -162,10 +179,31 @@ def _subset(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np
     return take_rows(x, rows), y[rows]
 
 
+def check_every_class_trains(name: str, classes: list[str], y: np.ndarray, train_rows: np.ndarray,
+                             limit_train: int | None, val_fraction: float) -> None:
+    """A class with no training row is a class nothing teaches: refused, naming it and what left it empty."""
+    left = np.bincount(y[train_rows], minlength=len(classes))
+    empty = [classes[c] for c in np.flatnonzero(left == 0)]
+    if not empty:
+        return
+    had = np.bincount(y, minlength=len(classes))
+    names = ", ".join(repr(c) for c in empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+    if all(had[classes.index(c)] == 0 for c in empty):
+        why = "in the data's training split; add samples of it or remove it"
+    elif limit_train is not None:
+        why = f"after data.limit_train: {limit_train} and the validation split; raise data.limit_train"
+    else:
+        why = (f"after the validation split (data.val_fraction: {val_fraction}) took its only samples; add "
+               "training samples of it")
+    raise UserError(f"dataset {name!r}: class {names} has no training rows {why}")
+
+
 def load_dataset(name: str, path: str | None = None, val_fraction: float = 0.1, seed: int = 0,
                  options: dict | None = None, limit_train: int | None = None,
-                 limit_test: int | None = None) -> DataSplits:
-    """Load a registered dataset and carve a stratified validation split from its training part."""
+                 limit_test: int | None = None, labeled_fraction: float | None = None,
+                 labeled_count: int | None = None, unlabeled: str | None = None) -> DataSplits:
+    """Load a registered dataset and carve a stratified validation split from its training part; then, when
+    asked, keep the labels of a share of the training rows and read an unlabelled pool (data/unlabeled.py)."""
     if name not in _DATASETS:
         raise UserError(f"data.name: unknown dataset {name!r}; choose one of {', '.join(sorted(_DATASETS))}")
     loader, _ = _DATASETS[name]
@@ -183,9 +221,30 @@ def load_dataset(name: str, path: str | None = None, val_fraction: float = 0.1, 
     stratify = raw.y_train if _can_stratify(raw.y_train, val_fraction) else None
     tr, val = train_test_split(np.arange(len(raw.y_train)), test_size=val_fraction, random_state=seed,
                                stratify=stratify)  # by row, so a packed split is never decoded here
-    return DataSplits(name, take_rows(raw.x_train, tr), raw.y_train[tr], take_rows(raw.x_train, val),
+    check_every_class_trains(name, raw.class_names, raw.y_train, tr, limit_train, val_fraction)
+    data = DataSplits(name, take_rows(raw.x_train, tr), raw.y_train[tr], take_rows(raw.x_train, val),
                       raw.y_train[val], raw.x_test, raw.y_test, raw.class_names, raw.description, raw.text,
                       raw.pixel_stats)
+    return with_pool(data, raw.form, seed, labeled_fraction, labeled_count, unlabeled)
+
+
+def with_pool(data: DataSplits, form: InputForm | None, seed: int, fraction: float | None, count: int | None,
+              unlabeled: str | None) -> DataSplits:
+    """The unlabelled pool: training rows whose labels are set aside (a stratified share keeps them, by the split
+    seed), then the rows of data.unlabeled, prepared as the labelled rows were."""
+    parts, info = [], {}
+    if fraction is not None or count is not None:
+        kept, held = labeled_split(data.y_train, fraction, count, seed, data.class_names)
+        parts.append(take_rows(data.x_train, held))
+        data.x_train, data.y_train = take_rows(data.x_train, kept), data.y_train[kept]
+        info |= {"held_out": int(len(held)), "labeled_fraction": fraction, "labeled_count": count}
+    if unlabeled is not None:
+        rows = read_unlabeled(unlabeled, form, data.name, data.input_shape)
+        parts.append(rows)
+        info |= {"file": int(len(rows)), "path": unlabeled}
+    if parts:
+        data.x_pool, data.pool = stack_rows(parts), info
+    return data
 
 
 # importing the source modules registers their loaders

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edgedistill.data import RawSplits, fixed_split, register_dataset
+from edgedistill.data.unlabeled import InputForm, image_form
 from edgedistill.errors import UserError
 
 FASHION_FILES = {
@@ -73,6 +74,11 @@ def _standardise_images(x: np.ndarray) -> np.ndarray:
     return ((x.astype(np.float32) / 255.0 - FASHION_MEAN) / FASHION_STD)[:, None, :, :]
 
 
+def sequence_form() -> InputForm:
+    """An npz of raw sequences, (N, L) or (N, C, L), as the loader lays out its own."""
+    return InputForm("arrays", arrays=lambda x: (x[:, None, :] if x.ndim == 2 else x).astype(np.float32))
+
+
 @register_dataset("fashion_mnist", "Fashion-MNIST, 60k/10k 28x28 grey clothing images, 10 classes (Debian IDX files)")
 def load_fashion_mnist(path: str | None = None) -> RawSplits:
     folder = find_fashion_dir(path)
@@ -88,6 +94,7 @@ def load_fashion_mnist(path: str | None = None) -> RawSplits:
         _standardise_images(arrays["x_test"]), arrays["y_test"].astype(np.int64),
         FASHION_CLASSES, "Fashion-MNIST (zalandoresearch), official 60k/10k split",
         pixel_stats=([FASHION_MEAN], [FASHION_STD]),
+        form=image_form(lambda x: (x - FASHION_MEAN) / FASHION_STD, 1),
     )
 
 
@@ -107,7 +114,7 @@ def load_mnist1d(path: str | None = None, seed: int | None = None) -> RawSplits:
     return RawSplits(
         data["x"].astype(np.float32)[:, None, :], data["y"].astype(np.int64),
         data["x_test"].astype(np.float32)[:, None, :], data["y_test"].astype(np.int64),
-        [str(i) for i in range(10)], "MNIST-1D (greydanus), standard 4000/1000 split",
+        [str(i) for i in range(10)], "MNIST-1D (greydanus), standard 4000/1000 split", form=sequence_form(),
     )
 
 
@@ -123,7 +130,8 @@ def load_digits(path: str | None = None) -> RawSplits:
     bunch = sk_digits()
     x = (bunch.images.astype(np.float32) / 16.0)[:, None, :, :]
     x_tr, x_te, y_tr, y_te = _fixed_split(x, bunch.target.astype(np.int64), "digits")
-    return RawSplits(x_tr, y_tr, x_te, y_te, [str(i) for i in range(10)], "scikit-learn digits, 80/20 split (seed 0)")
+    return RawSplits(x_tr, y_tr, x_te, y_te, [str(i) for i in range(10)], "scikit-learn digits, 80/20 split (seed 0)",
+                     form=image_form(lambda x: x, 1))
 
 
 @register_dataset("breast_cancer", "scikit-learn breast cancer (Wisconsin), 30 features, 2 classes (fixed 80/20 split)")
@@ -135,4 +143,6 @@ def load_breast_cancer(path: str | None = None) -> RawSplits:
                                           "breast_cancer")
     mean, std = x_tr.mean(axis=0), x_tr.std(axis=0) + 1e-8  # fitted on the training split only
     return RawSplits((x_tr - mean) / std, y_tr, (x_te - mean) / std, y_te, list(bunch.target_names),
-                     "scikit-learn breast cancer, 80/20 split (seed 0), standardised on train")
+                     "scikit-learn breast cancer, 80/20 split (seed 0), standardised on train",
+                     form=InputForm("table", arrays=lambda x: ((x - mean) / std).astype(np.float32),
+                                    columns=[str(c) for c in bunch.feature_names]))

@@ -5,9 +5,12 @@ import csv
 import zipfile
 from pathlib import Path
 
+from typing import Callable
+
 import numpy as np
 
 from edgedistill.data import RawSplits, encode_labels, fixed_split, register_dataset
+from edgedistill.data.unlabeled import InputForm
 from edgedistill.errors import UserError, first_line
 
 
@@ -53,12 +56,22 @@ def _class_indices(y: np.ndarray, key: str, path: Path) -> tuple[np.ndarray, int
     return y, None
 
 
-def standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel (or per-feature) standardisation fitted on the training split only."""
+def standardiser(x_train: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """Per-channel (or per-feature) standardisation fitted on the training split only, to apply to any inputs."""
     axes = (0,) if x_train.ndim == 2 else (0,) + tuple(range(2, x_train.ndim))
     mean = x_train.mean(axis=axes, keepdims=True)
     std = x_train.std(axis=axes, keepdims=True) + 1e-8
-    return ((x_train - mean) / std).astype(np.float32), ((x_test - mean) / std).astype(np.float32)
+    return lambda x: ((x - mean) / std).astype(np.float32)
+
+
+def standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    scale = standardiser(x_train)
+    return scale(x_train), scale(x_test)
+
+
+def array_form(scale: Callable[[np.ndarray], np.ndarray], path: Path) -> InputForm:
+    """An npz pool laid out as the loader lays out its arrays, then standardised as the training split was."""
+    return InputForm("arrays", arrays=lambda x: scale(_as_model_layout(x, "x", path)))
 
 
 def _as_model_layout(x: np.ndarray, key: str, path: Path) -> np.ndarray:
@@ -90,17 +103,18 @@ def load_npz(path: str | None = None, standardize: bool = True, num_classes: int
             check_finite(arrays[key], p, key)
     x_train = _as_model_layout(arrays["x_train"], "x_train", p)
     x_test = _as_model_layout(arrays["x_test"], "x_test", p)
-    if standardize:
-        x_train, x_test = standardise(x_train, x_test)
+    scale = standardiser(x_train) if standardize else (lambda x: x)
+    x_train, x_test = scale(x_train), scale(x_test)
     y_train, hot_train = _class_indices(arrays["y_train"], "y_train", p)
     y_test, hot_test = _class_indices(arrays["y_test"], "y_test", p)
     if hot_train != hot_test:
         raise UserError(f"{p}: y_train and y_test must both be one-hot of the same width, or both class labels")
     y_train, y_test, names = encode_labels(y_train, y_test, str(p), num_classes=num_classes or hot_train)
-    return RawSplits(x_train, y_train, x_test, y_test, names, f"npz file {p.name}")
+    return RawSplits(x_train, y_train, x_test, y_test, names, f"npz file {p.name}", form=array_form(scale, p))
 
 
-def _read_csv(p: Path, label_column: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def read_csv_rows(p: Path) -> tuple[list[str], list[list[str]]]:
+    """The header (names stripped) and the data rows of a UTF-8 CSV."""
     try:  # utf-8-sig: Excel's byte-order mark would otherwise hide the first column's name
         with p.open(newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.reader(fh))
@@ -111,7 +125,11 @@ def _read_csv(p: Path, label_column: str) -> tuple[np.ndarray, np.ndarray, list[
         raise UserError(f"{p}: is not a readable CSV ({exc})") from None
     if len(rows) < 2:
         raise UserError(f"{p}: needs a header row and at least one data row")
-    header, body = [h.strip() for h in rows[0]], rows[1:]
+    return [h.strip() for h in rows[0]], rows[1:]
+
+
+def _read_csv(p: Path, label_column: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    header, body = read_csv_rows(p)
     if label_column not in header:
         raise UserError(f"{p}: no label column {label_column!r} (columns: {', '.join(header)}); "
                         "set data.options.label_column")
@@ -145,7 +163,8 @@ def load_csv(path: str | None = None, label_column: str = "label", test_path: st
         x_tr, y_tr = x, y
     else:
         x_tr, x_te, y_tr, y_te = fixed_split(x, y, test_fraction, str(p))
-    if standardize:
-        x_tr, x_te = standardise(x_tr, x_te)
+    scale = standardiser(x_tr) if standardize else (lambda x: x)
+    x_tr, x_te = scale(x_tr), scale(x_te)
     y_tr, y_te, names = encode_labels(y_tr, y_te, str(p))
-    return RawSplits(x_tr, y_tr, x_te, y_te, names, f"CSV {p.name}, features: {', '.join(features)}")
+    return RawSplits(x_tr, y_tr, x_te, y_te, names, f"CSV {p.name}, features: {', '.join(features)}",
+                     form=InputForm("table", arrays=scale, columns=features))

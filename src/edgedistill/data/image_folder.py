@@ -12,6 +12,7 @@ from edgedistill.data import RawSplits, fixed_split, register_dataset
 from edgedistill.data.files import require_path
 from edgedistill.data.packing import Pack, channel_stats, open_pack
 from edgedistill.data.rows import PackedImages
+from edgedistill.data.unlabeled import InputForm, pixel_layout
 from edgedistill.errors import UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -67,8 +68,23 @@ def listing(root: Path) -> tuple[list[Path], np.ndarray, np.ndarray, list[str]]:
     else:
         files, labels, cls = class_files(root)
         tags = [TRAIN] * len(files)
+    refuse_shared_files(root, files, labels, tags)
     index = {c: i for i, c in enumerate(cls)}
     return files, np.array([index[c] for c in labels], dtype=np.int64), np.array(tags, dtype=np.int64), cls
+
+
+def refuse_shared_files(root: Path, files: list[Path], labels: list[str], tags: list[int]) -> None:
+    """One file under two class folders (a symlinked or hard-linked folder) would be a sample of two classes, or a
+    training image scored as a test one: refused, naming both folders."""
+    owner: dict[tuple[int, int], str] = {}
+    split = ("train/", "test/") if has_own_split(root) else ("", "")
+    for f, label, tag in zip(files, labels, tags):
+        st = f.stat()
+        where = split[tag] + label
+        first = owner.setdefault((st.st_dev, st.st_ino), where)
+        if first != where:
+            raise UserError(f"{root}: class folders {first!r} and {where!r} hold the same file ({f.name}); a "
+                            "symlinked or linked copy makes one image two samples. Remove one of them")
 
 
 def split_rows(pack: Pack, test_fraction: float, root: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -110,7 +126,22 @@ def load_image_folder(path: str | None = None, size: list[int] | None = None, gr
     x_tr, x_te = whole.subset(tr), whole.subset(te)
     if _check_bool("in_memory", in_memory):
         x_tr, x_te = np.asarray(x_tr), np.asarray(x_te)
+
+    def pool_images(folder: Path, pool_files: list[Path]):
+        """An unlabelled folder packed like the labelled one (same size, colour mode and statistics)."""
+        none = np.zeros(len(pool_files), dtype=np.int64)
+
+        def pack_pool() -> Pack:
+            return open_pack(folder, pool_files, none, none, [], sz, mode, skip, Path(pack_dir) if pack_dir else None)
+
+        packed = distributed.on_main(pack_pool) or pack_pool()  # rank 0 packs; the others then open that pack
+        rows = PackedImages(packed.images, np.arange(packed.images.shape[0]), mean, std, packed.fingerprint)
+        return np.asarray(rows) if in_memory else rows
+
+    form = InputForm("images", images=pool_images,
+                     arrays=lambda x: ((pixel_layout(x) - whole.mean) / whole.std).astype(np.float32))
     skipped = f", {len(p.skipped)} unreadable file(s) skipped" if p.skipped else ""
     return RawSplits(x_tr, p.labels[tr], x_te, p.labels[te], classes,
                      f"image folder {root.name} ({len(p.labels)} images at {p.images.shape[2]}x{p.images.shape[3]}"
-                     f"{' RGB' if mode == 'RGB' else ''}{skipped})", pixel_stats=(mean.tolist(), std.tolist()))
+                     f"{' RGB' if mode == 'RGB' else ''}{skipped})", pixel_stats=(mean.tolist(), std.tolist()),
+                     form=form)

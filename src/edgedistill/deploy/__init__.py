@@ -21,11 +21,12 @@ from edgedistill.deploy.fit import Footprint, fit_check
 from edgedistill.deploy.onnx_export import export_onnx, logit_agreement, onnx_file_bytes
 from edgedistill.deploy.profile import count_macs, host_threads, measure_latency, peak_activation_bytes
 from edgedistill.deploy.quantize import quantize_int8, quantized_bits, quantized_input_bits
-from edgedistill.errors import UserError, first_line
+from edgedistill.deploy.reach import Unrunnable, explain
+from edgedistill.errors import UserError
 from edgedistill.models import count_params
 
-__all__ = ["DeviceProfile", "ELEMENT_BYTES", "get_device", "load_catalog", "check_deploy", "deploy_model",
-           "early_fit_check", "device_formats", "preferred_format"]
+__all__ = ["DeviceProfile", "ELEMENT_BYTES", "NoFormat", "Unrunnable", "get_device", "load_catalog", "check_deploy",
+           "deploy_model", "early_fit_check", "device_formats", "preferred_format"]
 
 # Bytes a weight takes in each deployable precision; int8 activations are one byte in an integer-only runtime.
 ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
@@ -50,18 +51,23 @@ def preferred_format(formats: list[str] | tuple[str, ...], device: DeviceProfile
     return formats[0]
 
 
-def check_deploy(formats: list[str], device: DeviceProfile, input_bits: int) -> None:
-    """Before any training: every format is known and installed, and an NPU device has its compiler."""
-    check_formats(formats, input_bits)
+def check_deploy(formats: list[str], device: DeviceProfile, input_bits: int,
+                 field_name: str = "deploy.formats") -> None:
+    """Before any training: every format is known and installed, and an NPU device has its compiler and an
+    accelerator the compiler knows."""
+    check_formats(formats, input_bits, field_name)
     if device.npu is not None:
         import importlib.util
 
         if not any(f == "tflm-int8" for f in formats):
-            raise UserError(f"deploy.formats: device {device.name!r} has an Ethos-U NPU, which Vela compiles from "
+            raise UserError(f"{field_name}: device {device.name!r} has an Ethos-U NPU, which Vela compiles from "
                             "the tflm-int8 file; add tflm-int8")
         if importlib.util.find_spec("ethosu") is None:
             raise UserError(f"device: {device.name!r} needs Arm's Vela compiler, which is not installed; "
                             f"run `{VELA_PIP}`")
+        from edgedistill.deploy.npu import check_accelerator
+
+        check_accelerator(device.name, device.npu)
 
 
 def estimate_ram(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[dict[str, int], bytes]:
@@ -69,6 +75,20 @@ def estimate_ram(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[dict[s
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_onnx(model, input_shape, Path(tmp) / "estimate.onnx")
         return {"fp32": peak_activation_bytes(fp32, 4), "int8": peak_activation_bytes(fp32, 1)}, fp32.read_bytes()
+
+
+def explained_estimate(model: nn.Module, input_shape: tuple[int, ...],
+                       calibration_x: np.ndarray) -> tuple[dict[str, int], bytes]:
+    """estimate_ram, whose fp32 ONNX graph every format's RAM estimate reads: a model torch.onnx cannot export is
+    refused naming the operator or line, like a runtime's refusal."""
+    try:
+        return estimate_ram(model, input_shape)
+    except (UserError, OSError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - say what in the model stopped the export
+        backend, _ = parse_format("onnxruntime-fp32")
+        raise explain(exc, model, input_shape, calibration_x, backend, "the fp32 ONNX graph of the RAM estimate",
+                      "fp32", 8) from exc
 
 
 def _ort_int8_estimate(path: Path, onnx_fp32: bytes) -> int:
@@ -111,9 +131,10 @@ def measure_file(backend: Backend, path: Path, dtype: str, estimate: dict[str, i
     if backend.extras is not None:
         record |= backend.extras(path, dtype)
     if device.npu is not None and backend.name == "tflm" and dtype == "int8":
-        from edgedistill.deploy.npu import vela_compile
+        from edgedistill.deploy.npu import npu_deliverable, vela_compile
 
         record["npu"] = vela_compile(path, device.npu, out_dir)
+        record |= npu_deliverable(path, out_dir / record["npu"]["file"], record["npu"])
     return record
 
 
@@ -160,30 +181,51 @@ def deploy_model(model: nn.Module, role: str, input_shape: tuple[int, ...], expo
     model = model.cpu().eval()
     export_dir.mkdir(parents=True, exist_ok=True)
     macs = count_macs(model, input_shape)
-    estimate, onnx_fp32 = estimate_ram(model, input_shape)
+    estimate, onnx_fp32 = explained_estimate(model, input_shape, calibration_x)
     out: dict = {"macs": macs, "formats": {}, "fit": {}, "failed": {},
                  "val_accuracy_torch": torch_accuracy(model, data.x_val, data.y_val)}
     threads = host_threads(device.cores)
     made: dict[Path, dict] = {}
     for fmt in formats:
         backend, dtype = parse_format(fmt)
+        path = export_dir / f"{role}_{dtype}{backend.suffix}"
         try:
-            path, notes = export_file(backend, model, input_shape, calibration_x,
-                                      export_dir / f"{role}_{dtype}{backend.suffix}", dtype, input_bits, made)
+            path, notes = export_file(backend, model, input_shape, calibration_x, path, dtype, input_bits, made)
             record = {"runtime": backend.name, "dtype": dtype, "file": path.name, "note": backend.note, **notes,
                       **measure_file(backend, path, dtype, estimate, onnx_fp32, device, export_dir)}
             record |= score_format(backend, path, data, torch_test_logits, threads, latency_runs)
         except (UserError, OSError):
             raise
         except Exception as exc:  # noqa: BLE001 - one runtime's converter failing must not stop the others
-            out["failed"][fmt] = first_line(exc)  # the converter's message names the operator it lacks
+            why = explain(exc, model, input_shape, calibration_x, backend, fmt, dtype, input_bits)
+            out["failed"][fmt] = str(why)
+            remove_unusable(path, made, out["formats"].values())
             continue
         out["formats"][fmt] = record
         out["fit"][fmt] = fit_check(device, dtype, footprint(backend, dtype, record, model, macs, device))
     if not out["formats"]:
-        raise RuntimeError("no format could be exported: " + "; ".join(f"{k}: {v}" for k, v in out["failed"].items()))
+        raise NoFormat(out["failed"])
     out["preferred"] = preferred_format(list(out["formats"]), device)
     return out
+
+
+class NoFormat(RuntimeError):
+    """No format of the device could be exported; `failed` names each with its reason."""
+
+    def __init__(self, failed: dict[str, str]):
+        self.failed = dict(failed)
+        super().__init__("; ".join(failed.values()) or "no format was asked for")
+
+
+def remove_unusable(path: Path, made: dict[Path, dict], kept: object) -> None:
+    """A format that failed leaves no file behind (its .tflite, C pair, Vela file), unless a format that worked
+    uses the same file (LiteRT and TFLite Micro share the int8 .tflite)."""
+    if any(r["file"] == path.name for r in kept):  # type: ignore[attr-defined]
+        return
+    made.pop(path, None)
+    for p in (path, path.with_suffix(".h"), path.with_suffix(".cc"), path.with_name(f"{path.stem}_vela.tflite"),
+              path.with_name(f"{path.stem}_vela.h"), path.with_name(f"{path.stem}_vela.cc")):
+        p.unlink(missing_ok=True)
 
 
 def torch_accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> float:
@@ -201,13 +243,31 @@ def early_fit_check(model: nn.Module, input_shape: tuple[int, ...], calibration_
     backend, dtype = parse_format(fmt)
     model = model.cpu().eval()
     with tempfile.TemporaryDirectory() as tmp:
-        path, _ = export_file(backend, model, input_shape, calibration_x[:32], Path(tmp) / f"probe{backend.suffix}",
-                              dtype, input_bits, {})
-        estimate, onnx_fp32 = estimate_ram(model, input_shape)
-        record = measure_file(backend, path, dtype, estimate, onnx_fp32, device, Path(tmp))
+        record = probe_file(backend, model, input_shape, calibration_x[:32], Path(tmp), fmt, input_bits, device)
         verdict = fit_check(device, dtype, footprint(backend, dtype, record, model, count_macs(model, input_shape),
                                                      device))
     return verdict | {"format": fmt}
+
+
+def probe_file(backend: Backend, model: nn.Module, input_shape: tuple[int, ...], calibration_x: np.ndarray,
+               tmp: Path, fmt: str, input_bits: int, device: DeviceProfile) -> dict:
+    """Export, measure and load the file the device would be given; a step that fails is explained (Unrunnable)."""
+    dtype = fmt.rpartition("-")[2]
+
+    def explained(step):
+        try:
+            return step()
+        except (UserError, OSError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the runtime cannot run this graph: say what stopped it
+            raise explain(exc, model, input_shape, calibration_x, backend, fmt, dtype, input_bits) from exc
+
+    path, _ = explained(lambda: export_file(backend, model, input_shape, calibration_x,
+                                            tmp / f"probe{backend.suffix}", dtype, input_bits, {}))
+    estimate, onnx_fp32 = explained_estimate(model, input_shape, calibration_x)
+    record = explained(lambda: measure_file(backend, path, dtype, estimate, onnx_fp32, device, tmp))
+    explained(lambda: backend.open(path, 1))  # the runtime loads the file it will be given
+    return record
 
 
 def check_input_bits(model: nn.Module, input_shape: tuple[int, ...], calibration_x: np.ndarray,

@@ -38,6 +38,9 @@ class DeviceProfile(BaseModel):
     weights_in_ram: bool = Field(..., description="false where weights execute in place from flash (MCUs)")
     latency_budget_ms: float | None = Field(None, gt=0)
     macs_per_second: dict[str, float] = Field(default_factory=dict, description="indicative throughput per dtype")
+    core: str | None = Field(None, description="a Cortex-M core with a calibrated latency fit (cortex-m4, cortex-m7, "
+                                               "cortex-m33): latency is estimated from it, as a range")
+    clock_hz: float | None = Field(None, gt=0, description="the core's clock, for the calibrated latency estimate")
     macs_source: str = ""
     measured_on_host: bool = Field(False, description="latency is measured here, not estimated from MACs")
     formats: list[str] = Field(["onnxruntime-fp32", "onnxruntime-int8"], min_length=1,

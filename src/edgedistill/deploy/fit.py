@@ -58,7 +58,24 @@ def _flash(device: DeviceProfile, fp: Footprint) -> dict:
                                                                            "runtime_source": device.runtime_source}
 
 
+def _calibrated_latency(device: DeviceProfile, fp: Footprint) -> dict | None:
+    """A Cortex-M latency from the fit to published measurements, judged at the slow end of its range."""
+    from edgedistill.deploy.mcu_latency import latency_range_ms
+
+    found = latency_range_ms(fp.macs, device.core, device.clock_hz) if device.core and device.clock_hz else None
+    if found is None:
+        return None
+    low, mid, high, f = found
+    how = (f"estimated: {fp.macs:,} MACs x {f['cycles_per_mac']:.2f} cycles/MAC on a {device.core} at "
+           f"{device.clock_hz / 1e6:.0f} MHz, fitted to {f['measured_points']} MLPerf Tiny results"
+           + (f" and {f['derived_points']} derived" if f["derived_points"] else "")
+           + f" (published / fitted x{f['ratio_min']:.2f} to x{f['ratio_max']:.2f}; docs/deployment.md)")
+    return _check(high, device.latency_budget_ms) | {"how": how, "range_ms": [low, high], "estimate_ms": mid}
+
+
 def _latency(device: DeviceProfile, fp: Footprint, dtype: str) -> dict:
+    if fp.latency_ms is None and (calibrated := _calibrated_latency(device, fp)) is not None:
+        return calibrated
     if fp.latency_ms is not None:
         latency, how = fp.latency_ms, fp.latency_how
     else:
@@ -89,6 +106,10 @@ def fit_check(device: DeviceProfile, dtype: str, fp: Footprint) -> dict:
 def describe_overflow(name: str, check: dict) -> str:
     if name == "dtype":
         return f"{check['used']} is not among the device's dtypes {check['budget']}"
+    if name == "latency_ms" and check.get("range_ms"):
+        low, high = check["range_ms"]
+        return (f"latency, estimated {low:.1f}-{high:.1f} ms, can exceed the {check['budget']:.1f} ms budget by "
+                f"{-check['margin']:.1f} ms")
     if name == "latency_ms":
         return f"latency {check['used']:.1f} ms exceeds the {check['budget']:.1f} ms budget by {-check['margin']:.1f} ms"
     return (f"{name} needs {human_bytes(check['used'])} of {human_bytes(check['budget'])} "

@@ -11,8 +11,30 @@ import tempfile
 from pathlib import Path
 
 from edgedistill.deploy.devices import NpuConfig
+from edgedistill.errors import UserError
 
 KIB = 1024
+
+
+def check_accelerator(device: str, npu: NpuConfig) -> None:
+    """An accelerator Vela does not know (a typo such as ethos-u55-12) is refused before anything trains."""
+    from ethosu.vela.architecture_features import Accelerator
+
+    known = [a.value for a in Accelerator]
+    if npu.accelerator_config not in known:
+        raise UserError(f"device {device!r}: npu.accelerator_config {npu.accelerator_config!r} is not an accelerator "
+                        f"Vela knows; choose one of {', '.join(known)}")
+
+
+def npu_deliverable(tflite: Path, compiled: Path, vela: dict) -> dict:
+    """The file the NPU firmware loads is Vela's compiled one: its C pair replaces the uncompiled file's, with
+    Vela's SRAM figure as the arena."""
+    from edgedistill.deploy.backends.tflm import c_pair
+
+    for stale in (tflite.with_suffix(".h"), tflite.with_suffix(".cc")):
+        stale.unlink(missing_ok=True)
+    pair = c_pair(compiled, vela["sram_bytes"], f"Vela's SRAM figure for {vela['accelerator']} ({vela['how']})")
+    return {"deliverable": compiled.name, "deliverable_bytes": compiled.stat().st_size, **pair}
 
 
 def vela_compile(tflite: Path, npu: NpuConfig, out_dir: Path) -> dict:

@@ -71,9 +71,10 @@ class TeacherCache:
     built: bool = False  # False when the bank on disk was reused
     stats: tuple | None = None  # the inputs' channel mean and std, for colour jitter
 
-    def batch(self, x_rows: torch.Tensor, idx: torch.Tensor, gen: torch.Generator,
-              device: torch.device) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """One view per sample of these rows: the augmented inputs, the teacher's logits and its tap features."""
+    def batch(self, x_rows: torch.Tensor, idx: torch.Tensor, gen: torch.Generator, device: torch.device,
+              mix: None = None) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """One view per sample of these rows: the augmented inputs, the teacher's logits and its tap features.
+        Mixed batches are never served from here (the Trainer refuses them): the bank holds unmixed views."""
         view = torch.randint(0, self.views, (len(idx),), generator=gen)
         x = apply_augment(x_rows, take(self.params, view, idx), self.augment, self.stats)
         feats = [take(f, view, idx).to(device).float() for f in self.feats]
@@ -200,7 +201,7 @@ def load_or_build(path: Path, teacher: nn.Module, x, y: np.ndarray, augment: Aug
                   max_bytes: int, compared_at: Shapes = None, max_ram_bytes: int = 1_000_000_000,
                   stats: tuple | None = None) -> TeacherCache | None:
     """The bank in the folder `path` when its key matches, else a new one written there; None when it would
-    exceed max_bytes on disk, in which case the teacher runs live. Of the bank, at most max_ram_bytes is held in
+    exceed max_bytes or the disk's free space, in which case the teacher runs live. Of the bank, at most max_ram_bytes is held in
     memory (the logits first); the rest is read per batch. `compared_at` stores taps at the student's size."""
     path = Path(path)
     size = estimated_bytes(teacher, taps, torch.as_tensor(x[:1]).to(device), len(x), views, compared_at)
@@ -211,8 +212,15 @@ def load_or_build(path: Path, teacher: nn.Module, x, y: np.ndarray, augment: Aug
     key = cache_key(teacher, x, y, augment, views, seed, taps, dtype, compared_at)
     meta, built = read_bank_meta(path), False
     if meta is None or meta.get("key") != key:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(f".{path.name}.tmp-*"):  # a killed build's; the run's lock makes it no one's
+            shutil.rmtree(stale, ignore_errors=True)
+        if size > shutil.disk_usage(path.parent).free:
+            log.warning("teacher cache: %d views would take %.2f GB, more than the %.2f GB free on the run "
+                        "folder's disk; the teacher runs live instead", views, size / 1e9,
+                        shutil.disk_usage(path.parent).free / 1e9)
+            return None
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
             meta = {"format": FORMAT, "key": key, **build_cache(teacher, x, augment, views, seed, taps, device,

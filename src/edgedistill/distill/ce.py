@@ -1,10 +1,11 @@
-"""Plain cross-entropy on hard labels: the teacher's loss and the scratch student's, the honest control."""
+"""Plain cross-entropy on the labels: the teacher's loss and the scratch student's, the honest control (mixed
+labels under distill.mix, distill/targets.py)."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from edgedistill.distill.method import Method
+from edgedistill.distill.targets import labeled_ce
 
 
 class CrossEntropy(Method):
@@ -15,4 +16,4 @@ class CrossEntropy(Method):
 
     def __call__(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor | None,
                  targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"ce": F.cross_entropy(student_logits, targets, label_smoothing=self.label_smoothing)}
+        return {"ce": labeled_ce(student_logits, targets, self.label_smoothing)}

@@ -14,8 +14,9 @@ and loss_t likewise for the teacher's embedding against the student's bank; the 
 After scoring, the banks move toward the batch's embeddings, m <- normalise(momentum * m + (1 - momentum) * v), at
 the batch's rows only. The banks are buffers of the method's own module, so a resume restores them.
 
-Differences from RepDistiller: banks start as random unit vectors, and negatives are drawn uniformly over all other
-samples (RepDistiller's CIFAR loader draws them from other classes).
+Differences from RepDistiller: banks start as random unit vectors, negatives are drawn uniformly over all other
+samples (RepDistiller's CIFAR loader draws them from other classes), and K defaults to 4096 where RepDistiller's
+is 16384 (distill_config.CRDConfig says why).
 """
 from __future__ import annotations
 

@@ -5,6 +5,10 @@ apart; plain KD ties NCKD's weight to the teacher's confidence, which DKD undoes
 As published, TCKD and NCKD (not CE) ramp in linearly: at 1-based epoch e they are scaled by min(e / warm-up, 1), the
 warm-up defaulting to the first 1/12 of the epochs (mdistiller: 20 of 240). distill.logit_standardization z-scores
 both logits first (distill/standardize.py).
+
+TCKD's two-way probabilities (target, rest) are taken as log probabilities by log-sum-exp, equal to mdistiller's
+sum-then-log in float64. A log of the summed probabilities fails on a confident student: at +50 on its label a clamp
+at 1e-12 made TCKD 13.1 instead of 24.3 (two classes, T=1) with no gradient, and past about +104 float32 holds 0.
 """
 from __future__ import annotations
 
@@ -13,22 +17,26 @@ import torch.nn.functional as F
 
 from edgedistill.distill.method import Method, warmup_factor
 from edgedistill.distill.standardize import standardized
+from edgedistill.distill.targets import labeled_ce, target_classes
+
+
+def target_and_rest(logits: torch.Tensor, gt: torch.Tensor, temperature: float) -> torch.Tensor:
+    """(B, 2) log probabilities of "the target" and "any other class" at T, by log-sum-exp: the log of the rest's
+    summed probabilities stays exact however confident the model is, where log(1 - p_target) would round to log 0."""
+    log_p = F.log_softmax(logits / temperature, dim=1)
+    return torch.stack([log_p[gt], torch.logsumexp(log_p.masked_fill(gt, float("-inf")), dim=1)], dim=1)
 
 
 def dkd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
               temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(TCKD, NCKD), each a batch-mean KL(teacher || student) scaled by T^2."""
+    """(TCKD, NCKD), each a batch-mean KL(teacher || student) scaled by T^2, all in log space."""
     t = temperature
     gt = F.one_hot(targets, student_logits.shape[1]).bool()
-    p_s = F.softmax(student_logits / t, dim=1)
-    p_t = F.softmax(teacher_logits / t, dim=1)
-    bin_s = torch.stack([p_s[gt], p_s.masked_fill(gt, 0).sum(1)], dim=1).clamp_min(1e-12)
-    bin_t = torch.stack([p_t[gt], p_t.masked_fill(gt, 0).sum(1)], dim=1).clamp_min(1e-12)
-    tckd = F.kl_div(bin_s.log(), bin_t, reduction="batchmean") * t**2
+    tckd = F.kl_div(target_and_rest(student_logits, gt, t), target_and_rest(teacher_logits, gt, t),
+                    reduction="batchmean", log_target=True) * t**2
     log_nt_s = F.log_softmax((student_logits / t).masked_fill(gt, float("-inf")), dim=1)
     log_nt_t = F.log_softmax((teacher_logits / t).masked_fill(gt, float("-inf")), dim=1)
-    mask = ~gt
-    nckd = (log_nt_t.exp() * (log_nt_t - log_nt_s)).masked_fill(~mask, 0).sum(1).mean() * t**2
+    nckd = (log_nt_t.exp() * (log_nt_t - log_nt_s)).masked_fill(gt, 0).sum(1).mean() * t**2
     return tckd, nckd
 
 
@@ -54,8 +62,8 @@ class DKD(Method):
                  targets: torch.Tensor) -> dict[str, torch.Tensor]:
         if teacher_logits is None:
             raise ValueError("DKD needs the teacher's logits")
-        tckd, nckd = dkd_terms(*standardized(student_logits, teacher_logits, self.standardize), targets,
-                               self.temperature)
-        ce = F.cross_entropy(student_logits, targets, label_smoothing=self.label_smoothing)
+        tckd, nckd = dkd_terms(*standardized(student_logits, teacher_logits, self.standardize),
+                               target_classes(targets, teacher_logits), self.temperature)
+        ce = labeled_ce(student_logits, targets, self.label_smoothing)
         w = self.factor
         return {"ce": self.ce_weight * ce, "tckd": w * self.alpha * tckd, "nckd": w * self.beta * nckd}

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from edgedistill.distill.method import Method
 from edgedistill.distill.standardize import standardized
+from edgedistill.distill.targets import labeled_ce
 
 
 def kd_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -36,6 +37,6 @@ class HintonKD(Method):
                  targets: torch.Tensor) -> dict[str, torch.Tensor]:
         if teacher_logits is None:
             raise ValueError("HintonKD needs the teacher's logits")
-        ce = F.cross_entropy(student_logits, targets, label_smoothing=self.label_smoothing)
+        ce = labeled_ce(student_logits, targets, self.label_smoothing)
         kd = kd_kl(*standardized(student_logits, teacher_logits, self.standardize), self.temperature)
         return {"ce": (1.0 - self.alpha) * ce, "kd": self.alpha * kd}

@@ -2,6 +2,8 @@
 
 A method is called with the student's logits, the teacher's logits (None without a teacher) and the targets, plus
 the recorded tap features when it names taps, and returns named, already weighted loss terms that the trainer sums.
+Targets are class indices with -1 for an unlabelled row, or mixed label mass per class: distill/targets.py says how
+every method reads them (`labeled_ce`, `target_classes`).
 A method that needs more of the step names it in `wants`, and the trainer passes it by keyword:
 - "index": the batch's rows in the training split (a memory bank keyed by sample, as CRD keeps);
 - "views": the teacher's logits for every cached augmented view of those rows, (B, K, classes); only the teacher

@@ -1,6 +1,7 @@
-"""Multi-view KD, in the spirit of MLKD (Jin et al., CVPR 2023, "Multi-Level Logit Distillation"): besides the
-teacher on the view the student sees, distil toward the teacher's prediction averaged over every cached augmented
-view of the sample, a steadier target than any one view.
+"""Multi-view KD, edgedistill's own method (not a published one): besides the teacher on the view the student sees,
+distil toward the teacher's prediction averaged over every cached augmented view of the sample, a steadier target
+than any one view. It is not MLKD (Jin et al., CVPR 2023): no sum over several temperatures, no class- or
+batch-level alignment and no confidence mask.
 
 With p^T = softmax(z/T), v the view of this step and K the cached views of the sample:
   loss = (1 - alpha) * CE(z_s, y)
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 
 from edgedistill.distill.kd import kd_kl
 from edgedistill.distill.method import Method
+from edgedistill.distill.targets import labeled_ce
 
 
 def mean_view_kl(student_logits: torch.Tensor, views: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -38,7 +40,7 @@ class MultiViewKD(Method):
                  views: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         if teacher_logits is None or views is None:
             raise ValueError("MultiViewKD needs the teacher's logits on this view and on every cached view")
-        ce = F.cross_entropy(student_logits, targets, label_smoothing=self.label_smoothing)
+        ce = labeled_ce(student_logits, targets, self.label_smoothing)
         half = self.alpha / 2
         return {"ce": (1.0 - self.alpha) * ce,
                 "kd": half * kd_kl(student_logits, teacher_logits, self.temperature),

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from edgedistill.distill.method import Method
+from edgedistill.distill.targets import labeled_ce, target_classes
 
 
 def nkd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
@@ -40,6 +41,7 @@ class NKD(Method):
                  targets: torch.Tensor) -> dict[str, torch.Tensor]:
         if teacher_logits is None:
             raise ValueError("NKD needs the teacher's logits")
-        target, non_target = nkd_terms(student_logits, teacher_logits, targets, self.temperature)
-        ce = F.cross_entropy(student_logits, targets, label_smoothing=self.label_smoothing)
+        target, non_target = nkd_terms(student_logits, teacher_logits, target_classes(targets, teacher_logits),
+                                       self.temperature)
+        ce = labeled_ce(student_logits, targets, self.label_smoothing)
         return {"ce": ce, "nkd_target": target, "nkd_non_target": self.gamma * non_target}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 from pathlib import Path
 from typing import Sequence
@@ -17,7 +16,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DistributedSampler
 
 from edgedistill import distributed
 from edgedistill.checkpoint import atomic_write_text
@@ -25,7 +23,9 @@ from edgedistill.config import AugmentConfig, TrainConfig
 from edgedistill.data.loader import Rows
 from edgedistill.distill.augment import augment_batch
 from edgedistill.distill.cache import TeacherCache
+from edgedistill.distill.epoch_plan import EpochPlan
 from edgedistill.distill.method import Method
+from edgedistill.distill.mix import Mix, Mixer
 from edgedistill.distill.resume import Loop, Resume, TrainResult
 from edgedistill.distill.taps import TapRecorder
 from edgedistill.errors import UserError
@@ -72,11 +72,6 @@ def training_memory_format(model: nn.Module, cfg: TrainConfig) -> torch.memory_f
     return torch.channels_last if wanted else torch.contiguous_format
 
 
-def steps_per_epoch(n: int, cfg: TrainConfig) -> int:
-    steps = math.ceil(n / cfg.batch_size)
-    return min(steps, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch else steps
-
-
 def local_batch_size(cfg: TrainConfig, world: int) -> int:
     """train.batch_size is the global batch; each of the `world` processes takes an equal share."""
     if cfg.batch_size % world:
@@ -114,8 +109,12 @@ class LiveTeacher:
         if self.teacher is not None:
             self.teacher.to(device).eval()
 
-    def batch(self, x_rows: torch.Tensor, idx: torch.Tensor, gen: torch.Generator, device: torch.device) -> Batch:
+    def batch(self, x_rows: torch.Tensor, idx: torch.Tensor, gen: torch.Generator, device: torch.device,
+              mix: Mix | None = None) -> Batch:
+        """The augmented (then, with `mix`, mixed) inputs, and the teacher's outputs on exactly those."""
         xb = augment_batch(x_rows, self.augment, gen, self.stats).to(device, non_blocking=True)
+        if mix is not None:
+            xb = mix.inputs(xb)
         if self.teacher is None:
             return xb, None, []
         with torch.no_grad(), torch.autocast(device.type, dtype=self.dtype, enabled=self.dtype is not None):
@@ -196,10 +195,12 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, loss: Method, source: BatchSource, device: torch.device, seed: int,
                  role: str, callbacks: Sequence[Callback] = (), resume: Resume | None = None, progress: bool = False,
-                 loader_workers: int | None = None):
+                 loader_workers: int | None = None, mixer: Mixer | None = None):
         self.cfg, self.loss, self.source, self.device, self.seed, self.role = cfg, loss, source, device, seed, role
         self.callbacks, self.resume, self.progress = list(callbacks), resume, progress
-        self.loader_workers = loader_workers
+        self.loader_workers, self.mixer = loader_workers, mixer
+        if mixer is not None and isinstance(source, TeacherCache):
+            raise ValueError("a mixed batch needs the teacher live: the cache holds its outputs on unmixed views")
         self.batch, self.dtype = check_train_config(cfg, device)
         self.nonfinite = NonFinitePolicy(cfg.on_nonfinite, role)
         self.memory_format = torch.contiguous_format  # fit() sets it from the config and the model
@@ -219,11 +220,9 @@ class Trainer:
         model.to(self.device)
         self.memory_format = training_memory_format(model, self.cfg)
         model.to(memory_format=self.memory_format)
-        world = distributed.world_size()
         rows, yt = Rows(x_train, self.loader_workers, self.device), torch.as_tensor(y_train)
-        sampler = DistributedSampler(range(len(yt)), num_replicas=world, rank=distributed.rank(), shuffle=True,
-                                     seed=self.seed)
-        n_steps = steps_per_epoch(len(sampler) * world, self.cfg)
+        plan = EpochPlan(yt, self.batch, self.cfg, self.seed)
+        n_steps = plan.n_steps
         loop = self._loop(model, n_steps)
         finished = self.resume.restore(loop, self.device, lambda m, r: self._notify("on_best", m, r)) \
             if self.resume else None
@@ -239,9 +238,8 @@ class Trainer:
                     enabled=self.progress and distributed.is_main(), total=self.cfg.epochs - loop.epoch)
         for epoch in bar:
             t0 = time.perf_counter()
-            sampler.set_epoch(epoch)
             self.loss.start_epoch(epoch, self.cfg.epochs)
-            sums = self.run_epoch(trained, loop, torch.tensor(list(sampler)), n_steps, rows, yt, taps, epoch)
+            sums = self.run_epoch(trained, loop, plan.batches(epoch), rows, yt, taps, epoch)
             distributed.sync_buffers(model)  # batch-norm statistics as rank 0 has them, so all validate one model
             row = distributed.broadcast(epoch_row(model, loop, epoch, sums, x_val, y_val, self.device,
                                                   time.perf_counter() - t0))
@@ -276,23 +274,25 @@ class Trainer:
         loop.result.seconds = loop.elapsed
         return loop.result
 
-    def run_epoch(self, trained: nn.Module, loop: Loop, order: torch.Tensor, n_steps: int, rows: Rows,
+    def run_epoch(self, trained: nn.Module, loop: Loop, batches: list[torch.Tensor], rows: Rows,
                   yt: torch.Tensor, taps: TapRecorder | None, epoch: int) -> dict[str, float]:
-        """One pass over this process's shard; returns loss sums, correct and seen counts summed over processes."""
+        """One pass over this process's shard; returns loss sums, correct and seen counts summed over processes
+        (`labeled` counts the rows with a label, on which the training accuracy is measured)."""
         trained.train()
         sums: dict[str, float] = {}
-        correct = seen = skipped = 0
+        correct = seen = skipped = labeled = 0
         device, dtype = self.device, self.dtype
-        batches = [idx for idx in (order[s * self.batch:(s + 1) * self.batch] for s in range(n_steps)) if len(idx)]
         for step, (idx, x_rows) in enumerate(rows.epoch(batches)):
-            xb, teacher_logits, teacher_feats = self.source.batch(x_rows, idx, loop.gen, device)
+            mix = self.mixer.draw(tuple(x_rows.shape), loop.gen) if self.mixer else None
+            xb, teacher_logits, teacher_feats = self.source.batch(x_rows, idx, loop.gen, device, mix)
             if self.memory_format is torch.channels_last and xb.dim() == 4:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             yb = yt[idx].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 logits = trained(xb)
+                targets = mix.targets(yb, logits.shape[1]) if mix else yb
                 feats = (taps.take(), teacher_feats) if taps else ()
-                terms = self.loss(logits.float(), teacher_logits, yb, *feats, **self.extras(idx))
+                terms = self.loss(logits.float(), teacher_logits, targets, *feats, **self.extras(idx))
             loss = sum(terms.values())
             if self.nonfinite.skip(loss, terms, epoch, step, device):
                 skipped += 1
@@ -301,11 +301,13 @@ class Trainer:
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v.item() * len(idx)
             sums["loss"] = sums.get("loss", 0.0) + loss.item() * len(idx)
-            correct += (logits.argmax(1) == yb).sum().item()
+            correct += (logits.argmax(1) == yb).sum().item()  # an unlabelled row's -1 never matches
             seen += len(idx)
+            labeled += (yb >= 0).sum().item()
         keys = sorted(sums)
-        totals = distributed.all_sum([sums[k] for k in keys] + [correct, seen, skipped], device)
-        return {**dict(zip(keys, totals)), "correct": totals[-3], "seen": totals[-2], "skipped": totals[-1]}
+        totals = distributed.all_sum([sums[k] for k in keys] + [correct, seen, skipped, labeled], device)
+        return {**dict(zip(keys, totals)), "correct": totals[-4], "seen": totals[-3], "skipped": totals[-2],
+                "labeled": totals[-1]}
 
 
     def extras(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -330,7 +332,8 @@ def step_optimizer(loop: Loop, loss: torch.Tensor) -> None:
 def epoch_row(model: nn.Module, loop: Loop, epoch: int, sums: dict[str, float], x_val: np.ndarray,
               y_val: np.ndarray, device: torch.device, seconds: float) -> dict:
     """The epoch's log line: training averages over every process, and validation scored on the whole split."""
-    seen = max(sums.pop("seen"), 1)
+    rows, labeled = sums.pop("seen"), sums.pop("labeled")
+    seen = max(rows, 1)
     correct, skipped = sums.pop("correct"), sums.pop("skipped")
     val_logits = predict_logits(model, x_val, device)
     y_val_t = torch.as_tensor(y_val)
@@ -339,9 +342,11 @@ def epoch_row(model: nn.Module, loop: Loop, epoch: int, sums: dict[str, float], 
         "lr": loop.opt.param_groups[0]["lr"],
         **{f"train_{k}": v / seen for k, v in sums.items() if k != "loss"},
         "train_loss": sums.get("loss", float("nan")) / seen,
-        "train_accuracy": correct / seen,
+        "train_accuracy": correct / max(labeled, 1),
         "val_loss": F.cross_entropy(val_logits, y_val_t).item(),
         "val_accuracy": (val_logits.argmax(1) == y_val_t).float().mean().item(),
         "seconds": seconds,
         "skipped_nonfinite_batches": int(skipped),
+        "rows_labeled": int(labeled),
+        "rows_unlabeled": int(rows - labeled),
     }

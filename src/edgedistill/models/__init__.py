@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import traceback
 from dataclasses import dataclass
 from typing import Callable
 
@@ -50,6 +51,13 @@ def _import_factory(spec: str, field: str) -> Factory:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise UserError(f"{field}: cannot import module {module_name!r} ({exc}); check the import path") from None
+    except SyntaxError as exc:
+        raise UserError(f"{field}: {exc.filename}:{exc.lineno}: SyntaxError: {exc.msg}; fix the file that "
+                        f"{module_name!r} is imported from") from None
+    except Exception as exc:  # the module's own top-level code failed while importing
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        raise UserError(f"{field}: importing {module_name!r} failed at {where.filename}:{where.lineno} "
+                        f"({type(exc).__name__}: {exc}); fix that module") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise UserError(f"{field}: module {module_name!r} has no callable {attr!r}")

@@ -18,7 +18,10 @@ from edgedistill.pipeline.state import Run, Trained
 from edgedistill.pipeline.training import STATE_DIR, obtain_teacher, teacher_cache, train_role, train_students
 from edgedistill.quiet import library_log
 from edgedistill.report import comparison_table
-from edgedistill.rundir import discard_unstarted, open_run_dir, remove_stale_temp_files, resumed_config
+from edgedistill.inputs import absolute_paths, record_inputs, run_inputs, verify_inputs
+from edgedistill.rundir import (claim_existing, discard_unstarted, open_run_dir, remove_stale_temp_files,
+                                resumed_config)
+from edgedistill.runlock import RunLock
 from edgedistill.tracking import config_params, open_tracking
 
 
@@ -40,18 +43,42 @@ def prepare_in(cfg: ExperimentConfig, run_dir: Path, progress: bool = False) -> 
 def run(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str | Path | None = None,
         overrides: list[str] | None = None, overwrite: bool = False, progress: bool = True,
         resume: bool = False) -> RunResult:
-    """Run the whole experiment and write one folder: config.yaml, checkpoints, logs, metrics.json, report.md.
+    """Run the whole experiment and write one folder: config.yaml, inputs.json, checkpoints, logs, metrics.json,
+    report.md.
 
-    Every input is checked before the folder is created (or an old run in it replaced). With resume=True, out_dir
-    is an unfinished run: finished models are loaded, the model in training continues from its last finished epoch.
+    Every input is checked before the folder is created (or an old run in it replaced), and fingerprinted; the
+    folder is locked while the run works in it. With resume=True, out_dir is an unfinished run: its inputs must be
+    as they were, finished models are loaded, the model in training continues from its last finished epoch.
     Under torchrun, every process trains and rank 0 alone writes files.
     """
     if resume and (out_dir is None or overwrite):
         raise UserError("--resume: name the run folder to continue, without --overwrite")
-    cfg = resumed_config(Path(out_dir), config, overrides) if resume else resolve_config(config, overrides)
+    lock = claim_existing(Path(out_dir) if out_dir is not None else None, "--resume" if resume else "--out")
+    try:
+        return _run_locked(config, out_dir, overrides, overwrite, progress, resume, lock)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_locked(config: ExperimentConfig | dict | str | Path | None, out_dir: str | Path | None,
+                overrides: list[str] | None, overwrite: bool, progress: bool, resume: bool,
+                lock: RunLock | None) -> RunResult:
+    """run() once the folder is held: an existing one by `lock`, a new one from when open_run_dir makes it."""
+    if resume:
+        cfg = resumed_config(Path(out_dir), config, overrides)
+        verify_inputs(Path(out_dir), "--resume", ("data", "teacher", "device"))
+        inputs, record = [], None
+    else:
+        cfg = absolute_paths(resolve_config(config, overrides))
+        inputs = run_inputs(cfg, config if isinstance(config, (str, Path)) else None)
+        record = record_inputs(inputs)
     state = prepare(cfg)
     tracking = open_tracking(cfg, Path(out_dir) if resume else None)
-    state.run_dir = Path(out_dir) if resume else open_run_dir(cfg, out_dir, overwrite)
+    if resume:
+        state.run_dir = Path(out_dir)
+    else:
+        state.run_dir, lock = open_run_dir(cfg, out_dir, overwrite, lock, inputs, record)
     state.progress, state.tracking = progress, tracking
     if resume and distributed.is_main():
         remove_stale_temp_files(state.run_dir)
@@ -60,12 +87,15 @@ def run(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str
                 tracking.running(state.run_dir, config_params(cfg), resume=resume):
             state = run_stages(state)
     except BaseException as exc:
-        discarded = not resume and distributed.is_main() and discard_unstarted(state.run_dir)
+        discarded = not resume and distributed.is_main() and discard_unstarted(state.run_dir, inputs)
         if isinstance(exc, OSError):
             then = ("nothing was kept" if discarded else f"the run in {state.run_dir} is unfinished; once fixed, "
                     f"continue it with `edgedistill run --resume {state.run_dir}`")
             raise UserError(f"{environment_error(exc)}; {then}") from exc
         raise
+    finally:
+        if lock is not None:
+            lock.release()
     return RunResult(state.run_dir, state.metrics, comparison_table(state.metrics))
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import torch.nn as nn
 
 from edgedistill.config import ExperimentConfig
-from edgedistill.deploy import DeviceProfile, check_input_bits, deploy_model, device_formats, early_fit_check
+from edgedistill.deploy import (DeviceProfile, NoFormat, Unrunnable, check_input_bits, deploy_model, device_formats,
+                                early_fit_check)
 from edgedistill.deploy.fit import fit_sentence
 from edgedistill.errors import UserError, first_line
 from edgedistill.pipeline.state import Run
@@ -27,7 +28,8 @@ def formats_of(cfg: ExperimentConfig, profile: DeviceProfile) -> list[str]:
 
 
 def early_fit_warning(cfg: ExperimentConfig, probe: nn.Module, run_data, profile: DeviceProfile) -> dict:
-    """Before any training: would the configured (untrained) student fit the device? Warn now, naming what overflows."""
+    """Before any training: can the device's runtime run the configured (untrained) student, and would it fit?
+    A student the runtime cannot run stops the run (deploy.required); one that overflows is warned about."""
     bits = cfg.deploy.input_bits if cfg.deploy.quantize else 8
     x = run_data.x_train[:64]
     try:
@@ -35,13 +37,28 @@ def early_fit_warning(cfg: ExperimentConfig, probe: nn.Module, run_data, profile
         verdict = early_fit_check(probe, run_data.input_shape, x, profile, formats_of(cfg, profile), bits)
     except UserError:
         raise
-    except Exception as exc:  # the check must not stop a run whose export would fail only later
+    except Unrunnable as exc:
+        if cfg.deploy.required:
+            raise UserError(unrunnable_message(exc, profile)) from None
+        log.warning("%s; deploy.required is false, so the run trains anyway", unrunnable_message(exc, profile,
+                                                                                                  advice=False))
+        return {"error": str(exc)}
+    except Exception as exc:  # a bug of the check itself must not stop a run
         log.warning("could not check the student's fit before training (%s)", first_line(exc))
         return {"error": first_line(exc)}
     if not verdict["fits"]:
         log.warning("student %r as %s on device %r %s", cfg.student.model, verdict["dtype"], profile.name,
                     fit_sentence(verdict))
     return verdict
+
+
+def unrunnable_message(exc: Unrunnable, profile: DeviceProfile, advice: bool = True) -> str:
+    """One line: the runtime, the op or layer it stopped at, and what to do."""
+    line = f"student.model: on device {profile.name!r}, {exc}"
+    if not advice:
+        return line
+    return (f"{line}. Change it to operations {exc.title} runs, choose a device or deploy.formats whose runtime "
+            "runs it, or set deploy.required: false to train anyway")
 
 
 def deploy_one(run: Run, role: Role, model: nn.Module, test_logits: np.ndarray) -> dict:
@@ -54,7 +71,8 @@ def deploy_one(run: Run, role: Role, model: nn.Module, test_logits: np.ndarray) 
     except Exception as exc:  # a failed export must not throw away hours of training
         if (env := environment_cause(exc)) is not None:
             raise env from exc  # a full disk is the machine's fault: the run stays unfinished and resumable
-        record = {"error": first_line(exc)}
+        record = {"error": str(exc), "failed": exc.failed} if isinstance(exc, NoFormat) else \
+            {"error": str(exc) if isinstance(exc, Unrunnable) else first_line(exc)}
         log.warning("deployment of %s failed: %s (details in %s)", role, record["error"], note_failure(role, exc))
     emit("deployed", role=str(role), ok="error" not in record)
     return record

@@ -58,8 +58,9 @@ def load_teacher(cfg: ExperimentConfig, data: DataSplits, accel: torch.device | 
 def load_data(cfg: ExperimentConfig) -> DataSplits:
     """The configured dataset, its validation split carved with data.split_seed (the run's seed by default)."""
     split_seed = cfg.seed if cfg.data.split_seed is None else cfg.data.split_seed
-    return load_dataset(cfg.data.name, cfg.data.path, cfg.data.val_fraction, split_seed, cfg.data.options,
-                        cfg.data.limit_train, cfg.data.limit_test)
+    d = cfg.data
+    return load_dataset(d.name, d.path, d.val_fraction, split_seed, d.options, d.limit_train, d.limit_test,
+                        d.labeled_fraction, d.labeled_count, d.unlabeled)
 
 
 def check_augment(cfg: ExperimentConfig, data: DataSplits) -> None:
@@ -82,9 +83,16 @@ def check_distill(cfg: ExperimentConfig, data: DataSplits) -> None:
     if "crd" in methods and distributed.world_size() > 1:
         raise UserError("distill.method: crd keeps its memory bank in one process; run it without torchrun, or "
                         "choose another method")
+    mix = cfg.distill.mix.kind
+    if mix != "none" and data.text:
+        raise UserError(f"distill.mix.kind: {mix} blends inputs, but {data.name!r} gives token ids, which cannot be "
+                        "blended; set it to none")
+    if mix == "cutmix" and len(data.input_shape) < 2:
+        raise UserError(f"distill.mix.kind: cutmix pastes a box of an image or a span of a sequence, but "
+                        f"{data.name!r} gives inputs of shape {data.input_shape}; use mixup")
     cc = cfg.distill.cache
     viewed = [m for m in methods if "views" in METHODS[m].needs]
-    logits_bytes = len(data.x_train) * cc.views * data.num_classes * 4  # float32 logits, K views per sample
+    logits_bytes = (len(data.x_train) + data.n_pool) * cc.views * data.num_classes * 4  # float32, K views per row
     if viewed and logits_bytes > cc.max_bytes:
         raise UserError(f"distill.cache.max_bytes: {viewed[0]} reads the teacher's logits on every cached view, "
                         f"which need {logits_bytes / 1e9:.2f} GB for {cc.views} views; raise it or lower "

@@ -38,8 +38,11 @@ def model_record(role: Role, trained: Trained, data: DataSplits, accel: torch.de
     record = {"role": str(role), "model": mcfg.model, "args": mcfg.args, **model_footprint(trained.model),
               "checkpoint": f"{role}.pt", "source": "trained" if result else f"loaded:{mcfg.checkpoint}"}
     if result:
+        last = result.history[-1] if result.history else {}
         record["train"] = {"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy,
-                           "epochs": len(result.history), "seconds": result.seconds, "history": result.history}
+                           "epochs": len(result.history), "seconds": result.seconds, "history": result.history,
+                           "rows_per_epoch": {"labeled": last.get("rows_labeled", 0),
+                                              "unlabeled": last.get("rows_unlabeled", 0)}}
     if isinstance(trained.model, ExternalTeacher):
         record.update(trained.model.run_record())
     scores, test_logits = evaluate_model(trained.model, data, accel)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import time
+from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -16,6 +18,7 @@ from edgedistill.config import DistillConfig, ExperimentConfig, ModelConfig
 from edgedistill.data import DataSplits
 from edgedistill.distill import CrossEntropy, Method, build_method
 from edgedistill.distill.cache import TeacherCache, load_or_build
+from edgedistill.distill.mix import Mixer
 from edgedistill.methods import METHODS
 from edgedistill.distill.resume import Resume, TrainResult
 from edgedistill.distill.trainer import Callback, EpochLog, Trainer, batch_source, check_train_config
@@ -47,16 +50,29 @@ class SaveBest(Callback):
 
 
 def train_role(run: Run, role: Role, model: nn.Module, mcfg: ModelConfig, loss: Method,
-               teacher: nn.Module | None = None, cache: TeacherCache | None = None) -> TrainResult:
-    """Train one model of the run with its best checkpoint, epoch log and resumable state in the run folder."""
+               teacher: nn.Module | None = None, cache: TeacherCache | None = None,
+               callbacks: Sequence[Callback] = ()) -> TrainResult:
+    """Train one model of the run with its best checkpoint, epoch log and resumable state in the run folder. A
+    model taught by the teacher also trains on the unlabelled pool, if there is one; a model trained on labels
+    alone (the teacher, the scratch control) cannot learn from it. `callbacks` are told of each epoch after those
+    (`edgedistill tune` reports to its pruner there)."""
     source = batch_source(loss, run.cfg.data.augment, teacher, cache, run.data.pixel_stats)
     trainer = Trainer(mcfg.train, loss, source, run.accel, run.cfg.seed, str(role),
                       callbacks=[EpochLog(run.log_path(role)), SaveBest(run, mcfg, role),
-                                 run.tracking.epochs(str(role))],
+                                 run.tracking.epochs(str(role)), *callbacks],
                       resume=Resume(run.run_dir / STATE_DIR / f"{role}.pt"), progress=run.progress,
-                      loader_workers=run.cfg.data.loader_workers)
-    d = run.data
-    return trainer.fit(model, d.x_train, d.y_train, d.x_val, d.y_val)
+                      loader_workers=run.cfg.data.loader_workers, mixer=students_mixer(run.cfg, role))
+    x, y = run.data.training_rows(with_pool=loss.uses_teacher)
+    return trainer.fit(model, x, y, run.data.x_val, run.data.y_val)
+
+
+def students_mixer(cfg: ExperimentConfig, role: Role) -> Mixer | None:
+    """distill.mix applies to the two students alike, so the control is trained on the same mixed batches; the
+    teacher, the pruned teacher and the QAT fine-tune see plain batches."""
+    mix = cfg.distill.mix
+    if mix.kind == "none" or role not in (Role.STUDENT_SCRATCH, Role.STUDENT_KD):
+        return None
+    return Mixer(mix.kind, mix.alpha)
 
 
 def sample(run: Run) -> torch.Tensor:
@@ -71,9 +87,9 @@ def obtain_teacher(run: Run) -> Trained:
             run.loaded_teacher.keep(run.run_dir)
         return Trained(run.loaded_teacher.to(run.accel), None, cfg.teacher)
     if cfg.teacher.checkpoint:
-        if distributed.is_main():
-            save_checkpoint(run.run_dir / "teacher.pt", run.loaded_teacher,
-                            checkpoint_meta(cfg.teacher, run.data, Role.TEACHER))
+        kept = run.run_dir / "teacher.pt"
+        if distributed.is_main() and Path(cfg.teacher.checkpoint).resolve() != kept.resolve():  # not read from there
+            save_checkpoint(kept, run.loaded_teacher, checkpoint_meta(cfg.teacher, run.data, Role.TEACHER))
         return Trained(run.loaded_teacher.to(run.accel), None, cfg.teacher)
     teacher = build_model(cfg.teacher, "teacher", run.data, cfg.seed)  # built afresh: the same RNG state as always
     ce = CrossEntropy(cfg.teacher.train.label_smoothing)
@@ -88,34 +104,42 @@ def train_students(run: Run) -> dict[Role, Trained]:
     method = build_method(cfg.distill, cfg.student.train.label_smoothing)
     cache, set_up = None, cfg.distill.cache.enabled
     if set_up:  # the method names the taps the cache must store, so it is set up first
-        method.setup(scratch.to(run.accel), teacher.to(run.accel), sample(run), num_train=len(run.data.x_train))
+        method.setup(scratch.to(run.accel), teacher.to(run.accel), sample(run), num_train=n_taught(run))
         cache = teacher_cache(run, method)  # None when the bank would exceed max_bytes: the teacher runs live
     if cache is None and "views" in method.wants:
         viewed = next((m for m in cfg.distill.methods if "views" in METHODS[m].needs), "the method")
         raise UserError(f"{viewed} reads the teacher's logits on every cached view, but the bank would exceed "
-                        "distill.cache.max_bytes; raise it or lower distill.cache.views")
+                        "distill.cache.max_bytes or the disk's free space; free some space and continue with "
+                        f"`edgedistill run --resume {run.run_dir}`, or start again with a larger max_bytes or "
+                        "fewer distill.cache.views")
     ce = CrossEntropy(cfg.student.train.label_smoothing)
     out = {Role.STUDENT_SCRATCH: Trained(scratch, train_role(run, Role.STUDENT_SCRATCH, scratch, cfg.student, ce,
                                                              cache=cache), cfg.student)}
     kd_student = build_model(cfg.student, "student", run.data, cfg.seed + 1)
     kd_student.load_state_dict(init_state)
     if not set_up:
-        method.setup(kd_student.to(run.accel), teacher.to(run.accel), sample(run),
-                     num_train=len(run.data.x_train))
+        method.setup(kd_student.to(run.accel), teacher.to(run.accel), sample(run), num_train=n_taught(run))
     out[Role.STUDENT_KD] = Trained(kd_student, train_role(run, Role.STUDENT_KD, kd_student, cfg.student, method,
                                                           teacher=teacher, cache=cache), cfg.student)
     return out
 
 
+def n_taught(run: Run) -> int:
+    """Rows a distilled model trains on, the pool's included: the size of a bank keyed by row (CRD's memory)."""
+    return len(run.data.x_train) + run.data.n_pool
+
+
 def teacher_cache(run: Run, method: Method) -> TeacherCache | None:
-    """The teacher's outputs on a bank of views, shared by the scratch and the distilled student (same inputs)."""
+    """The teacher's outputs on a bank of views, shared by the scratch and the distilled student (same inputs);
+    it covers the unlabelled pool after the labelled rows, so the scratch student reads the rows it always did."""
     cfg, cc = run.cfg, run.cfg.distill.cache
     _, dtype = check_train_config(cfg.student.train, run.accel)
     t0 = time.perf_counter()
+    x, y = run.data.training_rows(with_pool=True)
 
     def load() -> TeacherCache | None:
         return load_or_build(run.run_dir / "cache" / "teacher_outputs", run.teacher.to(run.accel),
-                             run.data.x_train, run.data.y_train, cfg.data.augment, cc.views, cfg.seed,
+                             x, y, cfg.data.augment, cc.views, cfg.seed,
                              method.teacher_taps, run.accel, dtype, cc.max_bytes, compared_at=method.tap_shapes,
                              max_ram_bytes=cc.max_ram_bytes, stats=run.data.pixel_stats)
 
@@ -145,7 +169,7 @@ def prune_teacher(run: Run) -> tuple[Trained, dict]:
     mcfg = ModelConfig(model=cfg.teacher.model, args=cfg.teacher.args, train=train)
     # the pruned teacher keeps the teacher's module names, so feature methods read its own feature_taps
     method = build_method(live_distill(cfg.distill, student_taps=None), train.label_smoothing)
-    method.setup(pruned.to(run.accel), run.teacher.to(run.accel), sample(run), num_train=len(run.data.x_train))
+    method.setup(pruned.to(run.accel), run.teacher.to(run.accel), sample(run), num_train=n_taught(run))
     result = train_role(run, Role.TEACHER_PRUNED, pruned, mcfg, method, teacher=run.teacher)
     return Trained(pruned, result, cfg.teacher), info
 

@@ -10,6 +10,9 @@ from edgedistill.metrics import SCHEMA_VERSION, check_metrics
 from edgedistill.report.markdown import comparison_table, write_report_md
 
 
+COMPARE_MARKER = ".edgedistill-compare"  # a folder compare made: the only kind it writes into again
+
+
 def write_reports(run_dir: Path, metrics: dict) -> Path:
     from edgedistill.report.html import write_report_html
 
@@ -48,7 +51,11 @@ def compare_runs(run_dirs: list[str | Path], out_dir: str | Path) -> Path:
         raise UserError(f"--out {out}: is a run folder; its report.html would be replaced. Choose another folder")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: is a file; choose a folder")
+    if out.is_dir() and not (out / COMPARE_MARKER).is_file() and any(out.iterdir()):
+        raise UserError(f"--out {out}: holds files that `edgedistill compare` did not write, which its report.html "
+                        "and compare.md could replace; choose a new or empty folder")
     out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / COMPARE_MARKER, "Written by edgedistill compare; a later compare may replace its files.\n")
     atomic_write_text(out / "compare.md", "# edgedistill comparison\n\n" + compare_rows(runs) + "\n")
     atomic_write_text(out / "report.html", compare_html(runs))
     return out / "report.html"

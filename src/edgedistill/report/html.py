@@ -13,7 +13,7 @@ from edgedistill.report import plots
 from edgedistill.roles import label
 from edgedistill.units import human_bytes as _kb
 from edgedistill.report.markdown import (comparison_table, deliverables, deployment_table, fit_summary,
-                                         method_label, preferred_format, verdict)
+                                         method_label, pool_note, preferred_format, training_rows, verdict)
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
@@ -99,9 +99,12 @@ def page(title: str, body: str) -> str:
 def run_html(metrics: dict) -> str:
     ds, models = metrics["dataset"], metrics["models"]
     body = [f"<h1>edgedistill run: {html.escape(metrics['name'])}</h1>",
-            f"<p class=small>{html.escape(ds['description'])}; {ds['n_train']} train / {ds['n_val']} validation / "
+            f"<p class=small>{html.escape(ds['description'])}; {ds['n_train']} train"
+            f"{' labelled + ' + format(ds['n_unlabeled'], ',') + ' unlabelled' if ds.get('n_unlabeled') else ''} / "
+            f"{ds['n_val']} validation / "
             f"{ds['n_test']} test. Created {metrics['created']}. Device: {html.escape(metrics['device']['name'])} "
             f"({html.escape(metrics['device']['description'])}).</p>",
+            f"<p class=small>{html.escape(pool_note(ds))} {html.escape(training_rows(metrics))}</p>",
             summary_verdict(metrics), "<h2>Comparison (test set)</h2>", md_table_to_html(comparison_table(metrics))]
     if "deploy" in models["student_kd"]:
         files = deliverables(metrics).replace("`", "").splitlines()

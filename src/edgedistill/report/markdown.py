@@ -43,6 +43,44 @@ def verdict(metrics: dict) -> str:
             f"points below the teacher with {c['compression_ratio_params']:.1f}x fewer parameters.")
 
 
+def pool_note(dataset: dict) -> str:
+    """Where the unlabelled rows came from, and who learns from them."""
+    n, pool = dataset.get("n_unlabeled", 0), dataset.get("unlabeled") or {}
+    if not n:
+        return ""
+    parts = []
+    if pool.get("held_out"):
+        share = (f"data.labeled_fraction {pool['labeled_fraction']}" if pool.get("labeled_fraction") is not None
+                 else f"data.labeled_count {pool.get('labeled_count')}")
+        parts.append(f"{pool['held_out']:,} training rows whose labels were set aside ({share}, a stratified "
+                     "draw by the split seed)")
+    if pool.get("file"):
+        parts.append(f"{pool['file']:,} rows of {pool.get('path')} (data.unlabeled)")
+    return (f"Unlabelled pool: {n:,} rows: {' and '.join(parts)}. Only models taught by the teacher train on it, "
+            "through the distillation terms alone (no hard-label term), spread over the steps the labelled rows "
+            "take, so they take as many steps per epoch as the scratch control.")
+
+
+def rows_by_role(models: dict) -> dict[str, dict]:
+    """Each trained model's rows per epoch (its last epoch's count), where metrics.json records it."""
+    return {role: m["train"]["rows_per_epoch"] for role, m in models.items()
+            if (m.get("train") or {}).get("rows_per_epoch")}
+
+
+def rows_sentence(rows: dict[str, dict]) -> str:
+    """How many labelled and unlabelled rows each trained model took per epoch."""
+    parts = []
+    for role, name in LABELS.items():
+        if role in rows:
+            more = f" + {rows[role]['unlabeled']:,} unlabelled" if rows[role]["unlabeled"] else ""
+            parts.append(f"{name} {rows[role]['labeled']:,} labelled{more}")
+    return f"Training rows per epoch: {'; '.join(parts)}." if parts else ""
+
+
+def training_rows(metrics: dict) -> str:
+    return rows_sentence(rows_by_role(metrics["models"]))
+
+
 def absent_note(metrics: dict) -> str:
     """Classes the test split lacks are left out of the macro averages; say so rather than count them as 0."""
     absent = metrics["models"]["teacher"]["test"].get("absent_classes") or []
@@ -113,9 +151,25 @@ def deliverables(metrics: dict) -> str:
         dep = metrics["models"].get(role, {}).get("deploy") or {}
         for key, f in dep.get("formats", {}).items():
             extra = f" + {', '.join(f['files'])}" if f.get("files") else ""
-            npu = f" + {f['npu']['file']} (for {f['npu']['accelerator']})" if f.get("npu") else ""
-            lines.append(f"- {label}, {key}: `export/{f['file']}`{extra}{npu}")
+            if f.get("deliverable"):  # an NPU loads Vela's compiled file; the uncompiled one is what TFLM scored
+                lines.append(f"- {label}, {key}: `export/{f['deliverable']}`{extra} (compiled by Vela for "
+                             f"{f['npu']['accelerator']} from `export/{f['file']}`)")
+                continue
+            lines.append(f"- {label}, {key}: `export/{f['file']}`{extra}")
     return "\n".join(lines)
+
+
+def missing_deliverable(metrics: dict) -> str | None:
+    """Why a run that was to hand over a file for the device (deployment on, the KD student among deploy.roles)
+    has none; None when it has one or was not asked for one."""
+    dc = metrics["config"].get("deploy", {})
+    roles = dc.get("roles")
+    dep = metrics["models"]["student_kd"].get("deploy")
+    if not dc.get("enabled", True) or (roles is not None and "student_kd" not in roles) or not dep \
+            or "error" not in dep:
+        return None
+    return (f"no deliverable: the KD student could not be exported for device {metrics['device']['name']!r} "
+            f"({dep['error']}); the trained models are kept in the run folder")
 
 
 def fit_summary(metrics: dict) -> str:
@@ -129,6 +183,8 @@ def fit_summary(metrics: dict) -> str:
     c = v["checks"]
     lat = c["latency_ms"]
     lat_txt = f"latency {lat['used']:.2f} ms ({lat['how']})" if lat["used"] is not None else "latency unknown"
+    if lat.get("range_ms"):
+        lat_txt = f"latency {lat['range_ms'][0]:.2f}-{lat['range_ms'][1]:.2f} ms ({lat['how']})"
     ram_how = c["ram"].get("how", "estimated")
     ram_txt = f"RAM {_kb(c['ram']['used'])} of {_kb(c['ram']['budget'])} ({ram_how}"
     if ram_how.startswith("measured") and "estimate" in c["ram"]:
@@ -169,10 +225,15 @@ def write_report_md(path: Path, metrics: dict) -> None:
     ds = metrics["dataset"]
     env = metrics["environment"]
     d = metrics["config"]["distill"]
+    missing = missing_deliverable(metrics)
+    lead = f"**{missing[0].upper() + missing[1:]}.**\n\n" if missing else ""
+    unlabeled = f" labelled + {ds['n_unlabeled']:,} unlabelled" if ds.get("n_unlabeled") else ""
+    rows_lines = "\n".join(line for line in (pool_note(ds), training_rows(metrics)) if line)
     text = f"""# edgedistill run: {metrics['name']}
 
-Dataset: {ds['description']} — {ds['n_train']} train / {ds['n_val']} validation (carved from train) / \
+{lead}Dataset: {ds['description']} — {ds['n_train']} train{unlabeled} / {ds['n_val']} validation (carved from train) / \
 {ds['n_test']} test, {ds['num_classes']} classes, input {tuple(ds['input_shape'])}.
+{rows_lines}
 Distillation: {method_label(d)}. Seed {metrics['config']['seed']}.
 Machine: {env['platform']}, torch {env['torch']}, {env['accelerator']}{' (' + env['gpu'] + ')' if env['gpu'] else ''}.
 Created {metrics['created']}. Checkpoints keep the best validation epoch; the test set chose nothing.
@@ -193,8 +254,8 @@ Created {metrics['created']}. Checkpoints keep the best validation epoch; the te
 
 Accuracy and latency are measured on this host through each file's own runtime, at batch 1 with the device's core
 count (TFLite Micro runs its reference kernels here, so its host latency is no device figure). On-device latency in
-the fit check is estimated from MACs and the device's indicative MAC/s ({metrics['device']['macs_source'].strip()}),
-unless a compiler (Vela) or this host measured it. RAM is measured where a runtime reports it (TFLite Micro's tensor
+the fit check is estimated from MACs and the device's throughput ({metrics['device']['macs_source'].strip()}),
+unless a compiler (Vela) or this host measured it; a calibrated Cortex-M estimate is a range, judged at its slow end. RAM is measured where a runtime reports it (TFLite Micro's tensor
 arena, Vela's SRAM); the estimate beside it is the largest live set of activation tensors along the graph at batch 1
 (int8: one byte per element, two for a 16-bit input).
 

@@ -12,7 +12,6 @@ when a file's bytes change. They give logits only, so a method that reads teache
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -41,19 +40,4 @@ def build_external_teacher(mcfg: "ModelConfig", data: "DataSplits", seed: int,
     return EnsembleTeacher.from_args(mcfg.args, data, seed, accel)
 
 
-def teacher_files(mcfg: "ModelConfig") -> list[Path]:
-    """The files an ONNX or ensemble teacher reads (for --overwrite to keep one that sits in the old run folder)."""
-    if mcfg.model == "onnx":
-        return [Path(mcfg.args["path"])] if isinstance(mcfg.args.get("path"), str) else []
-    if mcfg.model != "ensemble":
-        return []
-    files = []
-    for member in mcfg.args.get("members") or []:
-        if isinstance(member, dict):
-            args = member.get("args") or {}
-            path = member.get("checkpoint") or (args.get("path") if isinstance(args, dict) else None)
-            files += [Path(path)] if isinstance(path, str) else []
-    return files
-
-
-__all__ = ["EXTERNAL", "build_external_teacher", "is_external", "teacher_files"]
+__all__ = ["EXTERNAL", "build_external_teacher", "is_external"]

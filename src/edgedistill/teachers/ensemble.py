@@ -44,6 +44,17 @@ def val_accuracy(model: nn.Module, data: DataSplits, accel: torch.device) -> flo
     return float(np.mean(pred == data.y_val))
 
 
+def shared_data_names(members: list[OnnxTeacher]) -> None:
+    """Members' external data files are kept in the run folder under the names their models use, so two members
+    may not use one name for different files."""
+    seen: dict[str, Path] = {}
+    for m in members:
+        for name, f in zip(m.data_names(), m.external):
+            if seen.setdefault(name, f.resolve()) != f.resolve():
+                raise UserError(f"{m.field}.path: its external data file {name!r} has the name another member's "
+                                f"({seen[name]}) has; save one of them with another location")
+
+
 class EnsembleTeacher(ExternalTeacher):
     """The weighted combination of its members; the weights and the combination are buffers (the cache's key)."""
 
@@ -66,6 +77,7 @@ class EnsembleTeacher(ExternalTeacher):
             field = f"teacher.args.members.{i}"
             members.append(OnnxTeacher.from_args(m.args, data, f"{field}.args") if m.model == "onnx"
                            else load_member(m, field, data, seed))
+        shared_data_names([m for m in members if isinstance(m, OnnxTeacher)])
         accuracies = [val_accuracy(m, data, accel or torch.device("cpu")) for m in members]
         total = sum(accuracies)
         weights = ([a / total for a in accuracies] if spec.weights == "val_accuracy" and total > 0
@@ -99,7 +111,7 @@ class EnsembleTeacher(ExternalTeacher):
         for name, m, spec in zip(self.files(), self.members, self.specs):
             if isinstance(m, OnnxTeacher):
                 m.keep(run_dir, name)
-            else:
+            elif Path(spec.checkpoint).resolve() != (run_dir / name).resolve():  # not the file it was read from
                 save_checkpoint(run_dir / name, m, {"role": "teacher_member", "model": spec.model,
                                                     "args": spec.args, **self.meta})
         return self.files()

@@ -36,6 +36,31 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def external_data_files(path: Path) -> list[Path]:
+    """The files an ONNX model keeps its large tensors in (external data), each inside the model's folder; a file
+    that is not an ONNX model has none (the teacher refuses it when loaded)."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001  (not an ONNX file: OnnxTeacher names it)
+        return []
+    folder = path.parent.resolve()
+    found = {path.parent / ExternalDataInfo(t).location for t in _get_all_tensors(model) if uses_external_data(t)}
+    return sorted(f for f in found if f.resolve().is_relative_to(folder) and f.is_file())
+
+
+def model_sha256(path: Path, data: list[tuple[str, Path]]) -> str:
+    """The .onnx file's sha256, or with external data (name, file), the sha256 of it and each data file's name
+    and sha256: the teacher cache's key follows every byte the session reads."""
+    own = file_sha256(path)
+    if not data:
+        return own
+    parts = [own] + [f"{name}\0{file_sha256(f)}" for name, f in data]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
 def digest_buffer(hexdigest: str) -> torch.Tensor:
     return torch.tensor(list(bytes.fromhex(hexdigest)), dtype=torch.uint8)
 
@@ -70,7 +95,8 @@ class OnnxTeacher(ExternalTeacher):
         self.path, self.field = Path(path), field
         if not self.path.is_file():
             raise UserError(f"{field}.path: ONNX file {str(self.path)!r} not found")
-        self.sha256 = file_sha256(self.path)
+        self.external = external_data_files(self.path)
+        self.sha256 = model_sha256(self.path, list(zip(self.data_names(), self.external)))
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         try:
@@ -147,18 +173,37 @@ class OnnxTeacher(ExternalTeacher):
 
     def describe(self) -> dict:
         return {"file_sha256": self.sha256, "output": self.output, "output_name": self.output_name,
-                "source_path": str(self.path)}
+                "source_path": str(self.path), "external_data": self.data_names()}
+
+    def data_names(self) -> list[str]:
+        """Its external data files, by the names the model refers to them (relative to its folder)."""
+        return [str(f.relative_to(self.path.parent)) for f in self.external]
 
     def keep(self, run_dir: Path, name: str = "teacher.onnx") -> list[str]:
-        """Copy the file into the run folder (checked against the digest the run was keyed with)."""
-        dest = run_dir / name
-        tmp = dest.with_name(f".{name}.tmp")
-        shutil.copyfile(self.path, tmp)
-        if file_sha256(tmp) != self.sha256:
-            tmp.unlink()
-            raise UserError(f"{self.field}.path: {self.path} changed while the run used it; rerun")
-        tmp.replace(dest)
-        return [name]
+        """Copy the file and its external data into the run folder (checked against the digest the run was keyed
+        with), so later seeds and the record read the same bytes; a file already there is left as it is."""
+        pairs = [(self.path, run_dir / name)] + [(f, run_dir / n) for f, n in zip(self.external, self.data_names())]
+        copies = []
+        try:
+            for src, dest in pairs:
+                if src.resolve() == dest.resolve():
+                    copies.append((dest, dest))
+                    continue
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                tmp = dest.with_name(f".{dest.name}.tmp")
+                shutil.copyfile(src, tmp)
+                copies.append((tmp, dest))
+            if model_sha256(copies[0][0], list(zip(self.data_names(), [c for c, _ in copies[1:]]))) != self.sha256:
+                raise UserError(f"{self.field}.path: {self.path} or its external data changed while the run used "
+                                "it; rerun")
+            for tmp, dest in copies:
+                if tmp != dest:
+                    tmp.replace(dest)
+        finally:
+            for tmp, dest in copies:
+                if tmp != dest:
+                    tmp.unlink(missing_ok=True)
+        return [name] + self.data_names()
 
     def run_record(self) -> dict:
         """What metrics.json says of this teacher: its footprint, the kept file and how its output was read."""

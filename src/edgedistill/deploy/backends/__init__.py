@@ -29,6 +29,14 @@ class Session(Protocol):
     def __call__(self, x: np.ndarray) -> np.ndarray: ...
 
 
+class RuntimeRefused(RuntimeError):
+    """A runtime would not load or run a file; `operators` are those it named as missing, when it named any."""
+
+    def __init__(self, message: str, operators: list[str] | None = None):
+        super().__init__(message)
+        self.operators = list(operators or [])
+
+
 @dataclass(frozen=True)
 class Backend:
     """One runtime: how to write its file and how to run it here."""
@@ -43,6 +51,7 @@ class Backend:
     speed_is_meaningful: bool = True  # False where the host runs reference kernels, not the device's
     note: str = ""
     extras: Callable[[Path, str], dict] | None = None  # more files and measurements beside the file (tflm)
+    title: str = ""  # the runtime's name in messages: "TensorFlow Lite Micro"
 
 
 def _registry() -> dict[str, Backend]:

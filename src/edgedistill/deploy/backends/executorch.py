@@ -54,4 +54,4 @@ class ExecuTorchSession:
 
 BACKEND = Backend(name="executorch", suffix=".pte", modules=("executorch", "torchao"),
                   pip="pip install 'edgedistill[executorch]'", export=export, open=ExecuTorchSession,
-                  note="ExecuTorch .pte lowered to XNNPACK (Android, iOS, Linux on Arm and x86)")
+                  title="ExecuTorch", note="ExecuTorch .pte lowered to XNNPACK (Android, iOS, Linux on Arm and x86)")

@@ -75,4 +75,4 @@ def from_output(y: np.ndarray, detail: dict) -> np.ndarray:
 
 BACKEND = Backend(name="litert", suffix=".tflite", modules=("litert_torch", "ai_edge_litert"),
                   pip="pip install 'edgedistill[litert]'", export=export, open=LiteRtSession,
-                  note="LiteRT .tflite (Android, Raspberry Pi, Coral); int8 is full-integer with int8 I/O")
+                  title="LiteRT", note="LiteRT .tflite (Android, Raspberry Pi, Coral); int8 is full-integer with int8 I/O")

@@ -34,4 +34,4 @@ class OrtSession:
 
 BACKEND = Backend(name="onnxruntime", suffix=".onnx", modules=("onnxruntime",), pip="pip install onnxruntime",
                   export=export, open=OrtSession, input_bits=(8, 16),
-                  note="QDQ ONNX: ONNX Runtime runs it, and TensorRT builds an int8 engine from it")
+                  title="ONNX Runtime", note="QDQ ONNX: ONNX Runtime runs it, and TensorRT builds an int8 engine from it")

@@ -12,18 +12,38 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedistill.deploy.backends import Backend, dequantize, forking, quantize_input
+from edgedistill.deploy.backends import Backend, RuntimeRefused, dequantize, forking, quantize_input
 from edgedistill.deploy.backends.litert import export
+from edgedistill.deploy.backends.tflm_c import ALIGNMENT, cmsis_scratch_bytes, resolver_call, write_c_source
+from edgedistill.quiet import third_party_output
 
 ARENA_LINE = re.compile(r"Arena allocation total (\d+) bytes")
+MISSING_OP = re.compile(r"Didn't find op for (?:builtin|custom) opcode '([^']+)'")
 PROBE_ARENA = 64 * 1024 * 1024  # generous for the first allocation; the measured figure replaces it
-ALIGNMENT = 16  # TFLM reads the flatbuffer in place and wants it 16-byte aligned
+ARENA_HOW = "the smallest arena TFLite Micro's host interpreter (reference kernels) ran the model in"
 
 
-def _interpreter(model: bytes, arena: int):
+def _open(model: bytes, arena: int):
     from tflite_micro.python.tflite_micro import runtime
 
     return runtime.Interpreter.from_bytes(model, arena_size=arena)
+
+
+def _interpreter(model: bytes, arena: int):
+    """TFLM's interpreter, its C++ output sent to the library log; a model it cannot load is refused naming the
+    operators it has no kernel for (it prints them, then raises only "failed to allocate tensors")."""
+    with third_party_output() as said:
+        try:
+            return _open(model, arena)
+        except RuntimeError as exc:
+            failure = exc
+    missing = list(dict.fromkeys(MISSING_OP.findall(said.text)))
+    if missing:
+        raise RuntimeRefused(f"TensorFlow Lite Micro has no kernel for operator {', '.join(missing)}",
+                             missing) from failure
+    said_last = [ln.strip() for ln in said.text.splitlines() if ln.strip()]
+    raise RuntimeRefused(f"TensorFlow Lite Micro could not load the model ({said_last[-1] if said_last else failure})"
+                         ) from failure
 
 
 def _stderr_of(call) -> str:
@@ -55,7 +75,7 @@ def _runs_in(model: bytes, arena: int) -> bool:
             quiet = os.open(os.devnull, os.O_WRONLY)
             os.dup2(quiet, 1)
             os.dup2(quiet, 2)
-            it = _interpreter(model, arena)
+            it = _open(model, arena)
             detail = it.get_input_details(0)
             it.set_input(np.zeros(detail["shape"], detail["dtype"]), 0)
             it.invoke()
@@ -71,7 +91,17 @@ def recorded_arena(model: bytes) -> int:
     it = _interpreter(model, PROBE_ARENA)
     detail = it.get_input_details(0)
     it.set_input(np.zeros(detail["shape"], detail["dtype"]), 0)
-    it.invoke()
+    with third_party_output() as said:
+        try:
+            it.invoke()
+        except RuntimeError as exc:
+            failure = exc
+        else:
+            failure = None
+    if failure is not None:
+        last = [ln.strip() for ln in said.text.splitlines() if ln.strip()]
+        raise RuntimeRefused(f"TensorFlow Lite Micro failed to run the model ({last[-1] if last else failure})"
+                             ) from failure
     found = ARENA_LINE.search(_stderr_of(it.print_allocations))
     if not found:
         raise RuntimeError("TFLite Micro printed no arena total")
@@ -99,60 +129,37 @@ def measure_arena(model: bytes) -> dict:
 
 
 def operators(model: bytes) -> list[str]:
-    """The builtin operators the model uses, as TFLite names them (CONV_2D, FULLY_CONNECTED, ...)."""
+    """The operators the model uses, as TFLite names them (CONV_2D, FULLY_CONNECTED, ...; a custom one by its own
+    name, such as Vela's ethos-u)."""
     from tflite_micro.python.tflite_micro import runtime
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     obj = runtime.convert_bytearray_to_object(bytearray(model))
-    return sorted({names[runtime.get_builtin_code_from_operator_code(c)] for c in obj.operatorCodes})
+    found = set()
+    for c in obj.operatorCodes:
+        code = runtime.get_builtin_code_from_operator_code(c)
+        custom = c.customCode.decode() if isinstance(c.customCode, bytes) else c.customCode
+        found.add(custom if code == schema.BuiltinOperator.CUSTOM and custom else names[code])
+    return sorted(found)
 
 
-RESOLVER_NAMES = {"BATCH_MATMUL": "BatchMatMul"}
-
-
-def resolver_call(op: str) -> str:
-    name = RESOLVER_NAMES.get(op) or "".join(p if any(c.isdigit() for c in p) else p.capitalize()
-                                             for p in op.split("_"))
-    return f"resolver.Add{name}();"
-
-
-def c_identifier(stem: str) -> str:
-    return re.sub(r"\W", "_", stem)
-
-
-def write_c_source(tflite: Path, arena: int, ops: list[str]) -> tuple[Path, Path]:
-    """`<stem>.h` and `<stem>.cc`: the model bytes as a 16-byte aligned array, its length and the arena size."""
-    data = tflite.read_bytes()
-    ident = c_identifier(tflite.stem)
-    header, source = tflite.with_suffix(".h"), tflite.with_suffix(".cc")
-    guard = f"EDGEDISTILL_{ident.upper()}_H_"
-    header.write_text(
-        f"// Generated by edgedistill from {tflite.name}: TensorFlow Lite Micro model data.\n"
-        f"#ifndef {guard}\n#define {guard}\n\n#include <cstddef>\n\n"
-        f"extern const unsigned char g_{ident}[];\nextern const unsigned int g_{ident}_len;\n"
-        f"// the smallest tensor arena TFLite Micro's host interpreter (reference kernels) ran it in; optimized\n"
-        f"// kernels (CMSIS-NN) ask for scratch buffers of their own, so keep a margin\n"
-        f"constexpr size_t k{ident}_arena_bytes = {arena};  // declare it alignas({ALIGNMENT})\n"
-        f"// operators to register, e.g. tflite::MicroMutableOpResolver<{len(ops)}> resolver;\n"
-        + "".join(f"//   {resolver_call(op)}\n" for op in ops) + f"\n#endif  // {guard}\n")
-    rows = [", ".join(f"0x{b:02x}" for b in data[i:i + 12]) for i in range(0, len(data), 12)]
-    source.write_text(f'#include "{header.name}"\n\n'
-                      f"alignas({ALIGNMENT}) const unsigned char g_{ident}[] = {{\n  " + ",\n  ".join(rows)
-                      + f"\n}};\nconst unsigned int g_{ident}_len = {len(data)};\n")
-    return header, source
+def c_pair(tflite: Path, arena: int, how: str) -> dict:
+    """Write `<stem>.h`/`.cc` for the file and say what they hold: the operators, the arena and its margin."""
+    model = tflite.read_bytes()
+    ops = operators(model)
+    margin = cmsis_scratch_bytes(model)
+    header, source = write_c_source(tflite, arena, margin, ops, how)
+    return {"files": [header.name, source.name], "operators": ops, "arena_margin_bytes": margin,
+            "op_resolver": [resolver_call(op) for op in ops]}
 
 
 def extras(tflite: Path, dtype: str) -> dict:
     """Measure the arena, then write the C pair and the op list beside the .tflite."""
-    model = tflite.read_bytes()
-    arena = measure_arena(model)
-    ops = operators(model)
-    header, source = write_c_source(tflite, arena["arena_bytes"], ops)
+    arena = measure_arena(tflite.read_bytes())
     return {"measured_ram_bytes": arena["arena_bytes"], "arena_recorded_total_bytes": arena["recorded_total_bytes"],
             "ram_how": "smallest tensor arena TFLite Micro's interpreter runs in",
-            "files": [header.name, source.name], "operators": ops,
-            "op_resolver": [resolver_call(op) for op in ops]}
+            **c_pair(tflite, arena["arena_bytes"], ARENA_HOW)}
 
 
 class TflmSession:
@@ -186,5 +193,5 @@ class TflmSession:
 BACKEND = Backend(name="tflm", suffix=".tflite", modules=("litert_torch", "tflite_micro"),
                   pip="pip install 'edgedistill[tflm]'", export=export, open=TflmSession,
                   speed_is_meaningful=False, extras=extras,
-                  note="TensorFlow Lite Micro: the .tflite plus a .cc/.h pair to compile into the firmware; "
+                  title="TensorFlow Lite Micro", note="TensorFlow Lite Micro: the .tflite plus a .cc/.h pair to compile into the firmware; "
                        "host latency is TFLM's reference kernels, not a device figure")

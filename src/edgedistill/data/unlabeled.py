@@ -1,0 +1,214 @@
+"""Unlabelled transfer data: training rows without labels, which only a distilled model trains on (the teacher's
+outputs are its targets there), as Hinton's "transfer set".
+
+Two sources, usable together. `data.labeled_fraction` (or `labeled_count`) keeps the labels of a stratified share of
+the training split, chosen by the split seed, and makes the rest the pool. `data.unlabeled` reads more rows from a
+file or folder, through the dataset's own preprocessing (its `InputForm`): the same layout, standardisation
+statistics of the labelled data, tokenizer or pixel size, so a pool that differs in shape is refused before anything
+trains.
+"""
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from edgedistill.errors import UserError, first_line
+
+TEXT_SUFFIXES = {".txt"}
+
+
+@dataclass
+class InputForm:
+    """How a dataset turns raw inputs into model inputs, so an unlabelled pool is prepared the same way.
+    Each reader it has is a form of pool it accepts."""
+
+    kind: str  # what the dataset reads, for the error that names what a pool may be: arrays, table, images, text
+    arrays: Callable[[np.ndarray], Any] | None = None  # an .npz's x, as the loader's own arrays -> model inputs
+    columns: list[str] | None = None  # a table's feature columns: a CSV pool must hold exactly these
+    images: Callable[[Path, list[Path]], Any] | None = None  # image files of a folder -> model inputs
+    texts: Callable[[list[str]], np.ndarray] | None = None  # one string per line -> token ids
+
+
+def labeled_split(y: np.ndarray, fraction: float | None, count: int | None, seed: int, class_names: list[str],
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(labelled rows, pool rows) of a training split: a stratified share keeps its labels, drawn with the split
+    seed so every seed and the scratch control share it. A class left with no labelled row is refused by name."""
+    field = "data.labeled_fraction" if fraction is not None else "data.labeled_count"
+    asked = fraction if fraction is not None else count
+    keep = int(round(fraction * len(y))) if fraction is not None else count
+    if keep >= len(y):
+        raise UserError(f"{field}: {asked} keeps all {len(y)} training rows (after validation); lower it so some "
+                        "rows are left unlabelled, or remove it")
+    present = np.unique(y)
+    rows = np.arange(len(y))
+    try:
+        kept, pool = train_test_split(rows, train_size=keep, random_state=seed, stratify=y)
+    except ValueError:  # fewer kept rows than classes, or a class of one row: no stratified draw exists
+        kept, pool = train_test_split(rows, train_size=max(keep, 1), random_state=seed)
+    missing = [c for c in present if c not in set(y[kept].tolist())]
+    if missing:
+        rarest = int(np.bincount(y)[present].min())
+        need = max(len(present), int(np.ceil(len(y) / rarest)))  # enough for the rarest class's share to reach 1
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise UserError(f"{field}: {asked} keeps {len(kept)} labelled training rows and class "
+                        f"{class_names[missing[0]]!r}{more} gets none, so nothing would teach it; keep labels for "
+                        f"at least {need} of the {len(y)} training rows")
+    return np.sort(kept), np.sort(pool)
+
+
+def pool_kind(path: Path) -> str:
+    if path.is_dir():
+        return "images"
+    suffix = path.suffix.lower()
+    return {".npz": "arrays", ".csv": "table"}.get(suffix, "text" if suffix in TEXT_SUFFIXES else suffix)
+
+
+ACCEPTS = {"arrays": "an .npz holding an array x", "table": "a CSV with the feature columns and no label column",
+           "images": "a folder of images (no class folders)", "text": "a .txt file of one text per line"}
+
+
+def read_unlabeled(path: str, form: InputForm | None, dataset: str, input_shape: tuple[int, ...]):
+    """The pool's rows as the model reads them, refused in one line when its shape differs from the labelled data's."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"data.unlabeled: {path!r} does not exist; point it at the unlabelled samples")
+    if form is None:
+        raise UserError(f"data.unlabeled: dataset {dataset!r} cannot read an unlabelled pool; use "
+                        "data.labeled_fraction to hold out some of its own training rows instead")
+    kind = pool_kind(p)
+    readers = {"arrays": form.arrays, "table": form.columns and form.arrays, "images": form.images,
+               "text": form.texts}
+    if not readers.get(kind):
+        accepted = [ACCEPTS[k] for k, r in readers.items() if r]
+        raise UserError(f"data.unlabeled: {path!r} is {ACCEPTS.get(kind, f'a {kind} file')}, but dataset "
+                        f"{dataset!r} reads {form.kind}; give {' or '.join(accepted)}")
+    if kind in ("arrays", "table"):
+        raw = npz_inputs(p) if kind == "arrays" else csv_features(p, form.columns)
+        try:
+            x = form.arrays(raw)
+        except ValueError:  # numpy cannot broadcast the labelled data's statistics over these inputs
+            raise UserError(f"data.unlabeled: {path!r} gives inputs of shape {tuple(raw.shape[1:])}, but the "
+                            f"labelled data's are {tuple(input_shape)}; give samples of the same shape (channels, "
+                            "length, size)") from None
+    elif kind == "images":
+        x = form.images(p, top_level_images(p))
+    else:
+        x = form.texts(text_lines(p))
+    if tuple(x.shape[1:]) != tuple(input_shape):
+        raise UserError(f"data.unlabeled: {path!r} gives inputs of shape {tuple(x.shape[1:])}, but the labelled "
+                        f"data's are {tuple(input_shape)}; give samples of the same shape (channels, length, size)")
+    if len(x) == 0:
+        raise UserError(f"data.unlabeled: {path!r} holds no samples")
+    return x
+
+
+def npz_inputs(p: Path) -> np.ndarray:
+    """The array `x` of an .npz (or its only array), NaN and inf refused."""
+    from edgedistill.data.files import check_finite
+
+    try:
+        with np.load(p, allow_pickle=False) as npz:
+            names = list(npz.files)
+            key = "x" if "x" in names else names[0] if len(names) == 1 else None
+            if key is None:
+                raise UserError(f"data.unlabeled: {p} holds arrays {', '.join(names)} but no x; save the unlabelled "
+                                "inputs as x (numpy.savez(path, x=inputs))")
+            x = npz[key]
+    except UserError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise UserError(f"data.unlabeled: {p} is not a readable .npz file ({first_line(exc)}); save it with "
+                        "numpy.savez") from None
+    if x.dtype.kind == "f":
+        check_finite(x, p, key)
+    if x.dtype.kind not in "fiub":
+        raise UserError(f"data.unlabeled: {p}: array {key!r} holds {x.dtype} values; give numbers")
+    return x
+
+
+def csv_features(p: Path, columns: list[str]) -> np.ndarray:
+    """The feature columns of a pool CSV, in the labelled table's order; a label column or any other is refused."""
+    from edgedistill.data.files import check_finite, read_csv_rows
+
+    header, body = read_csv_rows(p)
+    missing = [c for c in columns if c not in header]
+    extra = [c for c in header if c not in columns]
+    if missing or extra:
+        what = f"lacks column {missing[0]!r}" if missing else f"has column {extra[0]!r}, which is not a feature"
+        raise UserError(f"data.unlabeled: {p} {what}; an unlabelled pool holds exactly the feature columns "
+                        f"{', '.join(columns)} (no label column)")
+    at = [header.index(c) for c in columns]
+    x = np.empty((len(body), len(columns)), dtype=np.float32)
+    for r, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise UserError(f"{p}: line {r} has {len(row)} fields, the header has {len(header)}")
+        for c, i in enumerate(at):
+            try:
+                x[r - 2, c] = float(row[i])
+            except ValueError:
+                raise UserError(f"{p}: line {r}, column {columns[c]!r}: {row[i]!r} is not a number") from None
+    check_finite(x, p, "features", columns)
+    return x
+
+
+def top_level_images(folder: Path) -> list[Path]:
+    from edgedistill.data.image_folder import image_files
+
+    files = image_files(folder)
+    if not files:
+        raise UserError(f"data.unlabeled: {folder} holds no images at its top level; put the unlabelled images "
+                        "directly in it (no class folders)")
+    return files
+
+
+def text_lines(p: Path) -> list[str]:
+    try:
+        lines = [line.strip() for line in p.read_text(encoding="utf-8").splitlines()]
+    except UnicodeDecodeError as exc:
+        raise UserError(f"data.unlabeled: {p} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                        f"{exc.start}); save it as UTF-8") from None
+    lines = [line for line in lines if line]
+    if not lines:
+        raise UserError(f"data.unlabeled: {p} holds no text; write one text per line")
+    return lines
+
+
+def pixel_layout(x: np.ndarray) -> np.ndarray:
+    """Pool images as (N, C, H, W) float pixels in [0, 1]: (N, H, W) gains a channel, NHWC is rearranged, uint8 is
+    divided by 255 (floats are taken as already in [0, 1])."""
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim == 4 and x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
+        x = x.transpose(0, 3, 1, 2)
+    return x.astype(np.float32) / (255.0 if x.dtype == np.uint8 else 1.0)
+
+
+def image_form(scale: Callable[[np.ndarray], np.ndarray], channels: int) -> InputForm:
+    """A pool for a set of fixed-size images: an npz of pixels or a folder of image files, then scaled as the set's
+    own pixels were."""
+
+    def arrays(x: np.ndarray) -> np.ndarray:
+        return scale(pixel_layout(x)).astype(np.float32)
+
+    return InputForm("images", arrays=arrays, images=lambda folder, files: arrays(decoded_images(files, channels)))
+
+
+def decoded_images(files: list[Path], channels: int) -> np.ndarray:
+    """Image files as (N, C, H, W) uint8 at their own size, in memory: for small built-in image sets."""
+    from edgedistill.data.packing import decode
+
+    out = []
+    for f in files:
+        px = decode(f, None, "L" if channels == 1 else "RGB")
+        if isinstance(px, str):
+            raise UserError(f"data.unlabeled: {f}: {px}; remove or replace it")
+        if out and px.shape != out[0].shape:
+            raise UserError(f"data.unlabeled: {f} is {px.shape[1]}x{px.shape[2]} but {files[0]} is "
+                            f"{out[0].shape[1]}x{out[0].shape[2]}; give images of one size")
+        out.append(px)
+    return np.stack(out)

@@ -1,0 +1,204 @@
+"""`edgedistill tune CONFIG`: find the distillation recipe for the user's data, on validation, with Optuna.
+
+A study folder holds the study (SQLite, unless --storage names a database), the one teacher every trial distils
+from (trained under a lock by the first worker, loaded by the others), trials/<number>/ and tune.md. Each `tune`
+process is one worker; several, on one machine or many (a shared database), run trials of one study until it holds
+--trials finished ones. The test split is not read until the best recipe and the scratch control run over --seeds,
+with the noise verdict of `edgedistill run --seeds`.
+"""
+from __future__ import annotations
+
+import json
+import socket
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import optuna
+from filelock import FileLock, Timeout
+
+from edgedistill import distributed
+from edgedistill.checkpoint import atomic_write_text
+from edgedistill.config import ExperimentConfig, config_to_yaml, resolve_config, validate_config
+from edgedistill.data import DataSplits
+from edgedistill.errors import UserError
+from edgedistill.pipeline import Trained, obtain_teacher, prepare
+from edgedistill.pipeline.state import Run
+from edgedistill.roles import Role
+from edgedistill.rundir import TUNE_MARKER
+from edgedistill.seeds import SeedsResult, check_seed_count, run_seeds, seeds_table
+from edgedistill.teachers import is_external
+from edgedistill.tune.report import study_summary, trial_line, trial_row, write_report
+from edgedistill.tune.space import SearchSpace, recipe_config
+from edgedistill.tune.storage import open_storage, optuna_quiet, redacted, sqlite_url
+from edgedistill.tune.study import check_teacher, fixed_config, open_study, teacher_elsewhere
+from edgedistill.tune.trial import Trials, search_space
+from edgedistill.tune.worker import Worker
+
+MAX_HEARTBEAT_S = 86_400  # a dead worker's trial is retried after 3 heartbeats; Python's waits end at ~2**33 s
+
+
+@dataclass
+class TuneResult:
+    out_dir: Path
+    summary: dict  # tune.json
+    seeds: SeedsResult | None  # None with --seeds 0, or when another worker in the folder runs them
+    ran: int  # trials this worker finished
+
+
+def check_arguments(trials: int, seeds: int, timeout_s: float | None, heartbeat_s: int) -> None:
+    if trials < 1:
+        raise UserError(f"--trials {trials}: give the study's total number of trials, at least 1")
+    if seeds == 1 or seeds < 0:
+        raise UserError(f"--seeds {seeds}: give 0 (tune only) or at least 2 seeds for the noise verdict")
+    if timeout_s is not None and not timeout_s > 0:  # nan too: no trial would ever start
+        raise UserError(f"--timeout {timeout_s:g}: give a number of seconds above 0")
+    if not 1 <= heartbeat_s <= MAX_HEARTBEAT_S:
+        raise UserError(f"--heartbeat {heartbeat_s}: give 1 to {MAX_HEARTBEAT_S} seconds")
+
+
+def check_config(cfg: ExperimentConfig) -> None:
+    if cfg.student.model == "auto":
+        raise UserError("student.model: tune searches the recipe for one student; choose it first (student: auto "
+                        "in `edgedistill run` searches one) and set student.model and student.args")
+    if distributed.world_size() > 1:
+        raise UserError("tune: each `edgedistill tune` process is one worker of the study; start several of them "
+                        "instead of torchrun")
+
+
+def folder_study(name: str, storage: str | None) -> dict:
+    """What the folder's marker says it holds: one study, since trials/<number>/ is that study's trial."""
+    return {"study": name, "storage": redacted(storage) if storage else "study.db in this folder"}
+
+
+def check_folder(out: Path, study: dict) -> None:
+    """A folder of this study is joined, an empty or new one made; anything else is left alone."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: is a file; choose a folder")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not (out / TUNE_MARKER).is_file():
+        raise UserError(f"--out {out}: holds files that are not a tune study; choose another folder")
+    try:
+        held = json.loads((out / TUNE_MARKER).read_text())
+    except ValueError:
+        held = {"study": "?", "storage": f"an unreadable {TUNE_MARKER}"}
+    if held != study:
+        raise UserError(f"--out {out}: holds study {held['study']!r} ({held['storage']}), not {study['study']!r} "
+                        f"({study['storage']}); give that --study-name and --storage, or another --out")
+
+
+def make_folder(out: Path, cfg: ExperimentConfig, study: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / TUNE_MARKER).is_file():
+        atomic_write_text(out / "config.yaml", config_to_yaml(cfg))
+        atomic_write_text(out / TUNE_MARKER, json.dumps(study))
+
+
+def without_test(data: DataSplits) -> DataSplits:
+    """The data as a trial sees it: the test split replaced by an empty one, so no choice can read it."""
+    return replace(data, x_test=np.empty((0, *data.input_shape), np.float32), y_test=np.empty(0, np.int64))
+
+
+def shared_teacher(run: Run, study: optuna.Study, say: Callable[[str], None]) -> Trained:
+    """The study's teacher: trained under a lock by the first worker in this folder, loaded by the others (the
+    training resumes when the worker that started it died), and checked against the one the study recorded."""
+    out, cfg = run.run_dir, run.cfg
+    made_elsewhere = teacher_elsewhere(study)
+    here = (out / "teacher.pt").exists() or cfg.teacher.checkpoint or is_external(cfg.teacher.model)
+    if made_elsewhere and not here:
+        raise UserError(f"teacher: the study's teacher was made at {made_elsewhere}; copy that teacher.pt here and "
+                        "set teacher.checkpoint to it, or give every worker one --out on a shared disk")
+    lock = FileLock(str(out / ".teacher.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        say("waiting for the teacher another worker in this folder is training")
+        lock.acquire()
+    try:
+        trained = obtain_teacher(run)
+    finally:
+        lock.release()
+    check_teacher(study, trained.model, f"{socket.gethostname()}:{(out / 'teacher.pt').resolve()}")
+    return trained
+
+
+def best_config(out: Path, base: dict, best: dict) -> ExperimentConfig:
+    """The best trial's recipe, reading the study's teacher from the folder."""
+    raw = recipe_config(base, best["method"], best["settings"])
+    if not is_external(raw["teacher"]["model"]):
+        raw["teacher"]["checkpoint"] = str(out / "teacher.pt")
+    return validate_config(raw, f"trial {best['number']}")
+
+
+def confirm(out: Path, base: dict, best: dict, n: int, progress: bool,
+            say: Callable[[str], None]) -> SeedsResult | None:
+    """The best recipe and the scratch control over n seeds in out/confirm, by one worker of the folder; reused
+    when that recipe already ran."""
+    lock = FileLock(str(out / ".confirm.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        say("another worker in this folder is running the best recipe over seeds; tune.md has it when done")
+        return None
+    try:
+        folder, done = out / "confirm", {"trial": best["number"], "seeds": n}
+        marker = out / "confirm.json"
+        if marker.is_file() and json.loads(marker.read_text()) == done and (folder / "seeds.json").is_file():
+            summary = json.loads((folder / "seeds.json").read_text())
+            first = json.loads((folder / f"seed_{summary['seeds'][0]}" / "metrics.json").read_text())
+            return SeedsResult(folder, summary, seeds_table(summary), first)
+        result = run_seeds(best_config(out, base, best), n, out_dir=folder, overwrite=True, progress=progress)
+        atomic_write_text(marker, json.dumps(done))
+        return result
+    finally:
+        lock.release()
+
+
+def join_study(url: str, external: bool, out: Path, cfg: ExperimentConfig, name: str, space: SearchSpace,
+               fixed: dict, heartbeat_s: int) -> optuna.Study:
+    """A database given by URL is reached before the folder is made; the default SQLite file lives in it. Workers
+    in one folder open it in turn, so two never create its tables at once."""
+    storage = open_storage(url, heartbeat_s) if external else None
+    make_folder(out, cfg, folder_study(name, url if external else None))
+    with FileLock(str(out / ".study.lock")):
+        storage = storage or open_storage(url, heartbeat_s)
+        return open_study(storage, name, url, space, fixed, cfg.student.train.epochs)
+
+
+def tune(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str | Path | None = None,
+         overrides: list[str] | None = None, trials: int = 20, timeout_s: float | None = None,
+         storage: str | None = None, study_name: str | None = None, seeds: int = 3,
+         methods: list[str] | None = None, heartbeat_s: int = 20, progress: bool = True,
+         say: Callable[[str], None] = lambda line: None) -> TuneResult:
+    """Run this worker's trials of the study; then, with seeds >= 2, the best recipe against scratch."""
+    check_arguments(trials, seeds, timeout_s, heartbeat_s)
+    cfg = resolve_config(config, overrides)
+    check_config(cfg)
+    if seeds:  # checked before the study, not after its trials
+        check_seed_count(seeds, cfg.seed)
+    out, name = Path(out_dir) if out_dir else Path("runs") / f"{cfg.name}-tune", study_name or cfg.name
+    check_folder(out, folder_study(name, storage))
+    run = prepare(cfg)
+    run.data = without_test(run.data)
+    space = search_space(run, methods)
+    url, base = storage or sqlite_url(out), cfg.model_dump(mode="json")
+    with optuna_quiet():
+        study = join_study(url, storage is not None, out, cfg, name, space,
+                           fixed_config(cfg, space, run.data), heartbeat_s)
+        run.run_dir, run.progress = out, progress
+        run.trained[Role.TEACHER] = shared_teacher(run, study, say)
+        worker = Worker(study, Trials(run, out, base, space), trials, heartbeat_s,
+                        lambda t: say(trial_line(trial_row(t))))
+        worker.run(timeout_s)
+        summary = study_summary(study, trials, redacted(url), space.describe(), space.excluded,
+                                cfg.student.train.epochs)
+    write_report(out, summary)
+    result = None
+    if seeds and summary["best"]:
+        result = confirm(out, base, summary["best"], seeds, progress, say)
+    if result is not None:
+        summary["confirm"] = {"folder": "confirm", "table": result.table, "summary": result.summary}
+        write_report(out, summary)
+    return TuneResult(out, summary, result, len(worker.ran))

@@ -1,0 +1,114 @@
+"""Opening the study every worker shares, and refusing a worker that would mix another experiment into it: a
+different search space, a different fixed config, or a different teacher than the study was started with."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import optuna
+import torch.nn as nn
+
+from edgedistill.config import ExperimentConfig
+from edgedistill.data import DataSplits
+from edgedistill.data.rows import data_digest
+from edgedistill.errors import UserError
+from edgedistill.tune.space import SearchSpace, space_difference
+from edgedistill.tune.storage import redacted
+
+# where things are rather than what is trained: two machines may differ here and still run one study
+LOCAL_KEYS = ("name", "accelerator", "device_catalog", "data.path", "data.loader_workers", "teacher.checkpoint",
+              "distill.method")
+
+
+def pruner(epochs: int) -> optuna.pruners.BasePruner:
+    """A trial whose best validation accuracy so far is below the median of finished trials at the same epoch
+    stops there, once 3 trials have completed and past the first third of the epochs (never at the last one:
+    trial.ReportEpochs)."""
+    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=epochs // 3 + 1)
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out |= _flat(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def fixed_config(cfg: ExperimentConfig, space: SearchSpace, data: DataSplits) -> dict[str, object]:
+    """What every trial of the study holds fixed: the config less its searched and local keys, and a digest of
+    the training and validation data (and of the unlabelled pool, when there is one)."""
+    searched = {d.key for m in space.methods for d in space.dims(m)}
+    flat = {k: v for k, v in _flat(cfg.model_dump(mode="json")).items()
+            if k not in searched and not k.startswith(LOCAL_KEYS)}
+    h = hashlib.sha256(data_digest(data.x_train))
+    for part in (data.y_train, data.y_val):
+        h.update(part.tobytes())
+    h.update(data_digest(data.x_val))
+    if data.x_pool is not None:  # the unlabelled pool the trials' students also learn from
+        h.update(data_digest(data.x_pool))
+    return flat | {"data (training and validation rows)": h.hexdigest()[:16]}
+
+
+def config_difference(stored: dict, mine: dict) -> str | None:
+    for key in sorted(set(stored) | set(mine)):
+        if stored.get(key, "absent") != mine.get(key, "absent"):
+            return f"{key} is {stored.get(key, 'absent')!r} there, {mine.get(key, 'absent')!r} here"
+    return None
+
+
+def weights_digest(model: nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def open_study(storage: optuna.storages.BaseStorage, name: str, url: str, space: SearchSpace, fixed: dict,
+               epochs: int) -> optuna.Study:
+    """Create the study, or join it when its search space and fixed config are this worker's. The sampler is not
+    seeded: workers started together would draw the same recipes."""
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True,
+                                    sampler=optuna.samplers.TPESampler(constant_liar=True), pruner=pruner(epochs))
+    except ValueError as exc:  # a study of that name optimised in another direction, or with several objectives
+        raise UserError(f"--study-name {name}: {redacted(url)} holds a study of that name that is not an "
+                        f"edgedistill tune study ({exc}); choose another --study-name") from None
+    where = f"--study-name {name} in {redacted(url)}"
+    attrs = study.user_attrs
+    if "space" not in attrs:
+        if study.get_trials(deepcopy=False):
+            raise UserError(f"{where}: holds trials but no edgedistill search space; choose another --study-name")
+        study.set_user_attr("space", space.describe())
+        study.set_user_attr("fixed_config", json.loads(json.dumps(fixed)))
+        attrs = study.user_attrs  # read back: of two workers starting at once, the later write is the study's
+    why = space_difference(attrs["space"], space.describe())
+    if why:
+        raise UserError(f"{where}: the study was started with another search space: {why}; use the same "
+                        "--methods and config, or another --study-name")
+    why = config_difference(attrs.get("fixed_config", {}), json.loads(json.dumps(fixed)))
+    if why:
+        raise UserError(f"{where}: the study trains another experiment: {why}; use the config it was started "
+                        "with, or another --study-name")
+    return study
+
+
+def check_teacher(study: optuna.Study, teacher: nn.Module, where: str) -> None:
+    """Every worker distils from one teacher: the first records its weights' digest, the others must match it."""
+    digest = weights_digest(teacher)
+    if "teacher" not in study.user_attrs:
+        study.set_user_attr("teacher", {"sha256": digest, "where": where})
+    recorded = study.user_attrs["teacher"]
+    if recorded["sha256"] != digest:
+        raise UserError(f"teacher: this worker's teacher differs from the study's, made at {recorded['where']}; "
+                        "copy that teacher.pt here and set teacher.checkpoint to it, or give every worker one --out "
+                        "on a shared disk")
+
+
+def teacher_elsewhere(study: optuna.Study) -> str | None:
+    """Where the study's teacher was made, when a worker already made one."""
+    recorded = study.user_attrs.get("teacher")
+    return recorded["where"] if recorded else None

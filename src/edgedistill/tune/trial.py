@@ -1,0 +1,158 @@
+"""One trial: the KD student trained by the pipeline's own train_role with the trial's recipe, from the study's one
+teacher, scored on validation after every epoch so the pruner can stop a weak recipe early.
+
+Everything a trial writes is in trials/<number>/ of the study folder. A trial whose worker died is retried under
+its first number, so the retry resumes from the last epoch that trial finished.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import optuna
+from filelock import FileLock
+
+from edgedistill.config import validate_config
+from edgedistill.distill import Method, build_method
+from edgedistill.distill.cache import TeacherCache
+from edgedistill.distill.resume import TrainResult
+from edgedistill.distill.taps import resolve_taps
+from edgedistill.distill.trainer import Callback
+from edgedistill.errors import UserError, first_line
+from edgedistill.methods import METHODS
+from edgedistill.modelbuild import build_model
+from edgedistill.pipeline import STATE_DIR, Run, teacher_cache, train_role
+from edgedistill.pipeline.training import sample
+from edgedistill.roles import Role
+from edgedistill.teachers import is_external
+from edgedistill.tune.space import SearchSpace, eligible, recipe_config, recipe_space
+
+
+class ReportEpochs(Callback):
+    """Each epoch's validation accuracy goes to the trial; the pruner may stop it there, before its last epoch
+    (a trial that trained to the end is complete)."""
+
+    def __init__(self, trial: optuna.Trial, epochs: int):
+        self.trial, self.epochs = trial, epochs
+
+    def on_start(self, history: list[dict]) -> None:
+        for row in history:  # a retried trial resumed: the epochs its first run finished
+            self.trial.report(row["val_accuracy"], row["epoch"])
+
+    def on_epoch(self, row: dict) -> None:
+        self.trial.report(row["val_accuracy"], row["epoch"])
+        if row["epoch"] < self.epochs and self.trial.should_prune():
+            raise optuna.TrialPruned(f"validation {row['val_accuracy']:.4f} at epoch {row['epoch']}")
+
+
+def features_unmet(run: Run) -> str | None:
+    """A feature or relation method reads taps of a torch teacher and of the student."""
+    if is_external(run.cfg.teacher.model):
+        return f"the teacher ({run.cfg.teacher.model}) is not a torch model, so it has no feature taps"
+    student = build_model(run.cfg.student, "student", run.data, run.cfg.seed + 1)
+    try:
+        resolve_taps(student, run.cfg.distill.student_taps, "student")
+        resolve_taps(run.loaded_teacher, run.cfg.distill.teacher_taps, "teacher")
+    except UserError as exc:
+        return str(exc)
+    return None
+
+
+def views_unmet(run: Run) -> str | None:
+    """A multi-view method reads the teacher's logits on every cached view, which only the cache holds."""
+    cc, data = run.cfg.distill.cache, run.data
+    if not cc.enabled:
+        return "it reads the teacher's logits on every cached view: set distill.cache.enabled: true"
+    if len(data.x_train) * cc.views * data.num_classes * 4 > cc.max_bytes:
+        return f"its bank of {cc.views} views would exceed distill.cache.max_bytes"
+    return None
+
+
+NEEDS: dict[str, Callable[[Run], str | None]] = {"logits": lambda run: None, "features": features_unmet,
+                                                  "views": views_unmet}
+
+
+def search_space(run: Run, asked: list[str] | None) -> SearchSpace:
+    """The registered methods (or those asked for) whose needs this run meets, and the recipe knobs its data
+    allows."""
+    unknown = [m for m in asked or [] if m not in METHODS]
+    if unknown:
+        raise UserError(f"--methods: unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
+    def unmet(need: str) -> str | None:
+        return NEEDS[need](run) if need in NEEDS else f"it needs {need!r}, which tune cannot check"
+
+    space = replace(eligible(list(dict.fromkeys(asked or METHODS)), unmet),
+                    recipe=recipe_space(bool(run.data.text), len(run.data.input_shape) < 2))
+    if asked and space.excluded:
+        name, why = next(iter(space.excluded.items()))
+        raise UserError(f"--methods: {name} cannot run here: {why}")
+    if not space.methods:
+        raise UserError(f"tune: no distillation method can run with this teacher and data ({space.excluded})")
+    return space
+
+
+@dataclass
+class Trials:
+    """What every trial of this worker shares: the prepared run (teacher trained, test split sealed), the study
+    folder, the base config and the space."""
+
+    run: Run
+    out: Path
+    base: dict
+    space: SearchSpace
+
+    def recipe(self, trial: optuna.Trial):
+        method, settings = self.space.sample(trial)
+        trial.set_user_attr("settings", settings)
+        return validate_config(recipe_config(self.base, method, settings), f"trial {trial.number}")
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+        folder = self.out / "trials" / f"{frozen.system_attrs.get('failed_trial', trial.number):04d}"
+        try:
+            run = replace(self.run, cfg=self.recipe(trial), run_dir=folder, progress=False, records={},
+                          test_logits={})
+            result = train_recipe(run, self.out, ReportEpochs(trial, run.cfg.student.train.epochs))
+        except FloatingPointError as exc:  # a recipe that diverges is a weak recipe, stopped where it diverged
+            trial.set_user_attr("error", str(exc))
+            raise optuna.TrialPruned(f"diverged: {exc}") from None
+        except optuna.TrialPruned:
+            shutil.rmtree(folder / STATE_DIR, ignore_errors=True)
+            raise
+        except Exception as exc:
+            trial.set_user_attr("error", first_line(exc))
+            raise
+        shutil.rmtree(folder / STATE_DIR, ignore_errors=True)
+        trial.set_user_attr("best_epoch", result.best_epoch)
+        return result.best_val_accuracy
+
+
+def train_recipe(run: Run, out: Path, report: Callback) -> TrainResult:
+    """The KD student of the recipe in run.cfg, as the pipeline trains it, from the shared teacher."""
+    cfg = run.cfg
+    student = build_model(cfg.student, "student", run.data, cfg.seed + 1)
+    method = build_method(cfg.distill, cfg.student.train.label_smoothing)
+    teacher = run.teacher
+    method.setup(student.to(run.accel), teacher.to(run.accel), sample(run), num_train=len(run.data.x_train))
+    cache = shared_cache(run, out, method) if cfg.distill.cache.enabled else None
+    if cache is None and "views" in method.wants:
+        raise UserError("the method reads the teacher's logits on every cached view, but the bank would exceed "
+                        "distill.cache.max_bytes")
+    if cache is None and method.teacher_taps:  # a pruned trial leaves its tap hooks on the teacher it used
+        teacher = copy.deepcopy(teacher)
+    return train_role(run, Role.STUDENT_KD, student, cfg.student, method, teacher=teacher, cache=cache,
+                      callbacks=[report])
+
+
+def shared_cache(run: Run, out: Path, method: Method) -> TeacherCache | None:
+    """The teacher's outputs on the cached views, built once per set of taps in the study folder (under a lock,
+    so two workers never write one bank) and read by every trial that needs them."""
+    taps = json.dumps([method.teacher_taps, method.tap_shapes])
+    folder = out / "banks" / hashlib.sha256(taps.encode()).hexdigest()[:12]
+    with FileLock(str(out / ".banks.lock")):
+        return teacher_cache(replace(run, run_dir=folder), method)

@@ -1,0 +1,88 @@
+"""One `tune` process is one worker of the study: it runs trials until the study holds `--trials` finished ones
+(complete or pruned), however many workers share it.
+
+Before each trial a worker counts the trials that are finished or running; when they already make up the total it
+waits instead, since a running trial whose worker dies is queued again and must be run. A trial that two
+workers start at the same moment beyond the total is failed at once (marked `surplus`), so the study never holds
+more than the total of finished trials.
+"""
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from edgedistill.errors import UserError
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+BUSY = FINISHED + (TrialState.RUNNING,)  # a queued (WAITING) trial is work left to do, not work taken
+CLAIMED = BUSY + (TrialState.WAITING,)
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+MAX_FAILED_IN_A_ROW = 3
+
+
+class SurplusTrial(Exception):
+    """The study already had its total of trials when this one started."""
+
+
+def count(study: optuna.Study, states: tuple[TrialState, ...]) -> int:
+    return len(study.get_trials(deepcopy=False, states=states))
+
+
+def is_surplus(study: optuna.Study, trial: optuna.Trial, total: int) -> bool:
+    """Whether `total` finished, running or queued trials came before this one."""
+    return sum(t.number < trial.number for t in study.get_trials(deepcopy=False, states=CLAIMED)) >= total
+
+
+@dataclass
+class Worker:
+    """Runs `objective` trial by trial, telling `say` of each one this worker finishes."""
+
+    study: optuna.Study
+    objective: Callable[[optuna.Trial], float]
+    total: int
+    poll_s: float
+    say: Callable[[FrozenTrial], None]
+    ran: list[FrozenTrial] = field(default_factory=list)
+
+    def guarded(self, trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", WORKER)
+        if is_surplus(self.study, trial, self.total):
+            trial.set_user_attr("surplus", True)
+            raise SurplusTrial(f"the study already had {self.total} trials")
+        return self.objective(trial)
+
+    def finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if not trial.user_attrs.get("surplus"):
+            self.ran.append(trial)
+            self.say(trial)
+
+    def run(self, timeout_s: float | None) -> None:
+        """Until the study holds `total` finished trials, or `timeout_s` has passed (the trial then running
+        finishes first)."""
+        deadline = time.monotonic() + (timeout_s if timeout_s else math.inf)
+        while time.monotonic() < deadline:
+            optuna.storages.fail_stale_trials(self.study)  # a dead worker's trial: FAIL, and queued again
+            if count(self.study, FINISHED) >= self.total:
+                return
+            if count(self.study, BUSY) >= self.total:  # the rest runs elsewhere, unless its worker dies
+                time.sleep(self.poll_s)
+                continue
+            try:
+                self.study.optimize(self.guarded, n_trials=1, catch=(Exception,), callbacks=[self.finished])
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # another worker took this one's trial for dead (no heartbeat in time) and queued it again
+            self.check_failures()
+
+    def check_failures(self) -> None:
+        """A worker whose last trials all failed stops, naming the failure, instead of failing forever."""
+        last = self.ran[-MAX_FAILED_IN_A_ROW:]
+        if len(last) == MAX_FAILED_IN_A_ROW and all(t.state == TrialState.FAIL for t in last):
+            raise UserError(f"tune: {MAX_FAILED_IN_A_ROW} trials in a row failed, the last with "
+                            f"{last[-1].user_attrs.get('error', 'an error')}")

