@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -74,7 +75,7 @@ def main() -> None:
                     help="config overrides for every variant (a shorter smoke check)")
     ap.add_argument("--key", default="tracking_overhead", help="the docs/benchmarks.md section to write")
     args = ap.parse_args()
-    t_start = time.perf_counter()
+    t_start, load_start = time.perf_counter(), os.getloadavg()[0]
     names = list(VARIANTS)
     times: dict[str, list[float]] = {name: [] for name in names}
     cpu: dict[str, list[float]] = {name: [] for name in names}
@@ -87,8 +88,9 @@ def main() -> None:
     worst = max(overhead(times, name) for name in names if name != "untracked")
     verdict = (f"Largest overhead {100 * worst:+.1f}% of the demo's wall time: "
                f"{'under' if worst < TARGET else 'NOT under'} the {100 * TARGET:.0f}% target.")
-    body = (f"### Tracking overhead on the demo (`--seeds {args.seeds}`)\n\n{header(time.perf_counter() - t_start)}\n"
-            f"{table(times, cpu)}\n\n{verdict}\n")
+    load = f"- load average (1 min) at start and end: {load_start:.1f}, {os.getloadavg()[0]:.1f} (the machine is shared)\n"
+    body = (f"### Tracking overhead on the demo (`--seeds {args.seeds}`)\n\n{header(time.perf_counter() - t_start)}"
+            f"{load}\n{table(times, cpu)}\n\n{verdict}\n")
     print(body)
     replace_section(args.key, body)
 

@@ -297,8 +297,45 @@ def test_under_torchrun_only_rank_0_logs(tmp_path):
         assert len(list((out / "tensorboard" / role).glob("events.out.tfevents.*"))) == 1, role
 
 
+def test_tune_logs_each_trial_and_the_best_recipes_seeds_as_children_of_the_study(tmp_path):
+    """`tune --track mlflow` (MLflow's local store in the current folder): one run for the study holding the
+    teacher's curve, one child per trial with its recipe and its KD student's curve, and the best recipe's --seeds
+    run as a child too, with a child per seed."""
+    from mlflow import MlflowClient
+
+    cfg = tiny_config(limit_train=200)
+    cfg["student"]["train"] |= {"epochs": 2, "max_steps_per_epoch": 6}
+    out = tmp_path / "study"
+    proc = run_cli("tune", str(write_yaml(tmp_path / "exp.yaml", cfg)), "--out", str(out), "--trials", "2",
+                   "--seeds", "2", "--methods", "kd,dist", "--quiet", "--track", "mlflow", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name(cfg["name"]).experiment_id])
+    by_name = {r.info.run_name: r for r in runs}
+    assert sorted(by_name) == ["confirm", "seed_0", "seed_1", "study", "trial 0", "trial 1"]
+    study = by_name["study"]
+    assert json.loads((out / "tracking.json").read_text())["mlflow"]["run_id"] == study.info.run_id
+    assert len(curve(client, study.info.run_id, "teacher/val_accuracy")) == cfg["teacher"]["train"]["epochs"]
+    summary = json.loads((out / "tune.json").read_text())
+    assert study.data.metrics["best_val_accuracy"] == pytest.approx(summary["best"]["val_accuracy"])
+    for row in summary["trials"]:
+        trial = by_name[f"trial {row['number']}"]
+        assert trial.data.tags["mlflow.parentRunId"] == study.info.run_id
+        assert trial.data.tags["optuna.state"] == row["state"] and trial.info.status == "FINISHED"
+        assert trial.data.params["distill.method"] == row["method"]
+        logged = jsonl(out / "trials" / f"{row['number']:04d}" / "logs" / "student_kd.jsonl")
+        assert same_points(curve(client, trial.info.run_id, "student_kd/val_accuracy"),
+                           [(r["epoch"], r["val_accuracy"]) for r in logged])
+    confirm = by_name["confirm"]
+    assert confirm.data.tags["mlflow.parentRunId"] == study.info.run_id and "noise_verdict" in confirm.data.tags
+    for seed in ("seed_0", "seed_1"):
+        assert by_name[seed].data.tags["mlflow.parentRunId"] == confirm.info.run_id
+        assert "student_kd/test_accuracy" in by_name[seed].data.metrics
+    assert all(r.info.status == "FINISHED" for r in runs)
+
+
 def test_outbox_sends_in_order_and_drops_everything_after_a_failure():
-    from edgedistill.tracking.outbox import Outbox
+    from edgedistill.tracking.outbox import Outbox, yield_cpu_to_training
 
     failures, sent = [], []
     box = Outbox(failures.append)
@@ -310,9 +347,12 @@ def test_outbox_sends_in_order_and_drops_everything_after_a_failure():
     assert box.wait(10)
     assert isinstance(broken.exception(timeout=10), ZeroDivisionError) and after.cancelled()
     assert box.put(lambda: sent.append("later")).cancelled() and "late" not in sent and len(failures) == 1
-    if sys.platform.startswith("linux"):  # the tracker's thread yields the CPU to training; the caller's is as it was
+    if sys.platform.startswith("linux"):  # the tracker's thread yields the CPU when told; the caller's is as it was
         own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-        niceness = Outbox(failures.append).put(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        box = Outbox(failures.append)
+        assert box.put(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result(10) == own
+        box.put(yield_cpu_to_training)
+        niceness = box.put(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
         assert niceness.result(10) == 19 and os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own
     slow = Outbox(failures.append)
     release = threading.Event()
@@ -355,10 +395,9 @@ def remake_screenshot(png: Path = TESTS.parent / "docs" / "mlflow_run_page.png")
     from mlflow import MlflowClient
 
     with tempfile.TemporaryDirectory() as tmp, mlflow_server(Path(tmp) / "server") as url:
-        proc = run_cli("run", "--seeds", "2", "--out", str(Path(tmp) / "demo"), "--quiet", "--track", "mlflow",
-                       "--set", "teacher.train.epochs=5", "--set", "student.train.epochs=10", cwd=Path(tmp),
-                       env_extra={"MLFLOW_TRACKING_URI": url})
-        assert proc.returncode == 0, proc.stderr
+        subprocess.run([sys.executable, "-m", "edgedistill", "run", "--seeds", "2", "--out", "demo", "--quiet",
+                        "--track", "mlflow", "--set", "teacher.train.epochs=3", "--set", "student.train.epochs=6"],
+                       cwd=tmp, env={**os.environ, "MLFLOW_TRACKING_URI": url}, check=True, timeout=3600)
         saved = json.loads((Path(tmp) / "demo" / "seed_0" / "tracking.json").read_text())
         child = MlflowClient(tracking_uri=url).get_run(saved["mlflow"]["run_id"])
         screenshot_run_page(url, child, png, size=(1400, 1100))

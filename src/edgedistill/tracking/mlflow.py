@@ -21,7 +21,7 @@ from edgedistill.checkpoint import atomic_write_text
 from edgedistill.config import TrackingConfig
 from edgedistill.errors import UserError, first_line
 from edgedistill.tracking import SAVED, Backend, report_failure, saved_tracking
-from edgedistill.tracking.outbox import Outbox
+from edgedistill.tracking.outbox import Outbox, yield_cpu_to_training
 
 LOCAL_STORE = "mlflow.db"
 PROBE_TIMEOUT_S = 5.0  # an HTTP server that does not answer in this long counts as unreachable
@@ -83,12 +83,14 @@ class Connection:
         self.client = client
 
     def start(self) -> None:
-        """The thread, started with the first run, with the connection made first on it unless it already is."""
+        """The thread, started with the first run, with the connection made first on it unless it already is; only
+        then does it drop to the lowest CPU priority, so the run and its tracking.json exist early."""
         if self.outbox is not None:
             return
         self.outbox = Outbox(lambda exc: report_failure(self, exc))
         if self.client is None:
             self.outbox.put(self.connect)
+        self.outbox.put(yield_cpu_to_training)
 
     def send(self, call: Callable[[], Any]) -> None:
         def quietly() -> Any:

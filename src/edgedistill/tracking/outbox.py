@@ -34,7 +34,6 @@ class Outbox:
         return future
 
     def _work(self) -> None:
-        yield_cpu_to_training()
         while (item := self._queue.get()) is not None:
             call, future = item
             if self.failed or not future.set_running_or_notify_cancel():
@@ -71,7 +70,8 @@ class Outbox:
 
 def yield_cpu_to_training() -> None:
     """The calling thread at the lowest CPU priority (on Linux a thread has its own nice value), so it runs on what
-    the training's threads leave idle rather than stalling one of them."""
+    the training's threads leave idle rather than stalling one of them. Meant for the small steady calls after the
+    set-up: a set-up at this priority could wait for the whole training on a busy machine."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
