@@ -24,7 +24,8 @@ from edgedistill.tracking import SAVED, Backend, report_failure, saved_tracking
 from edgedistill.tracking.outbox import Outbox, yield_cpu_to_training
 
 LOCAL_STORE = "mlflow.db"
-PROBE_TIMEOUT_S = 5.0  # an HTTP server that does not answer in this long counts as unreachable
+PROBE_TIMEOUT_S = 15.0  # an HTTP server that does not answer in this long counts as unreachable (a local
+# server on a machine at load 16 took over 5 s to serve its first page)
 DRAIN_TIMEOUT_S = 60.0  # at the end of a run, how long records may still take to send
 
 
