@@ -89,7 +89,9 @@ def main() -> None:
     verdict = (f"Largest overhead {100 * worst:+.1f}% of the demo's wall time: "
                f"{'under' if worst < TARGET else 'NOT under'} the {100 * TARGET:.0f}% target.")
     load = f"- load average (1 min) at start and end: {load_start:.1f}, {os.getloadavg()[0]:.1f} (the machine is shared)\n"
-    body = (f"### Tracking overhead on the demo (`--seeds {args.seeds}`)\n\n{header(time.perf_counter() - t_start)}"
+    shortened = f", shortened: {', '.join(args.overrides)}" if args.overrides else ""
+    body = (f"### Tracking overhead on the demo (`--seeds {args.seeds}`{shortened})\n\n"
+            f"{header(time.perf_counter() - t_start)}"
             f"{load}\n{table(times, cpu)}\n\n{verdict}\n")
     print(body)
     replace_section(args.key, body)
