@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/pip install --quiet -c constraints.txt "$(TORCH_PIN)" -e ".[dev,timeseries,tabular,text,edge,tune]"
+	$(BIN)/pip install --quiet -c constraints.txt "$(TORCH_PIN)" -e ".[dev,timeseries,tabular,text,edge,tune,tracking]"
 	touch $@ $(VENV)/.installed
 
 demo: install

@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
                         "mean ± std")
     r.add_argument("--resume", metavar="RUN_DIR",
                    help="continue an interrupted run from its last finished epoch, with the config it was started with")
+    r.add_argument("--track", action="append", choices=["mlflow", "tensorboard"], default=[],
+                   help="log the run to MLflow or TensorBoard (repeatable; tracking.backends in the config)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--jsonl", action="store_true", help="progress as JSON lines on stdout, for logs and CI")
     t = add("tune", help="find the distillation recipe for your data on validation (Optuna), then run it against "
@@ -53,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--methods", metavar="A,B", help="search only these methods (default: every one that fits)")
     t.add_argument("--heartbeat", type=int, default=20, metavar="SECONDS",
                    help="a trial whose worker is silent for 3 heartbeats is taken as dead and run again (default 20)")
+    t.add_argument("--track", action="append", choices=["mlflow", "tensorboard"], default=[],
+                   help="log the study to MLflow or TensorBoard, each trial as a child run (repeatable)")
     t.add_argument("--quiet", action="store_true", help="no progress bars or per-trial lines")
     add("datasets", help="list the datasets")
     add("models", help="list the teachers and students in the zoo")
@@ -82,6 +86,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.resume and args.out:
         raise UserError("--resume RUN_DIR continues that folder; drop --out")
+    if args.resume and args.track:
+        raise UserError("--resume RUN_DIR keeps the tracking the run was started with; drop --track")
+    if args.track:
+        args.overrides.append(f"tracking.backends={json.dumps(args.track)}")
     progress.set_mode("jsonl" if args.jsonl else "quiet" if args.quiet else "bar")
     if args.seeds is not None:
         return cmd_seeds(args)
@@ -161,6 +169,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from edgedistill.tune.report import best_line
 
     progress.set_mode("quiet" if args.quiet else "bar")
+    if args.track:
+        args.overrides.append(f"tracking.backends={json.dumps(args.track)}")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     say = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
     result = tune(args.config, args.out, args.overrides, args.trials, args.timeout, args.storage, args.study_name,

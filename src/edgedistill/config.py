@@ -202,6 +202,24 @@ class DeployConfig(Strict):
     qat_lr_scale: float = Field(0.1, gt=0.0, le=1.0, description="QAT learning rate as a fraction of the student's")
 
 
+class TrackingConfig(Strict):
+    """Experiment tracking: each run (and a --seeds parent with one child per seed) logged where teams compare runs."""
+
+    backends: list[Literal["mlflow", "tensorboard"]] = Field(
+        default_factory=list, description="where to log (off when empty): mlflow, tensorboard (event files under "
+                                          "the run folder's tensorboard/), or both; --track on the CLI")
+    uri: str | None = Field(None, description="MLflow tracking URI; default MLFLOW_TRACKING_URI, else MLflow's "
+                                              "local store in the current folder (mlflow.db, artifacts in ./mlruns)")
+    experiment: str | None = Field(None, description="MLflow experiment (created when missing); default: name")
+    required: bool = Field(False, description="a tracker that cannot be reached stops the run before training, "
+                                              "instead of one warning and an untracked run")
+
+    @field_validator("backends", mode="before")
+    @classmethod
+    def _one_backend(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
 class ExperimentConfig(Strict):
     name: str = Field("experiment", description="a label for the run, also its folder's name under runs/")
     seed: int = Field(0, ge=0, le=SEED_MAX, description="0..2**32 - 1, the seeds numpy and scikit-learn accept")
@@ -216,6 +234,7 @@ class ExperimentConfig(Strict):
     distill: DistillConfig = Field(default_factory=DistillConfig)
     compress: CompressConfig = Field(default_factory=CompressConfig)
     deploy: DeployConfig = Field(default_factory=DeployConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @field_validator("name")
     @classmethod

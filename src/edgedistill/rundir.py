@@ -157,12 +157,14 @@ def claim_existing(out: Path | None, what: str) -> RunLock | None:
 
 def discard_unstarted(run_dir: Path, inputs: list[Input] = ()) -> bool:
     """Remove a run folder a failed start (a bad input, a `student: auto` search that found nothing) left holding
-    only its config and library log, so the corrected rerun is not blocked; never one that holds an input."""
+    only its config and library log (and its tracking's start), so the corrected rerun is not blocked; never one
+    that holds an input."""
     if not run_dir.is_dir() or any(_inside(i.path, run_dir) for i in inputs):
         return False
-    leftovers = [p for p in run_dir.rglob("*") if p.is_file() and p.name not in (RUN_MARKER, LOCK, INPUTS_FILE,
-                                                                                  "config.yaml")
-                 and p.relative_to(run_dir) != Path("logs", "libraries.log")]
+    bookkeeping = (RUN_MARKER, LOCK, INPUTS_FILE, "config.yaml", "tracking.json")
+    leftovers = [p for p in run_dir.rglob("*") if p.is_file() and p.name not in bookkeeping
+                 and p.relative_to(run_dir) != Path("logs", "libraries.log")
+                 and p.relative_to(run_dir).parts[0] != "tensorboard"]
     if leftovers:
         return False
     shutil.rmtree(run_dir, ignore_errors=True)

@@ -12,6 +12,7 @@ import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scipy import stats
 
@@ -23,6 +24,9 @@ from edgedistill.report.markdown import method_label, rows_by_role, rows_sentenc
 from edgedistill.roles import label
 from edgedistill.runlock import RunLock
 from edgedistill.teachers import is_external
+
+if TYPE_CHECKING:
+    from edgedistill.tracking import Tracking
 
 
 @dataclass
@@ -139,15 +143,28 @@ def run_seeds(config: ExperimentConfig | dict | str | Path | None, n: int, out_d
 
 def _seeds_locked(cfg: ExperimentConfig, config: object, n: int, out: Path, overwrite: bool, progress: bool,
                   lock: RunLock) -> SeedsResult:
-    from edgedistill.pipeline import run
     from edgedistill.rundir import prepare_run_dir, refuse_inputs_in_the_way
+    from edgedistill.tracking import config_params, open_tracking
 
     inputs = run_inputs(cfg, config if isinstance(config, (str, Path)) else None)
     record = record_inputs(inputs)
     if overwrite:
         refuse_inputs_in_the_way(out, inputs, seeds=True)
+    tracking = open_tracking(cfg)  # the parent run: one child per seed, the summary on it
     out = prepare_run_dir(out, overwrite, tuple(i.path for i in inputs), lock)
     write_inputs(out, record)
+    with tracking.running(out, config_params(cfg)):
+        summary, table, runs = _run_each_seed(cfg, n, out, progress, tracking)
+        tracking.log_seeds(summary, out, ["seeds.md", "seeds.json"])
+    return SeedsResult(out, summary, table, runs[0])
+
+
+def _run_each_seed(cfg: ExperimentConfig, n: int, out: Path, progress: bool,
+                   tracking: Tracking) -> tuple[dict, str, list[dict]]:
+    """Seed by seed, each tracked as a child of the seeds' run; then seeds.json and seeds.md."""
+    from edgedistill.pipeline import run
+    from edgedistill.tracking import children_of
+
     base = cfg.model_dump(mode="json")
     base["data"]["split_seed"] = cfg.seed if cfg.data.split_seed is None else cfg.data.split_seed
     runs = []
@@ -164,9 +181,10 @@ def _seeds_locked(cfg: ExperimentConfig, config: object, n: int, out: Path, over
             if runs[0].get("student_search"):
                 seeded["student"] |= {"model": runs[0]["student_search"]["family"],
                                       "args": runs[0]["student_search"]["args"]}
-        runs.append(run(seeded, out_dir=out / f"seed_{cfg.seed + i}", progress=progress).metrics)
+        with children_of(tracking):
+            runs.append(run(seeded, out_dir=out / f"seed_{cfg.seed + i}", progress=progress).metrics)
     summary = summarize(runs)
     table = seeds_table(summary)
     atomic_write_text(out / "seeds.json", json.dumps(summary, indent=2))
     atomic_write_text(out / "seeds.md", f"# {cfg.name}: {n} seeds\n\n{table}\n")
-    return SeedsResult(out, summary, table, runs[0])
+    return summary, table, runs

@@ -11,7 +11,8 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from edgedistill.data.rows import stack_rows, take_rows
-from edgedistill.data.unlabeled import InputForm, labeled_split, read_unlabeled
+from edgedistill.data.forms import InputForm
+from edgedistill.data.unlabeled import labeled_split, read_unlabeled
 from edgedistill.errors import UserError
 
 

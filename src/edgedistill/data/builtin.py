@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edgedistill.data import RawSplits, fixed_split, register_dataset
-from edgedistill.data.unlabeled import InputForm, image_form
+from edgedistill.data.forms import InputForm, image_form
 from edgedistill.errors import UserError
 
 FASHION_FILES = {

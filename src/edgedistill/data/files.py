@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 
 from edgedistill.data import RawSplits, encode_labels, fixed_split, register_dataset
-from edgedistill.data.unlabeled import InputForm
+from edgedistill.data.forms import InputForm
 from edgedistill.errors import UserError, first_line
 
 

@@ -12,7 +12,7 @@ from edgedistill.data import RawSplits, fixed_split, register_dataset
 from edgedistill.data.files import require_path
 from edgedistill.data.packing import Pack, channel_stats, open_pack
 from edgedistill.data.rows import PackedImages
-from edgedistill.data.unlabeled import InputForm, pixel_layout
+from edgedistill.data.forms import InputForm, pixel_layout
 from edgedistill.errors import UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}

@@ -12,7 +12,7 @@ import numpy as np
 
 from edgedistill.data import RawSplits, encode_labels, fixed_split, register_dataset
 from edgedistill.data.files import standardiser
-from edgedistill.data.unlabeled import InputForm
+from edgedistill.data.forms import InputForm
 from edgedistill.errors import UserError, first_line
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from edgedistill.data import RawSplits, encode_labels, register_dataset
 from edgedistill.data.tabular import read_rdataset
-from edgedistill.data.unlabeled import InputForm
+from edgedistill.data.forms import InputForm
 from edgedistill.errors import UserError, first_line
 
 TOKENIZER_FILE = "tokenizer.json"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgedistill.data import RawSplits, encode_labels, register_dataset
-from edgedistill.data.unlabeled import InputForm
+from edgedistill.data.forms import InputForm
 from edgedistill.errors import UserError, first_line
 
 # name in configs -> (aeon's name, one-line summary)

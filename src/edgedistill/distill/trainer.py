@@ -143,7 +143,8 @@ def batch_source(method: Method, augment: AugmentConfig, teacher: nn.Module | No
 
 
 class Callback:
-    """Told of the run's start (with any restored history), of each epoch's row, and of each new best model."""
+    """Told of the run's start (with any restored history, also when that training had finished), of each epoch's
+    row once its state is saved (so a resumed run never repeats a row it was told), and of each new best model."""
 
     def on_start(self, history: list[dict]) -> None: ...
 
@@ -225,11 +226,11 @@ class Trainer:
         loop = self._loop(model, n_steps)
         finished = self.resume.restore(loop, self.device, lambda m, r: self._notify("on_best", m, r)) \
             if self.resume else None
+        self._notify("on_start", loop.result.history)
         if finished:
             return self._finish(loop)
         if finished is not None:
             emit("resumed", role=self.role, epoch=loop.epoch)
-        self._notify("on_start", loop.result.history)
         self.source.start(self.device, self.dtype)
         trained = distributed.wrap(model, self.device)
         taps = TapRecorder(model, self.loss.student_taps) if self.loss.student_taps else None
@@ -255,8 +256,6 @@ class Trainer:
         """Record the epoch, keep the best (or, with keep: last, the latest) weights, and save the state."""
         loop.epoch, loop.elapsed = row["epoch"], loop.elapsed + row["seconds"]
         loop.result.history.append(row)
-        emit("epoch", role=self.role, epochs=self.cfg.epochs, **row)
-        self._notify("on_epoch", row)
         if self.cfg.keep == "last" or row["val_accuracy"] > loop.result.best_val_accuracy or loop.best_state is None:
             loop.result.best_epoch, loop.result.best_val_accuracy = row["epoch"], row["val_accuracy"]
             loop.best_state = copy.deepcopy(loop.model.state_dict())
@@ -264,6 +263,8 @@ class Trainer:
                 self._notify("on_best", loop.model, row)
         if self.resume:
             self.resume.save(loop, finished=row["epoch"] == self.cfg.epochs)
+        emit("epoch", role=self.role, epochs=self.cfg.epochs, **row)
+        self._notify("on_epoch", row)
 
     @staticmethod
     def _finish(loop: Loop) -> TrainResult:

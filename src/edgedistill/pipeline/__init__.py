@@ -22,6 +22,7 @@ from edgedistill.inputs import absolute_paths, record_inputs, run_inputs, verify
 from edgedistill.rundir import (claim_existing, discard_unstarted, open_run_dir, remove_stale_temp_files,
                                 resumed_config)
 from edgedistill.runlock import RunLock
+from edgedistill.tracking import config_params, open_tracking
 
 
 @dataclass
@@ -73,15 +74,17 @@ def _run_locked(config: ExperimentConfig | dict | str | Path | None, out_dir: st
         inputs = run_inputs(cfg, config if isinstance(config, (str, Path)) else None)
         record = record_inputs(inputs)
     state = prepare(cfg)
+    tracking = open_tracking(cfg, Path(out_dir) if resume else None)
     if resume:
         state.run_dir = Path(out_dir)
     else:
         state.run_dir, lock = open_run_dir(cfg, out_dir, overwrite, lock, inputs, record)
-    state.progress = progress
+    state.progress, state.tracking = progress, tracking
     if resume and distributed.is_main():
         remove_stale_temp_files(state.run_dir)
     try:
-        with library_log(state.run_dir / "logs" / "libraries.log"):
+        with library_log(state.run_dir / "logs" / "libraries.log"), \
+                tracking.running(state.run_dir, config_params(cfg), resume=resume):
             state = run_stages(state)
     except BaseException as exc:
         discarded = not resume and distributed.is_main() and discard_unstarted(state.run_dir, inputs)

@@ -114,6 +114,7 @@ def text_frontend(run: Run) -> Run:
 def report(run: Run) -> Run:
     run.metrics = build_metrics(run)
     finish(run)
+    run.tracking.log_result(run.metrics, run.run_dir)
     return run
 
 

@@ -13,6 +13,7 @@ from edgedistill.data import DataSplits
 from edgedistill.deploy import DeviceProfile
 from edgedistill.distill.trainer import TrainResult
 from edgedistill.roles import Role
+from edgedistill.tracking import Tracking
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Run:
     test_logits: dict[Role, np.ndarray] = field(default_factory=dict)
     prune_info: dict | None = None
     metrics: dict | None = None
+    tracking: Tracking = field(default_factory=Tracking)  # empty unless tracking.backends
 
     @property
     def teacher(self) -> nn.Module:

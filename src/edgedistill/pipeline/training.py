@@ -58,7 +58,8 @@ def train_role(run: Run, role: Role, model: nn.Module, mcfg: ModelConfig, loss: 
     (`edgedistill tune` reports to its pruner there)."""
     source = batch_source(loss, run.cfg.data.augment, teacher, cache, run.data.pixel_stats)
     trainer = Trainer(mcfg.train, loss, source, run.accel, run.cfg.seed, str(role),
-                      callbacks=[EpochLog(run.log_path(role)), SaveBest(run, mcfg, role), *callbacks],
+                      callbacks=[EpochLog(run.log_path(role)), SaveBest(run, mcfg, role),
+                                 run.tracking.epochs(str(role)), *callbacks],
                       resume=Resume(run.run_dir / STATE_DIR / f"{role}.pt"), progress=run.progress,
                       loader_workers=run.cfg.data.loader_workers, mixer=students_mixer(run.cfg, role))
     x, y = run.data.training_rows(with_pool=loss.uses_teacher)

@@ -29,6 +29,7 @@ from edgedistill.roles import Role
 from edgedistill.rundir import TUNE_MARKER
 from edgedistill.seeds import SeedsResult, check_seed_count, run_seeds, seeds_table
 from edgedistill.teachers import is_external
+from edgedistill.tracking import children_of, config_params, open_tracking
 from edgedistill.tune.report import study_summary, trial_line, trial_row, write_report
 from edgedistill.tune.space import SearchSpace, recipe_config
 from edgedistill.tune.storage import open_storage, optuna_quiet, redacted, sqlite_url
@@ -167,6 +168,25 @@ def join_study(url: str, external: bool, out: Path, cfg: ExperimentConfig, name:
         return open_study(storage, name, url, space, fixed, cfg.student.train.epochs)
 
 
+def run_trials(run: Run, study: optuna.Study, objective: Trials, total: int, timeout_s: float | None,
+               heartbeat_s: int, storage: str, say: Callable[[str], None]) -> tuple[dict, int]:
+    """This worker's share of the study, from the study's one teacher; the study's summary and how many trials
+    this worker finished."""
+    with optuna_quiet():
+        run.trained[Role.TEACHER] = shared_teacher(run, study, say)
+        worker = Worker(study, objective, total, heartbeat_s, lambda t: say(trial_line(trial_row(t))))
+        worker.run(timeout_s)
+        summary = study_summary(study, total, storage, objective.space.describe(), objective.space.excluded,
+                                run.cfg.student.train.epochs)
+    return summary, len(worker.ran)
+
+
+def best_metrics(summary: dict) -> dict[str, float]:
+    """The study's tracked run: the best trial so far and its validation accuracy."""
+    best = summary["best"]
+    return {"best_val_accuracy": best["val_accuracy"], "best_trial": best["number"]} if best else {}
+
+
 def tune(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str | Path | None = None,
          overrides: list[str] | None = None, trials: int = 20, timeout_s: float | None = None,
          storage: str | None = None, study_name: str | None = None, seeds: int = 3,
@@ -180,6 +200,7 @@ def tune(config: ExperimentConfig | dict | str | Path | None = None, out_dir: st
         check_seed_count(seeds, cfg.seed)
     out, name = Path(out_dir) if out_dir else Path("runs") / f"{cfg.name}-tune", study_name or cfg.name
     check_folder(out, folder_study(name, storage))
+    tracking = open_tracking(cfg, out)  # tracking.required: the tracker is reached before the folder is made
     run = prepare(cfg)
     run.data = without_test(run.data)
     space = search_space(run, methods)
@@ -187,18 +208,17 @@ def tune(config: ExperimentConfig | dict | str | Path | None = None, out_dir: st
     with optuna_quiet():
         study = join_study(url, storage is not None, out, cfg, name, space,
                            fixed_config(cfg, space, run.data), heartbeat_s)
-        run.run_dir, run.progress = out, progress
-        run.trained[Role.TEACHER] = shared_teacher(run, study, say)
-        worker = Worker(study, Trials(run, out, base, space), trials, heartbeat_s,
-                        lambda t: say(trial_line(trial_row(t))))
-        worker.run(timeout_s)
-        summary = study_summary(study, trials, redacted(url), space.describe(), space.excluded,
-                                cfg.student.train.epochs)
-    write_report(out, summary)
-    result = None
-    if seeds and summary["best"]:
-        result = confirm(out, base, summary["best"], seeds, progress, say)
+    run.run_dir, run.progress, run.tracking = out, progress, tracking
+    with tracking.running(out, config_params(cfg), resume=True):  # the workers of a folder share its tracked run
+        summary, ran = run_trials(run, study, Trials(run, out, base, space), trials, timeout_s,
+                                  heartbeat_s, redacted(url), say)
+        write_report(out, summary)
+        tracking.log_metrics(best_metrics(summary))
+        result = None
+        if seeds and summary["best"]:
+            with children_of(tracking):  # the best recipe's --seeds run, under the study's tracked run
+                result = confirm(out, base, summary["best"], seeds, progress, say)
     if result is not None:
         summary["confirm"] = {"folder": "confirm", "table": result.table, "summary": result.summary}
         write_report(out, summary)
-    return TuneResult(out, summary, result, len(worker.ran))
+    return TuneResult(out, summary, result, ran)

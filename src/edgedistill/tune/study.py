@@ -17,7 +17,7 @@ from edgedistill.tune.storage import redacted
 
 # where things are rather than what is trained: two machines may differ here and still run one study
 LOCAL_KEYS = ("name", "accelerator", "device_catalog", "data.path", "data.loader_workers", "teacher.checkpoint",
-              "distill.method")
+              "distill.method", "tracking")
 
 
 def pruner(epochs: int) -> optuna.pruners.BasePruner:

@@ -6,13 +6,14 @@ its first number, so the retry resumes from the last epoch that trial finished.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import optuna
 from filelock import FileLock
@@ -30,6 +31,7 @@ from edgedistill.pipeline import STATE_DIR, Run, teacher_cache, train_role
 from edgedistill.pipeline.training import sample
 from edgedistill.roles import Role
 from edgedistill.teachers import is_external
+from edgedistill.tracking import Tracking, config_params
 from edgedistill.tune.space import SearchSpace, eligible, recipe_config, recipe_space
 
 
@@ -117,7 +119,8 @@ class Trials:
         try:
             run = replace(self.run, cfg=self.recipe(trial), run_dir=folder, progress=False, records={},
                           test_logits={})
-            result = train_recipe(run, self.out, ReportEpochs(trial, run.cfg.student.train.epochs))
+            with tracked_trial(self.run.tracking, trial, run) as run.tracking:
+                result = train_recipe(run, self.out, ReportEpochs(trial, run.cfg.student.train.epochs))
         except FloatingPointError as exc:  # a recipe that diverges is a weak recipe, stopped where it diverged
             trial.set_user_attr("error", str(exc))
             raise optuna.TrialPruned(f"diverged: {exc}") from None
@@ -130,6 +133,28 @@ class Trials:
         shutil.rmtree(folder / STATE_DIR, ignore_errors=True)
         trial.set_user_attr("best_epoch", result.best_epoch)
         return result.best_val_accuracy
+
+
+@contextlib.contextmanager
+def tracked_trial(study: Tracking, trial: optuna.Trial, run: Run) -> Iterator[Tracking]:
+    """The trial as a child of the study's tracked run (when tracking is on): its config as parameters, the KD
+    student's curve, and how it ended as the `optuna.state` tag (a diverged recipe is pruned, as the study has it)."""
+    if not study:
+        yield study
+        return
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    params = config_params(run.cfg) | {"trial": trial.number}
+    child = study.start_child(run.run_dir, f"trial {trial.number}", params)
+    state, status = "fail", "FAILED"
+    try:
+        yield child
+        state, status = "complete", "FINISHED"
+    except (optuna.TrialPruned, FloatingPointError):
+        state, status = "pruned", "FINISHED"
+        raise
+    finally:
+        child.set_tags({"optuna.trial": str(trial.number), "optuna.state": state})
+        child.close(status)
 
 
 def train_recipe(run: Run, out: Path, report: Callback) -> TrainResult:
