@@ -19,7 +19,7 @@ import yaml
 
 from conftest import run_cli, tiny_config, write_digits_folder
 from test_cli import assert_one_line_error, write_config
-from test_hostile import deployed, tmpfs, user_files
+from test_hostile import deployed, tmpfs
 from test_reliability import cli_env
 
 
@@ -59,8 +59,17 @@ def kill_when(proc: subprocess.Popen, ready, timeout: float = 180) -> None:
 
 
 def run_files(folder: Path) -> dict[str, bytes]:
-    """A folder's files, but the lock file, which says who last held the folder."""
-    return {k: v for k, v in user_files(folder).items() if k != ".edgedistill-lock"}
+    """A folder's files, but the lock file, which says who last held the folder, and the temporary file of a write
+    in progress (`.teacher.pt.<random>.tmp`), which a live run renames into place a moment later."""
+    files = {}
+    for p in sorted(folder.rglob("*")):
+        if p.name == ".edgedistill-lock" or (p.name.startswith(".") and p.name.endswith(".tmp")):
+            continue
+        try:
+            files[str(p.relative_to(folder))] = p.read_bytes()
+        except (FileNotFoundError, IsADirectoryError):  # a folder, or a file the live run replaced meanwhile
+            continue
+    return files
 
 
 def scores(run_dir: Path) -> dict:
