@@ -49,22 +49,20 @@ def check_npu(formats: list[str] | tuple[str, ...], device: DeviceProfile, field
     parsed = [parse_format(f, field_name) for f in formats]
     compilers = [b.npu for b, dtype in parsed if b.npu is not None and dtype == b.npu.dtype]
     if not compilers:
-        known = [b for b in backends().values() if b.npu is not None]
-        sources = " or ".join(f"{b.name}-{b.npu.dtype}" for b in known)  # type: ignore[union-attr]
-        compiler = known[0].npu if known else None
-        raise UserError(f"{field_name}: device {device.name!r} has {compiler.npu if compiler else 'an NPU'}, which "
-                        f"{compiler.name if compiler else 'no backend'} compiles from the {sources} file; add "
-                        f"{sources}")
+        sources = {f"{b.name}-{b.npu.dtype}": b.npu for b in backends().values() if b.npu is not None}
+        fix, compiler = " or ".join(sources), next(iter(sources.values()))
+        raise UserError(f"{field_name}: device {device.name!r} has {compiler.npu}, which {compiler.name} compiles "
+                        f"from the {fix} file; add {fix}")
     if (pip := missing_runtime(compilers[0])) is not None:
         raise UserError(f"device: {device.name!r} needs {compilers[0].title}, which is not installed; run `{pip}`")
     compilers[0].check(device.name, device.npu)
 
 
-def ram_graphs(backends: list[Backend], model: nn.Module, input_shape: tuple[int, ...],
+def ram_graphs(chosen: list[Backend], model: nn.Module, input_shape: tuple[int, ...],
                calibration_x: np.ndarray) -> dict:
     """Each distinct `ram_graph` hook's result, made once per model and shared by the backends naming it."""
     graphs: dict = {}
-    for backend in backends:
+    for backend in chosen:
         if backend.ram_graph not in graphs:
             graphs[backend.ram_graph] = backend.ram_graph(model, input_shape, calibration_x)
     return graphs
