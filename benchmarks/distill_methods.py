@@ -36,6 +36,7 @@ import torch
 
 from edgedistill.checkpoint import atomic_write_text
 from edgedistill.config import ExperimentConfig, resolve_config
+from edgedistill.deploy import deploy_plan
 from edgedistill.deploy.backends import check_formats
 from edgedistill.distill import CrossEntropy, build_method
 from edgedistill.modelbuild import build_model
@@ -103,7 +104,8 @@ def student_config(cfg: ExperimentConfig, spec: str, method: str, seed: int,
 
 def for_model(base: Run, cfg: ExperimentConfig, run_dir: Path) -> Run:
     """The prepared run (data, loaded teacher) with one row's config, working in that row's folder."""
-    return dataclasses.replace(base, cfg=cfg, run_dir=run_dir, trained={Role.TEACHER: base.trained[Role.TEACHER]},
+    return dataclasses.replace(base, cfg=cfg, plan=deploy_plan(cfg.deploy, base.profile), run_dir=run_dir,
+                               trained={Role.TEACHER: base.trained[Role.TEACHER]},
                                records={}, test_logits={})
 
 

@@ -13,7 +13,8 @@ import torch.nn as nn
 from edgedistill.checkpoint import atomic_write_text, load_weights, read_checkpoint
 from edgedistill.config import ExperimentConfig, resolve_config
 from edgedistill.data import DataSplits
-from edgedistill.deploy import DeviceProfile, NoFormat, check_deploy, deploy_model, get_device, preferred_format
+from edgedistill.deploy import (DeviceProfile, NoFormat, check_deploy, deploy_model, deploy_plan, get_device,
+                                preferred_format)
 from edgedistill.distill.trainer import predict_logits
 from edgedistill.errors import UserError
 from edgedistill.metrics import produce_metrics
@@ -125,8 +126,8 @@ def _export(run_dir: Path, formats: list[str], roles: list[str] | None = None) -
     metrics = read_metrics(run_dir)  # a folder that is not a finished run fails before the data loads
     cfg = resolve_config(run_dir / "config.yaml")
     chosen = exportable(run_dir, cfg, metrics, roles)
-    bits = cfg.deploy.input_bits if cfg.deploy.quantize else 8
-    check_deploy(formats, get_device(cfg.device, cfg.device_catalog), bits, field_name="--format")
+    plan = deploy_plan(cfg.deploy, get_device(cfg.device, cfg.device_catalog), formats)
+    check_deploy(plan.formats, plan.device, plan.input_bits, field_name="--format")
     metrics, cfg, device, data = load_run(run_dir)
     failed: dict[str, dict[str, str]] = {}  # format -> model -> why
     for role in chosen:
@@ -134,8 +135,8 @@ def _export(run_dir: Path, formats: list[str], roles: list[str] | None = None) -
         logits = predict_logits(model, data.x_test, torch.device("cpu")).numpy()
         try:
             new = deploy_model(model, role, data.input_shape, run_dir / "export", data, logits,
-                               data.x_train[:cfg.deploy.calibration_samples], device, formats,
-                               cfg.deploy.latency_runs, bits)
+                               data.x_train[:cfg.deploy.calibration_samples], device, list(plan.formats),
+                               cfg.deploy.latency_runs, plan.input_bits)
         except NoFormat as exc:
             new = {"formats": {}, "fit": {}, "failed": exc.failed}
         for fmt, why in new["failed"].items():

@@ -16,7 +16,7 @@ import torch
 
 from edgedistill.config import ExperimentConfig, ModelConfig
 from edgedistill.data import DataSplits
-from edgedistill.deploy import DeviceProfile, Unrunnable, device_formats, early_fit_check
+from edgedistill.deploy import DeployPlan, Unrunnable, early_fit_check
 from edgedistill.distill import CrossEntropy
 from edgedistill.distill.trainer import Trainer, batch_source
 from edgedistill.errors import UserError, first_line
@@ -65,10 +65,11 @@ def optimize(objective: Callable[[optuna.Trial], float], seed: int, trials: int,
         optuna.logging.set_verbosity(verbosity)
 
 
-def search_student(cfg: ExperimentConfig, data: DataSplits, device: DeviceProfile, accel: torch.device,
+def search_student(cfg: ExperimentConfig, data: DataSplits, plan: DeployPlan, accel: torch.device,
                    build: Callable[[ModelConfig, str, DataSplits, int], torch.nn.Module]) -> dict:
-    """Run the search; returns the chosen family and args, and every trial for the report."""
-    sc = cfg.student.search
+    """Run the search for the run's deploy plan; returns the chosen family and args, and every trial for the
+    report."""
+    sc, device = cfg.student.search, plan.device
     train = cfg.student.train.model_copy(update={"epochs": sc.epochs, "max_steps_per_epoch": sc.max_steps_per_epoch})
     trials: list[dict] = []
 
@@ -89,8 +90,8 @@ def search_student(cfg: ExperimentConfig, data: DataSplits, device: DeviceProfil
         t0 = time.perf_counter()
         args = record["args"]
         model = build(ModelConfig(model=sc.family, args=args), "student", data, cfg.seed + 1)
-        formats = device_formats(device, cfg.deploy.formats, cfg.deploy.quantize)
-        verdict = early_fit_check(model, data.input_shape, data.x_train[:64], device, formats, cfg.deploy.input_bits)
+        verdict = early_fit_check(model, data.input_shape, data.x_train[:64], device, list(plan.formats),
+                                  plan.input_bits)
         checks = verdict["checks"]
         record |= {"params": count_params(model), "fits": verdict["fits"],
                    "overflows": verdict["overflows"], "dtype": verdict["dtype"],

@@ -15,126 +15,77 @@ import torch
 import torch.nn as nn
 
 from edgedistill.data import DataSplits
-from edgedistill.deploy.backends import Backend, check_formats, parse_format, run_file
+from edgedistill.deploy.backends import Backend, backends, check_formats, missing_runtime, parse_format, run_file
 from edgedistill.deploy.devices import DeviceProfile, get_device, load_catalog
+from edgedistill.deploy.estimate import estimate_ram
 from edgedistill.deploy.fit import Footprint, fit_check
-from edgedistill.deploy.onnx_export import export_onnx, logit_agreement, onnx_file_bytes
-from edgedistill.deploy.profile import count_macs, host_threads, measure_latency, peak_activation_bytes
-from edgedistill.deploy.quantize import quantize_int8, quantized_bits, quantized_input_bits
+from edgedistill.deploy.onnx_export import logit_agreement
+from edgedistill.deploy.plan import DeployPlan, deploy_plan, device_formats, preferred_format
+from edgedistill.deploy.profile import count_macs, host_threads, measure_latency
+from edgedistill.deploy.quantize import check_input_bits
 from edgedistill.deploy.reach import Unrunnable, explain
 from edgedistill.errors import UserError
 from edgedistill.models import count_params
 
-__all__ = ["DeviceProfile", "ELEMENT_BYTES", "NoFormat", "Unrunnable", "get_device", "load_catalog", "check_deploy",
-           "deploy_model", "early_fit_check", "device_formats", "preferred_format"]
+__all__ = ["DeployPlan", "DeviceProfile", "ELEMENT_BYTES", "NoFormat", "Unrunnable", "get_device", "load_catalog",
+           "check_deploy", "check_input_bits", "deploy_model", "deploy_plan", "early_fit_check", "device_formats",
+           "estimate_ram", "preferred_format"]
 
 # Bytes a weight takes in each deployable precision; int8 activations are one byte in an integer-only runtime.
 ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
-VELA_PIP = "pip install 'edgedistill[vela]'"
 
 
-def device_formats(device: DeviceProfile, override: list[str] | None = None, quantize: bool = True) -> list[str]:
-    """The formats to produce: deploy.formats, else the device's; int8 ones dropped when quantization is off."""
-    formats = list(override or device.formats)
-    if not quantize:
-        formats = [f for f in formats if not f.endswith("-int8")] or \
-            list(dict.fromkeys(f.rpartition("-")[0] + "-fp32" for f in formats))
-    return formats
-
-
-def preferred_format(formats: list[str] | tuple[str, ...], device: DeviceProfile) -> str:
-    """The format the verdict speaks for: the device's smallest precision it runs, in the order formats are listed."""
-    for dtype in ("int8", "fp32"):
-        for fmt in formats:
-            if fmt.endswith("-" + dtype) and dtype in device.dtypes:
-                return fmt
-    return formats[0]
-
-
-def check_deploy(formats: list[str], device: DeviceProfile, input_bits: int,
+def check_deploy(formats: list[str] | tuple[str, ...], device: DeviceProfile, input_bits: int,
                  field_name: str = "deploy.formats") -> None:
     """Before any training: every format is known and installed, and an NPU device has its compiler and an
     accelerator the compiler knows."""
-    check_formats(formats, input_bits, field_name)
+    check_formats(list(formats), input_bits, field_name)
     if device.npu is not None:
-        import importlib.util
-
-        if not any(f == "tflm-int8" for f in formats):
-            raise UserError(f"{field_name}: device {device.name!r} has an Ethos-U NPU, which Vela compiles from "
-                            "the tflm-int8 file; add tflm-int8")
-        if importlib.util.find_spec("ethosu") is None:
-            raise UserError(f"device: {device.name!r} needs Arm's Vela compiler, which is not installed; "
-                            f"run `{VELA_PIP}`")
-        from edgedistill.deploy.npu import check_accelerator
-
-        check_accelerator(device.name, device.npu)
+        check_npu(formats, device, field_name)
 
 
-def estimate_ram(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[dict[str, int], bytes]:
-    """Graph-walk peak activations on the fp32 ONNX graph at 4 and 1 bytes per element, and that graph."""
-    with tempfile.TemporaryDirectory() as tmp:
-        fp32 = export_onnx(model, input_shape, Path(tmp) / "estimate.onnx")
-        return {"fp32": peak_activation_bytes(fp32, 4), "int8": peak_activation_bytes(fp32, 1)}, fp32.read_bytes()
+def check_npu(formats: list[str] | tuple[str, ...], device: DeviceProfile, field_name: str) -> None:
+    """A format some backend compiles for the NPU, that compiler installed, and an accelerator it knows."""
+    parsed = [parse_format(f, field_name) for f in formats]
+    compilers = [b.npu for b, dtype in parsed if b.npu is not None and dtype == b.npu.dtype]
+    if not compilers:
+        sources = {f"{b.name}-{b.npu.dtype}": b.npu for b in backends().values() if b.npu is not None}
+        fix, compiler = " or ".join(sources), next(iter(sources.values()))
+        raise UserError(f"{field_name}: device {device.name!r} has {compiler.npu}, which {compiler.name} compiles "
+                        f"from the {fix} file; add {fix}")
+    if (pip := missing_runtime(compilers[0])) is not None:
+        raise UserError(f"device: {device.name!r} needs {compilers[0].title}, which is not installed; run `{pip}`")
+    compilers[0].check(device.name, device.npu)
 
 
-def explained_estimate(model: nn.Module, input_shape: tuple[int, ...],
-                       calibration_x: np.ndarray) -> tuple[dict[str, int], bytes]:
-    """estimate_ram, whose fp32 ONNX graph every format's RAM estimate reads: a model torch.onnx cannot export is
-    refused naming the operator or line, like a runtime's refusal."""
-    try:
-        return estimate_ram(model, input_shape)
-    except (UserError, OSError):
-        raise
-    except Exception as exc:  # noqa: BLE001 - say what in the model stopped the export
-        backend, _ = parse_format("onnxruntime-fp32")
-        raise explain(exc, model, input_shape, calibration_x, backend, "the fp32 ONNX graph of the RAM estimate",
-                      "fp32", 8) from exc
-
-
-def _ort_int8_estimate(path: Path, onnx_fp32: bytes) -> int:
-    """The int8 QDQ estimate, with the tensors its graph quantizes to 16 bits at two bytes."""
-    wide = {name: 2 for name, bits in quantized_bits(path).items() if bits == 16}
-    with tempfile.TemporaryDirectory() as tmp:
-        fp32 = Path(tmp) / "fp32.onnx"
-        fp32.write_bytes(onnx_fp32)
-        return peak_activation_bytes(fp32, 1, tensor_bytes=wide or None)
+def ram_graphs(chosen: list[Backend], model: nn.Module, input_shape: tuple[int, ...],
+               calibration_x: np.ndarray) -> dict:
+    """Each distinct `ram_graph` hook's result, made once per model and shared by the backends naming it."""
+    graphs: dict = {}
+    for backend in chosen:
+        if backend.ram_graph not in graphs:
+            graphs[backend.ram_graph] = backend.ram_graph(model, input_shape, calibration_x)
+    return graphs
 
 
 def export_file(backend: Backend, model: nn.Module, input_shape: tuple[int, ...], calibration_x: np.ndarray,
                 path: Path, dtype: str, input_bits: int, made: dict[Path, dict]) -> tuple[Path, dict]:
     """Write one format's file (once, when two runtimes load the same file: litert and tflm), plus notes."""
-    if path in made:
-        return path, made[path]
-    notes: dict = {}
-    if backend.name == "onnxruntime" and dtype == "int8" and input_bits == 16:
-        try:
-            backend.export(model, input_shape, calibration_x, path, dtype, input_bits=16)
-        except UserError as exc:  # a model (a GRU teacher, say) that never quantizes its input stays at 8 bits
-            backend.export(model, input_shape, calibration_x, path, dtype, input_bits=8)
-            notes["input_bits_refused"] = str(exc)
-    else:
-        backend.export(model, input_shape, calibration_x, path, dtype, input_bits=input_bits)
-    made[path] = notes
-    return path, notes
+    if path not in made:
+        made[path] = backend.make_file(model, input_shape, calibration_x, path, dtype, input_bits)
+    return path, made[path]
 
 
-def measure_file(backend: Backend, path: Path, dtype: str, estimate: dict[str, int], onnx_fp32: bytes,
-                 device: DeviceProfile, out_dir: Path) -> dict:
+def measure_file(backend: Backend, path: Path, dtype: str, graphs: dict, device: DeviceProfile,
+                 out_dir: Path) -> dict:
     """What the file itself says: its bytes, the RAM estimate, what its runtime measures (TFLM's arena, its C
-    pair) and, for an NPU, Vela's compile and report."""
-    record = {"file_bytes": onnx_file_bytes(path) if backend.suffix == ".onnx" else path.stat().st_size,
-              "peak_activation_bytes": estimate[dtype]}
-    if backend.name == "onnxruntime" and dtype == "int8":
-        record["peak_activation_bytes"] = _ort_int8_estimate(path, onnx_fp32)
-        if quantized_input_bits(path) == 16:
-            record["input_bits"] = 16
+    pair) and, for an NPU, its compiler's file and report."""
+    record = {"file_bytes": backend.file_bytes(path),
+              "peak_activation_bytes": backend.ram_peak(graphs[backend.ram_graph], path, dtype)}
     if backend.extras is not None:
         record |= backend.extras(path, dtype)
-    if device.npu is not None and backend.name == "tflm" and dtype == "int8":
-        from edgedistill.deploy.npu import npu_deliverable, vela_compile
-
-        record["npu"] = vela_compile(path, device.npu, out_dir)
-        record |= npu_deliverable(path, out_dir / record["npu"]["file"], record["npu"])
+    if device.npu is not None and backend.npu is not None and dtype == backend.npu.dtype:
+        record |= backend.npu.compile(path, device.npu, out_dir)
     return record
 
 
@@ -181,25 +132,25 @@ def deploy_model(model: nn.Module, role: str, input_shape: tuple[int, ...], expo
     model = model.cpu().eval()
     export_dir.mkdir(parents=True, exist_ok=True)
     macs = count_macs(model, input_shape)
-    estimate, onnx_fp32 = explained_estimate(model, input_shape, calibration_x)
+    parsed = {fmt: parse_format(fmt) for fmt in formats}
+    graphs = ram_graphs([b for b, _ in parsed.values()], model, input_shape, calibration_x)
     out: dict = {"macs": macs, "formats": {}, "fit": {}, "failed": {},
                  "val_accuracy_torch": torch_accuracy(model, data.x_val, data.y_val)}
     threads = host_threads(device.cores)
     made: dict[Path, dict] = {}
-    for fmt in formats:
-        backend, dtype = parse_format(fmt)
+    for fmt, (backend, dtype) in parsed.items():
         path = export_dir / f"{role}_{dtype}{backend.suffix}"
         try:
             path, notes = export_file(backend, model, input_shape, calibration_x, path, dtype, input_bits, made)
             record = {"runtime": backend.name, "dtype": dtype, "file": path.name, "note": backend.note, **notes,
-                      **measure_file(backend, path, dtype, estimate, onnx_fp32, device, export_dir)}
+                      **measure_file(backend, path, dtype, graphs, device, export_dir)}
             record |= score_format(backend, path, data, torch_test_logits, threads, latency_runs)
         except (UserError, OSError):
             raise
         except Exception as exc:  # noqa: BLE001 - one runtime's converter failing must not stop the others
             why = explain(exc, model, input_shape, calibration_x, backend, fmt, dtype, input_bits)
             out["failed"][fmt] = str(why)
-            remove_unusable(path, made, out["formats"].values())
+            remove_unusable(backend, path, made, out["formats"].values())
             continue
         out["formats"][fmt] = record
         out["fit"][fmt] = fit_check(device, dtype, footprint(backend, dtype, record, model, macs, device))
@@ -217,14 +168,13 @@ class NoFormat(RuntimeError):
         super().__init__("; ".join(failed.values()) or "no format was asked for")
 
 
-def remove_unusable(path: Path, made: dict[Path, dict], kept: object) -> None:
+def remove_unusable(backend: Backend, path: Path, made: dict[Path, dict], kept: object) -> None:
     """A format that failed leaves no file behind (its .tflite, C pair, Vela file), unless a format that worked
     uses the same file (LiteRT and TFLite Micro share the int8 .tflite)."""
     if any(r["file"] == path.name for r in kept):  # type: ignore[attr-defined]
         return
     made.pop(path, None)
-    for p in (path, path.with_suffix(".h"), path.with_suffix(".cc"), path.with_name(f"{path.stem}_vela.tflite"),
-              path.with_name(f"{path.stem}_vela.h"), path.with_name(f"{path.stem}_vela.cc")):
+    for p in (path, *backend.companions(path)):
         p.unlink(missing_ok=True)
 
 
@@ -257,24 +207,14 @@ def probe_file(backend: Backend, model: nn.Module, input_shape: tuple[int, ...],
     def explained(step):
         try:
             return step()
-        except (UserError, OSError):
+        except (UserError, OSError, Unrunnable):
             raise
         except Exception as exc:  # noqa: BLE001 - the runtime cannot run this graph: say what stopped it
             raise explain(exc, model, input_shape, calibration_x, backend, fmt, dtype, input_bits) from exc
 
     path, _ = explained(lambda: export_file(backend, model, input_shape, calibration_x,
                                             tmp / f"probe{backend.suffix}", dtype, input_bits, {}))
-    estimate, onnx_fp32 = explained_estimate(model, input_shape, calibration_x)
-    record = explained(lambda: measure_file(backend, path, dtype, estimate, onnx_fp32, device, tmp))
+    graphs = explained(lambda: ram_graphs([backend], model, input_shape, calibration_x))
+    record = explained(lambda: measure_file(backend, path, dtype, graphs, device, tmp))
     explained(lambda: backend.open(path, 1))  # the runtime loads the file it will be given
     return record
-
-
-def check_input_bits(model: nn.Module, input_shape: tuple[int, ...], calibration_x: np.ndarray,
-                     input_bits: int) -> None:
-    """Refuse a 16-bit input this model would never quantize, whatever the device runs, before any training."""
-    if input_bits == 8:
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        fp32 = export_onnx(model, input_shape, Path(tmp) / "probe_fp32.onnx")
-        quantize_int8(fp32, calibration_x[:32], Path(tmp) / "probe_int8.onnx", input_bits=input_bits)

@@ -10,6 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from edgedistill.deploy.backends import NpuCompiler
 from edgedistill.deploy.devices import NpuConfig
 from edgedistill.errors import UserError
 
@@ -64,6 +65,17 @@ def vela_compile(tflite: Path, npu: NpuConfig, out_dir: Path) -> dict:
             "cpu_operators": cpu_ops[0].split("=", 1)[1].strip() if cpu_ops else "unknown",
             "how": f"Vela {vela_version()} estimate for {row['accelerator_configuration']}, "
                    f"{row['system_config']}, {row['memory_mode']}"}
+
+
+def compile_for_npu(tflite: Path, npu: NpuConfig, out_dir: Path) -> dict:
+    """Vela's compile and report (the record's `npu`), and its compiled file as the deliverable."""
+    vela = vela_compile(tflite, npu, out_dir)
+    return {"npu": vela, **npu_deliverable(tflite, out_dir / vela["file"], vela)}
+
+
+VELA = NpuCompiler(title="Arm's Vela compiler", name="Vela", npu="an Ethos-U NPU", dtype="int8",
+                   modules=("ethosu",), pip="pip install 'edgedistill[vela]'", check=check_accelerator,
+                   compile=compile_for_npu)
 
 
 def vela_version() -> str:

@@ -12,8 +12,6 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from edgedistill.deploy.onnx_export import INPUT_NAME, OUTPUT_NAME, ort_session
-
 DTYPE_BYTES = {1: 4, 2: 1, 3: 1, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2}  # onnx TensorProto
 
 
@@ -108,13 +106,6 @@ def measure_latency(session: Callable[[np.ndarray], np.ndarray], input_shape: tu
             "throughput_batch": throughput_batch,
             "throughput_per_s": float(n * throughput_batch / (time.perf_counter() - t0)),
             "threads": threads, "runs": runs, "measured_on": "host"}
-
-
-def onnx_latency(onnx_path: Path, input_shape: tuple[int, ...], threads: int, runs: int = 100) -> dict:
-    """measure_latency of an ONNX file through ONNX Runtime with `threads` intra-op threads."""
-    threads = host_threads(threads)
-    sess = ort_session(onnx_path, threads)
-    return measure_latency(lambda x: sess.run([OUTPUT_NAME], {INPUT_NAME: x})[0], input_shape, threads, runs)
 
 
 def host_threads(threads: int) -> int:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedistill.deploy.onnx_export import INPUT_NAME, strip_debug_info
+from edgedistill.deploy.onnx_export import INPUT_NAME, export_onnx, strip_debug_info
 from edgedistill.errors import UserError
 from edgedistill.quiet import third_party_output
 
@@ -102,3 +102,12 @@ def quantize_int8(fp32_path: Path, calibration_x: np.ndarray, out_path: Path, pe
     finally:
         tmp_out.unlink(missing_ok=True)
     return out_path
+
+
+def check_input_bits(model, input_shape: tuple[int, ...], calibration_x: np.ndarray, input_bits: int) -> None:
+    """Refuse a 16-bit input this model would never quantize, whatever the device runs, before any training."""
+    if input_bits == 8:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = export_onnx(model, input_shape, Path(tmp) / "probe_fp32.onnx")
+        quantize_int8(fp32, calibration_x[:32], Path(tmp) / "probe_int8.onnx", input_bits=input_bits)

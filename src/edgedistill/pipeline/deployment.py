@@ -10,7 +10,7 @@ import numpy as np
 import torch.nn as nn
 
 from edgedistill.config import ExperimentConfig
-from edgedistill.deploy import (DeviceProfile, NoFormat, Unrunnable, check_input_bits, deploy_model, device_formats,
+from edgedistill.deploy import (DeployPlan, DeviceProfile, NoFormat, Unrunnable, check_input_bits, deploy_model,
                                 early_fit_check)
 from edgedistill.deploy.fit import fit_sentence
 from edgedistill.errors import UserError, first_line
@@ -23,18 +23,14 @@ log = logging.getLogger("edgedistill")
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM}
 
 
-def formats_of(cfg: ExperimentConfig, profile: DeviceProfile) -> list[str]:
-    return device_formats(profile, cfg.deploy.formats, cfg.deploy.quantize)
-
-
-def early_fit_warning(cfg: ExperimentConfig, probe: nn.Module, run_data, profile: DeviceProfile) -> dict:
+def early_fit_warning(cfg: ExperimentConfig, probe: nn.Module, run_data, plan: DeployPlan) -> dict:
     """Before any training: can the device's runtime run the configured (untrained) student, and would it fit?
     A student the runtime cannot run stops the run (deploy.required); one that overflows is warned about."""
-    bits = cfg.deploy.input_bits if cfg.deploy.quantize else 8
+    profile = plan.device
     x = run_data.x_train[:64]
     try:
-        check_input_bits(probe, run_data.input_shape, x, bits)
-        verdict = early_fit_check(probe, run_data.input_shape, x, profile, formats_of(cfg, profile), bits)
+        check_input_bits(probe, run_data.input_shape, x, plan.input_bits)
+        verdict = early_fit_check(probe, run_data.input_shape, x, profile, list(plan.formats), plan.input_bits)
     except UserError:
         raise
     except Unrunnable as exc:
@@ -63,11 +59,11 @@ def unrunnable_message(exc: Unrunnable, profile: DeviceProfile, advice: bool = T
 
 def deploy_one(run: Run, role: Role, model: nn.Module, test_logits: np.ndarray) -> dict:
     """Export, quantize, score through each runtime, profile and fit-check one model; failures are recorded."""
-    cfg, data = run.cfg, run.data
+    cfg, data, plan = run.cfg, run.data, run.plan
     try:
         record = deploy_model(model, str(role), data.input_shape, run.run_dir / "export", data, test_logits,
-                              data.x_train[:cfg.deploy.calibration_samples], run.profile,
-                              formats_of(cfg, run.profile), cfg.deploy.latency_runs, cfg.deploy.input_bits)
+                              data.x_train[:cfg.deploy.calibration_samples], plan.device, list(plan.formats),
+                              cfg.deploy.latency_runs, plan.input_bits)
     except Exception as exc:  # a failed export must not throw away hours of training
         if (env := environment_cause(exc)) is not None:
             raise env from exc  # a full disk is the machine's fault: the run stays unfinished and resumable

@@ -14,12 +14,11 @@ from edgedistill.checkpoint import load_weights, read_checkpoint
 from edgedistill.compress import prune_to_budget
 from edgedistill.config import ExperimentConfig
 from edgedistill.data import DataSplits, load_dataset
-from edgedistill.deploy import check_deploy, get_device
+from edgedistill.deploy import check_deploy, deploy_plan, get_device
 from edgedistill.distill.trainer import check_train_config
 from edgedistill.errors import UserError
 from edgedistill.methods import METHODS
 from edgedistill.modelbuild import build_model
-from edgedistill.pipeline.deployment import formats_of
 from edgedistill.pipeline.stages import check_student
 from edgedistill.pipeline.state import Run
 from edgedistill.teachers import build_external_teacher, is_external
@@ -110,8 +109,9 @@ def prepare(cfg: ExperimentConfig) -> Run:
     profile = get_device(cfg.device, cfg.device_catalog)
     if cfg.latency_budget_ms is not None:
         profile = profile.model_copy(update={"latency_budget_ms": cfg.latency_budget_ms})
+    plan = deploy_plan(cfg.deploy, profile)
     if cfg.deploy.enabled:  # a runtime that is not installed is named now, with its pip command
-        check_deploy(formats_of(cfg, profile), profile, cfg.deploy.input_bits if cfg.deploy.quantize else 8)
+        check_deploy(plan.formats, profile, plan.input_bits)
     data = load_data(cfg)
     check_augment(cfg, data)
     check_distill(cfg, data)
@@ -120,7 +120,7 @@ def prepare(cfg: ExperimentConfig) -> Run:
     if pc.enabled:  # a dry run on the untrained teacher: an unprunable teacher or budget fails now, not after training
         prune_to_budget(copy.deepcopy(teacher), data.input_shape, data.num_classes, pc.target_params, pc.target_macs,
                         pc.norm)
-    run = Run(cfg, accel, profile, data, teacher, early_fit=None)
+    run = Run(cfg, accel, profile, data, teacher, early_fit=None, plan=plan)
     if cfg.student.model != "auto":
         run.early_fit = check_student(run)
     return run

@@ -35,7 +35,7 @@ def search(run: Run) -> Run:
         raise UserError("student: auto runs in one process; search first without torchrun, then set student.model "
                         "and student.args to the chosen student")
     else:
-        run.search = search_student(run.cfg, run.data, run.profile, run.accel, build_model)
+        run.search = search_student(run.cfg, run.data, run.plan, run.accel, build_model)
         atomic_write_text(saved, json.dumps(run.search, indent=2))
     student = run.cfg.student.model_copy(update={"model": run.search["family"], "args": run.search["args"]})
     run.cfg = run.cfg.model_copy(update={"student": student})
@@ -47,7 +47,7 @@ def check_student(run: Run) -> dict | None:
     """Build the student, so a mismatch or a device overflow is reported before any training."""
     cfg = run.cfg
     probe = build_model(cfg.student, "student", run.data, cfg.seed + 1)
-    return early_fit_warning(cfg, probe, run.data, run.profile) if cfg.deploy.enabled and distributed.is_main() \
+    return early_fit_warning(cfg, probe, run.data, run.plan) if cfg.deploy.enabled and distributed.is_main() \
         else None
 
 

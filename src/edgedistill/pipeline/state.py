@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from edgedistill.config import ExperimentConfig, ModelConfig
 from edgedistill.data import DataSplits
-from edgedistill.deploy import DeviceProfile
+from edgedistill.deploy import DeployPlan, DeviceProfile
 from edgedistill.distill.trainer import TrainResult
 from edgedistill.roles import Role
 from edgedistill.tracking import Tracking
@@ -35,6 +35,7 @@ class Run:
     data: DataSplits
     loaded_teacher: nn.Module  # built and, with teacher.checkpoint, loaded and checked; trained by the teacher stage
     early_fit: dict | None
+    plan: DeployPlan  # the formats to deploy to `profile`, and the int8 input width: decided once, by prepare()
     run_dir: Path = Path()
     progress: bool = True
     search: dict | None = None

@@ -1,15 +1,18 @@
 """Edge runtimes behind one interface: each exports fp32 and int8 files and runs them on this host through its own
 runtime, so accuracy, agreement with PyTorch and latency are measured on the very file a device loads.
 
-A format is `runtime-dtype` (`tflm-int8`, `executorch-fp32`, `onnxruntime-int8`). The device profile names the
-formats it takes; `deploy.formats` overrides them.
+A format is `runtime-dtype` (`tflm-int8`, `executorch-fp32`, `onnxruntime-int8`, or `pkg.module:NAME-fp32` for a
+backend of the user's own). The device profile names the formats it takes; `deploy.formats` overrides them. What
+differs between runtimes (an input width to fall back from, the file's size, the RAM estimate, an NPU compiler) is a
+hook on the Backend, so the deploy core treats every backend alike.
 """
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch.nn as nn
@@ -19,6 +22,7 @@ from edgedistill.errors import UserError
 from edgedistill.quiet import forking  # noqa: F401  (the TFLM backend forks its probes with it)
 
 DTYPES = ("fp32", "int8")
+ACTIVATION_BYTES = {"fp32": 4, "int8": 1}  # an int8 runtime is integer-only: one byte per activation
 
 
 class Session(Protocol):
@@ -37,21 +41,72 @@ class RuntimeRefused(RuntimeError):
         self.operators = list(operators or [])
 
 
+def file_size(path: Path) -> int:
+    return path.stat().st_size
+
+
+def onnx_ram_graph(model: nn.Module, input_shape: tuple[int, ...], calibration_x: np.ndarray) -> bytes:
+    """The default RAM estimate's graph: the model's fp32 ONNX graph, exported once per model."""
+    from edgedistill.deploy.estimate import onnx_fp32_graph
+
+    return onnx_fp32_graph(model, input_shape, calibration_x)
+
+
+def onnx_ram_peak(graph: bytes, path: Path, dtype: str) -> int:
+    """The default RAM estimate: peak live activations along the fp32 ONNX graph, at the dtype's element size."""
+    from edgedistill.deploy.estimate import graph_peak
+
+    return graph_peak(graph, ACTIVATION_BYTES[dtype])
+
+
+def no_companions(path: Path) -> list[Path]:
+    return []
+
+
+@dataclass(frozen=True)
+class NpuCompiler:
+    """A compiler that turns one of a backend's files into the file an NPU runs (Vela, for an Ethos-U)."""
+
+    title: str  # "Arm's Vela compiler"
+    name: str  # "Vela"
+    npu: str  # the NPUs it compiles for: "an Ethos-U NPU"
+    dtype: str  # the backend's dtype it compiles from
+    modules: tuple[str, ...]
+    pip: str
+    check: Callable[[str, Any], None]  # (device name, NpuConfig): refuses an accelerator it does not know
+    compile: Callable[[Path, Any, Path], dict]  # (file, NpuConfig, out_dir) -> the record's "npu" and deliverable
+
+
 @dataclass(frozen=True)
 class Backend:
-    """One runtime: how to write its file and how to run it here."""
+    """One runtime: how to write its file and how to run it here, and the hooks the deploy core calls on it (each
+    with a default that suits a runtime without the feature)."""
 
     name: str
     suffix: str
     modules: tuple[str, ...]  # what must import for it to work
     pip: str  # how to install what it needs
-    export: Callable[..., Path]  # (model, input_shape, calibration_x, path, dtype) -> path
+    export: Callable[..., Path]  # (model, input_shape, calibration_x, path, dtype, input_bits=8) -> path
     open: Callable[[Path, int], Session]  # (path, threads) -> session
     input_bits: tuple[int, ...] = (8,)
     speed_is_meaningful: bool = True  # False where the host runs reference kernels, not the device's
     note: str = ""
     extras: Callable[[Path, str], dict] | None = None  # more files and measurements beside the file (tflm)
     title: str = ""  # the runtime's name in messages: "TensorFlow Lite Micro"
+    write: Callable[..., dict] | None = None  # export that returns notes (an input width it fell back from)
+    file_bytes: Callable[[Path], int] = file_size  # the file's size as the device stores it
+    ram_graph: Callable[[nn.Module, tuple[int, ...], np.ndarray], Any] = onnx_ram_graph  # once per model
+    ram_peak: Callable[[Any, Path, str], int] = onnx_ram_peak  # (ram_graph's result, file, dtype) -> bytes
+    npu: NpuCompiler | None = None  # compiles its `npu.dtype` file for a device with an NPU
+    companions: Callable[[Path], list[Path]] = no_companions  # files written beside it, removed when it fails
+
+    def make_file(self, model: nn.Module, input_shape: tuple[int, ...], calibration_x: np.ndarray, path: Path,
+                  dtype: str, input_bits: int) -> dict:
+        """Write the file; returns notes on how it was made."""
+        if self.write is not None:
+            return self.write(model, input_shape, calibration_x, path, dtype, input_bits)
+        self.export(model, input_shape, calibration_x, path, dtype, input_bits=input_bits)
+        return {}
 
 
 def _registry() -> dict[str, Backend]:
@@ -65,17 +120,34 @@ def backends() -> dict[str, Backend]:
 
 
 def parse_format(fmt: str, field_name: str = "deploy.formats") -> tuple[Backend, str]:
-    """`runtime-dtype` to its backend and dtype, or one line naming what is known."""
+    """`runtime-dtype` to its backend and dtype, or one line naming what is known. The runtime may be an import path,
+    `pkg.module:NAME`, naming a Backend of the user's own (as a model may be `pkg.module:factory`)."""
     runtime, _, dtype = fmt.rpartition("-")
     known = backends()
+    if ":" in runtime and dtype in DTYPES:
+        return _import_backend(runtime, fmt, field_name), dtype
     if runtime not in known or dtype not in DTYPES:
         choices = ", ".join(f"{r}-{d}" for r in known for d in DTYPES)
         raise UserError(f"{field_name}: unknown format {fmt!r}; choose from {choices}")
     return known[runtime], dtype
 
 
-def missing_runtime(backend: Backend) -> str | None:
-    """The pip command that would make this backend work here, or None when it already does."""
+def _import_backend(spec: str, fmt: str, field_name: str) -> Backend:
+    """The Backend a format's import path names."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except (ImportError, SyntaxError) as exc:
+        raise UserError(f"{field_name}: format {fmt!r}: cannot import module {module_name!r} ({exc}); check the "
+                        "import path") from None
+    backend = getattr(module, attr, None)
+    if not isinstance(backend, Backend):
+        raise UserError(f"{field_name}: format {fmt!r}: module {module_name!r} has no Backend named {attr!r}")
+    return backend
+
+
+def missing_runtime(backend: Backend | NpuCompiler) -> str | None:
+    """The pip command that would make this backend (or compiler) work here, or None when it already does."""
     return None if all(_importable(m) for m in backend.modules) else backend.pip
 
 
@@ -98,9 +170,9 @@ def check_formats(formats: list[str], input_bits: int, field_name: str = "deploy
                             f"{' or '.join(map(str, backend.input_bits))}-bit inputs); set it to 8 or drop the format")
 
 
-def _score_chunk(args: tuple[str, str, np.ndarray]) -> np.ndarray:
-    runtime, path, x = args
-    return run_batches(backends()[runtime].open(Path(path), 1), x)
+def _score_chunk(args: tuple[Backend, str, np.ndarray]) -> np.ndarray:
+    backend, path, x = args
+    return run_batches(backend.open(Path(path), 1), x)
 
 
 def run_file(backend: Backend, path: Path, session: Session, x: np.ndarray, workers: int) -> np.ndarray:
@@ -117,7 +189,7 @@ def run_file(backend: Backend, path: Path, session: Session, x: np.ndarray, work
     bounds = np.linspace(0, len(x), workers + 1).astype(int)
     chunks = [take_rows(x, slice(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]  # packed images stay lazy
     with forking(), ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        return np.concatenate(list(pool.map(_score_chunk, [(backend.name, str(path), c) for c in chunks])))
+        return np.concatenate(list(pool.map(_score_chunk, [(backend, str(path), c) for c in chunks])))
 
 
 def run_batches(session: Session, x: np.ndarray, batch_size: int = 256) -> np.ndarray:

@@ -15,6 +15,7 @@ import numpy as np
 from edgedistill.deploy.backends import Backend, RuntimeRefused, dequantize, forking, quantize_input
 from edgedistill.deploy.backends.litert import export
 from edgedistill.deploy.backends.tflm_c import ALIGNMENT, cmsis_scratch_bytes, resolver_call, write_c_source
+from edgedistill.deploy.npu import VELA
 from edgedistill.quiet import third_party_output
 
 ARENA_LINE = re.compile(r"Arena allocation total (\d+) bytes")
@@ -162,6 +163,12 @@ def extras(tflite: Path, dtype: str) -> dict:
             **c_pair(tflite, arena["arena_bytes"], ARENA_HOW)}
 
 
+def companions(tflite: Path) -> list[Path]:
+    """The C pair beside the .tflite, and Vela's compiled file with its own pair."""
+    vela = tflite.with_name(f"{tflite.stem}_vela.tflite")
+    return [tflite.with_suffix(".h"), tflite.with_suffix(".cc"), vela, vela.with_suffix(".h"), vela.with_suffix(".cc")]
+
+
 class TflmSession:
     """TFLite Micro's interpreter at batch 1 in an arena of the measured size."""
 
@@ -192,6 +199,6 @@ class TflmSession:
 
 BACKEND = Backend(name="tflm", suffix=".tflite", modules=("litert_torch", "tflite_micro"),
                   pip="pip install 'edgedistill[tflm]'", export=export, open=TflmSession,
-                  speed_is_meaningful=False, extras=extras,
+                  speed_is_meaningful=False, extras=extras, npu=VELA, companions=companions,
                   title="TensorFlow Lite Micro", note="TensorFlow Lite Micro: the .tflite plus a .cc/.h pair to compile into the firmware; "
                        "host latency is TFLM's reference kernels, not a device figure")
