@@ -241,3 +241,19 @@ def test_every_registered_method_builds_validates_and_is_labelled(tiny):
     cfg["distill"] = {"method": ["kd", "nope"]}
     with pytest.raises(UserError, match="unknown method 'nope'; choose from kd, dkd"):
         resolve_config(cfg)
+
+
+def test_each_method_refuses_what_it_cannot_serve_as_the_run_becomes_known():
+    """The checks ask every method through its registry entry's refuse(Offer): none of them names a method."""
+    from edgedistill.config import DistillConfig
+    from edgedistill.distill_config import takes_mixed_rows
+
+    crd = DistillConfig(method=["kd", "crd"])
+    assert crd.refusal() is None and crd.refusal(processes=1, rows=100, classes=10) is None
+    assert "crd keeps its memory bank in one process" in crd.refusal(processes=2)
+    mvkd = DistillConfig(method="mvkd", cache={"enabled": True, "views": 4, "max_bytes": 4000})
+    assert mvkd.refusal(rows=25, classes=10) is None  # 25 rows * 4 views * 10 classes * 4 bytes = 4000
+    assert "need 0.00 GB for 4 views" in mvkd.refusal(rows=26, classes=10)
+    assert mvkd.refusal(bank=True) is None
+    assert "`edgedistill run --resume /runs/a`" in mvkd.refusal(bank=False, run_dir="/runs/a")
+    assert [m for m in ("kd", "dkd", "nkd", "fitnets", "mvkd", "crd") if not takes_mixed_rows(m)] == ["mvkd", "crd"]
