@@ -77,7 +77,7 @@ class DistillConfig(Strict):
 
     def settings(self, method: str) -> Strict | None:
         """The method's own section (a DKDConfig for dkd, ...), None for a method without settings."""
-        return getattr(self, method) if METHODS[method].settings is not None else None
+        return (self.model_extra or {}).get(method)
 
     def offer(self, **known: Any) -> Offer:
         """What this section offers the methods, with what else is `known` (processes, rows, classes, bank)."""
@@ -108,6 +108,10 @@ class DistillConfig(Strict):
         if not isinstance(data, dict):
             return data
         import_plugins(data.get("plugins") or [])
+        clash = next((n for n, spec in METHODS.items() if spec.settings is not None and n in cls.model_fields), None)
+        if clash:
+            raise ValueError(f"the method {clash!r} has settings, but distill.{clash} is a key of its own; register "
+                             "the method under another name")
         data, errors = dict(data), []
         for key in [k for k in data if k not in cls.model_fields]:
             spec = METHODS.get(key)
