@@ -150,7 +150,7 @@ def test_feature_methods_combine_with_kd_in_config():
 
 def test_teacher_cache_is_reused_and_rebuilt_when_its_inputs_change(tmp_path):
     from edgedistill.config import AugmentConfig
-    from edgedistill.distill.cache import load_or_build
+    from edgedistill.distill.cache import CacheSpec, load_or_build
     from edgedistill.models import create_model
 
     torch.manual_seed(0)
@@ -160,7 +160,7 @@ def test_teacher_cache_is_reused_and_rebuilt_when_its_inputs_change(tmp_path):
     path = tmp_path / "cache.pt"
 
     def build(t=teacher, a=aug, data=x, views=3):
-        return load_or_build(path, t, data, y, a, views, 0, [], torch.device("cpu"), None, 10**9)
+        return load_or_build(CacheSpec(path, t, data, y, a, views, 0, [], torch.device("cpu"), None, 10**9))
 
     first = build()
     assert first.built and first.logits.shape == (3, 40, 10) and path.exists()
@@ -177,9 +177,10 @@ def test_teacher_cache_is_reused_and_rebuilt_when_its_inputs_change(tmp_path):
         teacher.head[1].weight.add_(1.0)  # teacher changed
     assert build().built
     assert build(views=2).built
-    assert load_or_build(path, teacher, x, y, aug, 3, 0, [], torch.device("cpu"), None, max_bytes=100) is None
-    none = load_or_build(tmp_path / "plain.pt", teacher, x, y, AugmentConfig(), 8, 0, [], torch.device("cpu"),
-                         None, 10**9)
+    too_big = CacheSpec(path, teacher, x, y, aug, 3, 0, [], torch.device("cpu"), None, max_bytes=100)
+    assert load_or_build(too_big) is None
+    none = load_or_build(CacheSpec(tmp_path / "plain.pt", teacher, x, y, AugmentConfig(), 8, 0, [],
+                                   torch.device("cpu"), None, 10**9))
     assert none.views == 1  # no augmentation: the input itself is the only view
 
 
@@ -187,7 +188,7 @@ def test_cached_taps_are_stored_as_the_loss_compares_them(tmp_path):
     """A tap kept at the student's size gives the same FitNets and AT losses as the whole tap, in less space."""
     from edgedistill.config import AugmentConfig
     from edgedistill.distill.at import at_loss
-    from edgedistill.distill.cache import load_or_build
+    from edgedistill.distill.cache import CacheSpec, load_or_build
     from edgedistill.distill.taps import TapRecorder, align, as_compared
     from edgedistill.models import create_model
 
@@ -203,21 +204,22 @@ def test_cached_taps_are_stored_as_the_loss_compares_them(tmp_path):
     x, y = torch.randn(20, 1, 16, 16).numpy(), (torch.arange(20) % 10).numpy()
     teacher = create_model("convnet", (1, 16, 16), 10, {"channels": [4, 8]})  # taps (4, 8, 8) and (8, 4, 4)
     shapes = [(2, 4, 4), (3, 2, 2)]
-    bank = load_or_build(tmp_path / "taps.pt", teacher, x, y, AugmentConfig(), 1, 0, teacher.feature_taps,
-                         torch.device("cpu"), None, 10**9, compared_at=shapes)
+
+    def spec(path, compared_at):
+        return CacheSpec(path, teacher, x, y, AugmentConfig(), 1, 0, teacher.feature_taps, torch.device("cpu"), None,
+                         10**9, compared_at=compared_at)
+
+    bank = load_or_build(spec(tmp_path / "taps.pt", shapes))
     assert [tuple(f.shape) for f in bank.feats] == [(1, 20, 4, 4, 4), (1, 20, 8, 2, 2)]
     rec = TapRecorder(teacher, teacher.feature_taps)
     with torch.no_grad():
         teacher.eval()(torch.as_tensor(x))
     whole = rec.take()
     assert torch.allclose(bank.feats[1][0].float(), F.adaptive_avg_pool2d(whole[1], 2), atol=1e-2)
-    whole_bank = load_or_build(tmp_path / "whole.pt", teacher, x, y, AugmentConfig(), 1, 0, teacher.feature_taps,
-                               torch.device("cpu"), None, 10**9)
+    whole_bank = load_or_build(spec(tmp_path / "whole.pt", None))
     assert whole_bank.feats[0].shape[-1] == 8  # without compared_at the taps are kept whole
-    assert not load_or_build(tmp_path / "taps.pt", teacher, x, y, AugmentConfig(), 1, 0, teacher.feature_taps,
-                             torch.device("cpu"), None, 10**9, compared_at=shapes).built
-    assert load_or_build(tmp_path / "taps.pt", teacher, x, y, AugmentConfig(), 1, 0, teacher.feature_taps,
-                         torch.device("cpu"), None, 10**9, compared_at=[(2, 8, 8), (3, 2, 2)]).built
+    assert not load_or_build(spec(tmp_path / "taps.pt", shapes)).built
+    assert load_or_build(spec(tmp_path / "taps.pt", [(2, 8, 8), (3, 2, 2)])).built
 
 
 def test_every_registered_method_builds_validates_and_is_labelled(tiny):
@@ -239,3 +241,19 @@ def test_every_registered_method_builds_validates_and_is_labelled(tiny):
     cfg["distill"] = {"method": ["kd", "nope"]}
     with pytest.raises(UserError, match="unknown method 'nope'; choose from kd, dkd"):
         resolve_config(cfg)
+
+
+def test_each_method_refuses_what_it_cannot_serve_as_the_run_becomes_known():
+    """The checks ask every method through its registry entry's refuse(Offer): none of them names a method."""
+    from edgedistill.config import DistillConfig
+    from edgedistill.distill_config import takes_mixed_rows
+
+    crd = DistillConfig(method=["kd", "crd"])
+    assert crd.refusal() is None and crd.refusal(processes=1, rows=100, classes=10) is None
+    assert "crd keeps its memory bank in one process" in crd.refusal(processes=2)
+    mvkd = DistillConfig(method="mvkd", cache={"enabled": True, "views": 4, "max_bytes": 4000})
+    assert mvkd.refusal(rows=25, classes=10) is None  # 25 rows * 4 views * 10 classes * 4 bytes = 4000
+    assert "need 0.00 GB for 4 views" in mvkd.refusal(rows=26, classes=10)
+    assert mvkd.refusal(bank=True) is None
+    assert "`edgedistill run --resume /runs/a`" in mvkd.refusal(bank=False, run_dir="/runs/a")
+    assert [m for m in ("kd", "dkd", "nkd", "fitnets", "mvkd", "crd") if not takes_mixed_rows(m)] == ["mvkd", "crd"]

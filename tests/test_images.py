@@ -146,7 +146,7 @@ def test_resized_crop_and_colour_jitter_are_exact_at_their_identity_and_seeded()
 
 
 def test_a_bank_beyond_the_ram_budget_is_read_from_disk_with_the_same_batches(tmp_path):
-    from edgedistill.distill.cache import DiskBank, load_or_build
+    from edgedistill.distill.cache import CacheSpec, DiskBank, load_or_build
     from edgedistill.models import create_model
 
     torch.manual_seed(0)
@@ -155,8 +155,8 @@ def test_a_bank_beyond_the_ram_budget_is_read_from_disk_with_the_same_batches(tm
     aug = AugmentConfig(crop_padding=1, hflip=True)
 
     def bank(folder: str, ram: int):
-        return load_or_build(tmp_path / folder, teacher, x, y, aug, 3, 0, teacher.feature_taps,
-                             torch.device("cpu"), None, 10**9, max_ram_bytes=ram)
+        return load_or_build(CacheSpec(tmp_path / folder, teacher, x, y, aug, 3, 0, teacher.feature_taps,
+                                       torch.device("cpu"), None, 10**9, max_ram_bytes=ram))
 
     in_ram, on_disk = bank("a", 10**9), bank("b", 0)
     assert isinstance(on_disk.logits, DiskBank) and isinstance(in_ram.logits, torch.Tensor)

@@ -231,15 +231,15 @@ def test_trainer_passes_every_cached_view_to_mvkd(tmp_path):
     """A real teacher cache and one epoch of two steps: the method receives (B, K, C) views that are the bank's rows
     for the batch, and the teacher logits of this step are one of them."""
     from edgedistill.config import AugmentConfig, TrainConfig
-    from edgedistill.distill.cache import load_or_build
+    from edgedistill.distill.cache import CacheSpec, load_or_build
     from edgedistill.distill.trainer import Trainer
     from edgedistill.models import create_model
 
     torch.manual_seed(0)
     x, y = torch.randn(40, 1, 8, 8).numpy(), (torch.arange(40) % 10).numpy()
     teacher = create_model("convnet", (1, 8, 8), 10, {"channels": [4]})
-    cache = load_or_build(tmp_path / "c.pt", teacher, x, y, AugmentConfig(crop_padding=1, hflip=True), 3, 0, [],
-                          torch.device("cpu"), None, 10**9)
+    cache = load_or_build(CacheSpec(tmp_path / "c.pt", teacher, x, y, AugmentConfig(crop_padding=1, hflip=True), 3,
+                                    0, [], torch.device("cpu"), None, 10**9))
     seen = []
 
     class Recording(MultiViewKD):
@@ -300,11 +300,10 @@ def test_a_resumed_trainer_tells_the_method_the_epochs_it_resumes_at(tmp_path):
 def test_live_runs_of_a_multi_view_method_train_as_plain_kd():
     from edgedistill.config import DistillConfig
     from edgedistill.distill import build_method
-    from edgedistill.pipeline.training import live_distill
 
     d = DistillConfig(method=["mvkd"], temperature=3.0, alpha=0.7, cache={"enabled": True})
     assert isinstance(build_method(d), MultiViewKD)
-    live = build_method(live_distill(d, student_taps=None))
+    live = build_method(d.live(student_taps=None))
     assert type(live) is HintonKD and (live.temperature, live.alpha) == (3.0, 0.7)
 
 

@@ -1,88 +1,23 @@
-"""The distill section of the experiment schema: which methods, each method's own settings, and the teacher
-cache. Its own module so that adding a method touches its settings here, not the rest of the schema."""
+"""The distill section of the experiment schema: which methods, the settings every method shares, the teacher cache
+and mixing. Each method's own section (distill.dkd, ...) is the settings class of its registry entry
+(methods.METHODS), validated here against the registry, so adding a method touches its file and the registry only."""
 from __future__ import annotations
 
-from typing import Literal
+import importlib
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails
 
-from edgedistill.methods import METHODS
+from edgedistill.errors import first_line
+from edgedistill.methods import METHODS, Offer, refusal
 from edgedistill.strict import Strict
 
 
 def takes_mixed_rows(method: str) -> bool:
     """Whether a method can learn from a mixed batch: one that files the teacher's outputs or features by sample (a
-    bank of views, CRD's memory) cannot, since a mixed row is two samples."""
-    return "views" not in METHODS[method].needs and method != "crd"
-
-
-class DKDConfig(Strict):
-    """Decoupled KD weights (mdistiller's defaults for CIFAR-100: alpha 1, beta 8, CE weight 1)."""
-
-    alpha: float = Field(1.0, ge=0.0, description="weight of the target-class term (TCKD)")
-    beta: float = Field(8.0, ge=0.0, description="weight of the non-target term (NCKD)")
-    ce_weight: float = Field(1.0, ge=0.0)
-    warmup_epochs: int | None = Field(
-        None, ge=0, description="TCKD and NCKD ramp in over this many epochs (factor epoch/warmup, 1-based), as "
-                                "published; default: the first 1/12 of the epochs, at least 1 (mdistiller: 20 of "
-                                "240); 0 turns the ramp off")
-
-
-class DISTConfig(Strict):
-    """DIST's weights (Huang et al. 2022): the authors' ImageNet recipe, T 1 with beta = gamma = 2 (their configs
-    weigh DIST(beta=1, gamma=1) by kd_loss_weight 2); their CIFAR-100 recipe is T 4 with the same weights."""
-
-    temperature: float = Field(1.0, gt=0.0, description="DIST's own temperature (distill.temperature is KD's)")
-    beta: float = Field(2.0, ge=0.0, description="weight of the inter-class relation (per-sample correlation)")
-    gamma: float = Field(2.0, ge=0.0, description="weight of the intra-class relation (per-class correlation)")
-    ce_weight: float = Field(1.0, ge=0.0)
-
-
-class NKDConfig(Strict):
-    """Normalized KD (Yang et al. 2023): the authors' defaults."""
-
-    temperature: float = Field(1.0, gt=0.0, description="temperature of the non-target term (the target term "
-                                                         "uses 1)")
-    gamma: float = Field(1.5, ge=0.0, description="weight of the non-target term")
-
-
-
-
-class FitNetsConfig(Strict):
-    weight: float = Field(100.0, ge=0.0, description="weight of the hint MSE (RepDistiller uses 100); the hint's "
-                          "scale follows the teacher's features: from a width-64 ResNet on Fashion-MNIST, 100 "
-                          "diverged at lr 0.1 and 1 trained")
-
-
-class ATConfig(Strict):
-    weight: float = Field(1000.0, ge=0.0, description="weight of the attention-map loss (RepDistiller uses 1000)")
-    p: float = Field(2.0, gt=0.0, description="attention map: channel mean of |F|^p")
-
-
-class ReviewKDConfig(Strict):
-    """ReviewKD (Chen et al., CVPR 2021): weight 1 as in the authors' ImageNet code and mdistiller's ImageNet
-    config, ramped in over the first 1/12 of the epochs (mdistiller's 20 of 240 on CIFAR-100). Their CIFAR-100
-    recipes weigh it more: 5 in mdistiller's config and for most of the authors' pairs (8, 0.6 and 1 for others)."""
-
-    weight: float = Field(1.0, ge=0.0, description="weight of the hierarchical context loss, summed over tap pairs "
-                          "(CIFAR-100 recipes: 5)")
-    warmup_epochs: int | None = Field(
-        None, ge=0, description="the weight ramps in as min(epoch / warmup, 1) (1-based epochs); default: the "
-                                "first 1/12 of the epochs, at least 1; 0 turns the ramp off")
-
-
-class CRDConfig(Strict):
-    """Contrastive representation distillation (Tian et al., ICLR 2020): RepDistiller's CIFAR-100 recipe, CRD
-    weight 0.8 beside CE weight 1 (method: crd alone, or with kd), except K: RepDistiller draws 16384 negatives, we
-    4096, since each side holds a (batch, K + 1, feat_dim) float32 gather of bank rows for the backward pass (at
-    batch 128 and dim 128: 0.27 GB per side at 4096, 1.07 GB at 16384)."""
-
-    weight: float = Field(0.8, ge=0.0, description="weight of the NCE loss (student side plus teacher side)")
-    feat_dim: int = Field(128, ge=1, description="embedding size of both projection heads and memory banks")
-    nce_k: int = Field(4096, ge=1, description="negatives per sample (capped at the training size - 1); "
-                       "RepDistiller's default is 16384")
-    nce_t: float = Field(0.07, gt=0.0, description="temperature of the embedding scores")
-    momentum: float = Field(0.5, ge=0.0, lt=1.0, description="memory bank update: m <- momentum*m + (1-momentum)*v")
+    bank of views, CRD's memory) refuses it, since a mixed row is two samples."""
+    return METHODS[method].refuse(Offer(cache=True, mixed=True)) is None
 
 
 MAX_VIEWS = 1024  # a bank's views; each is a teacher pass over the training split, built before training
@@ -112,6 +47,9 @@ class CacheConfig(Strict):
 
 
 class DistillConfig(Strict):
+    """Besides these keys, one section per registered method that has settings (distill.dkd, distill.crd, ...)."""
+
+    model_config = ConfigDict(extra="allow")  # the methods' sections; any other key is refused by _sections
     method: str | list[str] = Field(
         "kd", description="one method or several combined: at most one logit method (kd, dkd, dist, nkd, "
                           "mvkd), plus feature methods on taps (fitnets, at, reviewkd) and/or crd (a relation "
@@ -119,27 +57,78 @@ class DistillConfig(Strict):
     temperature: float = Field(4.0, gt=0.0, description="kd, dkd, mvkd (dist and nkd have their own)")
     alpha: float = Field(0.9, ge=0.0, le=1.0, description="kd, mvkd: weight of the distillation term; 1-alpha "
                                                           "weighs CE")
-    dkd: DKDConfig = Field(default_factory=DKDConfig)
-    dist: DISTConfig = Field(default_factory=DISTConfig)
-    nkd: NKDConfig = Field(default_factory=NKDConfig)
     logit_standardization: bool = Field(
         False, description="kd, dkd, dist: z-score both logits per sample (minus its mean, over its std) before "
                            "the temperature (Sun et al., CVPR 2024); temperature and weights keep their meaning, "
                            "the paper's CIFAR runs use T 2 with KD weight 9")
-    fitnets: FitNetsConfig = Field(default_factory=FitNetsConfig)
-    at: ATConfig = Field(default_factory=ATConfig)
-    reviewkd: ReviewKDConfig = Field(default_factory=ReviewKDConfig)
-    crd: CRDConfig = Field(default_factory=CRDConfig)
     student_taps: list[str] | None = Field(
         None, description="student modules whose outputs feature methods read (default: the model's feature_taps)")
     teacher_taps: list[str] | None = Field(
         None, description="teacher modules paired with them, deepest with deepest (default: its feature_taps)")
     cache: CacheConfig = Field(default_factory=CacheConfig)
     mix: MixConfig = Field(default_factory=MixConfig)
+    plugins: list[str] = Field(
+        [], description="modules imported before this section is read, e.g. my_methods (on the Python path); each "
+                        "adds its methods with edgedistill.methods.register_method")
 
     @property
     def methods(self) -> list[str]:
         return [self.method] if isinstance(self.method, str) else list(self.method)
+
+    def settings(self, method: str) -> Strict | None:
+        """The method's own section (a DKDConfig for dkd, ...), None for a method without settings."""
+        return (self.model_extra or {}).get(method)
+
+    def offer(self, **known: Any) -> Offer:
+        """What this section offers the methods, with what else is `known` (processes, rows, classes, bank)."""
+        return Offer(cache=self.cache.enabled, mixed=self.mix.kind != "none", views=self.cache.views,
+                     max_bytes=self.cache.max_bytes, **known)
+
+    def refusal(self, **known: Any) -> str | None:
+        """The first method's reason not to serve this run, from what is `known` of it so far, or None."""
+        return refusal(self.methods, self.offer(**known))
+
+    def live(self, **update: Any) -> "DistillConfig":
+        """The section for training against the live teacher, which has no cached views: a method that reads them
+        (mvkd) becomes plain kd with the same temperature and alpha."""
+        method = ["kd" if "views" in METHODS[m].needs else m for m in self.methods]
+        return self.model_copy(update={"method": method, **update})
+
+    def logit_only(self) -> "DistillConfig":
+        """The logit method alone (kd when there is none), for a fine-tune where new adapters would start
+        untrained (the QAT fine-tune); against the live teacher."""
+        logit = [m for m in self.methods if METHODS[m].kind == "logit"] or ["kd"]
+        return self.model_copy(update={"method": logit}).live()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sections(cls, data: Any) -> Any:
+        """Import the plugins, then validate each registered method's section (filling in its defaults) and refuse
+        any other key, each error at its own key as pydantic names it."""
+        if not isinstance(data, dict):
+            return data
+        import_plugins(data.get("plugins") or [])
+        clash = next((n for n, spec in METHODS.items() if spec.settings is not None and n in cls.model_fields), None)
+        if clash:
+            raise ValueError(f"the method {clash!r} has settings, but distill.{clash} is a key of its own; register "
+                             "the method under another name")
+        data, errors = dict(data), []
+        for key in [k for k in data if k not in cls.model_fields]:
+            spec = METHODS.get(key)
+            if spec is None or spec.settings is None:
+                errors.append(InitErrorDetails(type="extra_forbidden", loc=(key,), input=data[key]))
+                continue
+            try:
+                data[key] = spec.settings.model_validate(data[key])
+            except ValidationError as err:
+                errors += [InitErrorDetails(type=e["type"], loc=(key, *e["loc"]), input=e["input"],
+                                            **({"ctx": e["ctx"]} if "ctx" in e else {})) for e in err.errors()]
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        for name, spec in METHODS.items():
+            if spec.settings is not None and name not in data:
+                data[name] = spec.settings()
+        return data
 
     @model_validator(mode="after")
     def _one_logit_method(self) -> "DistillConfig":
@@ -155,26 +144,25 @@ class DistillConfig(Strict):
         logit = [name for name in m if METHODS[name].kind == "logit"]
         if len(logit) > 1:
             raise ValueError(f"{' and '.join(logit)} are logit methods; choose one")
-        viewed = [name for name in m if "views" in METHODS[name].needs]
-        if viewed and not self.cache.enabled:
-            raise ValueError(f"{viewed[0]} reads the teacher's logits on every cached view: set "
-                             "distill.cache.enabled: true")
-        if self.mix.kind != "none":
-            self._mixable()
+        if self.mix.kind != "none" and self.cache.enabled:
+            raise ValueError(f"mix.kind {self.mix.kind!r} needs the teacher's outputs on every mixed batch, which "
+                             "the cache of fixed views cannot give; set distill.cache.enabled: false (the teacher "
+                             "then runs live)")
+        why = self.refusal()
+        if why:
+            raise ValueError(why)
         if self.logit_standardization and not any(METHODS[name].standardize for name in logit):
             able = ", ".join(name for name, spec in METHODS.items() if spec.standardize)
             raise ValueError(f"distill.logit_standardization applies to {able}, not to "
                              f"{logit[0] if logit else 'plain CE'}; turn it off or pick one of those")
         return self
 
-    def _mixable(self) -> None:
-        """Mixing needs the teacher's outputs on each mixed batch, which no bank of fixed views holds, and a row
-        of a mixed batch is two samples, which a bank keyed by sample cannot file."""
-        if self.cache.enabled:
-            raise ValueError(f"mix.kind {self.mix.kind!r} needs the teacher's outputs on every mixed batch, which "
-                             "the cache of fixed views cannot give; set distill.cache.enabled: false (the teacher "
-                             "then runs live)")
-        keyed = [name for name in self.methods if not takes_mixed_rows(name)]
-        if keyed:
-            raise ValueError(f"{keyed[0]} keeps the teacher's outputs or features per sample, but a mixed row is "
-                             "two samples; choose another method or set distill.mix.kind: none")
+
+def import_plugins(modules: Any) -> None:
+    """Import each module named in distill.plugins, so that the methods it registers can be named."""
+    for name in modules if isinstance(modules, list) else []:
+        try:
+            importlib.import_module(str(name))
+        except Exception as exc:  # a user's module: any error in it is theirs to fix
+            raise ValueError(f"distill.plugins: cannot import {name!r} ({first_line(exc)}); put its folder on the "
+                             "Python path (PYTHONPATH) or fix the module") from None

@@ -1,82 +1,89 @@
-"""Every distillation method by name: its kind, its paper, how it is built and how it reads in a report.
+"""Every distillation method by name: what a registry entry holds (`MethodSpec`), what a run offers a method when a
+check asks whether it can serve it (`Offer`), and `METHODS`, the registry as everything else reads it.
 
-Adding a method is its own file in distill/ (a Method subclass and a `from_config(distill, label_smoothing)`)
-plus one entry here; config validation, build_method, the QAT filter and the report's label all read this table. It imports no
-torch, so the config can check names against it.
+The entries themselves, each holding its builder, are in distill/registry.py; a user's own method is added with
+`register_method(name, MethodSpec(...))` from a module that the config names in `distill.plugins`.
+This module imports no torch: `METHODS` loads distill/registry.py (and torch with it) on its first read, so a
+config module can be imported without torch; validating a distill section reads the registry.
 """
 from __future__ import annotations
 
-import importlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What the run offers its methods, as far as it is known when a check runs: the config alone when it is
+    validated, then the processes and the data before anything is written, then whether the teacher cache was made."""
+
+    cache: bool = False  # distill.cache.enabled
+    mixed: bool = False  # distill.mix is on: a row is two samples blended
+    views: int = 1  # distill.cache.views
+    max_bytes: int | None = None  # distill.cache.max_bytes
+    processes: int = 1  # torchrun's world size
+    rows: int | None = None  # rows a distilled model trains on, the unlabelled pool's included
+    classes: int | None = None
+    bank: bool | None = None  # once the cache was asked for: whether it was made (False: it would not fit)
+    run_dir: str | None = None  # where a refused run can be resumed from
 
 
 @dataclass(frozen=True)
 class MethodSpec:
     kind: str  # "logit": replaces the hard-label loss; "feature": added on top, reads tap features; "relation":
     # added on top like "feature", but relates samples to one another (CRD: a memory bank of every training sample)
-    build: str  # "module:function" that takes (distill config, label smoothing) and returns the loss
+    build: Callable[[Any, Any, float], Any]  # (its settings or None, the distill config, label smoothing) -> loss
     describe: Callable[[dict], str]  # the recipe in words, from the distill section of a config or metrics.json
     paper: str
+    settings: type | None = None  # its own section, distill.<name>: a Strict pydantic model with defaults
     # what it reads of the teacher: "logits", "features" (tap outputs: a teacher that is not a torch module, such as
     # an ONNX file, cannot give them), "views" (logits on every cached augmented view: needs distill.cache)
     needs: frozenset[str] = frozenset({"logits"})
     standardize: bool = False  # accepts distill.logit_standardization (z-scored logits, Sun et al., CVPR 2024)
+    refuse: Callable[[Offer], str | None] = lambda offer: None  # why it cannot serve what the run offers, or None
 
 
-def _ls(d: dict) -> str:
-    return "+LS" if d.get("logit_standardization") else ""
+class Registry(Mapping[str, MethodSpec]):
+    """The built-in methods (distill/registry.py, loaded on first read) followed by those registered since."""
+
+    def __init__(self) -> None:
+        self.added: dict[str, MethodSpec] = {}
+        self.table: dict[str, MethodSpec] | None = None
+
+    def _all(self) -> dict[str, MethodSpec]:
+        if self.table is None:
+            from edgedistill.distill.registry import BUILTIN  # torch: read when first needed, not at import
+
+            self.table = {**BUILTIN, **self.added}
+        return self.table
+
+    def register(self, name: str, spec: MethodSpec) -> None:
+        if name in self._all():
+            raise ValueError(f"a method named {name!r} is already registered")
+        self.added[name] = self.table[name] = spec
+
+    def __getitem__(self, name: str) -> MethodSpec:
+        return self._all()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
 
 
-METHODS: dict[str, MethodSpec] = {
-    "kd": MethodSpec("logit", "edgedistill.distill.kd:from_config",
-                     lambda d: f"kd{_ls(d)} (T={d['temperature']}, alpha={d['alpha']})", "Hinton, Vinyals, Dean 2015",
-                     standardize=True),
-    "dkd": MethodSpec("logit", "edgedistill.distill.dkd:from_config",
-                      lambda d: (f"dkd{_ls(d)} (T={d['temperature']}, alpha={d['dkd']['alpha']}, "
-                                 f"beta={d['dkd']['beta']}, CE weight {d['dkd']['ce_weight']}"
-                                 f"{_warmup(d['dkd'].get('warmup_epochs', 0))})"), "Zhao et al., CVPR 2022",
-                      standardize=True),
-    "dist": MethodSpec("logit", "edgedistill.distill.dist:from_config",
-                       lambda d: (f"dist{_ls(d)} (T={d['dist']['temperature']}, beta={d['dist']['beta']}, "
-                                  f"gamma={d['dist']['gamma']}, CE weight {d['dist']['ce_weight']})"),
-                       "Huang et al., NeurIPS 2022", standardize=True),
-    "nkd": MethodSpec("logit", "edgedistill.distill.nkd:from_config",
-                      lambda d: f"nkd (T={d['nkd']['temperature']}, gamma={d['nkd']['gamma']})",
-                      "Yang et al., ICCV 2023"),
-    "mvkd": MethodSpec("logit", "edgedistill.distill.mvkd:from_config",
-                       lambda d: (f"mvkd (T={d['temperature']}, alpha={d['alpha']}, "
-                                  f"{d.get('cache', {}).get('views', '?')} cached views)"),
-                       "edgedistill's own, unpublished", frozenset({"logits", "views"})),
-    "fitnets": MethodSpec("feature", "edgedistill.distill.fitnets:from_config",
-                          lambda d: f"fitnets (weight {d['fitnets']['weight']})", "Romero et al., ICLR 2015",
-                          frozenset({"features"})),
-    "at": MethodSpec("feature", "edgedistill.distill.at:from_config",
-                     lambda d: f"at (weight {d['at']['weight']}, p={d['at']['p']})", "Zagoruyko, Komodakis, ICLR 2017",
-                     frozenset({"features"})),
-    "reviewkd": MethodSpec("feature", "edgedistill.distill.reviewkd:from_config",
-                           lambda d: (f"reviewkd (weight {d['reviewkd']['weight']}"
-                                      f"{_warmup(d['reviewkd']['warmup_epochs'])})"),
-                           "Chen, Liu, Zhao, Jia, CVPR 2021", frozenset({"features"})),
-    "crd": MethodSpec("relation", "edgedistill.distill.crd:from_config",
-                      lambda d: (f"crd (weight {d['crd']['weight']}, dim {d['crd']['feat_dim']}, "
-                                 f"K={d['crd']['nce_k']}, T={d['crd']['nce_t']})"),
-                      "Tian, Krishnan, Isola, ICLR 2020", frozenset({"features"})),
-}
+METHODS = Registry()
+register_method = METHODS.register
 
 
-def _warmup(epochs: int | None) -> str:
-    """DKD's warm-up as the report says it; a metrics.json from before the warm-up had none."""
+def warmup_words(epochs: int | None) -> str:
+    """A warm-up as the report says it; a metrics.json from before the warm-up had none."""
     return ", no warm-up" if epochs == 0 else ", warm-up 1/12 of epochs" if epochs is None else f", warm-up {epochs}"
 
 
 def of_kind(kind: str) -> list[str]:
     return [name for name, spec in METHODS.items() if spec.kind == kind]
-
-
-def build_one(name: str, distill: Any, label_smoothing: float) -> Any:
-    module, _, function = METHODS[name].build.partition(":")
-    return getattr(importlib.import_module(module), function)(distill, label_smoothing)
 
 
 def describe(distill: dict) -> str:
@@ -86,3 +93,17 @@ def describe(distill: dict) -> str:
     if not set(of_kind("logit")) & set(methods):
         parts.insert(0, "CE")
     return " + ".join(parts)
+
+
+def per_sample(name: str, offer: Offer) -> str | None:
+    """The refusal of a method that files the teacher's outputs or features by sample (a bank of views, CRD's
+    memory): a row of a mixed batch is two samples."""
+    if offer.mixed:
+        return (f"{name} keeps the teacher's outputs or features per sample, but a mixed row is two samples; choose "
+                "another method or set distill.mix.kind: none")
+    return None
+
+
+def refusal(methods: list[str], offer: Offer) -> str | None:
+    """The first of these methods' reasons not to serve what the run offers, or None when all can."""
+    return next((why for why in (METHODS[m].refuse(offer) for m in methods) if why), None)

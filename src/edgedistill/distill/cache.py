@@ -20,6 +20,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -196,49 +197,78 @@ def build_cache(teacher: nn.Module, x, augment: AugmentConfig, views: int, seed:
     return {**meta, "views": views, "taps": len(taps)}
 
 
-def load_or_build(path: Path, teacher: nn.Module, x, y: np.ndarray, augment: AugmentConfig,
-                  views: int, seed: int, taps: list[str], device: torch.device, dtype: torch.dtype | None,
-                  max_bytes: int, compared_at: Shapes = None, max_ram_bytes: int = 1_000_000_000,
-                  stats: tuple | None = None) -> TeacherCache | None:
-    """The bank in the folder `path` when its key matches, else a new one written there; None when it would
-    exceed max_bytes or the disk's free space, in which case the teacher runs live. Of the bank, at most max_ram_bytes is held in
-    memory (the logits first); the rest is read per batch. `compared_at` stores taps at the student's size."""
-    path = Path(path)
-    size = estimated_bytes(teacher, taps, torch.as_tensor(x[:1]).to(device), len(x), views, compared_at)
-    if size > max_bytes:
+@dataclass(frozen=True)
+class CacheSpec:
+    """What a bank holds (the teacher's outputs on `views` augmented views of rows x, at the taps, stored at the
+    student's size `compared_at`), where it lives (`path`, a folder) and its budgets: every input of load_or_build."""
+
+    path: Path
+    teacher: nn.Module
+    x: Any  # the training rows: an array or a PackedImages
+    y: np.ndarray
+    augment: AugmentConfig
+    views: int
+    seed: int
+    taps: list[str]
+    device: torch.device
+    dtype: torch.dtype | None
+    max_bytes: int
+    compared_at: Shapes = None
+    max_ram_bytes: int = 1_000_000_000
+    stats: tuple | None = None  # the inputs' channel mean and std, for colour jitter
+
+    def key(self) -> str:
+        return cache_key(self.teacher, self.x, self.y, self.augment, self.views, self.seed, self.taps, self.dtype,
+                         self.compared_at)
+
+
+def load_or_build(spec: CacheSpec) -> TeacherCache | None:
+    """The bank in the folder `spec.path` when its key matches, else a new one written there; None when it would
+    exceed max_bytes or the disk's free space, in which case the teacher runs live. Of the bank, at most
+    max_ram_bytes is held in memory (the logits first); the rest is read per batch."""
+    path = Path(spec.path)
+    size = estimated_bytes(spec.teacher, spec.taps, torch.as_tensor(spec.x[:1]).to(spec.device), len(spec.x),
+                           spec.views, spec.compared_at)
+    if size > spec.max_bytes:
         log.warning("teacher cache: %d views would take %.2f GB (> distill.cache.max_bytes %.2f GB); the teacher "
-                    "runs live instead", views, size / 1e9, max_bytes / 1e9)
+                    "runs live instead", spec.views, size / 1e9, spec.max_bytes / 1e9)
         return None
-    key = cache_key(teacher, x, y, augment, views, seed, taps, dtype, compared_at)
+    key = spec.key()
     meta, built = read_bank_meta(path), False
     if meta is None or meta.get("key") != key:
         path.parent.mkdir(parents=True, exist_ok=True)
         for stale in path.parent.glob(f".{path.name}.tmp-*"):  # a killed build's; the run's lock makes it no one's
             shutil.rmtree(stale, ignore_errors=True)
-        if size > shutil.disk_usage(path.parent).free:
+        free = shutil.disk_usage(path.parent).free
+        if size > free:
             log.warning("teacher cache: %d views would take %.2f GB, more than the %.2f GB free on the run "
-                        "folder's disk; the teacher runs live instead", views, size / 1e9,
-                        shutil.disk_usage(path.parent).free / 1e9)
+                        "folder's disk; the teacher runs live instead", spec.views, size / 1e9, free / 1e9)
             return None
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.mkdir(parents=True)
-        try:
-            meta = {"format": FORMAT, "key": key, **build_cache(teacher, x, augment, views, seed, taps, device,
-                                                                 dtype, tmp, compared_at=compared_at, stats=stats)}
-            (tmp / "meta.json").write_text(json.dumps(meta))
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()  # a bank of the old single-file format
-            tmp.rename(path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        built = True
-    ram = [max_ram_bytes]
+        meta, built = build_into(path, spec, key), True
+    ram = [spec.max_ram_bytes]
     names = ["logits", "params"] + [f"feat{t}" for t in range(meta["taps"])]
     banks = {name: open_bank(path, name, meta[name], ram) for name in names}
-    return TeacherCache(meta["views"], banks["params"], banks["logits"], [banks[n] for n in names[2:]], augment,
-                        built=built, stats=stats)
+    return TeacherCache(meta["views"], banks["params"], banks["logits"], [banks[n] for n in names[2:]], spec.augment,
+                        built=built, stats=spec.stats)
+
+
+def build_into(path: Path, spec: CacheSpec, key: str) -> dict:
+    """Build the bank in a temporary folder beside `path`, then put it in its place; returns its meta."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.mkdir(parents=True)
+    try:
+        meta = {"format": FORMAT, "key": key,
+                **build_cache(spec.teacher, spec.x, spec.augment, spec.views, spec.seed, spec.taps, spec.device,
+                              spec.dtype, tmp, compared_at=spec.compared_at, stats=spec.stats)}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()  # a bank of the old single-file format
+        tmp.rename(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return meta
 
 
 def read_bank_meta(path: Path) -> dict | None:

@@ -14,12 +14,24 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from edgedistill.distill.method import Method
-from edgedistill.distill.standardize import standardized
+from edgedistill.distill.standardize import standardized, standardized_words
 from edgedistill.distill.targets import labeled_ce
+from edgedistill.strict import Strict
 
 EPS = 1e-8
+
+
+class DISTConfig(Strict):
+    """distill.dist: the authors' ImageNet recipe, T 1 with beta = gamma = 2 (their configs weigh DIST(beta=1,
+    gamma=1) by kd_loss_weight 2); their CIFAR-100 recipe is T 4 with the same weights."""
+
+    temperature: float = Field(1.0, gt=0.0, description="DIST's own temperature (distill.temperature is KD's)")
+    beta: float = Field(2.0, ge=0.0, description="weight of the inter-class relation (per-sample correlation)")
+    gamma: float = Field(2.0, ge=0.0, description="weight of the intra-class relation (per-class correlation)")
+    ce_weight: float = Field(1.0, ge=0.0)
 
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -38,9 +50,14 @@ def dist_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     return inter * temperature**2, intra * temperature**2
 
 
-def from_config(distill, label_smoothing: float) -> "DIST":
-    d = distill.dist
-    return DIST(d.temperature, d.beta, d.gamma, d.ce_weight, label_smoothing, distill.logit_standardization)
+def build(settings: DISTConfig, distill, label_smoothing: float) -> "DIST":
+    return DIST(**settings.model_dump(), label_smoothing=label_smoothing, standardize=distill.logit_standardization)
+
+
+def describe(d: dict) -> str:
+    s = d["dist"]
+    return (f"dist{standardized_words(d)} (T={s['temperature']}, beta={s['beta']}, gamma={s['gamma']}, "
+            f"CE weight {s['ce_weight']})")
 
 
 class DIST(Method):

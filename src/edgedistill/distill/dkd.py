@@ -14,10 +14,25 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from edgedistill.distill.method import Method, warmup_factor
-from edgedistill.distill.standardize import standardized
+from edgedistill.distill.standardize import standardized, standardized_words
 from edgedistill.distill.targets import labeled_ce, target_classes
+from edgedistill.methods import warmup_words
+from edgedistill.strict import Strict
+
+
+class DKDConfig(Strict):
+    """distill.dkd: Decoupled KD weights (mdistiller's defaults for CIFAR-100: alpha 1, beta 8, CE weight 1)."""
+
+    alpha: float = Field(1.0, ge=0.0, description="weight of the target-class term (TCKD)")
+    beta: float = Field(8.0, ge=0.0, description="weight of the non-target term (NCKD)")
+    ce_weight: float = Field(1.0, ge=0.0)
+    warmup_epochs: int | None = Field(
+        None, ge=0, description="TCKD and NCKD ramp in over this many epochs (factor epoch/warmup, 1-based), as "
+                                "published; default: the first 1/12 of the epochs, at least 1 (mdistiller: 20 of "
+                                "240); 0 turns the ramp off")
 
 
 def target_and_rest(logits: torch.Tensor, gt: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -40,10 +55,15 @@ def dkd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target
     return tckd, nckd
 
 
-def from_config(distill, label_smoothing: float) -> "DKD":
-    d = distill.dkd
-    return DKD(distill.temperature, d.alpha, d.beta, d.ce_weight, label_smoothing, d.warmup_epochs,
-               distill.logit_standardization)
+def build(settings: DKDConfig, distill, label_smoothing: float) -> "DKD":
+    return DKD(distill.temperature, **settings.model_dump(), label_smoothing=label_smoothing,
+               standardize=distill.logit_standardization)
+
+
+def describe(d: dict) -> str:
+    s = d["dkd"]
+    return (f"dkd{standardized_words(d)} (T={d['temperature']}, alpha={s['alpha']}, beta={s['beta']}, "
+            f"CE weight {s['ce_weight']}{warmup_words(s.get('warmup_epochs', 0))})")
 
 
 class DKD(Method):

@@ -6,16 +6,11 @@ with the student and passes the recorded features.
 """
 from __future__ import annotations
 
-import logging
-
 import torch
 import torch.nn as nn
 
-from edgedistill.distill.at import AttentionTransfer
 from edgedistill.distill.method import FeatureMethod, Method
-from edgedistill.distill.taps import TapRecorder, align, pair_taps, resolve_taps
-
-log = logging.getLogger("edgedistill")
+from edgedistill.distill.taps import TapRecorder, pair_taps, resolve_taps
 
 
 class FeatureDistillation(Method):
@@ -44,14 +39,10 @@ class FeatureDistillation(Method):
                                                                                           sample)
         self.tap_shapes = [tuple(f.shape[1:]) for f in s_feats]
         for m in self.feature_methods:
-            m.num_train = num_train
+            m.num_train, m.taps = num_train, self.student_taps
             own = m.build(s_feats, t_feats)
             if own is not None:
                 self.trainable.append(own)
-        flat = [s for s, sf, tf in zip(self.student_taps, s_feats, t_feats) if align(sf, tf)[0][0, 0].numel() == 1]
-        if flat and any(isinstance(m, AttentionTransfer) for m in self.feature_methods):
-            log.warning("attention transfer on taps %s compares maps of one position, which carry no information; "
-                        "name taps with a spatial or time axis in distill.student_taps/teacher_taps", flat)
         self.trainable.to(sample.device)
         self.ready = True
         return self

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from edgedistill.distill.method import Method
-from edgedistill.distill.standardize import standardized
+from edgedistill.distill.standardize import standardized, standardized_words
 from edgedistill.distill.targets import labeled_ce
 
 
@@ -20,8 +20,12 @@ def kd_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperatur
     return F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True) * temperature**2
 
 
-def from_config(distill, label_smoothing: float) -> "HintonKD":
+def build(settings: None, distill, label_smoothing: float) -> "HintonKD":
     return HintonKD(distill.temperature, distill.alpha, label_smoothing, distill.logit_standardization)
+
+
+def describe(d: dict) -> str:
+    return f"kd{standardized_words(d)} (T={d['temperature']}, alpha={d['alpha']})"
 
 
 class HintonKD(Method):

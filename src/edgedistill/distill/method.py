@@ -53,6 +53,7 @@ class FeatureMethod:
 
     wants: frozenset[str] = frozenset()
     num_train: int | None = None  # the training split's size, set by FeatureDistillation.setup before `build`
+    taps: list[str] = []  # the paired student taps' names, set by FeatureDistillation.setup before `build`
 
     def build(self, student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor]) -> nn.Module | None:
         return None

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from edgedistill.distill.kd import kd_kl
 from edgedistill.distill.method import Method
 from edgedistill.distill.targets import labeled_ce
+from edgedistill.methods import Offer, per_sample
 
 
 def mean_view_kl(student_logits: torch.Tensor, views: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -26,8 +27,29 @@ def mean_view_kl(student_logits: torch.Tensor, views: torch.Tensor, temperature:
     return F.kl_div(log_p_s, p_mean, reduction="batchmean") * temperature**2
 
 
-def from_config(distill, label_smoothing: float) -> "MultiViewKD":
+def build(settings: None, distill, label_smoothing: float) -> "MultiViewKD":
     return MultiViewKD(distill.temperature, distill.alpha, label_smoothing)
+
+
+def describe(d: dict) -> str:
+    return f"mvkd (T={d['temperature']}, alpha={d['alpha']}, {d.get('cache', {}).get('views', '?')} cached views)"
+
+
+def refuse(offer: Offer) -> str | None:
+    """Every view's logits come from the teacher cache alone: no cache, a bank that cannot fit, mixed rows."""
+    if not offer.cache:
+        return "mvkd reads the teacher's logits on every cached view: set distill.cache.enabled: true"
+    if offer.rows is not None and offer.classes is not None and offer.max_bytes is not None:
+        logits_bytes = offer.rows * offer.views * offer.classes * 4  # float32, K views per row
+        if logits_bytes > offer.max_bytes:
+            return (f"distill.cache.max_bytes: mvkd reads the teacher's logits on every cached view, which need "
+                    f"{logits_bytes / 1e9:.2f} GB for {offer.views} views; raise it or lower distill.cache.views")
+    if offer.bank is False:
+        return ("mvkd reads the teacher's logits on every cached view, but the bank would exceed "
+                "distill.cache.max_bytes or the disk's free space; free some space and continue with "
+                f"`edgedistill run --resume {offer.run_dir}`, or start again with a larger max_bytes or fewer "
+                "distill.cache.views")
+    return per_sample("mvkd", offer)
 
 
 class MultiViewKD(Method):

@@ -11,9 +11,19 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from edgedistill.distill.method import Method
 from edgedistill.distill.targets import labeled_ce, target_classes
+from edgedistill.strict import Strict
+
+
+class NKDConfig(Strict):
+    """distill.nkd: the authors' defaults."""
+
+    temperature: float = Field(1.0, gt=0.0, description="temperature of the non-target term (the target term "
+                                                         "uses 1)")
+    gamma: float = Field(1.5, ge=0.0, description="weight of the non-target term")
 
 
 def nkd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
@@ -28,8 +38,12 @@ def nkd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target
     return target, non_target * temperature**2
 
 
-def from_config(distill, label_smoothing: float) -> "NKD":
-    return NKD(distill.nkd.temperature, distill.nkd.gamma, label_smoothing)
+def build(settings: NKDConfig, distill, label_smoothing: float) -> "NKD":
+    return NKD(**settings.model_dump(), label_smoothing=label_smoothing)
+
+
+def describe(d: dict) -> str:
+    return f"nkd (T={d['nkd']['temperature']}, gamma={d['nkd']['gamma']})"
 
 
 class NKD(Method):

@@ -18,3 +18,8 @@ def standardized(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
                  on: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Both logits z-scored when `on` (distill.logit_standardization), else as they are."""
     return (zscore(student_logits), zscore(teacher_logits)) if on else (student_logits, teacher_logits)
+
+
+def standardized_words(distill: dict) -> str:
+    """'+LS' after a method's name in a report when its logits are standardised."""
+    return "+LS" if distill.get("logit_standardization") else ""

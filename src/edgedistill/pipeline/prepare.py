@@ -17,7 +17,6 @@ from edgedistill.data import DataSplits, load_dataset
 from edgedistill.deploy import check_deploy, deploy_plan, get_device
 from edgedistill.distill.trainer import check_train_config
 from edgedistill.errors import UserError
-from edgedistill.methods import METHODS
 from edgedistill.modelbuild import build_model
 from edgedistill.pipeline.stages import check_student
 from edgedistill.pipeline.state import Run
@@ -76,12 +75,12 @@ def check_augment(cfg: ExperimentConfig, data: DataSplits) -> None:
 
 
 def check_distill(cfg: ExperimentConfig, data: DataSplits) -> None:
-    """What the method needs of the run, known before any training: CRD's memory bank is one process's (its rows
-    are not gathered across processes), and a multi-view bank of logits has a size known from the data alone."""
-    methods = cfg.distill.methods
-    if "crd" in methods and distributed.world_size() > 1:
-        raise UserError("distill.method: crd keeps its memory bank in one process; run it without torchrun, or "
-                        "choose another method")
+    """What the methods cannot serve, known before any training from the processes and the data (each method's
+    `refuse` says), and what mixing needs of the inputs."""
+    why = cfg.distill.refusal(processes=distributed.world_size(), rows=len(data.x_train) + data.n_pool,
+                              classes=data.num_classes)
+    if why:
+        raise UserError(why)
     mix = cfg.distill.mix.kind
     if mix != "none" and data.text:
         raise UserError(f"distill.mix.kind: {mix} blends inputs, but {data.name!r} gives token ids, which cannot be "
@@ -89,13 +88,6 @@ def check_distill(cfg: ExperimentConfig, data: DataSplits) -> None:
     if mix == "cutmix" and len(data.input_shape) < 2:
         raise UserError(f"distill.mix.kind: cutmix pastes a box of an image or a span of a sequence, but "
                         f"{data.name!r} gives inputs of shape {data.input_shape}; use mixup")
-    cc = cfg.distill.cache
-    viewed = [m for m in methods if "views" in METHODS[m].needs]
-    logits_bytes = (len(data.x_train) + data.n_pool) * cc.views * data.num_classes * 4  # float32, K views per row
-    if viewed and logits_bytes > cc.max_bytes:
-        raise UserError(f"distill.cache.max_bytes: {viewed[0]} reads the teacher's logits on every cached view, "
-                        f"which need {logits_bytes / 1e9:.2f} GB for {cc.views} views; raise it or lower "
-                        "distill.cache.views")
 
 
 def prepare(cfg: ExperimentConfig) -> Run:

@@ -14,12 +14,11 @@ from edgedistill import distributed
 from edgedistill.checkpoint import save_checkpoint
 from edgedistill.compress import prune_to_budget
 from edgedistill.compress.qat import attach_fake_quant, detach_fake_quant
-from edgedistill.config import DistillConfig, ExperimentConfig, ModelConfig
+from edgedistill.config import ExperimentConfig, ModelConfig
 from edgedistill.data import DataSplits
-from edgedistill.distill import CrossEntropy, Method, build_method
-from edgedistill.distill.cache import TeacherCache, load_or_build
+from edgedistill.distill import CrossEntropy, Method, build_method, set_up_method
+from edgedistill.distill.cache import CacheSpec, TeacherCache, load_or_build
 from edgedistill.distill.mix import Mixer
-from edgedistill.methods import METHODS
 from edgedistill.distill.resume import Resume, TrainResult
 from edgedistill.distill.trainer import Callback, EpochLog, Trainer, batch_source, check_train_config
 from edgedistill.errors import UserError
@@ -101,24 +100,18 @@ def train_students(run: Run) -> dict[Role, Trained]:
     cfg, teacher = run.cfg, run.teacher
     scratch = build_model(cfg.student, "student", run.data, cfg.seed + 1)
     init_state = {k: v.clone() for k, v in scratch.state_dict().items()}
-    method = build_method(cfg.distill, cfg.student.train.label_smoothing)
-    cache, set_up = None, cfg.distill.cache.enabled
-    if set_up:  # the method names the taps the cache must store, so it is set up first
-        method.setup(scratch.to(run.accel), teacher.to(run.accel), sample(run), num_train=n_taught(run))
-        cache = teacher_cache(run, method)  # None when the bank would exceed max_bytes: the teacher runs live
-    if cache is None and "views" in method.wants:
-        viewed = next((m for m in cfg.distill.methods if "views" in METHODS[m].needs), "the method")
-        raise UserError(f"{viewed} reads the teacher's logits on every cached view, but the bank would exceed "
-                        "distill.cache.max_bytes or the disk's free space; free some space and continue with "
-                        f"`edgedistill run --resume {run.run_dir}`, or start again with a larger max_bytes or "
-                        "fewer distill.cache.views")
+    # set up on the control's copy of the student (same weights), since the cache stores the taps it names
+    method = set_up_method(cfg.distill, cfg.student.train.label_smoothing, scratch.to(run.accel),
+                           teacher.to(run.accel), sample(run), n_taught(run))
+    cache = teacher_cache(run, method)  # None when the bank would exceed max_bytes: the teacher runs live
+    why = cfg.distill.refusal(bank=cache is not None if cfg.distill.cache.enabled else None, run_dir=str(run.run_dir))
+    if why:
+        raise UserError(why)
     ce = CrossEntropy(cfg.student.train.label_smoothing)
     out = {Role.STUDENT_SCRATCH: Trained(scratch, train_role(run, Role.STUDENT_SCRATCH, scratch, cfg.student, ce,
                                                              cache=cache), cfg.student)}
     kd_student = build_model(cfg.student, "student", run.data, cfg.seed + 1)
     kd_student.load_state_dict(init_state)
-    if not set_up:
-        method.setup(kd_student.to(run.accel), teacher.to(run.accel), sample(run), num_train=n_taught(run))
     out[Role.STUDENT_KD] = Trained(kd_student, train_role(run, Role.STUDENT_KD, kd_student, cfg.student, method,
                                                           teacher=teacher, cache=cache), cfg.student)
     return out
@@ -130,18 +123,21 @@ def n_taught(run: Run) -> int:
 
 
 def teacher_cache(run: Run, method: Method) -> TeacherCache | None:
-    """The teacher's outputs on a bank of views, shared by the scratch and the distilled student (same inputs);
-    it covers the unlabelled pool after the labelled rows, so the scratch student reads the rows it always did."""
+    """The teacher's outputs on a bank of views, shared by the scratch and the distilled student (same inputs),
+    when distill.cache asks for it; it covers the unlabelled pool after the labelled rows, so the scratch student
+    reads the rows it always did."""
     cfg, cc = run.cfg, run.cfg.distill.cache
+    if not cc.enabled:
+        return None
     _, dtype = check_train_config(cfg.student.train, run.accel)
     t0 = time.perf_counter()
     x, y = run.data.training_rows(with_pool=True)
+    spec = CacheSpec(run.run_dir / "cache" / "teacher_outputs", run.teacher.to(run.accel), x, y, cfg.data.augment,
+                     cc.views, cfg.seed, method.teacher_taps, run.accel, dtype, cc.max_bytes,
+                     compared_at=method.tap_shapes, max_ram_bytes=cc.max_ram_bytes, stats=run.data.pixel_stats)
 
     def load() -> TeacherCache | None:
-        return load_or_build(run.run_dir / "cache" / "teacher_outputs", run.teacher.to(run.accel),
-                             x, y, cfg.data.augment, cc.views, cfg.seed,
-                             method.teacher_taps, run.accel, dtype, cc.max_bytes, compared_at=method.tap_shapes,
-                             max_ram_bytes=cc.max_ram_bytes, stats=run.data.pixel_stats)
+        return load_or_build(spec)
 
     cache = distributed.on_main(load)  # rank 0 builds and writes the bank; the others then read that file
     if not distributed.is_main():
@@ -149,13 +145,6 @@ def teacher_cache(run: Run, method: Method) -> TeacherCache | None:
     if cache is not None:
         emit("teacher_cache", views=cache.views, built=cache.built, seconds=time.perf_counter() - t0)
     return cache
-
-
-def live_distill(distill: DistillConfig, **update) -> DistillConfig:
-    """The distill section for a fine-tune against the live teacher, which has no cached views: a method that
-    reads them (mvkd) becomes plain kd with the same temperature and alpha."""
-    method = ["kd" if "views" in METHODS[m].needs else m for m in distill.methods]
-    return distill.model_copy(update={"method": method, **update})
 
 
 def prune_teacher(run: Run) -> tuple[Trained, dict]:
@@ -168,8 +157,8 @@ def prune_teacher(run: Run) -> tuple[Trained, dict]:
     train = cfg.student.train.model_copy(update={"epochs": pc.epochs or cfg.student.train.epochs})
     mcfg = ModelConfig(model=cfg.teacher.model, args=cfg.teacher.args, train=train)
     # the pruned teacher keeps the teacher's module names, so feature methods read its own feature_taps
-    method = build_method(live_distill(cfg.distill, student_taps=None), train.label_smoothing)
-    method.setup(pruned.to(run.accel), run.teacher.to(run.accel), sample(run), num_train=n_taught(run))
+    method = set_up_method(cfg.distill.live(student_taps=None), train.label_smoothing, pruned.to(run.accel),
+                           run.teacher.to(run.accel), sample(run), n_taught(run))
     result = train_role(run, Role.TEACHER_PRUNED, pruned, mcfg, method, teacher=run.teacher)
     return Trained(pruned, result, cfg.teacher), info
 
@@ -183,8 +172,7 @@ def quantization_aware_finetune(run: Run) -> Trained:
     train = cfg.student.train.model_copy(update={"epochs": cfg.deploy.qat_epochs, "schedule": "cosine",
                                                  "lr": cfg.student.train.lr * cfg.deploy.qat_lr_scale})
     mcfg = ModelConfig(model=cfg.student.model, args=cfg.student.args, train=train)
-    logit = [m for m in cfg.distill.methods if METHODS[m].kind == "logit"] or ["kd"]  # adapters would start untrained
-    method = build_method(live_distill(cfg.distill.model_copy(update={"method": logit})), train.label_smoothing)
+    method = build_method(cfg.distill.logit_only(), train.label_smoothing)
     result = train_role(run, Role.STUDENT_KD_QAT, model, mcfg, method, teacher=run.teacher)
     detach_fake_quant(model, handles)
     if distributed.is_main():
