@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model, model_validator
 
 from edgedistill.errors import UserError
+from edgedistill.roles import COMPARED, Role
 
 SCHEMA_VERSION = 4  # documented in docs/metrics.md; older versions are migrated on reading
 
@@ -125,14 +126,9 @@ class ModelRecord(Open):
     deploy: Optional[Deploy] = None
 
 
-class Models(Open):
-    """Keyed by roles.Role: the three compared models always, the pruned teacher and the QAT student when made."""
-
-    teacher: ModelRecord
-    student_scratch: ModelRecord
-    student_kd: ModelRecord
-    teacher_pruned: Optional[ModelRecord] = None
-    student_kd_qat: Optional[ModelRecord] = None
+Models = create_model(  # keyed by roles.Role: the compared models always, the others when the run made them
+    "Models", __base__=Open,
+    **{role.value: (ModelRecord, ...) if role in COMPARED else (Optional[ModelRecord], None) for role in Role})
 
 
 class Dataset(Open):
@@ -213,8 +209,8 @@ def migrate_v2(raw: dict) -> dict:
     models = raw.get("models")
     if isinstance(models, dict) and isinstance(models.get("student_pruned"), dict):
         record = models.pop("student_pruned")
-        record["role"] = "teacher_pruned"
-        models["teacher_pruned"] = record
+        record["role"] = Role.TEACHER_PRUNED.value
+        models[Role.TEACHER_PRUNED.value] = record
     raw["schema_version"] = 3
     return raw
 

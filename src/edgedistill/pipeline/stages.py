@@ -20,7 +20,7 @@ from edgedistill.pipeline.state import Run
 from edgedistill.pipeline.training import (obtain_teacher, prune_teacher, quantization_aware_finetune,
                                            train_students)
 from edgedistill.progress import emit, track
-from edgedistill.roles import Role
+from edgedistill.roles import Role, Side
 from edgedistill.teachers.base import ExternalTeacher
 
 
@@ -38,7 +38,7 @@ def search(run: Run) -> Run:
         run.search = search_student(run.cfg, run.data, run.profile, run.accel, build_model)
         atomic_write_text(saved, json.dumps(run.search, indent=2))
     student = run.cfg.student.model_copy(update={"model": run.search["family"], "args": run.search["args"]})
-    run.cfg = run.cfg.model_copy(update={"student": student})
+    run.cfg = run.cfg.model_copy(update={Side.STUDENT.value: student})
     run.early_fit = check_student(run)
     return run
 
@@ -46,7 +46,7 @@ def search(run: Run) -> Run:
 def check_student(run: Run) -> dict | None:
     """Build the student, so a mismatch or a device overflow is reported before any training."""
     cfg = run.cfg
-    probe = build_model(cfg.student, "student", run.data, cfg.seed + 1)
+    probe = build_model(cfg.student, Side.STUDENT, run.data, cfg.seed + 1)
     return early_fit_warning(cfg, probe, run.data, run.profile) if cfg.deploy.enabled and distributed.is_main() \
         else None
 
@@ -131,7 +131,7 @@ def deploying(run: Run) -> bool:
 
 STAGES = (
     Stage("search", search, when=lambda run: run.cfg.student.model == "auto"),
-    Stage("teacher", teacher),
+    Stage(Role.TEACHER.value, teacher),
     Stage("prune", prune, when=lambda run: run.cfg.compress.prune.enabled),
     Stage("students", students),
     Stage("evaluate", evaluate),
