@@ -16,7 +16,7 @@ from edgedistill.data import DataSplits
 from edgedistill.deploy import DeviceProfile, NoFormat, check_deploy, deploy_model, get_device, preferred_format
 from edgedistill.distill.trainer import predict_logits
 from edgedistill.errors import UserError
-from edgedistill.metrics import produce_metrics
+from edgedistill.metrics import Metrics, produce_metrics
 from edgedistill.modelbuild import build_model
 from edgedistill.pipeline.prepare import load_data
 from edgedistill.report import read_metrics, write_reports
@@ -143,7 +143,7 @@ def _export(run_dir: Path, formats: list[str], roles: list[str] | None = None) -
             failed.setdefault(fmt, {})[role] = why
         metrics["models"][role]["deploy"] = merge_deploy(metrics["models"][role].get("deploy") or {}, new, device)
     write_reports(run_dir, metrics)
-    metrics = produce_metrics(metrics)
+    metrics = produce_metrics(Metrics.model_validate(metrics))
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     return metrics, [f"--format {fmt}: could not export {', '.join(why)}: {next(iter(why.values()))}"
                      for fmt, why in failed.items()]

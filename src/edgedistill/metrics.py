@@ -1,10 +1,11 @@
 """The schema of metrics.json: what the reports, `compare` and `--seeds` read from a run. An old or hand-edited file
 is checked against it once, on reading, so a missing key is named in one line instead of surfacing as a KeyError
-deep inside a report. Keys the schema does not name are kept as they are.
+deep inside a report. Every key the tool writes is named here: an unknown one is refused, on writing and on
+reading, so a misspelt optional key cannot pass.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model, model_validator
 
@@ -14,72 +15,143 @@ from edgedistill.roles import COMPARED, Role
 SCHEMA_VERSION = 4  # documented in docs/metrics.md; older versions are migrated on reading
 
 
-class Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class Record(BaseModel):
+    """A part of metrics.json this tool writes: every key it may hold is named, so a misspelt one is an error."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    def to_json(self) -> dict:
+        """The dict metrics.json holds for it: the keys that were given, in the schema's order."""
+        return self.model_dump(exclude_unset=True)
 
 
-class ClassScores(Open):
+Number = Union[int, float]  # kept as written: a byte count stays an int, a ratio a float
+
+
+class ClassScores(Record):
     precision: float
     recall: float
     f1: float
     support: int
 
 
-class TestScores(Open):
+class TestScores(Record):
     accuracy: float
     precision_macro: float
     recall_macro: float
     f1_macro: float
+    absent_classes: list[str] = []
     per_class: dict[str, ClassScores]
     confusion_matrix: list[list[int]]
-    absent_classes: list[str] = []
 
 
-class Check(Open):
-    used: Any
+class ValScores(Record):
+    accuracy: float
+
+
+class Check(Record):
+    used: Any  # bytes, milliseconds, or the dtype for the dtype check
     budget: Any
+    margin: Optional[Number] = None
     margin_pct: Optional[float]
     fits: bool
+    how: Optional[str] = None
+    runtime_source: Optional[str] = None  # flash: where the runtime's own figures come from
+    estimate: Optional[Number] = None  # ram: the graph-walk estimate, beside a measured figure
+    range_ms: Optional[list[float]] = None  # latency: a calibrated Cortex-M estimate's range
+    estimate_ms: Optional[float] = None
 
 
 class LatencyCheck(Check):
     how: str
 
 
-class Checks(Open):
+class Checks(Record):
     dtype: Check
     flash: Check
     ram: Check
     latency_ms: LatencyCheck
 
 
-class Fit(Open):
-    fits: bool
+class Fit(Record):
+    """The verdict for one exported file on the device."""
+
+    device: Optional[str] = None
     dtype: str
-    overflows: list[str]
+    fits: bool
     checks: Checks
+    overflows: list[str]
+    ram_counts_weights: Optional[bool] = None
+    measured: Optional[list[str]] = None
 
 
-class Latency(Open):
+class EarlyFit(Fit):
+    """The untrained student's verdict before training, in the device's preferred format."""
+
+    format: str
+
+
+class Failure(Record):
+    error: str
+
+
+class Latency(Record):
     latency_p50_ms: float
     latency_p95_ms: float
-    throughput_per_s: float
     throughput_batch: int
+    throughput_per_s: float
     threads: int
+    runs: Optional[int] = None
+    measured_on: Optional[str] = None
+    meaningful: Optional[bool] = None
 
 
-class Format(Open):
+class Npu(Record):
+    """Vela's compile of the tflm-int8 file for an Ethos-U NPU."""
+
+    file: str
+    file_bytes: int
+    accelerator: str
+    system_config: str
+    memory_mode: str
+    clock_hz: float
+    sram_bytes: int
+    flash_bytes: int
+    inference_ms: float
+    cycles: int
+    cpu_operators: str
+    how: str
+
+
+class Format(Record):
+    """One exported file, scored through its own runtime; the optional keys are those a backend measures."""
+
     runtime: str
     dtype: str
     file: str
+    note: Optional[str] = None
+    input_bits_refused: Optional[str] = None  # onnxruntime-int8: why a 16-bit input was refused
     file_bytes: int
     peak_activation_bytes: int
+    input_bits: Optional[int] = None  # onnxruntime-int8: 16 when the input is quantized to 16 bits
+    measured_ram_bytes: Optional[int] = None  # tflm: the arena it runs in
+    arena_recorded_total_bytes: Optional[int] = None
+    ram_how: Optional[str] = None
+    files: Optional[list[str]] = None  # tflm: the C pair
+    operators: Optional[list[str]] = None
+    arena_margin_bytes: Optional[int] = None
+    op_resolver: Optional[list[str]] = None
+    npu: Optional[Npu] = None
+    deliverable: Optional[str] = None  # an NPU's compiled file, which the firmware loads
+    deliverable_bytes: Optional[int] = None
     test_accuracy: float
     val_accuracy: float
+    max_abs_logit_diff: Optional[float] = None
+    argmax_agreement: Optional[float] = None
     host_latency: Latency
 
 
-class Deploy(Open):
+class Deploy(Record):
     """Either an export that ran (formats and their fit) or the error that stopped it."""
 
     error: Optional[str] = None
@@ -87,6 +159,7 @@ class Deploy(Open):
     formats: dict[str, Format] = {}  # keyed runtime-dtype: tflm-int8, onnxruntime-fp32, ...
     fit: dict[str, Fit] = {}
     failed: dict[str, str] = {}  # formats whose converter or runtime failed, with the reason
+    val_accuracy_torch: Optional[float] = None
     preferred: Optional[str] = None
 
     @model_validator(mode="after")
@@ -101,37 +174,66 @@ class Deploy(Open):
                 raise ValueError(f"'preferred' names {self.preferred!r}, which is not among 'formats'")
         return self
 
+    @property
+    def chosen(self) -> tuple[Format, Fit] | None:
+        """The preferred format and its verdict, the pair reports judge by; None when the export failed."""
+        return None if self.error is not None else (self.formats[self.preferred], self.fit[self.preferred])
 
-class Rows(Open):
+
+class Rows(Record):
     labeled: int
     unlabeled: int
 
 
-class Train(Open):
+class Train(Record):
     best_epoch: int
     best_val_accuracy: float
     epochs: int
-    history: list[dict[str, Any]]
+    seconds: Optional[float] = None
+    history: list[dict[str, Any]]  # one row per epoch; its train_<term> keys are the method's loss terms
     rows_per_epoch: Optional[Rows] = None  # from version 4; the training rows of the last epoch
 
 
-class ModelRecord(Open):
+class Pruning(Record):
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+    target_params: Optional[int]
+    target_macs: Optional[int]
+    importance: str
+
+
+class ModelRecord(Record):
+    """One model of the run: what it is, how it trained, how it scores, and its deployment."""
+
     role: str
     model: str
     args: dict[str, Any]
     params: int
     size_fp32_bytes: int
-    test: TestScores
+    checkpoint: Optional[str] = None
+    source: Optional[str] = None
     train: Optional[Train] = None
+    onnx: Optional[dict[str, Any]] = None  # an ONNX teacher: how its file was read (teachers/onnx.py)
+    files: Optional[list[str]] = None  # an ensemble teacher's member files
+    ensemble: Optional[dict[str, Any]] = None  # an ensemble teacher: weights, combine, members
+    test: TestScores
+    val: Optional[ValScores] = None
+    pruning: Optional[Pruning] = None  # teacher_pruned
+    distill: Optional[dict[str, Any]] = None  # student_kd, teacher_pruned: the distill config section
+    deploy_skipped: Optional[str] = None  # an ONNX or ensemble teacher: why it was not exported
     deploy: Optional[Deploy] = None
+    qat_reason: Optional[str] = None  # student_kd_qat
+    ptq_int8_val_loss_points: Optional[float] = None
 
 
 Models = create_model(  # keyed by roles.Role: the compared models always, the others when the run made them
-    "Models", __base__=Open,
+    "Models", __base__=Record,
     **{role.value: (ModelRecord, ...) if role in COMPARED else (Optional[ModelRecord], None) for role in Role})
 
 
-class Dataset(Open):
+class Dataset(Record):
     name: str
     description: str
     input_shape: list[int]
@@ -141,39 +243,72 @@ class Dataset(Open):
     n_val: int
     n_test: int
     n_unlabeled: int
+    unlabeled: Optional[dict[str, Any]] = None  # where the pool came from (data/unlabeled.py)
 
 
-class Device(Open):
+class Device(Record):
+    """The device profile the run was checked against, as `edgedistill devices` lists it."""
+
     name: str
     description: str
     flash_bytes: int
     ram_bytes: int
+    cores: Optional[int] = None
+    dtypes: Optional[list[str]] = None
+    weights_in_ram: Optional[bool] = None
+    latency_budget_ms: Optional[float] = None
+    macs_per_second: Optional[dict[str, float]] = None
+    core: Optional[str] = None
+    clock_hz: Optional[float] = None
     macs_source: str
+    measured_on_host: Optional[bool] = None
+    formats: Optional[list[str]] = None
+    runtime_flash_bytes: Optional[int] = None
+    runtime_ram_bytes: Optional[int] = None
+    runtime_source: Optional[str] = None
+    npu: Optional[dict[str, Any]] = None
 
 
-class Environment(Open):
-    platform: str
-    gpu: Optional[str]
+class Environment(Record):
+    edgedistill: Optional[str] = None
     torch: str
+    python: Optional[str] = None
+    platform: str
     accelerator: str
+    gpu: Optional[str]
+    torch_threads: Optional[int] = None
+    processes: Optional[int] = None
 
 
-class Comparison(Open):
+class Comparison(Record):
     kd_gain_over_scratch: float
     kd_accuracy_drop_vs_teacher: float
+    scratch_accuracy_drop_vs_teacher: Optional[float] = None
     compression_ratio_params: float
+    compression_ratio_size: Optional[float] = None
+    f1_gain_over_scratch: Optional[float] = None
 
 
-class Metrics(Open):
+class Metrics(Record):
     schema_version: int
     created: str
     name: str
-    config: dict[str, Any]
+    config: dict[str, Any]  # the resolved config, as config.yaml holds it
     environment: Environment
     dataset: Dataset
     device: Device
+    early_fit_check: Union[EarlyFit, Failure, None] = None
+    student_search: Optional[dict[str, Any]] = None  # student: auto: the search's trials (search.py)
     models: Models
     comparison: Comparison
+
+    def model(self, role: Role) -> ModelRecord | None:
+        """The record of one role, None when the run did not make it."""
+        return getattr(self.models, role.value)
+
+    def records(self) -> dict[Role, ModelRecord]:
+        """The models the run made, in the order of roles.Role."""
+        return {role: rec for role in Role if (rec := self.model(role)) is not None}
 
 
 def _where(error: dict) -> str:
@@ -228,14 +363,35 @@ def migrate_v3(raw: dict) -> dict:
 MIGRATIONS = {1: migrate_v1, 2: migrate_v2, 3: migrate_v3}  # each takes a file one version forward
 
 
+def known_keys(value: Any, annotation: Any) -> Any:
+    """An older file's value with only the keys the schema names: what an older version wrote that no reader uses
+    is dropped on reading rather than refused."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(value, dict):
+        fields = annotation.model_fields
+        return {k: known_keys(v, fields[k].annotation) for k, v in value.items() if k in fields}
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Union and isinstance(value, dict):
+        models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+        best = max(models, key=lambda m: len(value.keys() & m.model_fields.keys()), default=None)
+        return known_keys(value, best) if best is not None else value
+    if origin is dict and isinstance(value, dict):
+        return {k: known_keys(v, args[1]) for k, v in value.items()}
+    if origin is list and isinstance(value, list):
+        return [known_keys(v, args[0]) for v in value]
+    return value
+
+
 def check_metrics(raw: Any, source: str) -> dict:
     """The raw dict, once it holds every key the reports read; otherwise one line naming the first bad key."""
     if not isinstance(raw, dict):
         raise UserError(f"{source}: holds {type(raw).__name__}, not a metrics object")
     if "schema_version" not in raw:
         raise UserError(f"{source}: missing key 'schema_version'; it is not an edgedistill metrics.json")
+    migrated = raw["schema_version"] in MIGRATIONS
     while raw["schema_version"] in MIGRATIONS:
         raw = MIGRATIONS[raw["schema_version"]](raw)
+    if migrated:
+        raw = known_keys(raw, Metrics)
     if raw["schema_version"] != SCHEMA_VERSION:
         raise UserError(f"{source}: schema_version {raw.get('schema_version')!r} is not {SCHEMA_VERSION}; it was "
                         "written by another tool or version, so rerun the experiment")
@@ -250,8 +406,7 @@ def check_metrics(raw: Any, source: str) -> dict:
     return raw
 
 
-def produce_metrics(raw: dict) -> dict:
-    """What the pipeline writes, checked by the same model the readers check with: a run can never write a file
-    that its own report would refuse. The dict itself is written, so key order and NaN survive as they were."""
-    Metrics.model_validate(raw)
-    return raw
+def produce_metrics(metrics: Metrics) -> dict:
+    """What metrics.json holds, serialised once from the typed record the pipeline built (and checked as it was
+    built): a run can never write a file its own report would refuse. Keys never set stay absent; NaN survives."""
+    return metrics.to_json()
