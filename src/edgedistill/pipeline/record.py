@@ -14,8 +14,9 @@ from edgedistill.checkpoint import atomic_write_text
 from edgedistill.data import DataSplits
 from edgedistill.distill.trainer import TrainResult, predict_logits
 from edgedistill.evaluate import classification_metrics, model_footprint
-from edgedistill.metrics import (SCHEMA_VERSION, Comparison, Dataset, Device, Environment, Metrics, ModelRecord,
-                                Models, Rows, TestScores, Train, ValScores, produce_metrics)
+from edgedistill.metrics import SCHEMA_VERSION, produce_metrics
+from edgedistill.results import (Comparison, Dataset, Device, Environment, Metrics, ModelRecord, Models, Rows,
+                                 TestScores, Train, ValScores)
 from edgedistill.pipeline.state import Run, Trained
 from edgedistill.pipeline.training import STATE_DIR
 from edgedistill.progress import emit

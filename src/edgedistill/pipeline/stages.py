@@ -13,7 +13,7 @@ from edgedistill import distributed
 from edgedistill.checkpoint import atomic_write_text
 from edgedistill.deploy.text_frontend import save_text_frontend
 from edgedistill.errors import UserError
-from edgedistill.metrics import Deploy, Pruning
+from edgedistill.results import Deploy, Pruning
 from edgedistill.modelbuild import build_model
 from edgedistill.pipeline.deployment import deploy_one, early_fit_warning, int8_loss_points
 from edgedistill.pipeline.record import build_metrics, finish, model_record

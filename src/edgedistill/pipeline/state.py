@@ -12,7 +12,7 @@ from edgedistill.config import ExperimentConfig, ModelConfig
 from edgedistill.data import DataSplits
 from edgedistill.deploy import DeviceProfile
 from edgedistill.distill.trainer import TrainResult
-from edgedistill.metrics import ModelRecord
+from edgedistill.results import ModelRecord
 from edgedistill.roles import Role
 
 
