@@ -34,7 +34,7 @@ def main() -> None:
     cfg = resolve_config(args.config, args.overrides + ["deploy.enabled=false"])  # the teacher alone
     run_dir = prepare_run_dir(Path(args.out), overwrite=True)
     run = stages.teacher(prepare_in(cfg, run_dir, progress=True))
-    record, _ = model_record(Role.TEACHER, run.trained[Role.TEACHER], run.data, run.accel)
+    record = model_record(Role.TEACHER, run.trained[Role.TEACHER], run.data, run.accel)[0].to_json()
     atomic_write_text(run_dir / "teacher_metrics.json", json.dumps(record, indent=2))
     wall = time.perf_counter() - t0
     t = record["train"]

@@ -47,7 +47,7 @@ def train_teacher(cfg_path: str, overrides: list[str], out: Path) -> dict:
         return json.loads(record_path.read_text())
     cfg = resolve_config(cfg_path, overrides + ["deploy.enabled=false"])
     run = stages.teacher(prepare_in(cfg, out, progress=False))
-    record, _ = model_record(Role.TEACHER, run.trained[Role.TEACHER], run.data, run.accel)
+    record = model_record(Role.TEACHER, run.trained[Role.TEACHER], run.data, run.accel)[0].to_json()
     atomic_write_text(record_path, json.dumps(record, indent=2))
     return record
 

@@ -10,6 +10,7 @@ import sys
 from edgedistill.errors import UserError, environment_error, first_line
 from edgedistill.quiet import strip_ansi
 from edgedistill.units import human_bytes
+from edgedistill.roles import Role
 
 DELIVERABLE_MISSING = 3  # the run (or export) was asked for a file a device loads and produced none
 
@@ -125,7 +126,7 @@ def deliverable_exit(metrics: dict) -> int:
 
 def print_deliverable(metrics: dict, prefix: str = "") -> None:
     """The fit verdict and the file to hand over, when the KD student was exported."""
-    if metrics["models"]["student_kd"].get("deploy"):
+    if metrics["models"][Role.STUDENT_KD].get("deploy"):
         from edgedistill.report.markdown import fit_summary
 
         print(prefix + fit_summary(metrics))
@@ -134,7 +135,7 @@ def print_deliverable(metrics: dict, prefix: str = "") -> None:
 
 def deliverable_line(metrics: dict) -> str:
     """The file to hand over, and its accuracy through the runtime that loads it."""
-    dep = metrics["models"]["student_kd"]["deploy"]
+    dep = metrics["models"][Role.STUDENT_KD]["deploy"]
     if "error" in dep:
         return f"KD student: export failed ({dep['error']})"
     f = dep["formats"][dep["preferred"]]
@@ -143,10 +144,10 @@ def deliverable_line(metrics: dict) -> str:
         return (f"deliverable: export/{f['deliverable']}{extra}: {f['deliverable_bytes']:,} bytes, compiled by Vela "
                 f"for {f['npu']['accelerator']} from export/{f['file']}, which scores "
                 f"{100 * f['test_accuracy']:.2f}% test accuracy through {f['runtime']} "
-                f"(PyTorch fp32 {100 * metrics['models']['student_kd']['test']['accuracy']:.2f}%)")
+                f"(PyTorch fp32 {100 * metrics['models'][Role.STUDENT_KD]['test']['accuracy']:.2f}%)")
     return (f"deliverable: export/{f['file']}{extra}: {f['file_bytes']:,} bytes, "
             f"{100 * f['test_accuracy']:.2f}% test accuracy through {f['runtime']} "
-            f"(PyTorch fp32 {100 * metrics['models']['student_kd']['test']['accuracy']:.2f}%)")
+            f"(PyTorch fp32 {100 * metrics['models'][Role.STUDENT_KD]['test']['accuracy']:.2f}%)")
 
 
 def cmd_seeds(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from edgedistill.distill_config import DistillConfig
 from edgedistill.errors import UserError, first_line
 from edgedistill.strict import Strict
+from edgedistill.roles import CHOOSABLE, Side
 
 
 class ConfigLoader(yaml.SafeLoader):
@@ -178,7 +179,7 @@ class DeployConfig(Strict):
     formats: list[str] | None = Field(
         None, description="runtime-dtype files to produce (tflm-int8, executorch-int8, litert-fp32, "
                           "onnxruntime-int8, ...); the device profile's formats when unset")
-    roles: list[Literal["teacher", "teacher_pruned", "student_scratch", "student_kd"]] | None = Field(
+    roles: list[Literal[tuple(r.value for r in CHOOSABLE)]] | None = Field(  # type: ignore[valid-type]
         None, description="the models to export (the QAT student follows student_kd); all when unset. Leave "
                           "out a teacher that will never ship, such as a 22M-parameter Transformer")
     every_seed: bool = Field(True, description="with --seeds N, export every seed's models; false exports the "
@@ -244,7 +245,7 @@ class ExperimentConfig(Strict):
                              "leading dot, since it names the run's folder under runs/; use --out for a path")
         return value
 
-    @field_validator("student", mode="before")
+    @field_validator(Side.STUDENT.value, mode="before")
     @classmethod
     def _auto_student(cls, value: Any) -> Any:
         return {"model": "auto"} if value == "auto" else value

@@ -17,17 +17,18 @@ from edgedistill.deploy import (DeviceProfile, NoFormat, check_deploy, deploy_mo
                                 preferred_format)
 from edgedistill.distill.trainer import predict_logits
 from edgedistill.errors import UserError
-from edgedistill.metrics import produce_metrics
+from edgedistill.metrics import Metrics, produce_metrics
 from edgedistill.modelbuild import build_model
 from edgedistill.pipeline.prepare import load_data
 from edgedistill.report import read_metrics, write_reports
 from edgedistill.teachers import is_external
+from edgedistill.roles import Role
 
 
 def checkpoint_path(run_dir: Path, role: str) -> Path:
     """<role>.pt; a run from before metrics schema 3 named the pruned teacher's student_pruned.pt."""
     path = run_dir / f"{role}.pt"
-    if not path.exists() and role == "teacher_pruned":
+    if not path.exists() and role == Role.TEACHER_PRUNED:
         return run_dir / "student_pruned.pt"
     return path
 
@@ -37,9 +38,9 @@ def rebuild(cfg, role: str, data: DataSplits, run_dir: Path) -> nn.Module:
     which picks the same channels from the same trained weights), then its checkpoint's weights."""
     from edgedistill.compress import prune_to_budget
 
-    mcfg = cfg.teacher if role in ("teacher", "teacher_pruned") else cfg.student
-    model = build_model(mcfg, "teacher" if mcfg is cfg.teacher else "student", data, cfg.seed)
-    if role == "teacher_pruned":
+    side = Role(role).side
+    model = build_model(getattr(cfg, side.value), side, data, cfg.seed)
+    if role == Role.TEACHER_PRUNED:
         load_weights(model, read_checkpoint(run_dir / "teacher.pt"), run_dir / "teacher.pt")
         pc = cfg.compress.prune
         model = copy.deepcopy(model)
@@ -61,7 +62,7 @@ def load_run(run_dir: Path) -> tuple[dict, ExperimentConfig, DeviceProfile, Data
 
 def not_exported(cfg: ExperimentConfig, role: str) -> str | None:
     """Why a role of this run is never exported: an ONNX or ensemble teacher is not a torch module."""
-    if role != "teacher" or not is_external(cfg.teacher.model):
+    if role != Role.TEACHER or not is_external(cfg.teacher.model):
         return None
     if cfg.teacher.model == "onnx":
         from edgedistill.teachers.onnx import OnnxTeacher
@@ -143,7 +144,7 @@ def _export(run_dir: Path, formats: list[str], roles: list[str] | None = None) -
             failed.setdefault(fmt, {})[role] = why
         metrics["models"][role]["deploy"] = merge_deploy(metrics["models"][role].get("deploy") or {}, new, device)
     write_reports(run_dir, metrics)
-    metrics = produce_metrics(metrics)
+    metrics = produce_metrics(Metrics.model_validate(metrics))
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     return metrics, [f"--format {fmt}: could not export {', '.join(why)}: {next(iter(why.values()))}"
                      for fmt, why in failed.items()]

@@ -21,6 +21,7 @@ from edgedistill.checkpoint import atomic_write_text
 from edgedistill.config import ExperimentConfig
 from edgedistill.errors import UserError
 from edgedistill.teachers.onnx import external_data_files, file_sha256
+from edgedistill.roles import Side
 
 INPUTS_FILE = "inputs.json"
 FORMAT = "edgedistill-inputs-v1"
@@ -64,7 +65,7 @@ def absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
     for key in PATH_OPTIONS:
         if isinstance(options.get(key), str) and options[key] != "minilm":  # the tokenizer option's built-in name
             options[key] = _absolute(options[key])
-    for role in ("teacher", "student"):
+    for role in Side:
         _model_paths(raw[role])
     return ExperimentConfig.model_validate(raw)
 
@@ -72,13 +73,13 @@ def absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
 def _model_inputs(model: dict, field: str) -> list[Input]:
     found = []
     if model.get("checkpoint"):
-        found.append(Input(f"{field}.checkpoint", Path(model["checkpoint"]), "teacher"))
+        found.append(Input(f"{field}.checkpoint", Path(model["checkpoint"]), Side.TEACHER))
     args = model.get("args") if isinstance(model.get("args"), dict) else {}
     if model.get("model") in PATH_MODELS and isinstance(args.get("path"), str):
         path = Path(args["path"])
-        found.append(Input(f"{field}.args.path", path, "teacher"))
+        found.append(Input(f"{field}.args.path", path, Side.TEACHER))
         if model["model"] == "onnx":
-            found += [Input(f"{field}.args.path (external data)", p, "teacher") for p in external_data_files(path)]
+            found += [Input(f"{field}.args.path (external data)", p, Side.TEACHER) for p in external_data_files(path)]
     if model.get("model") == "ensemble" and isinstance(args.get("members"), list):
         for i, member in enumerate(args["members"]):
             if isinstance(member, dict):
@@ -98,7 +99,7 @@ def run_inputs(cfg: ExperimentConfig, config_file: str | Path | None = None) -> 
         value = raw["data"]["options"].get(key)
         if isinstance(value, str) and value != "minilm":
             found.append(Input(f"data.options.{key}", Path(value), "data"))
-    for role in ("teacher", "student"):
+    for role in Side:
         found += _model_inputs(raw[role], role)
     if raw["device_catalog"]:
         found.append(Input("device_catalog", Path(raw["device_catalog"]), "device"))

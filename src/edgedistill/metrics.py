@@ -1,183 +1,21 @@
 """The schema of metrics.json: what the reports, `compare` and `--seeds` read from a run. An old or hand-edited file
 is checked against it once, on reading, so a missing key is named in one line instead of surfacing as a KeyError
-deep inside a report. Keys the schema does not name are kept as they are.
+deep inside a report. Every key the tool writes is named in results.py: an unknown one is refused, on writing and on
+reading, so a misspelt optional key cannot pass.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ValidationError
 
 from edgedistill.errors import UserError
+from edgedistill.roles import Role
+from edgedistill.results import (Check, Checks, ClassScores, Comparison, Dataset, Deploy, Device, EarlyFit,
+                                 Environment, Failure, Fit, Format, Latency, LatencyCheck, Metrics, ModelRecord,
+                                 Models, Npu, Pruning, Record, Rows, TestScores, Train, ValScores)
 
 SCHEMA_VERSION = 4  # documented in docs/metrics.md; older versions are migrated on reading
-
-
-class Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class ClassScores(Open):
-    precision: float
-    recall: float
-    f1: float
-    support: int
-
-
-class TestScores(Open):
-    accuracy: float
-    precision_macro: float
-    recall_macro: float
-    f1_macro: float
-    per_class: dict[str, ClassScores]
-    confusion_matrix: list[list[int]]
-    absent_classes: list[str] = []
-
-
-class Check(Open):
-    used: Any
-    budget: Any
-    margin_pct: Optional[float]
-    fits: bool
-
-
-class LatencyCheck(Check):
-    how: str
-
-
-class Checks(Open):
-    dtype: Check
-    flash: Check
-    ram: Check
-    latency_ms: LatencyCheck
-
-
-class Fit(Open):
-    fits: bool
-    dtype: str
-    overflows: list[str]
-    checks: Checks
-
-
-class Latency(Open):
-    latency_p50_ms: float
-    latency_p95_ms: float
-    throughput_per_s: float
-    throughput_batch: int
-    threads: int
-
-
-class Format(Open):
-    runtime: str
-    dtype: str
-    file: str
-    file_bytes: int
-    peak_activation_bytes: int
-    test_accuracy: float
-    val_accuracy: float
-    host_latency: Latency
-
-
-class Deploy(Open):
-    """Either an export that ran (formats and their fit) or the error that stopped it."""
-
-    error: Optional[str] = None
-    macs: Optional[int] = None
-    formats: dict[str, Format] = {}  # keyed runtime-dtype: tflm-int8, onnxruntime-fp32, ...
-    fit: dict[str, Fit] = {}
-    failed: dict[str, str] = {}  # formats whose converter or runtime failed, with the reason
-    preferred: Optional[str] = None
-
-    @model_validator(mode="after")
-    def _complete(self) -> "Deploy":
-        if self.error is None:
-            for key in ("macs", "preferred"):
-                if getattr(self, key) is None:
-                    raise ValueError(f"missing key {key!r} (or 'error')")
-            if not self.formats or set(self.formats) != set(self.fit):
-                raise ValueError("'formats' and 'fit' must name the same formats")
-            if self.preferred not in self.formats:
-                raise ValueError(f"'preferred' names {self.preferred!r}, which is not among 'formats'")
-        return self
-
-
-class Rows(Open):
-    labeled: int
-    unlabeled: int
-
-
-class Train(Open):
-    best_epoch: int
-    best_val_accuracy: float
-    epochs: int
-    history: list[dict[str, Any]]
-    rows_per_epoch: Optional[Rows] = None  # from version 4; the training rows of the last epoch
-
-
-class ModelRecord(Open):
-    role: str
-    model: str
-    args: dict[str, Any]
-    params: int
-    size_fp32_bytes: int
-    test: TestScores
-    train: Optional[Train] = None
-    deploy: Optional[Deploy] = None
-
-
-class Models(Open):
-    """Keyed by roles.Role: the three compared models always, the pruned teacher and the QAT student when made."""
-
-    teacher: ModelRecord
-    student_scratch: ModelRecord
-    student_kd: ModelRecord
-    teacher_pruned: Optional[ModelRecord] = None
-    student_kd_qat: Optional[ModelRecord] = None
-
-
-class Dataset(Open):
-    name: str
-    description: str
-    input_shape: list[int]
-    num_classes: int
-    class_names: list[str]
-    n_train: int
-    n_val: int
-    n_test: int
-    n_unlabeled: int
-
-
-class Device(Open):
-    name: str
-    description: str
-    flash_bytes: int
-    ram_bytes: int
-    macs_source: str
-
-
-class Environment(Open):
-    platform: str
-    gpu: Optional[str]
-    torch: str
-    accelerator: str
-
-
-class Comparison(Open):
-    kd_gain_over_scratch: float
-    kd_accuracy_drop_vs_teacher: float
-    compression_ratio_params: float
-
-
-class Metrics(Open):
-    schema_version: int
-    created: str
-    name: str
-    config: dict[str, Any]
-    environment: Environment
-    dataset: Dataset
-    device: Device
-    models: Models
-    comparison: Comparison
 
 
 def _where(error: dict) -> str:
@@ -213,8 +51,8 @@ def migrate_v2(raw: dict) -> dict:
     models = raw.get("models")
     if isinstance(models, dict) and isinstance(models.get("student_pruned"), dict):
         record = models.pop("student_pruned")
-        record["role"] = "teacher_pruned"
-        models["teacher_pruned"] = record
+        record["role"] = Role.TEACHER_PRUNED.value
+        models[Role.TEACHER_PRUNED.value] = record
     raw["schema_version"] = 3
     return raw
 
@@ -232,14 +70,35 @@ def migrate_v3(raw: dict) -> dict:
 MIGRATIONS = {1: migrate_v1, 2: migrate_v2, 3: migrate_v3}  # each takes a file one version forward
 
 
+def known_keys(value: Any, annotation: Any) -> Any:
+    """An older file's value with only the keys the schema names: what an older version wrote that no reader uses
+    is dropped on reading rather than refused."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(value, dict):
+        fields = annotation.model_fields
+        return {k: known_keys(v, fields[k].annotation) for k, v in value.items() if k in fields}
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Union and isinstance(value, dict):
+        models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+        best = max(models, key=lambda m: len(value.keys() & m.model_fields.keys()), default=None)
+        return known_keys(value, best) if best is not None else value
+    if origin is dict and isinstance(value, dict):
+        return {k: known_keys(v, args[1]) for k, v in value.items()}
+    if origin is list and isinstance(value, list):
+        return [known_keys(v, args[0]) for v in value]
+    return value
+
+
 def check_metrics(raw: Any, source: str) -> dict:
     """The raw dict, once it holds every key the reports read; otherwise one line naming the first bad key."""
     if not isinstance(raw, dict):
         raise UserError(f"{source}: holds {type(raw).__name__}, not a metrics object")
     if "schema_version" not in raw:
         raise UserError(f"{source}: missing key 'schema_version'; it is not an edgedistill metrics.json")
+    migrated = raw["schema_version"] in MIGRATIONS
     while raw["schema_version"] in MIGRATIONS:
         raw = MIGRATIONS[raw["schema_version"]](raw)
+    if migrated:
+        raw = known_keys(raw, Metrics)
     if raw["schema_version"] != SCHEMA_VERSION:
         raise UserError(f"{source}: schema_version {raw.get('schema_version')!r} is not {SCHEMA_VERSION}; it was "
                         "written by another tool or version, so rerun the experiment")
@@ -254,8 +113,13 @@ def check_metrics(raw: Any, source: str) -> dict:
     return raw
 
 
-def produce_metrics(raw: dict) -> dict:
-    """What the pipeline writes, checked by the same model the readers check with: a run can never write a file
-    that its own report would refuse. The dict itself is written, so key order and NaN survive as they were."""
-    Metrics.model_validate(raw)
-    return raw
+def produce_metrics(metrics: Metrics) -> dict:
+    """What metrics.json holds, serialised once from the typed record the pipeline built (and checked as it was
+    built): a run can never write a file its own report would refuse. Keys never set stay absent; NaN survives."""
+    return metrics.to_json()
+
+
+__all__ = ["Check", "Checks", "ClassScores", "Comparison", "Dataset", "Deploy", "Device", "EarlyFit", "Environment",
+           "Failure", "Fit", "Format", "Latency", "LatencyCheck", "Metrics", "ModelRecord", "Models", "Npu", "Pruning",
+           "Record", "Rows", "TestScores", "Train", "ValScores", "MIGRATIONS", "SCHEMA_VERSION", "check_metrics",
+           "known_keys", "produce_metrics"]

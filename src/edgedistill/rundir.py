@@ -19,6 +19,7 @@ from edgedistill.config import ExperimentConfig, config_to_yaml, read_yaml, reso
 from edgedistill.errors import UserError, environment_error
 from edgedistill.inputs import INPUTS_FILE, Input, write_inputs
 from edgedistill.runlock import LOCK, RunLock
+from edgedistill.roles import Side
 
 
 RUN_MARKER = ".edgedistill-run"  # written first into every run (and --seeds) folder: what --overwrite may replace
@@ -40,7 +41,7 @@ def _is_older_run(path: Path) -> bool:
         cfg = read_yaml((path / "config.yaml").read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return False
-    return (isinstance(cfg, dict) and {"teacher", "student", "distill"} <= cfg.keys()
+    return (isinstance(cfg, dict) and {Side.TEACHER, Side.STUDENT, "distill"} <= cfg.keys()
             and ((path / "metrics.json").is_file() or any((path / "logs").glob("*.jsonl"))))
 
 

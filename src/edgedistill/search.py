@@ -22,6 +22,7 @@ from edgedistill.distill.trainer import Trainer, batch_source
 from edgedistill.errors import UserError, first_line
 from edgedistill.models import count_params
 from edgedistill.progress import emit
+from edgedistill.roles import Side
 
 log = logging.getLogger("edgedistill")
 
@@ -89,7 +90,7 @@ def search_student(cfg: ExperimentConfig, data: DataSplits, plan: DeployPlan, ac
     def run_trial(record: dict) -> float:
         t0 = time.perf_counter()
         args = record["args"]
-        model = build(ModelConfig(model=sc.family, args=args), "student", data, cfg.seed + 1)
+        model = build(ModelConfig(model=sc.family, args=args), Side.STUDENT, data, cfg.seed + 1)
         verdict = early_fit_check(model, data.input_shape, data.x_train[:64], device, list(plan.formats),
                                   plan.input_bits)
         checks = verdict["checks"]

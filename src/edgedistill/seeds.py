@@ -21,7 +21,7 @@ from edgedistill.config import SEED_MAX, ExperimentConfig, resolve_config
 from edgedistill.errors import UserError
 from edgedistill.inputs import absolute_paths, record_inputs, run_inputs, verify_inputs, write_inputs
 from edgedistill.report.markdown import method_label, rows_by_role, rows_sentence
-from edgedistill.roles import label
+from edgedistill.roles import Role, Side, label
 from edgedistill.runlock import RunLock
 from edgedistill.teachers import is_external
 
@@ -79,12 +79,12 @@ def summarize(runs: list[dict]) -> dict:
     models = {r: {"accuracy": mean_std([m["models"][r]["test"]["accuracy"] for m in runs]),
                   "f1_macro": mean_std([m["models"][r]["test"]["f1_macro"] for m in runs]),
                   "params": runs[0]["models"][r]["params"]} for r in roles}
-    scratch_std = models["student_scratch"]["accuracy"]["std"]
+    scratch_std = models[Role.STUDENT_SCRATCH]["accuracy"]["std"]
     gain = paired_gain([m["comparison"]["kd_gain_over_scratch"] for m in runs], scratch_std)
     verdict = gain.pop("verdict")
     return {"seeds": [m["config"]["seed"] for m in runs], "models": models, "kd_gain_over_scratch": gain,
             "gain_exceeds_noise": verdict == 1, "loss_exceeds_noise": verdict == -1,
-            "scratch_std": scratch_std, "distill": runs[0]["models"]["student_kd"].get("distill"),
+            "scratch_std": scratch_std, "distill": runs[0]["models"][Role.STUDENT_KD].get("distill"),
             "rows_per_epoch": rows_by_role(runs[0]["models"])}
 
 
@@ -93,7 +93,7 @@ def seeds_table(summary: dict) -> str:
     rows = [f"| model | params | test acc (mean ± std, {n} seeds) | macro F1 (mean ± std) |", "|---|---|---|---|"]
     for role, m in summary["models"].items():
         a, f = m["accuracy"], m["f1_macro"]
-        rows.append(f"| {label(role)}{' (trained once)' if role == 'teacher' else ''} | {m['params']:,} | {100 * a['mean']:.2f}% ± {100 * a['std']:.2f} "
+        rows.append(f"| {label(role)}{' (trained once)' if role == Role.TEACHER else ''} | {m['params']:,} | {100 * a['mean']:.2f}% ± {100 * a['std']:.2f} "
                     f"| {f['mean']:.4f} ± {f['std']:.4f} |")
     g = summary["kd_gain_over_scratch"]
     method = method_label(summary["distill"]) if summary["distill"] else "-"
@@ -174,12 +174,12 @@ def _run_each_seed(cfg: ExperimentConfig, n: int, out: Path, progress: bool,
             verify_inputs(out, "--seeds", ("data", "device"))  # what the first seed read (its teacher: the copy)
             first = out / f"seed_{cfg.seed}"
             if cfg.teacher.model == "onnx":  # the copy the first seed kept: a file edited meanwhile cannot mix in
-                seeded["teacher"]["args"]["path"] = str(first / "teacher.onnx")
+                seeded[Side.TEACHER]["args"]["path"] = str(first / "teacher.onnx")
             elif not is_external(cfg.teacher.model):
-                seeded["teacher"]["checkpoint"] = str(first / "teacher.pt")
+                seeded[Side.TEACHER]["checkpoint"] = str(first / "teacher.pt")
             seeded["deploy"]["enabled"] &= cfg.deploy.every_seed
             if runs[0].get("student_search"):
-                seeded["student"] |= {"model": runs[0]["student_search"]["family"],
+                seeded[Side.STUDENT] |= {"model": runs[0]["student_search"]["family"],
                                       "args": runs[0]["student_search"]["args"]}
         with children_of(tracking):
             runs.append(run(seeded, out_dir=out / f"seed_{cfg.seed + i}", progress=progress).metrics)

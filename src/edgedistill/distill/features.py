@@ -11,6 +11,7 @@ import torch.nn as nn
 
 from edgedistill.distill.method import FeatureMethod, Method
 from edgedistill.distill.taps import TapRecorder, pair_taps, resolve_taps
+from edgedistill.roles import Side
 
 
 class FeatureDistillation(Method):
@@ -32,8 +33,8 @@ class FeatureDistillation(Method):
         """Resolve and pair the taps, and build FitNets adapters from one forward pass of each model."""
         if self.ready:
             raise RuntimeError("FeatureDistillation.setup was called twice; its adapters would be built anew")
-        pairs = pair_taps(resolve_taps(student, self.requested[0], "student"),
-                          resolve_taps(teacher, self.requested[1], "teacher"))
+        pairs = pair_taps(resolve_taps(student, self.requested[0], Side.STUDENT),
+                          resolve_taps(teacher, self.requested[1], Side.TEACHER))
         self.student_taps, self.teacher_taps = [s for s, _ in pairs], [t for _, t in pairs]
         s_feats, t_feats = self.record(student, self.student_taps, sample), self.record(teacher, self.teacher_taps,
                                                                                           sample)

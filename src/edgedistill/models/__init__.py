@@ -23,7 +23,7 @@ ALL_INPUTS = ("features", "sequence", "image")
 @dataclass(frozen=True)
 class ModelEntry:
     factory: Factory
-    role: str  # "teacher" or "student"
+    role: Side  # the side the zoo suggests it for
     family: str  # cnn, rnn, transformer, shallow, lightweight
     summary: str
     inputs: tuple[str, ...] = ALL_INPUTS  # what it reads: features (F,), sequence (C, L), image (C, H, W), tokens (L,)
@@ -32,7 +32,7 @@ class ModelEntry:
 _MODELS: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, role: str, family: str, summary: str,
+def register_model(name: str, role: Side, family: str, summary: str,
                    inputs: tuple[str, ...] = ALL_INPUTS) -> Callable[[Factory], Factory]:
     def wrap(fn: Factory) -> Factory:
         _MODELS[name] = ModelEntry(fn, role, family, summary, inputs)
@@ -98,3 +98,4 @@ def count_params(model: nn.Module) -> int:
 
 
 from edgedistill.models import cnn, inception, rnn, text, transformer, shallow, mobile  # noqa: E402,F401  (registers the zoo)
+from edgedistill.roles import Side

@@ -6,6 +6,7 @@ import torch.nn as nn
 
 from edgedistill.models import register_model
 from edgedistill.models.layers import batchnorm, conv, global_avgpool, in_channels, input_adapter, spatial_rank
+from edgedistill.roles import Side
 
 # (channels, blocks, first stride) per stage, sized for 28x28 images and short sequences.
 DEFAULT_STAGES = ((16, 1, 1), (24, 2, 2), (32, 2, 2), (64, 2, 1))
@@ -59,7 +60,7 @@ class MobileNet(nn.Module):
         return self.head(self.pool(self.blocks(self.stem(self.adapter(x)))))
 
 
-@register_model("mobilenet", role="student", family="lightweight",
+@register_model("mobilenet", role=Side.STUDENT, family="lightweight",
                 summary="MobileNetV2-style depthwise-separable CNN (1-D or 2-D); args width_mult, expand, stages, "
                         "stem_stride (2 for 96x96 camera images)")
 def mobilenet(input_shape: tuple[int, ...], num_classes: int, width_mult: float = 1.0, expand: int = 4,

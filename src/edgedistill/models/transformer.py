@@ -8,6 +8,7 @@ import torch.nn as nn
 
 from edgedistill.models import register_model
 from edgedistill.models.layers import conv, in_channels, input_adapter, spatial_rank
+from edgedistill.roles import Side
 
 
 class PatchTransformer(nn.Module):
@@ -36,7 +37,7 @@ class PatchTransformer(nn.Module):
         return self.head(self.norm(self.encoder(tokens)[:, 0]))
 
 
-@register_model("transformer", role="teacher", family="transformer",
+@register_model("transformer", role=Side.TEACHER, family="transformer",
                 summary="patch/token Transformer encoder; args patch, dim, depth, heads")
 def transformer(input_shape: tuple[int, ...], num_classes: int, patch: int = 4, dim: int = 96, depth: int = 4,
                 heads: int = 4, mlp_ratio: float = 2.0, dropout: float = 0.1) -> PatchTransformer:

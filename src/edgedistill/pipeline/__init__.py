@@ -22,6 +22,7 @@ from edgedistill.inputs import absolute_paths, record_inputs, run_inputs, verify
 from edgedistill.rundir import (claim_existing, discard_unstarted, open_run_dir, remove_stale_temp_files,
                                 resumed_config)
 from edgedistill.runlock import RunLock
+from edgedistill.roles import Side
 from edgedistill.tracking import config_params, open_tracking
 
 
@@ -67,7 +68,7 @@ def _run_locked(config: ExperimentConfig | dict | str | Path | None, out_dir: st
     """run() once the folder is held: an existing one by `lock`, a new one from when open_run_dir makes it."""
     if resume:
         cfg = resumed_config(Path(out_dir), config, overrides)
-        verify_inputs(Path(out_dir), "--resume", ("data", "teacher", "device"))
+        verify_inputs(Path(out_dir), "--resume", ("data", Side.TEACHER, "device"))
         inputs, record = [], None
     else:
         cfg = absolute_paths(resolve_config(config, overrides))

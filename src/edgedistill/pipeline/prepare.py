@@ -21,6 +21,7 @@ from edgedistill.modelbuild import build_model
 from edgedistill.pipeline.stages import check_student
 from edgedistill.pipeline.state import Run
 from edgedistill.teachers import build_external_teacher, is_external
+from edgedistill.roles import Side
 
 
 def resolve_accelerator(choice: str) -> torch.device:
@@ -36,7 +37,7 @@ def load_teacher(cfg: ExperimentConfig, data: DataSplits, accel: torch.device | 
     before any folder is touched or any student trained. An ONNX or ensemble teacher is loaded and checked alike."""
     if is_external(cfg.teacher.model):
         return build_external_teacher(cfg.teacher, data, cfg.seed, accel)
-    teacher = build_model(cfg.teacher, "teacher", data, cfg.seed)
+    teacher = build_model(cfg.teacher, Side.TEACHER, data, cfg.seed)
     if cfg.teacher.checkpoint:
         path = cfg.teacher.checkpoint
         load_weights(teacher, read_checkpoint(path, "teacher.checkpoint"), path, "teacher.checkpoint")

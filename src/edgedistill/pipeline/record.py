@@ -12,9 +12,11 @@ import torch.nn as nn
 from edgedistill import distributed
 from edgedistill.checkpoint import atomic_write_text
 from edgedistill.data import DataSplits
-from edgedistill.distill.trainer import predict_logits
+from edgedistill.distill.trainer import TrainResult, predict_logits
 from edgedistill.evaluate import classification_metrics, model_footprint
 from edgedistill.metrics import SCHEMA_VERSION, produce_metrics
+from edgedistill.results import (Comparison, Dataset, Device, Environment, Metrics, ModelRecord, Models, Rows,
+                                 TestScores, Train, ValScores)
 from edgedistill.pipeline.state import Run, Trained
 from edgedistill.pipeline.training import STATE_DIR
 from edgedistill.progress import emit
@@ -32,55 +34,57 @@ def evaluate_model(model: nn.Module, data: DataSplits, accel: torch.device) -> t
              "val": {"accuracy": float(np.mean(val_pred == data.y_val))}}, test_logits)
 
 
-def model_record(role: Role, trained: Trained, data: DataSplits, accel: torch.device) -> tuple[dict, np.ndarray]:
+def model_record(role: Role, trained: Trained, data: DataSplits, accel: torch.device
+                 ) -> tuple[ModelRecord, np.ndarray]:
     """metrics.json's entry for one model: what it is, its footprint, how it trained and how it scores."""
-    mcfg, result = trained.mcfg, trained.result
-    record = {"role": str(role), "model": mcfg.model, "args": mcfg.args, **model_footprint(trained.model),
-              "checkpoint": f"{role}.pt", "source": "trained" if result else f"loaded:{mcfg.checkpoint}"}
-    if result:
-        last = result.history[-1] if result.history else {}
-        record["train"] = {"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy,
-                           "epochs": len(result.history), "seconds": result.seconds, "history": result.history,
-                           "rows_per_epoch": {"labeled": last.get("rows_labeled", 0),
-                                              "unlabeled": last.get("rows_unlabeled", 0)}}
+    mcfg = trained.mcfg
+    fields = {"role": str(role), "model": mcfg.model, "args": mcfg.args, **model_footprint(trained.model),
+              "checkpoint": f"{role}.pt", "source": "trained" if trained.result else f"loaded:{mcfg.checkpoint}"}
+    if trained.result:
+        fields["train"] = train_record(trained.result)
     if isinstance(trained.model, ExternalTeacher):
-        record.update(trained.model.run_record())
+        fields |= trained.model.run_record()
     scores, test_logits = evaluate_model(trained.model, data, accel)
-    record.update(scores)
-    return record, test_logits
+    return ModelRecord(**fields, test=TestScores(**scores["test"]), val=ValScores(**scores["val"])), test_logits
 
 
-def compare(models: dict[str, dict]) -> dict:
+def train_record(result: TrainResult) -> Train:
+    """How a model trained: its best epoch, its curve, and the rows its last epoch took."""
+    last = result.history[-1] if result.history else {}
+    return Train(best_epoch=result.best_epoch, best_val_accuracy=result.best_val_accuracy,
+                 epochs=len(result.history), seconds=result.seconds, history=result.history,
+                 rows_per_epoch=Rows(labeled=last.get("rows_labeled", 0), unlabeled=last.get("rows_unlabeled", 0)))
+
+
+def compare(models: dict[Role, ModelRecord]) -> Comparison:
     """What the student cost and bought, relative to the teacher and to its own scratch control."""
     t, s, k = (models[r] for r in COMPARED)
-    acc = {r: models[r]["test"]["accuracy"] for r in COMPARED}
-    return {
-        "kd_gain_over_scratch": acc[Role.STUDENT_KD] - acc[Role.STUDENT_SCRATCH],
-        "kd_accuracy_drop_vs_teacher": acc[Role.TEACHER] - acc[Role.STUDENT_KD],
-        "scratch_accuracy_drop_vs_teacher": acc[Role.TEACHER] - acc[Role.STUDENT_SCRATCH],
-        "compression_ratio_params": t["params"] / max(k["params"], 1),
-        "compression_ratio_size": t["size_fp32_bytes"] / max(k["size_fp32_bytes"], 1),
-        "f1_gain_over_scratch": k["test"]["f1_macro"] - s["test"]["f1_macro"],
-    }
+    return Comparison(
+        kd_gain_over_scratch=k.test.accuracy - s.test.accuracy,
+        kd_accuracy_drop_vs_teacher=t.test.accuracy - k.test.accuracy,
+        scratch_accuracy_drop_vs_teacher=t.test.accuracy - s.test.accuracy,
+        compression_ratio_params=t.params / max(k.params, 1),
+        compression_ratio_size=t.size_fp32_bytes / max(k.size_fp32_bytes, 1),
+        f1_gain_over_scratch=k.test.f1_macro - s.test.f1_macro,
+    )
 
 
 def build_metrics(run: Run) -> dict:
-    """The whole record of the run, checked against the metrics.json schema the readers use."""
+    """The whole record of the run, serialised once from the typed records the stages built."""
     cfg = run.cfg
-    models = {str(role): record for role, record in run.records.items()}
-    return produce_metrics({
-        "schema_version": SCHEMA_VERSION,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "name": cfg.name,
-        "config": cfg.model_dump(mode="json"),
-        "environment": environment(run.accel),
-        "dataset": run.data.summary(),
-        "device": run.profile.model_dump(),
-        "early_fit_check": run.early_fit,
-        "student_search": run.search,
-        "models": models,
-        "comparison": compare(models),
-    })
+    return produce_metrics(Metrics(
+        schema_version=SCHEMA_VERSION,
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        name=cfg.name,
+        config=cfg.model_dump(mode="json"),
+        environment=Environment(**environment(run.accel)),
+        dataset=Dataset(**run.data.summary()),
+        device=Device(**run.profile.model_dump()),
+        early_fit_check=run.early_fit,
+        student_search=run.search,
+        models=Models(**{str(role): record for role, record in run.records.items()}),
+        comparison=compare(run.records),
+    ))
 
 
 def finish(run: Run) -> None:

@@ -13,6 +13,7 @@ from edgedistill import distributed
 from edgedistill.checkpoint import atomic_write_text
 from edgedistill.deploy.text_frontend import save_text_frontend
 from edgedistill.errors import UserError
+from edgedistill.results import Deploy, Pruning
 from edgedistill.modelbuild import build_model
 from edgedistill.pipeline.deployment import deploy_one, early_fit_warning, int8_loss_points
 from edgedistill.pipeline.record import build_metrics, finish, model_record
@@ -20,7 +21,7 @@ from edgedistill.pipeline.state import Run
 from edgedistill.pipeline.training import (obtain_teacher, prune_teacher, quantization_aware_finetune,
                                            train_students)
 from edgedistill.progress import emit, track
-from edgedistill.roles import Role
+from edgedistill.roles import Role, Side
 from edgedistill.teachers.base import ExternalTeacher
 
 
@@ -38,7 +39,7 @@ def search(run: Run) -> Run:
         run.search = search_student(run.cfg, run.data, run.plan, run.accel, build_model)
         atomic_write_text(saved, json.dumps(run.search, indent=2))
     student = run.cfg.student.model_copy(update={"model": run.search["family"], "args": run.search["args"]})
-    run.cfg = run.cfg.model_copy(update={"student": student})
+    run.cfg = run.cfg.model_copy(update={Side.STUDENT.value: student})
     run.early_fit = check_student(run)
     return run
 
@@ -46,7 +47,7 @@ def search(run: Run) -> Run:
 def check_student(run: Run) -> dict | None:
     """Build the student, so a mismatch or a device overflow is reported before any training."""
     cfg = run.cfg
-    probe = build_model(cfg.student, "student", run.data, cfg.seed + 1)
+    probe = build_model(cfg.student, Side.STUDENT, run.data, cfg.seed + 1)
     return early_fit_warning(cfg, probe, run.data, run.plan) if cfg.deploy.enabled and distributed.is_main() \
         else None
 
@@ -69,38 +70,41 @@ def students(run: Run) -> Run:
 def evaluate(run: Run) -> Run:
     for role, trained in run.trained.items():
         run.records[role], run.test_logits[role] = model_record(role, trained, run.data, run.accel)
-    run.records[Role.STUDENT_KD]["distill"] = run.cfg.distill.model_dump()
+    run.records[Role.STUDENT_KD].distill = run.cfg.distill.model_dump()
     if run.prune_info is not None:
-        run.records[Role.TEACHER_PRUNED] |= {"pruning": run.prune_info, "distill": run.cfg.distill.model_dump()}
+        pruned = run.records[Role.TEACHER_PRUNED]
+        pruned.pruning, pruned.distill = Pruning(**run.prune_info), run.cfg.distill.model_dump()
     return run
 
 
 def deploy(run: Run) -> Run:
-    """Export every model (or those in deploy.roles) to the device's formats (rank 0 alone: it writes files)."""
+    """Export every model (or those in deploy.roles) to the device's formats (rank 0 alone: it writes files; the
+    runner then sends the records to every rank)."""
     chosen = run.cfg.deploy.roles
-    roles = [r for r in run.trained if chosen is None or str(r) in chosen]
+    roles = [r for r in run.trained if chosen is None or r in chosen]
     for role in [r for r in roles if isinstance(run.trained[r].model, ExternalTeacher)]:
-        run.records[role]["deploy_skipped"] = run.trained[role].model.not_exported
+        run.records[role].deploy_skipped = run.trained[role].model.not_exported
         roles.remove(role)
     for role in track(roles, desc="export, quantize, profile", unit="model", enabled=run.progress):
-        run.records[role]["deploy"] = deploy_one(run, role, run.trained[role].model, run.test_logits[role])
+        run.records[role].deploy = Deploy(**deploy_one(run, role, run.trained[role].model, run.test_logits[role]))
     return run
 
 
 def qat(run: Run) -> Run:
     """Fine-tune the KD student with int8 simulated when int8 PTQ costs it too much on validation (or always)."""
     dc = run.cfg.deploy
-    if dc.roles is not None and str(Role.STUDENT_KD) not in dc.roles:
+    if dc.roles is not None and Role.STUDENT_KD not in dc.roles:
         return run
-    loss = distributed.broadcast(int8_loss_points(run.records[Role.STUDENT_KD].get("deploy", {})))
+    deployed = run.records[Role.STUDENT_KD].deploy
+    loss = int8_loss_points(deployed.model_dump(exclude_unset=True) if deployed is not None else {})
     if not (dc.qat == "always" or (dc.qat == "auto" and loss is not None and loss > dc.qat_threshold_points)):
         return run
     trained = run.trained[Role.STUDENT_KD_QAT] = quantization_aware_finetune(run)
     record, logits = model_record(Role.STUDENT_KD_QAT, trained, run.data, run.accel)
     if distributed.is_main():
-        record["deploy"] = deploy_one(run, Role.STUDENT_KD_QAT, trained.model, logits)
-    record["qat_reason"] = "deploy.qat: always" if dc.qat == "always" else f"int8 PTQ lost {loss:.2f} validation points"
-    record["ptq_int8_val_loss_points"] = loss
+        record.deploy = Deploy(**deploy_one(run, Role.STUDENT_KD_QAT, trained.model, logits))
+    record.qat_reason = "deploy.qat: always" if dc.qat == "always" else f"int8 PTQ lost {loss:.2f} validation points"
+    record.ptq_int8_val_loss_points = loss
     run.records[Role.STUDENT_KD_QAT] = record
     return run
 
@@ -124,6 +128,7 @@ class Stage:
     apply: Callable[[Run], Run]
     when: Callable[[Run], bool] = lambda run: True
     main_only: bool = False  # rank 0 alone runs it (it writes files); every other stage runs on every process
+    shares: tuple[str, ...] = ()  # the Run fields a main_only stage fills that every rank needs: rank 0 sends them
 
 
 def deploying(run: Run) -> bool:
@@ -132,11 +137,11 @@ def deploying(run: Run) -> bool:
 
 STAGES = (
     Stage("search", search, when=lambda run: run.cfg.student.model == "auto"),
-    Stage("teacher", teacher),
+    Stage(Role.TEACHER.value, teacher),
     Stage("prune", prune, when=lambda run: run.cfg.compress.prune.enabled),
     Stage("students", students),
     Stage("evaluate", evaluate),
-    Stage("deploy", deploy, when=deploying, main_only=True),
+    Stage("deploy", deploy, when=deploying, main_only=True, shares=("records",)),
     Stage("qat", qat, when=deploying),
     Stage("text_frontend", text_frontend, when=lambda run: deploying(run) and bool(run.data.text),
           main_only=True),
@@ -148,9 +153,12 @@ def run_stages(run: Run, stages: tuple[Stage, ...] = STAGES) -> Run:
     """Each stage that applies, in order, on the processes it is for; a jsonl event marks each one's start (the
     report stage's own `finished` event is the last line)."""
     for stage in stages:
-        if not stage.when(run) or (stage.main_only and not distributed.is_main()):
+        if not stage.when(run):
             continue
-        emit("stage", name=stage.name)
-        run = stage.apply(run)
+        if not stage.main_only or distributed.is_main():
+            emit("stage", name=stage.name)
+            run = stage.apply(run)
+        for name in stage.shares:
+            setattr(run, name, distributed.broadcast(getattr(run, name)))
     return run
 

@@ -12,6 +12,7 @@ from edgedistill.config import ExperimentConfig, ModelConfig
 from edgedistill.data import DataSplits
 from edgedistill.deploy import DeployPlan, DeviceProfile
 from edgedistill.distill.trainer import TrainResult
+from edgedistill.results import ModelRecord
 from edgedistill.roles import Role
 from edgedistill.tracking import Tracking
 
@@ -40,7 +41,7 @@ class Run:
     progress: bool = True
     search: dict | None = None
     trained: dict[Role, Trained] = field(default_factory=dict)
-    records: dict[Role, dict] = field(default_factory=dict)  # metrics.json's "models", role by role
+    records: dict[Role, ModelRecord] = field(default_factory=dict)  # metrics.json's "models", role by role
     test_logits: dict[Role, np.ndarray] = field(default_factory=dict)
     prune_info: dict | None = None
     metrics: dict | None = None

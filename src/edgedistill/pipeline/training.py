@@ -26,7 +26,7 @@ from edgedistill.modelbuild import build_model, tokenizer_args
 from edgedistill.pipeline.state import Run, Trained
 from edgedistill.progress import emit
 from edgedistill.teachers import is_external
-from edgedistill.roles import Role
+from edgedistill.roles import Role, Side
 
 STATE_DIR = "state"  # per-epoch training states for --resume; removed once the run has finished
 
@@ -90,7 +90,7 @@ def obtain_teacher(run: Run) -> Trained:
         if distributed.is_main() and Path(cfg.teacher.checkpoint).resolve() != kept.resolve():  # not read from there
             save_checkpoint(kept, run.loaded_teacher, checkpoint_meta(cfg.teacher, run.data, Role.TEACHER))
         return Trained(run.loaded_teacher.to(run.accel), None, cfg.teacher)
-    teacher = build_model(cfg.teacher, "teacher", run.data, cfg.seed)  # built afresh: the same RNG state as always
+    teacher = build_model(cfg.teacher, Side.TEACHER, run.data, cfg.seed)  # built afresh: the same RNG state as always
     ce = CrossEntropy(cfg.teacher.train.label_smoothing)
     return Trained(teacher, train_role(run, Role.TEACHER, teacher, cfg.teacher, ce), cfg.teacher)
 
@@ -98,7 +98,7 @@ def obtain_teacher(run: Run) -> Trained:
 def train_students(run: Run) -> dict[Role, Trained]:
     """The same student, same init, same batches, trained without (control) and with distillation."""
     cfg, teacher = run.cfg, run.teacher
-    scratch = build_model(cfg.student, "student", run.data, cfg.seed + 1)
+    scratch = build_model(cfg.student, Side.STUDENT, run.data, cfg.seed + 1)
     init_state = {k: v.clone() for k, v in scratch.state_dict().items()}
     # set up on the control's copy of the student (same weights), since the cache stores the taps it names
     method = set_up_method(cfg.distill, cfg.student.train.label_smoothing, scratch.to(run.accel),
@@ -110,7 +110,7 @@ def train_students(run: Run) -> dict[Role, Trained]:
     ce = CrossEntropy(cfg.student.train.label_smoothing)
     out = {Role.STUDENT_SCRATCH: Trained(scratch, train_role(run, Role.STUDENT_SCRATCH, scratch, cfg.student, ce,
                                                              cache=cache), cfg.student)}
-    kd_student = build_model(cfg.student, "student", run.data, cfg.seed + 1)
+    kd_student = build_model(cfg.student, Side.STUDENT, run.data, cfg.seed + 1)
     kd_student.load_state_dict(init_state)
     out[Role.STUDENT_KD] = Trained(kd_student, train_role(run, Role.STUDENT_KD, kd_student, cfg.student, method,
                                                           teacher=teacher, cache=cache), cfg.student)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from edgedistill.checkpoint import atomic_write_text
 from edgedistill.report import plots
-from edgedistill.roles import label
+from edgedistill.roles import Role, label
 from edgedistill.units import human_bytes as _kb
 from edgedistill.report.markdown import (comparison_table, deliverables, deployment_table, fit_summary,
                                          method_label, pool_note, preferred_format, training_rows, verdict)
@@ -74,7 +74,7 @@ def tradeoff_charts(points: list[dict], device: dict) -> str:
 
 def summary_verdict(metrics: dict) -> str:
     c = metrics["comparison"]
-    t, k = metrics["models"]["teacher"], metrics["models"]["student_kd"]
+    t, k = metrics["models"][Role.TEACHER], metrics["models"][Role.STUDENT_KD]
     speed = ""
     tdep, kdep = t.get("deploy", {}), k.get("deploy", {})
     if "formats" in tdep and "formats" in kdep:
@@ -106,7 +106,7 @@ def run_html(metrics: dict) -> str:
             f"({html.escape(metrics['device']['description'])}).</p>",
             f"<p class=small>{html.escape(pool_note(ds))} {html.escape(training_rows(metrics))}</p>",
             summary_verdict(metrics), "<h2>Comparison (test set)</h2>", md_table_to_html(comparison_table(metrics))]
-    if "deploy" in models["student_kd"]:
+    if "deploy" in models[Role.STUDENT_KD]:
         files = deliverables(metrics).replace("`", "").splitlines()
         body += ["<h2>Deployment</h2>", md_table_to_html(deployment_table(metrics)),
                  "<ul>" + "".join(f"<li>{html.escape(f.lstrip('- '))}</li>" for f in files) + "</ul>",
@@ -130,14 +130,14 @@ def compare_rows(runs: list[tuple[str, dict]]) -> str:
     for label, m in runs:
         md = m["models"]
         d = m["config"]["distill"]
-        kdep = md["student_kd"].get("deploy", {})
+        kdep = md[Role.STUDENT_KD].get("deploy", {})
         best = preferred_format(kdep) if "formats" in kdep else None
         fmt, fit = (kdep["formats"][best], kdep["fit"][best]) if best else (None, None)
-        rows.append(f"| {label} | {m['dataset']['name']} | {md['teacher']['model']} | {md['student_kd']['model']} | "
+        rows.append(f"| {label} | {m['dataset']['name']} | {md[Role.TEACHER]['model']} | {md[Role.STUDENT_KD]['model']} | "
                     f"{method_label(d)} | {m['device']['name']} | "
-                    f"{100 * md['teacher']['test']['accuracy']:.2f}% | "
-                    f"{100 * md['student_scratch']['test']['accuracy']:.2f}% | "
-                    f"{100 * md['student_kd']['test']['accuracy']:.2f}% | "
+                    f"{100 * md[Role.TEACHER]['test']['accuracy']:.2f}% | "
+                    f"{100 * md[Role.STUDENT_SCRATCH]['test']['accuracy']:.2f}% | "
+                    f"{100 * md[Role.STUDENT_KD]['test']['accuracy']:.2f}% | "
                     f"{100 * m['comparison']['kd_gain_over_scratch']:+.2f} pts | "
                     f"{_kb(fmt['file_bytes']) + ' ' + best if fmt else '-'} | {('yes' if fit['fits'] else 'no') if fit else '-'} |")
     return "\n".join(rows)

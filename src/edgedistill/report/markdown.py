@@ -6,7 +6,7 @@ from pathlib import Path
 from edgedistill.checkpoint import atomic_write_text
 from edgedistill.deploy.fit import fit_sentence
 from edgedistill.methods import describe
-from edgedistill.roles import LABELS
+from edgedistill.roles import COMPARED, LABELS, Role
 from edgedistill.units import human_bytes as _kb
 
 
@@ -17,8 +17,8 @@ def method_label(distill: dict) -> str:
 
 def comparison_table(metrics: dict) -> str:
     models = metrics["models"]
-    teacher = models["teacher"]
-    scratch_acc = models["student_scratch"]["test"]["accuracy"]
+    teacher = models[Role.TEACHER]
+    scratch_acc = models[Role.STUDENT_SCRATCH]["test"]["accuracy"]
     rows = ["| model | arch | test acc | precision | recall | F1 | params | size fp32 | compression | vs scratch |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     for role, label in LABELS.items():
@@ -27,7 +27,7 @@ def comparison_table(metrics: dict) -> str:
         m = models[role]
         t = m["test"]
         ratio = teacher["params"] / max(m["params"], 1)
-        gain = "" if role == "teacher" else f"{100 * (t['accuracy'] - scratch_acc):+.2f} pts"
+        gain = "" if role == Role.TEACHER else f"{100 * (t['accuracy'] - scratch_acc):+.2f} pts"
         rows.append(f"| {label} | {m['model']} | {100 * t['accuracy']:.2f}% | {t['precision_macro']:.4f} | "
                     f"{t['recall_macro']:.4f} | {t['f1_macro']:.4f} | {m['params']:,} | {_kb(m['size_fp32_bytes'])} | "
                     f"{ratio:.1f}x | {gain} |")
@@ -83,7 +83,7 @@ def training_rows(metrics: dict) -> str:
 
 def absent_note(metrics: dict) -> str:
     """Classes the test split lacks are left out of the macro averages; say so rather than count them as 0."""
-    absent = metrics["models"]["teacher"]["test"].get("absent_classes") or []
+    absent = metrics["models"][Role.TEACHER]["test"].get("absent_classes") or []
     if not absent:
         return ""
     return (f"The test split has no sample of class{'es' if len(absent) > 1 else ''} {', '.join(absent)}: macro "
@@ -92,11 +92,11 @@ def absent_note(metrics: dict) -> str:
 
 def per_class_table(metrics: dict) -> str:
     models = metrics["models"]
-    names = list(models["teacher"]["test"]["per_class"])
+    names = list(models[Role.TEACHER]["test"]["per_class"])
     rows = ["| class | teacher F1 | scratch F1 | KD F1 | KD recall |", "|---|---|---|---|---|"]
     for name in names:
-        f1 = [models[r]["test"]["per_class"][name]["f1"] for r in ("teacher", "student_scratch", "student_kd")]
-        recall = models["student_kd"]["test"]["per_class"][name]["recall"]
+        f1 = [models[r]["test"]["per_class"][name]["f1"] for r in COMPARED]
+        recall = models[Role.STUDENT_KD]["test"]["per_class"][name]["recall"]
         rows.append(f"| {name} | {f1[0]:.3f} | {f1[1]:.3f} | {f1[2]:.3f} | {recall:.3f} |")
     return "\n".join(rows)
 
@@ -164,8 +164,8 @@ def missing_deliverable(metrics: dict) -> str | None:
     has none; None when it has one or was not asked for one."""
     dc = metrics["config"].get("deploy", {})
     roles = dc.get("roles")
-    dep = metrics["models"]["student_kd"].get("deploy")
-    if not dc.get("enabled", True) or (roles is not None and "student_kd" not in roles) or not dep \
+    dep = metrics["models"][Role.STUDENT_KD].get("deploy")
+    if not dc.get("enabled", True) or (roles is not None and Role.STUDENT_KD not in roles) or not dep \
             or "error" not in dep:
         return None
     return (f"no deliverable: the KD student could not be exported for device {metrics['device']['name']!r} "
@@ -175,7 +175,7 @@ def missing_deliverable(metrics: dict) -> str | None:
 def fit_summary(metrics: dict) -> str:
     """The sentence an engineer wants first: does the KD student fit the device, in its preferred format?"""
     dev = metrics["device"]
-    dep = metrics["models"]["student_kd"].get("deploy")
+    dep = metrics["models"][Role.STUDENT_KD].get("deploy")
     if not dep or "error" in dep:
         return f"Device {dev['name']}: the KD student was not deployed, so its fit is unknown."
     key = preferred_format(dep)
@@ -246,9 +246,9 @@ Created {metrics['created']}. Checkpoints keep the best validation epoch; the te
 
 ## Deployment
 
-{fit_summary(metrics) if metrics['models']['student_kd'].get('deploy') else 'Deployment was switched off (deploy.enabled: false).'}
+{fit_summary(metrics) if metrics['models'][Role.STUDENT_KD].get('deploy') else 'Deployment was switched off (deploy.enabled: false).'}
 
-{deployment_table(metrics) if metrics['models']['student_kd'].get('deploy') else ''}
+{deployment_table(metrics) if metrics['models'][Role.STUDENT_KD].get('deploy') else ''}
 
 {deliverables(metrics)}
 

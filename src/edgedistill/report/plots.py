@@ -9,10 +9,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from edgedistill.roles import label  # noqa: E402
+from edgedistill.roles import COMPARED, Role, label  # noqa: E402
 
-COLORS = {"teacher": "#1f4e79", "student_scratch": "#9e9e9e", "student_kd": "#d9822b", "teacher_pruned": "#2e7d32",
-          "student_kd_qat": "#8e24aa"}
+COLORS = {Role.TEACHER: "#1f4e79", Role.STUDENT_SCRATCH: "#9e9e9e", Role.STUDENT_KD: "#d9822b",
+          Role.TEACHER_PRUNED: "#2e7d32", Role.STUDENT_KD_QAT: "#8e24aa"}
 
 
 def _png(fig) -> bytes:
@@ -41,7 +41,7 @@ def training_curves(models: dict) -> bytes | None:
     return _png(fig)
 
 
-def confusion_matrices(models: dict, class_names: list[str], roles: tuple[str, ...] = ("teacher", "student_kd")) -> bytes:
+def confusion_matrices(models: dict, class_names: list[str], roles: tuple[Role, ...] = (Role.TEACHER, Role.STUDENT_KD)) -> bytes:
     roles = tuple(r for r in roles if r in models)
     fig, axes = plt.subplots(1, len(roles), figsize=(5.2 * len(roles), 4.6))
     axes = np.atleast_1d(axes)
@@ -64,7 +64,7 @@ def confusion_matrices(models: dict, class_names: list[str], roles: tuple[str, .
 
 
 def per_class_f1(models: dict, class_names: list[str]) -> bytes:
-    roles = [r for r in ("teacher", "student_scratch", "student_kd", "teacher_pruned") if r in models]
+    roles = [r for r in (*COMPARED, Role.TEACHER_PRUNED) if r in models]
     x = np.arange(len(class_names))
     width = 0.8 / len(roles)
     fig, ax = plt.subplots(figsize=(max(7, 0.7 * len(class_names) + 3), 3.6))

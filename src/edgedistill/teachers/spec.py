@@ -10,6 +10,7 @@ from edgedistill.config import ExperimentConfig, Strict, TrainConfig, format_val
 from edgedistill.errors import UserError
 from edgedistill.methods import METHODS
 from edgedistill.teachers import EXTERNAL
+from edgedistill.roles import Role, Side
 
 GIVES = frozenset({"logits", "views"})  # what an ONNX or ensemble teacher gives a method: logits, on any view
 
@@ -66,7 +67,7 @@ def check_members(args: EnsembleArgs, source: str) -> None:
         if member.model == "onnx":
             if member.checkpoint is not None:
                 raise UserError(f"{where}.checkpoint: an onnx member is read from its args.path; remove checkpoint")
-            validate_at(OnnxArgs, member.args, ("teacher", "args", "members", i, "args"), source)
+            validate_at(OnnxArgs, member.args, (Side.TEACHER.value, "args", "members", i, "args"), source)
         elif member.checkpoint is None:
             raise UserError(f"{where}.checkpoint: required for a {member.model!r} member; an ensemble trains "
                             "nothing, so each torch member is loaded from its weights")
@@ -82,9 +83,9 @@ def check_teacher_spec(cfg: ExperimentConfig, source: str) -> None:
     if kind not in EXTERNAL:
         return
     if kind == "onnx":
-        validate_at(OnnxArgs, cfg.teacher.args, ("teacher", "args"), source)
+        validate_at(OnnxArgs, cfg.teacher.args, (Side.TEACHER.value, "args"), source)
     else:
-        check_members(validate_at(EnsembleArgs, cfg.teacher.args, ("teacher", "args"), source), source)
+        check_members(validate_at(EnsembleArgs, cfg.teacher.args, (Side.TEACHER.value, "args"), source), source)
     what = f"an {kind} teacher"
     if cfg.teacher.checkpoint is not None:
         where = "teacher.args.path" if kind == "onnx" else "each member's checkpoint"
@@ -100,6 +101,6 @@ def check_teacher_spec(cfg: ExperimentConfig, source: str) -> None:
                             "such as kd or dkd")
     if cfg.compress.prune.enabled:
         raise UserError(f"{source}: compress.prune.enabled: {what} has no torch channels to prune; set it to false")
-    if cfg.deploy.enabled and cfg.deploy.roles is not None and "teacher" in cfg.deploy.roles:
+    if cfg.deploy.enabled and cfg.deploy.roles is not None and Role.TEACHER in cfg.deploy.roles:
         raise UserError(f"{source}: deploy.roles: {what} is not a torch module torch.export can trace, so it is "
                         "not re-exported (its own files are kept in the run folder); remove 'teacher'")

@@ -25,7 +25,7 @@ from edgedistill.data import DataSplits
 from edgedistill.errors import UserError
 from edgedistill.pipeline import Trained, obtain_teacher, prepare
 from edgedistill.pipeline.state import Run
-from edgedistill.roles import Role
+from edgedistill.roles import Role, Side
 from edgedistill.rundir import TUNE_MARKER
 from edgedistill.seeds import SeedsResult, check_seed_count, run_seeds, seeds_table
 from edgedistill.teachers import is_external
@@ -128,8 +128,8 @@ def shared_teacher(run: Run, study: optuna.Study, say: Callable[[str], None]) ->
 def best_config(out: Path, base: dict, best: dict) -> ExperimentConfig:
     """The best trial's recipe, reading the study's teacher from the folder."""
     raw = recipe_config(base, best["method"], best["settings"])
-    if not is_external(raw["teacher"]["model"]):
-        raw["teacher"]["checkpoint"] = str(out / "teacher.pt")
+    if not is_external(raw[Side.TEACHER]["model"]):
+        raw[Side.TEACHER]["checkpoint"] = str(out / "teacher.pt")
     return validate_config(raw, f"trial {best['number']}")
 
 

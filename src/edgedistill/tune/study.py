@@ -14,6 +14,7 @@ from edgedistill.data.rows import data_digest
 from edgedistill.errors import UserError
 from edgedistill.tune.space import SearchSpace, space_difference
 from edgedistill.tune.storage import redacted
+from edgedistill.roles import Role
 
 # where things are rather than what is trained: two machines may differ here and still run one study
 LOCAL_KEYS = ("name", "accelerator", "device_catalog", "data.path", "data.loader_workers", "teacher.checkpoint",
@@ -99,9 +100,9 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, url: str, space:
 def check_teacher(study: optuna.Study, teacher: nn.Module, where: str) -> None:
     """Every worker distils from one teacher: the first records its weights' digest, the others must match it."""
     digest = weights_digest(teacher)
-    if "teacher" not in study.user_attrs:
-        study.set_user_attr("teacher", {"sha256": digest, "where": where})
-    recorded = study.user_attrs["teacher"]
+    if Role.TEACHER.value not in study.user_attrs:
+        study.set_user_attr(Role.TEACHER.value, {"sha256": digest, "where": where})
+    recorded = study.user_attrs[Role.TEACHER.value]
     if recorded["sha256"] != digest:
         raise UserError(f"teacher: this worker's teacher differs from the study's, made at {recorded['where']}; "
                         "copy that teacher.pt here and set teacher.checkpoint to it, or give every worker one --out "
@@ -110,5 +111,5 @@ def check_teacher(study: optuna.Study, teacher: nn.Module, where: str) -> None:
 
 def teacher_elsewhere(study: optuna.Study) -> str | None:
     """Where the study's teacher was made, when a worker already made one."""
-    recorded = study.user_attrs.get("teacher")
+    recorded = study.user_attrs.get(Role.TEACHER.value)
     return recorded["where"] if recorded else None

@@ -29,7 +29,7 @@ from edgedistill.methods import METHODS
 from edgedistill.modelbuild import build_model
 from edgedistill.pipeline import STATE_DIR, Run, teacher_cache, train_role
 from edgedistill.pipeline.training import sample
-from edgedistill.roles import Role
+from edgedistill.roles import Role, Side
 from edgedistill.teachers import is_external
 from edgedistill.tracking import Tracking, config_params
 from edgedistill.tune.space import SearchSpace, eligible, recipe_config, recipe_space
@@ -56,10 +56,10 @@ def features_unmet(run: Run) -> str | None:
     """A feature or relation method reads taps of a torch teacher and of the student."""
     if is_external(run.cfg.teacher.model):
         return f"the teacher ({run.cfg.teacher.model}) is not a torch model, so it has no feature taps"
-    student = build_model(run.cfg.student, "student", run.data, run.cfg.seed + 1)
+    student = build_model(run.cfg.student, Side.STUDENT, run.data, run.cfg.seed + 1)
     try:
-        resolve_taps(student, run.cfg.distill.student_taps, "student")
-        resolve_taps(run.loaded_teacher, run.cfg.distill.teacher_taps, "teacher")
+        resolve_taps(student, run.cfg.distill.student_taps, Side.STUDENT)
+        resolve_taps(run.loaded_teacher, run.cfg.distill.teacher_taps, Side.TEACHER)
     except UserError as exc:
         return str(exc)
     return None
@@ -160,7 +160,7 @@ def tracked_trial(study: Tracking, trial: optuna.Trial, run: Run) -> Iterator[Tr
 def train_recipe(run: Run, out: Path, report: Callback) -> TrainResult:
     """The KD student of the recipe in run.cfg, as the pipeline trains it, from the shared teacher."""
     cfg = run.cfg
-    student = build_model(cfg.student, "student", run.data, cfg.seed + 1)
+    student = build_model(cfg.student, Side.STUDENT, run.data, cfg.seed + 1)
     method = build_method(cfg.distill, cfg.student.train.label_smoothing)
     teacher = run.teacher
     method.setup(student.to(run.accel), teacher.to(run.accel), sample(run), num_train=len(run.data.x_train))
