@@ -18,7 +18,7 @@ from pydantic import Field
 
 from edgedistill.distill.method import FeatureMethod, warmup_factor
 from edgedistill.distill.taps import align
-from edgedistill.methods import warmup_words
+from edgedistill.method_spec import warmup_words
 from edgedistill.strict import Strict
 
 HCL_LEVELS = (4, 2, 1)
