@@ -15,7 +15,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from edgedistill.distill_config import DistillConfig
 from edgedistill.errors import UserError, first_line
-from edgedistill.strict import Strict
+from edgedistill.strict import Strict, format_validation_error  # noqa: F401  (re-exported)
+from edgedistill.teachers.spec import check_teacher_spec
 from edgedistill.roles import CHOOSABLE, Side
 
 
@@ -266,24 +267,6 @@ def packaged_config_text(name: str = DEFAULT_CONFIG) -> str:
     return resources.files("edgedistill").joinpath("configs", name).read_text()
 
 
-def format_validation_error(err: ValidationError, source: str) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    kind = first["type"]
-    if kind == "extra_forbidden":
-        return f"{source}: unknown key '{loc}'; remove it or check its spelling"
-    if kind == "missing":
-        return f"{source}: missing key '{loc}'; add it"
-    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    got = first.get("input")
-    words = str(first.get("ctx", {}).get("expected", ""))
-    if kind == "literal_error" and isinstance(got, bool) and "'" in words:
-        return (f"{source}: key '{loc}': YAML reads an unquoted yes/no/on/off/true/false as {str(got).lower()}, but "
-                f"this key takes a word: {words}; quote it, e.g. '{loc.split('.')[-1]}: \"...\"'{more}")
-    got_txt = "" if isinstance(got, (dict, list)) else f", got {got!r}"
-    return f"{source}: key '{loc}': {first['msg']}{got_txt}{more}"
-
-
 def parse_overrides(overrides: list[str]) -> list[tuple[list[str], Any]]:
     """Turn ["a.b=3", ...] into key paths and YAML-typed values."""
     parsed = []
@@ -348,8 +331,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def validate_config(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
-    from edgedistill.teachers.spec import check_teacher_spec  # an onnx or ensemble teacher's args and refusals
-
     try:
         cfg = ExperimentConfig.model_validate(raw)
     except ValidationError as err:

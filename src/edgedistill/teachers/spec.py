@@ -6,11 +6,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from edgedistill.config import ExperimentConfig, Strict, TrainConfig, format_validation_error
 from edgedistill.errors import UserError
 from edgedistill.methods import METHODS
 from edgedistill.teachers import EXTERNAL
 from edgedistill.roles import Role, Side
+from edgedistill.strict import Strict, format_validation_error
 
 GIVES = frozenset({"logits", "views"})  # what an ONNX or ensemble teacher gives a method: logits, on any view
 
@@ -73,9 +73,9 @@ def check_members(args: EnsembleArgs, source: str) -> None:
                             "nothing, so each torch member is loaded from its weights")
 
 
-def check_teacher_spec(cfg: ExperimentConfig, source: str) -> None:
+def check_teacher_spec(cfg: Any, source: str) -> None:
     """An ONNX or ensemble teacher's args, and the settings it cannot serve: training it, feature methods, pruning
-    and re-exporting it."""
+    and re-exporting it. `cfg` is a validated ExperimentConfig (not imported: config.py calls this check)."""
     if cfg.student.model in EXTERNAL:
         raise UserError(f"{source}: student.model: {cfg.student.model!r} is a teacher only; the student is what "
                         "this run trains")
@@ -90,7 +90,7 @@ def check_teacher_spec(cfg: ExperimentConfig, source: str) -> None:
     if cfg.teacher.checkpoint is not None:
         where = "teacher.args.path" if kind == "onnx" else "each member's checkpoint"
         raise UserError(f"{source}: teacher.checkpoint: {what} is read from {where}; remove teacher.checkpoint")
-    if cfg.teacher.train != TrainConfig():
+    if cfg.teacher.train != type(cfg.teacher.train)():
         raise UserError(f"{source}: teacher.train: {what} is loaded, never trained (it has no trainable weights); "
                         "remove teacher.train")
     for name in cfg.distill.methods:
