@@ -15,16 +15,7 @@ from edgedistill.roles import Role
 DELIVERABLE_MISSING = 3  # the run (or export) was asked for a file a device loads and produced none
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edgedistill", description="Distil a large model into one that fits an edge device.")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", help="show the full traceback of an unexpected failure")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    def add(name: str, **kw) -> argparse.ArgumentParser:
-        return sub.add_parser(name, parents=[common], **kw)
-
-    r = add("run", help="run an experiment (the packaged default when no CONFIG is given)")
+def _run_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument("config", nargs="?", help="experiment YAML file")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set teacher.train.epochs=5 (repeatable)")
@@ -39,8 +30,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="log the run to MLflow or TensorBoard (repeatable; tracking.backends in the config)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--jsonl", action="store_true", help="progress as JSON lines on stdout, for logs and CI")
-    t = add("tune", help="find the distillation recipe for your data on validation (Optuna), then run it against "
-                         "scratch over seeds")
+
+
+def _tune_arguments(t: argparse.ArgumentParser) -> None:
     t.add_argument("config", nargs="?", help="experiment YAML file (the packaged default when none is given)")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (repeatable)")
@@ -59,6 +51,20 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--track", action="append", choices=["mlflow", "tensorboard"], default=[],
                    help="log the study to MLflow or TensorBoard, each trial as a child run (repeatable)")
     t.add_argument("--quiet", action="store_true", help="no progress bars or per-trial lines")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgedistill", description="Distil a large model into one that fits an edge device.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show the full traceback of an unexpected failure")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, **kw) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kw)
+
+    _run_arguments(add("run", help="run an experiment (the packaged default when no CONFIG is given)"))
+    _tune_arguments(add("tune", help="find the distillation recipe for your data on validation (Optuna), then run it "
+                                    "against scratch over seeds"))
     add("datasets", help="list the datasets")
     add("models", help="list the teachers and students in the zoo")
     add("methods", help="list the distillation methods (distill.method)")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from edgedistill.report.markdown import fit_summary
+from edgedistill.roles import Role
 
 Value = bool | int | float | str
 
@@ -70,7 +71,7 @@ def fit_tags(metrics: dict) -> dict[str, str]:
     for role, record in metrics["models"].items():
         for name, verdict in (record.get("deploy") or {}).get("fit", {}).items():
             tags[f"fit.{role}.{name}"] = "fits" if verdict["fits"] else "does not fit: " + "; ".join(verdict["overflows"])
-    kd = metrics["models"]["student_kd"].get("deploy") or {}
+    kd = metrics["models"][Role.STUDENT_KD.value].get("deploy") or {}
     if kd.get("preferred") in kd.get("fit", {}):
         tags |= {"fit": "fits" if kd["fit"][kd["preferred"]]["fits"] else "does not fit",
                  "fit.format": kd["preferred"], "fit.summary": fit_summary(metrics)}
@@ -79,7 +80,7 @@ def fit_tags(metrics: dict) -> dict[str, str]:
 
 def deliverable_files(metrics: dict) -> list[str]:
     """The KD student's file in the device's preferred format and the files beside it (a .h/.cc pair)."""
-    kd = metrics["models"]["student_kd"].get("deploy") or {}
+    kd = metrics["models"][Role.STUDENT_KD.value].get("deploy") or {}
     fmt = kd.get("formats", {}).get(kd.get("preferred"))
     return [f"export/{name}" for name in [fmt["file"], *fmt.get("files", [])]] if fmt else []
 
