@@ -103,7 +103,8 @@ def run_inputs(cfg: ExperimentConfig, config_file: str | Path | None = None) -> 
         found += _model_inputs(raw[role], role)
     if raw["device_catalog"]:
         found.append(Input("device_catalog", Path(raw["device_catalog"]), "device"))
-    return [i for i in found if i.path.exists()]  # a missing one is refused by the loader, naming its key
+    # a missing file, or a device such as /dev/zero (hashing it would never end), is refused by its loader, naming its key
+    return [i for i in found if i.path.is_file() or i.path.is_dir()]
 
 
 def visible_files(folder: Path) -> list[Path]:
