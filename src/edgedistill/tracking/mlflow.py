@@ -26,6 +26,9 @@ from edgedistill.tracking.outbox import Outbox, yield_cpu_to_training
 LOCAL_STORE = "mlflow.db"
 PROBE_TIMEOUT_S = 15.0  # an HTTP server that does not answer in this long counts as unreachable (a local
 # server on a machine at load 16 took over 5 s to serve its first page)
+SEND_EVERY_S = 5.0  # epoch points are sent together at most this often: one MLflow write an epoch cost the
+# 2-core demo +18.5% wall time (benchmarks/tracking_overhead.py), most of it SQLite commits
+BATCH_METRICS = 1000  # MLflow's limit on the metrics of one log_batch call
 DRAIN_TIMEOUT_S = 60.0  # at the end of a run, how long records may still take to send
 
 
@@ -109,6 +112,8 @@ class MlflowRun:
     def __init__(self, conn: Connection, parent: "MlflowRun | None" = None):
         self.conn, self.parent, self.where = conn, parent, conn.where
         self.run_id: str | None = None
+        self.unsent: list[tuple] = []  # metric points not yet queued, sent together by `_send_points`
+        self.last_sent = 0.0
 
     @property
     def failed(self) -> bool:
@@ -141,18 +146,29 @@ class MlflowRun:
         self.conn.send(lambda: self._batch(params=params))
 
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
-        stamp = int(time.time() * 1000)
-        self.conn.send(lambda: self._batch(metrics=[(k, v, stamp, step) for k, v in metrics.items()]))
+        """Held and sent with the points that follow for up to SEND_EVERY_S; `close` sends what is left."""
+        now = time.time()
+        self.unsent += [(k, v, int(now * 1000), step) for k, v in metrics.items()]
+        if now - self.last_sent >= SEND_EVERY_S:
+            self._send_points()
+
+    def _send_points(self) -> None:
+        points, self.unsent, self.last_sent = self.unsent, [], time.time()
+        if points:
+            self.conn.send(lambda: self._batch(metrics=points))
 
     def set_tags(self, tags: dict[str, str]) -> None:
         self.conn.send(lambda: self._batch(tags=tags))
 
     def _batch(self, metrics: list[tuple] = (), params: dict | None = None, tags: dict | None = None) -> None:
+        """One log_batch call, or several where the metrics pass MLflow's 1,000 a call."""
         from mlflow.entities import Metric, Param, RunTag
 
-        self.conn.client.log_batch(self.run_id, metrics=[Metric(*m) for m in metrics],
-                                   params=[Param(k, str(v)) for k, v in (params or {}).items()],
-                                   tags=[RunTag(k, v) for k, v in (tags or {}).items()])
+        chunks = [metrics[i:i + BATCH_METRICS] for i in range(0, len(metrics), BATCH_METRICS)] or [[]]
+        for i, chunk in enumerate(chunks):
+            self.conn.client.log_batch(self.run_id, metrics=[Metric(*m) for m in chunk],
+                                       params=[Param(k, str(v)) for k, v in (params or {}).items()] if i == 0 else [],
+                                       tags=[RunTag(k, v) for k, v in (tags or {}).items()] if i == 0 else [])
 
     def restore_curve(self, prefix: str, points: list[tuple[int, dict[str, float]]]) -> None:
         """Send the points the server lacks: those queued but lost when the run was killed."""
@@ -168,6 +184,7 @@ class MlflowRun:
         self.conn.send(fill)
 
     def log_artifacts(self, run_dir: Path, names: list[str]) -> None:
+        self._send_points()
         files = [(run_dir.resolve() / name, str(Path(name).parent)) for name in names]
         for path, folder in files:
             self.conn.send(lambda p=path, f=folder: self.conn.client.log_artifact(
@@ -180,6 +197,7 @@ class MlflowRun:
         """End the run; the run that opened the connection also stops its thread once everything is sent."""
         if self.conn.outbox is None:
             return
+        self._send_points()
         self.conn.send(lambda: self.conn.client.set_terminated(self.run_id, status))
         outbox = self.conn.outbox
         sent = outbox.wait(DRAIN_TIMEOUT_S) if self.parent is not None else outbox.close(DRAIN_TIMEOUT_S)
