@@ -4,6 +4,9 @@ validation alone.
     python benchmarks/few_labels.py [--config src/edgedistill/configs/default.yaml] [--shares 0.05 0.1 0.2]
         [--batches 16] [--seeds 3] [--plan 'scratch,kd,dist,...'] [--set key=value ...]
         [--int8 onnxruntime-int8] [--confirm-int8 tflm-int8] [--out bench_runs/few_labels] [--key mnist1d_few_labels]
+        [--student 'convnet:channels=16,32;head=flatten'] [--title 'MNIST-1D']
+
+A share of 1 or more is a count of labelled rows (data.labeled_count), below 1 a fraction (data.labeled_fraction).
 
 For each label share (data.labeled_fraction: the labels of a stratified share of the training rows are kept, the
 rest become the unlabelled pool), the teacher is trained once on the labelled rows, through the pipeline's own
@@ -37,7 +40,12 @@ from record import header, replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
-STUDENT = "demo=convnet:channels=16,32;head=flatten"
+STUDENT = "convnet:channels=16,32;head=flatten"
+
+
+def labels_set(share: float) -> str:
+    """The override that keeps this share's labels: a count from 1 up, a fraction below."""
+    return f"data.labeled_count={int(share)}" if share >= 1 else f"data.labeled_fraction={share}"
 
 
 def train_teacher(cfg_path: str, overrides: list[str], out: Path) -> dict:
@@ -55,10 +63,10 @@ def train_teacher(cfg_path: str, overrides: list[str], out: Path) -> dict:
 def method_table(args, share: float, batch: int, teacher: Path, out: Path, plan: str, extra: list[str],
                  int8: str | None = None) -> dict:
     """distill_methods.py for one share and batch size; its results.json (it resumes where it stopped)."""
-    sets = args.overrides + [f"data.labeled_fraction={share}", f"teacher.checkpoint={teacher}",
+    sets = args.overrides + [labels_set(share), f"teacher.checkpoint={teacher}",
                              f"student.train.batch_size={batch}"] + extra
     cmd = [sys.executable, str(HERE / "distill_methods.py"), "--config", args.config, "--seeds", str(args.seeds),
-           "--views", str(args.views), "--size", STUDENT, "--plan", f"demo:{plan}", "--key", "", "--out", str(out),
+           "--views", str(args.views), "--size", f"demo={args.student}", "--plan", f"demo:{plan}", "--key", "", "--out", str(out),
            "--int8", int8 or args.int8] + [a for s in sets for a in ("--set", s)]
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     return json.loads((out / "results.json").read_text())["demo"]
@@ -147,13 +155,13 @@ def write_section(args, teachers: dict, results: dict, choices: dict, share: flo
                              for s, t in teachers.items())
     acc = {name: mean_std([r["int8_test_accuracy"] for r in runs.values()])["mean"]
            for name, runs in (("kd", kd), ("scratch", scratch), ("long", long_scratch))}
-    body = (f"### Few labels: MNIST-1D with a share of its labels, the rest as the unlabelled pool ({args.seeds} "
+    body = (f"### Few labels: {args.title} with a share of its labels, the rest as the unlabelled pool ({args.seeds} "
             f"seeds, {epochs} student epochs)\n\n{header(wall, 'wall time of this invocation')}"
             f"- training time of every model in the tables and every teacher-output bank, as each measured it, "
             f"summed: {trained_minutes(Path(args.out), teachers, tables):.0f} min (the sweep resumes where it "
             "stopped; int8 export and scoring not included)\n"
             f"- config: `{Path(args.config).name}`{' with ' + ', '.join(args.overrides) if args.overrides else ''}; "
-            f"student `{STUDENT.partition('=')[2]}`; {args.views} cached views; int8: {args.int8}\n"
+            f"student `{args.student}`; {args.views} cached views; int8: {args.int8}\n"
             f"- chosen on validation: label share **{share:g}**, recipe **{c['method']}** at batch "
             f"{c['batch']} (validation gain over the best scratch control: {100 * c['val_gain']:+.2f} points; "
             "per share: " + ", ".join(f"{s:g}: {v['method']} b{v['batch']} {100 * v['val_gain']:+.2f}"
@@ -170,8 +178,8 @@ def write_section(args, teachers: dict, results: dict, choices: dict, share: flo
             "| share | student | val acc (mean) | best epoch (mean) | fp32 test acc | int8 test acc | int8 gain over "
             "scratch, paired | p | verdict |\n|---|---|---|---|---|---|---|---|---|\n"
             + "\n".join(confirm_rows(args, share, c, confirm, long_scratch)) + "\n\n"
-            "Validation is 10% of the training split, carved before the label share is drawn, so every share and "
-            "seed is judged on the same 400 labelled rows. The scratch control trains on the labelled rows; each "
+            "Validation is carved from the training split before the label share is drawn, so every share and "
+            "seed is judged on the same labelled validation rows. The scratch control trains on the labelled rows; each "
             "recipe on the labelled rows (its hard-label term) and the pool (its distillation terms only), in the "
             "control's steps. Each seed changes the students' initial weights, batch order and view choice; the "
             "label share and the views are those of seed 0 for every seed. A gain is beyond the noise when the "
@@ -197,6 +205,8 @@ def main() -> None:
     ap.add_argument("--confirm-int8", default="tflm-int8", help="the format the chosen recipe is scored in")
     ap.add_argument("--out", default=str(ROOT / "bench_runs" / "few_labels"))
     ap.add_argument("--key", default="mnist1d_few_labels")
+    ap.add_argument("--student", default=STUDENT, help="the student, as benchmarks/distill_methods.py's --size takes it")
+    ap.add_argument("--title", default="MNIST-1D", help="the dataset's name in the section's title")
     args = ap.parse_args()
     t0 = time.perf_counter()
     out = Path(args.out)
@@ -204,7 +214,7 @@ def main() -> None:
     for share in args.shares:
         folder = out / f"share_{share:g}"
         folder.mkdir(parents=True, exist_ok=True)
-        teachers[share] = train_teacher(args.config, args.overrides + [f"data.labeled_fraction={share}"], folder)
+        teachers[share] = train_teacher(args.config, args.overrides + [labels_set(share)], folder)
         print(f"share {share}: teacher {teachers[share]['test']['accuracy']:.4f}", flush=True)
         results[share] = {b: method_table(args, share, b, folder / "teacher.pt", folder / f"batch_{b}", args.plan, [])
                           for b in args.batches}
