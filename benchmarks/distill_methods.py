@@ -53,13 +53,23 @@ SIZES = {"100k": "convnet:channels=32,48,56;convs_per_stage=2;head=avg",
          "15k": "convnet:channels=16,32,32;convs_per_stage=1;head=avg"}
 
 
+def number(text: str) -> int | float | str:
+    """A --size value as the factory takes it: 16 -> 16, 0.5 -> 0.5, avg -> 'avg'."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def parse_student(spec: str) -> tuple[str, dict]:
     """'convnet:channels=16,32,32;convs_per_stage=1;head=avg' -> ('convnet', {...})."""
     family, _, rest = spec.partition(":")
     args = {}
     for item in filter(None, rest.split(";")):
         key, _, value = item.partition("=")
-        parts = [int(v) if v.lstrip("-").isdigit() else v for v in value.split(",")]
+        parts = [number(v) for v in value.split(",")]
         args[key] = parts if "," in value else parts[0]
     return family, args
 
