@@ -185,9 +185,9 @@ PROBE = """
 import json, sys, time, torch
 from edgedistill.config import AugmentConfig, TrainConfig
 from edgedistill.data import load_dataset
-from edgedistill.distill import CrossEntropy
-from edgedistill.distill.trainer import Trainer, batch_source
+from edgedistill.distill.ce import CrossEntropy
 from edgedistill.models import create_model
+from edgedistill.train.trainer import Trainer, batch_source
 folder, size, pack_dir, steps, rounds = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 opts = {"size": [size, size], "grayscale": False, "pack_dir": pack_dir}
 data = {v: load_dataset("image_folder", path=folder, options={**opts, "in_memory": v == "in_memory"})

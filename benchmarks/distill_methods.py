@@ -34,18 +34,18 @@ import dataclasses
 
 import torch
 
-from edgedistill.checkpoint import atomic_write_text
+from edgedistill.atomic import atomic_write_text
+from edgedistill.cli.seeds import mean_std, paired_gain
 from edgedistill.config import ExperimentConfig, resolve_config
 from edgedistill.deploy import deploy_plan
 from edgedistill.deploy.backends import check_formats
-from edgedistill.distill import CrossEntropy, build_method
-from edgedistill.modelbuild import build_model
-from edgedistill.methods import of_kind
+from edgedistill.distill import of_kind
+from edgedistill.distill.ce import CrossEntropy
 from edgedistill.models import count_params
-from edgedistill.pipeline import Run, Trained, evaluate_model, prepare_in, teacher_cache, train_role
-from edgedistill.pipeline.deployment import deploy_one
+from edgedistill.models.build import build_model
+from edgedistill.pipeline import Run, Trained, deploy_one, evaluate_model, prepare_in, teacher_cache, train_role
 from edgedistill.roles import Role
-from edgedistill.seeds import mean_std, paired_gain
+from edgedistill.train.method_setup import build_method
 from record import header, replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -311,7 +311,7 @@ def record_result(path: Path, size: str, method: str, seed: int, record: dict) -
     return results
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default=str(ROOT / "configs" / "fashion_mnist.yaml"))
     ap.add_argument("--seeds", type=int, default=3)
@@ -334,18 +334,18 @@ def main() -> None:
         if not args.int8.endswith("-int8"):
             raise SystemExit(f"--int8: {args.int8!r} is not an int8 format (e.g. onnxruntime-int8, tflm-int8)")
     args.sizes = dict(SIZES) | dict(s.split("=", 1) for s in args.size)
-    t0 = time.perf_counter()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    results_path = out / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    check_recipe(out / "recipe.json", args, results)
+    return args
 
+
+def load_teacher(args: argparse.Namespace, out: Path):
+    """The run every student shares (one split, the teacher loaded and checked), the teacher's logits bank, and the
+    teacher's record for the table."""
     cfg = resolve_config(args.config, args.overrides + [f"distill.cache.views={args.views}", "deploy.enabled=false"])
     if not cfg.teacher.checkpoint:
         raise SystemExit("the method table loads its teacher: --set teacher.checkpoint=PATH (see fashion_teacher.py)")
-    args.epochs, args.dataset = cfg.student.train.epochs, {"fashion_mnist": "Fashion-MNIST", "mnist1d": "MNIST-1D"}.get(cfg.data.name, cfg.data.name)
-    base = prepare_in(cfg, out)  # one split for every seed (data.split_seed), the teacher loaded and checked
+    args.epochs = cfg.student.train.epochs
+    args.dataset = {"fashion_mnist": "Fashion-MNIST", "mnist1d": "MNIST-1D"}.get(cfg.data.name, cfg.data.name)
+    base = prepare_in(cfg, out)
     teacher = base.loaded_teacher.to(base.accel)
     base.trained[Role.TEACHER] = Trained(teacher, None, cfg.teacher)
     scores, _ = evaluate_model(teacher, base.data, base.accel)
@@ -360,7 +360,18 @@ def main() -> None:
                       "cache_seconds": json.loads(build_path.read_text())["seconds"] if build_path.exists() else
                       float("nan")}
     print(f"teacher {teacher_record}", flush=True)
+    return cfg, base, cache, teacher_record
 
+
+def main() -> None:
+    args = parse_args()
+    t0 = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    check_recipe(out / "recipe.json", args, results)
+    cfg, base, cache, teacher_record = load_teacher(args, out)
     taps = parse_taps(args.taps)
     for item in args.plan:
         size, _, methods = item.partition(":")

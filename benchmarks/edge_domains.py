@@ -11,18 +11,17 @@ as it finishes; a set already run in OUT is read back, not rerun.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-import edgedistill
 from edgedistill.config import resolve_config
 from edgedistill.pipeline import load_data
 from edgedistill.report import read_metrics
 from edgedistill.roles import COMPARED
+import edgedistill
 from record import header, replace_section
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -25,9 +25,9 @@ TRAIN = """
 import json, sys, torch
 from edgedistill.config import AugmentConfig, TrainConfig
 from edgedistill.data import load_dataset
-from edgedistill.distill import CrossEntropy
-from edgedistill.distill.trainer import Trainer, batch_source
+from edgedistill.distill.ce import CrossEntropy
 from edgedistill.models import create_model
+from edgedistill.train.trainer import Trainer, batch_source
 torch.manual_seed(0)
 d = load_dataset("fashion_mnist")
 model = create_model("convnet", d.input_shape, d.num_classes, {"channels": [32, 48, 56], "convs_per_stage": 2,

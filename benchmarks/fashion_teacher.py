@@ -13,11 +13,10 @@ import json
 import time
 from pathlib import Path
 
-from edgedistill.checkpoint import atomic_write_text
+from edgedistill.atomic import atomic_write_text
 from edgedistill.config import resolve_config
-from edgedistill.pipeline import model_record, prepare_in, stages
+from edgedistill.pipeline import model_record, prepare_in, prepare_run_dir, stages
 from edgedistill.roles import Role
-from edgedistill.rundir import prepare_run_dir
 from record import header, replace_section
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -31,11 +31,11 @@ import sys
 import time
 from pathlib import Path
 
-from edgedistill.checkpoint import atomic_write_text
+from edgedistill.atomic import atomic_write_text
+from edgedistill.cli.seeds import mean_std, paired_gain
 from edgedistill.config import resolve_config
 from edgedistill.pipeline import model_record, prepare_in, stages
 from edgedistill.roles import Role
-from edgedistill.seeds import mean_std, paired_gain
 from record import header, replace_section
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -31,9 +31,9 @@ from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
+from edgedistill.cli.seeds import run_seeds
 from edgedistill.config import read_yaml, resolve_config
 from edgedistill.pipeline import load_data
-from edgedistill.seeds import run_seeds
 from record import header, replace_section
 
 ROOT = Path(__file__).resolve().parent.parent

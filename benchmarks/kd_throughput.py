@@ -24,17 +24,18 @@ from pathlib import Path
 import torch
 
 from edgedistill.config import resolve_config
-from edgedistill.distill import CrossEntropy, build_method
-from edgedistill.distill.trainer import Trainer, batch_source, check_train_config
-from edgedistill.modelbuild import build_model
+from edgedistill.distill.ce import CrossEntropy
+from edgedistill.models.build import build_model
 from edgedistill.pipeline import Trained, prepare_in, teacher_cache
 from edgedistill.roles import Role
+from edgedistill.train.method_setup import set_up_method
+from edgedistill.train.trainer import Trainer, batch_source, check_train_config
 from record import header, replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default=str(ROOT / "configs" / "fashion_mnist.yaml"))
     ap.add_argument("--steps", type=int, default=60, help="batches per timed epoch")
@@ -42,25 +43,34 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--whole", type=int, default=None, help="whole epochs per student for the run-level cost "
                     "(default: the config's student epochs; 0 skips it)")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def set_up(cfg, train, tmp: Path):
+    """The run, an untrained teacher (its cost, not its accuracy, is measured), the configured method set up on a
+    student, and the pipeline's own teacher cache with the seconds its build took."""
+    run = prepare_in(cfg, tmp)
+    check_train_config(train, run.accel)
+    teacher = run.loaded_teacher.to(run.accel).eval()
+    run.trained[Role.TEACHER] = Trained(teacher, None, cfg.teacher)
+    method = set_up_method(cfg.distill, train.label_smoothing,
+                           build_model(cfg.student, "student", run.data, cfg.seed + 1).to(run.accel), teacher,
+                           torch.as_tensor(run.data.x_train[:2]).to(run.accel), len(run.data.x_train))
+    t0 = time.perf_counter()
+    cache = teacher_cache(run, method)
+    if cache is None:
+        raise SystemExit("the teacher cache would exceed distill.cache.max_bytes; raise it or lower --views")
+    return run, teacher, method, cache, time.perf_counter() - t0
+
+
+def main() -> None:
+    args = parse_args()
     t_start = time.perf_counter()
     cfg = resolve_config(args.config, [f"distill.cache.views={args.views}", "deploy.enabled=false"])
     train = cfg.student.train.model_copy(update={"epochs": 1, "max_steps_per_epoch": args.steps})
-    bank_dir = tempfile.TemporaryDirectory()  # the pipeline's own cache step (taps included), kept until exit:
-    tmp = bank_dir.name  # a bank beyond distill.cache.max_ram_bytes is read from its files while timing
-    run = prepare_in(cfg, Path(tmp))
+    bank_dir = tempfile.TemporaryDirectory()  # kept until exit: a bank beyond distill.cache.max_ram_bytes is read
+    run, teacher, method, cache, build_s = set_up(cfg, train, Path(bank_dir.name))  # from its files while timing
     data, accel = run.data, run.accel
-    check_train_config(train, accel)
-    teacher = run.loaded_teacher.to(accel).eval()  # untrained: its cost, not its accuracy, is measured
-    run.trained[Role.TEACHER] = Trained(teacher, None, cfg.teacher)
-    method = build_method(cfg.distill, train.label_smoothing)
-    method.setup(build_model(cfg.student, "student", data, cfg.seed + 1).to(accel), teacher,
-                 torch.as_tensor(data.x_train[:2]).to(accel), num_train=len(data.x_train))
-    t0 = time.perf_counter()
-    cache = teacher_cache(run, method)
-    build_s = time.perf_counter() - t0
-    if cache is None:
-        raise SystemExit("the teacher cache would exceed distill.cache.max_bytes; raise it or lower --views")
 
     def epoch_seconds(loss_fn, use_teacher: bool, use_cache: bool, recipe=train) -> float:
         student = build_model(cfg.student, "student", data, cfg.seed + 1)
@@ -80,30 +90,34 @@ def main() -> None:
     for _ in range(args.rounds):  # interleaved, so a slow spell of the machine hits every variant alike
         for name, v in variants.items():
             best[name] = min(best[name], epoch_seconds(*v))
-    scratch = best["scratch (CE, no teacher)"]
     whole = cfg.student.train.epochs if args.whole is None else args.whole
     whole_text = whole_run(whole, variants, epoch_seconds, cfg.student.train.model_copy(update={"epochs": 1}),
                            build_s, cache.views) if whole else ""
-    n_batches = min(args.steps, -(-len(data.x_train) // train.batch_size))
+    body = section(args, cfg, train, len(data.x_train), best, build_s, cache.views, time.perf_counter() - t_start)
+    replace_section("kd_throughput", body + whole_text)
+    print(body + whole_text)
+
+
+def section(args, cfg, train, n_train: int, best: dict, build_s: float, views: int, wall: float) -> str:
+    scratch = best["scratch (CE, no teacher)"]
+    n_batches = min(args.steps, -(-n_train // train.batch_size))
     rows = ["| variant | seconds per timed epoch | images/s | cost vs scratch |", "|---|---|---|---|"]
     for name, sec in best.items():
         rows.append(f"| {name} | {sec:.2f} | {n_batches * train.batch_size / sec:,.0f} | {sec / scratch:.2f}x |")
     full_epochs = cfg.student.train.epochs
-    full_batches = -(-len(data.x_train) // train.batch_size)
+    full_batches = -(-n_train // train.batch_size)
     per_epoch_build = build_s / full_epochs
-    cached_full = best[f"KD, teacher cached ({cache.views} views)"] * full_batches / n_batches
+    cached_full = best[f"KD, teacher cached ({views} views)"] * full_batches / n_batches
     scratch_full = scratch * full_batches / n_batches
-    body = (f"### KD step cost: teacher-output cache against live teacher and scratch\n\n{header(time.perf_counter() - t_start)}"
+    return (f"### KD step cost: teacher-output cache against live teacher and scratch\n\n{header(wall)}"
             f"- config: `{Path(args.config).name}`: teacher {cfg.teacher.model} {cfg.teacher.args}, student "
             f"{cfg.student.model} {cfg.student.args}, batch {train.batch_size}, precision {train.precision}; "
             f"{n_batches} batches per timed epoch, best of {args.rounds} rounds\n\n" + "\n".join(rows) +
-            f"\n\nThe cache's one-off build ({cache.views} augmented views of {len(data.x_train):,} training images "
+            f"\n\nThe cache's one-off build ({views} augmented views of {n_train:,} training images "
             f"through the teacher) took {build_s:.1f} s. Spread over the config's {full_epochs} student epochs it adds "
             f"{per_epoch_build:.1f} s per epoch: a full cached KD epoch then costs "
             f"{(cached_full + per_epoch_build) / scratch_full:.2f}x a scratch epoch (extrapolated from the timed "
-            f"batches).\n" + whole_text)
-    replace_section("kd_throughput", body)
-    print(body)
+            f"batches).\n")
 
 
 def whole_run(epochs: int, variants: dict, epoch_seconds, full_epoch, build_s: float, views: int) -> str:

@@ -18,9 +18,9 @@ import torch
 
 from edgedistill.config import resolve_config
 from edgedistill.data import load_dataset
-from edgedistill.distill import CrossEntropy
-from edgedistill.distill.trainer import Trainer, batch_source
+from edgedistill.distill.ce import CrossEntropy
 from edgedistill.models import count_params, create_model
+from edgedistill.train.trainer import Trainer, batch_source
 from record import header, replace_section
 
 ROOT = Path(__file__).resolve().parent.parent

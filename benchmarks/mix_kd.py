@@ -19,9 +19,9 @@ import json
 import time
 from pathlib import Path
 
-import edgedistill
+from edgedistill.cli.seeds import mean_std, paired_gain
 from edgedistill.config import resolve_config
-from edgedistill.seeds import mean_std, paired_gain
+import edgedistill
 from record import header, replace_section
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgedistill.cli.export import load_run, rebuild
 from edgedistill.deploy import estimate_ram
 from edgedistill.deploy.backends import parse_format, run_file
 from edgedistill.deploy.onnx_export import onnx_file_bytes
 from edgedistill.deploy.profile import count_macs, measure_latency
 from edgedistill.errors import first_line
-from edgedistill.export_run import load_run, rebuild
 from record import header, replace_section
 
 FORMATS = [f"{r}-{d}" for r in ("onnxruntime", "executorch", "litert", "tflm") for d in ("fp32", "int8")]

@@ -4,7 +4,7 @@ verdict and validation accuracy, and the chosen student.
     python benchmarks/student_search.py [--config configs/fashion_mnist.yaml] [--device mcu] [--trials 8] \
         [--epochs 1] [--family convnet] [--timeout 1200]
 
-The search is the pipeline's step 3 (edgedistill.search.search_student), run without the teacher and the
+The search is the pipeline's step 3 (edgedistill.pipeline.search.search_student), run without the teacher and the
 distillation that would follow it in a full run.
 """
 from __future__ import annotations

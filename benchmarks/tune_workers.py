@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from postgres_server import postgres_server, why_unavailable  # noqa: E402
 from record import header, replace_section  # noqa: E402
 
-from edgedistill.tune.storage import optuna_quiet, redacted  # noqa: E402
+from edgedistill.cli.tune.storage import optuna_quiet, redacted  # noqa: E402
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

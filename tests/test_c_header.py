@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from edgedistill.deploy.backends.tflm import operators
+from edgedistill.deploy.backends.tflm_c import operators
 from edgedistill.deploy.backends.tflm_c import resolver_method
 
 needs_compilers = pytest.mark.skipif(not (shutil.which("gcc") and shutil.which("g++")), reason="needs gcc and g++")

@@ -4,8 +4,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edgedistill.distill import DKD, CrossEntropy, HintonKD
+from edgedistill.distill.ce import CrossEntropy
+
+from edgedistill.distill.dkd import DKD
+
 from edgedistill.distill.dkd import dkd_terms
+from edgedistill.distill.kd import HintonKD
 
 
 def test_kd_matches_hand_computation():
@@ -135,7 +139,8 @@ def test_taps_align_across_families():
 
 def test_feature_methods_combine_with_kd_in_config():
     from edgedistill.config import DistillConfig
-    from edgedistill.distill import FeatureDistillation, build_method
+    from edgedistill.distill.features import FeatureDistillation
+    from edgedistill.train.method_setup import build_method
 
     m = build_method(DistillConfig(method=["kd", "at"]))
     assert isinstance(m, FeatureDistillation) and isinstance(m.logit_method, HintonKD)
@@ -150,8 +155,8 @@ def test_feature_methods_combine_with_kd_in_config():
 
 def test_teacher_cache_is_reused_and_rebuilt_when_its_inputs_change(tmp_path):
     from edgedistill.config import AugmentConfig
-    from edgedistill.distill.cache import CacheSpec, load_or_build
     from edgedistill.models import create_model
+    from edgedistill.train.cache import CacheSpec, load_or_build
 
     torch.manual_seed(0)
     x, y = torch.randn(40, 1, 8, 8).numpy(), (torch.arange(40) % 10).numpy()
@@ -167,7 +172,7 @@ def test_teacher_cache_is_reused_and_rebuilt_when_its_inputs_change(tmp_path):
     again = build()
     assert not again.built and torch.equal(again.logits, first.logits)
     view = first.params[2, 5:6]  # the stored view rebuilds the exact input the teacher saw
-    from edgedistill.distill.augment import apply_augment
+    from edgedistill.train.augment import apply_augment
     with torch.no_grad():
         live = teacher.eval()(apply_augment(torch.as_tensor(x[5:6]), view, aug))
     assert torch.allclose(live, first.logits[2, 5:6], atol=1e-5)
@@ -188,9 +193,9 @@ def test_cached_taps_are_stored_as_the_loss_compares_them(tmp_path):
     """A tap kept at the student's size gives the same FitNets and AT losses as the whole tap, in less space."""
     from edgedistill.config import AugmentConfig
     from edgedistill.distill.at import at_loss
-    from edgedistill.distill.cache import CacheSpec, load_or_build
     from edgedistill.distill.taps import TapRecorder, align, as_compared
     from edgedistill.models import create_model
+    from edgedistill.train.cache import CacheSpec, load_or_build
 
     torch.manual_seed(0)
     for s, t in [(torch.randn(3, 8, 4, 4), torch.randn(3, 16, 7, 7)),  # CNN -> smaller CNN
@@ -225,10 +230,11 @@ def test_cached_taps_are_stored_as_the_loss_compares_them(tmp_path):
 def test_every_registered_method_builds_validates_and_is_labelled(tiny):
     """The registry is the one list: config validation, build_method and the report label all read it."""
     from edgedistill.config import resolve_config
-    from edgedistill.distill import FeatureDistillation, build_method
+    from edgedistill.distill import METHODS
+    from edgedistill.distill.features import FeatureDistillation
     from edgedistill.errors import UserError
-    from edgedistill.methods import METHODS
     from edgedistill.report.markdown import method_label
+    from edgedistill.train.method_setup import build_method
 
     for name, spec in METHODS.items():
         cfg = tiny()
@@ -246,7 +252,7 @@ def test_every_registered_method_builds_validates_and_is_labelled(tiny):
 def test_each_method_refuses_what_it_cannot_serve_as_the_run_becomes_known():
     """The checks ask every method through its registry entry's refuse(Offer): none of them names a method."""
     from edgedistill.config import DistillConfig
-    from edgedistill.distill_config import takes_mixed_rows
+    from edgedistill.config.distill import takes_mixed_rows
 
     crd = DistillConfig(method=["kd", "crd"])
     assert crd.refusal() is None and crd.refusal(processes=1, rows=100, classes=10) is None

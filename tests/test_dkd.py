@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edgedistill.distill import DKD
+from edgedistill.distill.dkd import DKD
 from edgedistill.distill.dkd import dkd_terms
 
 

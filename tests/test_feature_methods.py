@@ -166,8 +166,11 @@ def test_crd_without_the_training_size_is_refused():
 
 def test_crd_and_reviewkd_are_configured_like_feature_methods():
     from edgedistill.config import DistillConfig
-    from edgedistill.distill import CrossEntropy, FeatureDistillation, HintonKD, build_method
-    from edgedistill.methods import describe
+    from edgedistill.distill import describe
+    from edgedistill.distill.ce import CrossEntropy
+    from edgedistill.distill.features import FeatureDistillation
+    from edgedistill.distill.kd import HintonKD
+    from edgedistill.train.method_setup import build_method
 
     with_kd = build_method(DistillConfig(method=["kd", "crd"], crd={"nce_k": 16}))
     assert isinstance(with_kd, FeatureDistillation) and isinstance(with_kd.logit_method, HintonKD)
@@ -194,7 +197,7 @@ def tiny_pair(input_shape: tuple[int, ...]):
 
 def train_two_steps(method, teacher, student, x, y):
     from edgedistill.config import AugmentConfig, TrainConfig
-    from edgedistill.distill.trainer import Trainer, batch_source
+    from edgedistill.train.trainer import Trainer, batch_source
 
     cfg = TrainConfig(epochs=1, batch_size=8, max_steps_per_epoch=2, schedule="constant", lr=0.01)
     trainer = Trainer(cfg, method, batch_source(method, AugmentConfig(), teacher), torch.device("cpu"), 0, "student")
@@ -204,7 +207,8 @@ def train_two_steps(method, teacher, student, x, y):
 @pytest.mark.parametrize("input_shape", [(1, 16, 16), (1, 40)])
 @pytest.mark.parametrize("name", ["reviewkd", "crd"])
 def test_method_trains_with_a_tiny_cnn_pair(name, input_shape, tmp_path):
-    from edgedistill.distill import CrossEntropy, FeatureDistillation
+    from edgedistill.distill.ce import CrossEntropy
+    from edgedistill.distill.features import FeatureDistillation
 
     teacher, student, x, y = tiny_pair(input_shape)
     feature = ReviewKD() if name == "reviewkd" else CRD(feat_dim=8, nce_k=16)

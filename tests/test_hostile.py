@@ -442,7 +442,7 @@ def test_nonfinite_teacher_checkpoint_is_refused_before_any_training(tmp_path):
 
 
 def test_macro_scores_average_over_the_classes_the_test_split_holds():
-    from edgedistill.evaluate import classification_metrics
+    from edgedistill.models.evaluate import classification_metrics
 
     m = classification_metrics(np.array([0, 0, 1, 1]), np.array([0, 0, 1, 1]), ["a", "b", "c"])
     assert m["recall_macro"] == 1.0 and m["f1_macro"] == 1.0  # not 2/3, as counting 'c' as 0 would give

@@ -121,7 +121,7 @@ def test_an_unreadable_image_stops_the_cli_with_one_line(tmp_path):
 
 
 def test_resized_crop_and_colour_jitter_are_exact_at_their_identity_and_seeded():
-    from edgedistill.distill.augment import CX, FLIP, apply_augment, augment_params
+    from edgedistill.train.augment import CX, FLIP, apply_augment, augment_params
 
     x = torch.rand(4, 3, 10, 10)
     cfg = AugmentConfig(hflip=True, resized_crop=(0.3, 1.0), color_jitter=0.4)
@@ -146,8 +146,8 @@ def test_resized_crop_and_colour_jitter_are_exact_at_their_identity_and_seeded()
 
 
 def test_a_bank_beyond_the_ram_budget_is_read_from_disk_with_the_same_batches(tmp_path):
-    from edgedistill.distill.cache import CacheSpec, DiskBank, load_or_build
     from edgedistill.models import create_model
+    from edgedistill.train.cache import CacheSpec, DiskBank, load_or_build
 
     torch.manual_seed(0)
     x, y = torch.randn(30, 1, 8, 8).numpy(), (torch.arange(30) % 10).numpy()

@@ -338,7 +338,7 @@ def test_a_teacher_cache_killed_while_building_leaves_nothing_in_the_finished_ru
 
 
 def test_a_touched_input_is_unchanged_but_new_bytes_or_a_new_image_are_a_change(tmp_path):
-    from edgedistill.inputs import change, fingerprint
+    from edgedistill.pipeline.inputs import change, fingerprint
 
     f = wine_csv(tmp_path / "wine.csv")
     entry = {"path": str(f), **fingerprint(f)}

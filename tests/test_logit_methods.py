@@ -7,8 +7,16 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from edgedistill.distill import DIST, DKD, NKD, HintonKD, MultiViewKD
+from edgedistill.distill.dist import DIST
+
+from edgedistill.distill.dkd import DKD
+
+from edgedistill.distill.kd import HintonKD
+
+from edgedistill.distill.mvkd import MultiViewKD
+
 from edgedistill.distill.dkd import dkd_terms, warmup_factor
+from edgedistill.distill.nkd import NKD
 
 
 def softmax(v, T=1.0):
@@ -61,7 +69,7 @@ def test_dist_matches_hand_computation():
 def test_dist_built_from_the_default_config_is_the_authors_imagenet_recipe():
     """hunto/DIST_KD's resnet_dist.yaml: DIST(beta=1, gamma=1) at T=1 weighed by kd_loss_weight 2, CE weight 1."""
     from edgedistill.config import DistillConfig
-    from edgedistill.distill import build_method
+    from edgedistill.train.method_setup import build_method
 
     ps, pt = [softmax(r) for r in S], [softmax(r) for r in T_]
     inter = 1 - sum(pearson(a, b) for a, b in zip(ps, pt)) / 3
@@ -116,8 +124,8 @@ def test_logit_standardization_applies_to_dkd_and_dist():
 
 def test_logit_standardization_label_and_build(tiny):
     from edgedistill.config import resolve_config
-    from edgedistill.distill import build_method
     from edgedistill.report.markdown import method_label
+    from edgedistill.train.method_setup import build_method
 
     for name in ("kd", "dkd", "dist"):
         cfg = tiny()
@@ -182,8 +190,8 @@ def test_dkd_warmup_scales_tckd_and_nckd_not_ce():
 
 def test_dkd_warmup_from_config_and_label():
     from edgedistill.config import DistillConfig
-    from edgedistill.distill import build_method
-    from edgedistill.methods import describe
+    from edgedistill.distill import describe
+    from edgedistill.train.method_setup import build_method
 
     assert DistillConfig().dkd.warmup_epochs is None
     dkd = build_method(DistillConfig(method="dkd", dkd={"warmup_epochs": 4}))
@@ -231,9 +239,9 @@ def test_trainer_passes_every_cached_view_to_mvkd(tmp_path):
     """A real teacher cache and one epoch of two steps: the method receives (B, K, C) views that are the bank's rows
     for the batch, and the teacher logits of this step are one of them."""
     from edgedistill.config import AugmentConfig, TrainConfig
-    from edgedistill.distill.cache import CacheSpec, load_or_build
-    from edgedistill.distill.trainer import Trainer
     from edgedistill.models import create_model
+    from edgedistill.train.cache import CacheSpec, load_or_build
+    from edgedistill.train.trainer import Trainer
 
     torch.manual_seed(0)
     x, y = torch.randn(40, 1, 8, 8).numpy(), (torch.arange(40) % 10).numpy()
@@ -263,9 +271,9 @@ def test_a_resumed_trainer_tells_the_method_the_epochs_it_resumes_at(tmp_path):
     """Killed after epoch 1 of 3 and resumed: the method is told epochs 1, then 2 and 3, so a warm-up ramps as in an
     unbroken run (DKD at warm-up 3: factors 1/3, 2/3, 1)."""
     from edgedistill.config import AugmentConfig, TrainConfig
-    from edgedistill.distill.resume import Resume
-    from edgedistill.distill.trainer import Trainer, batch_source
     from edgedistill.models import create_model
+    from edgedistill.train.resume import Resume
+    from edgedistill.train.trainer import Trainer, batch_source
 
     torch.manual_seed(0)
     x, y = torch.randn(32, 1, 8, 8).numpy(), (torch.arange(32) % 10).numpy()
@@ -299,7 +307,7 @@ def test_a_resumed_trainer_tells_the_method_the_epochs_it_resumes_at(tmp_path):
 
 def test_live_runs_of_a_multi_view_method_train_as_plain_kd():
     from edgedistill.config import DistillConfig
-    from edgedistill.distill import build_method
+    from edgedistill.train.method_setup import build_method
 
     d = DistillConfig(method=["mvkd"], temperature=3.0, alpha=0.7, cache={"enabled": True})
     assert isinstance(build_method(d), MultiViewKD)
@@ -344,7 +352,7 @@ def test_new_methods_load_with_their_defaults(tmp_path, tiny):
 
 def test_methods_listing_shows_paper_and_defaults(capsys):
     from edgedistill.cli import main
-    from edgedistill.methods import METHODS
+    from edgedistill.distill import METHODS
 
     assert main(["methods"]) == 0
     out = capsys.readouterr().out

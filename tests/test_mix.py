@@ -14,7 +14,7 @@ import yaml
 from conftest import run_cli, tiny_config
 from test_cli import assert_one_line_error
 from test_reliability import cli_env, digits_config, scores
-from edgedistill.distill.mix import Mix, Mixer, cut_box
+from edgedistill.train.mix import Mix, Mixer, cut_box
 
 
 def test_mixup_blends_inputs_and_label_mass_by_one_share_and_permutation():
@@ -92,8 +92,8 @@ def test_a_killed_mixed_run_resumes_along_the_same_stream_of_mixes(tmp_path):
 
 
 def test_tune_draws_the_mix_as_one_recipe_knob_where_the_method_and_data_allow():
+    from edgedistill.cli.tune.space import MIX, RECIPE_SPACE, SearchSpace, recipe_config, recipe_space
     from edgedistill.config import validate_config
-    from edgedistill.tune.space import MIX, RECIPE_SPACE, SearchSpace, recipe_config, recipe_space
 
     assert MIX in RECIPE_SPACE
     space = SearchSpace(("kd", "nkd", "crd", "mvkd"), {})

@@ -7,12 +7,12 @@ import pytest
 import torch
 import yaml
 
-import edgedistill
-from edgedistill.distill.augment import augment_batch
-from edgedistill.distill.trainer import Trainer, batch_source
 from edgedistill.config import AugmentConfig, TrainConfig
-from edgedistill.distill import CrossEntropy
+from edgedistill.distill.ce import CrossEntropy
 from edgedistill.errors import UserError
+from edgedistill.train.augment import augment_batch
+from edgedistill.train.trainer import Trainer, batch_source
+import edgedistill
 from conftest import needs_fashion
 
 PAIRS = [("resnet", {"width": 8, "blocks": [1, 1]}, "convnet", {"channels": [8, 16]}),
@@ -229,7 +229,7 @@ def test_feature_methods_read_cached_taps_at_the_students_size(tmp_path, tiny):
 
 
 def test_seeds_train_the_teacher_once_and_report_mean_and_std(tmp_path, tiny):
-    from edgedistill.seeds import run_seeds, seeds_table, summarize
+    from edgedistill.cli.seeds import run_seeds, seeds_table, summarize
 
     res = run_seeds(tiny(), 2, out_dir=tmp_path / "s", progress=False)
     s = res.summary

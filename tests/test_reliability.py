@@ -115,7 +115,7 @@ def test_two_ddp_processes_match_one_process(tmp_path, source):
 
 
 def test_resume_clears_temporary_files_a_killed_writer_left(tmp_path):
-    from edgedistill.rundir import remove_stale_temp_files
+    from edgedistill.pipeline.rundir import remove_stale_temp_files
 
     (tmp_path / "state").mkdir()
     stale = tmp_path / "state" / ".student_kd.pt.ab12cd.tmp"

@@ -5,7 +5,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edgedistill.distill import DIST, DKD, NKD, CrossEntropy, HintonKD, MultiViewKD
+from edgedistill.distill.ce import CrossEntropy
+
+from edgedistill.distill.dist import DIST
+
+from edgedistill.distill.dkd import DKD
+
+from edgedistill.distill.kd import HintonKD
+
+from edgedistill.distill.mvkd import MultiViewKD
+
+from edgedistill.distill.nkd import NKD
 from edgedistill.distill.targets import labeled_ce, target_classes
 
 LOGITS = torch.tensor([[2.0, 0.0], [0.0, 0.0], [1.0, 3.0]])

@@ -12,10 +12,10 @@ import edgedistill
 from conftest import run_cli, tiny_config
 from edgedistill.config import AugmentConfig, validate_config
 from edgedistill.data import DataSplits
-from edgedistill.distill.cache import cache_key
 from edgedistill.errors import UserError
 from edgedistill.teachers.ensemble import EnsembleTeacher
 from edgedistill.teachers.onnx import OnnxTeacher
+from edgedistill.train.cache import cache_key
 
 SHAPE, CLASSES = (1, 40), 10  # mnist1d's, so the same files teach the tiny CLI run
 
@@ -199,8 +199,8 @@ def test_onnx_teacher_end_to_end_with_the_cache_then_export(files, tmp_path):
     for role in ("student_scratch", "student_kd"):
         assert len(metrics["models"][role]["train"]["history"]) == 1
         assert "onnxruntime-fp32" in metrics["models"][role]["deploy"]["formats"]
-    from edgedistill.pipeline import load_data
     from edgedistill.config import resolve_config
+    from edgedistill.pipeline import load_data
 
     data = load_data(resolve_config(out / "config.yaml"))
     expected = files["a"](torch.as_tensor(data.x_test)).argmax(1).numpy()

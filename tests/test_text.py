@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-import edgedistill
 from edgedistill.data import load_dataset
 from edgedistill.errors import UserError
 from edgedistill.models import count_params, create_model
+import edgedistill
 from conftest import run_cli
 
 pytest.importorskip("transformers")
@@ -88,8 +88,8 @@ def test_numbers_and_token_ids_are_not_mixed_up(tmp_path):
 
 
 def test_classify_names_a_corrupt_model_without_a_traceback(tmp_path):
-    from edgedistill.deploy.text_frontend import save_text_frontend
     from edgedistill.data.text import minilm_folder
+    from edgedistill.deploy.text_frontend import save_text_frontend
 
     save_text_frontend(tmp_path, {"tokenizer": str(minilm_folder()), "max_length": 8}, ["a", "b"])
     (tmp_path / "broken.onnx").write_bytes(b"not a model")
@@ -100,7 +100,7 @@ def test_classify_names_a_corrupt_model_without_a_traceback(tmp_path):
 def test_text_models_take_the_tokenizers_vocabulary_and_padding():
     """A tokenizer with more ids than the embedding has rows would be clamped into the wrong words silently."""
     from edgedistill.config import ModelConfig
-    from edgedistill.modelbuild import build_model
+    from edgedistill.models.build import build_model
 
     d = load_dataset("amazon_reviews", options={"max_length": 16}, limit_train=40, limit_test=10)
     assert d.text["vocab_size"] == 30522 and d.text["pad_id"] == 0

@@ -382,7 +382,7 @@ def test_tracking_config_is_checked_and_off_by_default():
 
 
 def test_a_failed_start_is_discarded_with_its_tracking_files(tmp_path):
-    from edgedistill.rundir import RUN_MARKER, discard_unstarted
+    from edgedistill.pipeline.rundir import RUN_MARKER, discard_unstarted
 
     for name in (RUN_MARKER, "config.yaml", "tracking.json", "tensorboard/run/events.out.tfevents.1"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)

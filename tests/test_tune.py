@@ -18,12 +18,12 @@ from optuna.trial import TrialState
 
 from conftest import TESTS, run_cli, tiny_config
 from edgedistill.config import validate_config
+from edgedistill.distill import METHODS, Offer
 from edgedistill.errors import UserError
-from edgedistill.methods import METHODS
-from edgedistill.tune.space import METHOD_SPACES, MIX, RECIPE_SPACE, Dim, SearchSpace, eligible, recipe_config, \
+from edgedistill.cli.tune.space import METHOD_SPACES, MIX, RECIPE_SPACE, Dim, SearchSpace, eligible, recipe_config, \
     space_difference
-from edgedistill.tune.storage import open_storage, optuna_quiet, redacted, sqlite_url
-from edgedistill.tune.worker import Worker
+from edgedistill.cli.tune.storage import open_storage, optuna_quiet, redacted, sqlite_url
+from edgedistill.cli.tune.worker import Worker
 from postgres_server import postgres_server, why_unavailable
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -98,15 +98,23 @@ def test_each_dimension_is_a_config_key_at_both_ends_of_its_range(method):
 
 
 def test_methods_are_left_out_by_what_the_registry_says_they_need():
-    space = eligible(list(METHODS), lambda need: "no taps" if need == "features" else None)
+    space = eligible(list(METHODS), lambda need: "no taps" if need == "features" else None, Offer(cache=True))
     assert set(space.excluded) == {m for m, s in METHODS.items() if "features" in s.needs}
     assert set(space.excluded.values()) == {"no taps"}
     assert set(space.methods) == {m for m, s in METHODS.items() if "features" not in s.needs}
 
 
+def test_a_method_that_refuses_what_the_run_offers_is_left_out_with_its_own_reason():
+    """No teacher cache: mvkd, which reads every cached view, says so itself; the other methods stay in."""
+    space = eligible(list(METHODS), lambda need: None, Offer(cache=False))
+    assert set(space.excluded) == {"mvkd"}
+    assert "distill.cache.enabled" in space.excluded["mvkd"]
+    assert "kd" in space.methods
+
+
 def test_a_recipe_dimension_is_drawn_by_every_method(monkeypatch):
     """The mix knob (or any knob every recipe may turn) is one RECIPE_SPACE entry."""
-    import edgedistill.tune.space as space_module
+    import edgedistill.cli.tune.space as space_module
 
     monkeypatch.setattr(space_module, "RECIPE_SPACE", (Dim("student.train.label_smoothing", 0.0, 0.2),))
     space = SearchSpace(("kd", "nkd"), {})
@@ -203,8 +211,8 @@ class PoisonedRows:
 def test_tuning_never_reads_the_test_split(tmp_path, monkeypatch):
     import importlib
 
+    from edgedistill.cli.tune import tune
     import edgedistill
-    from edgedistill.tune import tune
 
     prepare_module = importlib.import_module("edgedistill.pipeline.prepare")  # the package's prepare() hides it
     real = prepare_module.load_dataset

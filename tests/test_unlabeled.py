@@ -12,8 +12,8 @@ from conftest import run_cli, tiny_config
 from test_cli import assert_one_line_error
 from edgedistill.config import TrainConfig
 from edgedistill.data import load_dataset
-from edgedistill.distill.epoch_plan import EpochPlan
 from edgedistill.errors import UserError
+from edgedistill.train.epoch_plan import EpochPlan
 
 
 def run_config(tmp_path, cfg: dict, *args: str):
@@ -100,8 +100,8 @@ def test_a_pool_of_each_form_goes_through_the_datasets_own_preprocessing(tmp_pat
 
 def raw_stats(table):
     """The training split's mean and std as the csv loader fits them (its fixed 80/20 hold-out)."""
-    from edgedistill.data.files import _read_csv
     from edgedistill.data import fixed_split
+    from edgedistill.data.files import _read_csv
 
     x, y, _ = _read_csv(table, "label")
     x_tr = fixed_split(x, y, 0.2, str(table))[0]
@@ -187,9 +187,9 @@ def test_a_tune_study_tells_two_pools_apart():
     """Workers joining one study must train on one pool: it is part of the data digest the study holds fixed."""
     from dataclasses import replace
 
+    from edgedistill.cli.tune.space import SearchSpace
+    from edgedistill.cli.tune.study import config_difference, fixed_config
     from edgedistill.config import validate_config
-    from edgedistill.tune.space import SearchSpace
-    from edgedistill.tune.study import config_difference, fixed_config
 
     cfg, space = validate_config(tiny_config(labeled_fraction=0.5)), SearchSpace(("kd",), {})
     data = load_dataset("mnist1d", seed=0, limit_train=200, labeled_fraction=0.5)

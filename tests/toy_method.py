@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from edgedistill.distill import MethodSpec, register_method
 from edgedistill.distill.method import Method
 from edgedistill.distill.targets import labeled_ce
-from edgedistill.methods import MethodSpec, register_method
 from edgedistill.strict import Strict
 
 

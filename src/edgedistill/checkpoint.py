@@ -1,4 +1,5 @@
-"""Checkpoints: a plain dict of tensors and primitives, written atomically and read back with weights_only."""
+"""Checkpoints: a plain dict of tensors and primitives, written atomically (atomic.py) and read back with
+weights_only."""
 from __future__ import annotations
 
 import errno
@@ -6,58 +7,30 @@ import os
 import pickle
 import re
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
 
+from edgedistill.atomic import atomic_write
 from edgedistill.errors import UserError, first_line
 
 FORMAT = "edgedistill-checkpoint-v1"
 WRITER_FAILED = re.compile(r"unexpected pos|PytorchStreamWriter failed|file write failed")  # torch's zip writer
 FULL_BELOW = 64 << 20  # free bytes under which a failed write is taken for a full disk
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write to a temporary file beside `path`, then rename: a partial file never carries the final name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode an ordinary open() would
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    _atomic_write(path, lambda fh: fh.write(data))
-
-
 def atomic_torch_save(path: Path, obj: Any) -> None:
     """torch.save straight into the temporary file, so a large object is never also held as bytes in memory. A
     write torch's zip writer could not finish (a full disk: "unexpected pos") is the OSError it is."""
     try:
-        _atomic_write(path, lambda fh: torch.save(obj, fh))
+        atomic_write(path, lambda fh: torch.save(obj, fh))
     except RuntimeError as exc:
         if not WRITER_FAILED.search(str(exc)):
             raise
         full = shutil.disk_usage(path.parent).free < FULL_BELOW
         code = errno.ENOSPC if full else errno.EIO
         raise OSError(code, os.strerror(code), str(path)) from exc
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
 
 
 def save_checkpoint(path: Path, model: nn.Module, meta: dict[str, Any]) -> None:

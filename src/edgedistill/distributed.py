@@ -1,4 +1,4 @@
-"""PyTorch DDP under torchrun: one process per device, gloo on the CPU and nccl on CUDA, files written by rank 0.
+"""PyTorch DDP under torchrun: one process per accelerator, gloo on the CPU and nccl on CUDA, files written by rank 0.
 
 Nothing here is home-made scheduling: torchrun sets RANK/WORLD_SIZE/LOCAL_RANK, torch.distributed does the rest.
 A single process (no torchrun) sees world size 1 and every helper is a no-op.
@@ -21,7 +21,7 @@ def launched_by_torchrun() -> bool:
 
 
 def init_from_env(accel: torch.device) -> torch.device:
-    """Join the process group torchrun describes and return this rank's device (cuda:LOCAL_RANK on GPUs)."""
+    """Join the process group torchrun describes and return this rank's accelerator (cuda:LOCAL_RANK on GPUs)."""
     if not launched_by_torchrun() or dist.is_initialized():
         return accel
     if accel.type == "cuda":
@@ -100,19 +100,19 @@ def on_main(fn: Callable[[], Any]) -> Any:
     return result
 
 
-def all_sum(values: list[float], device: torch.device) -> list[float]:
+def all_sum(values: list[float], accel: torch.device) -> list[float]:
     if not dist.is_initialized():
         return values
-    t = torch.tensor(values, dtype=torch.float64, device=device)
+    t = torch.tensor(values, dtype=torch.float64, device=accel)
     dist.all_reduce(t)
     return t.tolist()
 
 
-def all_true(flag: bool, device: torch.device) -> bool:
+def all_true(flag: bool, accel: torch.device) -> bool:
     """True only when every rank says True; keeps ranks in step when one of them must skip a batch."""
     if not dist.is_initialized():
         return flag
-    t = torch.tensor([1 if flag else 0], device=device)
+    t = torch.tensor([1 if flag else 0], device=accel)
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return bool(t.item())
 
@@ -127,11 +127,11 @@ def average_gradients(module: nn.Module | None) -> None:
             p.grad /= dist.get_world_size()
 
 
-def wrap(model: nn.Module, device: torch.device) -> nn.Module:
+def wrap(model: nn.Module, accel: torch.device) -> nn.Module:
     """DDP around the model when there are several processes; the bare model otherwise."""
     if not dist.is_initialized():
         return model
-    ids = [device.index] if device.type == "cuda" else None
+    ids = [accel.index] if accel.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 

@@ -1,15 +1,20 @@
 """One exception type for problems the user can fix; the CLI prints it as one line and exits 2."""
+import re
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 class UserError(Exception):
     """Bad input: the message names the field or file and how to fix it."""
 
 
+def strip_ansi(text: str) -> str:
+    return ANSI.sub("", text)
+
+
 def first_line(exc: BaseException) -> str:
     """The exception's type and the first line of its message (colour codes removed), for one-line errors and
     records."""
-    from edgedistill.quiet import strip_ansi
-
     text = strip_ansi(str(exc)).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 

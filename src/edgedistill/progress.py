@@ -1,14 +1,18 @@
-"""How a run reports progress: tqdm bars with ETAs (default), nothing (quiet), or JSON lines on stdout (logs, CI)."""
+"""How a run reports progress: tqdm bars with ETAs (default), nothing (quiet), or JSON lines on stdout (logs, CI);
+and `Callback`, what a training loop tells its listeners (the epoch log, the best-model saver, a tracker)."""
 from __future__ import annotations
 
 import json
 import sys
 import time
-from typing import Iterable, TypeVar
+from typing import TYPE_CHECKING, Iterable, TypeVar
 
 from tqdm.auto import tqdm
 
 from edgedistill.distributed import is_main_process_env
+
+if TYPE_CHECKING:
+    import torch.nn as nn
 
 T = TypeVar("T")
 MODES = ("bar", "quiet", "jsonl")
@@ -72,3 +76,14 @@ def _is_terminal(stream) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+class Callback:
+    """Told of the run's start (with any restored history, also when that training had finished), of each epoch's
+    row once its state is saved (so a resumed run never repeats a row it was told), and of each new best model."""
+
+    def on_start(self, history: list[dict]) -> None: ...
+
+    def on_epoch(self, row: dict) -> None: ...
+
+    def on_best(self, model: nn.Module, row: dict) -> None: ...

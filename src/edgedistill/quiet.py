@@ -8,19 +8,14 @@ import contextlib
 import contextvars
 import logging
 import os
-import re
 import sys
 import tempfile
 import warnings
 from pathlib import Path
 from typing import Iterator
 
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
 _log_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("edgedistill_library_log", default=None)
-
-
-def strip_ansi(text: str) -> str:
-    return ANSI.sub("", text)
 
 
 @contextlib.contextmanager

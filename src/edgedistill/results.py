@@ -292,7 +292,7 @@ class Metrics(Record):
     dataset: Dataset
     device: Device
     early_fit_check: Union[EarlyFit, Failure, None] = None
-    student_search: Optional[dict[str, Any]] = None  # student: auto: the search's trials (search.py)
+    student_search: Optional[dict[str, Any]] = None  # student: auto: the search's trials (pipeline/search.py)
     models: Models
     comparison: Comparison
 

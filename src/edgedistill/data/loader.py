@@ -15,11 +15,11 @@ from edgedistill.data.rows import PackedImages, StackedRows, streamed
 from edgedistill.quiet import forking
 
 
-def auto_workers(device: torch.device) -> int:
+def auto_workers(accel: torch.device) -> int:
     """On a GPU the cores are idle while it trains: all but one per process read ahead, up to 4. On the CPU the
     step already uses every core, and reading a batch in place costs about 1% of it (benchmarks/data_scale.py),
     so a worker would only take cores from the step."""
-    if device.type == "cpu":
+    if accel.type == "cpu":
         return 0
     return max(0, min(4, (os.cpu_count() or 1) // distributed.world_size() - 1))
 
@@ -40,11 +40,11 @@ class BatchRows(Dataset):
 class Rows:
     """The inputs of one training split, handed out per batch of row indices."""
 
-    def __init__(self, x, workers: int | None, device: torch.device):
+    def __init__(self, x, workers: int | None, accel: torch.device):
         self.packed = streamed(x)
         self.x = x if self.packed else torch.as_tensor(x)
-        self.workers = auto_workers(device) if workers is None else workers
-        self.pin = device.type == "cuda"
+        self.workers = auto_workers(accel) if workers is None else workers
+        self.pin = accel.type == "cuda"
 
     def __len__(self) -> int:
         return len(self.x)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedistill.checkpoint import atomic_write_text
+from edgedistill.atomic import atomic_write_text
 from edgedistill.data.rows import RowFile
 from edgedistill.errors import UserError, first_line
 from edgedistill.progress import emit, track

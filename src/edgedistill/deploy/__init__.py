@@ -17,7 +17,7 @@ import torch.nn as nn
 from edgedistill.data import DataSplits
 from edgedistill.deploy.backends import Backend, backends, check_formats, missing_runtime, parse_format, run_file
 from edgedistill.deploy.devices import DeviceProfile, get_device, load_catalog
-from edgedistill.deploy.estimate import estimate_ram
+from edgedistill.deploy.estimate import estimate_ram, ram_hooks
 from edgedistill.deploy.fit import Footprint, fit_check
 from edgedistill.deploy.onnx_export import logit_agreement
 from edgedistill.deploy.plan import DeployPlan, deploy_plan, device_formats, preferred_format
@@ -63,8 +63,9 @@ def ram_graphs(chosen: list[Backend], model: nn.Module, input_shape: tuple[int, 
     """Each distinct `ram_graph` hook's result, made once per model and shared by the backends naming it."""
     graphs: dict = {}
     for backend in chosen:
-        if backend.ram_graph not in graphs:
-            graphs[backend.ram_graph] = backend.ram_graph(model, input_shape, calibration_x)
+        make_graph, _ = ram_hooks(backend)
+        if make_graph not in graphs:
+            graphs[make_graph] = make_graph(model, input_shape, calibration_x)
     return graphs
 
 
@@ -80,8 +81,8 @@ def measure_file(backend: Backend, path: Path, dtype: str, graphs: dict, device:
                  out_dir: Path) -> dict:
     """What the file itself says: its bytes, the RAM estimate, what its runtime measures (TFLM's arena, its C
     pair) and, for an NPU, its compiler's file and report."""
-    record = {"file_bytes": backend.file_bytes(path),
-              "peak_activation_bytes": backend.ram_peak(graphs[backend.ram_graph], path, dtype)}
+    make_graph, read_peak = ram_hooks(backend)
+    record = {"file_bytes": backend.file_bytes(path), "peak_activation_bytes": read_peak(graphs[make_graph], path, dtype)}
     if backend.extras is not None:
         record |= backend.extras(path, dtype)
     if device.npu is not None and backend.npu is not None and dtype == backend.npu.dtype:

@@ -1,15 +1,17 @@
-"""The default RAM estimate of every backend: peak live activations along the model's fp32 ONNX graph, exported
-once per model (`Backend.ram_graph`) and read per file (`Backend.ram_peak`)."""
+"""The default RAM estimate, for a backend without its own `ram_graph`/`ram_peak` hooks: peak live activations along
+the model's fp32 ONNX graph, exported once per model and read per file at the file's element size."""
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch.nn as nn
 
+from edgedistill.deploy.backends.base import ACTIVATION_BYTES, Backend
 from edgedistill.deploy.onnx_export import export_onnx
-from edgedistill.deploy.profile import peak_activation_bytes
+from edgedistill.deploy.profile import graph_peak, peak_activation_bytes
 from edgedistill.deploy.reach import explain
 from edgedistill.errors import UserError
 
@@ -24,7 +26,7 @@ def estimate_ram(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[dict[s
 def onnx_fp32_graph(model: nn.Module, input_shape: tuple[int, ...], calibration_x: np.ndarray) -> bytes:
     """The fp32 ONNX graph every default RAM estimate reads: a model torch.onnx cannot export is refused naming the
     operator or line, like a runtime's refusal."""
-    from edgedistill.deploy.backends.onnxruntime import BACKEND
+    from edgedistill.deploy.backends.onnxruntime import BACKEND  # its exporter made the graph: say what stopped it
 
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -36,9 +38,11 @@ def onnx_fp32_graph(model: nn.Module, input_shape: tuple[int, ...], calibration_
                       "fp32", 8) from exc
 
 
-def graph_peak(onnx_fp32: bytes, bytes_per_element: int, tensor_bytes: dict[str, int] | None = None) -> int:
-    """peak_activation_bytes of a graph held in memory."""
-    with tempfile.TemporaryDirectory() as tmp:
-        fp32 = Path(tmp) / "fp32.onnx"
-        fp32.write_bytes(onnx_fp32)
-        return peak_activation_bytes(fp32, bytes_per_element, tensor_bytes=tensor_bytes)
+def default_ram_peak(onnx_fp32: bytes, path: Path, dtype: str) -> int:
+    """Peak live activations along the fp32 graph at the dtype's element size (one byte: integer-only int8)."""
+    return graph_peak(onnx_fp32, ACTIVATION_BYTES[dtype])
+
+
+def ram_hooks(backend: Backend) -> tuple[Callable, Callable]:
+    """The backend's (ram_graph, ram_peak) hooks, each falling back to the ONNX estimate."""
+    return backend.ram_graph or onnx_fp32_graph, backend.ram_peak or default_ram_peak

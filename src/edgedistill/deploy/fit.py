@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgedistill.deploy.devices import DeviceProfile
+from edgedistill.roles import Role
 from edgedistill.units import human_bytes
 
 
@@ -122,3 +123,26 @@ def fit_sentence(verdict: dict) -> str:
         c = verdict["checks"]
         return f"fits (flash {c['flash']['margin_pct']:.0f}% free, RAM {c['ram']['margin_pct']:.0f}% free)"
     return "does not fit: " + "; ".join(verdict["overflows"])
+
+
+def fit_summary(metrics: dict) -> str:
+    """The sentence an engineer wants first: does the KD student fit the device, in its preferred format?"""
+    dev = metrics["device"]
+    dep = metrics["models"][Role.STUDENT_KD].get("deploy")
+    if not dep or "error" in dep:
+        return f"Device {dev['name']}: the KD student was not deployed, so its fit is unknown."
+    key = dep["preferred"]
+    v = dep["fit"][key]
+    c = v["checks"]
+    lat = c["latency_ms"]
+    lat_txt = f"latency {lat['used']:.2f} ms ({lat['how']})" if lat["used"] is not None else "latency unknown"
+    if lat.get("range_ms"):
+        lat_txt = f"latency {lat['range_ms'][0]:.2f}-{lat['range_ms'][1]:.2f} ms ({lat['how']})"
+    ram_how = c["ram"].get("how", "estimated")
+    ram_txt = f"RAM {human_bytes(c['ram']['used'])} of {human_bytes(c['ram']['budget'])} ({ram_how}"
+    if ram_how.startswith("measured") and "estimate" in c["ram"]:
+        ram_txt += f"; the graph-walk estimate was {human_bytes(c['ram']['estimate'])}"
+    head = "fits" if v["fits"] else "does NOT fit"
+    return (f"On {dev['name']} ({dev['description'].strip()}), the KD student as {key} {head}: "
+            f"flash {human_bytes(c['flash']['used'])} of {human_bytes(c['flash']['budget'])} ({c['flash'].get('how', 'file bytes')}), "
+            f"{ram_txt}), {lat_txt}" + ("" if v["fits"] else "; " + "; ".join(v["overflows"])) + ".")

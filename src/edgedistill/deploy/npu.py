@@ -10,7 +10,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgedistill.deploy.backends import NpuCompiler
+from edgedistill.deploy.backends.base import NpuCompiler
+from edgedistill.deploy.backends.tflm_c import c_pair
 from edgedistill.deploy.devices import NpuConfig
 from edgedistill.errors import UserError
 
@@ -30,8 +31,6 @@ def check_accelerator(device: str, npu: NpuConfig) -> None:
 def npu_deliverable(tflite: Path, compiled: Path, vela: dict) -> dict:
     """The file the NPU firmware loads is Vela's compiled one: its C pair replaces the uncompiled file's, with
     Vela's SRAM figure as the arena."""
-    from edgedistill.deploy.backends.tflm import c_pair
-
     for stale in (tflite.with_suffix(".h"), tflite.with_suffix(".cc")):
         stale.unlink(missing_ok=True)
     pair = c_pair(compiled, vela["sram_bytes"], f"Vela's SRAM figure for {vela['accelerator']} ({vela['how']})")

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from edgedistill.checkpoint import atomic_write_bytes
+from edgedistill.atomic import atomic_write_bytes
 from edgedistill.quiet import third_party_output
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -81,6 +82,14 @@ def peak_activation_bytes(onnx_path: Path, bytes_per_element: int | None = None,
             if last_use.get(name, -1) <= i:
                 del live[name]
     return int(peak)
+
+
+def graph_peak(onnx_fp32: bytes, bytes_per_element: int, tensor_bytes: dict[str, int] | None = None) -> int:
+    """peak_activation_bytes of a graph held in memory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        fp32.write_bytes(onnx_fp32)
+        return peak_activation_bytes(fp32, bytes_per_element, tensor_bytes=tensor_bytes)
 
 
 def measure_latency(session: Callable[[np.ndarray], np.ndarray], input_shape: tuple[int, ...], threads: int,

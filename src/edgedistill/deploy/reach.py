@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from edgedistill.deploy.backends import Backend, RuntimeRefused
+from edgedistill.deploy.backends.base import Backend, RuntimeRefused
 from edgedistill.errors import first_line
 from edgedistill.quiet import third_party_output
 

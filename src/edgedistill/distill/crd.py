@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from edgedistill.distill.method import FeatureMethod
-from edgedistill.method_spec import Offer, per_sample
+from edgedistill.distill.spec import Offer, per_sample
 from edgedistill.strict import Strict
 
 EPS = 1e-7  # as RepDistiller's ContrastLoss

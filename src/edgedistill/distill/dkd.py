@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from edgedistill.distill.method import Method, warmup_factor
+from edgedistill.distill.spec import warmup_words
 from edgedistill.distill.standardize import standardized, standardized_words
 from edgedistill.distill.targets import labeled_ce, target_classes
-from edgedistill.method_spec import warmup_words
 from edgedistill.strict import Strict
 
 

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 
 from edgedistill.distill.kd import kd_kl
 from edgedistill.distill.method import Method
+from edgedistill.distill.spec import Offer, per_sample
 from edgedistill.distill.targets import labeled_ce
-from edgedistill.method_spec import Offer, per_sample
 
 
 def mean_view_kl(student_logits: torch.Tensor, views: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -8,7 +8,7 @@ Adding a method is its own file in distill/ (a Method or FeatureMethod subclass,
 from __future__ import annotations
 
 from edgedistill.distill import at, crd, dist, dkd, fitnets, kd, mvkd, nkd, reviewkd
-from edgedistill.method_spec import MethodSpec
+from edgedistill.distill.spec import MethodSpec
 
 FEATURES = frozenset({"features"})
 

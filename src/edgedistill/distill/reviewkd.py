@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from edgedistill.distill.method import FeatureMethod, warmup_factor
+from edgedistill.distill.spec import warmup_words
 from edgedistill.distill.taps import align
-from edgedistill.method_spec import warmup_words
 from edgedistill.strict import Strict
 
 HCL_LEVELS = (4, 2, 1)

@@ -2,7 +2,7 @@
 
 `targets` is either
 - (B,) class indices, with -1 for a row that has no label (a row of the unlabelled pool, data/unlabeled.py), or
-- (B, C) label mass per class, for mixed inputs (mixup, CutMix: distill/mix.py): a labelled row's mass sums to 1,
+- (B, C) label mass per class, for mixed inputs (mixup, CutMix: train/mix.py): a labelled row's mass sums to 1,
   an unlabelled row's to 0, and a mix of the two to the labelled share of the mix.
 The hard-label term learns from the label mass alone, so an unlabelled row teaches only through the teacher. A term
 about "the target class" (DKD, NKD) takes the label where there is one and the teacher's prediction where not.

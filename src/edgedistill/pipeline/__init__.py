@@ -2,6 +2,14 @@
 search -> teacher -> prune -> students -> evaluate -> deploy -> qat -> text_frontend -> report.
 
 pipeline/stages.py lists them; each is a function of the typed Run in pipeline/state.py.
+
+`__all__` is the API for scripts that go beyond one run (benchmarks/ uses it and nothing else of the pipeline):
+- `run(config, ...)`: one whole run, as `edgedistill run` makes it;
+- `prepare_in(cfg, folder)`: the checked `Run` in a folder of the caller's (`prepare_run_dir` makes one safely);
+  then any stage of `stages` (`stages.teacher(run)`, `stages.search(run)`, ...) on it;
+- `train_role(run, role, model, model_cfg, loss, ...)`: train one model as the stages do; `teacher_cache(run,
+  method)`: the teacher-output bank; `evaluate_model`, `model_record`: its scores; `deploy_one`: its files on the
+  run's device; `load_data(cfg)`: the splits alone; `Run`, `Trained`: what they take and give.
 """
 from __future__ import annotations
 
@@ -11,6 +19,9 @@ from pathlib import Path
 from edgedistill import distributed
 from edgedistill.config import ExperimentConfig, resolve_config
 from edgedistill.errors import UserError, environment_error
+from edgedistill.pipeline import stages
+from edgedistill.pipeline.deployment import deploy_one
+from edgedistill.pipeline.inputs import absolute_paths, record_inputs, run_inputs, verify_inputs
 from edgedistill.pipeline.prepare import load_data, prepare, resolve_accelerator
 from edgedistill.pipeline.record import evaluate_model, model_record
 from edgedistill.pipeline.stages import STAGES, Stage, run_stages
@@ -18,11 +29,10 @@ from edgedistill.pipeline.state import Run, Trained
 from edgedistill.pipeline.training import STATE_DIR, obtain_teacher, teacher_cache, train_role, train_students
 from edgedistill.quiet import library_log
 from edgedistill.report import comparison_table
-from edgedistill.inputs import absolute_paths, record_inputs, run_inputs, verify_inputs
-from edgedistill.rundir import (claim_existing, discard_unstarted, open_run_dir, remove_stale_temp_files,
-                                resumed_config)
-from edgedistill.runlock import RunLock
+from edgedistill.pipeline.rundir import (claim_existing, discard_unstarted, open_run_dir, prepare_run_dir,
+                                         remove_stale_temp_files, resumed_config)
 from edgedistill.roles import Side
+from edgedistill.runlock import RunLock
 from edgedistill.tracking import config_params, open_tracking
 
 
@@ -100,6 +110,5 @@ def _run_locked(config: ExperimentConfig | dict | str | Path | None, out_dir: st
     return RunResult(state.run_dir, state.metrics, comparison_table(state.metrics))
 
 
-__all__ = ["STAGES", "STATE_DIR", "Run", "RunResult", "Stage", "Trained", "evaluate_model", "load_data",
-           "model_record", "obtain_teacher", "prepare", "prepare_in", "resolve_accelerator", "run", "run_stages", "teacher_cache",
-           "train_role", "train_students"]
+__all__ = ["Run", "RunResult", "Trained", "deploy_one", "evaluate_model", "load_data", "model_record", "prepare_in",
+           "prepare_run_dir", "run", "stages", "teacher_cache", "train_role"]

@@ -14,9 +14,10 @@ from edgedistill.deploy import (DeployPlan, DeviceProfile, NoFormat, Unrunnable,
                                 early_fit_check)
 from edgedistill.deploy.fit import fit_sentence
 from edgedistill.errors import UserError, first_line
+from edgedistill.errors import strip_ansi
 from edgedistill.pipeline.state import Run
 from edgedistill.progress import emit
-from edgedistill.quiet import current_library_log, strip_ansi
+from edgedistill.quiet import current_library_log
 from edgedistill.roles import Role
 
 log = logging.getLogger("edgedistill")

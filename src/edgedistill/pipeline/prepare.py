@@ -15,13 +15,13 @@ from edgedistill.compress import prune_to_budget
 from edgedistill.config import ExperimentConfig
 from edgedistill.data import DataSplits, load_dataset
 from edgedistill.deploy import check_deploy, deploy_plan, get_device
-from edgedistill.distill.trainer import check_train_config
 from edgedistill.errors import UserError
-from edgedistill.modelbuild import build_model
+from edgedistill.models.build import build_model
 from edgedistill.pipeline.stages import check_student
 from edgedistill.pipeline.state import Run
-from edgedistill.teachers import build_external_teacher, is_external
 from edgedistill.roles import Side
+from edgedistill.teachers import build_external_teacher, is_external
+from edgedistill.train.trainer import check_train_config
 
 
 def resolve_accelerator(choice: str) -> torch.device:

@@ -10,19 +10,20 @@ import torch
 import torch.nn as nn
 
 from edgedistill import distributed
-from edgedistill.checkpoint import atomic_write_text
+from edgedistill.atomic import atomic_write_text
 from edgedistill.data import DataSplits
-from edgedistill.distill.trainer import TrainResult, predict_logits
-from edgedistill.evaluate import classification_metrics, model_footprint
 from edgedistill.metrics import SCHEMA_VERSION, produce_metrics
+from edgedistill.models.evaluate import predict_logits
+from edgedistill.models.evaluate import classification_metrics, model_footprint
+from edgedistill.train.trainer import TrainResult
 from edgedistill.results import (Comparison, Dataset, Device, Environment, Metrics, ModelRecord, Models, Rows,
                                  TestScores, Train, ValScores)
+from edgedistill.pipeline.rundir import environment
 from edgedistill.pipeline.state import Run, Trained
 from edgedistill.pipeline.training import STATE_DIR
 from edgedistill.progress import emit
 from edgedistill.report import write_reports
 from edgedistill.roles import COMPARED, Role
-from edgedistill.rundir import environment
 from edgedistill.teachers.base import ExternalTeacher
 
 

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from typing import Callable
 
 from edgedistill import distributed
-from edgedistill.checkpoint import atomic_write_text
+from edgedistill.atomic import atomic_write_text
 from edgedistill.deploy.text_frontend import save_text_frontend
 from edgedistill.errors import UserError
-from edgedistill.results import Deploy, Pruning
-from edgedistill.modelbuild import build_model
+from edgedistill.models.build import build_model
 from edgedistill.pipeline.deployment import deploy_one, early_fit_warning, int8_loss_points
 from edgedistill.pipeline.record import build_metrics, finish, model_record
 from edgedistill.pipeline.state import Run
+from edgedistill.results import Deploy, Pruning
 from edgedistill.pipeline.training import (obtain_teacher, prune_teacher, quantization_aware_finetune,
                                            train_students)
 from edgedistill.progress import emit, track
@@ -27,7 +27,7 @@ from edgedistill.teachers.base import ExternalTeacher
 
 def search(run: Run) -> Run:
     """student: auto. The result is kept in the run folder, so --resume does not search again."""
-    from edgedistill.search import search_student
+    from edgedistill.pipeline.search import search_student
 
     saved = run.run_dir / "student_search.json"
     if saved.exists():

@@ -11,10 +11,10 @@ import torch.nn as nn
 from edgedistill.config import ExperimentConfig, ModelConfig
 from edgedistill.data import DataSplits
 from edgedistill.deploy import DeployPlan, DeviceProfile
-from edgedistill.distill.trainer import TrainResult
 from edgedistill.results import ModelRecord
 from edgedistill.roles import Role
 from edgedistill.tracking import Tracking
+from edgedistill.train.trainer import TrainResult
 
 
 @dataclass

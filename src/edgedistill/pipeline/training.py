@@ -16,17 +16,20 @@ from edgedistill.compress import prune_to_budget
 from edgedistill.compress.qat import attach_fake_quant, detach_fake_quant
 from edgedistill.config import ExperimentConfig, ModelConfig
 from edgedistill.data import DataSplits
-from edgedistill.distill import CrossEntropy, Method, build_method, set_up_method
-from edgedistill.distill.cache import CacheSpec, TeacherCache, load_or_build
-from edgedistill.distill.mix import Mixer
-from edgedistill.distill.resume import Resume, TrainResult
-from edgedistill.distill.trainer import Callback, EpochLog, Trainer, batch_source, check_train_config
+from edgedistill.distill.ce import CrossEntropy
+from edgedistill.distill.method import Method
 from edgedistill.errors import UserError
-from edgedistill.modelbuild import build_model, tokenizer_args
+from edgedistill.models.build import build_model, tokenizer_args
 from edgedistill.pipeline.state import Run, Trained
+from edgedistill.progress import Callback
 from edgedistill.progress import emit
-from edgedistill.teachers import is_external
 from edgedistill.roles import Role, Side
+from edgedistill.teachers import is_external
+from edgedistill.train.cache import CacheSpec, TeacherCache, load_or_build
+from edgedistill.train.method_setup import build_method, set_up_method
+from edgedistill.train.mix import Mixer
+from edgedistill.train.resume import Resume, TrainResult
+from edgedistill.train.trainer import EpochLog, Trainer, batch_source, check_train_config
 
 STATE_DIR = "state"  # per-epoch training states for --resume; removed once the run has finished
 

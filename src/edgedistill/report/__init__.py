@@ -39,7 +39,7 @@ def rebuild_reports(run_dir: str | Path) -> Path:
 
 def compare_runs(run_dirs: list[str | Path], out_dir: str | Path) -> Path:
     """`edgedistill compare`: one report across runs, labelled by run folder name."""
-    from edgedistill.checkpoint import atomic_write_text
+    from edgedistill.atomic import atomic_write_text
     from edgedistill.report.html import compare_html, compare_rows
 
     runs = [(Path(d).name, read_metrics(d)) for d in run_dirs]

@@ -8,12 +8,13 @@ import base64
 import html
 from pathlib import Path
 
-from edgedistill.checkpoint import atomic_write_text
+from edgedistill.atomic import atomic_write_text
+from edgedistill.deploy.fit import fit_summary
 from edgedistill.report import plots
 from edgedistill.roles import Role, label
 from edgedistill.units import human_bytes as _kb
-from edgedistill.report.markdown import (comparison_table, deliverables, deployment_table, fit_summary,
-                                         method_label, pool_note, preferred_format, training_rows, verdict)
+from edgedistill.report.markdown import (comparison_table, deliverables, deployment_table,
+                                         method_label, pool_note, training_rows, verdict)
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
@@ -78,14 +79,14 @@ def summary_verdict(metrics: dict) -> str:
     speed = ""
     tdep, kdep = t.get("deploy", {}), k.get("deploy", {})
     if "formats" in tdep and "formats" in kdep:
-        kd_best = kdep["formats"][preferred_format(kdep)]
-        same = tdep["formats"].get(preferred_format(kdep))
+        kd_best = kdep["formats"][kdep["preferred"]]
+        same = tdep["formats"].get(kdep["preferred"])
         if same and kd_best["host_latency"].get("meaningful", True):
             ratio = same["host_latency"]["latency_p50_ms"] / kd_best["host_latency"]["latency_p50_ms"]
             speed = (f" On this host the student runs {ratio:.1f}x faster than the teacher, both as "
-                     f"{preferred_format(kdep)}.")
+                     f"{kdep['preferred']}.")
     fits = fit_summary(metrics) if "fit" in kdep else "Deployment was switched off, so the device fit is unknown."
-    bad = " bad" if "NOT fit" in fits else ""
+    bad = " bad" if "fit" in kdep and not kdep["fit"][kdep["preferred"]]["fits"] else ""
     return (f'<p class="verdict{bad}">{html.escape(fits)}<br>The KD student costs '
             f"{100 * c['kd_accuracy_drop_vs_teacher']:.2f} accuracy points against the teacher and buys "
             f"{c['compression_ratio_params']:.1f}x fewer parameters.{speed}<br>{html.escape(verdict(metrics))}</p>")
@@ -131,7 +132,7 @@ def compare_rows(runs: list[tuple[str, dict]]) -> str:
         md = m["models"]
         d = m["config"]["distill"]
         kdep = md[Role.STUDENT_KD].get("deploy", {})
-        best = preferred_format(kdep) if "formats" in kdep else None
+        best = kdep["preferred"] if "formats" in kdep else None
         fmt, fit = (kdep["formats"][best], kdep["fit"][best]) if best else (None, None)
         rows.append(f"| {label} | {m['dataset']['name']} | {md[Role.TEACHER]['model']} | {md[Role.STUDENT_KD]['model']} | "
                     f"{method_label(d)} | {m['device']['name']} | "

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgedistill.checkpoint import atomic_write_text
-from edgedistill.deploy.fit import fit_sentence
-from edgedistill.methods import describe
+from edgedistill.atomic import atomic_write_text
+from edgedistill.deploy.fit import fit_sentence, fit_summary
+from edgedistill.distill import describe
 from edgedistill.roles import COMPARED, LABELS, Role
 from edgedistill.units import human_bytes as _kb
 
@@ -139,11 +139,6 @@ def deployment_table(metrics: dict) -> str:
     return "\n".join(rows)
 
 
-def preferred_format(dep: dict, device: dict | None = None) -> str:
-    """The format the verdict speaks for (metrics.json records it)."""
-    return dep["preferred"]
-
-
 def deliverables(metrics: dict) -> str:
     """Where the files a device loads are, with the C source for a microcontroller."""
     lines = []
@@ -170,29 +165,6 @@ def missing_deliverable(metrics: dict) -> str | None:
         return None
     return (f"no deliverable: the KD student could not be exported for device {metrics['device']['name']!r} "
             f"({dep['error']}); the trained models are kept in the run folder")
-
-
-def fit_summary(metrics: dict) -> str:
-    """The sentence an engineer wants first: does the KD student fit the device, in its preferred format?"""
-    dev = metrics["device"]
-    dep = metrics["models"][Role.STUDENT_KD].get("deploy")
-    if not dep or "error" in dep:
-        return f"Device {dev['name']}: the KD student was not deployed, so its fit is unknown."
-    key = preferred_format(dep)
-    v = dep["fit"][key]
-    c = v["checks"]
-    lat = c["latency_ms"]
-    lat_txt = f"latency {lat['used']:.2f} ms ({lat['how']})" if lat["used"] is not None else "latency unknown"
-    if lat.get("range_ms"):
-        lat_txt = f"latency {lat['range_ms'][0]:.2f}-{lat['range_ms'][1]:.2f} ms ({lat['how']})"
-    ram_how = c["ram"].get("how", "estimated")
-    ram_txt = f"RAM {_kb(c['ram']['used'])} of {_kb(c['ram']['budget'])} ({ram_how}"
-    if ram_how.startswith("measured") and "estimate" in c["ram"]:
-        ram_txt += f"; the graph-walk estimate was {_kb(c['ram']['estimate'])}"
-    head = "fits" if v["fits"] else "does NOT fit"
-    return (f"On {dev['name']} ({dev['description'].strip()}), the KD student as {key} {head}: "
-            f"flash {_kb(c['flash']['used'])} of {_kb(c['flash']['budget'])} ({c['flash'].get('how', 'file bytes')}), "
-            f"{ram_txt}), {lat_txt}" + ("" if v["fits"] else "; " + "; ".join(v["overflows"])) + ".")
 
 
 def search_section(metrics: dict) -> str:

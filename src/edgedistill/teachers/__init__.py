@@ -4,7 +4,7 @@ skl2onnx, and other frameworks) and an ensemble of teachers, each an nn.Module w
 They are never trained: forward runs under torch.no_grad, and their state_dict holds only buffers (a digest of each
 ONNX file, the combination weights, the weights of loaded torch members), so the teacher-output cache's key changes
 when a file's bytes change. They give logits only, so a method that reads teacher features is refused up front
-(teachers/spec.py, when the config is validated).
+(config/teacher.py, when the config is validated).
 
     teacher: {model: onnx, args: {path: gbt.onnx}}                   # output: logits | probabilities (detected)
     teacher: {model: ensemble, args: {members: [{model: resnet, checkpoint: a.pt}, {model: onnx, args: {path: b.onnx}}],
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from edgedistill.config import ModelConfig
     from edgedistill.data import DataSplits
 
-EXTERNAL = ("onnx", "ensemble")  # teacher.model values that name no torch factory: loaded, never trained
+from edgedistill.config.teacher import EXTERNAL
 
 
 def is_external(model: str) -> bool:

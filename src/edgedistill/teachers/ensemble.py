@@ -15,14 +15,14 @@ import torch.nn as nn
 
 from edgedistill.checkpoint import load_weights, read_checkpoint, save_checkpoint
 from edgedistill.config import ModelConfig
+from edgedistill.config.teacher import EnsembleArgs, TeacherMember
 from edgedistill.data import DataSplits
-from edgedistill.distill.trainer import predict_logits
 from edgedistill.errors import UserError
 from edgedistill.models import count_params
-from edgedistill.modelbuild import build_model
+from edgedistill.models.build import build_model
+from edgedistill.models.evaluate import predict_logits
 from edgedistill.teachers.base import ExternalTeacher
 from edgedistill.teachers.onnx import EPS, OnnxTeacher
-from edgedistill.teachers.spec import EnsembleArgs, TeacherMember
 
 
 def load_member(member: TeacherMember, field: str, data: DataSplits, seed: int) -> nn.Module:

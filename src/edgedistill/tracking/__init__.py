@@ -23,8 +23,8 @@ from typing import Callable, Iterator, Protocol
 
 from edgedistill import distributed
 from edgedistill.config import ExperimentConfig, TrackingConfig
-from edgedistill.distill.trainer import Callback
 from edgedistill.errors import UserError, first_line
+from edgedistill.progress import Callback
 from edgedistill.tracking import records
 
 log = logging.getLogger(__name__)

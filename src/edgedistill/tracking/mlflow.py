@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
-from edgedistill.checkpoint import atomic_write_text
+from edgedistill.atomic import atomic_write_text
 from edgedistill.config import TrackingConfig
 from edgedistill.errors import UserError, first_line
 from edgedistill.tracking import SAVED, Backend, report_failure, saved_tracking

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from edgedistill.report.markdown import fit_summary
+from edgedistill.deploy.fit import fit_summary
 from edgedistill.roles import Role
 
 Value = bool | int | float | str

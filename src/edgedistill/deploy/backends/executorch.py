@@ -8,8 +8,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from edgedistill.checkpoint import atomic_write_bytes
-from edgedistill.deploy.backends import Backend, eval_model
+from edgedistill.atomic import atomic_write_bytes
+from edgedistill.deploy.backends.base import Backend, eval_model
 from edgedistill.deploy.backends.pt2e import quantized_graph
 from edgedistill.quiet import third_party_output
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from edgedistill.deploy.backends import Backend, dequantize, eval_model, quantize_input
+from edgedistill.deploy.backends.base import Backend, dequantize, eval_model, quantize_input
 from edgedistill.deploy.backends.pt2e import quantized_graph
 from edgedistill.quiet import third_party_output
 

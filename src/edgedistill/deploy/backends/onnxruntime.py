@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch.nn as nn
 
-from edgedistill.deploy.backends import Backend, onnx_ram_peak
+from edgedistill.deploy.backends.base import Backend
 from edgedistill.deploy.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx, onnx_file_bytes, ort_session
+from edgedistill.deploy.profile import graph_peak
 from edgedistill.deploy.quantize import quantize_int8, quantized_bits, quantized_input_bits
 from edgedistill.errors import UserError
 
@@ -38,11 +39,10 @@ def write(model: nn.Module, input_shape: tuple[int, ...], calibration_x: np.ndar
 
 
 def ram_peak(onnx_fp32: bytes, path: Path, dtype: str) -> int:
-    """The default estimate, with the tensors an int8 QDQ graph quantizes to 16 bits at two bytes."""
+    """The default estimate (the fp32 graph's peak live activations at the dtype's element size), with the tensors
+    an int8 QDQ graph quantizes to 16 bits at two bytes."""
     if dtype != "int8":
-        return onnx_ram_peak(onnx_fp32, path, dtype)
-    from edgedistill.deploy.estimate import graph_peak
-
+        return graph_peak(onnx_fp32, 4)
     wide = {name: 2 for name, bits in quantized_bits(path).items() if bits == 16}
     return graph_peak(onnx_fp32, 1, tensor_bytes=wide or None)
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedistill.deploy.backends import Backend, RuntimeRefused, dequantize, forking, quantize_input
+from edgedistill.deploy.backends.base import Backend, RuntimeRefused, dequantize, quantize_input
 from edgedistill.deploy.backends.litert import export
-from edgedistill.deploy.backends.tflm_c import ALIGNMENT, cmsis_scratch_bytes, resolver_call, write_c_source
+from edgedistill.deploy.backends.tflm_c import ALIGNMENT, c_pair
 from edgedistill.deploy.npu import VELA
-from edgedistill.quiet import third_party_output
+from edgedistill.quiet import forking, third_party_output
 
 ARENA_LINE = re.compile(r"Arena allocation total (\d+) bytes")
 MISSING_OP = re.compile(r"Didn't find op for (?:builtin|custom) opcode '([^']+)'")
@@ -127,32 +127,6 @@ def measure_arena(model: bytes) -> dict:
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if _runs_in(model, mid) else (mid, hi)
     return {"arena_bytes": -(-hi // ALIGNMENT) * ALIGNMENT, "recorded_total_bytes": total}
-
-
-def operators(model: bytes) -> list[str]:
-    """The operators the model uses, as TFLite names them (CONV_2D, FULLY_CONNECTED, ...; a custom one by its own
-    name, such as Vela's ethos-u)."""
-    from tflite_micro.python.tflite_micro import runtime
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    obj = runtime.convert_bytearray_to_object(bytearray(model))
-    found = set()
-    for c in obj.operatorCodes:
-        code = runtime.get_builtin_code_from_operator_code(c)
-        custom = c.customCode.decode() if isinstance(c.customCode, bytes) else c.customCode
-        found.add(custom if code == schema.BuiltinOperator.CUSTOM and custom else names[code])
-    return sorted(found)
-
-
-def c_pair(tflite: Path, arena: int, how: str) -> dict:
-    """Write `<stem>.h`/`.cc` for the file and say what they hold: the operators, the arena and its margin."""
-    model = tflite.read_bytes()
-    ops = operators(model)
-    margin = cmsis_scratch_bytes(model)
-    header, source = write_c_source(tflite, arena, margin, ops, how)
-    return {"files": [header.name, source.name], "operators": ops, "arena_margin_bytes": margin,
-            "op_resolver": [resolver_call(op) for op in ops]}
 
 
 def extras(tflite: Path, dtype: str) -> dict:

@@ -100,3 +100,29 @@ def write_c_source(tflite: Path, arena: int, margin: int, ops: list[str], how: s
                       f"alignas({ALIGNMENT}) const unsigned char g_{ident}[] = {{\n  " + ",\n  ".join(rows)
                       + f"\n}};\nconst unsigned int g_{ident}_len = {len(data)};\n")
     return header, source
+
+
+def operators(model: bytes) -> list[str]:
+    """The operators the model uses, as TFLite names them (CONV_2D, FULLY_CONNECTED, ...; a custom one by its own
+    name, such as Vela's ethos-u)."""
+    from tflite_micro.python.tflite_micro import runtime
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    obj = runtime.convert_bytearray_to_object(bytearray(model))
+    found = set()
+    for c in obj.operatorCodes:
+        code = runtime.get_builtin_code_from_operator_code(c)
+        custom = c.customCode.decode() if isinstance(c.customCode, bytes) else c.customCode
+        found.add(custom if code == schema.BuiltinOperator.CUSTOM and custom else names[code])
+    return sorted(found)
+
+
+def c_pair(tflite: Path, arena: int, how: str) -> dict:
+    """Write `<stem>.h`/`.cc` for the file and say what they hold: the operators, the arena and its margin."""
+    model = tflite.read_bytes()
+    ops = operators(model)
+    margin = cmsis_scratch_bytes(model)
+    header, source = write_c_source(tflite, arena, margin, ops, how)
+    return {"files": [header.name, source.name], "operators": ops, "arena_margin_bytes": margin,
+            "op_resolver": [resolver_call(op) for op in ops]}

@@ -19,23 +19,25 @@ import optuna
 from filelock import FileLock, Timeout
 
 from edgedistill import distributed
-from edgedistill.checkpoint import atomic_write_text
+from edgedistill.atomic import atomic_write_text
+from edgedistill.cli.seeds import SeedsResult, check_seed_count, run_seeds, seeds_table
+from edgedistill.cli.tune.report import study_summary, trial_line, trial_row, write_report
+from edgedistill.cli.tune.space import SearchSpace, recipe_config
+from edgedistill.cli.tune.storage import open_storage, optuna_quiet, redacted, sqlite_url
+from edgedistill.cli.tune.study import check_teacher, fixed_config, open_study, teacher_elsewhere
+from edgedistill.cli.tune.trial import Trials, search_space
+from edgedistill.cli.tune.worker import Worker
 from edgedistill.config import ExperimentConfig, config_to_yaml, resolve_config, validate_config
 from edgedistill.data import DataSplits
 from edgedistill.errors import UserError
-from edgedistill.pipeline import Trained, obtain_teacher, prepare
+from edgedistill.pipeline.prepare import prepare
+from edgedistill.pipeline.rundir import TUNE_MARKER
+from edgedistill.pipeline.state import Trained
 from edgedistill.pipeline.state import Run
+from edgedistill.pipeline.training import obtain_teacher
 from edgedistill.roles import Role, Side
-from edgedistill.rundir import TUNE_MARKER
-from edgedistill.seeds import SeedsResult, check_seed_count, run_seeds, seeds_table
 from edgedistill.teachers import is_external
 from edgedistill.tracking import children_of, config_params, open_tracking
-from edgedistill.tune.report import study_summary, trial_line, trial_row, write_report
-from edgedistill.tune.space import SearchSpace, recipe_config
-from edgedistill.tune.storage import open_storage, optuna_quiet, redacted, sqlite_url
-from edgedistill.tune.study import check_teacher, fixed_config, open_study, teacher_elsewhere
-from edgedistill.tune.trial import Trials, search_space
-from edgedistill.tune.worker import Worker
 
 MAX_HEARTBEAT_S = 86_400  # a dead worker's trial is retried after 3 heartbeats; Python's waits end at ~2**33 s
 

@@ -17,12 +17,12 @@ import torch
 from edgedistill.config import ExperimentConfig, ModelConfig
 from edgedistill.data import DataSplits
 from edgedistill.deploy import DeployPlan, Unrunnable, early_fit_check
-from edgedistill.distill import CrossEntropy
-from edgedistill.distill.trainer import Trainer, batch_source
+from edgedistill.distill.ce import CrossEntropy
 from edgedistill.errors import UserError, first_line
 from edgedistill.models import count_params
 from edgedistill.progress import emit
 from edgedistill.roles import Side
+from edgedistill.train.trainer import Trainer, batch_source
 
 log = logging.getLogger("edgedistill")
 

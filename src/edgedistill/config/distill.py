@@ -9,8 +9,8 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails
 
+from edgedistill.distill import METHODS, Offer, refusal
 from edgedistill.errors import first_line
-from edgedistill.methods import METHODS, Offer, refusal
 from edgedistill.strict import Strict
 
 
@@ -24,7 +24,7 @@ MAX_VIEWS = 1024  # a bank's views; each is a teacher pass over the training spl
 
 
 class MixConfig(Strict):
-    """Mixup or CutMix of every student batch, the teacher seeing the same mixed input (distill/mix.py)."""
+    """Mixup or CutMix of every student batch, the teacher seeing the same mixed input (train/mix.py)."""
 
     kind: Literal["none", "mixup", "cutmix"] = Field(
         "none", description="mixup blends two inputs, cutmix pastes a box (a span of a sequence) of one into "
@@ -34,7 +34,7 @@ class MixConfig(Strict):
 
 
 class CacheConfig(Strict):
-    """Teacher outputs for K fixed augmented views per sample, computed once (see distill/cache.py)."""
+    """Teacher outputs for K fixed augmented views per sample, computed once (see train/cache.py)."""
 
     enabled: bool = Field(False, description="compute the teacher's outputs once instead of at every step")
     views: int = Field(8, ge=1, le=MAX_VIEWS, description="augmented views per training sample (1 when "
@@ -69,7 +69,7 @@ class DistillConfig(Strict):
     mix: MixConfig = Field(default_factory=MixConfig)
     plugins: list[str] = Field(
         [], description="modules imported before this section is read, e.g. my_methods (on the Python path); each "
-                        "adds its methods with edgedistill.methods.register_method")
+                        "adds its methods with edgedistill.distill.register_method")
 
     @property
     def methods(self) -> list[str]:

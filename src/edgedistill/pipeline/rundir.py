@@ -8,18 +8,19 @@ import datetime as dt
 import platform
 import re
 import shutil
+from importlib.metadata import version
 from pathlib import Path
 
 import torch
 import yaml
 
-from edgedistill import __version__, distributed
-from edgedistill.checkpoint import atomic_write_bytes, atomic_write_text
+from edgedistill import distributed
+from edgedistill.atomic import atomic_write_text
 from edgedistill.config import ExperimentConfig, config_to_yaml, read_yaml, resolve_config
 from edgedistill.errors import UserError, environment_error
-from edgedistill.inputs import INPUTS_FILE, Input, write_inputs
-from edgedistill.runlock import LOCK, RunLock
+from edgedistill.pipeline.inputs import INPUTS_FILE, Input, write_inputs
 from edgedistill.roles import Side
+from edgedistill.runlock import LOCK, RunLock
 
 
 RUN_MARKER = ".edgedistill-run"  # written first into every run (and --seeds) folder: what --overwrite may replace
@@ -226,7 +227,7 @@ def open_run_dir(cfg: ExperimentConfig, out_dir: str | Path | None, overwrite: b
 
 
 def environment(accel: torch.device) -> dict:
-    return {"edgedistill": __version__, "torch": torch.__version__, "python": platform.python_version(),
+    return {"edgedistill": version("edgedistill"), "torch": torch.__version__, "python": platform.python_version(),
             "platform": platform.platform(), "accelerator": str(accel),
             "gpu": torch.cuda.get_device_name(0) if accel.type == "cuda" else None,
             "torch_threads": torch.get_num_threads(), "processes": distributed.world_size()}

@@ -18,19 +18,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from edgedistill import distributed
-from edgedistill.checkpoint import atomic_write_text
+from edgedistill.atomic import atomic_write_text
 from edgedistill.config import AugmentConfig, TrainConfig
 from edgedistill.data.loader import Rows
-from edgedistill.distill.augment import augment_batch
-from edgedistill.distill.cache import TeacherCache
-from edgedistill.distill.epoch_plan import EpochPlan
+from edgedistill.distill import of_kind
 from edgedistill.distill.method import Method
-from edgedistill.distill.mix import Mix, Mixer
-from edgedistill.distill.resume import Loop, Resume, TrainResult
 from edgedistill.distill.taps import TapRecorder
 from edgedistill.errors import UserError
-from edgedistill.methods import of_kind
-from edgedistill.progress import emit, track
+from edgedistill.models.evaluate import predict_logits
+from edgedistill.progress import Callback, emit, track
+from edgedistill.train.augment import augment_batch
+from edgedistill.train.cache import TeacherCache
+from edgedistill.train.epoch_plan import EpochPlan
+from edgedistill.train.mix import Mix, Mixer
+from edgedistill.train.resume import Loop, Resume, TrainResult
 
 Batch = tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]
 
@@ -54,18 +55,6 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: in
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
 
 
-@torch.no_grad()
-def predict_logits(model: nn.Module, x: np.ndarray | torch.Tensor, device: torch.device,
-                   batch_size: int = 1024, max_batch_bytes: int = 2**23) -> torch.Tensor:
-    """Logits for every row of x, computed in eval mode, returned on the CPU. Batches hold at most 8 MB of input:
-    1024 camera images at 96x96 would take a model's early activations past a gigabyte."""
-    model.eval()
-    row_bytes = 4 * int(np.prod(x.shape[1:])) if len(x) else 1
-    batch_size = max(1, min(batch_size, max_batch_bytes // row_bytes))
-    outs = [model(torch.as_tensor(x[i:i + batch_size]).to(device)).float().cpu() for i in range(0, len(x), batch_size)]
-    return torch.cat(outs)
-
-
 def training_memory_format(model: nn.Module, cfg: TrainConfig) -> torch.memory_format:
     """channels_last where the config asks for it and the model has a 2-D convolution to benefit."""
     wanted = cfg.channels_last and any(isinstance(m, nn.Conv2d) for m in model.modules())
@@ -80,18 +69,18 @@ def local_batch_size(cfg: TrainConfig, world: int) -> int:
     return cfg.batch_size // world
 
 
-def check_train_config(cfg: TrainConfig, device: torch.device) -> tuple[int, torch.dtype | None]:
+def check_train_config(cfg: TrainConfig, accel: torch.device) -> tuple[int, torch.dtype | None]:
     """Per-process batch and autocast dtype; the pipeline calls this before any training so a bad value costs
     seconds, not a trained teacher."""
-    return local_batch_size(cfg, distributed.world_size()), autocast_dtype(cfg, device)
+    return local_batch_size(cfg, distributed.world_size()), autocast_dtype(cfg, accel)
 
 
-def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    if cfg.precision == "fp16" and device.type != "cuda":
+def autocast_dtype(cfg: TrainConfig, accel: torch.device) -> torch.dtype | None:
+    if cfg.precision == "fp16" and accel.type != "cuda":
         raise UserError("train.precision: fp16 needs CUDA; use bf16 or fp32 on the CPU")
     if cfg.precision == "fp16":
         return torch.float16
-    if cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda"):
+    if cfg.precision == "bf16" or (cfg.precision == "auto" and accel.type == "cuda"):
         return torch.bfloat16
     return None
 
@@ -104,24 +93,24 @@ class LiveTeacher:
         self.teacher, self.augment, self.dtype, self.stats = teacher, augment, None, stats
         self.rec = TapRecorder(teacher, list(taps)) if teacher is not None and taps else None
 
-    def start(self, device: torch.device, dtype: torch.dtype | None) -> None:
+    def start(self, accel: torch.device, dtype: torch.dtype | None) -> None:
         self.dtype = dtype
         if self.teacher is not None:
-            self.teacher.to(device).eval()
+            self.teacher.to(accel).eval()
 
-    def batch(self, x_rows: torch.Tensor, idx: torch.Tensor, gen: torch.Generator, device: torch.device,
+    def batch(self, x_rows: torch.Tensor, idx: torch.Tensor, gen: torch.Generator, accel: torch.device,
               mix: Mix | None = None) -> Batch:
         """The augmented (then, with `mix`, mixed) inputs, and the teacher's outputs on exactly those."""
-        xb = augment_batch(x_rows, self.augment, gen, self.stats).to(device, non_blocking=True)
+        xb = augment_batch(x_rows, self.augment, gen, self.stats).to(accel, non_blocking=True)
         if mix is not None:
             xb = mix.inputs(xb)
         if self.teacher is None:
             return xb, None, []
-        with torch.no_grad(), torch.autocast(device.type, dtype=self.dtype, enabled=self.dtype is not None):
+        with torch.no_grad(), torch.autocast(accel.type, dtype=self.dtype, enabled=self.dtype is not None):
             logits = self.teacher(xb).float()
         return xb, logits, self.rec.take() if self.rec else []
 
-    def view_logits(self, idx: torch.Tensor, device: torch.device) -> torch.Tensor:
+    def view_logits(self, idx: torch.Tensor, accel: torch.device) -> torch.Tensor:
         raise UserError("this distillation method reads the teacher's outputs on every cached view: set "
                         "distill.cache.enabled: true (and a distill.cache.max_bytes the bank fits in)")
 
@@ -140,17 +129,6 @@ def batch_source(method: Method, augment: AugmentConfig, teacher: nn.Module | No
     if cache is not None:
         return cache
     return LiveTeacher(teacher if method.uses_teacher else None, augment, method.teacher_taps, stats)
-
-
-class Callback:
-    """Told of the run's start (with any restored history, also when that training had finished), of each epoch's
-    row once its state is saved (so a resumed run never repeats a row it was told), and of each new best model."""
-
-    def on_start(self, history: list[dict]) -> None: ...
-
-    def on_epoch(self, row: dict) -> None: ...
-
-    def on_best(self, model: nn.Module, row: dict) -> None: ...
 
 
 class EpochLog(Callback):
@@ -176,8 +154,8 @@ class NonFinitePolicy:
         self.action, self.role = action, role
 
     def skip(self, loss: torch.Tensor, terms: dict[str, torch.Tensor], epoch: int, step: int,
-             device: torch.device) -> bool:
-        if distributed.all_true(bool(torch.isfinite(loss)), device):
+             accel: torch.device) -> bool:
+        if distributed.all_true(bool(torch.isfinite(loss)), accel):
             return False
         if self.action == "skip":
             return True
@@ -193,15 +171,15 @@ class Trainer:
     weights. Under torchrun the model is wrapped in DDP and each process takes its shard of every global batch
     through DistributedSampler."""
 
-    def __init__(self, cfg: TrainConfig, loss: Method, source: BatchSource, device: torch.device, seed: int,
+    def __init__(self, cfg: TrainConfig, loss: Method, source: BatchSource, accel: torch.device, seed: int,
                  role: str, callbacks: Sequence[Callback] = (), resume: Resume | None = None, progress: bool = False,
                  loader_workers: int | None = None, mixer: Mixer | None = None):
-        self.cfg, self.loss, self.source, self.device, self.seed, self.role = cfg, loss, source, device, seed, role
+        self.cfg, self.loss, self.source, self.accel, self.seed, self.role = cfg, loss, source, accel, seed, role
         self.callbacks, self.resume, self.progress = list(callbacks), resume, progress
         self.loader_workers, self.mixer = loader_workers, mixer
         if mixer is not None and isinstance(source, TeacherCache):
             raise ValueError("a mixed batch needs the teacher live: the cache holds its outputs on unmixed views")
-        self.batch, self.dtype = check_train_config(cfg, device)
+        self.batch, self.dtype = check_train_config(cfg, accel)
         self.nonfinite = NonFinitePolicy(cfg.on_nonfinite, role)
         self.memory_format = torch.contiguous_format  # fit() sets it from the config and the model
 
@@ -212,27 +190,27 @@ class Trainer:
     def _loop(self, model: nn.Module, n_steps: int) -> Loop:
         opt = make_optimizer(model, self.cfg, self.loss.trainable)
         return Loop(model, opt, make_scheduler(opt, self.cfg, self.cfg.epochs * n_steps),
-                    torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16),
+                    torch.amp.GradScaler(self.accel.type, enabled=self.dtype == torch.float16),
                     torch.Generator().manual_seed(self.seed + distributed.rank()), self.loss.trainable)
 
     def fit(self, model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
             y_val: np.ndarray) -> TrainResult:
-        model.to(self.device)
+        model.to(self.accel)
         self.memory_format = training_memory_format(model, self.cfg)
         model.to(memory_format=self.memory_format)
-        rows, yt = Rows(x_train, self.loader_workers, self.device), torch.as_tensor(y_train)
+        rows, yt = Rows(x_train, self.loader_workers, self.accel), torch.as_tensor(y_train)
         plan = EpochPlan(yt, self.batch, self.cfg, self.seed)
         n_steps = plan.n_steps
         loop = self._loop(model, n_steps)
-        finished = self.resume.restore(loop, self.device, lambda m, r: self._notify("on_best", m, r)) \
+        finished = self.resume.restore(loop, self.accel, lambda m, r: self._notify("on_best", m, r)) \
             if self.resume else None
         self._notify("on_start", loop.result.history)
         if finished:
             return self._finish(loop)
         if finished is not None:
             emit("resumed", role=self.role, epoch=loop.epoch)
-        self.source.start(self.device, self.dtype)
-        trained = distributed.wrap(model, self.device)
+        self.source.start(self.accel, self.dtype)
+        trained = distributed.wrap(model, self.accel)
         taps = TapRecorder(model, self.loss.student_taps) if self.loss.student_taps else None
         bar = track(range(loop.epoch + 1, self.cfg.epochs + 1), desc=f"train {self.role}", unit="epoch",
                     enabled=self.progress and distributed.is_main(), total=self.cfg.epochs - loop.epoch)
@@ -241,7 +219,7 @@ class Trainer:
             self.loss.start_epoch(epoch, self.cfg.epochs)
             sums = self.run_epoch(trained, loop, plan.batches(epoch), rows, yt, taps, epoch)
             distributed.sync_buffers(model)  # batch-norm statistics as rank 0 has them, so all validate one model
-            row = distributed.broadcast(epoch_row(model, loop, epoch, sums, x_val, y_val, self.device,
+            row = distributed.broadcast(epoch_row(model, loop, epoch, sums, x_val, y_val, self.accel,
                                                   time.perf_counter() - t0))
             self.end_epoch(loop, row)
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{row['val_accuracy']:.4f}",
@@ -281,20 +259,20 @@ class Trainer:
         trained.train()
         sums: dict[str, float] = {}
         correct = seen = skipped = labeled = 0
-        device, dtype = self.device, self.dtype
+        accel, dtype = self.accel, self.dtype
         for step, (idx, x_rows) in enumerate(rows.epoch(batches)):
             mix = self.mixer.draw(tuple(x_rows.shape), loop.gen) if self.mixer else None
-            xb, teacher_logits, teacher_feats = self.source.batch(x_rows, idx, loop.gen, device, mix)
+            xb, teacher_logits, teacher_feats = self.source.batch(x_rows, idx, loop.gen, accel, mix)
             if self.memory_format is torch.channels_last and xb.dim() == 4:
                 xb = xb.contiguous(memory_format=torch.channels_last)
-            yb = yt[idx].to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            yb = yt[idx].to(accel, non_blocking=True)
+            with torch.autocast(accel.type, dtype=dtype, enabled=dtype is not None):
                 logits = trained(xb)
                 targets = mix.targets(yb, logits.shape[1]) if mix else yb
                 feats = (taps.take(), teacher_feats) if taps else ()
                 terms = self.loss(logits.float(), teacher_logits, targets, *feats, **self.extras(idx))
             loss = sum(terms.values())
-            if self.nonfinite.skip(loss, terms, epoch, step, device):
+            if self.nonfinite.skip(loss, terms, epoch, step, accel):
                 skipped += 1
                 continue
             step_optimizer(loop, loss)
@@ -305,7 +283,7 @@ class Trainer:
             seen += len(idx)
             labeled += (yb >= 0).sum().item()
         keys = sorted(sums)
-        totals = distributed.all_sum([sums[k] for k in keys] + [correct, seen, skipped, labeled], device)
+        totals = distributed.all_sum([sums[k] for k in keys] + [correct, seen, skipped, labeled], accel)
         return {**dict(zip(keys, totals)), "correct": totals[-4], "seen": totals[-3], "skipped": totals[-2],
                 "labeled": totals[-1]}
 
@@ -314,9 +292,9 @@ class Trainer:
         """The step inputs the method names in `wants`, beyond logits, targets and taps."""
         wants, out = self.loss.wants, {}
         if "index" in wants:
-            out["index"] = idx.to(self.device)
+            out["index"] = idx.to(self.accel)
         if "views" in wants:
-            out["views"] = self.source.view_logits(idx, self.device)
+            out["views"] = self.source.view_logits(idx, self.accel)
         return out
 
 
@@ -330,12 +308,12 @@ def step_optimizer(loop: Loop, loss: torch.Tensor) -> None:
 
 
 def epoch_row(model: nn.Module, loop: Loop, epoch: int, sums: dict[str, float], x_val: np.ndarray,
-              y_val: np.ndarray, device: torch.device, seconds: float) -> dict:
+              y_val: np.ndarray, accel: torch.device, seconds: float) -> dict:
     """The epoch's log line: training averages over every process, and validation scored on the whole split."""
     rows, labeled = sums.pop("seen"), sums.pop("labeled")
     seen = max(rows, 1)
     correct, skipped = sums.pop("correct"), sums.pop("skipped")
-    val_logits = predict_logits(model, x_val, device)
+    val_logits = predict_logits(model, x_val, accel)
     y_val_t = torch.as_tensor(y_val)
     return {
         "epoch": epoch,

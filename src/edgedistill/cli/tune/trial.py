@@ -18,21 +18,23 @@ from typing import Callable, Iterator
 import optuna
 from filelock import FileLock
 
+from edgedistill import distributed
+from edgedistill.cli.tune.space import SearchSpace, eligible, recipe_config, recipe_space
 from edgedistill.config import validate_config
-from edgedistill.distill import Method, build_method
-from edgedistill.distill.cache import TeacherCache
-from edgedistill.distill.resume import TrainResult
+from edgedistill.distill import METHODS
+from edgedistill.distill.method import Method
 from edgedistill.distill.taps import resolve_taps
-from edgedistill.distill.trainer import Callback
 from edgedistill.errors import UserError, first_line
-from edgedistill.methods import METHODS
-from edgedistill.modelbuild import build_model
-from edgedistill.pipeline import STATE_DIR, Run, teacher_cache, train_role
-from edgedistill.pipeline.training import sample
+from edgedistill.models.build import build_model
+from edgedistill.pipeline.state import Run
+from edgedistill.pipeline.training import STATE_DIR, n_taught, sample, teacher_cache, train_role
+from edgedistill.progress import Callback
 from edgedistill.roles import Role, Side
 from edgedistill.teachers import is_external
 from edgedistill.tracking import Tracking, config_params
-from edgedistill.tune.space import SearchSpace, eligible, recipe_config, recipe_space
+from edgedistill.train.cache import TeacherCache
+from edgedistill.train.method_setup import set_up_method
+from edgedistill.train.resume import TrainResult
 
 
 class ReportEpochs(Callback):
@@ -65,18 +67,8 @@ def features_unmet(run: Run) -> str | None:
     return None
 
 
-def views_unmet(run: Run) -> str | None:
-    """A multi-view method reads the teacher's logits on every cached view, which only the cache holds."""
-    cc, data = run.cfg.distill.cache, run.data
-    if not cc.enabled:
-        return "it reads the teacher's logits on every cached view: set distill.cache.enabled: true"
-    if len(data.x_train) * cc.views * data.num_classes * 4 > cc.max_bytes:
-        return f"its bank of {cc.views} views would exceed distill.cache.max_bytes"
-    return None
-
-
-NEEDS: dict[str, Callable[[Run], str | None]] = {"logits": lambda run: None, "features": features_unmet,
-                                                  "views": views_unmet}
+# what tune checks of a method's needs; what else a method cannot serve, it says itself (its `refuse`)
+NEEDS: dict[str, Callable[[Run], str | None]] = {"logits": lambda run: None, "features": features_unmet}
 
 
 def search_space(run: Run, asked: list[str] | None) -> SearchSpace:
@@ -85,10 +77,13 @@ def search_space(run: Run, asked: list[str] | None) -> SearchSpace:
     unknown = [m for m in asked or [] if m not in METHODS]
     if unknown:
         raise UserError(f"--methods: unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
-    def unmet(need: str) -> str | None:
-        return NEEDS[need](run) if need in NEEDS else f"it needs {need!r}, which tune cannot check"
+    offer = run.cfg.distill.offer(processes=distributed.world_size(), rows=n_taught(run),
+                                  classes=run.data.num_classes)
 
-    space = replace(eligible(list(dict.fromkeys(asked or METHODS)), unmet),
+    def unmet(need: str) -> str | None:
+        return NEEDS[need](run) if need in NEEDS else None
+
+    space = replace(eligible(list(dict.fromkeys(asked or METHODS)), unmet, offer),
                     recipe=recipe_space(bool(run.data.text), len(run.data.input_shape) < 2))
     if asked and space.excluded:
         name, why = next(iter(space.excluded.items()))
@@ -161,13 +156,13 @@ def train_recipe(run: Run, out: Path, report: Callback) -> TrainResult:
     """The KD student of the recipe in run.cfg, as the pipeline trains it, from the shared teacher."""
     cfg = run.cfg
     student = build_model(cfg.student, Side.STUDENT, run.data, cfg.seed + 1)
-    method = build_method(cfg.distill, cfg.student.train.label_smoothing)
     teacher = run.teacher
-    method.setup(student.to(run.accel), teacher.to(run.accel), sample(run), num_train=len(run.data.x_train))
+    method = set_up_method(cfg.distill, cfg.student.train.label_smoothing, student.to(run.accel),
+                           teacher.to(run.accel), sample(run), n_taught(run))
     cache = shared_cache(run, out, method) if cfg.distill.cache.enabled else None
-    if cache is None and "views" in method.wants:
-        raise UserError("the method reads the teacher's logits on every cached view, but the bank would exceed "
-                        "distill.cache.max_bytes")
+    why = cfg.distill.refusal(bank=cache is not None if cfg.distill.cache.enabled else None, run_dir=str(out))
+    if why:
+        raise UserError(why)
     if cache is None and method.teacher_taps:  # a pruned trial leaves its tap hooks on the teacher it used
         teacher = copy.deepcopy(teacher)
     return train_role(run, Role.STUDENT_KD, student, cfg.student, method, teacher=teacher, cache=cache,

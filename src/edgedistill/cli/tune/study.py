@@ -8,12 +8,12 @@ import json
 import optuna
 import torch.nn as nn
 
+from edgedistill.cli.tune.space import SearchSpace, space_difference
+from edgedistill.cli.tune.storage import redacted
 from edgedistill.config import ExperimentConfig
 from edgedistill.data import DataSplits
 from edgedistill.data.rows import data_digest
 from edgedistill.errors import UserError
-from edgedistill.tune.space import SearchSpace, space_difference
-from edgedistill.tune.storage import redacted
 from edgedistill.roles import Role
 
 # where things are rather than what is trained: two machines may differ here and still run one study

@@ -28,10 +28,10 @@ import torch.nn as nn
 
 from edgedistill.config import AugmentConfig
 from edgedistill.data.rows import RowFile, data_digest
-from edgedistill.distill.augment import apply_augment, augment_params
 from edgedistill.distill.taps import TapRecorder, as_compared
 from edgedistill.models.fold import for_inference
 from edgedistill.teachers.base import ExternalTeacher
+from edgedistill.train.augment import apply_augment, augment_params
 
 Shapes = list[tuple[int, ...]] | None  # per tap, one student sample's (C, *spatial); None stores taps whole
 
@@ -72,22 +72,22 @@ class TeacherCache:
     built: bool = False  # False when the bank on disk was reused
     stats: tuple | None = None  # the inputs' channel mean and std, for colour jitter
 
-    def batch(self, x_rows: torch.Tensor, idx: torch.Tensor, gen: torch.Generator, device: torch.device,
+    def batch(self, x_rows: torch.Tensor, idx: torch.Tensor, gen: torch.Generator, accel: torch.device,
               mix: None = None) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """One view per sample of these rows: the augmented inputs, the teacher's logits and its tap features.
         Mixed batches are never served from here (the Trainer refuses them): the bank holds unmixed views."""
         view = torch.randint(0, self.views, (len(idx),), generator=gen)
         x = apply_augment(x_rows, take(self.params, view, idx), self.augment, self.stats)
-        feats = [take(f, view, idx).to(device).float() for f in self.feats]
-        return x.to(device, non_blocking=True), take(self.logits, view, idx).to(device), feats
+        feats = [take(f, view, idx).to(accel).float() for f in self.feats]
+        return x.to(accel, non_blocking=True), take(self.logits, view, idx).to(accel), feats
 
-    def view_logits(self, idx: torch.Tensor, device: torch.device) -> torch.Tensor:
+    def view_logits(self, idx: torch.Tensor, accel: torch.device) -> torch.Tensor:
         """The teacher's logits on every view of these samples, (B, K, classes): multi-view methods average them."""
         every = torch.stack([take(self.logits, torch.full_like(idx, v), idx) for v in range(self.views)], 1)
-        return every.to(device)
+        return every.to(accel)
 
-    def start(self, device: torch.device, dtype: torch.dtype | None) -> None:
-        """Nothing to prepare: the teacher does not run. (The live source moves it to the device here.)"""
+    def start(self, accel: torch.device, dtype: torch.dtype | None) -> None:
+        """Nothing to prepare: the teacher does not run. (The live source moves it to the accelerator here.)"""
 
     def close(self) -> None:
         """Nothing to release; the live source removes its hooks here."""
@@ -163,7 +163,7 @@ def open_bank(folder: Path, name: str, meta: dict, ram_left: list[int]) -> Bank:
 
 @torch.no_grad()
 def build_cache(teacher: nn.Module, x, augment: AugmentConfig, views: int, seed: int, taps: list[str],
-                device: torch.device, dtype: torch.dtype | None, folder: Path, batch_size: int | None = None,
+                accel: torch.device, dtype: torch.dtype | None, folder: Path, batch_size: int | None = None,
                 compared_at: Shapes = None, stats: tuple | None = None) -> dict:
     """Run the teacher over every view, batch by batch, writing each block of the bank to `folder` as it comes;
     returns the banks' shapes and dtypes. The teacher runs as `for_inference` prepares it (batch norms folded,
@@ -177,7 +177,7 @@ def build_cache(teacher: nn.Module, x, augment: AugmentConfig, views: int, seed:
     teacher = teacher.eval()
     if not isinstance(teacher, ExternalTeacher):  # ONNX Runtime sessions: nothing to fold, and no deep copy
         teacher = for_inference(teacher, keep=set(taps), channels_last=len(shape) == 4)
-    batch_size = batch_size or (128 if device.type == "cpu" else 1024)
+    batch_size = batch_size or (128 if accel.type == "cpu" else 1024)
     batch_size = max(1, min(batch_size, 2**23 // (4 * int(np.prod(shape[1:])))))  # camera images: 8 MB batches
     params = torch.stack([augment_params(shape, augment, gen) for _ in range(views)])
     out = BankWriter(folder)
@@ -186,8 +186,8 @@ def build_cache(teacher: nn.Module, x, augment: AugmentConfig, views: int, seed:
     for i in range(0, n, batch_size):
         rows = torch.as_tensor(x[i:i + batch_size])
         for v in range(views):
-            xb = apply_augment(rows, params[v, i:i + batch_size], augment, stats).to(device)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            xb = apply_augment(rows, params[v, i:i + batch_size], augment, stats).to(accel)
+            with torch.autocast(accel.type, dtype=dtype, enabled=dtype is not None):
                 logits = teacher(xb).float().cpu()
             out.write("logits", (views, n, logits.shape[1]), torch.float32, v, i, logits)
             for t, f in enumerate(as_stored(rec.take(), compared_at)):
@@ -210,7 +210,7 @@ class CacheSpec:
     views: int
     seed: int
     taps: list[str]
-    device: torch.device
+    accel: torch.device
     dtype: torch.dtype | None
     max_bytes: int
     compared_at: Shapes = None
@@ -227,7 +227,7 @@ def load_or_build(spec: CacheSpec) -> TeacherCache | None:
     exceed max_bytes or the disk's free space, in which case the teacher runs live. Of the bank, at most
     max_ram_bytes is held in memory (the logits first); the rest is read per batch."""
     path = Path(spec.path)
-    size = estimated_bytes(spec.teacher, spec.taps, torch.as_tensor(spec.x[:1]).to(spec.device), len(spec.x),
+    size = estimated_bytes(spec.teacher, spec.taps, torch.as_tensor(spec.x[:1]).to(spec.accel), len(spec.x),
                            spec.views, spec.compared_at)
     if size > spec.max_bytes:
         log.warning("teacher cache: %d views would take %.2f GB (> distill.cache.max_bytes %.2f GB); the teacher "
@@ -258,7 +258,7 @@ def build_into(path: Path, spec: CacheSpec, key: str) -> dict:
     tmp.mkdir(parents=True)
     try:
         meta = {"format": FORMAT, "key": key,
-                **build_cache(spec.teacher, spec.x, spec.augment, spec.views, spec.seed, spec.taps, spec.device,
+                **build_cache(spec.teacher, spec.x, spec.augment, spec.views, spec.seed, spec.taps, spec.accel,
                               spec.dtype, tmp, compared_at=spec.compared_at, stats=spec.stats)}
         (tmp / "meta.json").write_text(json.dumps(meta))
         if path.is_dir():

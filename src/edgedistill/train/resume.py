@@ -59,7 +59,7 @@ def save_state(path: Path, loop: Loop, finished: bool) -> None:
     atomic_torch_save(path, state)
 
 
-def restore_state(path: Path, loop: Loop, device: torch.device) -> bool:
+def restore_state(path: Path, loop: Loop, accel: torch.device) -> bool:
     """Load a state written by save_state into `loop`; returns whether that run had already finished."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -83,7 +83,7 @@ def restore_state(path: Path, loop: Loop, device: torch.device) -> bool:
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
-    loop.best_state = {k: v.to(device) for k, v in state["best_state"].items()} or None
+    loop.best_state = {k: v.to(accel) for k, v in state["best_state"].items()} or None
     loop.epoch, loop.elapsed = state["epoch"], state["elapsed"]
     loop.result = TrainResult(history=state["history"], best_epoch=state["best_epoch"],
                               best_val_accuracy=state["best_val_accuracy"])
@@ -96,12 +96,12 @@ class Resume:
     def __init__(self, path: Path):
         self.path = path
 
-    def restore(self, loop: Loop, device: torch.device, on_best: Callable[[nn.Module, dict], None]) -> bool | None:
+    def restore(self, loop: Loop, accel: torch.device, on_best: Callable[[nn.Module, dict], None]) -> bool | None:
         """None when there is nothing to resume; else whether that run had finished. The best weights are saved
         again, since a kill between writing the checkpoint and the state could leave one the state never saw."""
         if not self.path.exists():
             return None
-        finished = restore_state(self.path, loop, device)
+        finished = restore_state(self.path, loop, accel)
         if loop.best_state is not None and distributed.is_main():
             best = copy.deepcopy(loop.model)
             best.load_state_dict(loop.best_state)

@@ -6,14 +6,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from edgedistill.distill import METHODS
 from edgedistill.errors import UserError
-from edgedistill.methods import METHODS
-from edgedistill.teachers import EXTERNAL
 from edgedistill.roles import Role, Side
 from edgedistill.strict import Strict, format_validation_error
 
 GIVES = frozenset({"logits", "views"})  # what an ONNX or ensemble teacher gives a method: logits, on any view
 
+
+EXTERNAL = ("onnx", "ensemble")  # teacher.model values that name no torch factory: loaded, never trained
 
 class OnnxArgs(Strict):
     """teacher.args of `model: onnx` (and of an onnx member of an ensemble)."""

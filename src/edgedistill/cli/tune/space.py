@@ -12,8 +12,8 @@ from typing import Any, Callable
 
 import optuna
 
-from edgedistill.distill_config import takes_mixed_rows
-from edgedistill.methods import METHODS
+from edgedistill.config.distill import takes_mixed_rows
+from edgedistill.distill import METHODS, Offer
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Dim:
         return f"{self.low:g}..{self.high:g}{' (log)' if self.log else ''}"
 
 
-# Ranges around each paper's published settings (the defaults in distill_config.py sit inside them).
+# Ranges around each paper's published settings (the defaults in config/distill.py sit inside them).
 METHOD_SPACES: dict[str, tuple[Dim, ...]] = {
     "kd": (Dim("distill.temperature", 1.0, 8.0, log=True), Dim("distill.alpha", 0.1, 1.0)),
     "dkd": (Dim("distill.temperature", 1.0, 8.0, log=True), Dim("distill.dkd.alpha", 0.5, 2.0),
@@ -131,11 +131,13 @@ def space_difference(stored: dict[str, dict[str, str]], mine: dict[str, dict[str
     return None
 
 
-def eligible(names: list[str], unmet: Callable[[str], str | None]) -> SearchSpace:
-    """The methods whose every need the run meets; `unmet(need)` says why a need is not met, or None."""
+def eligible(names: list[str], unmet: Callable[[str], str | None], offer: Offer) -> SearchSpace:
+    """The methods whose every need the run meets and that do not refuse what it offers; `unmet(need)` says why a
+    need is not met, or None."""
     methods, excluded = [], {}
     for name in names:
         why = next((w for w in (unmet(need) for need in sorted(METHODS[name].needs)) if w), None)
+        why = why or METHODS[name].refuse(offer)
         if why:
             excluded[name] = why
         else:

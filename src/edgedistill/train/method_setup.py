@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from edgedistill.config.distill import DistillConfig
+from edgedistill.distill import METHODS, of_kind
 from edgedistill.distill.ce import CrossEntropy
 from edgedistill.distill.features import FeatureDistillation
 from edgedistill.distill.method import Method
-from edgedistill.distill_config import DistillConfig
-from edgedistill.methods import METHODS, of_kind
 
 
 def build_one(name: str, cfg: DistillConfig, label_smoothing: float):

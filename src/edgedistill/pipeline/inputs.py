@@ -1,6 +1,6 @@
 """Inputs are sacred: every file a run reads (its config, data, teacher files, device catalogue) is named by an
 absolute path and fingerprinted when the run starts, in RUN_DIR/inputs.json. `--overwrite` never deletes one
-(rundir.py), and `--resume` and `export` read the data where the run read it, not relative to the current folder,
+(pipeline/rundir.py), and `--resume` and `export` read the data where the run read it, not relative to the current folder,
 and stop in one line when it changed, so a resumed run never finishes on other data.
 
 A file's fingerprint is its size, modification time and sha256; a folder's (an image folder, a Fashion-MNIST copy,
@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgedistill.checkpoint import atomic_write_text
+from edgedistill.atomic import atomic_write_text
 from edgedistill.config import ExperimentConfig
 from edgedistill.errors import UserError
-from edgedistill.teachers.onnx import external_data_files, file_sha256
 from edgedistill.roles import Side
+from edgedistill.teachers.onnx import external_data_files, file_sha256
 
 INPUTS_FILE = "inputs.json"
 FORMAT = "edgedistill-inputs-v1"

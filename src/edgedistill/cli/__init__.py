@@ -8,9 +8,9 @@ import os
 import sys
 
 from edgedistill.errors import UserError, environment_error, first_line
-from edgedistill.quiet import strip_ansi
-from edgedistill.units import human_bytes
+from edgedistill.errors import strip_ansi
 from edgedistill.roles import Role
+from edgedistill.units import human_bytes
 
 DELIVERABLE_MISSING = 3  # the run (or export) was asked for a file a device loads and produced none
 
@@ -133,7 +133,7 @@ def deliverable_exit(metrics: dict) -> int:
 def print_deliverable(metrics: dict, prefix: str = "") -> None:
     """The fit verdict and the file to hand over, when the KD student was exported."""
     if metrics["models"][Role.STUDENT_KD].get("deploy"):
-        from edgedistill.report.markdown import fit_summary
+        from edgedistill.deploy.fit import fit_summary
 
         print(prefix + fit_summary(metrics))
         print(prefix + deliverable_line(metrics))
@@ -157,7 +157,7 @@ def deliverable_line(metrics: dict) -> str:
 
 
 def cmd_seeds(args: argparse.Namespace) -> int:
-    from edgedistill.seeds import run_seeds
+    from edgedistill.cli.seeds import run_seeds
 
     if args.resume:
         raise UserError("--seeds and --resume do not combine; resume one seed's folder on its own")
@@ -172,8 +172,8 @@ def cmd_seeds(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from edgedistill import progress
-    from edgedistill.tune import tune
-    from edgedistill.tune.report import best_line
+    from edgedistill.cli.tune import tune
+    from edgedistill.cli.tune.report import best_line
 
     progress.set_mode("quiet" if args.quiet else "bar")
     if args.track:
@@ -192,8 +192,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from edgedistill.export_run import export_run
-    from edgedistill.report.markdown import deliverables, fit_summary
+    from edgedistill.cli.export import export_run
+    from edgedistill.deploy.fit import fit_summary
+    from edgedistill.report.markdown import deliverables
 
     metrics, failed = export_run(args.run_dir, args.formats, args.roles)
     print(deliverables(metrics))
@@ -223,7 +224,7 @@ def cmd_models(_: argparse.Namespace) -> int:
 
 def cmd_methods(_: argparse.Namespace) -> int:
     from edgedistill.config import DistillConfig
-    from edgedistill.methods import METHODS
+    from edgedistill.distill import METHODS
 
     defaults = DistillConfig().model_dump()
     print(f"{'name':10s} {'kind':8s} {'paper':36s} defaults")

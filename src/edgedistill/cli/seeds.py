@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 
 from scipy import stats
 
-from edgedistill.checkpoint import atomic_write_text
+from edgedistill.atomic import atomic_write_text
 from edgedistill.config import SEED_MAX, ExperimentConfig, resolve_config
 from edgedistill.errors import UserError
-from edgedistill.inputs import absolute_paths, record_inputs, run_inputs, verify_inputs, write_inputs
+from edgedistill.pipeline.inputs import absolute_paths, record_inputs, run_inputs, verify_inputs, write_inputs
 from edgedistill.report.markdown import method_label, rows_by_role, rows_sentence
 from edgedistill.roles import Role, Side, label
 from edgedistill.runlock import RunLock
@@ -128,7 +128,7 @@ def check_seed_count(n: int, first_seed: int) -> None:
 def run_seeds(config: ExperimentConfig | dict | str | Path | None, n: int, out_dir: str | Path | None = None,
               overrides: list[str] | None = None, overwrite: bool = False, progress: bool = True) -> SeedsResult:
     """The seeds one after another in out/seed_<s>, with out locked for the whole time."""
-    from edgedistill.rundir import claim_existing
+    from edgedistill.pipeline.rundir import claim_existing
 
     check_seed_count(n, 0)
     cfg = absolute_paths(resolve_config(config, overrides))
@@ -143,7 +143,7 @@ def run_seeds(config: ExperimentConfig | dict | str | Path | None, n: int, out_d
 
 def _seeds_locked(cfg: ExperimentConfig, config: object, n: int, out: Path, overwrite: bool, progress: bool,
                   lock: RunLock) -> SeedsResult:
-    from edgedistill.rundir import prepare_run_dir, refuse_inputs_in_the_way
+    from edgedistill.pipeline.rundir import prepare_run_dir, refuse_inputs_in_the_way
     from edgedistill.tracking import config_params, open_tracking
 
     inputs = run_inputs(cfg, config if isinstance(config, (str, Path)) else None)

@@ -10,19 +10,21 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from edgedistill.checkpoint import atomic_write_text, load_weights, read_checkpoint
+from edgedistill.atomic import atomic_write_text
+
+from edgedistill.checkpoint import load_weights, read_checkpoint
 from edgedistill.config import ExperimentConfig, resolve_config
 from edgedistill.data import DataSplits
 from edgedistill.deploy import (DeviceProfile, NoFormat, check_deploy, deploy_model, deploy_plan, get_device,
                                 preferred_format)
-from edgedistill.distill.trainer import predict_logits
 from edgedistill.errors import UserError
 from edgedistill.metrics import Metrics, produce_metrics
-from edgedistill.modelbuild import build_model
+from edgedistill.models.build import build_model
+from edgedistill.models.evaluate import predict_logits
 from edgedistill.pipeline.prepare import load_data
 from edgedistill.report import read_metrics, write_reports
-from edgedistill.teachers import is_external
 from edgedistill.roles import Role
+from edgedistill.teachers import is_external
 
 
 def checkpoint_path(run_dir: Path, role: str) -> Path:
@@ -111,8 +113,8 @@ def export_run(run_dir: str | Path, formats: list[str],
     """Deploy the models of a finished run (every one, or `roles`) to `formats` and merge the records into its
     metrics.json, holding the run's lock, and only when its data and device catalogue are those it was made with;
     also returns one line per format that could not be made, naming the model and what stopped it."""
-    from edgedistill.inputs import verify_inputs
-    from edgedistill.rundir import claim_existing
+    from edgedistill.pipeline.inputs import verify_inputs
+    from edgedistill.pipeline.rundir import claim_existing
 
     lock = claim_existing(Path(run_dir), "export")
     try:

@@ -13,10 +13,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from edgedistill.distill_config import DistillConfig
+from edgedistill.config.distill import DistillConfig
 from edgedistill.errors import UserError, first_line
 from edgedistill.strict import Strict, format_validation_error  # noqa: F401  (re-exported)
-from edgedistill.teachers.spec import check_teacher_spec
+from edgedistill.config.teacher import check_teacher_spec
 from edgedistill.roles import CHOOSABLE, Side
 
 
