@@ -104,15 +104,6 @@ def test_tabular_diagnosis_reports_recall_of_each_class(tmp_path):
     assert "Yes" in (tmp_path / "run" / "report.md").read_text()
 
 
-@pytest.mark.parametrize("teacher", ["gru", "transformer", "inception_time"])
-def test_multichannel_sensor_series_train_every_sequence_teacher(tmp_path, teacher):
-    cfg = tiny_config("basic_motions", teacher=teacher, student="convnet", student_args={"channels": [8, 8]})
-    cfg["data"].pop("limit_train"), cfg["data"].pop("limit_test")
-    cfg["data"]["val_fraction"] = 0.2
-    m = edgedistill.run(cfg, out_dir=tmp_path / "run", progress=False).metrics
-    assert m["dataset"]["input_shape"] == [6, 100] and m["models"]["teacher"]["model"] == teacher
-
-
 def test_missing_values_in_a_table_are_named(tmp_path):
     import pandas as pd
     from edgedistill.data.tabular import table_arrays

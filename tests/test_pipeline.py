@@ -1,4 +1,4 @@
-"""The real pipeline end to end on tiny data: every teacher family into every student family, both datasets."""
+"""The real pipeline end to end on tiny data (the families pairwise, without it, are test_families.py's)."""
 import json
 import math
 
@@ -13,31 +13,6 @@ from edgedistill.errors import UserError
 from edgedistill.train.augment import augment_batch
 from edgedistill.train.trainer import Trainer, batch_source
 import edgedistill
-from conftest import needs_fashion
-
-PAIRS = [("resnet", {"width": 8, "blocks": [1, 1]}, "convnet", {"channels": [8, 16]}),
-         ("gru", {"hidden": 16, "layers": 1}, "mobilenet", {"width_mult": 0.5}),
-         ("lstm", {"hidden": 16, "layers": 1}, "mlp", {"hidden": [32]}),
-         ("transformer", {"patch": 4, "dim": 16, "depth": 1, "heads": 2}, "convnet", {"channels": [8]})]
-
-
-@pytest.mark.parametrize("teacher,targs,student,sargs", PAIRS)
-def test_families_train_on_mnist1d(tmp_path, tiny, teacher, targs, student, sargs):
-    result = edgedistill.run(tiny("mnist1d", teacher, student, targs, sargs), out_dir=tmp_path / "run", progress=False)
-    models = result.metrics["models"]
-    assert set(models) == {"teacher", "student_scratch", "student_kd"}
-    assert models["teacher"]["model"] == teacher and models["student_kd"]["model"] == student
-
-
-@needs_fashion
-@pytest.mark.parametrize("teacher,targs,student,sargs", PAIRS)
-def test_families_train_on_fashion_mnist(tmp_path, tiny, teacher, targs, student, sargs):
-    result = edgedistill.run(tiny("fashion_mnist", teacher, student, targs, sargs), out_dir=tmp_path / "run",
-                             progress=False)
-    assert result.metrics["dataset"]["input_shape"] == [1, 28, 28]
-    for m in result.metrics["models"].values():
-        assert np.array(m["test"]["confusion_matrix"]).sum() == 100  # every test sample scored once
-
 
 def test_run_folder_and_metrics_schema(tmp_path, tiny):
     out = tmp_path / "run"
