@@ -31,7 +31,7 @@ def test_every_input_kind_is_served_and_a_1d_model_refuses_images():
 
 
 def test_families_cover_the_mission():
-    families = {(e.role, e.family) for e in list_models().values()}
+    families = {(e.side, e.family) for e in list_models().values()}
     for needed in [("teacher", "cnn"), ("teacher", "rnn"), ("teacher", "transformer"),
                    ("student", "shallow"), ("student", "lightweight")]:
         assert needed in families

@@ -215,9 +215,9 @@ def cmd_datasets(_: argparse.Namespace) -> int:
 def cmd_models(_: argparse.Namespace) -> int:
     from edgedistill.models import list_models
 
-    print(f"{'name':15s} {'role':8s} {'family':12s} {'inputs':24s} summary")
+    print(f"{'name':15s} {'side':8s} {'family':12s} {'inputs':24s} summary")
     for name, e in list_models().items():
-        print(f"{name:15s} {e.role:8s} {e.family:12s} {','.join(e.inputs):24s} {e.summary}")
+        print(f"{name:15s} {e.side:8s} {e.family:12s} {','.join(e.inputs):24s} {e.summary}")
     print("\nYour own model: model: 'package.module:factory' (the factory returns an nn.Module giving logits)")
     return 0
 

@@ -23,7 +23,7 @@ ALL_INPUTS = ("features", "sequence", "image")
 @dataclass(frozen=True)
 class ModelEntry:
     factory: Factory
-    role: Side  # the side the zoo suggests it for
+    side: Side  # the side the zoo suggests it for: a teacher or a student
     family: str  # cnn, rnn, transformer, shallow, lightweight
     summary: str
     inputs: tuple[str, ...] = ALL_INPUTS  # what it reads: features (F,), sequence (C, L), image (C, H, W), tokens (L,)
@@ -32,10 +32,10 @@ class ModelEntry:
 _MODELS: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, role: Side, family: str, summary: str,
+def register_model(name: str, side: Side, family: str, summary: str,
                    inputs: tuple[str, ...] = ALL_INPUTS) -> Callable[[Factory], Factory]:
     def wrap(fn: Factory) -> Factory:
-        _MODELS[name] = ModelEntry(fn, role, family, summary, inputs)
+        _MODELS[name] = ModelEntry(fn, side, family, summary, inputs)
         return fn
 
     return wrap

@@ -52,7 +52,7 @@ class ResNet(nn.Module):
         return self.head(self.pool(self.stages(self.stem(self.adapter(x)))))
 
 
-@register_model("resnet", role=Side.TEACHER, family="cnn",
+@register_model("resnet", side=Side.TEACHER, family="cnn",
                 summary="ResNet-style CNN (1-D or 2-D); args width, blocks, stem_stride (2 or 4 for camera images)")
 def resnet(input_shape: tuple[int, ...], num_classes: int, width: int = 32, blocks: list[int] = (2, 2, 2),
            dropout: float = 0.0, stem_stride: int = 1) -> ResNet:

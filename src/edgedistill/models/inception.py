@@ -61,7 +61,7 @@ class InceptionTime(nn.Module):
         return self.head(self.pool(x))
 
 
-@register_model("inception_time", role=Side.TEACHER, family="cnn",
+@register_model("inception_time", side=Side.TEACHER, family="cnn",
                 summary="InceptionTime 1-D CNN for time series; args filters, depth, kernels, bottleneck",
                 inputs=("features", "sequence"))
 def inception_time(input_shape: tuple[int, ...], num_classes: int, filters: int = 32, depth: int = 6,

@@ -60,7 +60,7 @@ class MobileNet(nn.Module):
         return self.head(self.pool(self.blocks(self.stem(self.adapter(x)))))
 
 
-@register_model("mobilenet", role=Side.STUDENT, family="lightweight",
+@register_model("mobilenet", side=Side.STUDENT, family="lightweight",
                 summary="MobileNetV2-style depthwise-separable CNN (1-D or 2-D); args width_mult, expand, stages, "
                         "stem_stride (2 for 96x96 camera images)")
 def mobilenet(input_shape: tuple[int, ...], num_classes: int, width_mult: float = 1.0, expand: int = 4,

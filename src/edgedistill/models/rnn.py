@@ -45,13 +45,13 @@ class RecurrentClassifier(nn.Module):
         return self.head(self.norm(torch.cat([out.mean(dim=1), out[:, -1]], dim=1)))
 
 
-@register_model("gru", role=Side.TEACHER, family="rnn", summary="GRU classifier; args hidden, layers, bidirectional")
+@register_model("gru", side=Side.TEACHER, family="rnn", summary="GRU classifier; args hidden, layers, bidirectional")
 def gru(input_shape: tuple[int, ...], num_classes: int, hidden: int = 128, layers: int = 2,
         bidirectional: bool = True, dropout: float = 0.0) -> RecurrentClassifier:
     return RecurrentClassifier("gru", input_shape, num_classes, hidden, layers, bidirectional, dropout)
 
 
-@register_model("lstm", role=Side.TEACHER, family="rnn", summary="LSTM classifier; args hidden, layers, bidirectional")
+@register_model("lstm", side=Side.TEACHER, family="rnn", summary="LSTM classifier; args hidden, layers, bidirectional")
 def lstm(input_shape: tuple[int, ...], num_classes: int, hidden: int = 128, layers: int = 2,
          bidirectional: bool = True, dropout: float = 0.0) -> RecurrentClassifier:
     return RecurrentClassifier("lstm", input_shape, num_classes, hidden, layers, bidirectional, dropout)

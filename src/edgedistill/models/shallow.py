@@ -64,12 +64,12 @@ class ConvNet(nn.Module):
         return self.head(self.pool(self.stages(self.adapter(x))))
 
 
-@register_model("mlp", role=Side.STUDENT, family="shallow", summary="multi-layer perceptron; args hidden, dropout")
+@register_model("mlp", side=Side.STUDENT, family="shallow", summary="multi-layer perceptron; args hidden, dropout")
 def mlp(input_shape: tuple[int, ...], num_classes: int, hidden: list[int] = (256, 128), dropout: float = 0.0) -> MLP:
     return MLP(input_shape, num_classes, tuple(hidden), dropout)
 
 
-@register_model("convnet", role=Side.STUDENT, family="shallow",
+@register_model("convnet", side=Side.STUDENT, family="shallow",
                 summary="plain CNN, 2 convs by default (1-D or 2-D); args channels, convs_per_stage, head")
 def convnet(input_shape: tuple[int, ...], num_classes: int, channels: list[int] = (32, 64), convs_per_stage: int = 1,
             head: str = "flatten", dropout: float = 0.0) -> ConvNet:

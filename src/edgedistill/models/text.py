@@ -53,7 +53,7 @@ class HFTextClassifier(nn.Module):
         return self.head(pooled)
 
 
-@register_model("hf_text", role=Side.TEACHER, family="transformer",
+@register_model("hf_text", side=Side.TEACHER, family="transformer",
                 summary="pretrained Hugging Face encoder from a local folder (default MiniLM-L6); args path, freeze",
                 inputs=("tokens",))
 def hf_text(input_shape: tuple[int, ...], num_classes: int, path: str | None = None, freeze: bool = False,
@@ -110,7 +110,7 @@ class TextCNN(nn.Module):
         return self.head(torch.cat([torch.relu(c(e)).amax(dim=2) for c in self.convs], dim=1))
 
 
-@register_model("text_cnn", role=Side.STUDENT, family="lightweight",
+@register_model("text_cnn", side=Side.STUDENT, family="lightweight",
                 summary="embedding + multi-width 1-D CNN over token ids; args vocab_size, dim, channels, kernels",
                 inputs=("tokens",))
 def text_cnn(input_shape: tuple[int, ...], num_classes: int, vocab_size: int = MINILM_VOCAB, dim: int = 32,

@@ -37,7 +37,7 @@ class PatchTransformer(nn.Module):
         return self.head(self.norm(self.encoder(tokens)[:, 0]))
 
 
-@register_model("transformer", role=Side.TEACHER, family="transformer",
+@register_model("transformer", side=Side.TEACHER, family="transformer",
                 summary="patch/token Transformer encoder; args patch, dim, depth, heads")
 def transformer(input_shape: tuple[int, ...], num_classes: int, patch: int = 4, dim: int = 96, depth: int = 4,
                 heads: int = 4, mlp_ratio: float = 2.0, dropout: float = 0.1) -> PatchTransformer:
