@@ -85,18 +85,31 @@ def run_cli(*args: str, cwd: Path | None = None, env_extra: dict | None = None) 
 END_TO_END = re.compile(r"\brun_cli\(|edgedistill\.run\(|run_seeds\(|\bdeployed_run\b|\bsubprocess\b")
 
 
+def end_to_end_helpers(module) -> re.Pattern:
+    """The calls that start the pipeline or an interpreter in a test module: END_TO_END's, and its own functions
+    whose source matches END_TO_END (a `run_config(...)` that runs the CLI), one level deep."""
+    names = [name for name, fn in inspect.getmembers(module, inspect.isfunction)
+             if fn.__module__ == module.__name__ and not name.startswith("test_") and
+             END_TO_END.search(inspect.getsource(fn))]
+    return re.compile("|".join([END_TO_END.pattern] + [rf"\b{re.escape(n)}\(" for n in names]))
+
+
 def pytest_collection_modifyitems(items) -> None:
-    """A test that starts the whole pipeline or a fresh interpreter is `slow`, by one rule read off its source, so
-    none is forgotten: `make test-fast` (-m "not slow") runs the rest, `make test` runs everything."""
+    """A test that starts the whole pipeline or a fresh interpreter, itself or through a helper of its module, is
+    `slow`, by one rule read off its source, so none is forgotten: `make test-fast` (-m "not slow") runs the rest,
+    `make test` runs everything."""
+    patterns: dict[str, re.Pattern] = {}
     for item in items:
         fn = getattr(item, "function", None)
         if fn is None or item.get_closest_marker("slow"):
             continue
         try:
             source = inspect.getsource(fn)
-        except (OSError, TypeError):
+            module = inspect.getmodule(fn)
+            rule = patterns.setdefault(module.__name__, end_to_end_helpers(module))
+        except (OSError, TypeError, AttributeError):
             continue
-        if END_TO_END.search(source) or any(END_TO_END.search(name) for name in getattr(item, "fixturenames", ())):
+        if rule.search(source) or any(END_TO_END.search(name) for name in getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
 
 
