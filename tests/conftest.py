@@ -18,6 +18,14 @@ TESTS = Path(__file__).resolve().parent
 TINY_TRAIN = {"epochs": 1, "batch_size": 32, "lr": 0.003, "max_steps_per_epoch": 4}
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under xdist every core already runs a worker, so each worker and the CLI runs it starts use one torch thread;
+    two threads per worker on two cores made a 6 s GRU fit take 45 s. OMP_NUM_THREADS set by the caller wins."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        import torch
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 
 def _fashion_available() -> bool:
     try:
