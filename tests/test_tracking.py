@@ -335,7 +335,7 @@ def test_tune_logs_each_trial_and_the_best_recipes_seeds_as_children_of_the_stud
 
 
 def test_outbox_sends_in_order_and_drops_everything_after_a_failure():
-    from edgedistill.tracking.outbox import Outbox, yield_cpu_to_training
+    from edgedistill.tracking.outbox import Outbox
 
     failures, sent = [], []
     box = Outbox(failures.append)
@@ -347,18 +347,38 @@ def test_outbox_sends_in_order_and_drops_everything_after_a_failure():
     assert box.wait(10)
     assert isinstance(broken.exception(timeout=10), ZeroDivisionError) and after.cancelled()
     assert box.put(lambda: sent.append("later")).cancelled() and "late" not in sent and len(failures) == 1
-    if sys.platform.startswith("linux"):  # the tracker's thread yields the CPU when told; the caller's is as it was
-        own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-        box = Outbox(failures.append)
-        assert box.put(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result(10) == own
-        box.put(yield_cpu_to_training)
-        niceness = box.put(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
-        assert niceness.result(10) == 19 and os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own
     slow = Outbox(failures.append)
     release = threading.Event()
     slow.put(release.wait)
     assert not slow.close(0.2)  # still busy: the caller learns it, and is not held up
     release.set()
+
+
+def test_the_mlflow_sender_is_a_process_that_answers_in_order_yields_the_cpu_and_ends_with_its_run(tmp_path):
+    """MLflow runs beside training in a process of its own: a failed request is one line back, not the end of it;
+    after the set-up it takes the lowest CPU priority (the run's own is unchanged); closing its input ends it."""
+    from mlflow import MlflowClient
+    from edgedistill.tracking.mlflow import Sender
+
+    sender = Sender()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment = sender.call("connect", uri=uri, experiment="e")
+    with pytest.raises(RuntimeError, match="nope"):
+        sender.call("update_run", run_id="nope", status="RUNNING")
+    run_id = sender.call("create_run", experiment_id=experiment, run_name="r", tags={"a": "b"})
+    sender.call("log_batch", run_id=run_id, metrics=[["m", float(i), 0, i] for i in range(1500)], params={"p": "1"},
+                tags={})
+    assert sender.call("logged_steps", run_id=run_id, key="m") == list(range(1500))
+    if sys.platform.startswith("linux"):
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        sender.call("lower_priority")
+        assert os.getpriority(os.PRIO_PROCESS, sender.proc.pid) == 19 and os.getpriority(os.PRIO_PROCESS, 0) == own
+    sender.close()
+    assert sender.proc.returncode == 0
+    with pytest.raises(RuntimeError, match="ended"):
+        sender.call("lower_priority")
+    run = MlflowClient(tracking_uri=uri).get_run(run_id)
+    assert run.data.params == {"p": "1"} and run.data.tags["a"] == "b"
 
 
 def test_config_params_are_the_resolved_config_flattened():

@@ -1,6 +1,7 @@
 """MLflow: one MLflow run per run folder (a --seeds folder is the parent of its seeds' runs), in the experiment
-named by tracking.experiment. Every call goes through an Outbox thread, so training never waits for the server; its
-id is kept in the run folder's tracking.json, so --resume continues the same MLflow run.
+named by tracking.experiment. Every call goes through an Outbox thread to the MLflow client, which runs in a process
+of its own (edgedistill/mlflow_sender.py), so training never waits for the server nor shares its GIL with MLflow; the
+run's id is kept in the run folder's tracking.json, so --resume continues the same MLflow run.
 
 Where: tracking.uri, else MLFLOW_TRACKING_URI, else MLflow's own local store in the current folder (./mlflow.db,
 artifacts under ./mlruns), which `mlflow ui` there opens. MLflow 3 refuses a plain ./mlruns file store unless the
@@ -8,27 +9,23 @@ user sets MLFLOW_ALLOW_FILE_STORE, which is theirs to set, not ours.
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
-from urllib.parse import urlsplit
+from typing import Any, Callable
 
 from edgedistill.atomic import atomic_write_text
 from edgedistill.config import TrackingConfig
 from edgedistill.errors import UserError, first_line
 from edgedistill.tracking import SAVED, Backend, report_failure, saved_tracking
-from edgedistill.tracking.outbox import Outbox, yield_cpu_to_training
+from edgedistill.tracking.outbox import Outbox
 
 LOCAL_STORE = "mlflow.db"
-PROBE_TIMEOUT_S = 15.0  # an HTTP server that does not answer in this long counts as unreachable (a local
-# server on a machine at load 16 took over 5 s to serve its first page)
 SEND_EVERY_S = 5.0  # epoch points are sent together at most this often: one MLflow write an epoch cost the
 # 2-core demo +18.5% wall time (benchmarks/tracking_overhead.py), most of it SQLite commits
-BATCH_METRICS = 1000  # MLflow's limit on the metrics of one log_batch call
 DRAIN_TIMEOUT_S = 60.0  # at the end of a run, how long records may still take to send
 
 
@@ -41,67 +38,75 @@ def tracking_uri(tc: TrackingConfig, saved: dict) -> str:
     return f"sqlite:///{Path(path).absolute()}" if uri.startswith("sqlite:///") and path else uri
 
 
-@contextlib.contextmanager
-def quiet_mlflow() -> Iterator[None]:
-    """MLflow's own INFO lines (database set-up, 'View run ... at') stay off the terminal, inside this block only."""
-    logger = logging.getLogger("mlflow")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+class Sender:
+    """The MLflow client's process: one request at a time, answered in order (edgedistill/mlflow_sender.py)."""
 
+    def __init__(self):
+        self.proc = subprocess.Popen([sys.executable, "-m", "edgedistill.mlflow_sender"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
-def probe(uri: str) -> None:
-    """An HTTP tracking server that does not answer fails in seconds here, not after MLflow's minutes of retries.
-    Any answer counts as reachable, a TLS handshake MLflow is configured to accept included."""
-    if urlsplit(uri).scheme in ("http", "https"):
-        import requests
+    def call(self, op: str, **args: Any) -> Any:
+        try:
+            self.proc.stdin.write(json.dumps({"op": op, **args}) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except (OSError, ValueError):  # the process ended, or was closed
+            line = ""
+        if not line:
+            raise RuntimeError(f"MLflow's sender process ended (exit code {self.proc.poll()})")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(reply["error"])
+        return reply["result"]
 
-        with contextlib.suppress(requests.exceptions.SSLError):
-            requests.get(uri, timeout=PROBE_TIMEOUT_S)
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Its input closed, it ends once the request it is on is answered; one that hangs is killed."""
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout_s)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
 
 
 class Connection:
-    """One MLflow client, its experiment and the thread that talks to it, shared by a parent run and its children.
-    It is also what a failure is reported against: the tool, the URI, and one flag for every run on it."""
+    """One MLflow sender process, its experiment and the thread that talks to it, shared by a parent run and its
+    children. It is also what a failure is reported against: the tool, the URI, and one flag for every run on it."""
 
     title = "MLflow"
 
     def __init__(self, uri: str, experiment: str):
         self.where, self.experiment = uri, experiment
         self.failed = False
-        self.client: Any = None
+        self.sender: Sender | None = None
         self.experiment_id: str | None = None
         self.outbox: Outbox | None = None
 
     def connect(self) -> None:
-        probe(self.where)
-        from mlflow import MlflowClient  # imported first: the import sets MLflow's own log levels
-
-        with quiet_mlflow():
-            client = MlflowClient(tracking_uri=self.where)
-            found = client.get_experiment_by_name(self.experiment)
-            self.experiment_id = found.experiment_id if found else client.create_experiment(self.experiment)
-        self.client = client
+        self.sender = self.sender or Sender()
+        self.experiment_id = self.sender.call("connect", uri=self.where, experiment=self.experiment)
 
     def start(self) -> None:
-        """The thread, started with the first run, with the connection made first on it unless it already is; only
-        then does it drop to the lowest CPU priority, so the run and its tracking.json exist early."""
+        """The thread, started with the first run, with the connection made first unless it already is; only then
+        does the sender drop to the lowest CPU priority, so the run and its tracking.json exist early."""
         if self.outbox is not None:
             return
         self.outbox = Outbox(lambda exc: report_failure(self, exc))
-        if self.client is None:
+        if self.experiment_id is None:
             self.outbox.put(self.connect)
-        self.outbox.put(yield_cpu_to_training)
+        self.outbox.put(lambda: self.sender.call("lower_priority"))
 
-    def send(self, call: Callable[[], Any]) -> None:
-        def quietly() -> Any:
-            with quiet_mlflow():
-                return call()
+    def put(self, call: Callable[[], Any]) -> None:
+        self.outbox.put(call)
 
-        self.outbox.put(quietly)
+    def drain(self, timeout_s: float, last: bool) -> None:
+        """Wait until everything queued is sent (the last run also stops the thread and ends the sender); records
+        still unsent after timeout_s are reported and dropped."""
+        sent = self.outbox.close(timeout_s) if last else self.outbox.wait(timeout_s)
+        if not sent:
+            self.outbox.fail(TimeoutError(f"records still unsent after {timeout_s:.0f} s"))
+        if last and self.sender is not None:
+            self.sender.close(10.0 if sent else 0.0)
 
 
 class MlflowRun:
@@ -126,24 +131,28 @@ class MlflowRun:
     def start(self, run_dir: Path, run_name: str, resume: bool) -> None:
         saved = saved_tracking(run_dir).get("mlflow", {}) if resume else {}
         self.conn.start()
-        self.conn.send(lambda: self._start(run_dir.resolve(), run_name, saved))
+        self.conn.put(lambda: self._start(run_dir.resolve(), run_name, saved))
+
+    def _call(self, op: str, **args: Any) -> None:
+        """Queued: one request to the sender about this run, whose id is known by the time it is made."""
+        self.conn.put(lambda: self.conn.sender.call(op, run_id=self.run_id, **args))
 
     def _start(self, run_dir: Path, run_name: str, saved: dict) -> None:
-        client = self.conn.client
+        sender = self.conn.sender
         if saved.get("run_id") and saved.get("uri") == self.where:
             self.run_id = saved["run_id"]
-            client.update_run(self.run_id, status="RUNNING")
+            sender.call("update_run", run_id=self.run_id, status="RUNNING")
             return
         tags = {"edgedistill.run_dir": str(run_dir)}
         if self.parent is not None and self.parent.run_id:
             tags["mlflow.parentRunId"] = self.parent.run_id
-        self.run_id = client.create_run(self.conn.experiment_id, run_name=run_name, tags=tags).info.run_id
+        self.run_id = sender.call("create_run", experiment_id=self.conn.experiment_id, run_name=run_name, tags=tags)
         record = {"uri": self.where, "experiment_id": self.conn.experiment_id, "run_id": self.run_id,
                   "parent_run_id": tags.get("mlflow.parentRunId")}
         atomic_write_text(run_dir / SAVED, json.dumps({"mlflow": record}, indent=2) + "\n")
 
     def log_params(self, params: dict) -> None:
-        self.conn.send(lambda: self._batch(params=params))
+        self._call("log_batch", metrics=[], params={k: str(v) for k, v in params.items()}, tags={})
 
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
         """Held and sent with the points that follow for up to SEND_EVERY_S; `close` sends what is left."""
@@ -155,20 +164,10 @@ class MlflowRun:
     def _send_points(self) -> None:
         points, self.unsent, self.last_sent = self.unsent, [], time.time()
         if points:
-            self.conn.send(lambda: self._batch(metrics=points))
+            self._call("log_batch", metrics=points, params={}, tags={})
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        self.conn.send(lambda: self._batch(tags=tags))
-
-    def _batch(self, metrics: list[tuple] = (), params: dict | None = None, tags: dict | None = None) -> None:
-        """One log_batch call, or several where the metrics pass MLflow's 1,000 a call."""
-        from mlflow.entities import Metric, Param, RunTag
-
-        chunks = [metrics[i:i + BATCH_METRICS] for i in range(0, len(metrics), BATCH_METRICS)] or [[]]
-        for i, chunk in enumerate(chunks):
-            self.conn.client.log_batch(self.run_id, metrics=[Metric(*m) for m in chunk],
-                                       params=[Param(k, str(v)) for k, v in (params or {}).items()] if i == 0 else [],
-                                       tags=[RunTag(k, v) for k, v in (tags or {}).items()] if i == 0 else [])
+        self._call("log_batch", metrics=[], params={}, tags=tags)
 
     def restore_curve(self, prefix: str, points: list[tuple[int, dict[str, float]]]) -> None:
         """Send the points the server lacks: those queued but lost when the run was killed."""
@@ -176,19 +175,19 @@ class MlflowRun:
             key = next((k for _, m in points for k in m), None)
             if key is None:
                 return
-            logged = {m.step for m in self.conn.client.get_metric_history(self.run_id, key)}
+            sender = self.conn.sender
+            logged = set(sender.call("logged_steps", run_id=self.run_id, key=key))
             stamp = int(time.time() * 1000)
-            self._batch(metrics=[(k, v, stamp, step) for step, m in points if step not in logged
-                                 for k, v in m.items()])
+            sender.call("log_batch", run_id=self.run_id, params={}, tags={},
+                        metrics=[(k, v, stamp, step) for step, m in points if step not in logged for k, v in m.items()])
 
-        self.conn.send(fill)
+        self.conn.put(fill)
 
     def log_artifacts(self, run_dir: Path, names: list[str]) -> None:
         self._send_points()
-        files = [(run_dir.resolve() / name, str(Path(name).parent)) for name in names]
-        for path, folder in files:
-            self.conn.send(lambda p=path, f=folder: self.conn.client.log_artifact(
-                self.run_id, str(p), None if f == "." else f))
+        for name in names:
+            folder = str(Path(name).parent)
+            self._call("log_artifact", path=str(run_dir.resolve() / name), folder=None if folder == "." else folder)
 
     def child(self) -> "MlflowRun":
         return MlflowRun(self.conn, parent=self)
@@ -198,20 +197,18 @@ class MlflowRun:
         if self.conn.outbox is None:
             return
         self._send_points()
-        self.conn.send(lambda: self.conn.client.set_terminated(self.run_id, status))
-        outbox = self.conn.outbox
-        sent = outbox.wait(DRAIN_TIMEOUT_S) if self.parent is not None else outbox.close(DRAIN_TIMEOUT_S)
-        if not sent:
-            outbox.fail(TimeoutError(f"records still unsent after {DRAIN_TIMEOUT_S:.0f} s"))
+        self._call("set_terminated", status=status)
+        self.conn.drain(DRAIN_TIMEOUT_S, last=self.parent is None)
 
 
 def open_run(tc: TrackingConfig, experiment: str, saved: dict) -> MlflowRun:
-    """With tracking.required, connect now and stop the run if that fails; else connect on the thread."""
+    """With tracking.required, connect now and stop the run if that fails; else connect from the thread."""
     conn = Connection(tracking_uri(tc, saved), experiment)
     if tc.required:
         try:
             conn.connect()
         except Exception as exc:  # noqa: BLE001 (whatever MLflow or the network raises, the user sees one line)
+            conn.sender.close()
             raise UserError(f"tracking.required: MLflow at {conn.where} cannot be reached ({first_line(exc)}); "
                             "start it, fix tracking.uri (or MLFLOW_TRACKING_URI), or set tracking.required: false "
                             "to run untracked with a warning") from None

@@ -2,10 +2,7 @@
 training. The first call that fails is reported once and every call after it is dropped."""
 from __future__ import annotations
 
-import contextlib
-import os
 import queue
-import sys
 import threading
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -66,12 +63,3 @@ class Outbox:
         sent = self.wait(timeout_s)
         self._queue.put(None)
         return sent
-
-
-def yield_cpu_to_training() -> None:
-    """The calling thread at the lowest CPU priority (on Linux a thread has its own nice value), so it runs on what
-    the training's threads leave idle rather than stalling one of them. Meant for the small steady calls after the
-    set-up: a set-up at this priority could wait for the whole training on a busy machine."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)

@@ -1,0 +1,109 @@
+"""The MLflow client in a process of its own, started by tracking/mlflow.py: MLflow's import (about 1.2 s), its
+database set-up (about 1.5 s on a new store) and its writes run on a core training leaves idle, never under the
+training process's GIL. A thread did all of that inside the run and cost the 2-core demo 10-19% of its wall time
+(benchmarks/tracking_overhead.py).
+
+Requests come one JSON line at a time on stdin and each gets one JSON line on stdout: {"result": ...} or
+{"error": "its first line"}. The process ends when stdin closes, so it never outlives the run that started it.
+It imports nothing of edgedistill but this module: the package's tracking layer pulls in torch.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+PROBE_TIMEOUT_S = 15.0  # an HTTP server that does not answer in this long counts as unreachable (a local
+# server on a machine at load 16 took over 5 s to serve its first page)
+BATCH_METRICS = 1000  # MLflow's limit on the metrics of one log_batch call
+
+
+def probe(uri: str) -> None:
+    """An HTTP tracking server that does not answer fails in seconds here, not after MLflow's minutes of retries.
+    Any answer counts as reachable, a TLS handshake MLflow is configured to accept included."""
+    if urlsplit(uri).scheme in ("http", "https"):
+        import requests
+
+        with contextlib.suppress(requests.exceptions.SSLError):
+            requests.get(uri, timeout=PROBE_TIMEOUT_S)
+
+
+class Client:
+    """The requests this process serves, each one MLflow call or a few."""
+
+    def __init__(self) -> None:
+        self.client: Any = None
+
+    def connect(self, uri: str, experiment: str) -> str:
+        probe(uri)
+        from mlflow import MlflowClient  # imported first: the import sets MLflow's own log levels
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # its INFO lines ("Creating initial ... tables")
+        self.client = MlflowClient(tracking_uri=uri)
+        found = self.client.get_experiment_by_name(experiment)
+        return found.experiment_id if found else self.client.create_experiment(experiment)
+
+    def lower_priority(self) -> None:
+        """After the set-up: the lowest CPU priority, so the steady small writes run on what training leaves idle."""
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, 0, 19)
+
+    def create_run(self, experiment_id: str, run_name: str, tags: dict[str, str]) -> str:
+        return self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+
+    def update_run(self, run_id: str, status: str) -> None:
+        self.client.update_run(run_id, status=status)
+
+    def log_batch(self, run_id: str, metrics: list[list], params: dict[str, str], tags: dict[str, str]) -> None:
+        """One log_batch call, or several where the metrics pass MLflow's 1,000 a call."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        chunks = [metrics[i:i + BATCH_METRICS] for i in range(0, len(metrics), BATCH_METRICS)] or [[]]
+        for i, chunk in enumerate(chunks):
+            self.client.log_batch(run_id, metrics=[Metric(*m) for m in chunk],
+                                  params=[Param(k, v) for k, v in params.items()] if i == 0 else [],
+                                  tags=[RunTag(k, v) for k, v in tags.items()] if i == 0 else [])
+
+    def logged_steps(self, run_id: str, key: str) -> list[int]:
+        return [m.step for m in self.client.get_metric_history(run_id, key)]
+
+    def log_artifact(self, run_id: str, path: str, folder: str | None) -> None:
+        self.client.log_artifact(run_id, path, folder)
+
+    def set_terminated(self, run_id: str, status: str) -> None:
+        self.client.set_terminated(run_id, status)
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+
+
+def serve(requests: Any, replies: Any) -> None:
+    """Answer each request line in order until the input closes."""
+    client = Client()
+    ops: dict[str, Callable[..., Any]] = {name: getattr(client, name) for name in dir(Client)
+                                          if not name.startswith("_")}
+    for line in requests:
+        request = json.loads(line)
+        try:
+            reply = {"result": ops[request.pop("op")](**request)}
+        except Exception as exc:  # noqa: BLE001 (the run reports it once and goes on untracked)
+            reply = {"error": first_line(exc)}
+        replies.write(json.dumps(reply) + "\n")
+        replies.flush()
+
+
+def main() -> None:
+    """Replies go to the original stdout; anything MLflow or its libraries print goes to stderr instead."""
+    replies = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    serve(sys.stdin, replies)
+
+
+if __name__ == "__main__":
+    main()
