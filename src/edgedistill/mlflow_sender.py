@@ -5,7 +5,8 @@ training process's GIL. A thread did all of that inside the run and cost the 2-c
 
 Requests come one JSON line at a time on stdin and each gets one JSON line on stdout: {"result": ...} or
 {"error": "its first line"}. The process ends when stdin closes, so it never outlives the run that started it.
-It imports nothing of edgedistill but this module: the package's tracking layer pulls in torch.
+It imports nothing of edgedistill but this module: the package's tracking layer pulls in torch. The run's side is
+`Sender`; `start_sender()`, called before the run imports torch, has MLflow imported by the time it connects.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import subprocess
 import sys
 from typing import Any, Callable
 from urllib.parse import urlsplit
@@ -20,6 +22,56 @@ from urllib.parse import urlsplit
 PROBE_TIMEOUT_S = 15.0  # an HTTP server that does not answer in this long counts as unreachable (a local
 # server on a machine at load 16 took over 5 s to serve its first page)
 BATCH_METRICS = 1000  # MLflow's limit on the metrics of one log_batch call
+
+
+class Sender:
+    """The run's side: the MLflow client's process, one request at a time, answered in order."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen([sys.executable, "-m", "edgedistill.mlflow_sender"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    def call(self, op: str, **args: Any) -> Any:
+        try:
+            self.proc.stdin.write(json.dumps({"op": op, **args}) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except (OSError, ValueError):  # the process ended, or was closed
+            line = ""
+        if not line:
+            raise RuntimeError(f"MLflow's sender process ended (exit code {self.proc.poll()})")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(reply["error"])
+        return reply["result"]
+
+    def close(self) -> None:
+        """Its input closed, it ends by itself once the request it is on is answered; nothing waits for that (its
+        interpreter takes about a second to shut MLflow down)."""
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+_started: Sender | None = None  # started early by start_sender, for the run's first MLflow connection
+
+
+def start_sender() -> None:
+    """Start the sender now, before the run imports torch, so that it imports MLflow (about 1.2 s) on a core the
+    run leaves idle meanwhile. It writes nothing until the run's tracking connects through it."""
+    global _started
+    if _started is None:
+        _started = Sender()
+
+
+def take_sender() -> Sender:
+    """The sender started early, if any (once), else a new one."""
+    global _started
+    sender, _started = _started or Sender(), None
+    return sender
 
 
 def probe(uri: str) -> None:
@@ -99,9 +151,12 @@ def serve(requests: Any, replies: Any) -> None:
 
 
 def main() -> None:
-    """Replies go to the original stdout; anything MLflow or its libraries print goes to stderr instead."""
+    """MLflow imported at once, before the first request; replies go to the original stdout, and anything MLflow or
+    its libraries print to stderr instead."""
     replies = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
+    with contextlib.suppress(ImportError):  # not installed: the run says so before it connects
+        import mlflow  # noqa: F401
     serve(sys.stdin, replies)
 
 

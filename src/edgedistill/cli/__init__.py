@@ -88,6 +88,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if "mlflow" in args.track and not args.resume and os.environ.get("RANK", "0") == "0":
+        from edgedistill.mlflow_sender import start_sender
+
+        start_sender()  # MLflow imports beside torch's import below, on the core that import leaves idle
     from edgedistill import distributed, progress
     from edgedistill.pipeline import run
 

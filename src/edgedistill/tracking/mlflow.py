@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -20,6 +18,7 @@ from typing import Any, Callable
 from edgedistill.atomic import atomic_write_text
 from edgedistill.config import TrackingConfig
 from edgedistill.errors import UserError, first_line
+from edgedistill.mlflow_sender import Sender, take_sender
 from edgedistill.tracking import SAVED, Backend, report_failure, saved_tracking
 from edgedistill.tracking.outbox import Outbox
 
@@ -38,37 +37,6 @@ def tracking_uri(tc: TrackingConfig, saved: dict) -> str:
     return f"sqlite:///{Path(path).absolute()}" if uri.startswith("sqlite:///") and path else uri
 
 
-class Sender:
-    """The MLflow client's process: one request at a time, answered in order (edgedistill/mlflow_sender.py)."""
-
-    def __init__(self):
-        self.proc = subprocess.Popen([sys.executable, "-m", "edgedistill.mlflow_sender"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-
-    def call(self, op: str, **args: Any) -> Any:
-        try:
-            self.proc.stdin.write(json.dumps({"op": op, **args}) + "\n")
-            self.proc.stdin.flush()
-            line = self.proc.stdout.readline()
-        except (OSError, ValueError):  # the process ended, or was closed
-            line = ""
-        if not line:
-            raise RuntimeError(f"MLflow's sender process ended (exit code {self.proc.poll()})")
-        reply = json.loads(line)
-        if "error" in reply:
-            raise RuntimeError(reply["error"])
-        return reply["result"]
-
-    def close(self, timeout_s: float = 10.0) -> None:
-        """Its input closed, it ends once the request it is on is answered; one that hangs is killed."""
-        try:
-            self.proc.stdin.close()
-            self.proc.wait(timeout_s)
-        except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
-            self.proc.wait()
-
-
 class Connection:
     """One MLflow sender process, its experiment and the thread that talks to it, shared by a parent run and its
     children. It is also what a failure is reported against: the tool, the URI, and one flag for every run on it."""
@@ -83,7 +51,7 @@ class Connection:
         self.outbox: Outbox | None = None
 
     def connect(self) -> None:
-        self.sender = self.sender or Sender()
+        self.sender = self.sender or take_sender()
         self.experiment_id = self.sender.call("connect", uri=self.where, experiment=self.experiment)
 
     def start(self) -> None:
@@ -106,7 +74,7 @@ class Connection:
         if not sent:
             self.outbox.fail(TimeoutError(f"records still unsent after {timeout_s:.0f} s"))
         if last and self.sender is not None:
-            self.sender.close(10.0 if sent else 0.0)
+            self.sender.close() if sent else self.sender.kill()
 
 
 class MlflowRun:
@@ -208,7 +176,8 @@ def open_run(tc: TrackingConfig, experiment: str, saved: dict) -> MlflowRun:
         try:
             conn.connect()
         except Exception as exc:  # noqa: BLE001 (whatever MLflow or the network raises, the user sees one line)
-            conn.sender.close()
+            if conn.sender is not None:
+                conn.sender.close()
             raise UserError(f"tracking.required: MLflow at {conn.where} cannot be reached ({first_line(exc)}); "
                             "start it, fix tracking.uri (or MLFLOW_TRACKING_URI), or set tracking.required: false "
                             "to run untracked with a warning") from None
