@@ -1,11 +1,11 @@
 """The MLflow client in a process of its own, started by tracking/mlflow.py: MLflow's import (about 1.2 s), its
-database set-up (about 1.5 s on a new store) and its writes run on a core training leaves idle, never under the
-training process's GIL. A thread did all of that inside the run and cost the 2-core demo 10-19% of its wall time
-(benchmarks/tracking_overhead.py).
+database set-up (about 1.7 s on a new store) and its writes run on a core training leaves idle, never under the
+training process's GIL. On a thread of the run they cost the 2-core demo +19.3% of its wall time, best run against
+best run (benchmarks/tracking_overhead.py, 2026-12-05).
 
 Requests come one JSON line at a time on stdin and each gets one JSON line on stdout: {"result": ...} or
 {"error": "its first line"}. The process ends when stdin closes, so it never outlives the run that started it.
-It imports nothing of edgedistill but this module: the package's tracking layer pulls in torch. The run's side is
+It imports nothing of edgedistill but errors.py: the package's tracking layer pulls in torch. The run's side is
 `Sender`; `start_sender()`, called before the run imports torch, has MLflow imported by the time it connects.
 """
 from __future__ import annotations
@@ -18,6 +18,8 @@ import subprocess
 import sys
 from typing import Any, Callable
 from urllib.parse import urlsplit
+
+from edgedistill.errors import first_line
 
 PROBE_TIMEOUT_S = 15.0  # an HTTP server that does not answer in this long counts as unreachable (a local
 # server on a machine at load 16 took over 5 s to serve its first page)
@@ -41,8 +43,8 @@ class Sender:
         if not line:
             raise RuntimeError(f"MLflow's sender process ended (exit code {self.proc.poll()})")
         reply = json.loads(line)
-        if "error" in reply:
-            raise RuntimeError(reply["error"])
+        if "error" in reply:  # under the name the sender caught, so the run's warning reads as if MLflow ran here
+            raise type(reply["type"], (RuntimeError,), {})(reply["error"])
         return reply["result"]
 
     def close(self) -> None:
@@ -130,11 +132,6 @@ class Client:
         self.client.set_terminated(run_id, status)
 
 
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
-
-
 def serve(requests: Any, replies: Any) -> None:
     """Answer each request line in order until the input closes."""
     client = Client()
@@ -145,7 +142,7 @@ def serve(requests: Any, replies: Any) -> None:
         try:
             reply = {"result": ops[request.pop("op")](**request)}
         except Exception as exc:  # noqa: BLE001 (the run reports it once and goes on untracked)
-            reply = {"error": first_line(exc)}
+            reply = {"error": first_line(exc).removeprefix(f"{type(exc).__name__}: "), "type": type(exc).__name__}
         replies.write(json.dumps(reply) + "\n")
         replies.flush()
 
