@@ -340,7 +340,8 @@ def parse_args() -> argparse.Namespace:
 def load_teacher(args: argparse.Namespace, out: Path):
     """The run every student shares (one split, the teacher loaded and checked), the teacher's logits bank, and the
     teacher's record for the table."""
-    cfg = resolve_config(args.config, args.overrides + [f"distill.cache.views={args.views}", "deploy.enabled=false"])
+    cfg = resolve_config(args.config, args.overrides + ["distill.cache.enabled=true", f"distill.cache.views={args.views}",
+                                                        "deploy.enabled=false"])
     if not cfg.teacher.checkpoint:
         raise SystemExit("the method table loads its teacher: --set teacher.checkpoint=PATH (see fashion_teacher.py)")
     args.epochs = cfg.student.train.epochs
