@@ -358,7 +358,7 @@ def test_the_mlflow_sender_is_a_process_that_answers_in_order_yields_the_cpu_and
     """MLflow runs beside training in a process of its own: a failed request is one line back, not the end of it;
     after the set-up it takes the lowest CPU priority (the run's own is unchanged); closing its input ends it."""
     from mlflow import MlflowClient
-    from edgedistill.tracking.mlflow import Sender
+    from edgedistill.mlflow_sender import Sender
 
     sender = Sender()
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

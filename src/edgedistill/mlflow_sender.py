@@ -1,7 +1,7 @@
-"""The MLflow client in a process of its own, started by tracking/mlflow.py: MLflow's import (about 1.2 s), its
-database set-up (about 1.7 s on a new store) and its writes run on a core training leaves idle, never under the
-training process's GIL. On a thread of the run they cost the 2-core demo +19.3% of its wall time, best run against
-best run (benchmarks/tracking_overhead.py, 2026-12-05).
+"""The MLflow client in a process of its own, started by the CLI or tracking/mlflow.py: MLflow's import (about
+1.2 s), its database set-up (about 1.7 s on a new store) and its writes run on a core training leaves idle, never
+under the training process's GIL. On a thread of the run they cost the 2-core demo +19.3% of its wall time, best
+run against best run (benchmarks/tracking_overhead.py, 2026-12-05).
 
 Requests come one JSON line at a time on stdin and each gets one JSON line on stdout: {"result": ...} or
 {"error": "its first line"}. The process ends when stdin closes, so it never outlives the run that started it.
