@@ -76,6 +76,23 @@ def test_epoch_plan_spreads_the_pool_over_the_labelled_steps():
     assert plan.batches(1)[0].tolist() != plan.batches(2)[0].tolist()
 
 
+
+def test_a_pool_batch_walks_a_large_pool_across_epochs_at_the_controls_steps():
+    cfg = TrainConfig(batch_size=4, pool_batch=3)
+    alone = EpochPlan(torch.arange(10), 4, cfg, seed=3)
+    y = torch.cat([torch.arange(10), torch.full((25,), -1)])
+    plan = EpochPlan(y, 4, cfg, seed=3)
+    assert plan.n_steps == alone.n_steps == 3 and plan.pool_batch == 3
+    stream = []
+    for epoch in (1, 2, 3, 4, 5, 6):
+        steps, labelled = plan.batches(epoch), alone.batches(epoch)
+        assert [s[s < 10].tolist() for s in steps] == [s.tolist() for s in labelled]
+        assert [len(s[s >= 10]) for s in steps] == [3, 3, 3]
+        stream += torch.cat([s[s >= 10] for s in steps]).tolist()
+    assert sorted(stream[:25]) == sorted(stream[25:50]) == list(range(10, 35))  # each pass: every pool row once
+    assert stream[:25] != stream[25:50]
+    assert plan.batches(4)[0].tolist() == EpochPlan(y, 4, cfg, seed=3).batches(4)[0].tolist()  # resumes alike
+
 def test_a_pool_of_each_form_goes_through_the_datasets_own_preprocessing(tmp_path):
     d = load_dataset("mnist1d", unlabeled=str(mnist1d_pool(tmp_path)))
     assert d.x_pool.shape == (30, 1, 40) and d.pool == {"file": 30, "path": str(tmp_path / "pool.npz")}
@@ -170,6 +187,18 @@ def test_only_the_taught_models_see_the_pool_and_the_reports_say_so(tmp_path):
     assert "student (scratch) 90 labelled; student (KD) 90 labelled + 120 unlabelled" in report
     assert "90 labelled + 120 unlabelled" in (tmp_path / "run" / "report.html").read_text()
 
+
+
+def test_a_pool_batch_set_on_the_command_line_reaches_the_kd_students_steps(tmp_path):
+    cfg = tiny_config(student_args={"channels": [4, 8]}, labeled_fraction=0.5)
+    for role in ("teacher", "student"):
+        cfg[role]["train"].pop("max_steps_per_epoch")
+    proc = run_config(tmp_path, cfg, "--set", "student.train.pool_batch=16", "--set", "student.train.epochs=2")
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["dataset"]["n_unlabeled"] == 90
+    assert rows_per_epoch(m)["student_kd"] == {"labeled": 90, "unlabeled": 48}  # 3 steps of 16 pool rows
+    assert "student (KD) 90 labelled + 48 unlabelled" in (tmp_path / "run" / "report.md").read_text()
 
 def test_a_pool_of_another_shape_stops_the_run_before_anything_is_written(tmp_path):
     cfg = tiny_config()

@@ -120,6 +120,11 @@ class TrainConfig(Strict):
     on_nonfinite: Literal["stop", "skip"] = Field(
         "stop", description="a NaN/inf loss stops the run (keeping the last good checkpoint) or skips that batch")
     max_steps_per_epoch: int | None = Field(None, ge=1, description="cap on batches per epoch, for smoke runs")
+    pool_batch: int | None = Field(
+        None, ge=1, description="unlabelled rows each step takes (all processes together), when a pool dwarfs the "
+                                "labelled rows: the pool is then walked across epochs, not once per epoch, so the "
+                                "control's long schedule costs its steps (FixMatch takes 7x the batch); default: "
+                                "the whole pool every epoch")
     channels_last: bool = Field(
         False, description="train a model with 2-D convolutions in NHWC memory order, which oneDNN's and cuDNN's "
                            "bf16 kernels prefer; measure first (benchmarks/memory_format.py): on a 2-core Xeon with AMX "

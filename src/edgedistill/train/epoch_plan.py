@@ -34,7 +34,11 @@ class EpochPlan:
         self.pool_sampler = DistributedSampler(range(len(self.pool_rows)), num_replicas=world, rank=rank,
                                                shuffle=True, seed=seed + 1) if len(self.pool_rows) else None
         every = math.ceil(len(self.sampler) / batch)  # steps of a whole pass, before max_steps_per_epoch
-        self.pool_batch = math.ceil(len(self.pool_sampler) / every) if self.pool_sampler else 0
+        self.streamed = bool(cfg.pool_batch and self.pool_sampler)
+        if self.streamed:
+            self.pool_batch = min(math.ceil(cfg.pool_batch / world), len(self.pool_sampler))
+        else:
+            self.pool_batch = math.ceil(len(self.pool_sampler) / every) if self.pool_sampler else 0
 
     def batches(self, epoch: int) -> list[torch.Tensor]:
         """This process's row indices for each step of the epoch."""
@@ -43,8 +47,23 @@ class EpochPlan:
         if self.pool_sampler is None:
             return [idx for idx in (order[s * self.batch:(s + 1) * self.batch] for s in range(self.n_steps))
                     if len(idx)]
-        self.pool_sampler.set_epoch(epoch)
-        pool, b, pb = torch.tensor(list(self.pool_sampler)), self.batch, self.pool_batch
+        pool, b, pb = self._pool_order(epoch), self.batch, self.pool_batch
         steps = [torch.cat([self.labeled_rows[order[s * b:(s + 1) * b]], self.pool_rows[pool[s * pb:(s + 1) * pb]]])
                  for s in range(self.n_steps)]
         return [idx for idx in steps if len(idx)]
+
+    def _pool_order(self, epoch: int) -> torch.Tensor:
+        """The pool rows this epoch's steps take: a fresh shuffle of the whole pool, or with train.pool_batch the
+        epoch's slice of one stream of shuffles, so each pass sees every row once whatever epoch it falls in."""
+        if not self.streamed:
+            self.pool_sampler.set_epoch(epoch)
+            return torch.tensor(list(self.pool_sampler))
+        size, count = len(self.pool_sampler), self.n_steps * self.pool_batch
+        start, parts = (epoch - 1) * count, []
+        while count > 0:
+            walk, offset = divmod(start, size)
+            self.pool_sampler.set_epoch(walk)
+            part = torch.tensor(list(self.pool_sampler))[offset:offset + count]
+            parts.append(part)
+            start, count = start + len(part), count - len(part)
+        return torch.cat(parts)
