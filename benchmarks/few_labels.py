@@ -131,6 +131,11 @@ def confirm_rows(args, share: float, c: dict, confirm: dict, long_scratch: dict)
     return rows
 
 
+def confirmed(args) -> str:
+    """How the chosen recipe's table was made: retrained for another format, or the sweep's own runs."""
+    return "the sweep's own runs, scored through" if args.confirm_int8 == args.int8 else "retrained and scored through"
+
+
 def trained_minutes(out: Path, teachers: dict, tables: list[dict]) -> float:
     """Every model's training time as it measured it, and every teacher-output bank's build, summed: the sweep
     resumes where it stopped, so its wall time covers only the last invocation."""
@@ -166,7 +171,7 @@ def write_section(args, teachers: dict, results: dict, choices: dict, share: flo
             f"{c['batch']} (validation gain over the best scratch control: {100 * c['val_gain']:+.2f} points; "
             "per share: " + ", ".join(f"{s:g}: {v['method']} b{v['batch']} {100 * v['val_gain']:+.2f}"
                                       for s, v in choices.items()) + ")\n"
-            f"- retrained and scored through {args.confirm_int8}: {100 * acc['kd']:.2f}% against "
+            f"- {confirmed(args)} {args.confirm_int8}: {100 * acc['kd']:.2f}% against "
             f"{100 * acc['scratch']:.2f}% for the scratch control at the same batch, "
             f"{gain_cells(kd, scratch).replace(' | ', ', p = ', 1).replace(' | ', ': ')}; the control with the best "
             f"validation accuracy (batch {c['scratch_batch']}) trained {args.long_scratch}x as long scores "
@@ -174,7 +179,7 @@ def write_section(args, teachers: dict, results: dict, choices: dict, share: flo
             "Teachers, one per share, trained on the labelled rows only (seed 0):\n\n"
             "| share | epochs | best epoch | val acc | test acc |\n|---|---|---|---|---|\n" + teacher_rows + "\n\n"
             + "\n".join(rows) + "\n\n"
-            f"The chosen recipe retrained, scored through {args.confirm_int8}:\n\n"
+            f"The chosen recipe, {confirmed(args)} {args.confirm_int8}:\n\n"
             "| share | student | val acc (mean) | best epoch (mean) | fp32 test acc | int8 test acc | int8 gain over "
             "scratch, paired | p | verdict |\n|---|---|---|---|---|---|---|---|---|\n"
             + "\n".join(confirm_rows(args, share, c, confirm, long_scratch)) + "\n\n"
@@ -202,7 +207,8 @@ def main() -> None:
     ap.add_argument("--long-scratch", type=int, default=4, help="the chosen control again, this many times the epochs")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--int8", default="onnxruntime-int8", help="the format every student of the sweep is scored in")
-    ap.add_argument("--confirm-int8", default="tflm-int8", help="the format the chosen recipe is scored in")
+    ap.add_argument("--confirm-int8", default="tflm-int8", help="the format the chosen recipe is scored in; the "
+                    "sweep's own format reuses the sweep's runs rather than training them again")
     ap.add_argument("--out", default=str(ROOT / "bench_runs" / "few_labels"))
     ap.add_argument("--key", default="mnist1d_few_labels")
     ap.add_argument("--student", default=STUDENT, help="the student, as benchmarks/distill_methods.py's --size takes it")
@@ -224,8 +230,10 @@ def main() -> None:
     c = choices[share]
     epochs = resolve_config(args.config, args.overrides).student.train.epochs
     folder = out / f"share_{share:g}"
-    confirm = method_table(args, share, c["batch"], folder / "teacher.pt", folder / f"confirm_{c['batch']}",
-                           f"scratch,{c['method']}", [], args.confirm_int8)
+    # in the sweep's own format the retrained runs would be the sweep's (same seeds and recipe): read them back
+    again = folder / (f"batch_{c['batch']}" if args.confirm_int8 == args.int8 else f"confirm_{c['batch']}")
+    confirm = method_table(args, share, c["batch"], folder / "teacher.pt", again, f"scratch,{c['method']}", [],
+                           args.confirm_int8)
     long_scratch = method_table(args, share, c["scratch_batch"], folder / "teacher.pt",
                                 folder / f"confirm_{c['scratch_batch']}_long", "scratch",
                                 [f"student.train.epochs={args.long_scratch * epochs}"], args.confirm_int8)["scratch"]
