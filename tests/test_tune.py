@@ -365,8 +365,23 @@ def test_a_second_worker_with_another_search_space_is_refused(tmp_path):
     assert len(trials) == 1 and trials[0].state in FINISHED  # nothing of the study was lost
 
 
+def test_mix_none_keeps_every_trial_unmixed_and_the_study_remembers_it(tmp_path):
+    cfg, out = write_config(tmp_path, base_config()), tmp_path / "study"
+    first = run_cli("tune", str(cfg), "--out", str(out), "--trials", "1", "--seeds", "0", "--quiet",
+                    "--methods", "kd", "--mix", "none")
+    assert first.returncode == 0, first.stderr
+    summary = json.loads((out / "tune.json").read_text())
+    assert "distill.mix.kind" not in summary["space"]["kd"]
+    assert "distill.mix.kind" not in summary["trials"][0]["settings"]
+    proc = run_cli("tune", str(cfg), "--out", str(out), "--trials", "2", "--seeds", "0", "--quiet",
+                   "--methods", "kd", "--mix", "none,mixup")
+    assert_one_line_error(proc, "another search space", "kd's distill.mix.kind: it searches nothing; this command "
+                                                        "one of none, mixup")
+
+
 @pytest.mark.parametrize("args, fragment", [
     (("--methods", "kd,nosuch"), "--methods: unknown method 'nosuch'"),
+    (("--mix", "none,blend"), "--mix: 'blend' is not a mix this data allows; choose from none, mixup, cutmix"),
     (("--methods", "mvkd", "--set", "distill.cache.enabled=false"), "--methods: mvkd cannot run here"),
     (("--seeds", "1"), "--seeds 1"),
     (("--trials", "0"), "--trials 0"),

@@ -46,6 +46,8 @@ def _tune_arguments(t: argparse.ArgumentParser) -> None:
     t.add_argument("--seeds", type=int, default=3, metavar="N",
                    help="then run the best recipe and scratch over N seeds on the test split (0: tune only)")
     t.add_argument("--methods", metavar="A,B", help="search only these methods (default: every one that fits)")
+    t.add_argument("--mix", metavar="A,B", help="search only these batch mixes, of none, mixup and cutmix (default: "
+                   "every one the data allows); a mixed recipe runs its teacher live, which is slow on a CPU")
     t.add_argument("--heartbeat", type=int, default=20, metavar="SECONDS",
                    help="a trial whose worker is silent for 3 heartbeats is taken as dead and run again (default 20)")
     t.add_argument("--track", action="append", choices=["mlflow", "tensorboard"], default=[],
@@ -183,9 +185,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.track:
         args.overrides.append(f"tracking.backends={json.dumps(args.track)}")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    mixes = [m.strip() for m in args.mix.split(",") if m.strip()] if args.mix else None
     say = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
     result = tune(args.config, args.out, args.overrides, args.trials, args.timeout, args.storage, args.study_name,
-                  args.seeds, methods, args.heartbeat, progress=not args.quiet, say=say)
+                  args.seeds, methods, args.heartbeat, progress=not args.quiet, say=say, mixes=mixes)
     print(f"\n{best_line(result.summary)}; this worker ran {result.ran}")
     if result.seeds:
         print(f"\n{result.seeds.table}")

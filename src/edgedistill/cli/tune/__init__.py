@@ -193,7 +193,7 @@ def tune(config: ExperimentConfig | dict | str | Path | None = None, out_dir: st
          overrides: list[str] | None = None, trials: int = 20, timeout_s: float | None = None,
          storage: str | None = None, study_name: str | None = None, seeds: int = 3,
          methods: list[str] | None = None, heartbeat_s: int = 20, progress: bool = True,
-         say: Callable[[str], None] = lambda line: None) -> TuneResult:
+         say: Callable[[str], None] = lambda line: None, mixes: list[str] | None = None) -> TuneResult:
     """Run this worker's trials of the study; then, with seeds >= 2, the best recipe against scratch."""
     check_arguments(trials, seeds, timeout_s, heartbeat_s)
     cfg = resolve_config(config, overrides)
@@ -205,7 +205,7 @@ def tune(config: ExperimentConfig | dict | str | Path | None = None, out_dir: st
     tracking = open_tracking(cfg, out)  # tracking.required: the tracker is reached before the folder is made
     run = prepare(cfg)
     run.data = without_test(run.data)
-    space = search_space(run, methods)
+    space = search_space(run, methods, mixes)
     url, base = storage or sqlite_url(out), cfg.model_dump(mode="json")
     with optuna_quiet():
         study = join_study(url, storage is not None, out, cfg, name, space,

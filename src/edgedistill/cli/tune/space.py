@@ -59,14 +59,16 @@ MIX = Dim("distill.mix.kind", choices=("none", "mixup", "cutmix"), fits=takes_mi
 RECIPE_SPACE: tuple[Dim, ...] = (MIX,)
 
 
-def recipe_space(token_ids: bool, flat: bool) -> tuple[Dim, ...]:
-    """RECIPE_SPACE as the data allows: token ids cannot be blended, and flat features have no box for CutMix."""
-    dims = []
-    for d in RECIPE_SPACE:
-        if d is MIX and token_ids:
-            continue
-        dims.append(replace(d, choices=("none", "mixup")) if d is MIX and flat else d)
-    return tuple(dims)
+def mixes_allowed(token_ids: bool, flat: bool) -> tuple[str, ...]:
+    """The mixes the data allows: token ids cannot be blended, and flat features have no box for CutMix."""
+    return ("none",) if token_ids else tuple(m for m in MIX.choices if not (flat and m == "cutmix"))
+
+
+def recipe_space(token_ids: bool, flat: bool, mixes: tuple[str, ...] | None = None) -> tuple[Dim, ...]:
+    """RECIPE_SPACE as the data allows, the mix drawn from `mixes` (every one allowed when None)."""
+    allowed = mixes or mixes_allowed(token_ids, flat)
+    return tuple(replace(d, choices=allowed) if d is MIX else d for d in RECIPE_SPACE
+                 if not (d is MIX and allowed == ("none",)))
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import optuna
 from filelock import FileLock
 
 from edgedistill import distributed
-from edgedistill.cli.tune.space import SearchSpace, eligible, recipe_config, recipe_space
+from edgedistill.cli.tune.space import SearchSpace, eligible, mixes_allowed, recipe_config, recipe_space
 from edgedistill.config import validate_config
 from edgedistill.distill import METHODS
 from edgedistill.distill.method import Method
@@ -71,12 +71,24 @@ def features_unmet(run: Run) -> str | None:
 NEEDS: dict[str, Callable[[Run], str | None]] = {"logits": lambda run: None, "features": features_unmet}
 
 
-def search_space(run: Run, asked: list[str] | None) -> SearchSpace:
+def asked_mixes(run: Run, mixes: list[str] | None) -> tuple[str, ...] | None:
+    """The mixes --mix asks for, each one the data allows; None searches every allowed one."""
+    if not mixes:
+        return None
+    allowed = mixes_allowed(bool(run.data.text), len(run.data.input_shape) < 2)
+    wrong = next((m for m in mixes if m not in allowed), None)
+    if wrong:
+        raise UserError(f"--mix: {wrong!r} is not a mix this data allows; choose from {', '.join(allowed)}")
+    return tuple(dict.fromkeys(mixes))
+
+
+def search_space(run: Run, asked: list[str] | None, mixes: list[str] | None = None) -> SearchSpace:
     """The registered methods (or those asked for) whose needs this run meets, and the recipe knobs its data
-    allows."""
+    allows (the mix limited to --mix when given)."""
     unknown = [m for m in asked or [] if m not in METHODS]
     if unknown:
         raise UserError(f"--methods: unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
+    mix = asked_mixes(run, mixes)
     offer = run.cfg.distill.offer(processes=distributed.world_size(), rows=n_taught(run),
                                   classes=run.data.num_classes)
 
@@ -84,7 +96,7 @@ def search_space(run: Run, asked: list[str] | None) -> SearchSpace:
         return NEEDS[need](run) if need in NEEDS else None
 
     space = replace(eligible(list(dict.fromkeys(asked or METHODS)), unmet, offer),
-                    recipe=recipe_space(bool(run.data.text), len(run.data.input_shape) < 2))
+                    recipe=recipe_space(bool(run.data.text), len(run.data.input_shape) < 2, mix))
     if asked and space.excluded:
         name, why = next(iter(space.excluded.items()))
         raise UserError(f"--methods: {name} cannot run here: {why}")
