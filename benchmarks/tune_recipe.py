@@ -2,7 +2,7 @@
 recipe against the scratch control over seeds, scored through each seed's deployed int8 file.
 
     python benchmarks/tune_recipe.py --set teacher.checkpoint=PATH [--config configs/fashion_mnist.yaml]
-        [--trials 10] [--timeout 2700] [--seeds 3] [--methods kd,dist] [--set key=value ...]
+        [--trials 10] [--timeout 2700] [--seeds 3] [--methods kd,dist] [--mix none] [--set key=value ...]
         [--int8 onnxruntime-int8] [--out bench_runs/tune_recipe] [--key fashion_mnist_tune] [--title Fashion-MNIST]
 
 The study runs through the CLI (`python -m edgedistill tune CONFIG --trials N --seeds S`), so the table is what a
@@ -35,6 +35,7 @@ def run_study(args) -> None:
            "--seeds", str(args.seeds), "--quiet"] + [a for s in sets for a in ("--set", s)]
     cmd += ["--timeout", str(args.timeout)] if args.timeout else []
     cmd += ["--methods", args.methods] if args.methods else []
+    cmd += ["--mix", args.mix] if args.mix else []
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
@@ -103,6 +104,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=int, default=0, help="seconds after which no trial starts (0: none)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--methods", default="", help="the methods to search (default: every one that fits)")
+    ap.add_argument("--mix", default="", help="the batch mixes to search (default: every one the data allows)")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--int8", default="onnxruntime-int8")
     ap.add_argument("--out", default=str(ROOT / "bench_runs" / "tune_recipe"))
