@@ -26,7 +26,9 @@ from edgedistill.distill.method import Method
 from edgedistill.distill.taps import TapRecorder
 from edgedistill.errors import UserError
 from edgedistill.models.evaluate import predict_logits
+from edgedistill.models.fold import for_inference
 from edgedistill.progress import Callback, emit, track
+from edgedistill.teachers.base import ExternalTeacher
 from edgedistill.train.augment import augment_batch
 from edgedistill.train.cache import TeacherCache
 from edgedistill.train.epoch_plan import EpochPlan
@@ -86,10 +88,14 @@ def autocast_dtype(cfg: TrainConfig, accel: torch.device) -> torch.dtype | None:
 
 
 class LiveTeacher:
-    """Inputs augmented afresh at each step and, when there is a teacher, its outputs computed on them."""
+    """Inputs augmented afresh at each step and, when there is a teacher, its outputs computed on them. The teacher
+    runs as the cache's build runs it (`for_inference`: batch norms folded, channels-last weights), since a live
+    teacher's forward pass is most of a mixed KD step's cost."""
 
     def __init__(self, teacher: nn.Module | None, augment: AugmentConfig, taps: Sequence[str] = (),
                  stats: tuple | None = None):
+        if teacher is not None and not isinstance(teacher, ExternalTeacher):
+            teacher = for_inference(teacher, keep=set(taps), channels_last=True)
         self.teacher, self.augment, self.dtype, self.stats = teacher, augment, None, stats
         self.rec = TapRecorder(teacher, list(taps)) if teacher is not None and taps else None
 
