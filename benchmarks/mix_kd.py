@@ -10,7 +10,8 @@ the cache on (a bank of the config's K fixed views: configs/fashion_mnist.yaml l
 run live); `live` turns it off (fresh augmentation, teacher run every step); `mixup` and `cutmix` also mix every
 batch, both students alike, so each has a scratch control trained on the same mixed batches. `--long N` adds the
 mixup variant at N times the student epochs (Beyer et al.'s "patient"). Each student is scored on the test split
-through its deployed int8 file; the gain over the run's own scratch control is paired by seed. Validation accuracy is in the table, and it alone may choose between the variants.
+through its deployed int8 file; the gain over the run's own scratch control is paired by seed. Validation accuracy
+is in the table, and it alone may choose between the variants.
 """
 from __future__ import annotations
 
