@@ -95,13 +95,12 @@ def main() -> None:
     t0 = time.perf_counter()
     table = ["| variant | student | val acc | fp32 test acc | int8 test acc | train time | int8 gain over scratch, "
              "paired | p | verdict |", "|---|---|---|---|---|---|---|---|---|"]
-    variants, notes = {}, []
+    variants, notes, first = {}, [], next(iter(plan))
     for name, sets in plan.items():
         folder = Path(args.out) / name.replace(", ", "_").replace(" ", "_")
         runs = variants[name] = [one_run(args, sets, s, folder / f"seed_{s}") for s in range(args.seeds)]
         table += rows_for(name, runs)
         print("\n".join(table[-2:]), flush=True)
-        first = next(iter(variants))
         if name != first:
             notes.append(against_first(name, runs, first, variants[first]))
     rows = runs[0]["student_kd"]["rows"]
