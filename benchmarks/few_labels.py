@@ -139,10 +139,19 @@ def confirmed(args) -> str:
 def trained_minutes(out: Path, teachers: dict, tables: list[dict]) -> float:
     """Every model's training time as it measured it, and every teacher-output bank's build, summed: the sweep
     resumes where it stopped, so its wall time covers only the last invocation."""
-    seconds = sum(t["train"]["seconds"] for t in teachers.values())
+    seconds = sum(t["train"]["seconds"] for t in teachers.values() if "train" in t)
     seconds += sum(r["seconds"] for table in tables for runs in table.values() for r in runs.values())
     seconds += sum(json.loads(p.read_text())["seconds"] for p in out.glob("share_*/*/cache_build.json"))
     return seconds / 60
+
+
+def teacher_row(share: float, t: dict) -> str:
+    """A share's teacher: its training as it measured it, or the checkpoint it was loaded from."""
+    if "train" not in t:
+        return (f"| {share:g} | loaded from `{t['source'].removeprefix('loaded:')}` | - | "
+                f"{100 * t['val']['accuracy']:.2f}% | {100 * t['test']['accuracy']:.2f}% |")
+    return (f"| {share:g} | {t['train']['epochs']} | {t['train']['best_epoch']} | "
+            f"{100 * t['train']['best_val_accuracy']:.2f}% | {100 * t['test']['accuracy']:.2f}% |")
 
 
 def write_section(args, teachers: dict, results: dict, choices: dict, share: float, confirm: dict,
@@ -155,9 +164,7 @@ def write_section(args, teachers: dict, results: dict, choices: dict, share: flo
             "int8 gain over scratch (same batch), paired | p | verdict |", "|---|---|---|---|---|---|---|---|---|---|"]
     for s in results:
         rows += share_rows(s, results[s], choices[s])
-    teacher_rows = "\n".join(f"| {s:g} | {t['train']['epochs']} | {t['train']['best_epoch']} | "
-                             f"{100 * t['train']['best_val_accuracy']:.2f}% | {100 * t['test']['accuracy']:.2f}% |"
-                             for s, t in teachers.items())
+    teacher_rows = "\n".join(teacher_row(s, t) for s, t in teachers.items())
     acc = {name: mean_std([r["int8_test_accuracy"] for r in runs.values()])["mean"]
            for name, runs in (("kd", kd), ("scratch", scratch), ("long", long_scratch))}
     body = (f"### Few labels: {args.title} with a share of its labels, the rest as the unlabelled pool ({args.seeds} "
@@ -177,7 +184,7 @@ def write_section(args, teachers: dict, results: dict, choices: dict, share: flo
             f"{gain_cells(kd, scratch).replace(' | ', ', p = ', 1).replace(' | ', ': ')}; the control with the best "
             f"validation accuracy (batch {c['scratch_batch']}) trained {args.long_scratch}x as long scores "
             f"{100 * acc['long']:.2f}%\n\n"
-            "Teachers, one per share, trained on the labelled rows only (seed 0):\n\n"
+            "Teachers, one per share, trained on the labelled rows only (seed 0) unless loaded from a checkpoint:\n\n"
             "| share | epochs | best epoch | val acc | test acc |\n|---|---|---|---|---|\n" + teacher_rows + "\n\n"
             + "\n".join(rows) + "\n\n"
             f"The chosen recipe, {confirmed(args)} {args.confirm_int8}:\n\n"

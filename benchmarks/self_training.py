@@ -1,0 +1,115 @@
+"""Self-training: a teacher that learns from the unlabelled pool too, for a student with few labels.
+
+    python benchmarks/self_training.py [--config configs/fashion_mnist.yaml] [--share 1000] [--rounds 2]
+        [--round-epochs 100] [--set key=value ...] [--out bench_runs/self_training]
+        [--key fashion_mnist_self_training] [--title 'Fashion-MNIST, 1,000 labels']
+
+A teacher trained on 1,000 labels is barely better than the student trained on them, so distilling it over the pool
+gains little. Round 0 trains the teacher on the labelled rows (the pipeline's teacher stage). Round k distils round
+k-1's model into a fresh model of the teacher's own architecture, on the labelled rows plus the pool (`edgedistill
+run` with student.model set to the teacher's), as self-training does (Xie et al., Noisy Student, CVPR 2020; Chen et
+al., SimCLRv2's self-distillation, NeurIPS 2020). The round with the best validation accuracy is the teacher that
+benchmarks/few_labels.py then distils into the edge student (--set teacher.checkpoint=...). Test accuracy is read for
+the table only, never to choose.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from edgedistill.atomic import atomic_write_text
+from edgedistill.config import resolve_config
+from few_labels import labels_set
+from record import header, replace_section
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def round_overrides(cfg_path: str, overrides: list[str], share: float, epochs: int) -> list[str]:
+    """A round's run: the labelled share, no deployment, and a student that is the teacher's model, trained as the
+    teacher is but for `epochs` and with the student's pool batch."""
+    cfg = resolve_config(cfg_path, overrides)
+    teacher = cfg.teacher
+    train = teacher.train.model_dump(mode="json") | {"epochs": epochs, "pool_batch": cfg.student.train.pool_batch}
+    return overrides + [labels_set(share), "deploy.enabled=false", f"student.model={teacher.model}",
+                        f"student.args={json.dumps(teacher.args)}", f"student.train={json.dumps(train)}"]
+
+
+def run_round(args, k: int, previous: Path | None) -> dict:
+    """`edgedistill run` for round k (k >= 1): round k-1's model teaches; round 1 trains round 0 as its teacher.
+    Its metrics.json, reused when the round already finished."""
+    out = Path(args.out) / f"round_{k}"
+    if (out / "metrics.json").exists():
+        return json.loads((out / "metrics.json").read_text())
+    sets = round_overrides(args.config, args.overrides, args.share, args.round_epochs)
+    if previous is not None:
+        sets.append(f"teacher.checkpoint={previous}")
+    cmd = [sys.executable, "-m", "edgedistill", "run", args.config, "--out", str(out), "--overwrite", "--quiet"]
+    subprocess.run(cmd + [a for s in sets for a in ("--set", s)], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return json.loads((out / "metrics.json").read_text())
+
+
+def row(k: int, name: str, record: dict, checkpoint: Path) -> dict:
+    train = record.get("train", {})
+    rows = train.get("rows_per_epoch", {})
+    return {"round": k, "model": name, "checkpoint": str(checkpoint), "val": record["val"]["accuracy"],
+            "test": record["test"]["accuracy"], "seconds": train.get("seconds"),
+            "labeled": rows.get("labeled"), "unlabeled": rows.get("unlabeled")}
+
+
+def section(args, rounds: list[dict], scratch: dict, chosen: dict, wall: float) -> str:
+    lines = [f"### Self-training the teacher on the pool: {args.title}", "", header(wall),
+             "| round | model | taught by | labelled rows | unlabelled rows / epoch | val acc | test acc | train time |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rounds:
+        taught = "labels alone" if r["round"] == 0 else f"round {r['round'] - 1}"
+        secs = f"{r['seconds'] / 60:.1f} min" if r["seconds"] else "-"
+        lines.append(f"| {r['round']} | {r['model']} | {taught} | {r['labeled'] or '-'} | {r['unlabeled'] or 0} | "
+                     f"{r['val']:.2%} | {r['test']:.2%} | {secs} |")
+    lines.append(f"| - | {scratch['model']} from scratch (labels alone, round 1's schedule) | - | "
+                 f"{scratch['labeled'] or '-'} | 0 | {scratch['val']:.2%} | {scratch['test']:.2%} | - |")
+    lines += ["", f"Chosen on validation: round {chosen['round']} ({chosen['val']:.2%} validation), the teacher "
+              f"benchmarks/few_labels.py distils. One seed per round."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default=str(ROOT / "configs" / "fashion_mnist.yaml"))
+    ap.add_argument("--share", type=float, default=1000, help="labelled rows (1 or more) or fraction (below 1)")
+    ap.add_argument("--rounds", type=int, default=2, help="distillation rounds after the teacher trained on labels")
+    ap.add_argument("--round-epochs", type=int, default=100)
+    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--out", default=str(ROOT / "bench_runs" / "self_training"))
+    ap.add_argument("--key", default="fashion_mnist_self_training")
+    ap.add_argument("--title", default="Fashion-MNIST, 1,000 labels")
+    args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error("--rounds: give 1 or more")
+    t0 = time.perf_counter()
+    rounds, previous, scratch = [], None, None
+    for k in range(1, args.rounds + 1):
+        metrics = run_round(args, k, previous)
+        folder = Path(args.out) / f"round_{k}"
+        models = metrics["models"]
+        if k == 1:
+            rounds.append(row(0, models["teacher"]["model"], models["teacher"], folder / "teacher.pt"))
+            scratch = row(-1, models["student_scratch"]["model"], models["student_scratch"], folder / "student_scratch.pt")
+        previous = folder / "student_kd.pt"
+        rounds.append(row(k, models["student_kd"]["model"], models["student_kd"], previous))
+        print(f"round {k}: val {rounds[-1]['val']:.4f} test {rounds[-1]['test']:.4f} "
+              f"(round 0 val {rounds[0]['val']:.4f})", flush=True)
+    chosen = max(rounds, key=lambda r: r["val"])
+    atomic_write_text(Path(args.out) / "chosen_teacher.json", json.dumps({"chosen": chosen, "rounds": rounds,
+                                                                          "scratch": scratch}, indent=2))
+    text = section(args, rounds, scratch, chosen, time.perf_counter() - t0)
+    replace_section(args.key, text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
