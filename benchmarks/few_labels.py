@@ -17,7 +17,8 @@ ONNX Runtime's by default: a TFLite Micro export costs about half a minute a mod
 
 Chosen on validation accuracy only (mean over the seeds; a tie goes to the better int8 file on validation): for each
 share, the KD recipe and batch with the best validation accuracy, against the scratch control with the best
-validation accuracy over the batches; then the share whose chosen recipe beats that scratch control by most. Test accuracies are read for the table, never to choose.
+validation accuracy over the batches; then the share whose chosen recipe beats that scratch control by most. Test
+accuracies are read for the table, never to choose.
 The chosen recipe and its scratch control are then trained again over the seeds and scored through the demo's own
 deliverable (--confirm-int8, TFLite Micro), with the control once more at --long-scratch times the epochs, so a
 gain that comes from the control taking too few steps would show. The section of docs/benchmarks.md names the choice.
@@ -66,8 +67,8 @@ def method_table(args, share: float, batch: int, teacher: Path, out: Path, plan:
     sets = args.overrides + [labels_set(share), f"teacher.checkpoint={teacher}",
                              f"student.train.batch_size={batch}"] + extra
     cmd = [sys.executable, str(HERE / "distill_methods.py"), "--config", args.config, "--seeds", str(args.seeds),
-           "--views", str(args.views), "--size", f"demo={args.student}", "--plan", f"demo:{plan}", "--key", "", "--out", str(out),
-           "--int8", int8 or args.int8] + [a for s in sets for a in ("--set", s)]
+           "--views", str(args.views), "--size", f"demo={args.student}", "--plan", f"demo:{plan}", "--key", "",
+           "--out", str(out), "--int8", int8 or args.int8] + [a for s in sets for a in ("--set", s)]
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     return json.loads((out / "results.json").read_text())["demo"]
 
