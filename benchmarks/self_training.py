@@ -64,6 +64,7 @@ def run_round(args, k: int, previous: Path | None) -> dict:
 
 
 def row(k: int, name: str, record: dict, checkpoint: Path) -> dict:
+    """One model of the chain as metrics.json records it: accuracies, rows seen, and where its weights are."""
     train = record.get("train", {})
     rows = train.get("rows_per_epoch", {})
     return {"round": k, "model": name, "args": record["args"], "checkpoint": str(checkpoint),
@@ -73,7 +74,10 @@ def row(k: int, name: str, record: dict, checkpoint: Path) -> dict:
 
 
 def section(args, rounds: list[dict], scratch: dict, chosen: dict, wall: float) -> str:
-    lines = [f"### Self-training the teacher on the pool: {args.title}", "", header(wall),
+    """The chain's table for docs/benchmarks.md, with the recipe every round distils by."""
+    distill = resolve_config(args.config, args.overrides).distill
+    recipe = f"- each round: {args.round_epochs} epochs of distill.method {distill.method} as the config sets it\n"
+    lines = [f"### Self-training the teacher on the pool: {args.title}", "", header(wall) + recipe,
              "| round | model | taught by | labelled rows | unlabelled rows / epoch | val acc | test acc | "
              "train time |",
              "|---|---|---|---|---|---|---|---|"]
