@@ -5,14 +5,15 @@
         [--set key=value ...] [--out bench_runs/self_training] [--key fashion_mnist_self_training]
         [--title 'Fashion-MNIST, 1,000 labels']
 
-A teacher trained on 1,000 labels is barely better than the student trained on them, so distilling it over the pool
-gains little. Round 0 trains the teacher on the labelled rows (the pipeline's teacher stage). Round k distils round
-k-1's model into a fresh model (the teacher's architecture, or --model: the edge student itself is far cheaper on a CPU)
-on the labelled rows plus the pool (`edgedistill run` with student.model set to it), as self-training does (Xie et al.,
-Noisy Student, CVPR 2020; Chen et al., SimCLRv2's self-distillation, NeurIPS 2020). The round with the best validation
-accuracy is the teacher that benchmarks/few_labels.py then distils into the edge student (the overrides it needs are in
-chosen_teacher.json). A teacher given with --set teacher.checkpoint=... is round 0 and is not retrained. Test accuracy
-is read for the table only, never to choose.
+A teacher trained on 1,000 labels can be no better than the student trained on them (Fashion-MNIST, 2026-12-05: 84.87%
+against 85.04%, docs/benchmarks.md), so distilling it over the pool gains nothing. Round 0 trains the teacher on the
+labelled rows (the pipeline's teacher stage). Round k distils round k-1's model into a fresh model (the teacher's
+architecture, or --model: the edge student itself is far cheaper on a CPU) on the labelled rows plus the pool
+(`edgedistill run` with student.model set to it), as self-training does (Xie et al., Noisy Student, CVPR 2020; Chen et
+al., SimCLRv2's self-distillation, NeurIPS 2020). The round with the best validation accuracy is the teacher that
+benchmarks/few_labels.py then distils into the edge student (the overrides it needs are in chosen_teacher.json). A
+teacher given with --set teacher.checkpoint=... is round 0 and is not retrained. Test accuracy is read for the table
+only, never to choose.
 """
 from __future__ import annotations
 
