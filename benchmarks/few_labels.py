@@ -209,7 +209,7 @@ def main() -> None:
     ap.add_argument("--shares", type=float, nargs="+", default=[0.05, 0.1, 0.2])
     ap.add_argument("--batches", type=int, nargs="+", default=[16],
                     help="student batch sizes to compare (each its own scratch control); 16 gives the 360 labelled "
-                         "rows of a 10% share 23 steps an epoch")
+                         "rows of a 10%% share 23 steps an epoch")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--views", type=int, default=8)
     ap.add_argument("--plan", default="scratch,kd,kd(alpha=1.0,temperature=4),dist")
