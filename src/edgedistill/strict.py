@@ -24,4 +24,6 @@ def format_validation_error(err: ValidationError, source: str) -> str:
         return (f"{source}: key '{loc}': YAML reads an unquoted yes/no/on/off/true/false as {str(got).lower()}, but "
                 f"this key takes a word: {words}; quote it, e.g. '{loc.split('.')[-1]}: \"...\"'{more}")
     got_txt = "" if isinstance(got, (dict, list)) else f", got {got!r}"
+    if not first["loc"] and kind == "value_error":  # a check across keys names its keys in its own message
+        return f"{source}: {first['msg'].removeprefix('Value error, ')}{more}"
     return f"{source}: key '{loc}': {first['msg']}{got_txt}{more}"

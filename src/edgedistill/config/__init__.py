@@ -16,7 +16,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from edgedistill.config.distill import DistillConfig
 from edgedistill.errors import UserError, first_line
 from edgedistill.strict import Strict, format_validation_error  # noqa: F401  (re-exported)
-from edgedistill.config.teacher import check_teacher_spec
+from edgedistill.config.teacher import EXTERNAL, check_teacher_spec
 from edgedistill.roles import CHOOSABLE, Side
 
 
@@ -104,6 +104,21 @@ class DataConfig(Strict):
         return self
 
 
+class PseudoLabelConfig(Strict):
+    """The teacher learns from the unlabelled pool as FixMatch does (Sohn et al., NeurIPS 2020): a pool row whose
+    weakly augmented view the model itself predicts with confidence >= threshold is trained, on a strongly augmented
+    view, toward that class. The strong view is the weak one with a random gain and offset and a cut-out patch,
+    which stand in for RandAugment's ops on images and sequences alike."""
+
+    threshold: float = Field(0.95, gt=0.0, lt=1.0, description="the confidence a pseudo-label needs (FixMatch: 0.95)")
+    weight: float = Field(1.0, gt=0.0, description="the pool term's weight beside the labelled rows' cross-entropy")
+    cutout: float = Field(0.5, ge=0.0, lt=1.0, description="the cut-out patch's side as a share of each spatial side "
+                                                             "(FixMatch's Cutout: up to half)")
+    jitter: float = Field(0.5, ge=0.0, lt=1.0, description="each strong view's inputs scaled by a gain drawn in "
+                                                             "1 +- jitter and shifted by an offset in +- jitter (in "
+                                                             "standardised units)")
+
+
 class TrainConfig(Strict):
     epochs: int = Field(10, ge=1, le=100_000)
     batch_size: int = Field(128, ge=1, description="global batch; under torchrun each process takes an equal share")
@@ -130,6 +145,10 @@ class TrainConfig(Strict):
                            "bf16 kernels prefer; measure first (benchmarks/memory_format.py): on a 2-core Xeon with AMX "
                            "the Fashion-MNIST teacher and 97.6K student trained 1.32x and 1.33x faster, a 14.4K "
                            "student 0.57x")
+    pseudo_label: PseudoLabelConfig | None = Field(
+        None, description="teacher.train only: the teacher also learns from the unlabelled pool (data.unlabeled, "
+                          "data.labeled_fraction or data.labeled_count) by FixMatch's confident pseudo-labels; "
+                          "train.pool_batch sets the pool rows a step takes (FixMatch: 7x the batch)")
     keep: Literal["best", "last"] = Field(
         "best", description="weights kept: the best-on-validation epoch, or the last epoch when the validation "
                             "split is too small to choose on (a few samples tie at 100% early)")
@@ -262,7 +281,22 @@ class ExperimentConfig(Strict):
             raise ValueError("teacher.model: 'auto' searches students only; name a teacher model")
         if self.student.checkpoint is not None:
             raise ValueError("student.checkpoint is not supported: the student is what this run trains")
+        if self.student.train.pseudo_label is not None:
+            raise ValueError("student.train.pseudo_label: the students learn from the pool through the teacher, and "
+                             "the scratch control from labels alone; set it under teacher.train")
+        if self.teacher.train.pseudo_label is not None:
+            self._check_self_taught_teacher()
         return self
+
+    def _check_self_taught_teacher(self) -> None:
+        """teacher.train.pseudo_label needs a teacher this run trains, and a pool to learn from."""
+        if self.teacher.checkpoint is not None or self.teacher.model in EXTERNAL:
+            raise ValueError("teacher.train.pseudo_label: this teacher is loaded, not trained; remove "
+                             "teacher.checkpoint or pseudo_label")
+        d = self.data
+        if d.labeled_fraction is None and d.labeled_count is None and d.unlabeled is None:
+            raise ValueError("teacher.train.pseudo_label: there is no unlabelled pool to learn from; set "
+                             "data.unlabeled, data.labeled_fraction or data.labeled_count")
 
 
 DEFAULT_CONFIG = "default.yaml"

@@ -75,6 +75,19 @@ def check_augment(cfg: ExperimentConfig, data: DataSplits) -> None:
                         "so they cannot be jittered in [0, 1]; remove it (image_folder and fashion_mnist have it)")
 
 
+def check_self_teaching(cfg: ExperimentConfig, data: DataSplits) -> None:
+    """A self-taught teacher's strong view scales and cuts out inputs: images and sequences only."""
+    if cfg.teacher.train.pseudo_label is None:
+        return
+    if data.text or len(data.input_shape) < 2:
+        kind = "token ids" if data.text else f"rows of shape {data.input_shape}"
+        raise UserError(f"teacher.train.pseudo_label: its strong view cuts a patch out of an image or a sequence, "
+                        f"but {data.name!r} gives {kind}; remove it")
+    if data.n_pool == 0:
+        raise UserError("teacher.train.pseudo_label: the unlabelled pool is empty; set data.unlabeled, "
+                        "data.labeled_fraction or data.labeled_count")
+
+
 def check_distill(cfg: ExperimentConfig, data: DataSplits) -> None:
     """What the methods cannot serve, known before any training from the processes and the data (each method's
     `refuse` says), and what mixing needs of the inputs."""
@@ -107,6 +120,7 @@ def prepare(cfg: ExperimentConfig) -> Run:
         check_deploy(plan.formats, profile, plan.input_bits)
     data = load_data(cfg)
     check_augment(cfg, data)
+    check_self_teaching(cfg, data)
     check_distill(cfg, data)
     teacher = load_teacher(cfg, data, accel)
     pc = cfg.compress.prune

@@ -29,6 +29,7 @@ from edgedistill.train.cache import CacheSpec, TeacherCache, load_or_build
 from edgedistill.train.method_setup import build_method, set_up_method
 from edgedistill.train.mix import Mixer
 from edgedistill.train.resume import Resume, TrainResult
+from edgedistill.train.self_teaching import PseudoLabel, SelfTeaching
 from edgedistill.train.trainer import EpochLog, Trainer, batch_source, check_train_config
 
 STATE_DIR = "state"  # per-epoch training states for --resume; removed once the run has finished
@@ -56,15 +57,19 @@ def train_role(run: Run, role: Role, model: nn.Module, mcfg: ModelConfig, loss: 
                callbacks: Sequence[Callback] = ()) -> TrainResult:
     """Train one model of the run with its best checkpoint, epoch log and resumable state in the run folder. A
     model taught by the teacher also trains on the unlabelled pool, if there is one; a model trained on labels
-    alone (the teacher, the scratch control) cannot learn from it. `callbacks` are told of each epoch after those
-    (`edgedistill tune` reports to its pruner there)."""
-    source = batch_source(loss, run.cfg.data.augment, teacher, cache, run.data.pixel_stats)
+    alone (the teacher, the scratch control) cannot learn from it, unless the teacher is self-taught. `callbacks` are told of each epoch after those
+    (`edgedistill tune` reports to its pruner there). A self-taught teacher (PseudoLabel) is its own source of
+    pool targets."""
+    x, y = run.data.training_rows(with_pool=loss.uses_teacher)
+    if isinstance(loss, PseudoLabel):
+        source = SelfTeaching(model, run.cfg.data.augment, loss.cfg, torch.as_tensor(y) < 0, run.data.pixel_stats)
+    else:
+        source = batch_source(loss, run.cfg.data.augment, teacher, cache, run.data.pixel_stats)
     trainer = Trainer(mcfg.train, loss, source, run.accel, run.cfg.seed, str(role),
                       callbacks=[EpochLog(run.log_path(role)), SaveBest(run, mcfg, role),
                                  run.tracking.epochs(str(role)), *callbacks],
                       resume=Resume(run.run_dir / STATE_DIR / f"{role}.pt"), progress=run.progress,
                       loader_workers=run.cfg.data.loader_workers, mixer=students_mixer(run.cfg, role))
-    x, y = run.data.training_rows(with_pool=loss.uses_teacher)
     return trainer.fit(model, x, y, run.data.x_val, run.data.y_val)
 
 
@@ -94,8 +99,10 @@ def obtain_teacher(run: Run) -> Trained:
             save_checkpoint(kept, run.loaded_teacher, checkpoint_meta(cfg.teacher, run.data, Role.TEACHER))
         return Trained(run.loaded_teacher.to(run.accel), None, cfg.teacher)
     teacher = build_model(cfg.teacher, Side.TEACHER, run.data, cfg.seed)  # built afresh: the same RNG state as always
-    ce = CrossEntropy(cfg.teacher.train.label_smoothing)
-    return Trained(teacher, train_role(run, Role.TEACHER, teacher, cfg.teacher, ce), cfg.teacher)
+    train = cfg.teacher.train
+    loss = PseudoLabel(train.pseudo_label, train.label_smoothing) if train.pseudo_label else \
+        CrossEntropy(train.label_smoothing)
+    return Trained(teacher, train_role(run, Role.TEACHER, teacher, cfg.teacher, loss), cfg.teacher)
 
 
 def train_students(run: Run) -> dict[Role, Trained]:
