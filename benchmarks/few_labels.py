@@ -50,7 +50,8 @@ def labels_set(share: float) -> str:
 
 
 def train_teacher(cfg_path: str, overrides: list[str], out: Path) -> dict:
-    """The share's teacher, trained on its labelled rows alone; reused when its record is there."""
+    """The share's teacher, trained on its labelled rows (and, with teacher.train.pseudo_label, on the pool as
+    FixMatch does); reused when its record is there."""
     record_path = out / "teacher_metrics.json"
     if record_path.exists():
         return json.loads(record_path.read_text())
@@ -159,7 +160,10 @@ def write_section(args, teachers: dict, results: dict, choices: dict, share: flo
                   long_scratch: dict, wall: float) -> str:
     c = choices[share]
     kd, scratch = confirm[c["method"]], confirm["scratch"]
-    epochs = resolve_config(args.config, args.overrides).student.train.epochs
+    cfg = resolve_config(args.config, args.overrides)
+    epochs = cfg.student.train.epochs
+    learned = ("the labelled rows and, by FixMatch's confident pseudo-labels (teacher.train.pseudo_label), the pool"
+               if cfg.teacher.train.pseudo_label else "the labelled rows only")
     tables = [t for by_batch in results.values() for t in by_batch.values()] + [confirm, {"scratch": long_scratch}]
     rows = ["| share | batch | recipe | val acc (mean) | best epoch (mean) | fp32 test acc | int8 test acc | "
             "int8 gain over scratch (same batch), paired | p | verdict |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -185,7 +189,7 @@ def write_section(args, teachers: dict, results: dict, choices: dict, share: flo
             f"{gain_cells(kd, scratch).replace(' | ', ', p = ', 1).replace(' | ', ': ')}; the control with the best "
             f"validation accuracy (batch {c['scratch_batch']}) trained {args.long_scratch}x as long scores "
             f"{100 * acc['long']:.2f}%\n\n"
-            "Teachers, one per share, trained on the labelled rows only (seed 0) unless loaded from a checkpoint:\n\n"
+            f"Teachers, one per share, trained on {learned} (seed 0) unless loaded from a checkpoint:\n\n"
             "| share | epochs | best epoch | val acc | test acc |\n|---|---|---|---|---|\n" + teacher_rows + "\n\n"
             + "\n".join(rows) + "\n\n"
             f"The chosen recipe, {confirmed(args)} {args.confirm_int8}:\n\n"
