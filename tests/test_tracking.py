@@ -374,7 +374,7 @@ def test_the_mlflow_sender_is_a_process_that_answers_in_order_yields_the_cpu_and
         sender.call("lower_priority")
         assert os.getpriority(os.PRIO_PROCESS, sender.proc.pid) == 19 and os.getpriority(os.PRIO_PROCESS, 0) == own
     sender.close()
-    assert sender.proc.wait(60) == 0
+    assert sender.proc.wait(300) == 0  # at nice 19 it waits out every busy process on the machine
     with pytest.raises(RuntimeError, match="ended"):
         sender.call("lower_priority")
     run = MlflowClient(tracking_uri=uri).get_run(run_id)
