@@ -79,8 +79,9 @@ def val_mean(runs: dict, key: str = "best_val_accuracy") -> float:
 
 
 def val_rank(runs: dict) -> tuple[float, float]:
-    """Mean validation accuracy, ties broken by that of the int8 file, the model that ships."""
-    return val_mean(runs), val_mean(runs, "int8_val_accuracy")
+    """Mean validation accuracy, ties broken by that of the int8 file, the model that ships. Rounded, since means of
+    float32 accuracies that tie on the validation rows differ in the 8th digit, which would decide instead."""
+    return round(val_mean(runs), 6), round(val_mean(runs, "int8_val_accuracy"), 6)
 
 
 def cell(runs: dict, key: str) -> str:
@@ -185,7 +186,7 @@ def write_section(args, teachers: dict, results: dict, choices: dict, share: flo
                                       for s, v in choices.items()) + ")\n"
             f"- {confirmed(args)} {args.confirm_int8}: {100 * acc['kd']:.2f}% against "
             f"{100 * acc['scratch']:.2f}% for the scratch control at the same batch (the KD student keeps "
-            f"{100 * acc['kd'] / teachers[share]['test']['accuracy']:.1f}% of the teacher's test accuracy), "
+            f"{100 * acc['kd'] / teachers[share]['test']['accuracy']:.2f}% of the teacher's test accuracy), "
             f"{gain_cells(kd, scratch).replace(' | ', ', p = ', 1).replace(' | ', ': ')}; the control with the best "
             f"validation accuracy (batch {c['scratch_batch']}) trained {args.long_scratch}x as long scores "
             f"{100 * acc['long']:.2f}%\n\n"
