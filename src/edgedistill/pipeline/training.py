@@ -57,9 +57,9 @@ def train_role(run: Run, role: Role, model: nn.Module, mcfg: ModelConfig, loss: 
                callbacks: Sequence[Callback] = ()) -> TrainResult:
     """Train one model of the run with its best checkpoint, epoch log and resumable state in the run folder. A
     model taught by the teacher also trains on the unlabelled pool, if there is one; a model trained on labels
-    alone (the teacher, the scratch control) cannot learn from it, unless the teacher is self-taught. `callbacks` are told of each epoch after those
-    (`edgedistill tune` reports to its pruner there). A self-taught teacher (PseudoLabel) is its own source of
-    pool targets."""
+    alone (the scratch control, a teacher without train.pseudo_label) cannot learn from it; a self-taught teacher
+    (PseudoLabel) is its own source of pool targets. `callbacks` are told of each epoch after those (`edgedistill
+    tune` reports to its pruner there)."""
     x, y = run.data.training_rows(with_pool=loss.uses_teacher)
     if isinstance(loss, PseudoLabel):
         source = SelfTeaching(model, run.cfg.data.augment, loss.cfg, torch.as_tensor(y) < 0, run.data.pixel_stats)
