@@ -13,9 +13,8 @@ from edgedistill.deploy.fit import fit_summary
 from edgedistill.report import plots
 from edgedistill.roles import Role, label
 from edgedistill.units import human_bytes as _kb
-from edgedistill.report.markdown import (comparison_table, deliverables, deployment_table,
-                                         method_label, pool_note, self_taught, training_rows,
-                                         verdict)
+from edgedistill.report.markdown import (comparison_table, deliverables, deployment_table, method_label, pool_note,
+                                         training_rows, verdict)
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
@@ -106,7 +105,7 @@ def run_html(metrics: dict) -> str:
             f"{ds['n_val']} validation / "
             f"{ds['n_test']} test. Created {metrics['created']}. Device: {html.escape(metrics['device']['name'])} "
             f"({html.escape(metrics['device']['description'])}).</p>",
-            f"<p class=small>{html.escape(pool_note(ds, self_taught(metrics)))} "
+            f"<p class=small>{html.escape(pool_note(metrics))} "
             f"{html.escape(training_rows(metrics))}</p>",
             summary_verdict(metrics), "<h2>Comparison (test set)</h2>", md_table_to_html(comparison_table(metrics))]
     if "deploy" in models[Role.STUDENT_KD]:

@@ -43,8 +43,10 @@ def verdict(metrics: dict) -> str:
             f"points below the teacher with {c['compression_ratio_params']:.1f}x fewer parameters.")
 
 
-def pool_note(dataset: dict, self_taught: bool = False) -> str:
-    """Where the unlabelled rows came from, and who learns from them (`self_taught`: the teacher too)."""
+def pool_note(metrics: dict) -> str:
+    """Where the unlabelled rows came from, and who learns from them: the students, and the teacher where its own
+    training record counts unlabelled rows."""
+    dataset = metrics["dataset"]
     n, pool = dataset.get("n_unlabeled", 0), dataset.get("unlabeled") or {}
     if not n:
         return ""
@@ -57,7 +59,7 @@ def pool_note(dataset: dict, self_taught: bool = False) -> str:
     if pool.get("file"):
         parts.append(f"{pool['file']:,} rows of {pool.get('path')} (data.unlabeled)")
     teacher = (" The teacher trained on it too, toward its own confident predictions (teacher.train.pseudo_label, "
-               "FixMatch)." if self_taught else "")
+               "FixMatch)." if self_taught(metrics) else "")
     return (f"Unlabelled pool: {n:,} rows: {' and '.join(parts)}. The students taught by the teacher train on it, "
             "through the distillation terms alone (no hard-label term), spread over the steps the labelled rows "
             f"take, so they take as many steps per epoch as the scratch control.{teacher}")
@@ -207,7 +209,7 @@ def write_report_md(path: Path, metrics: dict) -> None:
     missing = missing_deliverable(metrics)
     lead = f"**{missing[0].upper() + missing[1:]}.**\n\n" if missing else ""
     unlabeled = f" labelled + {ds['n_unlabeled']:,} unlabelled" if ds.get("n_unlabeled") else ""
-    rows_lines = "\n".join(line for line in (pool_note(ds, self_taught(metrics)), training_rows(metrics)) if line)
+    rows_lines = "\n".join(line for line in (pool_note(metrics), training_rows(metrics)) if line)
     text = f"""# edgedistill run: {metrics['name']}
 
 {lead}Dataset: {ds['description']} — {ds['n_train']} train{unlabeled} / {ds['n_val']} validation (carved from train) / \
