@@ -49,6 +49,11 @@ def labels_set(share: float) -> str:
     return f"data.labeled_count={int(share)}" if share >= 1 else f"data.labeled_fraction={share}"
 
 
+def share_config(args, share: float):
+    """The config as the share's teacher sees it: its label share is what gives teacher.train.pseudo_label a pool."""
+    return resolve_config(args.config, args.overrides + [labels_set(share)])
+
+
 def train_teacher(cfg_path: str, overrides: list[str], out: Path) -> dict:
     """The share's teacher, trained on its labelled rows (and, with teacher.train.pseudo_label, on the pool as
     FixMatch does); reused when its record is there."""
@@ -62,11 +67,17 @@ def train_teacher(cfg_path: str, overrides: list[str], out: Path) -> dict:
     return record
 
 
+def student_overrides(overrides: list[str]) -> list[str]:
+    """The overrides for the students' runs, which load the trained teacher: a loaded teacher refuses
+    teacher.train.pseudo_label, since how it learned is in its checkpoint."""
+    return [s for s in overrides if not s.startswith("teacher.train.pseudo_label")]
+
+
 def method_table(args, share: float, batch: int, teacher: Path, out: Path, plan: str, extra: list[str],
                  int8: str | None = None) -> dict:
     """distill_methods.py for one share and batch size; its results.json (it resumes where it stopped)."""
-    sets = args.overrides + [labels_set(share), f"teacher.checkpoint={teacher}",
-                             f"student.train.batch_size={batch}"] + extra
+    sets = student_overrides(args.overrides) + [labels_set(share), f"teacher.checkpoint={teacher}",
+                                                f"student.train.batch_size={batch}"] + extra
     cmd = [sys.executable, str(HERE / "distill_methods.py"), "--config", args.config, "--seeds", str(args.seeds),
            "--views", str(args.views), "--size", f"demo={args.student}", "--plan", f"demo:{plan}", "--key", "",
            "--out", str(out), "--int8", int8 or args.int8] + [a for s in sets for a in ("--set", s)]
@@ -122,7 +133,7 @@ def share_rows(share: float, tables: dict, chosen: dict) -> list[str]:
 
 def confirm_rows(args, share: float, c: dict, confirm: dict, long_scratch: dict) -> list[str]:
     """The chosen recipe and its control, retrained and scored through the demo's deliverable format."""
-    epochs = resolve_config(args.config, args.overrides).student.train.epochs
+    epochs = share_config(args, share).student.train.epochs
     rows = []
     for name, runs in ((f"scratch, batch {c['batch']}", confirm["scratch"]),
                        (f"scratch, batch {c['scratch_batch']}, {args.long_scratch * epochs} epochs", long_scratch),
@@ -161,7 +172,7 @@ def write_section(args, teachers: dict, results: dict, choices: dict, share: flo
                   long_scratch: dict, wall: float) -> str:
     c = choices[share]
     kd, scratch = confirm[c["method"]], confirm["scratch"]
-    cfg = resolve_config(args.config, args.overrides)
+    cfg = share_config(args, share)
     epochs = cfg.student.train.epochs
     learned = ("the labelled rows and, by FixMatch's confident pseudo-labels (teacher.train.pseudo_label), the pool"
                if cfg.teacher.train.pseudo_label else "the labelled rows only")
@@ -242,7 +253,7 @@ def main() -> None:
         print(f"share {share}: {choices[share]}", flush=True)
     share = max(choices, key=lambda s: choices[s]["val_gain"])
     c = choices[share]
-    epochs = resolve_config(args.config, args.overrides).student.train.epochs
+    epochs = share_config(args, share).student.train.epochs
     folder = out / f"share_{share:g}"
     # in the sweep's own format the retrained runs would be the sweep's (same seeds and recipe): read them back
     again = folder / (f"batch_{c['batch']}" if args.confirm_int8 == args.int8 else f"confirm_{c['batch']}")
