@@ -119,9 +119,6 @@ def pytest_collection_modifyitems(items) -> None:
             continue
         if rule.search(source) or any(END_TO_END.search(name) for name in getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
-    # slow tests first: xdist hands tests out in this order, so the quick ones fill the workers' last minutes
-    # instead of one worker running the suite's last end-to-end test while the other idles
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(autouse=True, scope="session")
