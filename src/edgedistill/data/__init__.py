@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from edgedistill.data.rows import stack_rows, take_rows
 from edgedistill.data.forms import InputForm
@@ -131,6 +130,7 @@ def fixed_split(x: np.ndarray, y: np.ndarray, test_fraction: float, source: str)
     if len(y) < 2 or int(np.ceil(test_fraction * len(y))) >= len(y):
         raise UserError(f"{source}: {len(y)} samples are too few to hold out a test split")
     stratify = y if _can_stratify(np.unique(y, return_inverse=True)[1], test_fraction) else None
+    from sklearn.model_selection import train_test_split
     return train_test_split(x, y, test_size=test_fraction, random_state=0, stratify=stratify)
 
 
@@ -176,6 +176,8 @@ def _subset(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np
     if n is None or n >= len(y):
         return x, y
     stratify = y if _can_stratify(y, n / len(y)) else None
+    from sklearn.model_selection import train_test_split
+
     _, rows = train_test_split(np.arange(len(y)), test_size=n, random_state=0, stratify=stratify)
     return take_rows(x, rows), y[rows]
 
@@ -220,6 +222,8 @@ def load_dataset(name: str, path: str | None = None, val_fraction: float = 0.1, 
         raise UserError(f"dataset {name!r}: {len(raw.y_train)} training samples are too few to carve a validation "
                         "split from; add data or lower data.val_fraction")
     stratify = raw.y_train if _can_stratify(raw.y_train, val_fraction) else None
+    from sklearn.model_selection import train_test_split
+
     tr, val = train_test_split(np.arange(len(raw.y_train)), test_size=val_fraction, random_state=seed,
                                stratify=stratify)  # by row, so a packed split is never decoded here
     check_every_class_trains(name, raw.class_names, raw.y_train, tr, limit_train, val_fraction)

@@ -13,7 +13,6 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from edgedistill.data.forms import InputForm
 from edgedistill.errors import UserError, first_line
@@ -33,6 +32,8 @@ def labeled_split(y: np.ndarray, fraction: float | None, count: int | None, seed
                         "rows are left unlabelled, or remove it")
     present = np.unique(y)
     rows = np.arange(len(y))
+    from sklearn.model_selection import train_test_split
+
     try:
         kept, pool = train_test_split(rows, train_size=keep, random_state=seed, stratify=y)
     except ValueError:  # fewer kept rows than classes, or a class of one row: no stratified draw exists

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn as nn
-from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, precision_recall_fscore_support
 
 from edgedistill.models import count_params
 
@@ -28,6 +27,10 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: 
     Macro averages run over the classes the test split holds: a class with no test sample has no recall to
     average, and counting it as 0 would understate every model alike. Such classes are listed in
     `absent_classes`; their per-class rows keep support 0."""
+    # imported here: sklearn (with the scipy and pandas it loads) is 1-2 s of every CLI start, and a command
+    # refused on its config or inputs never scores a model
+    from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, \
+        precision_recall_fscore_support
     labels = list(range(len(class_names)))
     present = sorted(int(c) for c in np.unique(y_true))
     precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, labels=present, average="macro",

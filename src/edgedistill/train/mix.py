@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from scipy import stats
 
 KINDS = ("none", "mixup", "cutmix")
 
@@ -50,10 +49,13 @@ class Mixer:
         if kind not in KINDS[1:]:
             raise ValueError(f"mix kind must be one of {KINDS[1:]}, got {kind!r}")
         self.kind, self.alpha = kind, alpha
+        from scipy import stats  # here, not at the top: scipy.stats is about 1 s of every CLI start
+
+        self.beta = stats.beta(alpha, alpha)
 
     def draw(self, shape: tuple[int, ...], gen: torch.Generator) -> Mix:
         n = shape[0]
-        lam = float(stats.beta.ppf(torch.rand((), generator=gen).item(), self.alpha, self.alpha))
+        lam = float(self.beta.ppf(torch.rand((), generator=gen).item()))
         perm = torch.randperm(n, generator=gen)
         if self.kind == "mixup":
             return Mix(perm, lam)
