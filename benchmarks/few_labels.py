@@ -49,18 +49,18 @@ def labels_set(share: float) -> str:
     return f"data.labeled_count={int(share)}" if share >= 1 else f"data.labeled_fraction={share}"
 
 
-def share_config(args, share: float):
+def share_config(args, share: float, *extra: str):
     """The config as the share's teacher sees it: its label share is what gives teacher.train.pseudo_label a pool."""
-    return resolve_config(args.config, args.overrides + [labels_set(share)])
+    return resolve_config(args.config, args.overrides + [labels_set(share), *extra])
 
 
-def train_teacher(cfg_path: str, overrides: list[str], out: Path) -> dict:
+def train_teacher(args, share: float, out: Path) -> dict:
     """The share's teacher, trained on its labelled rows (and, with teacher.train.pseudo_label, on the pool as
     FixMatch does); reused when its record is there."""
     record_path = out / "teacher_metrics.json"
     if record_path.exists():
         return json.loads(record_path.read_text())
-    cfg = resolve_config(cfg_path, overrides + ["deploy.enabled=false"])
+    cfg = share_config(args, share, "deploy.enabled=false")
     run = stages.teacher(prepare_in(cfg, out, progress=False))
     record = model_record(Role.TEACHER, run.trained[Role.TEACHER], run.data, run.accel)[0].to_json()
     atomic_write_text(record_path, json.dumps(record, indent=2))
@@ -245,7 +245,7 @@ def main() -> None:
     for share in args.shares:
         folder = out / f"share_{share:g}"
         folder.mkdir(parents=True, exist_ok=True)
-        teachers[share] = train_teacher(args.config, args.overrides + [labels_set(share)], folder)
+        teachers[share] = train_teacher(args, share, folder)
         print(f"share {share}: teacher {teachers[share]['test']['accuracy']:.4f}", flush=True)
         results[share] = {b: method_table(args, share, b, folder / "teacher.pt", folder / f"batch_{b}", args.plan, [])
                           for b in args.batches}
