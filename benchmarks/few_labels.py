@@ -138,6 +138,8 @@ def confirm_rows(args, share: float, c: dict, confirm: dict, long_scratch: dict)
     for name, runs in ((f"scratch, batch {c['batch']}", confirm["scratch"]),
                        (f"scratch, batch {c['scratch_batch']}, {args.long_scratch * epochs} epochs", long_scratch),
                        (f"{c['method']}, batch {c['batch']}", confirm[c["method"]])):
+        if not runs:  # --long-scratch 0
+            continue
         epoch = mean_std([r["best_epoch"] for r in runs.values()])["mean"]
         gain = gain_cells(runs, confirm["scratch"]) if name.startswith(c["method"]) else "- | - | -"
         rows.append(f"| {share:g} | {name} | {100 * val_mean(runs):.2f}% | {epoch:.0f} | {cell(runs, 'test_accuracy')} "
@@ -183,7 +185,10 @@ def write_section(args, teachers: dict, results: dict, choices: dict, share: flo
         rows += share_rows(s, results[s], choices[s])
     teacher_rows = "\n".join(teacher_row(s, t) for s, t in teachers.items())
     acc = {name: mean_std([r["int8_test_accuracy"] for r in runs.values()])["mean"]
-           for name, runs in (("kd", kd), ("scratch", scratch), ("long", long_scratch))}
+           for name, runs in (("kd", kd), ("scratch", scratch), ("long", long_scratch)) if runs}
+    longer = (f"the control with the best validation accuracy (batch {c['scratch_batch']}) trained "
+              f"{args.long_scratch}x as long scores {100 * acc['long']:.2f}%" if long_scratch else
+              "the control was not trained longer here (--long-scratch 0)")
     body = (f"### Few labels: {args.title} with a share of its labels, the rest as the unlabelled pool ({args.seeds} "
             f"seeds, {epochs} student epochs)\n\n{header(wall, 'wall time of this invocation')}"
             f"- training time of every model in the tables and every teacher-output bank, as each measured it, "
@@ -198,9 +203,7 @@ def write_section(args, teachers: dict, results: dict, choices: dict, share: flo
             f"- {confirmed(args)} {args.confirm_int8}: {100 * acc['kd']:.2f}% against "
             f"{100 * acc['scratch']:.2f}% for the scratch control at the same batch (the KD student keeps "
             f"{100 * acc['kd'] / teachers[share]['test']['accuracy']:.2f}% of the teacher's test accuracy), "
-            f"{gain_cells(kd, scratch).replace(' | ', ', p = ', 1).replace(' | ', ': ')}; the control with the best "
-            f"validation accuracy (batch {c['scratch_batch']}) trained {args.long_scratch}x as long scores "
-            f"{100 * acc['long']:.2f}%\n\n"
+            f"{gain_cells(kd, scratch).replace(' | ', ', p = ', 1).replace(' | ', ': ')}; {longer}\n\n"
             f"Teachers, one per share, trained on {learned} (seed 0) unless loaded from a checkpoint:\n\n"
             "| share | epochs | best epoch | val acc | test acc |\n|---|---|---|---|---|\n" + teacher_rows + "\n\n"
             + "\n".join(rows) + "\n\n"
@@ -229,7 +232,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--views", type=int, default=8)
     ap.add_argument("--plan", default="scratch,kd,kd(alpha=1.0,temperature=4),dist")
-    ap.add_argument("--long-scratch", type=int, default=4, help="the chosen control again, this many times the epochs")
+    ap.add_argument("--long-scratch", type=int, default=4,
+                    help="the chosen control again, this many times the epochs (0: not run)")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--int8", default="onnxruntime-int8", help="the format every student of the sweep is scored in")
     ap.add_argument("--confirm-int8", default="tflm-int8", help="the format the chosen recipe is scored in; the "
@@ -261,7 +265,8 @@ def main() -> None:
                            args.confirm_int8)
     long_scratch = method_table(args, share, c["scratch_batch"], folder / "teacher.pt",
                                 folder / f"confirm_{c['scratch_batch']}_long", "scratch",
-                                [f"student.train.epochs={args.long_scratch * epochs}"], args.confirm_int8)["scratch"]
+                                [f"student.train.epochs={args.long_scratch * epochs}"],
+                                args.confirm_int8)["scratch"] if args.long_scratch else {}
     print(write_section(args, teachers, results, choices, share, confirm, long_scratch, time.perf_counter() - t0))
 
 
