@@ -84,7 +84,9 @@ def section(args, summary: dict, figures: list[dict], wall: float) -> str:
             f"- budget: {args.trials} trials of {summary['epochs_per_trial']} student epochs each"
             f"{f', no trial started after {args.timeout} s' if args.timeout else ''}; trials' own time summed: "
             f"{seconds / 60:.0f} min; Optuna's median pruner stops a trial behind the median of its epoch\n"
-            f"- searched: {space}\n- left out: {excluded}\n"
+            + ("- this invocation ran nothing (--gather): it read the study's tune.json and the confirmation's "
+               "confirm/seed_*/metrics.json from --out\n" if args.gather else "")
+            + f"- searched: {space}\n- left out: {excluded}\n"
             f"- trial states: {', '.join(f'{n} {k}' for k, n in summary['states'].items())}\n"
             f"- chosen on validation: trial {best['number']}, **{recipe}**, "
             f"{100 * best['val_accuracy']:.2f}% validation\n\n"
@@ -110,11 +112,18 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench_runs" / "tune_recipe"))
     ap.add_argument("--key", default="fashion_mnist_tune")
     ap.add_argument("--title", default="Fashion-MNIST")
+    ap.add_argument("--gather", action="store_true",
+                    help="run nothing: write the section from --out's study and its confirm/seed_* runs, for a "
+                         "confirmation whose seeds ran as processes of their own")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    run_study(args)
+    if not args.gather:
+        run_study(args)
     summary = json.loads((Path(args.out) / "tune.json").read_text())
-    body = section(args, summary, seed_figures(Path(args.out), args.int8), time.perf_counter() - t0)
+    figures = seed_figures(Path(args.out), args.int8)
+    if len(figures) != args.seeds:
+        sys.exit(f"{args.out}/confirm: {len(figures)} finished seeds, --seeds {args.seeds}")
+    body = section(args, summary, figures, time.perf_counter() - t0)
     if args.key:
         replace_section(args.key, body)
     print(body)
