@@ -1,6 +1,7 @@
 """Shared fixtures: tiny experiment configs that run the real pipeline in seconds."""
 from __future__ import annotations
 
+import atexit
 import copy
 import inspect
 import re
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_server import CliServer
 from edgedistill.data.builtin import find_fashion_dir
 from edgedistill.errors import UserError
 
@@ -83,11 +85,38 @@ def deployed_run(tmp_path_factory) -> tuple[Path, dict]:
     return shared_run(tmp_path_factory, "deployed", cfg)
 
 
+_cli_servers: list[CliServer] = []
+
+
+def cli_server(env: dict[str, str], own: bool) -> CliServer | None:
+    """This pytest process's fork server for `env`, or None. The test process's own environment (`own`: no
+    env_extra) gets one, started on first use and again when a test has changed os.environ; a call's extra
+    variables run in a fresh interpreter."""
+    if _cli_servers and _cli_servers[0].serves(env):
+        return _cli_servers[0]
+    if not own:
+        return None
+    if _cli_servers:
+        _cli_servers.pop().close()
+    else:
+        atexit.register(lambda: [server.close() for server in _cli_servers])
+    _cli_servers.append(CliServer(env))
+    return _cli_servers[0]
+
+
 def run_cli(*args: str, cwd: Path | None = None, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    """The real CLI in a fresh interpreter, as a user would run it."""
+    """The real CLI in a process of its own, as a user would run it: forked from tests/cli_server.py, which has
+    imported torch and the rest once, or, when env_extra changes what imports read, in a fresh interpreter."""
     env = {**os.environ, "PYTHONPATH": str(TESTS), **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "edgedistill", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=300)
+    argv = [sys.executable, "-m", "edgedistill", *args]
+    server = cli_server(env, own=not env_extra)
+    if server is None or not server.busy.acquire(blocking=False):  # a second call at once: its own interpreter
+        return subprocess.run(argv, capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    try:
+        code, out, err = server.run(list(args), cwd, env, timeout=300)
+    finally:
+        server.busy.release()
+    return subprocess.CompletedProcess(argv, code, out, err)
 
 
 END_TO_END = re.compile(r"\brun_cli\(|edgedistill\.run\(|run_seeds\(|\bdeployed_run\b|\bsubprocess\b")
