@@ -125,6 +125,23 @@ def test_a_recipe_dimension_is_drawn_by_every_method(monkeypatch):
     assert RECIPE_SPACE == (MIX,)  # the real table is untouched
 
 
+def test_the_configs_own_recipe_is_the_studys_params_and_a_setting_out_of_range_is_left_to_the_sampler():
+    base = validate_config(tiny_config()).model_dump(mode="json")
+    base["distill"]["dist"] |= {"temperature": 4.0, "beta": 20.0}  # beta is past the searched 0.5..4
+    space = SearchSpace(("kd", "dist"), {}, recipe=(MIX,))
+    assert space.config_params(base, "kd") == {"method": "kd", "kd/distill.temperature": 4.0,
+                                               "kd/distill.alpha": 0.9, "kd/distill.logit_standardization": False,
+                                               "distill.mix.kind": "none"}
+    assert space.config_params(base, "dist") == {
+        "method": "dist", "dist/distill.dist.temperature": 4.0, "dist/distill.dist.gamma": 2.0,
+        "dist/distill.logit_standardization": False, "distill.mix.kind": "none"}
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial(space.config_params(base, "dist"))
+    method, settings = space.sample(study.ask())  # the sampler fills in what the config could not give
+    assert method == "dist" and settings["distill.dist.temperature"] == 4.0
+    assert 0.5 <= settings["distill.dist.beta"] <= 4.0
+
+
 def test_space_difference_names_what_differs():
     a = SearchSpace(("kd", "dist"), {}).describe()
     assert space_difference(a, a) is None
@@ -227,6 +244,13 @@ def test_tuning_never_reads_the_test_split(tmp_path, monkeypatch):
         edgedistill.run(tiny_config(), out_dir=tmp_path / "run", progress=False)
     result = tune(base_config(), tmp_path / "study", trials=3, seeds=0, methods=["kd", "dist"], progress=False)
     assert result.summary["states"].get("complete", 0) + result.summary["states"].get("pruned", 0) == 3
+    first = result.summary["trials"][:2]  # the search starts from the config's recipe for each method
+    assert [(t["method"], t["note"]) for t in first] == [("kd", "the config's own recipe"),
+                                                          ("dist", "the config's own recipe")]
+    assert first[1]["settings"] == {"distill.dist.temperature": 1.0, "distill.dist.beta": 2.0,
+                                    "distill.dist.gamma": 2.0, "distill.logit_standardization": False,
+                                    "distill.mix.kind": "none"}
+    assert result.summary["trials"][2]["note"] != "the config's own recipe"
 
 
 # --- worker processes --------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 A study folder holds the study (SQLite, unless --storage names a database), the one teacher every trial distils
 from (trained under a lock by the first worker, loaded by the others), trials/<number>/ and tune.md. Each `tune`
 process is one worker; several, on one machine or many (a shared database), run trials of one study until it holds
---trials finished ones. The test split is not read until the best recipe and the scratch control run over --seeds,
+--trials finished ones, starting from the config's own recipe for each method. The test split is not read until the best recipe and the scratch control run over --seeds,
 with the noise verdict of `edgedistill run --seeds`.
 """
 from __future__ import annotations
@@ -24,7 +24,8 @@ from edgedistill.cli.seeds import SeedsResult, check_seed_count, run_seeds, seed
 from edgedistill.cli.tune.report import study_summary, trial_line, trial_row, write_report
 from edgedistill.cli.tune.space import SearchSpace, recipe_config
 from edgedistill.cli.tune.storage import open_storage, optuna_quiet, redacted, sqlite_url
-from edgedistill.cli.tune.study import check_teacher, fixed_config, open_study, teacher_elsewhere
+from edgedistill.cli.tune.study import (check_teacher, fixed_config, open_study, start_from_config,
+                                        teacher_elsewhere)
 from edgedistill.cli.tune.trial import Trials, search_space
 from edgedistill.cli.tune.worker import Worker
 from edgedistill.config import ExperimentConfig, config_to_yaml, resolve_config, validate_config
@@ -160,14 +161,16 @@ def confirm(out: Path, base: dict, best: dict, n: int, progress: bool,
 
 
 def join_study(url: str, external: bool, out: Path, cfg: ExperimentConfig, name: str, space: SearchSpace,
-               fixed: dict, heartbeat_s: int) -> optuna.Study:
+               fixed: dict, heartbeat_s: int, total: int) -> optuna.Study:
     """A database given by URL is reached before the folder is made; the default SQLite file lives in it. Workers
-    in one folder open it in turn, so two never create its tables at once."""
+    in one folder open it in turn, so two never create its tables at once (nor queue the config's recipes twice)."""
     storage = open_storage(url, heartbeat_s) if external else None
     make_folder(out, cfg, folder_study(name, url if external else None))
     with FileLock(str(out / ".study.lock")):
         storage = storage or open_storage(url, heartbeat_s)
-        return open_study(storage, name, url, space, fixed, cfg.student.train.epochs)
+        study = open_study(storage, name, url, space, fixed, cfg.student.train.epochs)
+        start_from_config(study, space, cfg.model_dump(mode="json"), total)
+        return study
 
 
 def run_trials(run: Run, study: optuna.Study, objective: Trials, total: int, timeout_s: float | None,
@@ -209,7 +212,7 @@ def tune(config: ExperimentConfig | dict | str | Path | None = None, out_dir: st
     url, base = storage or sqlite_url(out), cfg.model_dump(mode="json")
     with optuna_quiet():
         study = join_study(url, storage is not None, out, cfg, name, space,
-                           fixed_config(cfg, space, run.data), heartbeat_s)
+                           fixed_config(cfg, space, run.data), heartbeat_s, trials)
     run.run_dir, run.progress, run.tracking = out, progress, tracking
     with tracking.running(out, config_params(cfg), resume=True):  # the workers of a folder share its tracked run
         summary, ran = run_trials(run, study, Trials(run, out, base, space), trials, timeout_s,

@@ -13,7 +13,7 @@ from edgedistill.atomic import atomic_write_text
 
 
 def _note(t: FrozenTrial) -> str:
-    notes = []
+    notes = ["the config's own recipe"] if t.user_attrs.get("from_config") else []
     if t.system_attrs.get("retry_history"):
         notes.append(f"retry of #{t.system_attrs['retry_history'][-1]} (its worker died)")
     if t.user_attrs.get("surplus"):

@@ -91,12 +91,26 @@ class SearchSpace:
         """Per method, each searched key and its range: stored with the study, so workers can be compared."""
         return {m: {d.key: d.describe() for d in self.dims(m)} for m in self.methods}
 
+    def param_name(self, method: str, dim: Dim) -> str:
+        """A dimension's name in the study: shared recipe dimensions by key, a method's own under its name."""
+        return dim.key if dim in self.recipe_dims(method) else f"{method}/{dim.key}"
+
+    def config_params(self, base: dict, method: str) -> dict[str, Any]:
+        """The study's params for the recipe the config itself gives `method` (its defaults unless the config sets
+        them); a setting outside the searched range is left to the sampler."""
+        params: dict[str, Any] = {"method": method}
+        for d in self.dims(method):
+            value = _get(base, d.key)
+            if d.choices and value in d.choices:
+                params[self.param_name(method, d)] = value
+            elif not d.choices and isinstance(value, (int, float)) and d.low <= value <= d.high:
+                params[self.param_name(method, d)] = float(f"{value:.3g}")
+        return params
+
     def sample(self, trial: optuna.Trial) -> tuple[str, dict[str, Any]]:
         """The trial's method and settings (a retried trial gets back the ones it had)."""
         method = trial.suggest_categorical("method", list(self.methods))
-        shared = self.recipe_dims(method)
-        return method, {d.key: d.suggest(trial, d.key if d in shared else f"{method}/{d.key}")
-                        for d in self.dims(method)}
+        return method, {d.key: d.suggest(trial, self.param_name(method, d)) for d in self.dims(method)}
 
 
 def recipe_config(base: dict, method: str, settings: dict[str, Any]) -> dict:
@@ -115,6 +129,12 @@ def recipe_config(base: dict, method: str, settings: dict[str, Any]) -> dict:
     if cfg["distill"].get("mix", {}).get("kind", "none") != "none":
         cfg["distill"].setdefault("cache", {})["enabled"] = False
     return cfg
+
+
+def _get(d: dict, key: str) -> Any:
+    for part in key.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d
 
 
 def _copy(d: dict) -> dict:

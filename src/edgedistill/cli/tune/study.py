@@ -10,6 +10,7 @@ import torch.nn as nn
 
 from edgedistill.cli.tune.space import SearchSpace, space_difference
 from edgedistill.cli.tune.storage import redacted
+from edgedistill.cli.tune.worker import CLAIMED
 from edgedistill.config import ExperimentConfig
 from edgedistill.data import DataSplits
 from edgedistill.data.rows import data_digest
@@ -95,6 +96,17 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, url: str, space:
         raise UserError(f"{where}: the study trains another experiment: {why}; use the config it was started "
                         "with, or another --study-name")
     return study
+
+
+def start_from_config(study: optuna.Study, space: SearchSpace, base: dict, total: int) -> None:
+    """Queue the recipe the config gives each searched method ahead of the sampler's draws, once per study and
+    within its total: the search starts from what the user would run untuned (in place of some of TPE's random
+    start-up draws), and tune.md shows whether it beat that."""
+    for method in space.methods:
+        if len(study.get_trials(deepcopy=False, states=CLAIMED)) >= total:
+            return
+        study.enqueue_trial(space.config_params(base, method), user_attrs={"from_config": True},
+                            skip_if_exists=True)
 
 
 def check_teacher(study: optuna.Study, teacher: nn.Module, where: str) -> None:
