@@ -23,6 +23,10 @@ from edgedistill.cli.seeds import mean_std, paired_gain
 from edgedistill.cli.tune.report import trials_table
 from record import header, replace_section
 
+# studies run before tune.json named its pruning (commit after 0d7993c) pruned at the median
+MEDIAN_PRUNING = ("Optuna's median pruner stopped a trial behind the median of its epoch, from the first third of "
+                  "the epochs on")
+
 ROOT = Path(__file__).resolve().parent.parent
 ROLES = ("student_scratch", "student_kd")
 
@@ -83,7 +87,7 @@ def section(args, summary: dict, figures: list[dict], wall: float) -> str:
             f"seeds)\n\n{header(wall, 'wall time of this invocation')}"
             f"- budget: {args.trials} trials of {summary['epochs_per_trial']} student epochs each"
             f"{f', no trial started after {args.timeout} s' if args.timeout else ''}; trials' own time summed: "
-            f"{seconds / 60:.0f} min; Optuna's median pruner stops a trial behind the median of its epoch\n"
+            f"{seconds / 60:.0f} min; {summary.get('pruning', MEDIAN_PRUNING)}\n"
             + ("- this invocation ran nothing (--gather): it read the study's tune.json and the confirmation's "
                "confirm/seed_*/metrics.json from --out\n" if args.gather else "")
             + f"- searched: {space}\n- left out: {excluded}\n"

@@ -23,6 +23,7 @@ from edgedistill.errors import UserError
 from edgedistill.cli.tune.space import METHOD_SPACES, MIX, RECIPE_SPACE, Dim, SearchSpace, eligible, recipe_config, \
     space_difference
 from edgedistill.cli.tune.storage import open_storage, optuna_quiet, redacted, sqlite_url
+from edgedistill.cli.tune.study import pruner
 from edgedistill.cli.tune.worker import Worker
 from postgres_server import postgres_server, why_unavailable
 
@@ -140,6 +141,24 @@ def test_the_configs_own_recipe_is_the_studys_params_and_a_setting_out_of_range_
     method, settings = space.sample(study.ask())  # the sampler fills in what the config could not give
     assert method == "dist" and settings["distill.dist.temperature"] == 4.0
     assert 0.5 <= settings["distill.dist.beta"] <= 4.0
+
+
+def test_a_trial_is_pruned_only_in_the_bottom_quarter_and_from_half_its_epochs_on():
+    """Good recipes swap ranks as the rate anneals: a trial just below the median keeps training."""
+    study = optuna.create_study(direction="maximize", pruner=pruner(30))
+    for final in (0.90, 0.91, 0.92, 0.93):
+        done = study.ask()
+        for epoch in range(1, 31):
+            done.report(final, epoch)
+        study.tell(done, final)
+    behind = study.ask()  # below the median (0.915), above the bottom quarter (0.9075)
+    behind.report(0.912, 15)
+    assert not behind.should_prune()
+    weak = study.ask()
+    weak.report(0.80, 14)
+    assert not weak.should_prune()  # before half the epochs
+    weak.report(0.80, 15)
+    assert weak.should_prune()
 
 
 def test_space_difference_names_what_differs():

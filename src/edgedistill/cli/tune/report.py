@@ -10,6 +10,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from edgedistill.atomic import atomic_write_text
+from edgedistill.cli.tune.study import PRUNING
 
 
 def _note(t: FrozenTrial) -> str:
@@ -44,7 +45,7 @@ def study_summary(study: optuna.Study, total: int, storage: str, space: dict, ex
     states = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
     return {"study": study.study_name, "storage": storage, "trials_asked": total, "epochs_per_trial": epochs,
             "states": {k: v for k, v in states.items() if v}, "space": space, "excluded": excluded,
-            "trials": rows, "best": trial_row(best) if best else None, "confirm": None}
+            "trials": rows, "best": trial_row(best) if best else None, "confirm": None, "pruning": PRUNING}
 
 
 def _settings(settings: dict) -> str:
@@ -91,9 +92,8 @@ def tune_markdown(s: dict) -> str:
     parts = [f"# tune: {s['study']}\n",
              f"Storage {s['storage']}. {finished} of {s['trials_asked']} trials finished ({states}). Each trial "
              f"trains the KD student for up to {s['epochs_per_trial']} epochs from the study's one teacher and is "
-             "scored on the validation split, carved from the training split; the test split is not read. A trial "
-             "whose best validation accuracy falls below the median of finished trials at the same epoch is "
-             "pruned there.\n", f"Searched:\n{space}{left}\n", "## Trials\n", trials_table(s["trials"]) + "\n"]
+             "scored on the validation split, carved from the training split; the test split is not read. "
+             f"{s.get('pruning', '')}\n", f"Searched:\n{space}{left}\n", "## Trials\n", trials_table(s["trials"]) + "\n"]
     if s["best"]:
         b = s["best"]
         parts.append(f"## Best recipe\n\nTrial {b['number']}: {b['method']} ({_settings(b['settings'])}), "
