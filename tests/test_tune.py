@@ -210,6 +210,25 @@ def test_two_workers_stop_at_exactly_the_total(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+def test_the_best_recipe_waits_for_the_trials_other_workers_are_still_running(tmp_path):
+    """A worker past its --timeout chooses the best recipe only once the trial another worker started ends."""
+    url, lines = sqlite_url(tmp_path), []
+    with optuna_quiet():
+        storage = open_storage(url, 5)
+        study = optuna.create_study(storage=storage, study_name="s", direction="maximize")
+        study.tell(study.ask(), 0.5)
+        elsewhere = study.ask()
+        storage.record_heartbeat(elsewhere._trial_id)
+        finisher = threading.Timer(1.0, lambda: study.tell(elsewhere, 0.9))
+        finisher.start()
+        Worker(study, quick_objective, 2, 0.1, lambda t: None).settle(lines.append)
+        at_return = storage.get_trial(elsewhere._trial_id).state
+        finisher.join()
+    assert at_return == TrialState.COMPLETE and load(url, "s").best_value == 0.9
+    assert lines == ["waiting for 1 trial(s) other workers are running before choosing the best recipe"]
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 def test_a_trial_whose_worker_stopped_answering_is_retried_once_with_its_recipe(tmp_path):
     url = sqlite_url(tmp_path)
     with optuna_quiet():

@@ -174,13 +174,15 @@ def join_study(url: str, external: bool, out: Path, cfg: ExperimentConfig, name:
 
 
 def run_trials(run: Run, study: optuna.Study, objective: Trials, total: int, timeout_s: float | None,
-               heartbeat_s: int, storage: str, say: Callable[[str], None]) -> tuple[dict, int]:
-    """This worker's share of the study, from the study's one teacher; the study's summary and how many trials
-    this worker finished."""
+               heartbeat_s: int, storage: str, say: Callable[[str], None], settle: bool) -> tuple[dict, int]:
+    """This worker's share of the study, from the study's one teacher; the study's summary (once the other
+    workers' running trials end, when `settle`) and how many trials this worker finished."""
     with optuna_quiet():
         run.trained[Role.TEACHER] = shared_teacher(run, study, say)
         worker = Worker(study, objective, total, heartbeat_s, lambda t: say(trial_line(trial_row(t))))
         worker.run(timeout_s)
+        if settle:
+            worker.settle(say)
         summary = study_summary(study, total, storage, objective.space.describe(), objective.space.excluded,
                                 run.cfg.student.train.epochs)
     return summary, len(worker.ran)
@@ -216,7 +218,7 @@ def tune(config: ExperimentConfig | dict | str | Path | None = None, out_dir: st
     run.run_dir, run.progress, run.tracking = out, progress, tracking
     with tracking.running(out, config_params(cfg), resume=True):  # the workers of a folder share its tracked run
         summary, ran = run_trials(run, study, Trials(run, out, base, space), trials, timeout_s,
-                                  heartbeat_s, redacted(url), say)
+                                  heartbeat_s, redacted(url), say, settle=seeds > 0)
         write_report(out, summary)
         tracking.log_metrics(best_metrics(summary))
         result = None

@@ -80,6 +80,21 @@ class Worker:
                 continue  # another worker took this one's trial for dead (no heartbeat in time) and queued it again
             self.check_failures()
 
+    def settle(self, say: Callable[[str], None]) -> None:
+        """Wait for the trials other workers still run (started within their budget, so the study's to judge), so
+        that the best recipe is chosen from all of them; a dead worker's trial is failed once its heartbeat is
+        stale."""
+        told = False
+        while True:
+            optuna.storages.fail_stale_trials(self.study)
+            running = count(self.study, (TrialState.RUNNING,))
+            if not running:
+                return
+            if not told:
+                say(f"waiting for {running} trial(s) other workers are running before choosing the best recipe")
+                told = True
+            time.sleep(self.poll_s)
+
     def check_failures(self) -> None:
         """A worker whose last trials all failed stops, naming the failure, instead of failing forever."""
         last = self.ran[-MAX_FAILED_IN_A_ROW:]
