@@ -209,21 +209,43 @@ def test_two_workers_stop_at_exactly_the_total(tmp_path):
     assert all(t.state in FINISHED or t.user_attrs.get("surplus") for t in trials)
 
 
+def test_a_recipe_two_workers_queued_at_once_runs_once(tmp_path):
+    """skip_if_exists is not atomic across machines: the second copy is failed as surplus, not run."""
+    url = sqlite_url(tmp_path)
+    with optuna_quiet():
+        study = optuna.create_study(storage=open_storage(url, 1), study_name="s", direction="maximize")
+        for _ in range(2):
+            study.enqueue_trial({"x": 0.25}, user_attrs={"from_config": True})
+        Worker(study, quick_objective, 3, 0.1, lambda t: None).run(60)
+    trials = load(url, "s").trials
+    finished = [t for t in trials if t.state in FINISHED]
+    assert len(finished) == 3 and sum(t.params["x"] == 0.25 for t in finished) == 1
+    assert trials[1].state == TrialState.FAIL and trials[1].user_attrs["copy_of"] == 0
+
+
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 def test_the_best_recipe_waits_for_the_trials_other_workers_are_still_running(tmp_path):
     """A worker past its --timeout chooses the best recipe only once the trial another worker started ends."""
     url, lines = sqlite_url(tmp_path), []
     with optuna_quiet():
-        storage = open_storage(url, 5)
+        storage = open_storage(url, 20)  # a trial goes stale only after 40 s
         study = optuna.create_study(storage=storage, study_name="s", direction="maximize")
         study.tell(study.ask(), 0.5)
         elsewhere = study.ask()
         storage.record_heartbeat(elsewhere._trial_id)
-        finisher = threading.Timer(1.0, lambda: study.tell(elsewhere, 0.9))
+        def finish_and_start_another() -> None:
+            study.tell(elsewhere, 0.9)
+            storage.record_heartbeat(study.ask()._trial_id)  # that worker's next trial, after the budget
+
+        finisher = threading.Timer(1.0, finish_and_start_another)
         finisher.start()
-        Worker(study, quick_objective, 2, 0.1, lambda t: None).settle(lines.append)
+        settling = threading.Thread(target=Worker(study, quick_objective, 9, 0.1, lambda t: None).settle,
+                                    args=(lines.append,), daemon=True)
+        settling.start()
+        settling.join(15)
         at_return = storage.get_trial(elsewhere._trial_id).state
         finisher.join()
+    assert not settling.is_alive(), "settle waited for a trial started after it began"
     assert at_return == TrialState.COMPLETE and load(url, "s").best_value == 0.9
     assert lines == ["waiting for 1 trial(s) other workers are running before choosing the best recipe"]
 
@@ -351,6 +373,8 @@ def test_two_processes_on_two_folders_share_one_postgres_study(tmp_path, postgre
     assert len(finished) == 7
     assert len({t.user_attrs["worker"] for t in finished}) == 3, "the first run and both workers ran trials"
     assert not (tmp_path / "b" / "logs" / "teacher.jsonl").exists(), "the second folder trained no teacher"
+    queued = [t.params["method"] for t in finished if t.user_attrs.get("from_config")]
+    assert sorted(queued) == ["dist", "kd", "nkd"], "each method's config recipe ran once"
 
 
 def test_a_worker_without_the_studys_teacher_is_refused(tmp_path, postgres_url):

@@ -17,7 +17,9 @@ def _note(t: FrozenTrial) -> str:
     notes = ["the config's own recipe"] if t.user_attrs.get("from_config") else []
     if t.system_attrs.get("retry_history"):
         notes.append(f"retry of #{t.system_attrs['retry_history'][-1]} (its worker died)")
-    if t.user_attrs.get("surplus"):
+    if "copy_of" in t.user_attrs:
+        notes.append(f"not run: a second copy of trial #{t.user_attrs['copy_of']}'s queued recipe")
+    elif t.user_attrs.get("surplus"):
         notes.append("surplus: started when the study already had its total")
     elif t.user_attrs.get("error"):
         notes.append(t.user_attrs["error"].split(";")[0])

@@ -40,6 +40,18 @@ def is_surplus(study: optuna.Study, trial: optuna.Trial, total: int) -> bool:
     return sum(t.number < trial.number for t in study.get_trials(deepcopy=False, states=CLAIMED)) >= total
 
 
+def copy_of(study: optuna.Study, trial: optuna.Trial) -> int | None:
+    """The earlier trial holding the same queued recipe, when two workers queued it at once (Optuna's
+    skip_if_exists is not atomic across machines); a retry of a dead worker's trial is not a copy."""
+    trials = study.get_trials(deepcopy=False)
+    mine = next(t for t in trials if t.number == trial.number)
+    queued = mine.system_attrs.get("fixed_params")
+    if not queued or "failed_trial" in mine.system_attrs:
+        return None
+    return next((t.number for t in trials if t.number < trial.number and "failed_trial" not in t.system_attrs
+                 and t.system_attrs.get("fixed_params") == queued), None)
+
+
 @dataclass
 class Worker:
     """Runs `objective` trial by trial, telling `say` of each one this worker finishes."""
@@ -56,6 +68,11 @@ class Worker:
         if is_surplus(self.study, trial, self.total):
             trial.set_user_attr("surplus", True)
             raise SurplusTrial(f"the study already had {self.total} trials")
+        earlier = copy_of(self.study, trial)
+        if earlier is not None:
+            trial.set_user_attr("surplus", True)
+            trial.set_user_attr("copy_of", earlier)
+            raise SurplusTrial(f"trial {earlier} holds the same queued recipe")
         return self.objective(trial)
 
     def finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -81,17 +98,20 @@ class Worker:
             self.check_failures()
 
     def settle(self, say: Callable[[str], None]) -> None:
-        """Wait for the trials other workers still run (started within their budget, so the study's to judge), so
-        that the best recipe is chosen from all of them; a dead worker's trial is failed once its heartbeat is
-        stale."""
+        """Wait for the trials other workers are running now (started within their budget, so the study's to
+        judge), not for those they start later, so that the best recipe is chosen from all of them; a dead worker's
+        trial is failed once its heartbeat is stale."""
+        started = {t.number for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
         told = False
         while True:
             optuna.storages.fail_stale_trials(self.study)
-            running = count(self.study, (TrialState.RUNNING,))
+            running = started & {t.number for t in self.study.get_trials(deepcopy=False,
+                                                                          states=(TrialState.RUNNING,))}
             if not running:
                 return
             if not told:
-                say(f"waiting for {running} trial(s) other workers are running before choosing the best recipe")
+                say(f"waiting for {len(running)} trial(s) other workers are running before choosing the best "
+                    "recipe")
                 told = True
             time.sleep(self.poll_s)
 
