@@ -318,8 +318,10 @@ def test_tuning_never_reads_the_test_split(tmp_path, monkeypatch):
 @pytest.mark.slow  # worker processes (start_cli)
 def test_two_processes_share_one_sqlite_study_and_the_best_recipe_is_confirmed(tmp_path):
     """Two `tune` processes in one folder: one trains the teacher while the other waits, both run trials until
-    the study holds exactly --trials, one runs the best recipe against scratch over seeds, tune.md has it all."""
-    cfg, out = write_config(tmp_path, base_config(1000, 3, 12)), tmp_path / "study"
+    the study holds exactly --trials, one runs the best recipe against scratch over seeds, tune.md has it all.
+    Trials of 10 epochs on 3,000 rows, about 2 s each: with half-second ones the first worker once finished all 6
+    under load before the second had loaded the teacher."""
+    cfg, out = write_config(tmp_path, base_config(3000, 10, 40)), tmp_path / "study"
     args = ("tune", str(cfg), "--out", str(out), "--trials", "6", "--methods", "kd,dist,nkd,mvkd",
             "--heartbeat", "2", "--seeds", "2")
     procs = [start_cli(*args) for _ in range(2)]
