@@ -3,8 +3,8 @@
 A study folder holds the study (SQLite, unless --storage names a database), the one teacher every trial distils
 from (trained under a lock by the first worker, loaded by the others), trials/<number>/ and tune.md. Each `tune`
 process is one worker; several, on one machine or many (a shared database), run trials of one study until it holds
---trials finished ones, starting from the config's own recipe for each method. The test split is not read until the best recipe and the scratch control run over --seeds,
-with the noise verdict of `edgedistill run --seeds`.
+--trials finished ones, starting from the config's own recipe for each method. The test split is not read until
+the best recipe and the scratch control run over --seeds, with the noise verdict of `edgedistill run --seeds`.
 """
 from __future__ import annotations
 

@@ -95,7 +95,8 @@ def tune_markdown(s: dict) -> str:
              f"Storage {s['storage']}. {finished} of {s['trials_asked']} trials finished ({states}). Each trial "
              f"trains the KD student for up to {s['epochs_per_trial']} epochs from the study's one teacher and is "
              "scored on the validation split, carved from the training split; the test split is not read. "
-             f"{s.get('pruning', '')}\n", f"Searched:\n{space}{left}\n", "## Trials\n", trials_table(s["trials"]) + "\n"]
+             f"{s.get('pruning', '')}\n", f"Searched:\n{space}{left}\n", "## Trials\n",
+             trials_table(s["trials"]) + "\n"]
     if s["best"]:
         b = s["best"]
         parts.append(f"## Best recipe\n\nTrial {b['number']}: {b['method']} ({_settings(b['settings'])}), "
