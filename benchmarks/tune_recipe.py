@@ -23,7 +23,7 @@ from edgedistill.cli.seeds import mean_std, paired_gain
 from edgedistill.cli.tune.report import trials_table
 from record import header, replace_section
 
-# studies run before tune.json named its pruning (commit after 0d7993c) pruned at the median
+# what studies run before tune.json named its pruning (before commit 4096f74) pruned with
 MEDIAN_PRUNING = ("Optuna's median pruner stopped a trial behind the median of its epoch, from the first third of "
                   "the epochs on")
 
