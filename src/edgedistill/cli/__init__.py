@@ -45,6 +45,11 @@ def _tune_arguments(t: argparse.ArgumentParser) -> None:
     t.add_argument("--study-name", help="the study's name in the database (default: the config's name)")
     t.add_argument("--seeds", type=int, default=3, metavar="N",
                    help="then run the best recipe and scratch over N seeds on the test split (0: tune only)")
+    t.add_argument("--rescore", type=int, default=0, metavar="K",
+                   help="train the best K trials again on more seeds and choose the best mean validation accuracy, "
+                   "when the best few lie within one seed's noise (default 0: choose on the trials' own seed)")
+    t.add_argument("--rescore-seeds", type=int, default=2, metavar="N",
+                   help="more seeds per trial --rescore trains (default 2)")
     t.add_argument("--methods", metavar="A,B", help="search only these methods (default: every one that fits)")
     t.add_argument("--mix", metavar="A,B", help="search only these batch mixes, of none, mixup and cutmix (default: "
                    "every one the data allows); a mixed recipe runs its teacher live, which is slow on a CPU")
@@ -188,7 +193,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     mixes = [m.strip() for m in args.mix.split(",") if m.strip()] if args.mix else None
     say = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
     result = tune(args.config, args.out, args.overrides, args.trials, args.timeout, args.storage, args.study_name,
-                  args.seeds, methods, args.heartbeat, progress=not args.quiet, say=say, mixes=mixes)
+                  args.seeds, methods, args.heartbeat, progress=not args.quiet, say=say, mixes=mixes,
+                  rescore=args.rescore, rescore_seeds=args.rescore_seeds)
     print(f"\n{best_line(result.summary)}; this worker ran {result.ran}")
     if result.seeds:
         print(f"\n{result.seeds.table}")

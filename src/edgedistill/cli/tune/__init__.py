@@ -3,8 +3,9 @@
 A study folder holds the study (SQLite, unless --storage names a database), the one teacher every trial distils
 from (trained under a lock by the first worker, loaded by the others), trials/<number>/ and tune.md. Each `tune`
 process is one worker; several, on one machine or many (a shared database), run trials of one study until it holds
---trials finished ones, starting from the config's own recipe for each method. The test split is not read until
-the best recipe and the scratch control run over --seeds, with the noise verdict of `edgedistill run --seeds`.
+--trials finished ones, starting from the config's own recipe for each method. With --rescore K the best K trials
+train again on more seeds and the best mean is chosen (rescore.py). The test split is not read until the chosen
+recipe and the scratch control run over --seeds, with the noise verdict of `edgedistill run --seeds`.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from edgedistill import distributed
 from edgedistill.atomic import atomic_write_text
 from edgedistill.cli.seeds import SeedsResult, check_seed_count, run_seeds, seeds_table
 from edgedistill.cli.tune.report import study_summary, trial_line, trial_row, write_report
+from edgedistill.cli.tune.rescore import Unit, check_rescore, rescored
 from edgedistill.cli.tune.space import SearchSpace, recipe_config
 from edgedistill.cli.tune.storage import open_storage, optuna_quiet, redacted, sqlite_url
 from edgedistill.cli.tune.study import (check_teacher, fixed_config, open_study, start_from_config,
@@ -198,11 +200,14 @@ def tune(config: ExperimentConfig | dict | str | Path | None = None, out_dir: st
          overrides: list[str] | None = None, trials: int = 20, timeout_s: float | None = None,
          storage: str | None = None, study_name: str | None = None, seeds: int = 3,
          methods: list[str] | None = None, heartbeat_s: int = 20, progress: bool = True,
-         say: Callable[[str], None] = lambda line: None, mixes: list[str] | None = None) -> TuneResult:
-    """Run this worker's trials of the study; then, with seeds >= 2, the best recipe against scratch."""
+         say: Callable[[str], None] = lambda line: None, mixes: list[str] | None = None, rescore: int = 0,
+         rescore_seeds: int = 2) -> TuneResult:
+    """Run this worker's trials of the study; with rescore, the best few again on more seeds; then, with seeds
+    >= 2, the chosen recipe against scratch."""
     check_arguments(trials, seeds, timeout_s, heartbeat_s)
     cfg = resolve_config(config, overrides)
     check_config(cfg)
+    check_rescore(rescore, rescore_seeds, cfg.seed)
     if seeds:  # checked before the study, not after its trials
         check_seed_count(seeds, cfg.seed)
     out, name = Path(out_dir) if out_dir else Path("runs") / f"{cfg.name}-tune", study_name or cfg.name
@@ -217,8 +222,16 @@ def tune(config: ExperimentConfig | dict | str | Path | None = None, out_dir: st
                            fixed_config(cfg, space, run.data), heartbeat_s, trials)
     run.run_dir, run.progress, run.tracking = out, progress, tracking
     with tracking.running(out, config_params(cfg), resume=True):  # the workers of a folder share its tracked run
-        summary, ran = run_trials(run, study, Trials(run, out, base, space), trials, timeout_s,
-                                  heartbeat_s, redacted(url), say, settle=seeds > 0)
+        objective = Trials(run, out, base, space)
+        summary, ran = run_trials(run, study, objective, trials, timeout_s, heartbeat_s, redacted(url), say,
+                                  settle=seeds > 0 or rescore > 0)
+        if rescore and summary["best"]:
+            def at_seed(unit: Unit) -> float:
+                row = next(r for r in summary["trials"] if r["number"] == unit.trial)
+                return objective.at_seed(row["method"], row["settings"], unit.seed, out / "rescore" / unit.folder)
+
+            with optuna_quiet():
+                summary = rescored(summary, study, rescore, rescore_seeds, cfg.seed, at_seed, out, say)
         write_report(out, summary)
         tracking.log_metrics(best_metrics(summary))
         result = None

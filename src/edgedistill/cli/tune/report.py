@@ -74,6 +74,25 @@ def trial_line(r: dict) -> str:
     return f"trial {r['number']}: {r['state']}{pruned}, {r['method']} ({_settings(r['settings'])}){acc}{note}"
 
 
+def rescore_table(r: dict) -> str:
+    """The best trials at each seed they trained on, and their mean (`tune --rescore`)."""
+    head = " | ".join(f"seed {seed}" for seed in r["seeds"])
+    lines = [f"| trial | method | settings | {head} | mean ± std |", "|---" * (len(r["seeds"]) + 4) + "|"]
+    for row in r["rows"]:
+        accs = " | ".join(f"{100 * a:.2f}%" for a in row["val_accuracies"])
+        mark = " (chosen)" if row["number"] == r["chosen"] else ""
+        lines.append(f"| {row['number']}{mark} | {row['method']} | {_settings(row['settings'])} | {accs} | "
+                     f"{100 * row['mean']:.2f}% ± {100 * row['std']:.2f} |")
+    return "\n".join(lines)
+
+
+def chosen_text(s: dict) -> str:
+    b, r = s["best"], s.get("rescore")
+    how = (f"mean validation accuracy {100 * next(x['mean'] for x in r['rows'] if x['number'] == b['number']):.2f}% "
+           f"over {len(r['seeds'])} seeds" if r else f"validation accuracy {100 * b['val_accuracy']:.2f}%")
+    return f"trial {b['number']}, {b['method']} ({_settings(b['settings'])}), {how}"
+
+
 def best_line(s: dict) -> str:
     finished = s["states"].get("complete", 0) + s["states"].get("pruned", 0)
     states = ", ".join(f"{n} {k}" for k, n in s["states"].items())
@@ -81,8 +100,7 @@ def best_line(s: dict) -> str:
     b = s["best"]
     if not b:
         return head + "; no trial completed"
-    return (f"{head}; best on validation: trial {b['number']}, {b['method']} ({_settings(b['settings'])}), "
-            f"{100 * b['val_accuracy']:.2f}%")
+    return f"{head}; best on validation: {chosen_text(s)}"
 
 
 def tune_markdown(s: dict) -> str:
@@ -97,10 +115,13 @@ def tune_markdown(s: dict) -> str:
              "scored on the validation split, carved from the training split; the test split is not read. "
              f"{s.get('pruning', '')}\n", f"Searched:\n{space}{left}\n", "## Trials\n",
              trials_table(s["trials"]) + "\n"]
+    if s.get("rescore"):
+        r = s["rescore"]
+        parts.append(f"## The best {len(r['rows'])} trials on {len(r['seeds'])} seeds (validation split)\n\n"
+                     f"Each trained again at seeds {', '.join(map(str, r['seeds'][1:]))}, on the same split, teacher "
+                     f"and validation rows; the best mean is chosen.\n\n{rescore_table(r)}\n")
     if s["best"]:
-        b = s["best"]
-        parts.append(f"## Best recipe\n\nTrial {b['number']}: {b['method']} ({_settings(b['settings'])}), "
-                     f"validation accuracy {100 * b['val_accuracy']:.2f}%.\n")
+        parts.append(f"## Best recipe\n\n{chosen_text(s)[0].upper()}{chosen_text(s)[1:]}.\n")
     if s["confirm"]:
         c = s["confirm"]
         parts.append(f"## The best recipe against scratch over {len(c['summary']['seeds'])} seeds (test split)\n\n"
@@ -115,6 +136,9 @@ def tune_html(s: dict) -> str:
     body = [f"<h1>edgedistill tune: {html.escape(s['study'])}</h1>",
             f"<p>{html.escape(best_line(s))}</p>", "<h2>Trials (validation split)</h2>",
             md_table_to_html(trials_table(s["trials"]))]
+    if s.get("rescore"):
+        body += [f"<h2>The best {len(s['rescore']['rows'])} trials on {len(s['rescore']['seeds'])} seeds "
+                 "(validation split)</h2>", md_table_to_html(rescore_table(s["rescore"]))]
     if s["confirm"]:
         c, seed = s["confirm"], s["confirm"]["summary"]["seeds"][0]
         body += [f"<h2>The best recipe against scratch over {len(c['summary']['seeds'])} seeds (test split)</h2>",

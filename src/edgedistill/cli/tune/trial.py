@@ -141,6 +141,19 @@ class Trials:
         trial.set_user_attr("best_epoch", result.best_epoch)
         return result.best_val_accuracy
 
+    def at_seed(self, method: str, settings: dict, seed: int, folder: Path) -> float:
+        """A trial's recipe trained to its last epoch at another seed (another student init, batch order and bank
+        of views), on the same split, teacher and validation rows; its best validation accuracy."""
+        raw = recipe_config(self.base, method, settings) | {"seed": seed}
+        raw["data"]["split_seed"] = self.run.cfg.seed if self.run.cfg.data.split_seed is None \
+            else self.run.cfg.data.split_seed
+        cfg = validate_config(raw, f"{folder.name}")
+        run = replace(self.run, cfg=cfg, run_dir=folder, progress=False, records={}, test_logits={},
+                      tracking=Tracking())
+        result = train_recipe(run, self.out)
+        shutil.rmtree(folder / STATE_DIR, ignore_errors=True)
+        return result.best_val_accuracy
+
 
 @contextlib.contextmanager
 def tracked_trial(study: Tracking, trial: optuna.Trial, run: Run) -> Iterator[Tracking]:
@@ -164,7 +177,7 @@ def tracked_trial(study: Tracking, trial: optuna.Trial, run: Run) -> Iterator[Tr
         child.close(status)
 
 
-def train_recipe(run: Run, out: Path, report: Callback) -> TrainResult:
+def train_recipe(run: Run, out: Path, report: Callback | None = None) -> TrainResult:
     """The KD student of the recipe in run.cfg, as the pipeline trains it, from the shared teacher."""
     cfg = run.cfg
     student = build_model(cfg.student, Side.STUDENT, run.data, cfg.seed + 1)
@@ -178,13 +191,14 @@ def train_recipe(run: Run, out: Path, report: Callback) -> TrainResult:
     if cache is None and method.teacher_taps:  # a pruned trial leaves its tap hooks on the teacher it used
         teacher = copy.deepcopy(teacher)
     return train_role(run, Role.STUDENT_KD, student, cfg.student, method, teacher=teacher, cache=cache,
-                      callbacks=[report])
+                      callbacks=[report] if report else [])
 
 
 def shared_cache(run: Run, out: Path, method: Method) -> TeacherCache | None:
-    """The teacher's outputs on the cached views, built once per set of taps in the study folder (under a lock,
-    so two workers never write one bank) and read by every trial that needs them."""
-    taps = json.dumps([method.teacher_taps, method.tap_shapes])
+    """The teacher's outputs on the cached views, built once per set of taps and seed (the views are drawn from
+    the seed) in the study folder, under a lock so two workers never write one bank, and read by every trial that
+    needs them."""
+    taps = json.dumps([method.teacher_taps, method.tap_shapes, run.cfg.seed])
     folder = out / "banks" / hashlib.sha256(taps.encode()).hexdigest()[:12]
     with FileLock(str(out / ".banks.lock")):
         return teacher_cache(replace(run, run_dir=folder), method)

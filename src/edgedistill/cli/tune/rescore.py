@@ -1,0 +1,120 @@
+"""Choosing the best recipe on more than one seed (`tune --rescore K`).
+
+A trial is scored on one seed's validation, and the best few recipes of a study often lie closer together than
+one recipe's validation moves from seed to seed (docs/benchmarks.md, fashion_mnist_tune_30_w64_p25: five complete
+trials within 0.43 points, while the scratch control's validation varies by 0.28 over seeds). So the top K complete
+trials each train again on `--rescore-seeds` more seeds, on the same split, teacher and validation rows, and the
+best mean validation accuracy is chosen. The extra seeds lie past every seed `--seeds` can confirm on, so the
+confirmation's other seeds are students that played no part in the choice.
+
+Each (trial, seed) is one unit, trained in rescore/<trial>-seed<s>/. Workers of one folder share the units out
+by a lock per unit; a unit whose worker died is run by the next one that finds its lock free (it resumes from
+its last epoch). Results are stored in the study, so workers in other folders of one database see them.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import optuna
+from filelock import FileLock, Timeout
+
+from edgedistill.cli.seeds import MAX_SEEDS
+from edgedistill.config import SEED_MAX
+from edgedistill.errors import UserError
+
+MAX_RESCORE_SEEDS = 10
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One complete trial's recipe at one more seed."""
+
+    trial: int
+    seed: int
+
+    @property
+    def key(self) -> str:  # the study's user attribute holding its validation accuracy
+        return f"rescore {self.trial} seed {self.seed}"
+
+    @property
+    def folder(self) -> str:
+        return f"{self.trial:04d}-seed{self.seed}"
+
+
+def extra_seeds(seed: int, n: int) -> list[int]:
+    """Seeds past every one `--seeds` can confirm on (seed .. seed + MAX_SEEDS - 1)."""
+    return [seed + MAX_SEEDS + i for i in range(n)]
+
+
+def check_rescore(top: int, n: int, seed: int) -> None:
+    if top == 1 or top < 0:
+        raise UserError(f"--rescore {top}: give 0 (choose on the trials' own seed) or the number of best trials, "
+                        "at least 2, to train again on more seeds")
+    if top and not 1 <= n <= MAX_RESCORE_SEEDS:
+        raise UserError(f"--rescore-seeds {n}: give 1 to {MAX_RESCORE_SEEDS} more seeds per trial")
+    if top and extra_seeds(seed, n)[-1] > SEED_MAX:
+        raise UserError(f"--rescore-seeds {n}: the extra seeds start at seed + {MAX_SEEDS} and pass {SEED_MAX}; "
+                        "lower seed")
+
+
+def top_trials(rows: list[dict], k: int) -> list[dict]:
+    """The k complete trials of best validation accuracy (the earlier trial first on a tie)."""
+    complete = [r for r in rows if r["state"] == "complete"]
+    return sorted(complete, key=lambda r: (-r["val_accuracy"], r["number"]))[:k]
+
+
+def run_units(units: list[Unit], study: optuna.Study, train: Callable[[Unit], float], locks: Path,
+              say: Callable[[str], None]) -> None:
+    """Train every unit the study has no result for: first those no other worker here holds, then each one still
+    held, once its worker finishes it or dies."""
+    locks.mkdir(parents=True, exist_ok=True)
+
+    def attempt(unit: Unit, wait: bool) -> None:
+        lock = FileLock(str(locks / f".{unit.folder}.lock"))
+        try:
+            lock.acquire(timeout=-1 if wait else 0)
+        except Timeout:
+            return
+        try:
+            if unit.key not in study.user_attrs:  # read again under the lock: another worker may have finished it
+                accuracy = train(unit)
+                study.set_user_attr(unit.key, accuracy)
+                say(f"trial {unit.trial} at seed {unit.seed}: validation {100 * accuracy:.2f}%")
+        finally:
+            lock.release()
+
+    for wait in (False, True):
+        for unit in units:
+            if unit.key not in study.user_attrs:
+                attempt(unit, wait)
+
+
+def choose(study: optuna.Study, candidates: list[dict], seed: int, seeds: list[int]) -> dict:
+    """Each candidate's validation accuracy at its trial's seed and at the extra seeds, and the best mean (the
+    better single-seed trial first on a tie)."""
+    attrs = study.user_attrs
+    rows = []
+    for c in candidates:
+        accuracies = [c["val_accuracy"]] + [attrs[Unit(c["number"], s).key] for s in seeds]
+        rows.append({"number": c["number"], "method": c["method"], "settings": c["settings"],
+                     "val_accuracies": accuracies, "mean": statistics.fmean(accuracies),
+                     "std": statistics.stdev(accuracies)})
+    chosen = max(rows, key=lambda r: r["mean"])  # max keeps the first of equals: candidates are best-first
+    return {"seeds": [seed, *seeds], "rows": rows, "chosen": chosen["number"]}
+
+
+def rescored(summary: dict, study: optuna.Study, top: int, n: int, seed: int, train: Callable[[Unit], float],
+             out: Path, say: Callable[[str], None]) -> dict:
+    """The summary with the best `top` trials rescored over `n` more seeds and the best mean as its best."""
+    candidates = top_trials(summary["trials"], top)
+    if len(candidates) < 2:
+        return summary
+    seeds = extra_seeds(seed, n)
+    say(f"training the best {len(candidates)} trials again on {n} more seed(s) before choosing")
+    run_units([Unit(c["number"], s) for c in candidates for s in seeds], study, train, out / "rescore", say)
+    result = choose(study, candidates, seed, seeds)
+    best = next(r for r in summary["trials"] if r["number"] == result["chosen"])
+    return summary | {"rescore": result, "best": best}

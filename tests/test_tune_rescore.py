@@ -1,0 +1,100 @@
+"""`edgedistill tune --rescore K`: the best K trials trained again on more seeds, the best mean chosen and
+confirmed, units shared out between workers of one folder, and bad input."""
+from __future__ import annotations
+
+import json
+import threading
+
+import optuna
+import pytest
+
+from conftest import run_cli
+from edgedistill.cli.tune.rescore import Unit, choose, extra_seeds, run_units, top_trials
+from edgedistill.cli.tune.storage import open_storage, optuna_quiet, sqlite_url
+from test_tune import assert_one_line_error, base_config, write_config
+
+
+def row(number: int, accuracy: float | None, state: str = "complete") -> dict:
+    return {"number": number, "state": state, "method": "kd", "settings": {}, "val_accuracy": accuracy}
+
+
+def test_the_top_trials_are_the_complete_ones_best_first_and_the_earlier_on_a_tie():
+    rows = [row(0, 0.90), row(1, 0.95, "pruned"), row(2, 0.92), row(3, 0.92), row(4, None, "fail"), row(5, 0.91)]
+    assert [r["number"] for r in top_trials(rows, 3)] == [2, 3, 5]
+
+
+def test_the_best_mean_over_seeds_wins_over_the_best_single_seed(tmp_path):
+    """Trial 0 led on its own seed by luck; trial 1 is better on average and is chosen."""
+    with optuna_quiet():
+        study = optuna.create_study(storage=open_storage(sqlite_url(tmp_path), 1), study_name="s")
+        seeds = extra_seeds(0, 2)
+        for number, accuracies in ((0, (0.88, 0.89)), (1, (0.92, 0.91))):
+            for seed, accuracy in zip(seeds, accuracies):
+                study.set_user_attr(Unit(number, seed).key, accuracy)
+        result = choose(study, [row(0, 0.93), row(1, 0.92)], 0, seeds)
+    assert seeds == [1000, 1001], "past every seed --seeds can confirm on"
+    assert result["chosen"] == 1 and result["seeds"] == [0, 1000, 1001]
+    assert [round(r["mean"], 4) for r in result["rows"]] == [0.9, 0.9167]
+
+
+def test_two_workers_of_one_folder_train_each_unit_once(tmp_path):
+    url, trained, lock = sqlite_url(tmp_path), [], threading.Lock()
+    units = [Unit(t, s) for t in (3, 7) for s in (1000, 1001)]
+    with optuna_quiet():
+        optuna.create_study(storage=open_storage(url, 1), study_name="s")
+
+        def train(unit: Unit) -> float:
+            with lock:
+                trained.append(unit)
+            threading.Event().wait(0.2)
+            return 0.5 + unit.trial / 100
+
+        def work() -> None:
+            study = optuna.load_study(study_name="s", storage=open_storage(url, 1))
+            run_units(units, study, train, tmp_path / "rescore", lambda line: None)
+
+        workers = [threading.Thread(target=work) for _ in range(2)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(30)
+        attrs = optuna.load_study(study_name="s", storage=url).user_attrs
+    assert sorted(trained, key=lambda u: (u.trial, u.seed)) == units, "each unit trained once"
+    assert all(attrs[u.key] == 0.5 + u.trial / 100 for u in units), "every worker sees every result"
+
+
+@pytest.mark.slow  # trains 3 trials, 4 rescoring runs and the confirmation
+def test_rescore_chooses_on_the_mean_and_confirms_that_recipe(tmp_path):
+    cfg, out = write_config(tmp_path, base_config()), tmp_path / "study"
+    proc = run_cli("tune", str(cfg), "--out", str(out), "--trials", "3", "--methods", "kd,dist", "--rescore", "2",
+                   "--rescore-seeds", "2", "--seeds", "2", "--quiet")
+    assert proc.returncode in (0, 3), proc.stderr  # 3: the tiny student misses its device, as any tiny run may
+    summary = json.loads((out / "tune.json").read_text())
+    r = summary["rescore"]
+    assert r["seeds"] == [0, 1000, 1001] and len(r["rows"]) == 2
+    means = {x["number"]: x["mean"] for x in r["rows"]}
+    assert r["chosen"] == max(means, key=means.get) == summary["best"]["number"]
+    for x in r["rows"]:
+        assert x["val_accuracies"][0] == next(t["val_accuracy"] for t in summary["trials"]
+                                              if t["number"] == x["number"])
+        for seed in (1000, 1001):
+            assert (out / "rescore" / Unit(x["number"], seed).folder / "student_kd.pt").is_file()
+    assert len(list((out / "banks").iterdir())) >= 3, "a bank of views per seed (kd's trials share the first)"
+    confirmed = json.loads((out / "confirm" / "seed_0" / "metrics.json").read_text())["config"]["distill"]
+    assert confirmed["method"] == summary["best"]["method"]
+    md = (out / "tune.md").read_text()
+    assert "on 3 seeds (validation split)" in md and "(chosen)" in md and "seed 1001" in md
+    assert "over 3 seeds" in proc.stdout
+    assert "on 3 seeds" in (out / "tune.html").read_text()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("--rescore", "1"), "--rescore 1: give 0"),
+    (("--rescore", "2", "--rescore-seeds", "0"), "--rescore-seeds 0: give 1 to 10"),
+    (("--rescore", "2", "--set", "seed=4294967000"), "--rescore-seeds 2: the extra seeds start at seed + 1000"),
+])
+def test_bad_rescore_arguments_are_one_line(tmp_path, args, fragment):
+    proc = run_cli("tune", str(write_config(tmp_path, base_config())), "--out", str(tmp_path / "s"), "--quiet",
+                   "--seeds", "0", *args)
+    assert_one_line_error(proc, fragment)
+    assert not (tmp_path / "s").exists()
