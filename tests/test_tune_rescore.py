@@ -98,3 +98,26 @@ def test_bad_rescore_arguments_are_one_line(tmp_path, args, fragment):
                    "--seeds", "0", *args)
     assert_one_line_error(proc, fragment)
     assert not (tmp_path / "s").exists()
+
+
+def test_a_unit_whose_worker_died_holding_it_is_run_by_the_next(tmp_path):
+    """The other worker's process holds the unit's lock, then is killed: this worker runs it (after the free one)."""
+    import subprocess
+    import sys
+
+    url, trained = sqlite_url(tmp_path), []
+    units = [Unit(1, 1000), Unit(1, 1001)]
+    locks = tmp_path / "rescore"
+    locks.mkdir()
+    held = locks / f".{units[0].folder}.lock"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from filelock import FileLock; "
+                               f"lock = FileLock({str(held)!r}); lock.acquire(); print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    threading.Timer(1.0, holder.kill).start()
+    with optuna_quiet():
+        study = optuna.create_study(storage=open_storage(url, 1), study_name="s")
+        run_units(units, study, lambda u: trained.append(u) or 0.9, locks, lambda line: None)
+    holder.wait(10)
+    assert trained == [units[1], units[0]], "the free unit first, then the dead worker's"
+    assert all(u.key in study.user_attrs for u in units)

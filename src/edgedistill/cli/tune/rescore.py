@@ -9,7 +9,8 @@ confirmation's other seeds are students that played no part in the choice.
 
 Each (trial, seed) is one unit, trained in rescore/<trial>-seed<s>/. Workers of one folder share the units out
 by a lock per unit; a unit whose worker died is run by the next one that finds its lock free (it resumes from
-its last epoch). Results are stored in the study, so workers in other folders of one database see them.
+its last epoch). Results are stored in the study, so workers in other folders of one database see them (a unit
+that two folders start at once runs in both; the later result is kept).
 """
 from __future__ import annotations
 

@@ -143,16 +143,20 @@ class Trials:
 
     def at_seed(self, method: str, settings: dict, seed: int, folder: Path) -> float:
         """A trial's recipe trained to its last epoch at another seed (another student init, batch order and bank
-        of views), on the same split, teacher and validation rows; its best validation accuracy."""
+        of views), on the same split, teacher and validation rows; its best validation accuracy, 0 where it
+        diverged (a recipe that diverges at one seed is not the one to choose)."""
         raw = recipe_config(self.base, method, settings) | {"seed": seed}
         raw["data"]["split_seed"] = self.run.cfg.seed if self.run.cfg.data.split_seed is None \
             else self.run.cfg.data.split_seed
-        cfg = validate_config(raw, f"{folder.name}")
+        cfg = validate_config(raw, folder.name)
         run = replace(self.run, cfg=cfg, run_dir=folder, progress=False, records={}, test_logits={},
                       tracking=Tracking())
-        result = train_recipe(run, self.out)
-        shutil.rmtree(folder / STATE_DIR, ignore_errors=True)
-        return result.best_val_accuracy
+        try:
+            accuracy = train_recipe(run, self.out).best_val_accuracy
+        except FloatingPointError:
+            accuracy = 0.0
+        shutil.rmtree(folder / STATE_DIR, ignore_errors=True)  # kept when interrupted: the next worker resumes it
+        return accuracy
 
 
 @contextlib.contextmanager
@@ -196,9 +200,10 @@ def train_recipe(run: Run, out: Path, report: Callback | None = None) -> TrainRe
 
 def shared_cache(run: Run, out: Path, method: Method) -> TeacherCache | None:
     """The teacher's outputs on the cached views, built once per set of taps and seed (the views are drawn from
-    the seed) in the study folder, under a lock so two workers never write one bank, and read by every trial that
-    needs them."""
+    the seed) in the study folder, under a lock per bank so two workers never write one bank but may build two
+    at once, and read by every trial that needs them."""
     taps = json.dumps([method.teacher_taps, method.tap_shapes, run.cfg.seed])
     folder = out / "banks" / hashlib.sha256(taps.encode()).hexdigest()[:12]
-    with FileLock(str(out / ".banks.lock")):
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder.parent / f".{folder.name}.lock")):
         return teacher_cache(replace(run, run_dir=folder), method)
