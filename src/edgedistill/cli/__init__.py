@@ -46,10 +46,10 @@ def _tune_arguments(t: argparse.ArgumentParser) -> None:
     t.add_argument("--seeds", type=int, default=3, metavar="N",
                    help="then run the best recipe and scratch over N seeds on the test split (0: tune only)")
     t.add_argument("--rescore", type=int, default=0, metavar="K",
-                   help="train the best K trials again on more seeds and choose the best mean validation accuracy, "
-                   "when the best few lie within one seed's noise (default 0: choose on the trials' own seed)")
-    t.add_argument("--rescore-seeds", type=int, default=2, metavar="N",
-                   help="more seeds per trial --rescore trains (default 2)")
+                   help="then train the best K trials again on more seeds and choose the best mean validation "
+                   "accuracy over those, when the best few lie within one seed's noise; --timeout does not stop "
+                   "these runs (default 0: choose on the trials' own seed)")
+    t.add_argument("--rescore-seeds", type=int, metavar="N", help="more seeds per trial for --rescore (default 2)")
     t.add_argument("--methods", metavar="A,B", help="search only these methods (default: every one that fits)")
     t.add_argument("--mix", metavar="A,B", help="search only these batch mixes, of none, mixup and cutmix (default: "
                    "every one the data allows); a mixed recipe runs its teacher live, which is slow on a CPU")

@@ -23,7 +23,7 @@ from edgedistill import distributed
 from edgedistill.atomic import atomic_write_text
 from edgedistill.cli.seeds import SeedsResult, check_seed_count, run_seeds, seeds_table
 from edgedistill.cli.tune.report import study_summary, trial_line, trial_row, write_report
-from edgedistill.cli.tune.rescore import Unit, check_rescore, rescored
+from edgedistill.cli.tune.rescore import DEFAULT_SEEDS, Unit, agree_on_rule, check_rescore, rescored
 from edgedistill.cli.tune.space import SearchSpace, recipe_config
 from edgedistill.cli.tune.storage import open_storage, optuna_quiet, redacted, sqlite_url
 from edgedistill.cli.tune.study import (check_teacher, fixed_config, open_study, start_from_config,
@@ -191,9 +191,26 @@ def run_trials(run: Run, study: optuna.Study, objective: Trials, total: int, tim
 
 
 def best_metrics(summary: dict) -> dict[str, float]:
-    """The study's tracked run: the best trial so far and its validation accuracy."""
-    best = summary["best"]
-    return {"best_val_accuracy": best["val_accuracy"], "best_trial": best["number"]} if best else {}
+    """The study's tracked run: the best trial so far, its validation accuracy and, when rescored, its mean over
+    the extra seeds."""
+    best, r = summary["best"], summary.get("rescore")
+    if not best:
+        return {}
+    mean = {"best_val_accuracy_mean": next(x["mean"] for x in r["rows"] if x["number"] == best["number"])} if r \
+        else {}
+    return {"best_val_accuracy": best["val_accuracy"], "best_trial": best["number"]} | mean
+
+
+def choose_on_seeds(summary: dict, study: optuna.Study, objective: Trials, top: int, n: int, out: Path,
+                    say: Callable[[str], None]) -> dict:
+    """The summary with its best chosen by `tune --rescore` (rescore.py): each unit is a trial's recipe at an
+    extra seed, trained in rescore/<trial>-seed<s>/."""
+    def at_seed(unit: Unit) -> float:
+        row = next(r for r in summary["trials"] if r["number"] == unit.trial)
+        return objective.at_seed(row["method"], row["settings"], unit.seed, out / "rescore" / unit.folder)
+
+    with optuna_quiet():
+        return rescored(summary, study, top, n, objective.run.cfg.seed, at_seed, out, say)
 
 
 def tune(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str | Path | None = None,
@@ -201,13 +218,14 @@ def tune(config: ExperimentConfig | dict | str | Path | None = None, out_dir: st
          storage: str | None = None, study_name: str | None = None, seeds: int = 3,
          methods: list[str] | None = None, heartbeat_s: int = 20, progress: bool = True,
          say: Callable[[str], None] = lambda line: None, mixes: list[str] | None = None, rescore: int = 0,
-         rescore_seeds: int = 2) -> TuneResult:
+         rescore_seeds: int | None = None) -> TuneResult:
     """Run this worker's trials of the study; with rescore, the best few again on more seeds; then, with seeds
     >= 2, the chosen recipe against scratch."""
     check_arguments(trials, seeds, timeout_s, heartbeat_s)
     cfg = resolve_config(config, overrides)
     check_config(cfg)
     check_rescore(rescore, rescore_seeds, cfg.seed)
+    rescore_seeds = (rescore_seeds or DEFAULT_SEEDS) if rescore else 0
     if seeds:  # checked before the study, not after its trials
         check_seed_count(seeds, cfg.seed)
     out, name = Path(out_dir) if out_dir else Path("runs") / f"{cfg.name}-tune", study_name or cfg.name
@@ -220,18 +238,14 @@ def tune(config: ExperimentConfig | dict | str | Path | None = None, out_dir: st
     with optuna_quiet():
         study = join_study(url, storage is not None, out, cfg, name, space,
                            fixed_config(cfg, space, run.data), heartbeat_s, trials)
+        agree_on_rule(study, rescore, rescore_seeds, seeds > 0, f"--study-name {name} in {redacted(url)}")
     run.run_dir, run.progress, run.tracking = out, progress, tracking
     with tracking.running(out, config_params(cfg), resume=True):  # the workers of a folder share its tracked run
         objective = Trials(run, out, base, space)
         summary, ran = run_trials(run, study, objective, trials, timeout_s, heartbeat_s, redacted(url), say,
                                   settle=seeds > 0 or rescore > 0)
         if rescore and summary["best"]:
-            def at_seed(unit: Unit) -> float:
-                row = next(r for r in summary["trials"] if r["number"] == unit.trial)
-                return objective.at_seed(row["method"], row["settings"], unit.seed, out / "rescore" / unit.folder)
-
-            with optuna_quiet():
-                summary = rescored(summary, study, rescore, rescore_seeds, cfg.seed, at_seed, out, say)
+            summary = choose_on_seeds(summary, study, objective, rescore, rescore_seeds, out, say)
         write_report(out, summary)
         tracking.log_metrics(best_metrics(summary))
         result = None

@@ -75,21 +75,24 @@ def trial_line(r: dict) -> str:
 
 
 def rescore_table(r: dict) -> str:
-    """The best trials at each seed they trained on, and their mean (`tune --rescore`)."""
+    """The best trials at each extra seed, their mean (the choice) and their own seed's score (`tune --rescore`)."""
     head = " | ".join(f"seed {seed}" for seed in r["seeds"])
-    lines = [f"| trial | method | settings | {head} | mean ± std |", "|---" * (len(r["seeds"]) + 4) + "|"]
+    lines = [f"| trial | method | settings | seed {r['own_seed']} (picked on; not counted) | {head} | mean ± std |",
+             "|---" * (len(r["seeds"]) + 5) + "|"]
     for row in r["rows"]:
         accs = " | ".join(f"{100 * a:.2f}%" for a in row["val_accuracies"])
+        std = f" ± {100 * row['std']:.2f}" if row["std"] is not None else ""
         mark = " (chosen)" if row["number"] == r["chosen"] else ""
-        lines.append(f"| {row['number']}{mark} | {row['method']} | {_settings(row['settings'])} | {accs} | "
-                     f"{100 * row['mean']:.2f}% ± {100 * row['std']:.2f} |")
+        lines.append(f"| {row['number']}{mark} | {row['method']} | {_settings(row['settings'])} | "
+                     f"{100 * row['own_seed_accuracy']:.2f}% | {accs} | {100 * row['mean']:.2f}%{std} |")
     return "\n".join(lines)
 
 
 def chosen_text(s: dict) -> str:
+    """The chosen trial and the score it was chosen on: its mean over the extra seeds when rescored."""
     b, r = s["best"], s.get("rescore")
     how = (f"mean validation accuracy {100 * next(x['mean'] for x in r['rows'] if x['number'] == b['number']):.2f}% "
-           f"over {len(r['seeds'])} seeds" if r else f"validation accuracy {100 * b['val_accuracy']:.2f}%")
+           f"over {len(r['seeds'])} more seed(s)" if r else f"validation accuracy {100 * b['val_accuracy']:.2f}%")
     return f"trial {b['number']}, {b['method']} ({_settings(b['settings'])}), {how}"
 
 
@@ -117,9 +120,10 @@ def tune_markdown(s: dict) -> str:
              trials_table(s["trials"]) + "\n"]
     if s.get("rescore"):
         r = s["rescore"]
-        parts.append(f"## The best {len(r['rows'])} trials on {len(r['seeds'])} seeds (validation split)\n\n"
-                     f"Each trained again at seeds {', '.join(map(str, r['seeds'][1:]))}, on the same split, teacher "
-                     f"and validation rows; the best mean is chosen.\n\n{rescore_table(r)}\n")
+        parts.append(f"## The best {len(r['rows'])} trials on {len(r['seeds'])} more seed(s) (validation split)\n\n"
+                     f"Each trained again at seed(s) {', '.join(map(str, r['seeds']))}, on the same split, teacher and "
+                     "validation rows; the best mean over those is chosen (the seed the trials were picked on is "
+                     f"shown, not counted: the best few got there partly by luck on it).\n\n{rescore_table(r)}\n")
     if s["best"]:
         parts.append(f"## Best recipe\n\n{chosen_text(s)[0].upper()}{chosen_text(s)[1:]}.\n")
     if s["confirm"]:
@@ -137,7 +141,7 @@ def tune_html(s: dict) -> str:
             f"<p>{html.escape(best_line(s))}</p>", "<h2>Trials (validation split)</h2>",
             md_table_to_html(trials_table(s["trials"]))]
     if s.get("rescore"):
-        body += [f"<h2>The best {len(s['rescore']['rows'])} trials on {len(s['rescore']['seeds'])} seeds "
+        body += [f"<h2>The best {len(s['rescore']['rows'])} trials on {len(s['rescore']['seeds'])} more seed(s) "
                  "(validation split)</h2>", md_table_to_html(rescore_table(s["rescore"]))]
     if s["confirm"]:
         c, seed = s["confirm"], s["confirm"]["summary"]["seeds"][0]

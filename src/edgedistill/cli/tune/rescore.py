@@ -4,8 +4,8 @@ A trial is scored on one seed's validation, and the best few recipes of a study 
 one recipe's validation moves from seed to seed (docs/benchmarks.md, fashion_mnist_tune_30_w64_p25: five complete
 trials within 0.43 points, while the scratch control's validation varies by 0.28 over seeds). So the top K complete
 trials each train again on `--rescore-seeds` more seeds, on the same split, teacher and validation rows, and the
-best mean validation accuracy is chosen. The extra seeds lie past every seed `--seeds` can confirm on, so the
-confirmation's other seeds are students that played no part in the choice.
+best mean validation accuracy over those seeds is chosen. The trials' own seed is shown but not counted: the best
+few reached the top partly by luck on it. The extra seeds lie past every seed `--seeds` can confirm on.
 
 Each (trial, seed) is one unit, trained in rescore/<trial>-seed<s>/. Workers of one folder share the units out
 by a lock per unit; a unit whose worker died is run by the next one that finds its lock free (it resumes from
@@ -27,6 +27,7 @@ from edgedistill.config import SEED_MAX
 from edgedistill.errors import UserError
 
 MAX_RESCORE_SEEDS = 10
+DEFAULT_SEEDS = 2
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,11 @@ def extra_seeds(seed: int, n: int) -> list[int]:
     return [seed + MAX_SEEDS + i for i in range(n)]
 
 
-def check_rescore(top: int, n: int, seed: int) -> None:
+def check_rescore(top: int, n: int | None, seed: int) -> None:
+    """--rescore and --rescore-seeds before anything is made (None: the default number of seeds)."""
+    if n is not None and not top:
+        raise UserError(f"--rescore-seeds {n}: give --rescore K too, the number of best trials to train again")
+    n = DEFAULT_SEEDS if n is None else n
     if top == 1 or top < 0:
         raise UserError(f"--rescore {top}: give 0 (choose on the trials' own seed) or the number of best trials, "
                         "at least 2, to train again on more seeds")
@@ -59,6 +64,19 @@ def check_rescore(top: int, n: int, seed: int) -> None:
     if top and extra_seeds(seed, n)[-1] > SEED_MAX:
         raise UserError(f"--rescore-seeds {n}: the extra seeds start at seed + {MAX_SEEDS} and pass {SEED_MAX}; "
                         "lower seed")
+
+
+def agree_on_rule(study: optuna.Study, top: int, n: int, confirms: bool, where: str) -> None:
+    """A study chooses its best one way: the first worker that rescores records --rescore and --rescore-seeds, and
+    a worker that would choose otherwise and confirm its choice is refused (one that runs trials only may)."""
+    held = study.user_attrs.get("rescore")
+    if top and held is None:
+        study.set_user_attr("rescore", {"top": top, "seeds": n})
+        held = study.user_attrs["rescore"]  # read back: of two workers starting at once, the later write holds
+    if held and (top or confirms) and held != {"top": top, "seeds": n}:
+        mine = f"--rescore {top} --rescore-seeds {n}" if top else "no --rescore"
+        raise UserError(f"{where}: the study chooses its best with --rescore {held['top']} --rescore-seeds "
+                        f"{held['seeds']}, this worker with {mine}; give those, or --seeds 0 to run trials only")
 
 
 def top_trials(rows: list[dict], k: int) -> list[dict]:
@@ -94,17 +112,18 @@ def run_units(units: list[Unit], study: optuna.Study, train: Callable[[Unit], fl
 
 
 def choose(study: optuna.Study, candidates: list[dict], seed: int, seeds: list[int]) -> dict:
-    """Each candidate's validation accuracy at its trial's seed and at the extra seeds, and the best mean (the
-    better single-seed trial first on a tie)."""
+    """Each candidate's validation accuracy at the extra seeds, its mean (the choice) and, for reference, at its
+    trial's seed; the better single-seed trial first on a tie."""
     attrs = study.user_attrs
     rows = []
     for c in candidates:
-        accuracies = [c["val_accuracy"]] + [attrs[Unit(c["number"], s).key] for s in seeds]
+        accuracies = [attrs[Unit(c["number"], s).key] for s in seeds]
         rows.append({"number": c["number"], "method": c["method"], "settings": c["settings"],
-                     "val_accuracies": accuracies, "mean": statistics.fmean(accuracies),
-                     "std": statistics.stdev(accuracies)})
+                     "own_seed_accuracy": c["val_accuracy"], "val_accuracies": accuracies,
+                     "mean": statistics.fmean(accuracies),
+                     "std": statistics.stdev(accuracies) if len(accuracies) > 1 else None})
     chosen = max(rows, key=lambda r: r["mean"])  # max keeps the first of equals: candidates are best-first
-    return {"seeds": [seed, *seeds], "rows": rows, "chosen": chosen["number"]}
+    return {"own_seed": seed, "seeds": seeds, "rows": rows, "chosen": chosen["number"]}
 
 
 def rescored(summary: dict, study: optuna.Study, top: int, n: int, seed: int, train: Callable[[Unit], float],
@@ -112,6 +131,7 @@ def rescored(summary: dict, study: optuna.Study, top: int, n: int, seed: int, tr
     """The summary with the best `top` trials rescored over `n` more seeds and the best mean as its best."""
     candidates = top_trials(summary["trials"], top)
     if len(candidates) < 2:
+        say(f"--rescore {top}: the study has {len(candidates)} complete trial(s); the best is chosen on its own seed")
         return summary
     seeds = extra_seeds(seed, n)
     say(f"training the best {len(candidates)} trials again on {n} more seed(s) before choosing")

@@ -19,6 +19,7 @@ import optuna
 from filelock import FileLock
 
 from edgedistill import distributed
+from edgedistill.atomic import atomic_write_text
 from edgedistill.cli.tune.space import SearchSpace, eligible, mixes_allowed, recipe_config, recipe_space
 from edgedistill.config import validate_config
 from edgedistill.distill import METHODS
@@ -148,13 +149,17 @@ class Trials:
         raw = recipe_config(self.base, method, settings) | {"seed": seed}
         raw["data"]["split_seed"] = self.run.cfg.seed if self.run.cfg.data.split_seed is None \
             else self.run.cfg.data.split_seed
+        done = folder / "result.json"  # a worker that died after training, before the study heard of it
+        if done.is_file():
+            return json.loads(done.read_text())["best_val_accuracy"]
         cfg = validate_config(raw, folder.name)
         run = replace(self.run, cfg=cfg, run_dir=folder, progress=False, records={}, test_logits={},
                       tracking=Tracking())
         try:
-            accuracy = train_recipe(run, self.out).best_val_accuracy
+            accuracy = train_recipe(run, self.out, base_seed=self.run.cfg.seed).best_val_accuracy
         except FloatingPointError:
             accuracy = 0.0
+        atomic_write_text(done, json.dumps({"best_val_accuracy": accuracy}))
         shutil.rmtree(folder / STATE_DIR, ignore_errors=True)  # kept when interrupted: the next worker resumes it
         return accuracy
 
@@ -181,14 +186,17 @@ def tracked_trial(study: Tracking, trial: optuna.Trial, run: Run) -> Iterator[Tr
         child.close(status)
 
 
-def train_recipe(run: Run, out: Path, report: Callback | None = None) -> TrainResult:
-    """The KD student of the recipe in run.cfg, as the pipeline trains it, from the shared teacher."""
+def train_recipe(run: Run, out: Path, report: Callback | None = None,
+                 base_seed: int | None = None) -> TrainResult:
+    """The KD student of the recipe in run.cfg, as the pipeline trains it, from the shared teacher (its bank of
+    views that of run.cfg.seed; base_seed, the study's seed, where that differs)."""
     cfg = run.cfg
     student = build_model(cfg.student, Side.STUDENT, run.data, cfg.seed + 1)
     teacher = run.teacher
     method = set_up_method(cfg.distill, cfg.student.train.label_smoothing, student.to(run.accel),
                            teacher.to(run.accel), sample(run), n_taught(run))
-    cache = shared_cache(run, out, method) if cfg.distill.cache.enabled else None
+    cache = shared_cache(run, out, method, cfg.seed if base_seed is None else base_seed) \
+        if cfg.distill.cache.enabled else None
     why = cfg.distill.refusal(bank=cache is not None if cfg.distill.cache.enabled else None, run_dir=str(out))
     if why:
         raise UserError(why)
@@ -198,11 +206,12 @@ def train_recipe(run: Run, out: Path, report: Callback | None = None) -> TrainRe
                       callbacks=[report] if report else [])
 
 
-def shared_cache(run: Run, out: Path, method: Method) -> TeacherCache | None:
+def shared_cache(run: Run, out: Path, method: Method, base_seed: int) -> TeacherCache | None:
     """The teacher's outputs on the cached views, built once per set of taps and seed (the views are drawn from
-    the seed) in the study folder, under a lock per bank so two workers never write one bank but may build two
-    at once, and read by every trial that needs them."""
-    taps = json.dumps([method.teacher_taps, method.tap_shapes, run.cfg.seed])
+    the seed; the study's own seed keeps the name it had before rescoring) in the study folder, under a lock per
+    bank so two workers never write one bank but may build two at once, and read by every trial that needs them."""
+    extra = [run.cfg.seed] if run.cfg.seed != base_seed else []
+    taps = json.dumps([method.teacher_taps, method.tap_shapes, *extra])
     folder = out / "banks" / hashlib.sha256(taps.encode()).hexdigest()[:12]
     folder.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder.parent / f".{folder.name}.lock")):
