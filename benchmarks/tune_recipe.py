@@ -79,6 +79,13 @@ def confirm_rows(figures: list[dict], recipe: str) -> list[str]:
     return rows
 
 
+def rescoring_minutes(out: Path, rescore: dict) -> float:
+    """The rescoring runs' training epochs, summed (their banks of views not counted)."""
+    logs = [out / "rescore" / f"{r['number']:04d}-seed{seed}" / "logs" / "student_kd.jsonl"
+            for r in rescore["rows"] for seed in rescore["seeds"]]
+    return sum(json.loads(line)["seconds"] for log in logs for line in log.read_text().splitlines()) / 60
+
+
 def section(args, summary: dict, figures: list[dict], wall: float) -> str:
     best = summary["best"]
     settings = ", ".join(f"{k.removeprefix('distill.')}={v}" for k, v in best["settings"].items())
@@ -98,7 +105,8 @@ def section(args, summary: dict, figures: list[dict], wall: float) -> str:
             f"- chosen on validation: {chosen_text(summary)}\n\n"
             + trials_table(summary["trials"]) + "\n\n"
             + (f"The best {len(summary['rescore']['rows'])} trials trained again on more seeds (same split, teacher "
-               "and validation rows), the best mean chosen (--rescore):\n\n"
+               "and validation rows), the best mean over those chosen (--rescore; their training epochs summed: "
+               f"{rescoring_minutes(Path(args.out), summary['rescore']):.0f} min):\n\n"
                + rescore_table(summary["rescore"]) + "\n\n" if summary.get("rescore") else "")
             + f"The chosen recipe and its scratch control over {args.seeds} seeds (the study's teacher loaded; each "
             f"seed's students scored through their {args.int8} files on the whole test split):\n\n"
