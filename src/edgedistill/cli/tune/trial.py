@@ -188,8 +188,8 @@ def tracked_trial(study: Tracking, trial: optuna.Trial, run: Run) -> Iterator[Tr
 
 def train_recipe(run: Run, out: Path, report: Callback | None = None,
                  base_seed: int | None = None) -> TrainResult:
-    """The KD student of the recipe in run.cfg, as the pipeline trains it, from the shared teacher (its bank of
-    views that of run.cfg.seed; base_seed, the study's seed, where that differs)."""
+    """The KD student of the recipe in run.cfg, as the pipeline trains it, from the shared teacher and the bank of
+    views of run.cfg.seed (base_seed: the study's own seed, whose bank keeps the folder it had before rescoring)."""
     cfg = run.cfg
     student = build_model(cfg.student, Side.STUDENT, run.data, cfg.seed + 1)
     teacher = run.teacher
