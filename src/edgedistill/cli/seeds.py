@@ -166,7 +166,7 @@ def _run_each_seed(cfg: ExperimentConfig, n: int, out: Path, progress: bool,
     from edgedistill.tracking import children_of
 
     base = cfg.model_dump(mode="json")
-    base["data"]["split_seed"] = cfg.seed if cfg.data.split_seed is None else cfg.data.split_seed
+    base["data"]["split_seed"] = cfg.split_seed
     runs = []
     for i in range(n):
         seeded = json.loads(json.dumps(base)) | {"seed": cfg.seed + i}

@@ -288,6 +288,11 @@ class ExperimentConfig(Strict):
             self._check_self_taught_teacher()
         return self
 
+    @property
+    def split_seed(self) -> int:
+        """The seed of the validation split: data.split_seed, or the run's seed when unset."""
+        return self.seed if self.data.split_seed is None else self.data.split_seed
+
     def _check_self_taught_teacher(self) -> None:
         """teacher.train.pseudo_label needs a teacher this run trains, and a pool to learn from."""
         if self.teacher.checkpoint is not None or self.teacher.model in EXTERNAL:

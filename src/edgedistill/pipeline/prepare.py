@@ -56,9 +56,8 @@ def load_teacher(cfg: ExperimentConfig, data: DataSplits, accel: torch.device | 
 
 def load_data(cfg: ExperimentConfig) -> DataSplits:
     """The configured dataset, its validation split carved with data.split_seed (the run's seed by default)."""
-    split_seed = cfg.seed if cfg.data.split_seed is None else cfg.data.split_seed
     d = cfg.data
-    return load_dataset(d.name, d.path, d.val_fraction, split_seed, d.options, d.limit_train, d.limit_test,
+    return load_dataset(d.name, d.path, d.val_fraction, cfg.split_seed, d.options, d.limit_train, d.limit_test,
                         d.labeled_fraction, d.labeled_count, d.unlabeled)
 
 

@@ -125,7 +125,8 @@ def tune_markdown(s: dict) -> str:
                      "validation rows; the best mean over those is chosen (the seed the trials were picked on is "
                      f"shown, not counted: the best few got there partly by luck on it).\n\n{rescore_table(r)}\n")
     if s["best"]:
-        parts.append(f"## Best recipe\n\n{chosen_text(s)[0].upper()}{chosen_text(s)[1:]}.\n")
+        chosen = chosen_text(s)
+        parts.append(f"## Best recipe\n\n{chosen[0].upper()}{chosen[1:]}.\n")
     if s["confirm"]:
         c = s["confirm"]
         parts.append(f"## The best recipe against scratch over {len(c['summary']['seeds'])} seeds (test split)\n\n"

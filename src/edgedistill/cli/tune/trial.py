@@ -147,8 +147,7 @@ class Trials:
         of views), on the same split, teacher and validation rows; its best validation accuracy, 0 where it
         diverged (a recipe that diverges at one seed is not the one to choose)."""
         raw = recipe_config(self.base, method, settings) | {"seed": seed}
-        raw["data"]["split_seed"] = self.run.cfg.seed if self.run.cfg.data.split_seed is None \
-            else self.run.cfg.data.split_seed
+        raw["data"]["split_seed"] = self.run.cfg.split_seed
         done = folder / "result.json"  # a worker that died after training, before the study heard of it
         if done.is_file():
             return json.loads(done.read_text())["best_val_accuracy"]
