@@ -23,6 +23,7 @@ from pathlib import Path
 
 from edgedistill.cli.seeds import mean_std, paired_gain
 from edgedistill.cli.tune.report import chosen_text, rescore_table, trials_table
+from edgedistill.cli.tune.rescore import Unit
 from record import header, replace_section
 
 # what studies run before tune.json named its pruning (before commit 4096f74) pruned with
@@ -81,7 +82,7 @@ def confirm_rows(figures: list[dict], recipe: str) -> list[str]:
 
 def rescoring_minutes(out: Path, rescore: dict) -> float:
     """The rescoring runs' training epochs, summed (their banks of views not counted)."""
-    logs = [out / "rescore" / f"{r['number']:04d}-seed{seed}" / "logs" / "student_kd.jsonl"
+    logs = [out / "rescore" / Unit(r["number"], seed).folder / "logs" / "student_kd.jsonl"
             for r in rescore["rows"] for seed in rescore["seeds"]]
     return sum(json.loads(line)["seconds"] for log in logs for line in log.read_text().splitlines()) / 60
 

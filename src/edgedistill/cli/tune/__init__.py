@@ -23,7 +23,7 @@ from edgedistill import distributed
 from edgedistill.atomic import atomic_write_text
 from edgedistill.cli.seeds import SeedsResult, check_seed_count, run_seeds, seeds_table
 from edgedistill.cli.tune.report import study_summary, trial_line, trial_row, write_report
-from edgedistill.cli.tune.rescore import DEFAULT_SEEDS, Unit, agree_on_rule, check_rescore, rescored
+from edgedistill.cli.tune.rescore import Unit, agree_on_rule, check_rescore, chosen_mean, rescored
 from edgedistill.cli.tune.space import SearchSpace, recipe_config
 from edgedistill.cli.tune.storage import open_storage, optuna_quiet, redacted, sqlite_url
 from edgedistill.cli.tune.study import (check_teacher, fixed_config, open_study, start_from_config,
@@ -196,8 +196,7 @@ def best_metrics(summary: dict) -> dict[str, float]:
     best, r = summary["best"], summary.get("rescore")
     if not best:
         return {}
-    mean = {"best_val_accuracy_mean": next(x["mean"] for x in r["rows"] if x["number"] == best["number"])} if r \
-        else {}
+    mean = {"best_val_accuracy_mean": chosen_mean(r)} if r else {}
     return {"best_val_accuracy": best["val_accuracy"], "best_trial": best["number"]} | mean
 
 
@@ -224,8 +223,7 @@ def tune(config: ExperimentConfig | dict | str | Path | None = None, out_dir: st
     check_arguments(trials, seeds, timeout_s, heartbeat_s)
     cfg = resolve_config(config, overrides)
     check_config(cfg)
-    check_rescore(rescore, rescore_seeds, cfg.seed)
-    rescore_seeds = (rescore_seeds or DEFAULT_SEEDS) if rescore else 0
+    rescore_seeds = check_rescore(rescore, rescore_seeds, cfg.seed)
     if seeds:  # checked before the study, not after its trials
         check_seed_count(seeds, cfg.seed)
     out, name = Path(out_dir) if out_dir else Path("runs") / f"{cfg.name}-tune", study_name or cfg.name

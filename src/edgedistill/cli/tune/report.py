@@ -10,6 +10,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from edgedistill.atomic import atomic_write_text
+from edgedistill.cli.tune.rescore import chosen_mean
 from edgedistill.cli.tune.study import PRUNING
 
 
@@ -91,8 +92,8 @@ def rescore_table(r: dict) -> str:
 def chosen_text(s: dict) -> str:
     """The chosen trial and the score it was chosen on: its mean over the extra seeds when rescored."""
     b, r = s["best"], s.get("rescore")
-    how = (f"mean validation accuracy {100 * next(x['mean'] for x in r['rows'] if x['number'] == b['number']):.2f}% "
-           f"over {len(r['seeds'])} more seed(s)" if r else f"validation accuracy {100 * b['val_accuracy']:.2f}%")
+    how = (f"mean validation accuracy {100 * chosen_mean(r):.2f}% over {len(r['seeds'])} more seed(s)" if r
+           else f"validation accuracy {100 * b['val_accuracy']:.2f}%")
     return f"trial {b['number']}, {b['method']} ({_settings(b['settings'])}), {how}"
 
 

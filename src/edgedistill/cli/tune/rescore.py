@@ -51,8 +51,9 @@ def extra_seeds(seed: int, n: int) -> list[int]:
     return [seed + MAX_SEEDS + i for i in range(n)]
 
 
-def check_rescore(top: int, n: int | None, seed: int) -> None:
-    """--rescore and --rescore-seeds before anything is made (None: the default number of seeds)."""
+def check_rescore(top: int, n: int | None, seed: int) -> int:
+    """--rescore and --rescore-seeds checked before anything is made; the number of extra seeds (None: the
+    default; 0 without --rescore)."""
     if n is not None and not top:
         raise UserError(f"--rescore-seeds {n}: give --rescore K too, the number of best trials to train again")
     n = DEFAULT_SEEDS if n is None else n
@@ -64,6 +65,7 @@ def check_rescore(top: int, n: int | None, seed: int) -> None:
     if top and extra_seeds(seed, n)[-1] > SEED_MAX:
         raise UserError(f"--rescore-seeds {n}: the extra seeds start at seed + {MAX_SEEDS} and pass {SEED_MAX}; "
                         "lower seed")
+    return n if top else 0
 
 
 def agree_on_rule(study: optuna.Study, top: int, n: int, confirms: bool, where: str) -> None:
@@ -124,6 +126,11 @@ def choose(study: optuna.Study, candidates: list[dict], seed: int, seeds: list[i
                      "std": statistics.stdev(accuracies) if len(accuracies) > 1 else None})
     chosen = max(rows, key=lambda r: r["mean"])  # max keeps the first of equals: candidates are best-first
     return {"own_seed": seed, "seeds": seeds, "rows": rows, "chosen": chosen["number"]}
+
+
+def chosen_mean(rescore: dict) -> float:
+    """The chosen trial's mean validation accuracy over the extra seeds."""
+    return next(r["mean"] for r in rescore["rows"] if r["number"] == rescore["chosen"])
 
 
 def rescored(summary: dict, study: optuna.Study, top: int, n: int, seed: int, train: Callable[[Unit], float],

@@ -146,11 +146,11 @@ class Trials:
         """A trial's recipe trained to its last epoch at another seed (another student init, batch order and bank
         of views), on the same split, teacher and validation rows; its best validation accuracy, 0 where it
         diverged (a recipe that diverges at one seed is not the one to choose)."""
-        raw = recipe_config(self.base, method, settings) | {"seed": seed}
-        raw["data"]["split_seed"] = self.run.cfg.split_seed
         done = folder / "result.json"  # a worker that died after training, before the study heard of it
         if done.is_file():
             return json.loads(done.read_text())["best_val_accuracy"]
+        raw = recipe_config(self.base, method, settings) | {"seed": seed}
+        raw["data"]["split_seed"] = self.run.cfg.split_seed
         cfg = validate_config(raw, folder.name)
         run = replace(self.run, cfg=cfg, run_dir=folder, progress=False, records={}, test_logits={},
                       tracking=Tracking())
