@@ -299,20 +299,23 @@ def test_under_torchrun_only_rank_0_logs(tmp_path):
 
 def test_tune_logs_each_trial_and_the_best_recipes_seeds_as_children_of_the_study(tmp_path):
     """`tune --track mlflow` (MLflow's local store in the current folder): one run for the study holding the
-    teacher's curve, one child per trial with its recipe and its KD student's curve, and the best recipe's --seeds
-    run as a child too, with a child per seed."""
+    teacher's curve, one child per trial with its recipe and its KD student's curve, one per rescoring unit with
+    the validation accuracy --rescore averages, and the best recipe's --seeds run as a child too, with a child per
+    seed."""
     from mlflow import MlflowClient
 
     cfg = tiny_config(limit_train=200)
     cfg["student"]["train"] |= {"epochs": 2, "max_steps_per_epoch": 6}
     out = tmp_path / "study"
     proc = run_cli("tune", str(write_yaml(tmp_path / "exp.yaml", cfg)), "--out", str(out), "--trials", "2",
-                   "--seeds", "2", "--methods", "kd,dist", "--quiet", "--track", "mlflow", cwd=tmp_path)
+                   "--seeds", "2", "--methods", "kd,dist", "--rescore", "2", "--rescore-seeds", "1", "--quiet",
+                   "--track", "mlflow", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name(cfg["name"]).experiment_id])
     by_name = {r.info.run_name: r for r in runs}
-    assert sorted(by_name) == ["confirm", "seed_0", "seed_1", "study", "trial 0", "trial 1"]
+    assert sorted(by_name) == ["confirm", "rescore 0 seed 1000", "rescore 1 seed 1000", "seed_0", "seed_1",
+                               "study", "trial 0", "trial 1"]
     study = by_name["study"]
     assert json.loads((out / "tracking.json").read_text())["mlflow"]["run_id"] == study.info.run_id
     assert len(curve(client, study.info.run_id, "teacher/val_accuracy")) == cfg["teacher"]["train"]["epochs"]
@@ -325,6 +328,17 @@ def test_tune_logs_each_trial_and_the_best_recipes_seeds_as_children_of_the_stud
         assert trial.data.params["distill.method"] == row["method"]
         logged = jsonl(out / "trials" / f"{row['number']:04d}" / "logs" / "student_kd.jsonl")
         assert same_points(curve(client, trial.info.run_id, "student_kd/val_accuracy"),
+                           [(r["epoch"], r["val_accuracy"]) for r in logged])
+    assert study.data.metrics["best_val_accuracy_mean"] == pytest.approx(
+        next(r["mean"] for r in summary["rescore"]["rows"] if r["number"] == summary["rescore"]["chosen"]))
+    for row in summary["rescore"]["rows"]:
+        unit = by_name[f"rescore {row['number']} seed 1000"]
+        assert unit.data.tags["mlflow.parentRunId"] == study.info.run_id
+        assert unit.data.tags["optuna.trial"] == str(row["number"]) and unit.data.tags["rescore.seed"] == "1000"
+        assert unit.data.params["seed"] == "1000" and unit.data.params["distill.method"] == row["method"]
+        assert unit.data.metrics["best_val_accuracy"] == pytest.approx(row["val_accuracies"][0])
+        logged = jsonl(out / "rescore" / f"{row['number']:04d}-seed1000" / "logs" / "student_kd.jsonl")
+        assert same_points(curve(client, unit.info.run_id, "student_kd/val_accuracy"),
                            [(r["epoch"], r["val_accuracy"]) for r in logged])
     confirm = by_name["confirm"]
     assert confirm.data.tags["mlflow.parentRunId"] == study.info.run_id and "noise_verdict" in confirm.data.tags

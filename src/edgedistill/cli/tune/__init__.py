@@ -206,7 +206,7 @@ def choose_on_seeds(summary: dict, study: optuna.Study, objective: Trials, top: 
     extra seed, trained in rescore/<trial>-seed<s>/."""
     def at_seed(unit: Unit) -> float:
         row = next(r for r in summary["trials"] if r["number"] == unit.trial)
-        return objective.at_seed(row["method"], row["settings"], unit.seed, out / "rescore" / unit.folder)
+        return objective.at_seed(unit, row["method"], row["settings"], out / "rescore" / unit.folder)
 
     with optuna_quiet():
         return rescored(summary, study, top, n, objective.run.cfg.seed, at_seed, out, say)

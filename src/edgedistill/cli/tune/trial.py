@@ -20,6 +20,7 @@ from filelock import FileLock
 
 from edgedistill import distributed
 from edgedistill.atomic import atomic_write_text
+from edgedistill.cli.tune.rescore import Unit
 from edgedistill.cli.tune.space import SearchSpace, eligible, mixes_allowed, recipe_config, recipe_space
 from edgedistill.config import validate_config
 from edgedistill.distill import METHODS
@@ -142,22 +143,23 @@ class Trials:
         trial.set_user_attr("best_epoch", result.best_epoch)
         return result.best_val_accuracy
 
-    def at_seed(self, method: str, settings: dict, seed: int, folder: Path) -> float:
+    def at_seed(self, unit: Unit, method: str, settings: dict, folder: Path) -> float:
         """A trial's recipe trained to its last epoch at another seed (another student init, batch order and bank
         of views), on the same split, teacher and validation rows; its best validation accuracy, 0 where it
         diverged (a recipe that diverges at one seed is not the one to choose)."""
         done = folder / "result.json"  # a worker that died after training, before the study heard of it
         if done.is_file():
             return json.loads(done.read_text())["best_val_accuracy"]
-        raw = recipe_config(self.base, method, settings) | {"seed": seed}
+        raw = recipe_config(self.base, method, settings) | {"seed": unit.seed}
         raw["data"]["split_seed"] = self.run.cfg.split_seed
         cfg = validate_config(raw, folder.name)
-        run = replace(self.run, cfg=cfg, run_dir=folder, progress=False, records={}, test_logits={},
-                      tracking=Tracking())
-        try:
-            accuracy = train_recipe(run, self.out, base_seed=self.run.cfg.seed).best_val_accuracy
-        except FloatingPointError:
-            accuracy = 0.0
+        run = replace(self.run, cfg=cfg, run_dir=folder, progress=False, records={}, test_logits={})
+        with tracked_unit(self.run.tracking, unit, run) as run.tracking:
+            try:
+                accuracy = train_recipe(run, self.out, base_seed=self.run.cfg.seed).best_val_accuracy
+            except FloatingPointError:
+                accuracy = 0.0
+            run.tracking.log_metrics({"best_val_accuracy": accuracy})
         atomic_write_text(done, json.dumps({"best_val_accuracy": accuracy}))
         shutil.rmtree(folder / STATE_DIR, ignore_errors=True)  # kept when interrupted: the next worker resumes it
         return accuracy
@@ -182,6 +184,25 @@ def tracked_trial(study: Tracking, trial: optuna.Trial, run: Run) -> Iterator[Tr
         raise
     finally:
         child.set_tags({"optuna.trial": str(trial.number), "optuna.state": state})
+        child.close(status)
+
+
+@contextlib.contextmanager
+def tracked_unit(study: Tracking, unit: Unit, run: Run) -> Iterator[Tracking]:
+    """A rescoring unit as a child of the study's tracked run (when tracking is on), beside the trials: its config
+    and trial as parameters, its KD student's curve and its best validation accuracy, the number `--rescore`
+    averages."""
+    if not study:
+        yield study
+        return
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    child = study.start_child(run.run_dir, unit.key, config_params(run.cfg) | {"trial": unit.trial})
+    status = "FAILED"
+    try:
+        yield child
+        status = "FINISHED"
+    finally:
+        child.set_tags({"optuna.trial": str(unit.trial), "rescore.seed": str(unit.seed)})
         child.close(status)
 
 
