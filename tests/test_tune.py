@@ -2,6 +2,7 @@
 PostgreSQL server), a killed worker's trial retried once, the test split never read while tuning, and bad input."""
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -207,6 +208,27 @@ def test_two_workers_stop_at_exactly_the_total(tmp_path):
     trials = load(url, "s").trials
     assert sum(t.state in FINISHED for t in trials) == 7
     assert all(t.state in FINISHED or t.user_attrs.get("surplus") for t in trials)
+
+
+def test_the_config_recipe_is_queued_once_per_method_whatever_the_next_workers_config_says(tmp_path):
+    """A second worker whose config sets another temperature joins the study without queuing a second "config's
+    own recipe": tune.md names one per method, the first worker's."""
+    from edgedistill.cli.tune.study import start_from_config
+
+    base = validate_config(tiny_config()).model_dump(mode="json")
+    other = copy.deepcopy(base)
+    other["distill"]["temperature"] = 2.0
+    space = SearchSpace(("kd", "dist"), {}, recipe=(MIX,))
+    with optuna_quiet():
+        study = optuna.create_study(storage=open_storage(sqlite_url(tmp_path), 1), study_name="s",
+                                    direction="maximize")
+        start_from_config(study, space, base, 10)
+        study.tell(study.ask(), 0.5)  # the kd recipe ran
+        start_from_config(study, space, other, 10)
+        start_from_config(study, space, base, 10)
+    queued = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("from_config")]
+    assert [t.system_attrs["fixed_params"]["method"] for t in queued] == ["kd", "dist"]
+    assert queued[0].system_attrs["fixed_params"]["kd/distill.temperature"] == base["distill"]["temperature"]
 
 
 def test_a_recipe_two_workers_queued_at_once_runs_once(tmp_path):

@@ -103,13 +103,23 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, url: str, space:
     return study
 
 
+def queued_from_config(study: optuna.Study) -> set[str]:
+    """The methods whose config recipe the study already holds (queued, running or finished)."""
+    return {t.system_attrs.get("fixed_params", t.params).get("method") for t in study.get_trials(deepcopy=False)
+            if t.user_attrs.get("from_config")}
+
+
 def start_from_config(study: optuna.Study, space: SearchSpace, base: dict, total: int) -> None:
-    """Queue the recipe the config gives each searched method ahead of the sampler's draws, once per study and
-    within its total: the search starts from what the user would run untuned (in place of some of TPE's random
-    start-up draws), and tune.md shows whether it beat that."""
+    """Queue the recipe the config gives each searched method ahead of the sampler's draws, once per method and
+    study (the first worker's config: another worker's may set other values for searched keys) and within its
+    total: the search starts from what the user would run untuned (in place of some of TPE's random start-up
+    draws), and tune.md shows whether it beat that."""
+    queued = queued_from_config(study)
     for method in space.methods:
         if len(study.get_trials(deepcopy=False, states=CLAIMED)) >= total:
             return
+        if method in queued:
+            continue
         study.enqueue_trial(space.config_params(base, method), user_attrs={"from_config": True},
                             skip_if_exists=True)
 
