@@ -23,6 +23,7 @@ from edgedistill.distill import METHODS, Offer
 from edgedistill.errors import UserError
 from edgedistill.cli.tune.space import METHOD_SPACES, MIX, RECIPE_SPACE, Dim, SearchSpace, eligible, recipe_config, \
     space_difference
+from edgedistill.cli.tune.rescore import Unit
 from edgedistill.cli.tune.storage import open_storage, optuna_quiet, redacted, sqlite_url
 from edgedistill.cli.tune.study import pruner
 from edgedistill.cli.tune.worker import Worker
@@ -387,12 +388,21 @@ def test_two_processes_on_two_folders_share_one_postgres_study(tmp_path, postgre
     first = run_cli("tune", str(cfg), "--out", str(tmp_path / "a"), "--trials", "1", *common)
     assert first.returncode == 0, first.stderr
     teacher = tmp_path / "a" / "teacher.pt"
-    procs = [start_cli("tune", str(cfg), "--out", str(tmp_path / "a"), "--trials", "7", *common),
-             start_cli("tune", str(cfg), "--out", str(tmp_path / "b"), "--trials", "7", *common,
+    rescore = ("--rescore", "2", "--rescore-seeds", "1")
+    procs = [start_cli("tune", str(cfg), "--out", str(tmp_path / "a"), "--trials", "7", *common, *rescore),
+             start_cli("tune", str(cfg), "--out", str(tmp_path / "b"), "--trials", "7", *common, *rescore,
                        "--set", f"teacher.checkpoint={teacher}")]
     for rc, _, err in (finish(p) for p in procs):
         assert rc == 0, err
     trials = load(postgres_url, "pg-two").trials
+    units = [t for t in load(postgres_url, "pg-two:rescore").trials if t.state == TrialState.COMPLETE]
+    trained = sorted(unit.name for folder in "ab" for unit in (tmp_path / folder / "rescore").glob("*-seed*")
+                     if (unit / "student_kd.pt").is_file())
+    assert len(units) == 2, "the best 2 trials at 1 more seed"
+    assert trained == sorted(Unit(t.user_attrs["rescore_trial"], t.user_attrs["rescore_seed"]).folder
+                             for t in units), "each unit trained in one of the two folders"
+    chosen = [json.loads((tmp_path / f / "tune.json").read_text())["rescore"] for f in "ab"]
+    assert chosen[0] == chosen[1], "both folders choose on the same two units, each trained once"
     finished = [t for t in trials if t.state in FINISHED]
     assert len(finished) == 7
     assert len({t.user_attrs["worker"] for t in finished}) == 3, "the first run and both workers ran trials"

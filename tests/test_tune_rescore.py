@@ -12,7 +12,8 @@ import pytest
 
 from conftest import run_cli
 from edgedistill.cli.tune.report import chosen_text, rescore_table
-from edgedistill.cli.tune.rescore import Unit, agree_on_rule, choose, extra_seeds, rescored, run_units, top_trials
+from edgedistill.cli.tune.rescore import (Unit, agree_on_rule, choose, extra_seeds, rescored, run_units, top_trials,
+                                        unit_queue)
 from edgedistill.errors import UserError
 from edgedistill.cli.tune.storage import open_storage, optuna_quiet, sqlite_url
 from test_tune import assert_one_line_error, base_config, write_config
@@ -55,7 +56,7 @@ def test_fewer_than_two_complete_trials_are_chosen_on_their_own_seed_and_said_so
     said = []
     summary = {"trials": [row(0, 0.9), row(1, None, "pruned")], "best": row(0, 0.9)}
     with optuna_quiet():
-        assert rescored(summary, study_at(tmp_path), 3, 2, 0, lambda u: 1 / 0, tmp_path, said.append) is summary
+        assert rescored(summary, study_at(tmp_path), 3, 2, 0, lambda u: 1 / 0, tmp_path, said.append, 1) is summary
     assert said == ["--rescore 3: the study has 1 complete trial(s); the best is chosen on its own seed"]
 
 
@@ -74,7 +75,9 @@ def test_a_study_chooses_its_best_one_way(tmp_path):
     assert study.user_attrs["rescore"] == {"top": 3, "seeds": 2}
 
 
-def test_two_workers_of_one_folder_train_each_unit_once(tmp_path):
+@pytest.mark.parametrize("folders", [("study", "study"), ("machine_a", "machine_b")])
+def test_two_workers_of_one_study_train_each_unit_once_in_one_folder_or_two(tmp_path, folders):
+    """Two folders of one database stand for two machines: the queue, not a file lock, shares the units out."""
     url, trained, lock = sqlite_url(tmp_path), [], threading.Lock()
     units = [Unit(t, s) for t in (3, 7) for s in (1000, 1001)]
     with optuna_quiet():
@@ -86,11 +89,11 @@ def test_two_workers_of_one_folder_train_each_unit_once(tmp_path):
             threading.Event().wait(0.2)
             return 0.5 + unit.trial / 100
 
-        def work() -> None:
+        def work(folder: str) -> None:
             study = optuna.load_study(study_name="s", storage=open_storage(url, 1))
-            run_units(units, study, train, tmp_path / "rescore", lambda line: None)
+            run_units(units, study, train, tmp_path / folder / "rescore", lambda line: None, 1)
 
-        workers = [threading.Thread(target=work) for _ in range(2)]
+        workers = [threading.Thread(target=work, args=(f,)) for f in folders]
         for w in workers:
             w.start()
         for w in workers:
@@ -141,21 +144,40 @@ def test_bad_rescore_arguments_are_one_line(tmp_path, args, fragment):
     assert not (tmp_path / "s").exists()
 
 
-def test_a_unit_whose_worker_died_holding_it_is_run_by_the_next(tmp_path):
-    """The other worker's process holds the unit's lock, then is killed: this worker runs it (after the free one)."""
+DEAD_WORKER = """
+import sys, time
+import optuna
+from pathlib import Path
+from edgedistill.cli.tune.rescore import Unit, run_units
+from edgedistill.cli.tune.storage import open_storage, optuna_quiet
+with optuna_quiet():
+    study = optuna.load_study(study_name="s", storage=open_storage(sys.argv[1], 1))
+    def train(unit):
+        print("training", unit.trial, unit.seed, flush=True)
+        time.sleep(60)
+    run_units([Unit(1, 1000), Unit(1, 1001)], study, train, Path(sys.argv[2]), print, 1)
+"""
+
+
+def test_a_unit_whose_worker_died_on_another_machine_is_run_by_the_next(tmp_path):
+    """The other worker (its own process and folder) takes the first unit and is killed in it: this worker runs the
+    free unit, then the dead worker's once its heartbeat is stale, each once."""
     url, trained = sqlite_url(tmp_path), []
     units = [Unit(1, 1000), Unit(1, 1001)]
-    locks = tmp_path / "rescore"
-    locks.mkdir()
-    held = locks / f".{units[0].folder}.lock"
-    hold = f"lock = FileLock({str(held)!r}); lock.acquire(); print('held', flush=True); time.sleep(60)"
-    holder = subprocess.Popen([sys.executable, "-c", f"import time; from filelock import FileLock; {hold}"],
-                              stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "held"
-    threading.Timer(1.0, holder.kill).start()
     with optuna_quiet():
         study = optuna.create_study(storage=open_storage(url, 1), study_name="s")
-        run_units(units, study, lambda u: trained.append(u) or 0.9, locks, lambda line: None)
-    holder.wait(10)
+    other = subprocess.Popen([sys.executable, "-c", DEAD_WORKER, url, str(tmp_path / "machine_b" / "rescore")],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().split() == ["training", "1", "1000"]
+    finally:
+        other.kill()
+        other.wait(10)
+    with optuna_quiet():
+        run_units(units, study, lambda u: trained.append(u) or 0.9, tmp_path / "machine_a" / "rescore",
+                  lambda line: None, 1)
+        queue = unit_queue(study)
     assert trained == [units[1], units[0]], "the free unit first, then the dead worker's"
-    assert all(u.key in study.user_attrs for u in units)
+    assert all(study.user_attrs[u.key] == 0.9 for u in units)
+    states = {(t.number, t.state.name) for t in queue.trials}
+    assert states == {(0, "FAIL"), (1, "COMPLETE"), (2, "COMPLETE")}, "the dead unit failed and queued again once"

@@ -201,7 +201,7 @@ def best_metrics(summary: dict) -> dict[str, float]:
 
 
 def choose_on_seeds(summary: dict, study: optuna.Study, objective: Trials, top: int, n: int, out: Path,
-                    say: Callable[[str], None]) -> dict:
+                    heartbeat_s: int, say: Callable[[str], None]) -> dict:
     """The summary with its best chosen by `tune --rescore` (rescore.py): each unit is a trial's recipe at an
     extra seed, trained in rescore/<trial>-seed<s>/."""
     def at_seed(unit: Unit) -> float:
@@ -209,7 +209,7 @@ def choose_on_seeds(summary: dict, study: optuna.Study, objective: Trials, top: 
         return objective.at_seed(unit, row["method"], row["settings"], out / "rescore" / unit.folder)
 
     with optuna_quiet():
-        return rescored(summary, study, top, n, objective.run.cfg.seed, at_seed, out, say)
+        return rescored(summary, study, top, n, objective.run.cfg.seed, at_seed, out, say, heartbeat_s)
 
 
 def tune(config: ExperimentConfig | dict | str | Path | None = None, out_dir: str | Path | None = None,
@@ -243,7 +243,7 @@ def tune(config: ExperimentConfig | dict | str | Path | None = None, out_dir: st
         summary, ran = run_trials(run, study, objective, trials, timeout_s, heartbeat_s, redacted(url), say,
                                   settle=seeds > 0 or rescore > 0)
         if rescore and summary["best"]:
-            summary = choose_on_seeds(summary, study, objective, rescore, rescore_seeds, out, say)
+            summary = choose_on_seeds(summary, study, objective, rescore, rescore_seeds, out, heartbeat_s, say)
         write_report(out, summary)
         tracking.log_metrics(best_metrics(summary))
         result = None

@@ -7,20 +7,24 @@ trials each train again on `--rescore-seeds` more seeds, on the same split, teac
 best mean validation accuracy over those seeds is chosen. The trials' own seed is shown but not counted: the best
 few reached the top partly by luck on it. The extra seeds lie past every seed `--seeds` can confirm on.
 
-Each (trial, seed) is one unit, trained in rescore/<trial>-seed<s>/. Workers of one folder share the units out
-by a lock per unit; a unit whose worker died is run by the next one that finds its lock free (it resumes from
-its last epoch). Results are stored in the study, so workers in other folders of one database see them (a unit
-that two folders start at once runs in both; the later result is kept).
+Each (trial, seed) is one unit, trained in rescore/<trial>-seed<s>/. The units are queued as trials of a companion
+study in the same database (`<study>:rescore`), so workers on any machine share them out as they share trials:
+Optuna hands a queued trial to one worker only, a unit whose worker dies (no heartbeat) is failed and queued
+again, and a copy queued by two workers at once is dropped. A lock per unit folder keeps two workers of one
+folder out of each other's files; a unit run again there resumes from its last epoch. Results are stored in the
+study's user attributes, where every worker reads them.
 """
 from __future__ import annotations
 
 import statistics
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import optuna
-from filelock import FileLock, Timeout
+from filelock import FileLock
+from optuna.trial import FrozenTrial, TrialState
 
 from edgedistill.cli.seeds import MAX_SEEDS
 from edgedistill.config import SEED_MAX
@@ -87,30 +91,73 @@ def top_trials(rows: list[dict], k: int) -> list[dict]:
     return sorted(complete, key=lambda r: (-r["val_accuracy"], r["number"]))[:k]
 
 
+QUEUE_SUFFIX = ":rescore"
+LIVE = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
+
+
+class SurplusUnit(Exception):
+    """A queued unit another trial of the queue already holds, or a trial that holds no unit."""
+
+
+def unit_of(trial: FrozenTrial | optuna.Trial) -> Unit | None:
+    """The unit a trial of the queue holds (a retry keeps its user attributes); None for one Optuna made up."""
+    attrs = trial.user_attrs
+    return Unit(attrs["rescore_trial"], attrs["rescore_seed"]) if "rescore_trial" in attrs else None
+
+
+def unit_queue(study: optuna.Study) -> optuna.Study:
+    """The companion study whose trials are the units, in the study's own database."""
+    storage = study._storage  # noqa: SLF001 (Optuna has no public accessor; the queue must share the database)
+    return optuna.create_study(storage=storage, study_name=study.study_name + QUEUE_SUFFIX, direction="maximize",
+                               load_if_exists=True)
+
+
+def queue_missing(queue: optuna.Study, units: list[Unit]) -> None:
+    """Queue each unit no trial of the queue holds (waiting, running or done); a copy two workers queue at once is
+    dropped when it is run (held_earlier)."""
+    held = {unit_of(t) for t in queue.get_trials(deepcopy=False, states=LIVE)}
+    for unit in units:
+        if unit not in held:
+            queue.enqueue_trial({}, user_attrs={"rescore_trial": unit.trial, "rescore_seed": unit.seed})
+
+
+def held_earlier(queue: optuna.Study, number: int, unit: Unit) -> bool:
+    """Whether an earlier trial of the queue holds the same unit and is waiting, running or done."""
+    return any(t.number < number and unit_of(t) == unit for t in queue.get_trials(deepcopy=False, states=LIVE))
+
+
 def run_units(units: list[Unit], study: optuna.Study, train: Callable[[Unit], float], locks: Path,
-              say: Callable[[str], None]) -> None:
-    """Train every unit the study has no result for: first those no other worker here holds, then each one still
-    held, once its worker finishes it or dies."""
+              say: Callable[[str], None], poll_s: float) -> None:
+    """Train units the queue hands this worker until the study has a result for every one; while the rest run
+    elsewhere, wait, failing any whose worker has stopped beating so that it is queued again."""
     locks.mkdir(parents=True, exist_ok=True)
+    queue = unit_queue(study)
 
-    def attempt(unit: Unit, wait: bool) -> None:
-        lock = FileLock(str(locks / f".{unit.folder}.lock"))
-        try:
-            lock.acquire(timeout=-1 if wait else 0)
-        except Timeout:
+    def objective(trial: optuna.Trial) -> float:
+        unit = unit_of(trial)
+        if unit is None or held_earlier(queue, trial.number, unit):
+            raise SurplusUnit(f"trial {trial.number} of the queue holds no unit of its own")
+        with FileLock(str(locks / f".{unit.folder}.lock")):  # a worker of this folder may be on it still
+            if unit.key in study.user_attrs:  # read under the lock: another worker finished it
+                return study.user_attrs[unit.key]
+            accuracy = train(unit)
+            study.set_user_attr(unit.key, accuracy)
+        say(f"trial {unit.trial} at seed {unit.seed}: validation {100 * accuracy:.2f}%")
+        return accuracy
+
+    while True:
+        optuna.storages.fail_stale_trials(queue)  # a dead worker's unit: FAIL, and queued again
+        left = [u for u in units if u.key not in study.user_attrs]
+        if not left:
             return
+        queue_missing(queue, left)
+        if not queue.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            time.sleep(poll_s)  # the rest runs elsewhere, unless its worker dies
+            continue
         try:
-            if unit.key not in study.user_attrs:  # read again under the lock: another worker may have finished it
-                accuracy = train(unit)
-                study.set_user_attr(unit.key, accuracy)
-                say(f"trial {unit.trial} at seed {unit.seed}: validation {100 * accuracy:.2f}%")
-        finally:
-            lock.release()
-
-    for wait in (False, True):
-        for unit in units:
-            if unit.key not in study.user_attrs:
-                attempt(unit, wait)
+            queue.optimize(objective, n_trials=1, catch=(SurplusUnit,))
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker took this one for dead and queued its unit again
 
 
 def choose(study: optuna.Study, candidates: list[dict], seed: int, seeds: list[int]) -> dict:
@@ -134,7 +181,7 @@ def chosen_mean(rescore: dict) -> float:
 
 
 def rescored(summary: dict, study: optuna.Study, top: int, n: int, seed: int, train: Callable[[Unit], float],
-             out: Path, say: Callable[[str], None]) -> dict:
+             out: Path, say: Callable[[str], None], poll_s: float) -> dict:
     """The summary with the best `top` trials rescored over `n` more seeds and the best mean as its best."""
     candidates = top_trials(summary["trials"], top)
     if len(candidates) < 2:
@@ -142,7 +189,7 @@ def rescored(summary: dict, study: optuna.Study, top: int, n: int, seed: int, tr
         return summary
     seeds = extra_seeds(seed, n)
     say(f"training the best {len(candidates)} trials again on {n} more seed(s) before choosing")
-    run_units([Unit(c["number"], s) for c in candidates for s in seeds], study, train, out / "rescore", say)
+    run_units([Unit(c["number"], s) for c in candidates for s in seeds], study, train, out / "rescore", say, poll_s)
     result = choose(study, candidates, seed, seeds)
     best = next(r for r in summary["trials"] if r["number"] == result["chosen"])
     return summary | {"rescore": result, "best": best}
