@@ -290,6 +290,23 @@ def test_a_trial_whose_worker_stopped_answering_is_retried_once_with_its_recipe(
     assert sum(t.state in FINISHED for t in trials) == 3 and sum(t.state == TrialState.FAIL for t in trials) == 1
 
 
+def test_a_worker_whose_trial_was_taken_for_dead_goes_on_to_the_next(tmp_path):
+    """Another worker failed this one's trial while it ran (its heartbeats came late) and queued it again: telling
+    Optuna then fails, and the worker must go on, not crash."""
+    with optuna_quiet():
+        study = optuna.create_study(storage=open_storage(sqlite_url(tmp_path), 1), study_name="s",
+                                    direction="maximize")
+
+        def objective(trial: optuna.Trial) -> float:
+            if trial.number == 0:
+                study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            return quick_objective(trial)
+
+        Worker(study, objective, 2, 0.2, lambda t: None).run(60)
+    states = [t.state for t in study.trials]
+    assert states[0] == TrialState.FAIL and sum(s in FINISHED for s in states) == 2
+
+
 # --- the test split ----------------------------------------------------------------------------------------------
 
 class PoisonedRows:

@@ -23,6 +23,24 @@ def row(number: int, accuracy: float | None, state: str = "complete") -> dict:
     return {"number": number, "state": state, "method": "kd", "settings": {}, "val_accuracy": accuracy}
 
 
+def within(seconds: float, work) -> None:
+    """Run `work` in a thread and fail, rather than hang, when it has not returned in time."""
+    errors: list[BaseException] = []
+
+    def guarded() -> None:
+        try:
+            work()
+        except BaseException as e:  # re-raised below, in the test's thread
+            errors.append(e)
+
+    thread = threading.Thread(target=guarded, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s"
+    if errors:
+        raise errors[0]
+
+
 def test_the_top_trials_are_the_complete_ones_best_first_and_the_earlier_on_a_tie():
     rows = [row(0, 0.90), row(1, 0.95, "pruned"), row(2, 0.92), row(3, 0.92), row(4, None, "fail"), row(5, 0.91)]
     assert [r["number"] for r in top_trials(rows, 3)] == [2, 3, 5]
@@ -90,15 +108,20 @@ def test_two_workers_of_one_study_train_each_unit_once_in_one_folder_or_two(tmp_
             return 0.5 + unit.trial / 100
 
         def work(folder: str) -> None:
-            study = optuna.load_study(study_name="s", storage=open_storage(url, 1))
-            run_units(units, study, train, tmp_path / folder / "rescore", lambda line: None, 1)
+            try:
+                study = optuna.load_study(study_name="s", storage=open_storage(url, 1))
+                run_units(units, study, train, tmp_path / folder / "rescore", lambda line: None, 1)
+            except Exception as e:  # a thread's exception is otherwise lost
+                errors.append(e)
 
-        workers = [threading.Thread(target=work, args=(f,)) for f in folders]
+        errors: list[Exception] = []
+        workers = [threading.Thread(target=work, args=(f,), daemon=True) for f in folders]
         for w in workers:
             w.start()
         for w in workers:
-            w.join(30)
+            w.join(60)
         attrs = optuna.load_study(study_name="s", storage=url).user_attrs
+    assert not errors and not any(w.is_alive() for w in workers), errors
     assert sorted(trained, key=lambda u: (u.trial, u.seed)) == units, "each unit trained once"
     assert all(attrs[u.key] == 0.5 + u.trial / 100 for u in units), "every worker sees every result"
 
@@ -153,6 +176,7 @@ from edgedistill.cli.tune.storage import open_storage, optuna_quiet
 with optuna_quiet():
     study = optuna.load_study(study_name="s", storage=open_storage(sys.argv[1], 1))
     def train(unit):
+        time.sleep(1.5)  # past the heartbeat interval: its trial has a heartbeat that stops when it is killed
         print("training", unit.trial, unit.seed, flush=True)
         time.sleep(60)
     run_units([Unit(1, 1000), Unit(1, 1001)], study, train, Path(sys.argv[2]), print, 1)
@@ -174,10 +198,42 @@ def test_a_unit_whose_worker_died_on_another_machine_is_run_by_the_next(tmp_path
         other.kill()
         other.wait(10)
     with optuna_quiet():
-        run_units(units, study, lambda u: trained.append(u) or 0.9, tmp_path / "machine_a" / "rescore",
-                  lambda line: None, 1)
+        within(60, lambda: run_units(units, study, lambda u: trained.append(u) or 0.9,
+                                     tmp_path / "machine_a" / "rescore", lambda line: None, 1))
         queue = unit_queue(study)
     assert trained == [units[1], units[0]], "the free unit first, then the dead worker's"
     assert all(study.user_attrs[u.key] == 0.9 for u in units)
     states = {(t.number, t.state.name) for t in queue.trials}
     assert states == {(0, "FAIL"), (1, "COMPLETE"), (2, "COMPLETE")}, "the dead unit failed and queued again once"
+
+
+def test_a_worker_whose_unit_was_taken_for_dead_keeps_its_result_and_goes_on(tmp_path):
+    """Its heartbeats came late, so another worker failed its unit's trial while it trained: telling Optuna then
+    fails, and the worker must neither crash nor lose the result it stored."""
+    units = [Unit(1, 1000), Unit(1, 1001)]
+    with optuna_quiet():
+        study = study_at(tmp_path)
+
+        def train(unit: Unit) -> float:
+            if unit == units[0]:
+                queue = unit_queue(study)
+                running = queue.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+                queue._storage.set_trial_state_values(running[0]._trial_id, optuna.trial.TrialState.FAIL)
+            return 0.8
+
+        run_units(units, study, train, tmp_path / "rescore", lambda line: None, 1)
+    assert all(study.user_attrs[u.key] == 0.8 for u in units)
+
+
+def test_units_done_for_an_older_study_of_the_same_name_are_trained_again(tmp_path):
+    """The study was deleted and made again under its name; its queue still holds the old study's done units, whose
+    results went with it: they are queued and trained again, not waited for."""
+    unit, trained = Unit(2, 1000), []
+    with optuna_quiet():
+        study = study_at(tmp_path)
+        old = unit_queue(study)
+        old.enqueue_trial({}, user_attrs={"rescore_trial": unit.trial, "rescore_seed": unit.seed})
+        old.optimize(lambda trial: 0.5, n_trials=1)
+        within(30, lambda: run_units([unit], study, lambda u: trained.append(u) or 0.7, tmp_path / "rescore",
+                                     lambda line: None, 1))
+    assert trained == [unit] and study.user_attrs[unit.key] == 0.7

@@ -12,7 +12,9 @@ study in the same database (`<study>:rescore`), so workers on any machine share 
 Optuna hands a queued trial to one worker only, a unit whose worker dies (no heartbeat) is failed and queued
 again, and a copy queued by two workers at once is dropped. A lock per unit folder keeps two workers of one
 folder out of each other's files; a unit run again there resumes from its last epoch. Results are stored in the
-study's user attributes, where every worker reads them.
+study's user attributes, where every worker reads them. On PostgreSQL a queued trial goes to one worker only; on
+SQLite (one machine) Optuna's pop is not atomic, so two folders sharing one SQLite file may, rarely, both run a
+unit; the workers of one folder never do.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from filelock import FileLock
 from optuna.trial import FrozenTrial, TrialState
 
 from edgedistill.cli.seeds import MAX_SEEDS
+from edgedistill.cli.tune.worker import run_one
 from edgedistill.config import SEED_MAX
 from edgedistill.errors import UserError
 
@@ -92,7 +95,7 @@ def top_trials(rows: list[dict], k: int) -> list[dict]:
 
 
 QUEUE_SUFFIX = ":rescore"
-LIVE = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
+LIVE = (TrialState.WAITING, TrialState.RUNNING)  # a done unit is known by its result in the study, not by its trial
 
 
 class SurplusUnit(Exception):
@@ -113,8 +116,9 @@ def unit_queue(study: optuna.Study) -> optuna.Study:
 
 
 def queue_missing(queue: optuna.Study, units: list[Unit]) -> None:
-    """Queue each unit no trial of the queue holds (waiting, running or done); a copy two workers queue at once is
-    dropped when it is run (held_earlier)."""
+    """Queue each unit no trial of the queue is waiting for or running (the units given have no result yet, so a
+    done trial of theirs is from an older study of the same name); a copy two workers queue at once is dropped when
+    it is run (held_earlier)."""
     held = {unit_of(t) for t in queue.get_trials(deepcopy=False, states=LIVE)}
     for unit in units:
         if unit not in held:
@@ -122,7 +126,7 @@ def queue_missing(queue: optuna.Study, units: list[Unit]) -> None:
 
 
 def held_earlier(queue: optuna.Study, number: int, unit: Unit) -> bool:
-    """Whether an earlier trial of the queue holds the same unit and is waiting, running or done."""
+    """Whether an earlier trial of the queue holds the same unit and is waiting or running."""
     return any(t.number < number and unit_of(t) == unit for t in queue.get_trials(deepcopy=False, states=LIVE))
 
 
@@ -135,11 +139,11 @@ def run_units(units: list[Unit], study: optuna.Study, train: Callable[[Unit], fl
 
     def objective(trial: optuna.Trial) -> float:
         unit = unit_of(trial)
-        if unit is None or held_earlier(queue, trial.number, unit):
+        if unit is None or unit.key in study.user_attrs or held_earlier(queue, trial.number, unit):
             raise SurplusUnit(f"trial {trial.number} of the queue holds no unit of its own")
         with FileLock(str(locks / f".{unit.folder}.lock")):  # a worker of this folder may be on it still
-            if unit.key in study.user_attrs:  # read under the lock: another worker finished it
-                return study.user_attrs[unit.key]
+            if unit.key in study.user_attrs:  # read under the lock: a worker here finished it (on SQLite, two
+                return study.user_attrs[unit.key]  # workers may pop one trial: its pop is not atomic there)
             accuracy = train(unit)
             study.set_user_attr(unit.key, accuracy)
         say(f"trial {unit.trial} at seed {unit.seed}: validation {100 * accuracy:.2f}%")
@@ -154,10 +158,7 @@ def run_units(units: list[Unit], study: optuna.Study, train: Callable[[Unit], fl
         if not queue.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             time.sleep(poll_s)  # the rest runs elsewhere, unless its worker dies
             continue
-        try:
-            queue.optimize(objective, n_trials=1, catch=(SurplusUnit,))
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # another worker took this one for dead and queued its unit again
+        run_one(queue, objective, (SurplusUnit,))
 
 
 def choose(study: optuna.Study, candidates: list[dict], seed: int, seeds: list[int]) -> dict:

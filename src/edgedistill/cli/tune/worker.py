@@ -52,6 +52,30 @@ def copy_of(study: optuna.Study, trial: optuna.Trial) -> int | None:
                  and t.system_attrs.get("fixed_params") == queued), None)
 
 
+def run_one(study: optuna.Study, objective: Callable[[optuna.Trial], float], catch: tuple[type[Exception], ...],
+            callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] | None = None) -> None:
+    """`study.optimize` for one trial. A trial another worker took for dead (its heartbeats came too late) and
+    finished meanwhile is no longer this worker's: telling it raises in Optuna (UpdateFinishedTrialError, or a
+    ValueError its bookkeeping turns into an AssertionError), which here ends the call quietly."""
+    ended: list[int] = []
+
+    def tracked(trial: optuna.Trial) -> float:
+        try:
+            value = objective(trial)
+        except (optuna.TrialPruned, *catch):
+            ended.append(trial.number)
+            raise
+        ended.append(trial.number)
+        return value
+
+    try:
+        study.optimize(tracked, n_trials=1, catch=catch, callbacks=callbacks)
+    except (optuna.exceptions.UpdateFinishedTrialError, ValueError, AssertionError):
+        mine = study.get_trials(deepcopy=False)
+        if not ended or next(t.state for t in mine if t.number == ended[0]) == TrialState.RUNNING:
+            raise
+
+
 @dataclass
 class Worker:
     """Runs `objective` trial by trial, telling `say` of each one this worker finishes."""
@@ -91,10 +115,7 @@ class Worker:
             if count(self.study, BUSY) >= self.total:  # the rest runs elsewhere, unless its worker dies
                 time.sleep(self.poll_s)
                 continue
-            try:
-                self.study.optimize(self.guarded, n_trials=1, catch=(Exception,), callbacks=[self.finished])
-            except optuna.exceptions.UpdateFinishedTrialError:
-                continue  # another worker took this one's trial for dead (no heartbeat in time) and queued it again
+            run_one(self.study, self.guarded, (Exception,), [self.finished])
             self.check_failures()
 
     def settle(self, say: Callable[[str], None]) -> None:
