@@ -15,6 +15,7 @@ import numpy as np
 import optuna
 import pytest
 import yaml
+from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from conftest import TESTS, run_cli, tiny_config
@@ -288,6 +289,36 @@ def test_a_trial_whose_worker_stopped_answering_is_retried_once_with_its_recipe(
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == 0]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE and retries[0].params["x"] == x
     assert sum(t.state in FINISHED for t in trials) == 3 and sum(t.state == TrialState.FAIL for t in trials) == 1
+
+
+def test_a_queued_trial_two_sqlite_workers_reach_at_once_goes_to_one(tmp_path, monkeypatch):
+    """Each worker is held between reading the queued trial's state and writing RUNNING, until both have read it
+    (or 2 s pass): the database must make the second wait for the first, or both take the trial."""
+    url, taken = sqlite_url(tmp_path), []
+    with optuna_quiet():
+        optuna.create_study(storage=open_storage(url, 1), study_name="s").enqueue_trial({"x": 0.5})
+    both_read, check = threading.Barrier(2), RDBStorage.check_trial_is_updatable
+
+    def held(self, trial_id: int, state: TrialState) -> None:
+        if state == TrialState.WAITING:
+            try:
+                both_read.wait(2)
+            except threading.BrokenBarrierError:
+                pass  # the other worker could not read meanwhile
+        return check(self, trial_id, state)
+
+    monkeypatch.setattr(RDBStorage, "check_trial_is_updatable", held)
+
+    def worker() -> None:
+        with optuna_quiet():
+            taken.append(optuna.load_study(study_name="s", storage=open_storage(url, 1)).ask().number)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(taken) == [0, 1], "one worker took the queued trial 0, the other a new one"
 
 
 def test_a_worker_whose_trial_was_taken_for_dead_goes_on_to_the_next(tmp_path):

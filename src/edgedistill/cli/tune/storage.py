@@ -16,6 +16,7 @@ from typing import Iterator
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from sqlalchemy import event
 
 from edgedistill.errors import UserError, first_line
 
@@ -73,12 +74,24 @@ def optuna_quiet() -> Iterator[None]:
         optuna.logging.set_verbosity(verbosity)
 
 
+def _locked_from_the_start(storage: RDBStorage) -> RDBStorage:
+    """Each SQLite transaction takes the database's write lock when it begins (BEGIN IMMEDIATE), so that Optuna's
+    read-then-write of a trial's state, which hands a queued trial to one worker, is atomic between workers as a row
+    lock makes it on PostgreSQL. pysqlite's own BEGIN comes at the first write, after the read: two workers could
+    both take one queued trial. SQLAlchemy's recipe for SQLite transactions; connections made before are closed."""
+    storage.engine.dispose()
+    event.listen(storage.engine, "connect", lambda dbapi, record: setattr(dbapi, "isolation_level", None))
+    event.listen(storage.engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE"))
+    return storage
+
+
 def _connect(url: str, heartbeat_s: int) -> RDBStorage:
     with warnings.catch_warnings():  # heartbeats and the retry callback are marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(url, engine_kwargs=_engine_kwargs(url), heartbeat_interval=heartbeat_s,
-                          grace_period=3 * heartbeat_s,
-                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
+        storage = RDBStorage(url, engine_kwargs=_engine_kwargs(url), heartbeat_interval=heartbeat_s,
+                             grace_period=3 * heartbeat_s,
+                             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
+    return _locked_from_the_start(storage) if url.startswith("sqlite") else storage
 
 
 def open_storage(url: str, heartbeat_s: int) -> RDBStorage:
