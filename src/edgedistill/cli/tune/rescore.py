@@ -12,9 +12,8 @@ study in the same database (`<study>:rescore`), so workers on any machine share 
 Optuna hands a queued trial to one worker only, a unit whose worker dies (no heartbeat) is failed and queued
 again, and a copy queued by two workers at once is dropped. A lock per unit folder keeps two workers of one
 folder out of each other's files; a unit run again there resumes from its last epoch. Results are stored in the
-study's user attributes, where every worker reads them. On PostgreSQL a queued trial goes to one worker only; on
-SQLite (one machine) Optuna's pop is not atomic, so two folders sharing one SQLite file may, rarely, both run a
-unit; the workers of one folder never do.
+study's user attributes, where every worker reads them. A queued trial goes to one worker only: PostgreSQL locks
+its row, and on SQLite each transaction takes the database's lock at BEGIN (storage.py).
 """
 from __future__ import annotations
 
@@ -142,8 +141,8 @@ def run_units(units: list[Unit], study: optuna.Study, train: Callable[[Unit], fl
         if unit is None or unit.key in study.user_attrs or held_earlier(queue, trial.number, unit):
             raise SurplusUnit(f"trial {trial.number} of the queue holds no unit of its own")
         with FileLock(str(locks / f".{unit.folder}.lock")):  # a worker of this folder may be on it still
-            if unit.key in study.user_attrs:  # read under the lock: a worker here finished it (on SQLite, two
-                return study.user_attrs[unit.key]  # workers may pop one trial: its pop is not atomic there)
+            if unit.key in study.user_attrs:  # read under the lock: a worker here, whose trial was taken for
+                return study.user_attrs[unit.key]  # dead and queued again, finished it after all
             accuracy = train(unit)
             study.set_user_attr(unit.key, accuracy)
         say(f"trial {unit.trial} at seed {unit.seed}: validation {100 * accuracy:.2f}%")
