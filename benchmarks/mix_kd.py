@@ -63,13 +63,16 @@ def rows_for(name: str, runs: list[dict]) -> list[str]:
             f"{100 * g['mean']:+.2f} ± {100 * g['std']:.2f} | {p} | {verdict} |"]
 
 
-def against_first(name: str, runs: list[dict], first: str, base: list[dict]) -> str:
-    """A variant's KD student against the first variant's KD student of the same seed (the cached one, unless
-    --variants leaves it out), in int8."""
-    g = paired_gain([r["student_kd"]["int8"] - c["student_kd"]["int8"] for r, c in zip(runs, base)],
-                    mean_std([c["student_kd"]["int8"] for c in base])["std"])
+def against_first(name: str, runs: list[dict], first: str, base: list[dict], role: str) -> str:
+    """A variant's KD student against the first variant's student in `role` of the same seed (the cached one,
+    unless --variants leaves it out), in int8. Its scratch student is the plain control a user would train: a mixed
+    variant's own control trains on mixed batches and can be weaker."""
+    g = paired_gain([r["student_kd"]["int8"] - c[role]["int8"] for r, c in zip(runs, base)],
+                    mean_std([c[role]["int8"] for c in base])["std"])
     p = f"p = {g['p_value']:.3g}" if g["p_value"] is not None else "no test"
-    return f"- {name} KD against {first} KD, int8, paired by seed: {100 * g['mean']:+.2f} ± {100 * g['std']:.2f} ({p})"
+    who = "KD" if role == "student_kd" else "scratch"
+    return (f"- {name} KD against {first} {who}, int8, paired by seed: {100 * g['mean']:+.2f} ± "
+            f"{100 * g['std']:.2f} ({p})")
 
 
 def main() -> None:
@@ -102,7 +105,8 @@ def main() -> None:
         table += rows_for(name, runs)
         print("\n".join(table[-2:]), flush=True)
         if name != first:
-            notes.append(against_first(name, runs, first, variants[first]))
+            notes += [against_first(name, runs, first, variants[first], role)
+                      for role in ("student_kd", "student_scratch")]
     rows = runs[0]["student_kd"]["rows"]
     body = (f"### Patient and consistent teaching against the cache, {args.title} ({args.seeds} seeds, {epochs} student "
             f"epochs)\n\n{header(time.perf_counter() - t0)}"
