@@ -98,9 +98,10 @@ def main() -> None:
     t0 = time.perf_counter()
     table = ["| variant | student | val acc | fp32 test acc | int8 test acc | train time | int8 gain over scratch, "
              "paired | p | verdict |", "|---|---|---|---|---|---|---|---|---|"]
-    variants, notes, first = {}, [], next(iter(plan))
+    variants, notes, first, reused = {}, [], next(iter(plan)), 0
     for name, sets in plan.items():
         folder = Path(args.out) / name.replace(", ", "_").replace(" ", "_")
+        reused += sum((folder / f"seed_{s}" / "metrics.json").exists() for s in range(args.seeds))
         runs = variants[name] = [one_run(args, sets, s, folder / f"seed_{s}") for s in range(args.seeds)]
         table += rows_for(name, runs)
         print("\n".join(table[-2:]), flush=True)
@@ -109,7 +110,9 @@ def main() -> None:
                       for role in ("student_kd", "student_scratch")]
     rows = runs[0]["student_kd"]["rows"]
     body = (f"### Patient and consistent teaching against the cache, {args.title} ({args.seeds} seeds, {epochs} student "
-            f"epochs)\n\n{header(time.perf_counter() - t0)}"
+            f"epochs)\n\n{header(time.perf_counter() - t0, 'wall time of this invocation')}"
+            f"- runs: {len(plan) * args.seeds - reused} trained by this invocation, {reused} reused from an earlier "
+            "one's metrics.json (their train times are in the table)\n"
             f"- config: `{Path(args.config).name}` with {', '.join(args.overrides)}; int8: {args.int8}\n"
             f"- KD student rows per epoch: {rows['labeled']:,} labelled + {rows['unlabeled']:,} unlabelled\n\n"
             + "\n".join(table) + "\n\n" + "".join(n + "\n" for n in notes) + ("\n" if notes else "") +
