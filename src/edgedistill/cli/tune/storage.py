@@ -28,26 +28,34 @@ def sqlite_url(folder: Path) -> str:
     return f"sqlite:///{(folder / 'study.db').resolve()}"
 
 
-def _password(url: str) -> str | None:
+# the query keys libpq and the SQLAlchemy dialects read a password from (postgresql://host/db?password=...)
+SECRET_KEYS = ("password", "passwd", "pwd", "sslpassword", "secret")
+_USERINFO = re.compile(r"(://[^:/@\s]*:)[^\s]*@")  # up to the last @: a password may hold an unencoded @ or /
+_QUERY_SECRET = re.compile(rf"([?&](?:{'|'.join(SECRET_KEYS)})=)[^&\s]*", re.IGNORECASE)
+
+
+def _passwords(url: str) -> list[str]:
+    """Every password the URL holds, in its user part or its query."""
     from sqlalchemy.engine import make_url
 
     try:
-        return make_url(url).password
-    except Exception:  # an unparsable URL: the pattern below still hides a user:password@ part
-        return None
-
-
-def scrub(text: str, url: str) -> str:
-    """`text` with the URL's password replaced by ***, wherever it appears."""
-    password = _password(url)
-    if password:
-        text = text.replace(str(password), "***")
-    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+        parsed = make_url(url)
+    except Exception:  # an unparsable URL: the patterns in redacted() still hide its secrets
+        return []
+    found = [parsed.password] + [v for k, v in parsed.query.items() if k.lower() in SECRET_KEYS]
+    return [str(p) for p in found if p and isinstance(p, str)]
 
 
 def redacted(url: str) -> str:
-    """The URL as it may be printed or stored: without its password."""
-    return scrub(url, url)
+    """The URL as it may be printed or stored: with *** for its password, in its user part or its query."""
+    return _QUERY_SECRET.sub(r"\1***", _USERINFO.sub(r"\1***@", url))
+
+
+def scrub(text: str, url: str) -> str:
+    """`text` (a driver's message, which may quote the URL or its password) with the URL's secrets replaced."""
+    for password in _passwords(url):
+        text = text.replace(password, "***")
+    return redacted(text)
 
 
 def _engine_kwargs(url: str) -> dict:
