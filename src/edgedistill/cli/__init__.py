@@ -181,6 +181,17 @@ def cmd_seeds(args: argparse.Namespace) -> int:
     return deliverable_exit(result.first)
 
 
+def names_listed(flag: str, given: str | None) -> list[str] | None:
+    """A comma-separated list of names; None when the flag was not given (search them all)."""
+    if given is None:
+        return None
+    names = [n.strip() for n in given.split(",") if n.strip()]
+    if not names:
+        raise UserError(f"{flag} {given!r}: names nothing; give comma-separated names, or leave {flag} out to "
+                        "search them all")
+    return names
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     from edgedistill import progress
     from edgedistill.cli.tune import tune
@@ -189,8 +200,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     progress.set_mode("quiet" if args.quiet else "bar")
     if args.track:
         args.overrides.append(f"tracking.backends={json.dumps(args.track)}")
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
-    mixes = [m.strip() for m in args.mix.split(",") if m.strip()] if args.mix else None
+    methods, mixes = names_listed("--methods", args.methods), names_listed("--mix", args.mix)
+    if args.storage is not None and not args.storage.strip():
+        raise UserError("--storage: is empty; give a database URL (postgresql://user:password@host/db), or leave "
+                        "it out for study.db in --out")
     say = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
     result = tune(args.config, args.out, args.overrides, args.trials, args.timeout, args.storage, args.study_name,
                   args.seeds, methods, args.heartbeat, progress=not args.quiet, say=say, mixes=mixes,

@@ -349,6 +349,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         source, text = f"packaged {DEFAULT_CONFIG}", packaged_config_text()
     else:
         p = Path(path)
+        if p.is_dir():
+            raise UserError(f"config file {str(p)!r} is a folder; pass the YAML file in it, or omit it for the default")
         if not p.is_file():
             raise UserError(f"config file {str(p)!r} not found; pass an existing YAML file or omit it for the default")
         try:
