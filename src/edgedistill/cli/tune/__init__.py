@@ -21,20 +21,21 @@ from filelock import FileLock, Timeout
 
 from edgedistill import distributed
 from edgedistill.atomic import atomic_write_text
-from edgedistill.cli.seeds import SeedsResult, check_seed_count, run_seeds, seeds_table
+from edgedistill.cli.seeds import SeedsResult, check_seed_count, run_seeds
+from edgedistill.cli.tune.folder import (CONFIRM_MARKER, check_folder, check_same_study, confirmed,
+                                         confirmed_result, folder_study, make_folder, record_uid)
 from edgedistill.cli.tune.report import study_summary, trial_line, trial_row, write_report
-from edgedistill.cli.tune.rescore import Unit, agree_on_rule, check_rescore, chosen_mean, rescored
+from edgedistill.cli.tune.rescore import Unit, agree_on_rule, check_rescore, chosen_mean, recorded_choice, rescored
 from edgedistill.cli.tune.space import SearchSpace, recipe_config
 from edgedistill.cli.tune.storage import open_storage, optuna_quiet, redacted, sqlite_url
-from edgedistill.cli.tune.study import (check_teacher, fixed_config, open_study, start_from_config,
-                                        teacher_elsewhere)
-from edgedistill.cli.tune.trial import Trials, search_space
+from edgedistill.cli.tune.study import (check_teacher, existing_uid, fixed_config, open_study,
+                                        requeue_interrupted, start_from_config, study_uid, teacher_elsewhere)
+from edgedistill.cli.tune.trial import Trials, search_space, trial_folder
 from edgedistill.cli.tune.worker import Worker
-from edgedistill.config import ExperimentConfig, config_to_yaml, resolve_config, validate_config
+from edgedistill.config import ExperimentConfig, resolve_config, validate_config
 from edgedistill.data import DataSplits
 from edgedistill.errors import UserError
 from edgedistill.pipeline.prepare import prepare
-from edgedistill.pipeline.rundir import TUNE_MARKER
 from edgedistill.pipeline.state import Trained
 from edgedistill.pipeline.state import Run
 from edgedistill.pipeline.training import obtain_teacher
@@ -73,49 +74,25 @@ def check_config(cfg: ExperimentConfig) -> None:
                         "instead of torchrun")
 
 
-def folder_study(name: str, storage: str | None) -> dict:
-    """What the folder's marker says it holds: one study, since trials/<number>/ is that study's trial."""
-    return {"study": name, "storage": redacted(storage) if storage else "study.db in this folder"}
-
-
-def check_folder(out: Path, study: dict) -> None:
-    """A folder of this study is joined, an empty or new one made; anything else is left alone."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: is a file; choose a folder")
-    if not out.is_dir() or not any(out.iterdir()):
-        return
-    if not (out / TUNE_MARKER).is_file():
-        raise UserError(f"--out {out}: holds files that are not a tune study; choose another folder")
-    try:
-        held = json.loads((out / TUNE_MARKER).read_text())
-    except ValueError:
-        held = {"study": "?", "storage": f"an unreadable {TUNE_MARKER}"}
-    if held != study:
-        raise UserError(f"--out {out}: holds study {held['study']!r} ({held['storage']}), not {study['study']!r} "
-                        f"({study['storage']}); give that --study-name and --storage, or another --out")
-
-
-def make_folder(out: Path, cfg: ExperimentConfig, study: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    if not (out / TUNE_MARKER).is_file():
-        atomic_write_text(out / "config.yaml", config_to_yaml(cfg))
-        atomic_write_text(out / TUNE_MARKER, json.dumps(study))
-
-
 def without_test(data: DataSplits) -> DataSplits:
     """The data as a trial sees it: the test split replaced by an empty one, so no choice can read it."""
     return replace(data, x_test=np.empty((0, *data.input_shape), np.float32), y_test=np.empty(0, np.int64))
 
 
-def shared_teacher(run: Run, study: optuna.Study, say: Callable[[str], None]) -> Trained:
-    """The study's teacher: trained under a lock by the first worker in this folder, loaded by the others (the
-    training resumes when the worker that started it died), and checked against the one the study recorded."""
-    out, cfg = run.run_dir, run.cfg
+def check_teacher_here(study: optuna.Study, out: Path, cfg: ExperimentConfig) -> None:
+    """A worker in another folder than the one where the study's teacher was made must be given that teacher."""
     made_elsewhere = teacher_elsewhere(study)
     here = (out / "teacher.pt").exists() or cfg.teacher.checkpoint or is_external(cfg.teacher.model)
     if made_elsewhere and not here:
-        raise UserError(f"teacher: the study's teacher was made at {made_elsewhere}; copy that teacher.pt here and "
+        raise UserError(f"teacher: the study's teacher was made at {made_elsewhere}; copy that teacher file here and "
                         "set teacher.checkpoint to it, or give every worker one --out on a shared disk")
+
+
+def shared_teacher(run: Run, study: optuna.Study, say: Callable[[str], None]) -> Trained:
+    """The study's teacher: trained under a lock by the first worker in this folder, loaded by the others (the
+    training resumes when the worker that started it died), and checked against the one the study recorded."""
+    out = run.run_dir
+    check_teacher_here(study, out, run.cfg)
     lock = FileLock(str(out / ".teacher.lock"))
     try:
         lock.acquire(timeout=0)
@@ -149,30 +126,42 @@ def confirm(out: Path, base: dict, best: dict, n: int, progress: bool,
         say("another worker in this folder is running the best recipe over seeds; tune.md has it when done")
         return None
     try:
-        folder, done = out / "confirm", {"trial": best["number"], "seeds": n}
-        marker = out / "confirm.json"
-        if marker.is_file() and json.loads(marker.read_text()) == done and (folder / "seeds.json").is_file():
-            summary = json.loads((folder / "seeds.json").read_text())
-            first = json.loads((folder / f"seed_{summary['seeds'][0]}" / "metrics.json").read_text())
-            return SeedsResult(folder, summary, seeds_table(summary), first)
-        result = run_seeds(best_config(out, base, best), n, out_dir=folder, overwrite=True, progress=progress)
-        atomic_write_text(marker, json.dumps(done))
+        done = {"trial": best["number"], "seeds": n}
+        result = confirmed_result(out, done)
+        if result is None:
+            (out / CONFIRM_MARKER).unlink(missing_ok=True)  # confirm/ is about to hold another recipe's seeds
+            result = run_seeds(best_config(out, base, best), n, out_dir=out / "confirm", overwrite=True,
+                               progress=progress)
+            atomic_write_text(out / CONFIRM_MARKER, json.dumps(done))
         return result
     finally:
         lock.release()
 
 
-def join_study(url: str, external: bool, out: Path, cfg: ExperimentConfig, name: str, space: SearchSpace,
-               fixed: dict, heartbeat_s: int, total: int) -> optuna.Study:
-    """A database given by URL is reached before the folder is made; the default SQLite file lives in it. Workers
-    in one folder open it in turn, so two never create its tables at once (nor queue the config's recipes twice)."""
-    storage = open_storage(url, heartbeat_s) if external else None
+def join_study(url: str, external: bool, out: Path, held: dict | None, cfg: ExperimentConfig, name: str,
+               space: SearchSpace, fixed: dict, heartbeat_s: int, total: int,
+               agree: Callable[[optuna.Study], None]) -> optuna.Study:
+    """A database given by URL is reached, and the study checked against this worker (`agree`: the rule that
+    chooses its best), before the folder is made; the default SQLite file lives in the folder. Workers in one
+    folder open it in turn, so two never create its tables at once (nor queue the config's recipes twice)."""
+    where = f"--study-name {name} in {redacted(url)}"
+    study = None
+    if external:
+        storage = open_storage(url, heartbeat_s)
+        check_same_study(out, held, existing_uid(storage, name), where)
+        study = open_study(storage, name, url, space, fixed, cfg.student.train.epochs)
+        check_teacher_here(study, out, cfg)
+        agree(study)
     make_folder(out, cfg, folder_study(name, url if external else None))
     with FileLock(str(out / ".study.lock")):
-        storage = storage or open_storage(url, heartbeat_s)
-        study = open_study(storage, name, url, space, fixed, cfg.student.train.epochs)
+        if study is None:
+            storage = open_storage(url, heartbeat_s)
+            check_same_study(out, held, existing_uid(storage, name), where)
+            study = open_study(storage, name, url, space, fixed, cfg.student.train.epochs, "another --out")
+            agree(study)
+        requeue_interrupted(study, lambda t: trial_folder(out, t))
         start_from_config(study, space, cfg.model_dump(mode="json"), total)
-        return study
+    return study
 
 
 def run_trials(run: Run, study: optuna.Study, objective: Trials, total: int, timeout_s: float | None,
@@ -181,6 +170,7 @@ def run_trials(run: Run, study: optuna.Study, objective: Trials, total: int, tim
     workers' running trials end, when `settle`) and how many trials this worker finished."""
     with optuna_quiet():
         run.trained[Role.TEACHER] = shared_teacher(run, study, say)
+        record_uid(run.run_dir, study_uid(study))
         worker = Worker(study, objective, total, heartbeat_s, lambda t: say(trial_line(trial_row(t))))
         worker.run(timeout_s)
         if settle:
@@ -227,16 +217,17 @@ def tune(config: ExperimentConfig | dict | str | Path | None = None, out_dir: st
     if seeds:  # checked before the study, not after its trials
         check_seed_count(seeds, cfg.seed)
     out, name = Path(out_dir) if out_dir else Path("runs") / f"{cfg.name}-tune", study_name or cfg.name
-    check_folder(out, folder_study(name, storage))
+    held = check_folder(out, folder_study(name, storage))
     tracking = open_tracking(cfg, out)  # tracking.required: the tracker is reached before the folder is made
     run = prepare(cfg)
     run.data = without_test(run.data)
     space = search_space(run, methods, mixes)
     url, base = storage or sqlite_url(out), cfg.model_dump(mode="json")
     with optuna_quiet():
-        study = join_study(url, storage is not None, out, cfg, name, space,
-                           fixed_config(cfg, space, run.data), heartbeat_s, trials)
-        agree_on_rule(study, rescore, rescore_seeds, seeds > 0, f"--study-name {name} in {redacted(url)}")
+        study = join_study(url, storage is not None, out, held, cfg, name, space,
+                           fixed_config(cfg, space, run.data), heartbeat_s, trials,
+                           lambda s: agree_on_rule(s, rescore, rescore_seeds, seeds > 0,
+                                                   f"--study-name {name} in {redacted(url)}"))
     run.run_dir, run.progress, run.tracking = out, progress, tracking
     with tracking.running(out, config_params(cfg), resume=True):  # the workers of a folder share its tracked run
         objective = Trials(run, out, base, space)
@@ -244,6 +235,9 @@ def tune(config: ExperimentConfig | dict | str | Path | None = None, out_dir: st
                                   settle=seeds > 0 or rescore > 0)
         if rescore and summary["best"]:
             summary = choose_on_seeds(summary, study, objective, rescore, rescore_seeds, out, heartbeat_s, say)
+        else:  # a worker of trials only still reports the choice and the seeds other workers made
+            summary = recorded_choice(summary, study, cfg.seed)
+        summary["confirm"] = confirmed(out)
         write_report(out, summary)
         tracking.log_metrics(best_metrics(summary))
         result = None
@@ -251,6 +245,6 @@ def tune(config: ExperimentConfig | dict | str | Path | None = None, out_dir: st
             with children_of(tracking):  # the best recipe's --seeds run, under the study's tracked run
                 result = confirm(out, base, summary["best"], seeds, progress, say)
     if result is not None:
-        summary["confirm"] = {"folder": "confirm", "table": result.table, "summary": result.summary}
+        summary["confirm"] = confirmed(out)
         write_report(out, summary)
     return TuneResult(out, summary, result, ran)

@@ -17,7 +17,7 @@ from edgedistill.cli.tune.study import PRUNING
 def _note(t: FrozenTrial) -> str:
     notes = ["the config's own recipe"] if t.user_attrs.get("from_config") else []
     if t.system_attrs.get("retry_history"):
-        notes.append(f"retry of #{t.system_attrs['retry_history'][-1]} (its worker died)")
+        notes.append(f"retry of #{t.system_attrs['retry_history'][-1]}")
     if "copy_of" in t.user_attrs:
         notes.append(f"not run: a second copy of trial #{t.user_attrs['copy_of']}'s queued recipe")
     elif t.user_attrs.get("surplus"):
@@ -25,7 +25,7 @@ def _note(t: FrozenTrial) -> str:
     elif t.user_attrs.get("error"):
         notes.append(t.user_attrs["error"].split(";")[0])
     elif t.state == TrialState.FAIL:
-        notes.append("its worker stopped (no heartbeat)")
+        notes.append("its worker stopped (Ctrl-C, or no heartbeat)")
     return "; ".join(notes)
 
 
@@ -97,24 +97,40 @@ def chosen_text(s: dict) -> str:
     return f"trial {b['number']}, {b['method']} ({_settings(b['settings'])}), {how}"
 
 
-def best_line(s: dict) -> str:
+def finished_text(s: dict) -> str:
+    """How many trials finished against how many were asked for (an earlier worker may have asked for more)."""
     finished = s["states"].get("complete", 0) + s["states"].get("pruned", 0)
     states = ", ".join(f"{n} {k}" for k, n in s["states"].items())
-    head = f"study {s['study']}: {finished} of {s['trials_asked']} trials finished ({states})"
+    asked = (f"{finished} of {s['trials_asked']}" if finished <= s["trials_asked"]
+             else f"{finished} ({s['trials_asked']} asked for by this worker)")
+    return f"{asked} trials finished ({states})"
+
+
+def best_line(s: dict) -> str:
+    head = f"study {s['study']}: {finished_text(s)}"
     b = s["best"]
     if not b:
         return head + "; no trial completed"
     return f"{head}; best on validation: {chosen_text(s)}"
 
 
+def stale_confirm(s: dict) -> str:
+    """A warning when the seeds on test ran another trial than the study's best now (trials were added since)."""
+    c, b = s["confirm"], s["best"]
+    if b and c.get("trial") == b["number"]:
+        return ""
+    now = f"its best is now trial {b['number']}" if b else "it has no complete trial now"
+    return (f"These seeds ran trial {c.get('trial')}, the study's choice when they ran; {now}. Run `tune` again with "
+            "--seeds to confirm the present choice.\n\n")
+
+
 def tune_markdown(s: dict) -> str:
-    states = ", ".join(f"{n} {k}" for k, n in s["states"].items())
+    finished = finished_text(s)
     space = "\n".join(f"- {m}: " + (", ".join(f"{k.removeprefix('distill.')} {r}" for k, r in dims.items())
                                      or "its defaults") for m, dims in s["space"].items())
     left = "".join(f"\n- left out: {m}: {why}" for m, why in s["excluded"].items())
-    finished = s["states"].get("complete", 0) + s["states"].get("pruned", 0)
     parts = [f"# tune: {s['study']}\n",
-             f"Storage {s['storage']}. {finished} of {s['trials_asked']} trials finished ({states}). Each trial "
+             f"Storage {s['storage']}. {finished[0].upper()}{finished[1:]}. Each trial "
              f"trains the KD student for up to {s['epochs_per_trial']} epochs from the study's one teacher and is "
              "scored on the validation split, carved from the training split; the test split is not read. "
              f"{s.get('pruning', '')}\n", f"Searched:\n{space}{left}\n", "## Trials\n",
@@ -131,7 +147,7 @@ def tune_markdown(s: dict) -> str:
     if s["confirm"]:
         c = s["confirm"]
         parts.append(f"## The best recipe against scratch over {len(c['summary']['seeds'])} seeds (test split)\n\n"
-                     f"{c['table']}\n\nRuns: {c['folder']}/seed_*, summary {c['folder']}/seeds.md.\n")
+                     f"{stale_confirm(s)}{c['table']}\n\nRuns: {c['folder']}/seed_*, summary {c['folder']}/seeds.md.\n")
     return "\n".join(parts)
 
 
@@ -148,6 +164,7 @@ def tune_html(s: dict) -> str:
     if s["confirm"]:
         c, seed = s["confirm"], s["confirm"]["summary"]["seeds"][0]
         body += [f"<h2>The best recipe against scratch over {len(c['summary']['seeds'])} seeds (test split)</h2>",
+                 f"<p>{html.escape(stale_confirm(s).strip())}</p>" if stale_confirm(s) else "",
                  md_table_to_html(c["table"]), f"<p>{html.escape(c['table'].split(chr(10))[-1])}</p>",
                  f'<p><a href="{c["folder"]}/seed_{seed}/report.html">the first seed\'s run report</a></p>']
     return page(f"edgedistill tune: {s['study']}", "\n".join(body))

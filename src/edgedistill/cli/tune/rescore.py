@@ -190,6 +190,22 @@ def rescored(summary: dict, study: optuna.Study, top: int, n: int, seed: int, tr
     seeds = extra_seeds(seed, n)
     say(f"training the best {len(candidates)} trials again on {n} more seed(s) before choosing")
     run_units([Unit(c["number"], s) for c in candidates for s in seeds], study, train, out / "rescore", say, poll_s)
-    result = choose(study, candidates, seed, seeds)
+    return with_choice(summary, choose(study, candidates, seed, seeds))
+
+
+def with_choice(summary: dict, result: dict) -> dict:
     best = next(r for r in summary["trials"] if r["number"] == result["chosen"])
     return summary | {"rescore": result, "best": best}
+
+
+def recorded_choice(summary: dict, study: optuna.Study, seed: int) -> dict:
+    """The summary with the choice the study's rule makes, when every unit of its current best trials has a result:
+    a worker that runs trials only trains no unit, but its report keeps the choice the others made."""
+    held = study.user_attrs.get("rescore")
+    if not held:
+        return summary
+    candidates, seeds = top_trials(summary["trials"], held["top"]), extra_seeds(seed, held["seeds"])
+    units = [Unit(c["number"], s) for c in candidates for s in seeds]
+    if len(candidates) < 2 or any(u.key not in study.user_attrs for u in units):
+        return summary
+    return with_choice(summary, choose(study, candidates, seed, seeds))

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
+from pathlib import Path
+from typing import Callable
 
 import optuna
 import torch.nn as nn
+from optuna.trial import FrozenTrial, TrialState
 
 from edgedistill.cli.tune.space import SearchSpace, space_difference
 from edgedistill.cli.tune.storage import redacted
@@ -21,6 +25,8 @@ from edgedistill.roles import Role
 LOCAL_KEYS = ("name", "accelerator", "device_catalog", "data.path", "data.loader_workers", "teacher.checkpoint",
               "distill.method", "tracking")
 
+
+STUDY_UID = "uid"  # a study's user attribute, and its folder's record of it: which study the trials there belong to
 
 PRUNING = ("A trial whose best validation accuracy so far falls in the bottom quarter of completed trials at the "
            "same epoch, from half its epochs on, is pruned there.")
@@ -75,32 +81,48 @@ def weights_digest(model: nn.Module) -> str:
 
 
 def open_study(storage: optuna.storages.BaseStorage, name: str, url: str, space: SearchSpace, fixed: dict,
-               epochs: int) -> optuna.Study:
-    """Create the study, or join it when its search space and fixed config are this worker's. The sampler is not
-    seeded: workers started together would draw the same recipes."""
+               epochs: int, instead: str = "another --study-name") -> optuna.Study:
+    """Create the study, or join it when its search space and fixed config are this worker's (`instead`: what the
+    user may change instead, as the refusal says). The sampler is not seeded: workers started together would draw
+    the same recipes."""
     try:
         study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True,
                                     sampler=optuna.samplers.TPESampler(constant_liar=True), pruner=pruner(epochs))
     except ValueError as exc:  # a study of that name optimised in another direction, or with several objectives
         raise UserError(f"--study-name {name}: {redacted(url)} holds a study of that name that is not an "
-                        f"edgedistill tune study ({exc}); choose another --study-name") from None
+                        f"edgedistill tune study ({exc}); choose {instead}") from None
     where = f"--study-name {name} in {redacted(url)}"
     attrs = study.user_attrs
     if "space" not in attrs:
         if study.get_trials(deepcopy=False):
-            raise UserError(f"{where}: holds trials but no edgedistill search space; choose another --study-name")
+            raise UserError(f"{where}: holds trials but no edgedistill search space; choose {instead}")
         study.set_user_attr("space", space.describe())
         study.set_user_attr("fixed_config", json.loads(json.dumps(fixed)))
         attrs = study.user_attrs  # read back: of two workers starting at once, the later write is the study's
     why = space_difference(attrs["space"], space.describe())
     if why:
         raise UserError(f"{where}: the study was started with another search space: {why}; use the same "
-                        "--methods and config, or another --study-name")
+                        f"--methods and config, or {instead}")
     why = config_difference(attrs.get("fixed_config", {}), json.loads(json.dumps(fixed)))
     if why:
         raise UserError(f"{where}: the study trains another experiment: {why}; use the config it was started "
-                        "with, or another --study-name")
+                        f"with, or {instead}")
+    if STUDY_UID not in attrs:  # also a study made before uids: its folders record it from now on
+        study.set_user_attr(STUDY_UID, uuid.uuid4().hex)
     return study
+
+
+def study_uid(study: optuna.Study) -> str:
+    return study.user_attrs[STUDY_UID]
+
+
+def existing_uid(storage: optuna.storages.BaseStorage, name: str) -> str | None:
+    """The uid of the study of that name the database holds, without creating one; None when it holds none."""
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return None
+    return storage.get_study_user_attrs(study_id).get(STUDY_UID)
 
 
 def queued_from_config(study: optuna.Study) -> set[str]:
@@ -124,6 +146,25 @@ def start_from_config(study: optuna.Study, space: SearchSpace, base: dict, total
                             skip_if_exists=True)
 
 
+INTERRUPTED = "interrupted"  # a file a trial's folder holds while Ctrl-C has stopped it and it waits to run again
+
+
+def requeue_interrupted(study: optuna.Study, folder_of: Callable[[FrozenTrial], Path]) -> None:
+    """Queue again, once, each trial Ctrl-C stopped in this folder, as Optuna's heartbeat callback queues a dead
+    worker's: under its first number, so its retry resumes from the epochs its folder holds, and with its recipe
+    (the config's own recipe stays queued)."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    for t in trials:
+        if t.state != TrialState.FAIL or t.number in retried or not (folder_of(t) / INTERRUPTED).is_file():
+            continue
+        system = {"failed_trial": t.number, **t.system_attrs}
+        system["retry_history"] = [*t.system_attrs.get("retry_history", []), t.number]
+        study.add_trial(optuna.trial.create_trial(
+            state=TrialState.WAITING, params=t.params, distributions=t.distributions, system_attrs=system,
+            user_attrs={k: v for k, v in t.user_attrs.items() if k not in ("error", "worker")}))
+
+
 def check_teacher(study: optuna.Study, teacher: nn.Module, where: str) -> None:
     """Every worker distils from one teacher: the first records its weights' digest, the others must match it."""
     digest = weights_digest(teacher)
@@ -132,7 +173,7 @@ def check_teacher(study: optuna.Study, teacher: nn.Module, where: str) -> None:
     recorded = study.user_attrs[Role.TEACHER.value]
     if recorded["sha256"] != digest:
         raise UserError(f"teacher: this worker's teacher differs from the study's, made at {recorded['where']}; "
-                        "copy that teacher.pt here and set teacher.checkpoint to it, or give every worker one --out "
+                        "copy that teacher file here and set teacher.checkpoint to it, or give every worker one --out "
                         "on a shared disk")
 
 

@@ -1,26 +1,29 @@
 """One trial: the KD student trained by the pipeline's own train_role with the trial's recipe, from the study's one
 teacher, scored on validation after every epoch so the pruner can stop a weak recipe early.
 
-Everything a trial writes is in trials/<number>/ of the study folder. A trial whose worker died is retried under
-its first number, so the retry resumes from the last epoch that trial finished.
+Everything a trial writes is in trials/<number>/ of the study folder. A trial whose worker died, or that Ctrl-C
+stopped, is retried under its first number, so the retry resumes from the last epoch that trial finished.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import hashlib
 import json
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NoReturn
 
 import optuna
 from filelock import FileLock
+from optuna.trial import FrozenTrial
 
 from edgedistill import distributed
 from edgedistill.atomic import atomic_write_text
 from edgedistill.cli.tune.rescore import Unit
+from edgedistill.cli.tune.study import INTERRUPTED
 from edgedistill.cli.tune.space import SearchSpace, eligible, mixes_allowed, recipe_config, recipe_space
 from edgedistill.config import validate_config
 from edgedistill.distill import METHODS
@@ -124,7 +127,8 @@ class Trials:
 
     def __call__(self, trial: optuna.Trial) -> float:
         frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
-        folder = self.out / "trials" / f"{frozen.system_attrs.get('failed_trial', trial.number):04d}"
+        folder = trial_folder(self.out, frozen)
+        (folder / INTERRUPTED).unlink(missing_ok=True)
         try:
             run = replace(self.run, cfg=self.recipe(trial), run_dir=folder, progress=False, records={},
                           test_logits={})
@@ -139,9 +143,13 @@ class Trials:
         except Exception as exc:
             trial.set_user_attr("error", first_line(exc))
             raise
-        shutil.rmtree(folder / STATE_DIR, ignore_errors=True)
-        trial.set_user_attr("best_epoch", result.best_epoch)
-        return result.best_val_accuracy
+        except KeyboardInterrupt:
+            pass  # stopped below, outside this block, so the interrupted call's frames can be let go
+        else:
+            shutil.rmtree(folder / STATE_DIR, ignore_errors=True)
+            trial.set_user_attr("best_epoch", result.best_epoch)
+            return result.best_val_accuracy
+        stop_interrupted(folder)
 
     def at_seed(self, unit: Unit, method: str, settings: dict, folder: Path) -> float:
         """A trial's recipe trained to its last epoch at another seed (another student init, batch order and bank
@@ -163,6 +171,21 @@ class Trials:
         atomic_write_text(done, json.dumps({"best_val_accuracy": accuracy}))
         shutil.rmtree(folder / STATE_DIR, ignore_errors=True)  # kept when interrupted: the next worker resumes it
         return accuracy
+
+
+def trial_folder(out: Path, trial: FrozenTrial) -> Path:
+    """trials/<number>/, a retry's under the number of the trial it retries, so that it resumes that one's epochs."""
+    return out / "trials" / f"{trial.system_attrs.get('failed_trial', trial.number):04d}"
+
+
+def stop_interrupted(folder: Path) -> NoReturn:
+    """Ctrl-C in a trial: its folder says so (study.requeue_interrupted queues it again) and KeyboardInterrupt goes
+    on once the interrupted call's frames are collected. Interrupted inside a database call, they held SQLite's
+    write lock, on which Optuna's failing of the trial and the heartbeat thread then waited."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / INTERRUPTED).touch()
+    gc.collect()
+    raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

@@ -42,11 +42,16 @@ def is_surplus(study: optuna.Study, trial: optuna.Trial, total: int) -> bool:
 
 def copy_of(study: optuna.Study, trial: optuna.Trial) -> int | None:
     """The earlier trial holding the same queued recipe, when two workers queued it at once (Optuna's
-    skip_if_exists is not atomic across machines); a retry of a dead worker's trial is not a copy."""
+    skip_if_exists is not atomic across machines); a retry is a copy only of another live or finished retry of the
+    same trial (a retry of a retry follows a failed one)."""
     trials = study.get_trials(deepcopy=False)
     mine = next(t for t in trials if t.number == trial.number)
+    retry_of = mine.system_attrs.get("failed_trial")
+    if retry_of is not None:  # two workers that queued one interrupted trial again at once: the later is a copy
+        return next((t.number for t in trials if t.number < trial.number and t.state != TrialState.FAIL
+                     and t.system_attrs.get("failed_trial") == retry_of), None)
     queued = mine.system_attrs.get("fixed_params")
-    if not queued or "failed_trial" in mine.system_attrs:
+    if not queued:
         return None
     return next((t.number for t in trials if t.number < trial.number and "failed_trial" not in t.system_attrs
                  and t.system_attrs.get("fixed_params") == queued), None)

@@ -1,0 +1,106 @@
+"""The study folder: made for one study, joined only by workers of that study, and never mistaken for a new study's.
+
+Its marker names the study and, from the first trial on, the study's uid (study.STUDY_UID). Everything else in
+the folder (trials/<number>/, rescore/, confirm/) is keyed by trial number alone, so a folder whose study was
+deleted, or recreated under the same name, would hand an old trial's checkpoint or test table to a new trial with
+the same number: such a folder is refused, before anything is written.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edgedistill.atomic import atomic_write_text
+from edgedistill.cli.seeds import SeedsResult, seeds_table
+from edgedistill.cli.tune.storage import redacted
+from edgedistill.config import ExperimentConfig, config_to_yaml
+from edgedistill.errors import UserError
+from edgedistill.pipeline.rundir import TUNE_MARKER
+
+RESULTS = ("trials", "rescore", "confirm")  # what a study leaves in its folder, keyed by trial number
+CONFIRM_MARKER = "confirm.json"
+
+
+DEFAULT_STORAGE = "study.db in this folder"
+
+
+def folder_study(name: str, storage: str | None) -> dict:
+    """What the folder's marker says it holds: one study, since trials/<number>/ is that study's trial."""
+    return {"study": name, "storage": redacted(storage) if storage else DEFAULT_STORAGE}
+
+
+def read_marker(out: Path) -> dict:
+    """The folder's marker; a damaged one is refused rather than guessed at."""
+    try:
+        held = json.loads((out / TUNE_MARKER).read_text())
+    except (OSError, ValueError):
+        held = None
+    if not isinstance(held, dict) or not isinstance(held.get("study"), str):
+        raise UserError(f"--out {out}: its {TUNE_MARKER} is damaged, so the study it holds is unknown; restore it "
+                        "or choose another --out")
+    return held
+
+
+def check_folder(out: Path, study: dict) -> dict | None:
+    """A folder of this study is joined (its marker returned), an empty or new one made (None); anything else,
+    including a default-SQLite folder whose study.db is gone while its trials remain, is left alone."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: is a file; choose a folder")
+    if not out.is_dir() or not any(out.iterdir()):
+        return None
+    if not (out / TUNE_MARKER).is_file():
+        raise UserError(f"--out {out}: holds files that are not a tune study; choose another folder")
+    held = read_marker(out)
+    if {k: held.get(k) for k in study} != study:
+        raise UserError(f"--out {out}: holds study {held['study']!r} ({held.get('storage')}), not "
+                        f"{study['study']!r} ({study['storage']}); give that --study-name and --storage, or another "
+                        "--out")
+    left = [name for name in RESULTS if (out / name).exists()]
+    if study["storage"] == DEFAULT_STORAGE and left and not (out / "study.db").is_file():
+        raise UserError(f"--out {out}: holds {', '.join(left)} of study {held['study']!r} but not its study.db, so a "
+                        "new study would take those trials for its own; restore study.db, or choose another --out")
+    return held
+
+
+def check_same_study(out: Path, held: dict | None, uid: str | None, where: str) -> None:
+    """The folder's results belong to the study the database holds under that name now (uid None: it holds
+    none), not to an earlier one: trial numbers start again in a new study."""
+    if held and held.get("uid") and held["uid"] != uid and any((out / name).exists() for name in RESULTS):
+        raise UserError(f"--out {out}: holds the trials of an earlier study {held['study']!r}, not of the one {where} "
+                        "holds now (it was deleted or made again since); choose another --out")
+
+
+def make_folder(out: Path, cfg: ExperimentConfig, study: dict) -> None:
+    """The folder, its config.yaml and marker, written by the first worker."""
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / TUNE_MARKER).is_file():
+        atomic_write_text(out / "config.yaml", config_to_yaml(cfg))
+        atomic_write_text(out / TUNE_MARKER, json.dumps(study))
+
+
+def record_uid(out: Path, uid: str) -> None:
+    """The study's uid in the marker, before this worker's first trial: late enough that, of two workers that made
+    one study at once, the uid that holds is the one recorded (open_study sets it when missing)."""
+    held = read_marker(out)
+    if held.get("uid") != uid:
+        atomic_write_text(out / TUNE_MARKER, json.dumps(held | {"uid": uid}))
+
+
+def confirmed(out: Path) -> dict | None:
+    """The best recipe's run against scratch over seeds, as confirm/ holds it: the trial it ran, its seed count and
+    its table; None until one finished."""
+    marker, folder = out / CONFIRM_MARKER, out / "confirm"
+    if not marker.is_file() or not (folder / "seeds.json").is_file():
+        return None
+    done, summary = json.loads(marker.read_text()), json.loads((folder / "seeds.json").read_text())
+    return done | {"folder": folder.name, "table": seeds_table(summary), "summary": summary}
+
+
+def confirmed_result(out: Path, done: dict) -> SeedsResult | None:
+    """confirm/ as the run_seeds result it holds, when it ran `done` (the trial and the seed count)."""
+    held = confirmed(out)
+    if not held or {k: held[k] for k in done} != done:
+        return None
+    first = held["summary"]["seeds"][0]
+    metrics = json.loads((out / held["folder"] / f"seed_{first}" / "metrics.json").read_text())
+    return SeedsResult(out / held["folder"], held["summary"], held["table"], metrics)
