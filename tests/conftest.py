@@ -106,8 +106,10 @@ def cli_server(env: dict[str, str], own: bool) -> CliServer | None:
 
 def run_cli(*args: str, cwd: Path | None = None, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     """The real CLI in a process of its own, as a user would run it: forked from tests/cli_server.py, which has
-    imported torch and the rest once, or, when env_extra changes what imports read, in a fresh interpreter."""
-    env = {**os.environ, "PYTHONPATH": str(TESTS), **(env_extra or {})}
+    imported torch and the rest once, or, when env_extra changes what imports read, in a fresh interpreter. The
+    caller's PYTHONPATH follows the tests' folder, so a checkout tested beside an installed copy runs its own code."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(TESTS), os.environ.get("PYTHONPATH")))),
+           **(env_extra or {})}
     argv = [sys.executable, "-m", "edgedistill", *args]
     server = cli_server(env, own=not env_extra)
     if server is None or not server.busy.acquire(blocking=False):  # a second call at once: its own interpreter
