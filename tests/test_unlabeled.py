@@ -239,3 +239,14 @@ def test_a_pool_inside_the_run_folder_is_an_input_that_overwrite_keeps(tmp_path)
     assert pool.is_file()
     recorded = json.loads((tmp_path / "run" / "inputs.json").read_text())["inputs"]
     assert ("data.unlabeled", str(pool)) in {(e["field"], e["path"]) for e in recorded}
+
+
+def test_a_pool_with_no_samples_is_refused_in_one_line(tmp_path):
+    cfg = tiny_config()
+    for name, x, said in (("empty", np.zeros((0, 1, 40), np.float32), "holds no samples"),
+                          ("scalar", np.float32(3), "is a single value, not an array of samples")):
+        np.savez(tmp_path / f"{name}.npz", x=x)
+        cfg["data"]["unlabeled"] = str(tmp_path / f"{name}.npz")
+        proc = run_config(tmp_path, cfg)
+        assert_one_line_error(proc, f"data.unlabeled: {tmp_path / name}.npz", said)
+        assert not (tmp_path / "run").exists()

@@ -96,7 +96,8 @@ def read_unlabeled(path: str, form: InputForm | None, dataset: str, input_shape:
 
 
 def npz_inputs(p: Path) -> np.ndarray:
-    """The array `x` of an .npz (or its only array), NaN and inf refused."""
+    """The array `x` of an .npz (or its only array), refused before it is read further when it holds no samples
+    or NaN or inf."""
     from edgedistill.data.files import check_finite
 
     try:
@@ -112,10 +113,16 @@ def npz_inputs(p: Path) -> np.ndarray:
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise UserError(f"data.unlabeled: {p} is not a readable .npz file ({first_line(exc)}); save it with "
                         "numpy.savez") from None
-    if x.dtype.kind == "f":
-        check_finite(x, p, key)
+    if x.ndim == 0:
+        raise UserError(f"data.unlabeled: {p}: array {key!r} is a single value, not an array of samples; save the "
+                        "unlabelled inputs as x with one row per sample")
+    if len(x) == 0:
+        raise UserError(f"data.unlabeled: {p} holds no samples (array {key!r} has shape {x.shape}); save the "
+                        "unlabelled inputs as x with one row per sample")
     if x.dtype.kind not in "fiub":
         raise UserError(f"data.unlabeled: {p}: array {key!r} holds {x.dtype} values; give numbers")
+    if x.dtype.kind == "f":
+        check_finite(x, p, key)
     return x
 
 
