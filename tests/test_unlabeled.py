@@ -250,3 +250,33 @@ def test_a_pool_with_no_samples_is_refused_in_one_line(tmp_path):
         proc = run_config(tmp_path, cfg)
         assert_one_line_error(proc, f"data.unlabeled: {tmp_path / name}.npz", said)
         assert not (tmp_path / "run").exists()
+
+
+def test_a_pixel_pool_on_another_scale_than_the_labelled_images_is_refused(tmp_path):
+    from PIL import Image
+    from sklearn.datasets import load_digits as sk_digits
+
+    from conftest import write_digits_folder
+
+    levels = sk_digits().images[:6].astype(np.uint8)  # scikit-learn's own 0..16 grey levels
+    np.savez(tmp_path / "levels.npz", x=levels)
+    d = load_dataset("digits", unlabeled=str(tmp_path / "levels.npz"))
+    assert np.allclose(d.x_pool[:, 0], levels / 16.0) and d.x_pool.max() == d.x_train.max() == 1.0
+    pngs = tmp_path / "pngs"
+    pngs.mkdir()
+    for i, img in enumerate(levels):
+        Image.fromarray(np.round(img * 255.0 / 16).astype(np.uint8)).save(pngs / f"{i}.png")
+    assert np.allclose(load_dataset("digits", unlabeled=str(pngs)).x_pool, d.x_pool, atol=1 / 255)  # 8-bit files
+    cfg = tiny_config("digits", "convnet", "convnet")
+    root = write_digits_folder(tmp_path / "folder")
+    image_folder = tiny_config("image_folder", "convnet", "convnet", path=str(root))
+    for config, name, x, said in (
+            (cfg, "raw", levels.astype(np.float32), "float pixels must lie in [0, 1], as the labelled images' do, "
+                                                    "but the pool's lie in 0..16; divide them by their full scale"),
+            (cfg, "bytes", levels * np.uint8(15), "integer pixels are read as grey levels 0..16, as the "
+                                                         "labelled images', but the pool's lie in 0..240"),
+            (image_folder, "floats", levels * 15.0, "float pixels must lie in [0, 1]")):
+        np.savez(tmp_path / f"{name}.npz", x=x)
+        config["data"]["unlabeled"] = str(tmp_path / f"{name}.npz")
+        assert_one_line_error(run_config(tmp_path, config), "data.unlabeled: ", said)
+        assert not (tmp_path / "run").exists()

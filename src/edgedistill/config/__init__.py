@@ -95,7 +95,8 @@ class DataConfig(Strict):
     unlabeled: str | None = Field(
         None, description="unlabelled samples for the distilled student: an .npz with an array x, a CSV of the "
                           "feature columns, a folder of images (no class folders) or a .txt of one text per line; "
-                          "prepared as the labelled data")
+                          "prepared as the labelled data; pixels as uint8 0..255 (digits: its integer levels 0..16) "
+                          "or floats in [0, 1]")
 
     @model_validator(mode="after")
     def _one_label_share(self) -> "DataConfig":

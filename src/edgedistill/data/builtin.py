@@ -125,13 +125,15 @@ def _fixed_split(x: np.ndarray, y: np.ndarray, name: str):
 
 @register_dataset("digits", "scikit-learn digits, 8x8 grey images, 10 classes (fixed 80/20 split)")
 def load_digits(path: str | None = None) -> RawSplits:
+    """Pixels are scikit-learn's 17 grey levels 0..16 divided by 16, so an integer pool is read as those levels
+    (a folder of image files as 8-bit pixels)."""
     from sklearn.datasets import load_digits as sk_digits
 
     bunch = sk_digits()
     x = (bunch.images.astype(np.float32) / 16.0)[:, None, :, :]
     x_tr, x_te, y_tr, y_te = _fixed_split(x, bunch.target.astype(np.int64), "digits")
     return RawSplits(x_tr, y_tr, x_te, y_te, [str(i) for i in range(10)], "scikit-learn digits, 80/20 split (seed 0)",
-                     form=image_form(lambda x: x, 1))
+                     form=image_form(lambda x: x, 1, levels=16))
 
 
 @register_dataset("breast_cancer", "scikit-learn breast cancer (Wisconsin), 30 features, 2 classes (fixed 80/20 split)")

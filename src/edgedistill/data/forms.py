@@ -23,24 +23,44 @@ class InputForm:
     texts: Callable[[list[str]], np.ndarray] | None = None  # one string per line -> token ids
 
 
-def pixel_layout(x: np.ndarray) -> np.ndarray:
-    """Pool images as (N, C, H, W) float pixels in [0, 1]: (N, H, W) gains a channel, NHWC is rearranged, uint8 is
-    divided by 255 (floats are taken as already in [0, 1])."""
+def pixel_layout(x: np.ndarray, levels: int = 255) -> np.ndarray:
+    """Pool images as (N, C, H, W) float pixels in [0, 1]: (N, H, W) gains a channel, NHWC is rearranged, integers
+    are grey levels 0..levels (uint8: 0..255) and floats must already lie in [0, 1]."""
     if x.ndim == 3:
         x = x[:, None]
     if x.ndim == 4 and x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
         x = x.transpose(0, 3, 1, 2)
-    return x.astype(np.float32) / (255.0 if x.dtype == np.uint8 else 1.0)
+    return unit_pixels(x, levels)
 
 
-def image_form(scale: Callable[[np.ndarray], np.ndarray], channels: int) -> InputForm:
-    """A pool for a set of fixed-size images: an npz of pixels or a folder of image files, then scaled as the set's
-    own pixels were."""
+def unit_pixels(x: np.ndarray, levels: int) -> np.ndarray:
+    """Pixels as floats in [0, 1]; values outside the range their type promises are refused, since a pool on
+    another scale than the labelled images would train silently on inputs unlike any of them."""
+    lo, hi = float(x.min()), float(x.max())
+    if x.dtype.kind in "iu":
+        if lo < 0 or hi > levels:
+            raise UserError(f"data.unlabeled: integer pixels are read as grey levels 0..{levels}, as the labelled "
+                            f"images', but the pool's lie in {lo:g}..{hi:g}; give integers 0..{levels}, or floats "
+                            "in [0, 1] (8-bit pixels divided by 255)")
+        return x.astype(np.float32) / np.float32(levels)
+    if lo < 0 or hi > 1:
+        raise UserError(f"data.unlabeled: float pixels must lie in [0, 1], as the labelled images' do, but the "
+                        f"pool's lie in {lo:g}..{hi:g}; divide them by their full scale (255 for 8-bit pixels), or "
+                        f"give integer grey levels 0..{levels}")
+    return x.astype(np.float32)
+
+
+def image_form(scale: Callable[[np.ndarray], np.ndarray], channels: int, levels: int = 255) -> InputForm:
+    """A pool for a set of fixed-size images: an npz of pixels (integers: grey levels 0..levels) or a folder of image
+    files (8-bit), then scaled as the set's own pixels were."""
 
     def arrays(x: np.ndarray) -> np.ndarray:
-        return scale(pixel_layout(x)).astype(np.float32)
+        return scale(pixel_layout(x, levels)).astype(np.float32)
 
-    return InputForm("images", arrays=arrays, images=lambda folder, files: arrays(decoded_images(files, channels)))
+    def images(folder: Path, files: list[Path]) -> np.ndarray:
+        return scale(unit_pixels(decoded_images(files, channels), 255)).astype(np.float32)
+
+    return InputForm("images", arrays=arrays, images=images)
 
 
 def decoded_images(files: list[Path], channels: int) -> np.ndarray:
