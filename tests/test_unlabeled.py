@@ -54,10 +54,11 @@ def test_a_label_share_keeps_a_stratified_draw_fixed_by_the_split_seed():
     assert load_dataset("mnist1d", seed=0, labeled_count=50).y_train.shape == (50,)
 
 
-def test_a_label_share_too_small_for_a_class_names_the_class():
-    with pytest.raises(UserError, match=r"data.labeled_count: 5 keeps 5 labelled training rows and class '\d' "
-                                        r"\(and 4 more\) gets none.*at least 11 of the 3600"):
+def test_a_label_share_too_small_for_the_classes_says_what_would_do():
+    with pytest.raises(UserError, match=r"data.labeled_count: 5 keeps 5 labelled training rows, fewer than the 10 "
+                                        r"classes, so 5 classes would get none.*at least 10 of the 3600"):
         load_dataset("mnist1d", labeled_count=5)
+    assert np.bincount(load_dataset("mnist1d", labeled_count=10).y_train).tolist() == [1] * 10
     with pytest.raises(UserError, match="keeps all 3600 training rows"):
         load_dataset("mnist1d", labeled_count=3600)
 
@@ -208,7 +209,7 @@ def test_a_pool_of_another_shape_stops_the_run_before_anything_is_written(tmp_pa
     assert not (tmp_path / "run").exists()
     cfg["data"] |= {"unlabeled": None, "labeled_count": 5}
     proc = run_config(tmp_path, cfg)
-    assert_one_line_error(proc, "data.labeled_count: 5", "gets none")
+    assert_one_line_error(proc, "data.labeled_count: 5", "would get none")
     assert not (tmp_path / "run").exists()
 
 
@@ -280,3 +281,19 @@ def test_a_pixel_pool_on_another_scale_than_the_labelled_images_is_refused(tmp_p
         config["data"]["unlabeled"] = str(tmp_path / f"{name}.npz")
         assert_one_line_error(run_config(tmp_path, config), "data.unlabeled: ", said)
         assert not (tmp_path / "run").exists()
+
+
+def test_a_label_share_stays_stratified_when_a_class_has_a_single_row():
+    from edgedistill.data.unlabeled import labeled_split
+
+    y = np.array([0] * 50 + [1] * 30 + [2])
+    names = ["a", "b", "rare"]
+    kept, pool = labeled_split(y, 0.2, None, 3, names)
+    assert np.bincount(y[kept]).tolist() == [9, 6, 1] and len(pool) == 65  # the shares of 16 rows, rare kept
+    assert np.array_equal(kept, labeled_split(y, 0.2, None, 3, names)[0])
+    assert not np.array_equal(kept, labeled_split(y, 0.2, None, 4, names)[0])
+    kept, _ = labeled_split(y, None, 79, 0, names)  # two pool rows for three classes defeats scikit-learn's draw
+    assert np.bincount(y[kept]).tolist() == [49, 29, 1]
+    with pytest.raises(UserError, match=r"data.labeled_count: 1 leaves a class with no labelled row, and each of "
+                                        r"the 2 training rows .* \(class 'a' among them\), so none can be set aside"):
+        labeled_split(np.array([0, 1]), None, 1, 0, ["a", "b"])

@@ -23,30 +23,61 @@ TEXT_SUFFIXES = {".txt"}
 def labeled_split(y: np.ndarray, fraction: float | None, count: int | None, seed: int, class_names: list[str],
                   ) -> tuple[np.ndarray, np.ndarray]:
     """(labelled rows, pool rows) of a training split: a stratified share keeps its labels, drawn with the split
-    seed so every seed and the scratch control share it. A class left with no labelled row is refused by name."""
+    seed so every seed and the scratch control share it. A share too small to label every class is refused."""
     field = "data.labeled_fraction" if fraction is not None else "data.labeled_count"
     asked = fraction if fraction is not None else count
     keep = int(round(fraction * len(y))) if fraction is not None else count
     if keep >= len(y):
         raise UserError(f"{field}: {asked} keeps all {len(y)} training rows (after validation); lower it so some "
                         "rows are left unlabelled, or remove it")
-    present = np.unique(y)
-    rows = np.arange(len(y))
+    classes = np.unique(y)
+    if keep < len(classes):
+        raise UserError(too_few_labels(field, asked, keep, len(y), class_names[classes[0]], len(classes)))
+    kept = stratified_rows(y, keep, seed)
+    return np.sort(kept), np.setdiff1d(np.arange(len(y)), kept)
+
+
+def too_few_labels(field: str, asked: float | int, keep: int, rows: int, first: str, n_classes: int) -> str:
+    """Why a share leaves a class unlabelled, with a count that would do, or, where every row is its class's only
+    one (no count would), which class is too rare."""
+    if n_classes >= rows:
+        return (f"{field}: {asked} leaves a class with no labelled row, and each of the {rows} training rows (after "
+                f"validation) is the only row of its class (class {first!r} among them), so none can be set aside; "
+                f"add training rows, or remove {field}")
+    return (f"{field}: {asked} keeps {keep} labelled training rows, fewer than the {n_classes} classes, so "
+            f"{n_classes - keep} classes would get none and nothing would teach them; keep labels for at least "
+            f"{n_classes} of the {rows} training rows")
+
+
+def stratified_rows(y: np.ndarray, keep: int, seed: int) -> np.ndarray:
+    """`keep` rows in each class's share and at least one of every class, drawn by `seed` alone: scikit-learn's
+    stratified draw (earlier runs' rows) where it labels every class, else class_quotas' when a rare class defeats
+    it."""
     from sklearn.model_selection import train_test_split
 
     try:
-        kept, pool = train_test_split(rows, train_size=keep, random_state=seed, stratify=y)
-    except ValueError:  # fewer kept rows than classes, or a class of one row: no stratified draw exists
-        kept, pool = train_test_split(rows, train_size=max(keep, 1), random_state=seed)
-    missing = [c for c in present if c not in set(y[kept].tolist())]
-    if missing:
-        rarest = int(np.bincount(y)[present].min())
-        need = max(len(present), int(np.ceil(len(y) / rarest)))  # enough for the rarest class's share to reach 1
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise UserError(f"{field}: {asked} keeps {len(kept)} labelled training rows and class "
-                        f"{class_names[missing[0]]!r}{more} gets none, so nothing would teach it; keep labels for "
-                        f"at least {need} of the {len(y)} training rows")
-    return np.sort(kept), np.sort(pool)
+        kept, _ = train_test_split(np.arange(len(y)), train_size=keep, random_state=seed, stratify=y)
+        if len(np.unique(y[kept])) == len(np.unique(y)):
+            return kept
+    except ValueError:  # a class of one row, or fewer pool rows than classes
+        pass
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(y, return_counts=True)
+    return np.concatenate([rng.choice(np.flatnonzero(y == c), n, replace=False)
+                           for c, n in zip(classes, class_quotas(counts, keep))])
+
+
+def class_quotas(counts: np.ndarray, keep: int) -> np.ndarray:
+    """Rows to keep per class, summing to `keep`: its share, one at least and never more than it has, rounded by
+    largest remainder. Needs len(counts) <= keep < counts.sum()."""
+    share = keep * counts / counts.sum()
+    quota = np.clip(np.floor(share), 1, counts).astype(np.int64)
+    while quota.sum() != keep:
+        short = quota.sum() < keep
+        room = quota < counts if short else quota > 1
+        gap = np.where(room, share - quota, -np.inf if short else np.inf)
+        quota[np.argmax(gap) if short else np.argmin(gap)] += 1 if short else -1
+    return quota
 
 
 def pool_kind(path: Path) -> str:
