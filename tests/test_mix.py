@@ -135,3 +135,18 @@ def test_a_tune_trial_that_draws_mixup_trains_with_the_pool_and_a_live_teacher(t
         rows = [json.loads(line) for line in (out / "trials" / f"{number:04d}" / "logs" / "student_kd.jsonl")
                 .read_text().splitlines()]
         assert rows and all(r["rows_unlabeled"] > 0 and r["rows_labeled"] > 0 for r in rows)
+
+
+def test_the_reports_say_both_students_trained_on_mixed_batches(tmp_path):
+    from edgedistill.config import validate_config
+    from edgedistill.report.markdown import method_label
+
+    cfg = tiny_config(student_args={"channels": [4, 8]})
+    assert method_label(validate_config(cfg).distill.model_dump(mode="json")) == "kd (T=4.0, alpha=0.9)"
+    cfg["distill"]["mix"] = {"kind": "mixup", "alpha": 0.4}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    proc = run_cli("run", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    said = "Distillation: kd (T=4.0, alpha=0.9), mixup (alpha=0.4) on the batches of both students."
+    assert said in (tmp_path / "run" / "report.md").read_text()
+    assert said in (tmp_path / "run" / "report.html").read_text()

@@ -105,6 +105,7 @@ def run_html(metrics: dict) -> str:
             f"{ds['n_val']} validation / "
             f"{ds['n_test']} test. Created {metrics['created']}. Device: {html.escape(metrics['device']['name'])} "
             f"({html.escape(metrics['device']['description'])}).</p>",
+            f"<p class=small>Distillation: {html.escape(method_label(metrics['config']['distill']))}.</p>",
             f"<p class=small>{html.escape(pool_note(metrics))} "
             f"{html.escape(training_rows(metrics))}</p>",
             summary_verdict(metrics), "<h2>Comparison (test set)</h2>", md_table_to_html(comparison_table(metrics))]

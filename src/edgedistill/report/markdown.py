@@ -11,8 +11,12 @@ from edgedistill.units import human_bytes as _kb
 
 
 def method_label(distill: dict) -> str:
-    """The distillation recipe in words, e.g. 'kd (T=4.0, alpha=0.9) + at (weight 1000.0, p=2.0)'."""
-    return describe(distill)
+    """The distillation recipe in words, e.g. 'kd (T=4.0, alpha=0.9) + at (weight 1000.0, p=2.0)', and distill.mix
+    where it was on: the scratch control trained on mixed batches too, which changes what the gain is measured on."""
+    mix = distill.get("mix") or {}
+    if mix.get("kind", "none") == "none":
+        return describe(distill)
+    return f"{describe(distill)}, {mix['kind']} (alpha={mix.get('alpha')}) on the batches of both students"
 
 
 def comparison_table(metrics: dict) -> str:
