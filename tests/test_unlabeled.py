@@ -297,3 +297,17 @@ def test_a_label_share_stays_stratified_when_a_class_has_a_single_row():
     with pytest.raises(UserError, match=r"data.labeled_count: 1 leaves a class with no labelled row, and each of "
                                         r"the 2 training rows .* \(class 'a' among them\), so none can be set aside"):
         labeled_split(np.array([0, 1]), None, 1, 0, ["a", "b"])
+
+
+def test_a_pool_the_npz_dataset_cannot_lay_out_is_named_with_its_field(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "labelled.npz", x_train=rng.normal(size=(60, 6)).astype(np.float32),
+             y_train=np.arange(60) % 2, x_test=rng.normal(size=(20, 6)).astype(np.float32), y_test=np.arange(20) % 2)
+    cfg = tiny_config("npz", "mlp", "mlp", path=str(tmp_path / "labelled.npz"))
+    for shape in ((5,), (2, 1, 1, 1, 6)):
+        np.savez(tmp_path / "pool.npz", x=np.zeros(shape, np.float32))
+        cfg["data"]["unlabeled"] = str(tmp_path / "pool.npz")
+        proc = run_config(tmp_path, cfg)
+        assert_one_line_error(proc, f"data.unlabeled: '{tmp_path / 'pool.npz'}' gives inputs of shape "
+                                    f"{shape[1:]} (x is {shape}), but the labelled data's are (6,)")
+        assert "labelled.npz" not in proc.stderr

@@ -69,15 +69,27 @@ def standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np
     return scale(x_train), scale(x_test)
 
 
-def array_form(scale: Callable[[np.ndarray], np.ndarray], path: Path) -> InputForm:
-    """An npz pool laid out as the loader lays out its arrays, then standardised as the training split was."""
-    return InputForm("arrays", arrays=lambda x: scale(_as_model_layout(x, "x", path)))
+def array_form(scale: Callable[[np.ndarray], np.ndarray]) -> InputForm:
+    """An npz pool laid out as the loader lays out its arrays, then standardised as the training split was; a pool
+    it cannot lay out is a ValueError, which the pool reader reports against the pool's own file."""
+
+    def arrays(x: np.ndarray) -> np.ndarray:
+        if not 2 <= x.ndim <= 4:
+            raise ValueError(f"cannot lay out shape {x.shape}")
+        return scale(model_layout(x))
+
+    return InputForm("arrays", arrays=arrays)
 
 
 def _as_model_layout(x: np.ndarray, key: str, path: Path) -> np.ndarray:
-    """(N,F) features, (N,C,L) sequences, (N,C,H,W) images; (N,H,W) uint8 and NHWC images are rearranged."""
-    if x.ndim < 2 or x.ndim > 4:
+    """The labelled arrays in the model's layout, a shape it cannot take refused against their file."""
+    if not 2 <= x.ndim <= 4:
         raise UserError(f"{path}: array {key!r} has shape {x.shape}; expected (N,F), (N,C,L), (N,H,W) or (N,C,H,W)")
+    return model_layout(x)
+
+
+def model_layout(x: np.ndarray) -> np.ndarray:
+    """(N,F) features, (N,C,L) sequences, (N,C,H,W) images; (N,H,W) uint8 and NHWC images are rearranged."""
     if x.ndim == 3 and x.dtype == np.uint8:
         x = x[:, None]
     if x.ndim == 4 and x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
@@ -110,7 +122,7 @@ def load_npz(path: str | None = None, standardize: bool = True, num_classes: int
     if hot_train != hot_test:
         raise UserError(f"{p}: y_train and y_test must both be one-hot of the same width, or both class labels")
     y_train, y_test, names = encode_labels(y_train, y_test, str(p), num_classes=num_classes or hot_train)
-    return RawSplits(x_train, y_train, x_test, y_test, names, f"npz file {p.name}", form=array_form(scale, p))
+    return RawSplits(x_train, y_train, x_test, y_test, names, f"npz file {p.name}", form=array_form(scale))
 
 
 def read_csv_rows(p: Path) -> tuple[list[str], list[list[str]]]:

@@ -110,10 +110,10 @@ def read_unlabeled(path: str, form: InputForm | None, dataset: str, input_shape:
         raw = npz_inputs(p) if kind == "arrays" else csv_features(p, form.columns)
         try:
             x = form.arrays(raw)
-        except ValueError:  # numpy cannot broadcast the labelled data's statistics over these inputs
-            raise UserError(f"data.unlabeled: {path!r} gives inputs of shape {tuple(raw.shape[1:])}, but the "
-                            f"labelled data's are {tuple(input_shape)}; give samples of the same shape (channels, "
-                            "length, size)") from None
+        except ValueError:  # the form cannot lay the inputs out, or broadcast the labelled data's statistics
+            raise UserError(f"data.unlabeled: {path!r} gives inputs of shape {tuple(raw.shape[1:])} (x is "
+                            f"{raw.shape}), but the labelled data's are {tuple(input_shape)}; give samples of the same "
+                            "shape (channels, length, size)") from None
     elif kind == "images":
         x = form.images(p, top_level_images(p))
     else:
