@@ -311,3 +311,20 @@ def test_a_pool_the_npz_dataset_cannot_lay_out_is_named_with_its_field(tmp_path)
         assert_one_line_error(proc, f"data.unlabeled: '{tmp_path / 'pool.npz'}' gives inputs of shape "
                                     f"{shape[1:]} (x is {shape}), but the labelled data's are (6,)")
         assert "labelled.npz" not in proc.stderr
+
+
+def test_a_pool_folder_with_images_in_a_subfolder_too_is_refused_by_name(tmp_path):
+    from PIL import Image
+
+    pool = tmp_path / "pool"
+    (pool / "later" / "deeper").mkdir(parents=True)
+    (pool / ".thumbs").mkdir()
+    for where in (pool / "a.png", pool / "b.png", pool / ".thumbs" / "c.png", pool / "later" / "deeper" / "d.png"):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(where)
+    cfg = tiny_config("digits", "convnet", "convnet", unlabeled=str(pool))
+    proc = run_config(tmp_path, cfg)
+    assert_one_line_error(proc, f"data.unlabeled: {pool} holds images in its subfolder 'later' as well as at its "
+                                "top level")
+    assert not (tmp_path / "run").exists()
+    (pool / "later" / "deeper" / "d.png").unlink()  # a hidden folder (.thumbs) is never data
+    assert load_dataset("digits", unlabeled=str(pool)).n_pool == 2

@@ -183,12 +183,20 @@ def csv_features(p: Path, columns: list[str]) -> np.ndarray:
 
 
 def top_level_images(folder: Path) -> list[Path]:
-    from edgedistill.data.image_folder import image_files
+    """The images directly in a pool folder; images in a subfolder beside them are refused by name, since a pool
+    reads the top level alone and would drop them without a word."""
+    from edgedistill.data.image_folder import IMAGE_SUFFIXES, image_files
 
     files = image_files(folder)
     if not files:
         raise UserError(f"data.unlabeled: {folder} holds no images at its top level; put the unlabelled images "
                         "directly in it (no class folders)")
+    for sub in sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")):
+        if any(f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".") and f.is_file()
+               for f in sub.rglob("*")):
+            raise UserError(f"data.unlabeled: {folder} holds images in its subfolder {sub.name!r} as well as at its "
+                            "top level, and a pool reads the top level alone; move them up beside the others, or "
+                            "move the subfolder out")
     return files
 
 
