@@ -328,3 +328,18 @@ def test_a_pool_folder_with_images_in_a_subfolder_too_is_refused_by_name(tmp_pat
     assert not (tmp_path / "run").exists()
     (pool / "later" / "deeper" / "d.png").unlink()  # a hidden folder (.thumbs) is never data
     assert load_dataset("digits", unlabeled=str(pool)).n_pool == 2
+
+
+def test_an_npz_pool_must_hold_x_and_no_labels(tmp_path):
+    cfg = tiny_config()
+    inputs = np.zeros((4, 40), np.float32)
+    for name, arrays, said in (
+            ("labelled", {"x": inputs, "y": np.zeros(4)}, "holds labels y beside x, but a pool has no labels; drop "
+                                                          "y, or give those rows as labelled data"),
+            ("labels", {"y": np.zeros(4)}, "holds arrays y but no x; save the unlabelled inputs as x"),
+            ("unnamed", {"arr_0": inputs}, "holds arrays arr_0 but no x"),
+            ("none", {}, "holds no arrays; save the unlabelled inputs as x")):
+        np.savez(tmp_path / f"{name}.npz", **arrays)
+        cfg["data"]["unlabeled"] = str(tmp_path / f"{name}.npz")
+        assert_one_line_error(run_config(tmp_path, cfg), f"data.unlabeled: {tmp_path / name}.npz {said}")
+        assert not (tmp_path / "run").exists()

@@ -127,33 +127,36 @@ def read_unlabeled(path: str, form: InputForm | None, dataset: str, input_shape:
 
 
 def npz_inputs(p: Path) -> np.ndarray:
-    """The array `x` of an .npz (or its only array), refused before it is read further when it holds no samples
-    or NaN or inf."""
+    """The array x of an .npz, refused before it is read further when it holds no samples or NaN or inf; an
+    archive without x, or with labels y beside it, is refused rather than read in part."""
     from edgedistill.data.files import check_finite
 
     try:
         with np.load(p, allow_pickle=False) as npz:
             names = list(npz.files)
-            key = "x" if "x" in names else names[0] if len(names) == 1 else None
-            if key is None:
-                raise UserError(f"data.unlabeled: {p} holds arrays {', '.join(names)} but no x; save the unlabelled "
-                                "inputs as x (numpy.savez(path, x=inputs))")
-            x = npz[key]
+            if "x" not in names:
+                held = f"holds arrays {', '.join(names)} but no x" if names else "holds no arrays"
+                raise UserError(f"data.unlabeled: {p} {held}; save the unlabelled inputs as x "
+                                "(numpy.savez(path, x=inputs))")
+            if "y" in names:
+                raise UserError(f"data.unlabeled: {p} holds labels y beside x, but a pool has no labels; drop y, or "
+                                "give those rows as labelled data (data.path)")
+            x = npz["x"]
     except UserError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise UserError(f"data.unlabeled: {p} is not a readable .npz file ({first_line(exc)}); save it with "
                         "numpy.savez") from None
     if x.ndim == 0:
-        raise UserError(f"data.unlabeled: {p}: array {key!r} is a single value, not an array of samples; save the "
+        raise UserError(f"data.unlabeled: {p}: array 'x' is a single value, not an array of samples; save the "
                         "unlabelled inputs as x with one row per sample")
     if len(x) == 0:
-        raise UserError(f"data.unlabeled: {p} holds no samples (array {key!r} has shape {x.shape}); save the "
+        raise UserError(f"data.unlabeled: {p} holds no samples (array 'x' has shape {x.shape}); save the "
                         "unlabelled inputs as x with one row per sample")
     if x.dtype.kind not in "fiub":
-        raise UserError(f"data.unlabeled: {p}: array {key!r} holds {x.dtype} values; give numbers")
+        raise UserError(f"data.unlabeled: {p}: array 'x' holds {x.dtype} values; give numbers")
     if x.dtype.kind == "f":
-        check_finite(x, p, key)
+        check_finite(x, p, "x")
     return x
 
 
