@@ -343,3 +343,16 @@ def test_an_npz_pool_must_hold_x_and_no_labels(tmp_path):
         cfg["data"]["unlabeled"] = str(tmp_path / f"{name}.npz")
         assert_one_line_error(run_config(tmp_path, cfg), f"data.unlabeled: {tmp_path / name}.npz {said}")
         assert not (tmp_path / "run").exists()
+
+
+def test_a_pool_csv_with_a_column_twice_is_refused_by_name(tmp_path):
+    from sklearn.datasets import load_breast_cancer
+
+    cfg = tiny_config("breast_cancer", "mlp", "mlp")
+    columns = [str(c) for c in load_breast_cancer().feature_names]
+    header = columns + [columns[3]]
+    (tmp_path / "pool.csv").write_text(",".join(header) + "\n" + ",".join(["1"] * len(header)) + "\n")
+    cfg["data"]["unlabeled"] = str(tmp_path / "pool.csv")
+    assert_one_line_error(run_config(tmp_path, cfg), f"data.unlabeled: {tmp_path / 'pool.csv'} has column "
+                                                     f"{columns[3]!r} twice")
+    assert not (tmp_path / "run").exists()

@@ -161,10 +161,15 @@ def npz_inputs(p: Path) -> np.ndarray:
 
 
 def csv_features(p: Path, columns: list[str]) -> np.ndarray:
-    """The feature columns of a pool CSV, in the labelled table's order; a label column or any other is refused."""
+    """The feature columns of a pool CSV, in the labelled table's order; a label column, any other or a repeated
+    one is refused."""
     from edgedistill.data.files import check_finite, read_csv_rows
 
     header, body = read_csv_rows(p)
+    twice = next((c for i, c in enumerate(header) if c in header[:i]), None)
+    if twice is not None:
+        raise UserError(f"data.unlabeled: {p} has column {twice!r} twice, and only one could be read; give each "
+                        "feature column once")
     missing = [c for c in columns if c not in header]
     extra = [c for c in header if c not in columns]
     if missing or extra:
