@@ -150,3 +150,15 @@ def test_the_reports_say_both_students_trained_on_mixed_batches(tmp_path):
     said = "Distillation: kd (T=4.0, alpha=0.9), mixup (alpha=0.4) on the batches of both students."
     assert said in (tmp_path / "run" / "report.md").read_text()
     assert said in (tmp_path / "run" / "report.html").read_text()
+
+
+def test_mvkd_with_mixing_is_told_to_stop_mixing_whatever_the_cache(tmp_path):
+    cfg = tiny_config()
+    cfg["distill"] |= {"method": "mvkd", "mix": {"kind": "mixup"}}
+    for enabled in (True, False):
+        cfg["distill"]["cache"] = {"enabled": enabled}
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+        proc = run_cli("run", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"))
+        assert_one_line_error(proc, "mvkd reads the teacher's logits on cached views of unmixed samples, so it "
+                                    "cannot mix: set distill.mix.kind: none")
+        assert not (tmp_path / "run").exists()

@@ -144,13 +144,13 @@ class DistillConfig(Strict):
         logit = [name for name in m if METHODS[name].kind == "logit"]
         if len(logit) > 1:
             raise ValueError(f"{' and '.join(logit)} are logit methods; choose one")
+        why = self.refusal()  # first: a method that cannot mix at all must not be sent to turn the cache off
+        if why:
+            raise ValueError(why)
         if self.mix.kind != "none" and self.cache.enabled:
             raise ValueError(f"mix.kind {self.mix.kind!r} needs the teacher's outputs on every mixed batch, which "
                              "the cache of fixed views cannot give; set distill.cache.enabled: false (the teacher "
                              "then runs live)")
-        why = self.refusal()
-        if why:
-            raise ValueError(why)
         if self.logit_standardization and not any(METHODS[name].standardize for name in logit):
             able = ", ".join(name for name, spec in METHODS.items() if spec.standardize)
             raise ValueError(f"distill.logit_standardization applies to {able}, not to "

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from edgedistill.distill.kd import kd_kl
 from edgedistill.distill.method import Method
-from edgedistill.distill.spec import Offer, per_sample
+from edgedistill.distill.spec import Offer
 from edgedistill.distill.targets import labeled_ce
 
 
@@ -36,7 +36,11 @@ def describe(d: dict) -> str:
 
 
 def refuse(offer: Offer) -> str | None:
-    """Every view's logits come from the teacher cache alone: no cache, a bank that cannot fit, mixed rows."""
+    """Every view's logits come from the teacher cache alone: mixed rows (asked first, since mixing needs the cache
+    off), no cache, a bank that cannot fit."""
+    if offer.mixed:
+        return ("mvkd reads the teacher's logits on cached views of unmixed samples, so it cannot mix: set "
+                "distill.mix.kind: none, or choose another method")
     if not offer.cache:
         return "mvkd reads the teacher's logits on every cached view: set distill.cache.enabled: true"
     if offer.rows is not None and offer.classes is not None and offer.max_bytes is not None:
@@ -49,7 +53,7 @@ def refuse(offer: Offer) -> str | None:
                 "distill.cache.max_bytes or the disk's free space; free some space and continue with "
                 f"`edgedistill run --resume {offer.run_dir}`, or start again with a larger max_bytes or fewer "
                 "distill.cache.views")
-    return per_sample("mvkd", offer)
+    return None
 
 
 class MultiViewKD(Method):
