@@ -356,3 +356,14 @@ def test_a_pool_csv_with_a_column_twice_is_refused_by_name(tmp_path):
     assert_one_line_error(run_config(tmp_path, cfg), f"data.unlabeled: {tmp_path / 'pool.csv'} has column "
                                                      f"{columns[3]!r} twice")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_token_id_out_of_the_vocabulary_is_printed_as_a_plain_number():
+    from pathlib import Path
+
+    from edgedistill.data.text import text_form
+
+    ids = text_form(Path("unread"), 16, 30522).arrays
+    for x in (np.full((2, 16), 40000, np.int64), np.full((2, 16), 40000, np.float32)):
+        with pytest.raises(UserError, match=r"\.\.30521 \(the tokenizer's vocabulary of 30522\), found 40000(\.0)?; "):
+            ids(x)
