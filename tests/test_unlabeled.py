@@ -367,3 +367,9 @@ def test_a_token_id_out_of_the_vocabulary_is_printed_as_a_plain_number():
     for x in (np.full((2, 16), 40000, np.int64), np.full((2, 16), 40000, np.float32)):
         with pytest.raises(UserError, match=r"\.\.30521 \(the tokenizer's vocabulary of 30522\), found 40000(\.0)?; "):
             ids(x)
+
+
+def test_an_empty_pool_path_is_refused_rather_than_read_as_the_current_folder(tmp_path):
+    proc = run_config(tmp_path, tiny_config(), "--set", "data.unlabeled=")
+    assert_one_line_error(proc, "data.unlabeled: the path is empty; point it at the unlabelled samples")
+    assert not (tmp_path / "run").exists()

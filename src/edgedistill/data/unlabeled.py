@@ -93,6 +93,9 @@ ACCEPTS = {"arrays": "an .npz holding an array x", "table": "a CSV with the feat
 
 def read_unlabeled(path: str, form: InputForm | None, dataset: str, input_shape: tuple[int, ...]):
     """The pool's rows as the model reads them, refused in one line when its shape differs from the labelled data's."""
+    if not path:  # Path("") is the current folder, which would be read as a pool of images
+        raise UserError("data.unlabeled: the path is empty; point it at the unlabelled samples, or remove the "
+                        "setting")
     p = Path(path)
     if not p.exists():
         raise UserError(f"data.unlabeled: {path!r} does not exist; point it at the unlabelled samples")
