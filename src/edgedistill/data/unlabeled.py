@@ -32,21 +32,23 @@ def labeled_split(y: np.ndarray, fraction: float | None, count: int | None, seed
                         "rows are left unlabelled, or remove it")
     classes = np.unique(y)
     if keep < len(classes):
-        raise UserError(too_few_labels(field, asked, keep, len(y), class_names[classes[0]], len(classes)))
+        counts = np.bincount(y)[classes]
+        raise UserError(too_few_labels(field, asked, keep, len(y), class_names[classes[np.argmin(counts)]],
+                                       len(classes)))
     kept = stratified_rows(y, keep, seed)
     return np.sort(kept), np.setdiff1d(np.arange(len(y)), kept)
 
 
-def too_few_labels(field: str, asked: float | int, keep: int, rows: int, first: str, n_classes: int) -> str:
+def too_few_labels(field: str, asked: float | int, keep: int, rows: int, rarest: str, n_classes: int) -> str:
     """Why a share leaves a class unlabelled, with a count that would do, or, where every row is its class's only
     one (no count would), which class is too rare."""
     if n_classes >= rows:
         return (f"{field}: {asked} leaves a class with no labelled row, and each of the {rows} training rows (after "
-                f"validation) is the only row of its class (class {first!r} among them), so none can be set aside; "
+                f"validation) is the only row of its class (class {rarest!r} among them), so none can be set aside; "
                 f"add training rows, or remove {field}")
     return (f"{field}: {asked} keeps {keep} labelled training rows, fewer than the {n_classes} classes, so "
-            f"{n_classes - keep} classes would get none and nothing would teach them; keep labels for at least "
-            f"{n_classes} of the {rows} training rows")
+            f"{n_classes - keep} classes (the rarest is {rarest!r}) would get none and nothing would teach them; "
+            f"keep labels for at least {n_classes} of the {rows} training rows")
 
 
 def stratified_rows(y: np.ndarray, keep: int, seed: int) -> np.ndarray:
