@@ -41,7 +41,8 @@ def scores(run_dir) -> dict:
 
 
 def cli_env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1"}
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])),
+            "OMP_NUM_THREADS": "1"}
 
 
 @pytest.mark.parametrize("source", ["arrays", "image_folder"])

@@ -32,6 +32,7 @@ def tune(cfg: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
 def test_a_password_in_the_url_query_or_with_an_unencoded_at_is_never_shown():
     assert redacted("postgresql://h:5432/db?user=u&password=tune-secret") == "postgresql://h:5432/db?user=u&password=***"
     assert redacted("postgresql://alice:p@ss:w/rd@127.0.0.1:5999/db") == "postgresql://alice:***@127.0.0.1:5999/db"
+    assert redacted("postgresql://h:5432/db?user=a@corp.com") == "postgresql://h:5432/db?user=a@corp.com"
     assert "tune-secret" not in scrub("FATAL: bad password tune-secret", "postgresql://h/db?PASSWORD=tune-secret")
 
 
@@ -61,6 +62,7 @@ def test_a_folder_of_a_study_made_again_in_its_database_is_refused(tmp_path):
     url = f"sqlite:///{db}"
     assert tune(cfg, tmp_path / "a", "--storage", url, "--trials", "1", "--seeds", "0").returncode == 0
     optuna.delete_study(study_name="tiny-mnist1d-resnet-convnet", storage=url)
+    assert tune(cfg, tmp_path / "b", "--storage", url, "--trials", "1", "--seeds", "0").returncode == 0  # made again
     before = listing(tmp_path / "a")
     proc = tune(cfg, tmp_path / "a", "--storage", url, "--trials", "1", "--seeds", "0")
     assert_one_line_error(proc, "holds the trials of an earlier study", "choose another --out")
@@ -130,3 +132,17 @@ def test_damaged_markers_and_empty_lists_are_one_line_errors(tmp_path):
     assert_one_line_error(proc, "--storage: is empty")
     assert_one_line_error(run_cli("tune", str(tmp_path), "--quiet"), "is a folder; pass the YAML file in it")
     assert not (tmp_path / "e").exists()
+
+
+def test_a_test_table_of_another_trial_than_the_best_says_so():
+    """Trials added after the seeds ran may change the best; the report keeps the table and says whose it is."""
+    from edgedistill.cli.tune.report import tune_markdown
+
+    best = {"number": 4, "method": "dist", "settings": {}, "val_accuracy": 0.9}
+    summary = {"study": "s", "storage": "study.db in this folder", "trials_asked": 5, "epochs_per_trial": 1,
+               "states": {"complete": 5}, "space": {}, "excluded": {}, "trials": [], "best": best,
+               "confirm": {"trial": 2, "seeds": 2, "folder": "confirm", "table": "| table |",
+                           "summary": {"seeds": [0, 1]}}}
+    assert "These seeds ran trial 2, the study's choice when they ran; its best is now trial 4" in tune_markdown(summary)
+    summary["confirm"]["trial"] = 4
+    assert "These seeds ran" not in tune_markdown(summary)

@@ -259,10 +259,12 @@ def test_a_pixel_pool_on_another_scale_than_the_labelled_images_is_refused(tmp_p
 
     from conftest import write_digits_folder
 
-    levels = sk_digits().images[:6].astype(np.uint8)  # scikit-learn's own 0..16 grey levels
+    levels = sk_digits().images[:6].astype(np.int64)  # scikit-learn's own 0..16 grey levels
     np.savez(tmp_path / "levels.npz", x=levels)
     d = load_dataset("digits", unlabeled=str(tmp_path / "levels.npz"))
     assert np.allclose(d.x_pool[:, 0], levels / 16.0) and d.x_pool.max() == d.x_train.max() == 1.0
+    np.savez(tmp_path / "8bit.npz", x=(levels * 15).astype(np.uint8))  # uint8 is 8-bit, as for every image set
+    assert np.allclose(load_dataset("digits", unlabeled=str(tmp_path / "8bit.npz")).x_pool[:, 0], levels * 15 / 255)
     pngs = tmp_path / "pngs"
     pngs.mkdir()
     for i, img in enumerate(levels):
@@ -274,8 +276,10 @@ def test_a_pixel_pool_on_another_scale_than_the_labelled_images_is_refused(tmp_p
     for config, name, x, said in (
             (cfg, "raw", levels.astype(np.float32), "float pixels must lie in [0, 1], as the labelled images' do, "
                                                     "but the pool's lie in 0..16; divide them by their full scale"),
-            (cfg, "bytes", levels * np.uint8(15), "integer pixels are read as grey levels 0..16, as the "
-                                                         "labelled images', but the pool's lie in 0..240"),
+            (cfg, "bytes", levels.astype(np.uint8), "uint8 pixels are read as 8-bit (0..255), but the pool's lie "
+                                                    "in 0..16, as the set's own grey levels 0..16 do"),
+            (cfg, "wide", levels * 15, "integer pixels are read as grey levels 0..16, as the labelled images', but "
+                                       "the pool's lie in 0..240"),
             (image_folder, "floats", levels * 15.0, "float pixels must lie in [0, 1]")):
         np.savez(tmp_path / f"{name}.npz", x=x)
         config["data"]["unlabeled"] = str(tmp_path / f"{name}.npz")

@@ -125,8 +125,8 @@ def _fixed_split(x: np.ndarray, y: np.ndarray, name: str):
 
 @register_dataset("digits", "scikit-learn digits, 8x8 grey images, 10 classes (fixed 80/20 split)")
 def load_digits(path: str | None = None) -> RawSplits:
-    """Pixels are scikit-learn's 17 grey levels 0..16 divided by 16, so an integer pool is read as those levels
-    (a folder of image files as 8-bit pixels)."""
+    """Pixels are scikit-learn's 17 grey levels 0..16 divided by 16, so a pool of wider integers (int64, as
+    scikit-learn gives them) is read as those levels; uint8 and a folder of image files as 8-bit pixels."""
     from sklearn.datasets import load_digits as sk_digits
 
     bunch = sk_digits()

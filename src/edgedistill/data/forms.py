@@ -37,6 +37,12 @@ def unit_pixels(x: np.ndarray, levels: int) -> np.ndarray:
     """Pixels as floats in [0, 1]; values outside the range their type promises are refused, since a pool on
     another scale than the labelled images would train silently on inputs unlike any of them."""
     lo, hi = float(x.min()), float(x.max())
+    if x.dtype == np.uint8 and levels < 255:
+        if hi <= levels:
+            raise UserError(f"data.unlabeled: uint8 pixels are read as 8-bit (0..255), but the pool's lie in "
+                            f"{lo:g}..{hi:g}, as the set's own grey levels 0..{levels} do; give those as int64, or "
+                            f"as floats divided by {levels}")
+        levels = 255
     if x.dtype.kind in "iu":
         if lo < 0 or hi > levels:
             raise UserError(f"data.unlabeled: integer pixels are read as grey levels 0..{levels}, as the labelled "
@@ -58,7 +64,8 @@ def image_form(scale: Callable[[np.ndarray], np.ndarray], channels: int, levels:
         return scale(pixel_layout(x, levels)).astype(np.float32)
 
     def images(folder: Path, files: list[Path]) -> np.ndarray:
-        return scale(unit_pixels(decoded_images(files, channels), 255)).astype(np.float32)
+        x = decoded_images(files, channels)  # 16-bit greyscale files decode as uint16
+        return scale(unit_pixels(x, 65535 if x.dtype == np.uint16 else 255)).astype(np.float32)
 
     return InputForm("images", arrays=arrays, images=images)
 

@@ -101,7 +101,7 @@ def text_form(folder: Path, max_length: int, vocab_size: int) -> InputForm:
         bad = (x < 0) | (x >= vocab_size) | (x != np.round(x))
         if bad.any():
             raise UserError(f"data.unlabeled: token ids must be whole numbers 0..{vocab_size - 1} (the tokenizer's "
-                            f"vocabulary of {vocab_size}), found {x[bad].flat[0].item()}; tokenize with the same "
+                            f"vocabulary of {vocab_size}), found {x[bad].flat[0].item():g}; tokenize with the same "
                             "tokenizer, or give the raw texts as a .txt file")
         return x.astype(np.float32)
 

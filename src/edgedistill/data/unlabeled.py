@@ -133,7 +133,7 @@ def read_unlabeled(path: str, form: InputForm | None, dataset: str, input_shape:
 
 def npz_inputs(p: Path) -> np.ndarray:
     """The array x of an .npz, refused before it is read further when it holds no samples or NaN or inf; an
-    archive without x, or with labels y beside it, is refused rather than read in part."""
+    archive without x, or with labels y or any other array beside it, is refused rather than read in part."""
     from edgedistill.data.files import check_finite
 
     try:
@@ -146,6 +146,9 @@ def npz_inputs(p: Path) -> np.ndarray:
             if "y" in names:
                 raise UserError(f"data.unlabeled: {p} holds labels y beside x, but a pool has no labels; drop y, or "
                                 "give those rows as labelled data (data.path)")
+            if len(names) > 1:
+                raise UserError(f"data.unlabeled: {p} holds {', '.join(n for n in names if n != 'x')} beside x, "
+                                "which a pool would not read; save x alone (numpy.savez(path, x=inputs))")
             x = npz["x"]
     except UserError:
         raise

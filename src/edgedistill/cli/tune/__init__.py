@@ -28,8 +28,8 @@ from edgedistill.cli.tune.report import study_summary, trial_line, trial_row, wr
 from edgedistill.cli.tune.rescore import Unit, agree_on_rule, check_rescore, chosen_mean, recorded_choice, rescored
 from edgedistill.cli.tune.space import SearchSpace, recipe_config
 from edgedistill.cli.tune.storage import open_storage, optuna_quiet, redacted, sqlite_url
-from edgedistill.cli.tune.study import (check_teacher, existing_uid, fixed_config, open_study,
-                                        requeue_interrupted, start_from_config, study_uid, teacher_elsewhere)
+from edgedistill.cli.tune.study import (check_teacher, fixed_config, open_study, requeue_interrupted,
+                                        start_from_config, study_uids, teacher_elsewhere)
 from edgedistill.cli.tune.trial import Trials, search_space, trial_folder
 from edgedistill.cli.tune.worker import Worker
 from edgedistill.config import ExperimentConfig, resolve_config, validate_config
@@ -148,7 +148,7 @@ def join_study(url: str, external: bool, out: Path, held: dict | None, cfg: Expe
     study = None
     if external:
         storage = open_storage(url, heartbeat_s)
-        check_same_study(out, held, existing_uid(storage, name), where)
+        check_same_study(out, held, study_uids(storage, name), where)
         study = open_study(storage, name, url, space, fixed, cfg.student.train.epochs)
         check_teacher_here(study, out, cfg)
         agree(study)
@@ -156,9 +156,10 @@ def join_study(url: str, external: bool, out: Path, held: dict | None, cfg: Expe
     with FileLock(str(out / ".study.lock")):
         if study is None:
             storage = open_storage(url, heartbeat_s)
-            check_same_study(out, held, existing_uid(storage, name), where)
+            check_same_study(out, held, study_uids(storage, name), where)
             study = open_study(storage, name, url, space, fixed, cfg.student.train.epochs, "another --out")
             agree(study)
+        record_uid(out, study)
         requeue_interrupted(study, lambda t: trial_folder(out, t))
         start_from_config(study, space, cfg.model_dump(mode="json"), total)
     return study
@@ -170,7 +171,6 @@ def run_trials(run: Run, study: optuna.Study, objective: Trials, total: int, tim
     workers' running trials end, when `settle`) and how many trials this worker finished."""
     with optuna_quiet():
         run.trained[Role.TEACHER] = shared_teacher(run, study, say)
-        record_uid(run.run_dir, study_uid(study))
         worker = Worker(study, objective, total, heartbeat_s, lambda t: say(trial_line(trial_row(t))))
         worker.run(timeout_s)
         if settle:

@@ -1,6 +1,6 @@
 """The study folder: made for one study, joined only by workers of that study, and never mistaken for a new study's.
 
-Its marker names the study and, from the first trial on, the study's uid (study.STUDY_UID). Everything else in
+Its marker names the study and a uid the study also holds (study.new_uid). Everything else in
 the folder (trials/<number>/, rescore/, confirm/) is keyed by trial number alone, so a folder whose study was
 deleted, or recreated under the same name, would hand an old trial's checkpoint or test table to a new trial with
 the same number: such a folder is refused, before anything is written.
@@ -11,7 +11,10 @@ import json
 from pathlib import Path
 
 from edgedistill.atomic import atomic_write_text
+import optuna
+
 from edgedistill.cli.seeds import SeedsResult, seeds_table
+from edgedistill.cli.tune.study import UID_PREFIX, new_uid
 from edgedistill.cli.tune.storage import redacted
 from edgedistill.config import ExperimentConfig, config_to_yaml
 from edgedistill.errors import UserError
@@ -51,8 +54,9 @@ def check_folder(out: Path, study: dict) -> dict | None:
     if not (out / TUNE_MARKER).is_file():
         raise UserError(f"--out {out}: holds files that are not a tune study; choose another folder")
     held = read_marker(out)
+    held = held | {"storage": redacted(str(held.get("storage")))}  # a marker written before a redaction fix
     if {k: held.get(k) for k in study} != study:
-        raise UserError(f"--out {out}: holds study {held['study']!r} ({held.get('storage')}), not "
+        raise UserError(f"--out {out}: holds study {held['study']!r} ({held['storage']}), not "
                         f"{study['study']!r} ({study['storage']}); give that --study-name and --storage, or another "
                         "--out")
     left = [name for name in RESULTS if (out / name).exists()]
@@ -62,10 +66,10 @@ def check_folder(out: Path, study: dict) -> dict | None:
     return held
 
 
-def check_same_study(out: Path, held: dict | None, uid: str | None, where: str) -> None:
-    """The folder's results belong to the study the database holds under that name now (uid None: it holds
-    none), not to an earlier one: trial numbers start again in a new study."""
-    if held and held.get("uid") and held["uid"] != uid and any((out / name).exists() for name in RESULTS):
+def check_same_study(out: Path, held: dict | None, uids: set[str] | None, where: str) -> None:
+    """The folder's results belong to the study the database holds under that name now (its folder uids; None: it
+    holds none), not to an earlier one: trial numbers start again in a new study."""
+    if held and held.get("uid") and held["uid"] not in (uids or set()) and any((out / n).exists() for n in RESULTS):
         raise UserError(f"--out {out}: holds the trials of an earlier study {held['study']!r}, not of the one {where} "
                         "holds now (it was deleted or made again since); choose another --out")
 
@@ -78,12 +82,11 @@ def make_folder(out: Path, cfg: ExperimentConfig, study: dict) -> None:
         atomic_write_text(out / TUNE_MARKER, json.dumps(study))
 
 
-def record_uid(out: Path, uid: str) -> None:
-    """The study's uid in the marker, before this worker's first trial: late enough that, of two workers that made
-    one study at once, the uid that holds is the one recorded (open_study sets it when missing)."""
+def record_uid(out: Path, study: optuna.Study) -> None:
+    """The folder's uid in its marker and its study, unless the study already holds the one the marker names."""
     held = read_marker(out)
-    if held.get("uid") != uid:
-        atomic_write_text(out / TUNE_MARKER, json.dumps(held | {"uid": uid}))
+    if not held.get("uid") or UID_PREFIX + held["uid"] not in study.user_attrs:
+        atomic_write_text(out / TUNE_MARKER, json.dumps(held | {"uid": new_uid(study)}))
 
 
 def confirmed(out: Path) -> dict | None:

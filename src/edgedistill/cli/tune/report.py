@@ -11,13 +11,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from edgedistill.atomic import atomic_write_text
 from edgedistill.cli.tune.rescore import chosen_mean
-from edgedistill.cli.tune.study import PRUNING
+from edgedistill.cli.tune.study import PRUNING, RETRIES
 
 
 def _note(t: FrozenTrial) -> str:
     notes = ["the config's own recipe"] if t.user_attrs.get("from_config") else []
-    if t.system_attrs.get("retry_history"):
-        notes.append(f"retry of #{t.system_attrs['retry_history'][-1]}")
+    follows = [n for key in RETRIES for n in t.system_attrs.get(key, [])]
+    if follows:
+        notes.append(f"retry of #{max(follows)}")
     if "copy_of" in t.user_attrs:
         notes.append(f"not run: a second copy of trial #{t.user_attrs['copy_of']}'s queued recipe")
     elif t.user_attrs.get("surplus"):

@@ -194,6 +194,7 @@ def rescored(summary: dict, study: optuna.Study, top: int, n: int, seed: int, tr
 
 
 def with_choice(summary: dict, result: dict) -> dict:
+    """The summary whose best is the trial the rescoring chose, with the rescoring table it was chosen on."""
     best = next(r for r in summary["trials"] if r["number"] == result["chosen"])
     return summary | {"rescore": result, "best": best}
 

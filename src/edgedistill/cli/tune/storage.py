@@ -30,7 +30,8 @@ def sqlite_url(folder: Path) -> str:
 
 # the query keys libpq and the SQLAlchemy dialects read a password from (postgresql://host/db?password=...)
 SECRET_KEYS = ("password", "passwd", "pwd", "sslpassword", "secret")
-_USERINFO = re.compile(r"(://[^:/@\s]*:)[^\s]*@")  # up to the last @: a password may hold an unencoded @ or /
+# up to the last @ before the query: a password may hold an unencoded @ or /, the query an @ of its own
+_USERINFO = re.compile(r"(://[^:/@\s]*:)[^\s?#]*@")
 _QUERY_SECRET = re.compile(rf"([?&](?:{'|'.join(SECRET_KEYS)})=)[^&\s]*", re.IGNORECASE)
 
 

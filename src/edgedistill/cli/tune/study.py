@@ -26,7 +26,7 @@ LOCAL_KEYS = ("name", "accelerator", "device_catalog", "data.path", "data.loader
               "distill.method", "tracking")
 
 
-STUDY_UID = "uid"  # a study's user attribute, and its folder's record of it: which study the trials there belong to
+UID_PREFIX = "uid "  # each folder's own key in its study's user attributes ("uid <hex>"), never overwritten
 
 PRUNING = ("A trial whose best validation accuracy so far falls in the bottom quarter of completed trials at the "
            "same epoch, from half its epochs on, is pruned there.")
@@ -107,22 +107,24 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, url: str, space:
     if why:
         raise UserError(f"{where}: the study trains another experiment: {why}; use the config it was started "
                         f"with, or {instead}")
-    if STUDY_UID not in attrs:  # also a study made before uids: its folders record it from now on
-        study.set_user_attr(STUDY_UID, uuid.uuid4().hex)
     return study
 
 
-def study_uid(study: optuna.Study) -> str:
-    return study.user_attrs[STUDY_UID]
+def new_uid(study: optuna.Study) -> str:
+    """A uid of this folder's own, recorded in the study: a key per folder, so two workers that join at once never
+    overwrite each other's, and a study made again under the same name holds none of the old ones."""
+    uid = uuid.uuid4().hex
+    study.set_user_attr(UID_PREFIX + uid, True)
+    return uid
 
 
-def existing_uid(storage: optuna.storages.BaseStorage, name: str) -> str | None:
-    """The uid of the study of that name the database holds, without creating one; None when it holds none."""
+def study_uids(storage: optuna.storages.BaseStorage, name: str) -> set[str] | None:
+    """The folder uids the study of that name holds, without creating it; None when the database holds none."""
     try:
         study_id = storage.get_study_id_from_name(name)
     except KeyError:
         return None
-    return storage.get_study_user_attrs(study_id).get(STUDY_UID)
+    return {k.removeprefix(UID_PREFIX) for k in storage.get_study_user_attrs(study_id) if k.startswith(UID_PREFIX)}
 
 
 def queued_from_config(study: optuna.Study) -> set[str]:
@@ -147,6 +149,9 @@ def start_from_config(study: optuna.Study, space: SearchSpace, base: dict, total
 
 
 INTERRUPTED = "interrupted"  # a file a trial's folder holds while Ctrl-C has stopped it and it waits to run again
+# the trials a retry follows: after a dead worker (Optuna's, which counts them against storage.MAX_RETRY) or Ctrl-C
+INTERRUPTS = "interrupt_history"
+RETRIES = ("retry_history", INTERRUPTS)
 
 
 def requeue_interrupted(study: optuna.Study, folder_of: Callable[[FrozenTrial], Path]) -> None:
@@ -154,12 +159,13 @@ def requeue_interrupted(study: optuna.Study, folder_of: Callable[[FrozenTrial], 
     worker's: under its first number, so its retry resumes from the epochs its folder holds, and with its recipe
     (the config's own recipe stays queued)."""
     trials = study.get_trials(deepcopy=False)
-    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    retried = {n for t in trials for key in RETRIES for n in t.system_attrs.get(key, [])}
     for t in trials:
-        if t.state != TrialState.FAIL or t.number in retried or not (folder_of(t) / INTERRUPTED).is_file():
+        if (t.state != TrialState.FAIL or t.number in retried or t.user_attrs.get("surplus")
+                or not (folder_of(t) / INTERRUPTED).is_file()):
             continue
         system = {"failed_trial": t.number, **t.system_attrs}
-        system["retry_history"] = [*t.system_attrs.get("retry_history", []), t.number]
+        system[INTERRUPTS] = [*t.system_attrs.get(INTERRUPTS, []), t.number]
         study.add_trial(optuna.trial.create_trial(
             state=TrialState.WAITING, params=t.params, distributions=t.distributions, system_attrs=system,
             user_attrs={k: v for k, v in t.user_attrs.items() if k not in ("error", "worker")}))
