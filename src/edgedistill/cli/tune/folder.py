@@ -1,18 +1,18 @@
 """The study folder: made for one study, joined only by workers of that study, and never mistaken for a new study's.
 
-Its marker names the study and a uid the study also holds (study.new_uid). Everything else in
-the folder (trials/<number>/, rescore/, confirm/) is keyed by trial number alone, so a folder whose study was
-deleted, or recreated under the same name, would hand an old trial's checkpoint or test table to a new trial with
-the same number: such a folder is refused, before anything is written.
+Its marker names the study and a uid the study also holds (study.new_uid). Everything else in the folder
+(trials/<number>/, rescore/, confirm/) is keyed by trial number alone, so a folder whose study was deleted, or
+recreated under the same name, would hand an old trial's checkpoint or test table to a new trial with the same
+number: such a folder is refused, before anything is written.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from edgedistill.atomic import atomic_write_text
 import optuna
 
+from edgedistill.atomic import atomic_write_text
 from edgedistill.cli.seeds import SeedsResult, seeds_table
 from edgedistill.cli.tune.study import UID_PREFIX, new_uid
 from edgedistill.cli.tune.storage import redacted
@@ -22,8 +22,6 @@ from edgedistill.pipeline.rundir import TUNE_MARKER
 
 RESULTS = ("trials", "rescore", "confirm")  # what a study leaves in its folder, keyed by trial number
 CONFIRM_MARKER = "confirm.json"
-
-
 DEFAULT_STORAGE = "study.db in this folder"
 
 
