@@ -58,14 +58,14 @@ def unit_pixels(x: np.ndarray, levels: int) -> np.ndarray:
 
 def image_form(scale: Callable[[np.ndarray], np.ndarray], channels: int, levels: int = 255) -> InputForm:
     """A pool for a set of fixed-size images: an npz of pixels (integers: grey levels 0..levels) or a folder of image
-    files (8-bit), then scaled as the set's own pixels were."""
+    files (8- or 16-bit, by their depth, as packing reads them), then scaled as the set's own pixels were."""
 
     def arrays(x: np.ndarray) -> np.ndarray:
         return scale(pixel_layout(x, levels)).astype(np.float32)
 
     def images(folder: Path, files: list[Path]) -> np.ndarray:
-        x = decoded_images(files, channels)  # 16-bit greyscale files decode as uint16
-        return scale(unit_pixels(x, 65535 if x.dtype == np.uint16 else 255)).astype(np.float32)
+        x = decoded_images(files, channels)  # uint8, or uint16 for 16-bit greyscale files
+        return scale(unit_pixels(x, int(np.iinfo(x.dtype).max))).astype(np.float32)
 
     return InputForm("images", arrays=arrays, images=images)
 
