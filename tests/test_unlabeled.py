@@ -287,6 +287,31 @@ def test_a_pixel_pool_on_another_scale_than_the_labelled_images_is_refused(tmp_p
         assert not (tmp_path / "run").exists()
 
 
+def test_an_array_pool_in_other_units_than_the_labelled_rows_is_refused(tmp_path):
+    """The npz dataset reads floats as they are and uint8 as 8-bit: a float pool in 0..255 beside uint8 images (or
+    features in other units) would train silently on inputs unlike any labelled one."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    images = (sk_digits().images[:, None] * 15).astype(np.uint8)  # (N, 1, 8, 8) 8-bit pixels
+    np.savez(tmp_path / "labelled.npz", x_train=images[:120], y_train=np.arange(120) % 2, x_test=images[120:160],
+             y_test=np.arange(40) % 2)
+    cfg = tiny_config("npz", "convnet", "convnet", path=str(tmp_path / "labelled.npz"))
+    for name, x in (("bytes", images[160:200]), ("unit", images[160:200] / np.float32(255))):
+        np.savez(tmp_path / f"{name}.npz", x=x)
+        assert load_dataset("npz", path=str(tmp_path / "labelled.npz"), unlabeled=str(tmp_path / f"{name}.npz"),
+                            options={"standardize": False}).x_pool.max() <= 1.0
+    for name, x, said in (("levels", images[160:200].astype(np.float32), "labelled standard deviations from the "
+                                                                         "labelled rows' mean"),
+                          ("tiny", images[160:200] / np.float32(255 * 255), "spread 0.00")):
+        np.savez(tmp_path / f"{name}.npz", x=x)
+        cfg["data"]["unlabeled"] = str(tmp_path / f"{name}.npz")
+        proc = run_config(tmp_path, cfg)
+        assert_one_line_error(proc, f"data.unlabeled: '{tmp_path / name}.npz''s values, prepared as the labelled rows "
+                                    "were, ", said)
+        assert "another scale or units" in proc.stderr
+        assert not (tmp_path / "run").exists()
+
+
 def test_a_label_share_stays_stratified_when_a_class_has_a_single_row():
     from edgedistill.data.unlabeled import labeled_split
 

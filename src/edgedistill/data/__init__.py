@@ -244,7 +244,7 @@ def with_pool(data: DataSplits, form: InputForm | None, seed: int, fraction: flo
         data.x_train, data.y_train = take_rows(data.x_train, kept), data.y_train[kept]
         info |= {"held_out": int(len(held)), "labeled_fraction": fraction, "labeled_count": count}
     if unlabeled is not None:
-        rows = read_unlabeled(unlabeled, form, data.name, data.input_shape)
+        rows = read_unlabeled(unlabeled, form, data.name, data.input_shape, data.x_train)
         parts.append(rows)
         info |= {"file": int(len(rows)), "path": unlabeled}
     if parts:

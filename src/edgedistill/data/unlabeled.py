@@ -93,8 +93,10 @@ ACCEPTS = {"arrays": "an .npz holding an array x", "table": "a CSV with the feat
            "images": "a folder of images (no class folders)", "text": "a .txt file of one text per line"}
 
 
-def read_unlabeled(path: str, form: InputForm | None, dataset: str, input_shape: tuple[int, ...]):
-    """The pool's rows as the model reads them, refused in one line when its shape differs from the labelled data's."""
+def read_unlabeled(path: str, form: InputForm | None, dataset: str, input_shape: tuple[int, ...],
+                   labelled: np.ndarray | None = None):
+    """The pool's rows as the model reads them, refused in one line when its shape differs from the labelled data's,
+    or (for arrays and tables) its values sit on another scale than the labelled rows'."""
     if not path:  # Path("") is the current folder, which would be read as a pool of images
         raise UserError("data.unlabeled: the path is empty; point it at the unlabelled samples, or remove the "
                         "setting")
@@ -128,7 +130,35 @@ def read_unlabeled(path: str, form: InputForm | None, dataset: str, input_shape:
                         f"data's are {tuple(input_shape)}; give samples of the same shape (channels, length, size)")
     if len(x) == 0:
         raise UserError(f"data.unlabeled: {path!r} holds no samples")
+    if kind in ("arrays", "table") and isinstance(labelled, np.ndarray) and len(labelled):
+        check_same_scale(path, x, labelled)
     return x
+
+
+SCALE_LIMIT = 10.0  # a pool this many times off the labelled rows' spread is in other units, not another domain
+SCALE_SAMPLE = 4096  # labelled rows enough to know their per-channel spread
+
+
+def check_same_scale(path: str, pool: np.ndarray, labelled: np.ndarray) -> None:
+    """Refuse a pool whose prepared values are on another scale than the labelled rows' (8-bit integers beside
+    floats in 0..255, grams beside kilograms), since it would train silently on inputs unlike any labelled one.
+    Per channel (per feature for tables), in units of the labelled rows' spread; the median over channels decides."""
+    ref = labelled[:SCALE_SAMPLE].astype(np.float64)
+    axes = (0,) if ref.ndim == 2 else (0,) + tuple(range(2, ref.ndim))
+    mean, std = ref.mean(axis=axes, keepdims=True), ref.std(axis=axes, keepdims=True)
+    live = (std > 1e-6 * (np.abs(mean) + 1.0)).reshape(-1)  # a constant labelled channel has no scale to compare
+    if not live.any():
+        return
+    z = (pool[:SCALE_SAMPLE].astype(np.float64) - mean) / np.where(std > 0, std, 1.0)
+    distance = float(np.median(np.sqrt((z ** 2).mean(axis=axes)).reshape(-1)[live]))
+    values_per_channel = z.size // z.shape[1]  # a spread from a handful of values says nothing
+    spread = float(np.median(z.std(axis=axes).reshape(-1)[live])) if values_per_channel >= 8 else 1.0
+    if distance > SCALE_LIMIT or spread < 1 / SCALE_LIMIT:
+        found = (f"lie {distance:.3g} labelled standard deviations from the labelled rows' mean"
+                 if distance > SCALE_LIMIT else f"spread {spread:.3g}x as wide as the labelled rows'")
+        raise UserError(f"data.unlabeled: {path!r}'s values, prepared as the labelled rows were, {found} (median over "
+                        "channels): another scale or units. Give the pool in the labelled data's units and number "
+                        "type (8-bit uint8 pixels are divided by 255, floats are read as they are)")
 
 
 def npz_inputs(p: Path) -> np.ndarray:
