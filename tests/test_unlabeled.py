@@ -355,7 +355,9 @@ def test_a_pool_folder_with_images_in_a_subfolder_too_is_refused_by_name(tmp_pat
     assert_one_line_error(proc, f"data.unlabeled: {pool} holds images in its subfolder 'later' as well as at its "
                                 "top level")
     assert not (tmp_path / "run").exists()
-    (pool / "later" / "deeper" / "d.png").unlink()  # a hidden folder (.thumbs) is never data
+    (pool / "later" / "deeper" / "d.png").unlink()  # a hidden folder (.thumbs) is never data, at any depth
+    (pool / "later" / ".cache").mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(pool / "later" / ".cache" / "e.png")
     assert load_dataset("digits", unlabeled=str(pool)).n_pool == 2
 
 

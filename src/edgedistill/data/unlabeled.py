@@ -238,8 +238,8 @@ def top_level_images(folder: Path) -> list[Path]:
         raise UserError(f"data.unlabeled: {folder} holds no images at its top level; put the unlabelled images "
                         "directly in it (no class folders)")
     for sub in sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")):
-        if any(f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".") and f.is_file()
-               for f in sub.rglob("*")):
+        if any(f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()
+               and not any(part.startswith(".") for part in f.relative_to(sub).parts) for f in sub.rglob("*")):
             raise UserError(f"data.unlabeled: {folder} holds images in its subfolder {sub.name!r} as well as at its "
                             "top level, and a pool reads the top level alone; move them up beside the others, or "
                             "move the subfolder out")
