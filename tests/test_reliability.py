@@ -65,8 +65,11 @@ def test_sigkill_mid_epoch_then_resume_ends_exactly_like_an_uninterrupted_run(tm
     assert not (killed / "metrics.json").exists()
     assert all(p.name.startswith(".") for p in killed.rglob("*.tmp")), "a partial file carries a final name"
 
-    resumed = run_cli("run", "--resume", str(killed), "--quiet", env_extra={"OMP_NUM_THREADS": "1"})
+    resumed = run_cli("run", "--resume", str(killed), env_extra={"OMP_NUM_THREADS": "1"})  # progress lines on
     assert resumed.returncode == 0, resumed.stderr
+    counted = [ln.split(",")[0].rsplit(" ", 1)[1] for ln in resumed.stderr.splitlines()
+               if ln.startswith("train student_scratch: epoch")]  # goes on from the epochs done: 3/6 .. 6/6
+    assert counted == [f"{e}/6" for e in range(int(counted[0].split("/")[0]), 7)] and counted[0] != "1/6", counted
     assert not list(killed.rglob("*.tmp")), "a partial file was left under the run folder"
     assert scores(killed) == scores(whole)
     assert not (killed / "state").exists()  # a finished run keeps no resume state

@@ -40,8 +40,8 @@ class Lines:
     """Progress for a log, not a terminal (CI, `make demo > log`): one plain line per epoch or model, every tenth
     of the way for finer units (images), and no carriage returns."""
 
-    def __init__(self, items: Iterable[T], desc: str, unit: str, total: int | None):
-        self.items, self.desc, self.unit = items, desc, unit
+    def __init__(self, items: Iterable[T], desc: str, unit: str, total: int | None, initial: int = 0):
+        self.items, self.desc, self.unit, self.initial = items, desc, unit, initial
         self.total = total if total is not None else (len(items) if hasattr(items, "__len__") else None)
         self.every = 1 if unit in ("epoch", "model") or not self.total else max(1, self.total // 10)
         self.postfix: dict[str, str] = {}
@@ -50,7 +50,7 @@ class Lines:
         self.postfix = {k: str(v) for k, v in fields.items()}
 
     def __iter__(self):
-        t0, done = time.perf_counter(), 0
+        t0, done = time.perf_counter(), self.initial
         for item in self.items:
             yield item
             done += 1
@@ -63,12 +63,14 @@ class Lines:
         print(f"{self.desc}: {self.unit} {done}{of}{extra} ({seconds:.1f} s)", file=sys.stderr, flush=True)
 
 
-def track(items: Iterable[T], desc: str, unit: str, enabled: bool = True, total: int | None = None) -> Iterable[T]:
-    """A tqdm bar on a terminal; on a pipe or file, plain lines."""
+def track(items: Iterable[T], desc: str, unit: str, enabled: bool = True, total: int | None = None,
+          initial: int = 0) -> Iterable[T]:
+    """A tqdm bar on a terminal; on a pipe or file, plain lines. `initial` counts what a resumed run had done, so its
+    count goes on from there (epoch 13/40, not 1/28)."""
     show = enabled and bars_enabled()
     if show and not _is_terminal(sys.stderr):
-        return Lines(items, desc, unit, total)
-    return tqdm(items, desc=desc, unit=unit, total=total, disable=not show, leave=True)
+        return Lines(items, desc, unit, total, initial)
+    return tqdm(items, desc=desc, unit=unit, total=total, initial=initial, disable=not show, leave=True)
 
 
 def _is_terminal(stream) -> bool:

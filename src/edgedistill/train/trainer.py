@@ -219,7 +219,7 @@ class Trainer:
         trained = distributed.wrap(model, self.accel)
         taps = TapRecorder(model, self.loss.student_taps) if self.loss.student_taps else None
         bar = track(range(loop.epoch + 1, self.cfg.epochs + 1), desc=f"train {self.role}", unit="epoch",
-                    enabled=self.progress and distributed.is_main(), total=self.cfg.epochs - loop.epoch)
+                    enabled=self.progress and distributed.is_main(), total=self.cfg.epochs, initial=loop.epoch)
         for epoch in bar:
             t0 = time.perf_counter()
             self.loss.start_epoch(epoch, self.cfg.epochs)
