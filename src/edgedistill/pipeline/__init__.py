@@ -85,6 +85,8 @@ def _run_locked(config: ExperimentConfig | dict | str | Path | None, out_dir: st
         inputs = run_inputs(cfg, config if isinstance(config, (str, Path)) else None)
         record = record_inputs(inputs)
     state = prepare(cfg)
+    if not resume and cfg.student.model == "auto":
+        state.search = stages.find_student(state)
     tracking = open_tracking(cfg, Path(out_dir) if resume else None)
     if resume:
         state.run_dir = Path(out_dir)

@@ -15,12 +15,15 @@ from edgedistill.compress import prune_to_budget
 from edgedistill.config import ExperimentConfig
 from edgedistill.data import DataSplits, load_dataset
 from edgedistill.deploy import check_deploy, deploy_plan, get_device
+from edgedistill.distill import METHODS
+from edgedistill.distill.taps import resolve_taps
 from edgedistill.errors import UserError
 from edgedistill.models.build import build_model
 from edgedistill.pipeline.stages import check_student
 from edgedistill.pipeline.state import Run
 from edgedistill.roles import Side
 from edgedistill.teachers import build_external_teacher, is_external
+from edgedistill.train.method_setup import set_up_method
 from edgedistill.train.trainer import check_train_config
 
 
@@ -103,6 +106,21 @@ def check_distill(cfg: ExperimentConfig, data: DataSplits) -> None:
                         f"{data.name!r} gives inputs of shape {data.input_shape}; use mixup")
 
 
+def check_method_setup(cfg: ExperimentConfig, data: DataSplits, teacher: nn.Module) -> None:
+    """A feature method set up on the untrained teacher and student now (taps, adapters), so a wrong tap name or
+    shape fails before the teacher trains and before --overwrite replaces an old run; `student: auto` has no student
+    yet, so only the teacher's taps are checked."""
+    if not any("features" in METHODS[m].needs for m in cfg.distill.methods) or is_external(cfg.teacher.model):
+        return  # an ONNX or ensemble teacher has no taps: the methods' own refusal says so
+    if cfg.student.model == "auto":
+        resolve_taps(teacher, cfg.distill.teacher_taps, Side.TEACHER)
+        return
+    student = build_model(cfg.student, Side.STUDENT, data, cfg.seed + 1)
+    sample = torch.as_tensor(data.x_train[:2]).clone()
+    set_up_method(cfg.distill, cfg.student.train.label_smoothing, student, copy.deepcopy(teacher), sample,
+                  len(data.x_train) + data.n_pool)
+
+
 def prepare(cfg: ExperimentConfig) -> Run:
     """The device, the teacher, the student and their budgets as checks, before anything is written."""
     if cfg.deterministic:  # warn_only: some CUDA kernels have no deterministic version
@@ -122,6 +140,7 @@ def prepare(cfg: ExperimentConfig) -> Run:
     check_self_teaching(cfg, data)
     check_distill(cfg, data)
     teacher = load_teacher(cfg, data, accel)
+    check_method_setup(cfg, data, teacher)
     pc = cfg.compress.prune
     if pc.enabled:  # a dry run on the untrained teacher: an unprunable teacher or budget fails now, not after training
         prune_to_budget(copy.deepcopy(teacher), data.input_shape, data.num_classes, pc.target_params, pc.target_macs,

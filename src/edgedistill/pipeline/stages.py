@@ -25,18 +25,23 @@ from edgedistill.roles import Role, Side
 from edgedistill.teachers.base import ExternalTeacher
 
 
-def search(run: Run) -> Run:
-    """student: auto. The result is kept in the run folder, so --resume does not search again."""
+def find_student(run: Run) -> dict:
+    """student: auto's search, which a run does before its folder is made or an old run in it replaced: a search
+    that finds no student is bad input, and must leave nothing lost."""
     from edgedistill.pipeline.search import search_student
 
-    saved = run.run_dir / "student_search.json"
-    if saved.exists():
-        run.search = json.loads(saved.read_text())
-    elif distributed.world_size() > 1:
+    if distributed.world_size() > 1:
         raise UserError("student: auto runs in one process; search first without torchrun, then set student.model "
                         "and student.args to the chosen student")
-    else:
-        run.search = search_student(run.cfg, run.data, run.plan, run.accel, build_model)
+    return search_student(run.cfg, run.data, run.plan, run.accel, build_model)
+
+
+def search(run: Run) -> Run:
+    """student: auto. The result is kept in the run folder, so --resume does not search again."""
+    saved = run.run_dir / "student_search.json"
+    if run.search is None:
+        run.search = json.loads(saved.read_text()) if saved.exists() else find_student(run)
+    if not saved.exists():
         atomic_write_text(saved, json.dumps(run.search, indent=2))
     student = run.cfg.student.model_copy(update={"model": run.search["family"], "args": run.search["args"]})
     run.cfg = run.cfg.model_copy(update={Side.STUDENT.value: student})
