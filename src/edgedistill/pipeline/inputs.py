@@ -190,3 +190,22 @@ def verify_inputs(run_dir: Path, what: str, roles: tuple[str, ...]) -> None:
         if how:
             raise UserError(f"{what} {run_dir}: {entry['field']} {entry['path']} {how} since the run started; "
                             "restore it, or start a new run on the new data")
+
+
+def config_digest(run_dir: Path) -> str:
+    """The sha256 of a run's config.yaml as the run wrote it: the settings its state files were made under."""
+    return hashlib.sha256((run_dir / "config.yaml").read_bytes()).hexdigest()
+
+
+def verify_config(run_dir: Path, what: str) -> None:
+    """Stop in one line when config.yaml was edited since the run started: a resume (or export) under other settings
+    would mix two runs (a schedule cut short, another split) and report the mix as one (a run from before the
+    digest was recorded has nothing to check)."""
+    try:
+        recorded = json.loads((run_dir / INPUTS_FILE).read_text()).get("config_sha256")
+    except (OSError, ValueError):
+        return  # a missing or unreadable inputs.json is reported by verify_inputs
+    if recorded and config_digest(run_dir) != recorded:
+        raise UserError(f"{what} {run_dir}: config.yaml was edited since the run started, and its models were made "
+                        "under the old settings; restore it, or start a new run from the edited copy "
+                        f"(`edgedistill run EDITED.yaml --out NEW_FOLDER`)")

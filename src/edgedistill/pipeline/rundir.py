@@ -18,7 +18,7 @@ from edgedistill import distributed
 from edgedistill.atomic import atomic_write_text
 from edgedistill.config import ExperimentConfig, config_to_yaml, read_yaml, resolve_config
 from edgedistill.errors import UserError, environment_error
-from edgedistill.pipeline.inputs import INPUTS_FILE, Input, write_inputs
+from edgedistill.pipeline.inputs import INPUTS_FILE, Input, config_digest, verify_config, write_inputs
 from edgedistill.roles import Side
 from edgedistill.runlock import LOCK, RunLock
 
@@ -150,9 +150,7 @@ def prepare_run_dir(out: Path, overwrite: bool, keep: tuple[Path, ...] = (), loc
 def claim_existing(out: Path | None, what: str) -> RunLock | None:
     """Lock a run folder that already exists before any work, so a command on a live run stops at once; a new or
     empty folder is locked when it is made (prepare_run_dir), and a user's own folder is never written into."""
-    if out is None or not out.is_dir() or (out / TUNE_MARKER).is_file():  # a study is refused, never locked
-        return None
-    if not (is_run_folder(out) or (out / "config.yaml").is_file()):
+    if out is None or not out.is_dir() or not is_run_folder(out):  # a study or a user's folder is refused, unlocked
         return None
     return RunLock(out).acquire(what)
 
@@ -181,10 +179,19 @@ def resumed_config(run_dir: Path, config: object, overrides: list[str] | None) -
         raise UserError(f"--resume {run_dir}: is an `edgedistill tune` study, not a run; to continue it, run "
                         f"`edgedistill tune` with its config and --out {run_dir} again")
     if not (run_dir / "config.yaml").is_file():
+        if run_dir.is_dir() and is_run_folder(run_dir) and any(run_dir.glob("seed_*/config.yaml")):
+            raise UserError(f"--resume {run_dir}: is a --seeds folder, which --resume cannot continue whole yet: "
+                            f"`edgedistill run --resume {run_dir}/seed_N` finishes one unfinished seed, but not the "
+                            "seeds after it nor seeds.md")
         raise UserError(f"--resume {run_dir}: no config.yaml there; is it a run folder?")
+    if not is_run_folder(run_dir):
+        raise UserError(f"--resume {run_dir}: holds a config.yaml but is not a run edgedistill made, and --resume "
+                        f"would write a run over its files; start one with `edgedistill run {run_dir / 'config.yaml'} "
+                        "--out NEW_FOLDER`")
     if (run_dir / "metrics.json").exists():
         raise UserError(f"--resume {run_dir}: that run has finished; `edgedistill report {run_dir}` rebuilds its "
                         "reports")
+    verify_config(run_dir, "--resume")
     return resolve_config(run_dir / "config.yaml")
 
 
@@ -216,7 +223,7 @@ def open_run_dir(cfg: ExperimentConfig, out_dir: str | Path | None, overwrite: b
             prepare_run_dir(run_dir, overwrite, tuple(i.path for i in inputs), lock)
             atomic_write_text(run_dir / "config.yaml", config_to_yaml(cfg))
             if record is not None:
-                write_inputs(run_dir, record)
+                write_inputs(run_dir, record | {"config_sha256": config_digest(run_dir)})
         except BaseException:
             if not held:  # taken here: a failed start leaves the folder free for the corrected rerun
                 lock.release()
