@@ -1,18 +1,34 @@
 """What a hostile user did to run folders (2026-12-07 audit), through the CLI as they met it: a failed --overwrite
 that had already deleted the old run, --resume over a folder edgedistill never made, and a resume under an edited
-config.yaml that mixed two runs."""
+config.yaml that mixed two runs, and a killed --seeds run that could never be finished."""
 from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import yaml
 
 from conftest import run_cli, tiny_config
 from test_cli import assert_one_line_error, write_config
 from test_hostile import TINY_DEVICE, deployed, user_files
+from test_reliability import cli_env, digits_config
 
 
 def kept(folder) -> dict[str, bytes]:
     """The folder's files but its lock, which each command that holds the folder rewrites."""
     return {name: data for name, data in user_files(folder).items() if name != ".edgedistill-lock"}
+
+
+def scores(run_dir) -> dict:
+    """Each model's test scores and validation curve (a loaded teacher has none)."""
+    m = json.loads((run_dir / "metrics.json").read_text())
+    return {role: (r["test"]["accuracy"], r["test"]["f1_macro"],
+                   [h["val_accuracy"] for h in (r.get("train") or {}).get("history", [])])
+            for role, r in m["models"].items()}
 
 
 def finished_run(tmp_path, cfg: dict | None = None):
@@ -75,3 +91,32 @@ def test_resume_under_an_edited_config_is_refused_and_the_restored_one_resumes(t
     proc = run_cli("run", "--resume", str(out), "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert (out / "metrics.json").is_file()
+
+
+def test_a_killed_seeds_run_resumes_whole_and_ends_like_an_uninterrupted_one(tmp_path):
+    """--resume on a --seeds folder reads back the finished seeds, continues the killed one and runs the rest, then
+    writes the summary; before, the seeds after the killed one and seeds.md could never be made."""
+    cfg_file = write_config(tmp_path, digits_config())
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert run_cli("run", str(cfg_file), "--out", str(whole), "--seeds", "3", "--quiet",
+                   env_extra={"OMP_NUM_THREADS": "1"}).returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "edgedistill", "run", str(cfg_file), "--out", str(killed),
+                             "--seeds", "3", "--quiet"], env=cli_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    state = killed / "seed_1" / "state" / "student_scratch.pt"  # the second seed, one epoch in
+    deadline = time.monotonic() + 180
+    while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "seed_2").exists() and not (killed / "seeds.md").exists()
+    assert_one_line_error(run_cli("run", "--resume", str(killed), "--seeds", "3"), f"--resume {killed}", "drop --seeds")
+    resumed = run_cli("run", "--resume", str(killed), "--quiet", env_extra={"OMP_NUM_THREADS": "1"})
+    assert resumed.returncode == 0, resumed.stderr
+    assert "summary: " in resumed.stdout
+    for seed in ("seed_0", "seed_1", "seed_2"):
+        assert scores(killed / seed) == scores(whole / seed), seed
+    summary = json.loads((killed / "seeds.json").read_text())
+    assert summary == json.loads((whole / "seeds.json").read_text())
+    assert_one_line_error(run_cli("run", "--resume", str(killed)), "those seeds have finished")

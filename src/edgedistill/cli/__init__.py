@@ -20,12 +20,13 @@ def _run_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set teacher.train.epochs=5 (repeatable)")
     r.add_argument("--out", help="run folder (default runs/<name>-<timestamp>)")
-    r.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    r.add_argument("--overwrite", action="store_true", help="replace a finished run in --out (all it holds but the files the run reads)")
     r.add_argument("--seeds", type=int, metavar="N",
                    help="run the students N times (seeds seed..seed+N-1, one teacher; N from 2 to 1000) and report "
                         "mean ± std")
     r.add_argument("--resume", metavar="RUN_DIR",
-                   help="continue an interrupted run from its last finished epoch, with the config it was started with")
+                   help="continue an interrupted run (or --seeds folder) from its last finished epoch, with the config "
+                        "it was started with")
     r.add_argument("--track", action="append", choices=["mlflow", "tensorboard"], default=[],
                    help="log the run to MLflow or TensorBoard (repeatable; tracking.backends in the config)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -109,7 +110,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.track:
         args.overrides.append(f"tracking.backends={json.dumps(args.track)}")
     progress.set_mode("jsonl" if args.jsonl else "quiet" if args.quiet else "bar")
-    if args.seeds is not None:
+    if args.seeds is not None or (args.resume and resumes_seeds(args.resume)):
         return cmd_seeds(args)
     try:
         result = run(args.config, out_dir=args.resume or args.out, overrides=args.overrides,
@@ -167,13 +168,25 @@ def deliverable_line(metrics: dict) -> str:
             f"(PyTorch fp32 {100 * metrics['models'][Role.STUDENT_KD]['test']['accuracy']:.2f}%)")
 
 
-def cmd_seeds(args: argparse.Namespace) -> int:
-    from edgedistill.cli.seeds import run_seeds
+def resumes_seeds(folder: str) -> bool:
+    """Whether --resume names a --seeds folder, which the seeds runner continues whole."""
+    from pathlib import Path
 
-    if args.resume:
-        raise UserError("--seeds and --resume do not combine; resume one seed's folder on its own")
-    result = run_seeds(args.config, args.seeds, out_dir=args.out, overrides=args.overrides,
-                       overwrite=args.overwrite, progress=not args.quiet)
+    from edgedistill.cli.seeds import seeds_plan
+
+    return seeds_plan(Path(folder)) is not None
+
+
+def cmd_seeds(args: argparse.Namespace) -> int:
+    from edgedistill.cli.seeds import resume_seeds, run_seeds
+
+    if args.resume and args.seeds is not None:
+        raise UserError(f"--resume {args.resume} continues the run (or seeds) as it was started; drop --seeds")
+    if args.resume and (args.config or args.overrides or args.overwrite):
+        raise UserError("--resume RUN_DIR: give only the run folder; the seeds' config is reused as it started")
+    result = resume_seeds(args.resume, progress=not args.quiet) if args.resume else \
+        run_seeds(args.config, args.seeds, out_dir=args.out, overrides=args.overrides, overwrite=args.overwrite,
+                  progress=not args.quiet)
     if not args.jsonl:
         print(result.table)
         print_deliverable(result.first, f"{result.out_dir / ('seed_' + str(result.first['config']['seed']))}: ")

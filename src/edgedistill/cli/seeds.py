@@ -19,7 +19,8 @@ from scipy import stats
 from edgedistill.atomic import atomic_write_text
 from edgedistill.config import SEED_MAX, ExperimentConfig, resolve_config
 from edgedistill.errors import UserError
-from edgedistill.pipeline.inputs import absolute_paths, record_inputs, run_inputs, verify_inputs, write_inputs
+from edgedistill.pipeline.inputs import (INPUTS_FILE, absolute_paths, record_inputs, run_inputs, verify_inputs,
+                                         write_inputs)
 from edgedistill.report.markdown import method_label, rows_by_role, rows_sentence
 from edgedistill.roles import Role, Side, label
 from edgedistill.runlock import RunLock
@@ -152,17 +153,60 @@ def _seeds_locked(cfg: ExperimentConfig, config: object, n: int, out: Path, over
         refuse_inputs_in_the_way(out, inputs, seeds=True)
     tracking = open_tracking(cfg)  # the parent run: one child per seed, the summary on it
     out = prepare_run_dir(out, overwrite, tuple(i.path for i in inputs), lock)
-    write_inputs(out, record)
+    write_inputs(out, record | {"seeds": {"n": n, "config": cfg.model_dump(mode="json")}})
     with tracking.running(out, config_params(cfg)):
         summary, table, runs = _run_each_seed(cfg, n, out, progress, tracking)
         tracking.log_seeds(summary, out, ["seeds.md", "seeds.json"])
     return SeedsResult(out, summary, table, runs[0])
 
 
-def _run_each_seed(cfg: ExperimentConfig, n: int, out: Path, progress: bool,
-                   tracking: Tracking) -> tuple[dict, str, list[dict]]:
-    """Seed by seed, each tracked as a child of the seeds' run; then seeds.json and seeds.md."""
+def seeds_plan(out: Path) -> dict | None:
+    """What a --seeds folder was started with ({"n", "config"}, kept in its inputs.json), or None for a folder
+    that is not one (or a --seeds folder from before the plan was kept)."""
+    try:
+        return json.loads((out / INPUTS_FILE).read_text()).get("seeds")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def resume_seeds(out_dir: str | Path, progress: bool = True) -> SeedsResult:
+    """Continue a killed --seeds run: finished seeds are read back, the unfinished one resumes from its last epoch,
+    the missing ones run, then the summary is written; under the config and inputs it started with."""
+    from edgedistill.pipeline.rundir import claim_existing
+    from edgedistill.tracking import config_params, open_tracking
+
+    out = Path(out_dir)
+    plan = seeds_plan(out)
+    if (out / "seeds.json").exists():
+        raise UserError(f"--resume {out}: those seeds have finished; seeds.md holds their summary")
+    cfg = ExperimentConfig.model_validate(plan["config"])
+    lock = claim_existing(out, "--resume")
+    try:
+        verify_inputs(out, "--resume", ("data", Side.TEACHER, "device"))
+        tracking = open_tracking(cfg, out)
+        with tracking.running(out, config_params(cfg), resume=True):
+            summary, table, runs = _run_each_seed(cfg, plan["n"], out, progress, tracking, resume=True)
+            tracking.log_seeds(summary, out, ["seeds.md", "seeds.json"])
+    finally:
+        if lock is not None:
+            lock.release()
+    return SeedsResult(out, summary, table, runs[0])
+
+
+def _seed_metrics(seeded: dict, folder: Path, progress: bool, resume: bool) -> dict:
+    """One seed's run; on --resume, a finished seed is read back and an unfinished one continued."""
     from edgedistill.pipeline import run
+
+    if resume and (folder / "metrics.json").is_file():
+        return json.loads((folder / "metrics.json").read_text())
+    if resume and (folder / "config.yaml").is_file():
+        return run(None, out_dir=folder, progress=progress, resume=True).metrics
+    return run(seeded, out_dir=folder, progress=progress, overwrite=resume).metrics  # a start killed early
+
+
+def _run_each_seed(cfg: ExperimentConfig, n: int, out: Path, progress: bool,
+                   tracking: Tracking, resume: bool = False) -> tuple[dict, str, list[dict]]:
+    """Seed by seed, each tracked as a child of the seeds' run; then seeds.json and seeds.md."""
     from edgedistill.tracking import children_of
 
     base = cfg.model_dump(mode="json")
@@ -182,7 +226,7 @@ def _run_each_seed(cfg: ExperimentConfig, n: int, out: Path, progress: bool,
                 seeded[Side.STUDENT] |= {"model": runs[0]["student_search"]["family"],
                                       "args": runs[0]["student_search"]["args"]}
         with children_of(tracking):
-            runs.append(run(seeded, out_dir=out / f"seed_{cfg.seed + i}", progress=progress).metrics)
+            runs.append(_seed_metrics(seeded, out / f"seed_{cfg.seed + i}", progress, resume))
     summary = summarize(runs)
     table = seeds_table(summary)
     atomic_write_text(out / "seeds.json", json.dumps(summary, indent=2))

@@ -180,9 +180,9 @@ def resumed_config(run_dir: Path, config: object, overrides: list[str] | None) -
                         f"`edgedistill tune` with its config and --out {run_dir} again")
     if not (run_dir / "config.yaml").is_file():
         if run_dir.is_dir() and is_run_folder(run_dir) and any(run_dir.glob("seed_*/config.yaml")):
-            raise UserError(f"--resume {run_dir}: is a --seeds folder, which --resume cannot continue whole yet: "
-                            f"`edgedistill run --resume {run_dir}/seed_N` finishes one unfinished seed, but not the "
-                            "seeds after it nor seeds.md")
+            raise UserError(f"--resume {run_dir}: is a --seeds folder made before --resume could continue one "
+                            f"whole; `edgedistill run --resume {run_dir}/seed_N` finishes an unfinished seed, but not "
+                            "the seeds after it nor seeds.md")
         raise UserError(f"--resume {run_dir}: no config.yaml there; is it a run folder?")
     if not is_run_folder(run_dir):
         raise UserError(f"--resume {run_dir}: holds a config.yaml but is not a run edgedistill made, and --resume "
