@@ -126,7 +126,8 @@ def test_teacher_families_export(tmp_path, name, args, shape):
 
 
 def test_pipeline_deploys_every_model_and_reports_fit(deployed_run):
-    """The MCU profile's deliverable: a TFLite Micro int8 .tflite with its C pair, RAM from the measured arena."""
+    """The MCU profile's deliverable: a TFLite Micro int8 .tflite with its C pair, RAM from the measured arena plus
+    the margin the header adds to it."""
     out, metrics = deployed_run
     for role in ("teacher", "student_scratch", "student_kd"):
         dep = metrics["models"][role]["deploy"]
@@ -138,8 +139,13 @@ def test_pipeline_deploys_every_model_and_reports_fit(deployed_run):
         assert "resolver.AddConv2D()" in header or "resolver.AddFullyConnected()" in header
         assert "alignas(16)" in (out / "export" / f"{role}_int8.cc").read_text()
         ram = dep["fit"]["tflm-int8"]["checks"]["ram"]
-        assert ram["used"] == tflm["measured_ram_bytes"] and ram["how"].startswith("measured: smallest tensor arena")
+        # judged against the arena the header tells the firmware to allocate: measured + CMSIS-NN scratch margin
+        assert f"#define {role.upper()}_INT8_ARENA_BYTES {ram['used']}\n" in header
+        assert ram["used"] == tflm["measured_ram_bytes"] + tflm["arena_margin_bytes"]
+        assert ram["how"].startswith("measured: smallest tensor arena")
+        assert tflm["arena_margin_bytes"] == 0 or "scratch margin (the C header's ARENA_BYTES" in ram["how"]
         assert ram["estimate"] == tflm["peak_activation_bytes"]
+    assert metrics["models"]["student_kd"]["deploy"]["formats"]["tflm-int8"]["arena_margin_bytes"] > 0  # convnet
     assert metrics["early_fit_check"]["fits"] and metrics["early_fit_check"]["format"] == "tflm-int8"
     report = (out / "report.md").read_text()
     assert "## Deployment" in report and "the KD student as tflm-int8 fits" in report

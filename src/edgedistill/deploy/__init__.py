@@ -109,6 +109,8 @@ def score_format(backend: Backend, path: Path, data: DataSplits, torch_test_logi
 
 def footprint(backend: Backend, dtype: str, record: dict, model: nn.Module, macs: int, device: DeviceProfile
               ) -> Footprint:
+    """The figures the fit check judges: what the runtime or Vela measured, the arena margin the C header adds, the
+    estimate beside them."""
     lat = record.get("host_latency", {})
     measured_here = device.measured_on_host and backend.speed_is_meaningful and lat
     vela = record.get("npu")
@@ -117,6 +119,8 @@ def footprint(backend: Backend, dtype: str, record: dict, model: nn.Module, macs
         weight_bytes=count_params(model) * ELEMENT_BYTES[dtype], macs=macs,
         measured_ram_bytes=vela["sram_bytes"] if vela else record.get("measured_ram_bytes"),
         ram_how=vela["how"] if vela else record.get("ram_how", ""),
+        ram_margin_bytes=record.get("arena_margin_bytes") or 0,
+        measured_ram_holds_weights=bool(vela) and vela["memory_mode"] == "Sram_Only",
         flash_bytes=vela["flash_bytes"] if vela else None, flash_how=vela["how"] if vela else "",
         latency_ms=vela["inference_ms"] if vela else (lat["latency_p50_ms"] if measured_here else None),
         latency_how=vela["how"] if vela else f"measured on this host ({backend.name} p50, batch 1)")

@@ -19,6 +19,8 @@ class Footprint:
     macs: int
     measured_ram_bytes: int | None = None  # what a runtime allocated (TFLite Micro's arena, Vela's SRAM)
     ram_how: str = ""
+    ram_margin_bytes: int = 0  # the C header's scratch margin over the measured arena (its ARENA_BYTES is the sum)
+    measured_ram_holds_weights: bool = False  # Vela in Sram_Only mode places the weights in its SRAM figure
     flash_bytes: int | None = None  # what a compiler says the model takes in flash (Vela), else the file
     flash_how: str = ""
     latency_ms: float | None = None  # host-measured or compiler-estimated latency
@@ -39,15 +41,23 @@ def estimated_latency_ms(macs: int, device: DeviceProfile, dtype: str) -> float 
 
 
 def _ram(device: DeviceProfile, fp: Footprint) -> dict:
+    """A runtime's measured figure where there is one, plus what it leaves out; else the graph-walk estimate."""
     weights = fp.weight_bytes if device.weights_in_ram else 0
     estimate = fp.estimated_ram_bytes + weights
-    if fp.measured_ram_bytes is not None:
-        used, how = fp.measured_ram_bytes + device.runtime_ram_bytes, f"measured: {fp.ram_how}"
-    else:
-        used, how = estimate, "estimated: peak live activations along the graph" + (" + weights" if weights else "")
-    if device.runtime_ram_bytes and fp.measured_ram_bytes is not None:
-        how += f" + {human_bytes(device.runtime_ram_bytes)} runtime (estimated)"
-    return _check(used, device.ram_bytes) | {"how": how, "estimate": estimate}
+    if fp.measured_ram_bytes is None:
+        how = "estimated: peak live activations along the graph" + (" + weights" if weights else "")
+        return _check(estimate, device.ram_bytes) | {"how": how, "estimate": estimate}
+    added = {what: n for what, n in beside_measured_ram(device, fp, weights).items() if n}
+    how = f"measured: {fp.ram_how}" + "".join(f" + {human_bytes(n)} {what}" for what, n in added.items())
+    return _check(fp.measured_ram_bytes + sum(added.values()), device.ram_bytes) | {"how": how, "estimate": estimate}
+
+
+def beside_measured_ram(device: DeviceProfile, fp: Footprint, weights: int) -> dict[str, int]:
+    """What the firmware needs beyond a runtime's measured RAM: the margin its C header adds to the arena, the
+    weights where the device copies them into RAM (an arena holds none), and the runtime itself."""
+    return {"scratch margin (the C header's ARENA_BYTES = arena + margin)": fp.ram_margin_bytes,
+            "weights (this device keeps them in RAM)": 0 if fp.measured_ram_holds_weights else weights,
+            "runtime (estimated)": device.runtime_ram_bytes}
 
 
 def _flash(device: DeviceProfile, fp: Footprint) -> dict:
