@@ -3,6 +3,7 @@ firmware needs beyond the measured arena, a latency budget that cannot be checke
 the verdict speaks for a format the device uses."""
 import json
 
+import pytest
 import yaml
 
 from conftest import run_cli, tiny_config
@@ -42,3 +43,38 @@ def test_weights_in_ram_count_beside_the_measured_arena(tmp_path):
     assert "weights (this device keeps them in RAM)" in ram["how"]
     summary = next(ln for ln in proc.stdout.splitlines() if ln.startswith("On ram_board"))
     assert "does NOT fit" in summary and "ram needs" in summary
+
+
+BOARD = {"description": "a test board", "flash_bytes": 262144, "ram_bytes": 32768, "cores": 1, "dtypes": ["int8"],
+         "weights_in_ram": False, "latency_budget_ms": 0.001, "formats": ["onnxruntime-int8"]}
+
+
+@pytest.mark.parametrize("profile,why", [
+    ({"core": "cortex-m0plus", "clock_hz": 48000000},
+     "core 'cortex-m0plus' has no calibrated latency fit (cores with one: cortex-m33, cortex-m4, cortex-m7)"),
+    ({"macs_per_second": {"fp32": 1.0e6}}, "macs_per_second has no int8 rate (only fp32)"),
+])
+def test_a_latency_budget_nothing_can_check_is_never_reported_met(tmp_path, profile, why):
+    """No latency figure exists for an M0+ (no fit) or for int8 when only an fp32 rate is given: the budget is
+    warned about before training and the verdict says it could not be checked, where it said "fits"."""
+    proc, out = device_run(tmp_path, {"board": {**BOARD, **profile}}, "board")
+    assert proc.returncode == 0, proc.stderr
+    first = proc.stderr.splitlines()[0]
+    assert first.startswith("edgedistill: warning: device 'board': latency_budget_ms 0.001 cannot be checked")
+    assert why in first
+    metrics = json.loads((out / "metrics.json").read_text())
+    verdict = metrics["models"]["student_kd"]["deploy"]["fit"]["onnxruntime-int8"]
+    assert verdict["fits"] is None and verdict["checks"]["latency_ms"]["fits"] is None
+    assert metrics["early_fit_check"]["fits"] is None
+    summary = next(ln for ln in proc.stdout.splitlines() if ln.startswith("On board"))
+    assert "onnxruntime-int8 fits:" not in summary and "whether it meets the latency budget is unknown" in summary
+    assert "the 0.001 ms latency budget could not be checked" in summary
+
+
+def test_a_core_named_in_capitals_gets_its_latency_fit(tmp_path):
+    """`core: Cortex-M7`, as a datasheet writes it, is the fit's cortex-m7: the budget is judged, not skipped."""
+    proc, out = device_run(tmp_path, {"board": {**BOARD, "core": "Cortex-M7", "clock_hz": 216000000}}, "board")
+    assert proc.returncode == 0, proc.stderr
+    lat = kd_deploy(out)["fit"]["onnxruntime-int8"]["checks"]["latency_ms"]
+    assert lat["fits"] is False and lat["range_ms"] and "cycles/MAC on a Cortex-M7" in lat["how"]
+    assert "cannot be checked" not in proc.stderr and "no calibrated latency fit" not in proc.stderr

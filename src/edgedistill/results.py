@@ -48,7 +48,7 @@ class Check(Record):
     budget: Any
     margin: Optional[Number] = None
     margin_pct: Optional[float]
-    fits: bool
+    fits: Optional[bool]  # None: a budget with no figure to judge it by (a latency nothing estimates)
     how: Optional[str] = None
     runtime_source: Optional[str] = None  # flash: where the runtime's own figures come from
     estimate: Optional[Number] = None  # ram: the graph-walk estimate, beside a measured figure
@@ -72,7 +72,7 @@ class Fit(Record):
 
     device: Optional[str] = None
     dtype: str
-    fits: bool
+    fits: Optional[bool]  # None: every checked budget is met but one could not be checked
     checks: Checks
     overflows: list[str]
     ram_counts_weights: Optional[bool] = None

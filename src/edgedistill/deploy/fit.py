@@ -85,33 +85,65 @@ def _calibrated_latency(device: DeviceProfile, fp: Footprint) -> dict | None:
 
 
 def _latency(device: DeviceProfile, fp: Footprint, dtype: str) -> dict:
+    """The latency against the budget; when no figure exists, a budget is unknown to be met (fits: None)."""
     if fp.latency_ms is None and (calibrated := _calibrated_latency(device, fp)) is not None:
         return calibrated
     if fp.latency_ms is not None:
         latency, how = fp.latency_ms, fp.latency_how
     else:
         latency = estimated_latency_ms(fp.macs, device, dtype)
-        how = f"estimated: MACs / {device.macs_per_second.get(dtype, 0):.3g} MAC/s ({dtype})" if latency else "unknown"
+        how = (f"estimated: MACs / {device.macs_per_second.get(dtype, 0):.3g} MAC/s ({dtype})" if latency
+               else "unknown: " + latency_unknown_why(device, dtype))
     if latency is None:
-        return {"used": None, "budget": device.latency_budget_ms, "margin": None, "margin_pct": None, "fits": True,
-                "how": how}
+        return {"used": None, "budget": device.latency_budget_ms, "margin": None, "margin_pct": None,
+                "fits": None if device.latency_budget_ms is not None else True, "how": how}
     return _check(latency, device.latency_budget_ms) | {"how": how}
 
 
+def core_gap(device: DeviceProfile) -> str | None:
+    """A profile's core with no calibrated latency fit, named beside the cores that have one."""
+    from edgedistill.deploy.mcu_latency import core_fit, fitted_cores
+
+    if not device.core or core_fit(device.core) is not None:
+        return None
+    return f"core {device.core!r} has no calibrated latency fit (cores with one: {', '.join(fitted_cores())})"
+
+
+def latency_unknown_why(device: DeviceProfile, dtype: str) -> str:
+    """Why this profile gives no latency for this dtype, in words that say what to add."""
+    reasons = [core_gap(device) or (f"core {device.core!r} has no clock_hz" if device.core else None)]
+    rates = ", ".join(device.macs_per_second)
+    reasons.append(f"macs_per_second has no {dtype} rate" + (f" (only {rates})" if rates else ""))
+    return "; ".join(r for r in reasons if r)
+
+
+def latency_warning(device: DeviceProfile, verdict: dict) -> str | None:
+    """Before training: a latency budget that no figure can check, or a core the latency fit does not know."""
+    lat, dtype = verdict["checks"]["latency_ms"], verdict["dtype"]
+    if lat["fits"] is None:
+        return (f"device {device.name!r}: latency_budget_ms {lat['budget']:g} cannot be checked for {dtype}: "
+                f"{lat['how'].removeprefix('unknown: ')}; give macs_per_second: {{{dtype}: ...}} or a core with a "
+                "latency fit in the device file")
+    gap = core_gap(device)
+    return None if gap is None else f"device {device.name!r}: {gap}; its latency is {lat['how']}"
+
+
 def fit_check(device: DeviceProfile, dtype: str, fp: Footprint) -> dict:
-    """One verdict for one exported file on one device."""
+    """One verdict for one exported file on one device: fits is None when every checked budget is met but one
+    could not be checked (a latency budget with no latency figure)."""
     checks = {
         "dtype": _check(0, None) | {"fits": dtype in device.dtypes, "used": dtype, "budget": device.dtypes},
         "flash": _flash(device, fp),
         "ram": _ram(device, fp),
         "latency_ms": _latency(device, fp, dtype),
     }
-    overflow = [describe_overflow(name, c) for name, c in checks.items() if not c["fits"]]
+    overflow = [describe_overflow(name, c) for name, c in checks.items() if c["fits"] is False]
+    unchecked = any(c["fits"] is None for c in checks.values())
     measured = [n for n in ("flash", "ram") if checks[n]["how"].startswith("measured")]
     if not checks["latency_ms"]["how"].startswith(("estimated", "unknown")):
         measured.append("latency")
-    return {"device": device.name, "dtype": dtype, "fits": not overflow, "checks": checks,
-            "overflows": overflow, "ram_counts_weights": device.weights_in_ram, "measured": measured}
+    return {"device": device.name, "dtype": dtype, "fits": False if overflow else (None if unchecked else True),
+            "checks": checks, "overflows": overflow, "ram_counts_weights": device.weights_in_ram, "measured": measured}
 
 
 def describe_overflow(name: str, check: dict) -> str:
@@ -127,12 +159,32 @@ def describe_overflow(name: str, check: dict) -> str:
             f"(over by {human_bytes(-check['margin'])})")
 
 
+def unchecked_latency(check: dict) -> str:
+    """A latency budget with no figure to judge it by, and why."""
+    return f"the {check['budget']:g} ms latency budget could not be checked ({check['how'].removeprefix('unknown: ')})"
+
+
 def fit_sentence(verdict: dict) -> str:
-    """The verdict in words: what is left free when it fits, what overflows when it does not."""
+    """The verdict in words: what is left free when it fits, what overflows when it does not, and a budget that
+    could not be checked, never counted as met."""
+    c = verdict["checks"]
+    lat = c["latency_ms"]
     if verdict["fits"]:
-        c = verdict["checks"]
         return f"fits (flash {c['flash']['margin_pct']:.0f}% free, RAM {c['ram']['margin_pct']:.0f}% free)"
-    return "does not fit: " + "; ".join(verdict["overflows"])
+    if verdict["fits"] is None:
+        return (f"fits flash ({c['flash']['margin_pct']:.0f}% free) and RAM ({c['ram']['margin_pct']:.0f}% free), "
+                f"but {unchecked_latency(lat)}")
+    return "does not fit: " + "; ".join(verdict["overflows"] + ([unchecked_latency(lat)] if lat["fits"] is None else []))
+
+
+def latency_text(lat: dict) -> str:
+    """The latency as the summary gives it: a range, a figure, or unknown (and then whether a budget was left
+    unchecked)."""
+    if lat.get("range_ms"):
+        return f"latency {lat['range_ms'][0]:.2f}-{lat['range_ms'][1]:.2f} ms ({lat['how']})"
+    if lat["used"] is not None:
+        return f"latency {lat['used']:.2f} ms ({lat['how']})"
+    return "latency unknown, so " + unchecked_latency(lat) if lat["budget"] is not None else "latency unknown"
 
 
 def fit_summary(metrics: dict) -> str:
@@ -144,15 +196,18 @@ def fit_summary(metrics: dict) -> str:
     key = dep["preferred"]
     v = dep["fit"][key]
     c = v["checks"]
-    lat = c["latency_ms"]
-    lat_txt = f"latency {lat['used']:.2f} ms ({lat['how']})" if lat["used"] is not None else "latency unknown"
-    if lat.get("range_ms"):
-        lat_txt = f"latency {lat['range_ms'][0]:.2f}-{lat['range_ms'][1]:.2f} ms ({lat['how']})"
     ram_how = c["ram"].get("how", "estimated")
     ram_txt = f"RAM {human_bytes(c['ram']['used'])} of {human_bytes(c['ram']['budget'])} ({ram_how}"
     if ram_how.startswith("measured") and "estimate" in c["ram"]:
         ram_txt += f"; the graph-walk estimate was {human_bytes(c['ram']['estimate'])}"
-    head = "fits" if v["fits"] else "does NOT fit"
+    head = {True: "fits", False: "does NOT fit", None: "fits flash and RAM, but whether it meets the latency "
+                                                      "budget is unknown"}[v["fits"]]
     return (f"On {dev['name']} ({dev['description'].strip()}), the KD student as {key} {head}: "
             f"flash {human_bytes(c['flash']['used'])} of {human_bytes(c['flash']['budget'])} ({c['flash'].get('how', 'file bytes')}), "
-            f"{ram_txt}), {lat_txt}" + ("" if v["fits"] else "; " + "; ".join(v["overflows"])) + ".")
+            f"{ram_txt}), {latency_text(c['latency_ms'])}" + ("; " + "; ".join(v["overflows"]) if v["overflows"] else "")
+            + ".")
+
+
+def fit_word(fits: bool | None) -> str:
+    """A verdict's `fits` in one word for tables and tags: yes, no, or unknown (a budget that was not checked)."""
+    return {True: "yes", False: "no", None: "unknown"}[fits]

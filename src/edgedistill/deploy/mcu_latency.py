@@ -73,10 +73,20 @@ def stored_fit() -> dict:
     return read_package_yaml(FIT)
 
 
+def core_fit(core: str) -> dict | None:
+    """The fit of a core named in any case (a datasheet's Cortex-M7 is the fit's cortex-m7); None when it has none."""
+    return stored_fit()["cores"].get(core.strip().lower())
+
+
+def fitted_cores() -> list[str]:
+    """The cores with a latency fit, as a profile's `core` names them."""
+    return sorted(stored_fit()["cores"])
+
+
 def latency_range_ms(macs: int, core: str, clock_hz: float) -> tuple[float, float, float, dict] | None:
     """(low, fitted, high) milliseconds for this many MACs on this core at this clock, and the core's fit; None for
     a core with no measurements."""
-    fit = stored_fit()["cores"].get(core)
+    fit = core_fit(core)
     if fit is None:
         return None
     ms = 1000.0 * macs * fit["cycles_per_mac"] / clock_hz

@@ -12,7 +12,7 @@ import torch.nn as nn
 from edgedistill.config import ExperimentConfig
 from edgedistill.deploy import (DeployPlan, DeviceProfile, NoFormat, Unrunnable, check_input_bits, deploy_model,
                                 early_fit_check)
-from edgedistill.deploy.fit import fit_sentence
+from edgedistill.deploy.fit import fit_sentence, latency_warning
 from edgedistill.errors import UserError, first_line
 from edgedistill.errors import strip_ansi
 from edgedistill.pipeline.state import Run
@@ -43,9 +43,11 @@ def early_fit_warning(cfg: ExperimentConfig, probe: nn.Module, run_data, plan: D
     except Exception as exc:  # a bug of the check itself must not stop a run
         log.warning("could not check the student's fit before training (%s)", first_line(exc))
         return {"error": first_line(exc)}
-    if not verdict["fits"]:
+    if verdict["fits"] is False:
         log.warning("student %r as %s on device %r %s", cfg.student.model, verdict["dtype"], profile.name,
                     fit_sentence(verdict))
+    if (unchecked := latency_warning(profile, verdict)) is not None:
+        log.warning("%s", unchecked)
     return verdict
 
 

@@ -98,7 +98,7 @@ def search_student(cfg: ExperimentConfig, data: DataSplits, plan: DeployPlan, ac
                    "overflows": verdict["overflows"], "dtype": verdict["dtype"],
                    "file_bytes": checks["flash"]["used"], "ram_bytes": checks["ram"]["used"],
                    "latency_ms": checks["latency_ms"]["used"]}
-        if not verdict["fits"]:
+        if verdict["fits"] is False:  # None (a latency budget nothing can check) was warned about; it trains
             record["seconds"] = time.perf_counter() - t0
             emit("search_trial", **record)
             raise optuna.TrialPruned("does not fit the device")
@@ -112,7 +112,7 @@ def search_student(cfg: ExperimentConfig, data: DataSplits, plan: DeployPlan, ac
 
     t0 = time.perf_counter()
     optimize(objective, cfg.seed, sc.trials, sc.timeout_s)
-    fitting = [t for t in trials if t.get("fits") and "val_accuracy" in t]
+    fitting = [t for t in trials if t.get("fits") is not False and "val_accuracy" in t]
     if not fitting:
         raise UserError(f"student: auto found no {sc.family} that fits device {device.name!r} in {len(trials)} "
                         f"trials ({'; '.join(trials[-1].get('overflows', []))}); try another student.search.family, "

@@ -9,7 +9,7 @@ import html
 from pathlib import Path
 
 from edgedistill.atomic import atomic_write_text
-from edgedistill.deploy.fit import fit_summary
+from edgedistill.deploy.fit import fit_summary, fit_word
 from edgedistill.report import plots
 from edgedistill.roles import Role, label
 from edgedistill.units import human_bytes as _kb
@@ -86,7 +86,7 @@ def summary_verdict(metrics: dict) -> str:
             speed = (f" On this host the student runs {ratio:.1f}x faster than the teacher, both as "
                      f"{kdep['preferred']}.")
     fits = fit_summary(metrics) if "fit" in kdep else "Deployment was switched off, so the device fit is unknown."
-    bad = " bad" if "fit" in kdep and not kdep["fit"][kdep["preferred"]]["fits"] else ""
+    bad = " bad" if "fit" in kdep and kdep["fit"][kdep["preferred"]]["fits"] is False else ""
     return (f'<p class="verdict{bad}">{html.escape(fits)}<br>The KD student costs '
             f"{100 * c['kd_accuracy_drop_vs_teacher']:.2f} accuracy points against the teacher and buys "
             f"{c['compression_ratio_params']:.1f}x fewer parameters.{speed}<br>{html.escape(verdict(metrics))}</p>")
@@ -142,7 +142,7 @@ def compare_rows(runs: list[tuple[str, dict]]) -> str:
                     f"{100 * md[Role.STUDENT_SCRATCH]['test']['accuracy']:.2f}% | "
                     f"{100 * md[Role.STUDENT_KD]['test']['accuracy']:.2f}% | "
                     f"{100 * m['comparison']['kd_gain_over_scratch']:+.2f} pts | "
-                    f"{_kb(fmt['file_bytes']) + ' ' + best if fmt else '-'} | {('yes' if fit['fits'] else 'no') if fit else '-'} |")
+                    f"{_kb(fmt['file_bytes']) + ' ' + best if fmt else '-'} | {fit_word(fit['fits']) if fit else '-'} |")
     return "\n".join(rows)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgedistill.atomic import atomic_write_text
-from edgedistill.deploy.fit import fit_sentence, fit_summary
+from edgedistill.deploy.fit import fit_sentence, fit_summary, fit_word
 from edgedistill.distill import describe
 from edgedistill.roles import COMPARED, LABELS, Role
 from edgedistill.units import human_bytes as _kb
@@ -195,7 +195,7 @@ def search_section(metrics: dict) -> str:
             rows.append(f"| {t['number']} | {t['args']} | - | no: {t['error']} | - | - | - | - | - |")
             continue
         lat = f"{t['latency_ms']:.1f} ms" if t.get("latency_ms") is not None else "-"
-        fits = "yes" if t["fits"] else "no: " + "; ".join(t["overflows"])
+        fits = fit_word(t["fits"]) + (": " + "; ".join(t["overflows"]) if t["overflows"] else "")
         acc = f"{100 * t['val_accuracy']:.2f}%" if "val_accuracy" in t else "-"
         mark = " (chosen)" if t["number"] == search["best_trial"] else ""
         rows.append(f"| {t['number']}{mark} | {t['args']} | {t['params']:,} | {fits} | {_kb(t['file_bytes'])} | "

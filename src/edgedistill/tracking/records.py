@@ -7,10 +7,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-from edgedistill.deploy.fit import fit_summary
+from edgedistill.deploy.fit import fit_sentence, fit_summary
 from edgedistill.roles import Role
 
 Value = bool | int | float | str
+FIT_TAG = {True: "fits", False: "does not fit", None: "fit unknown"}  # None: a latency budget nothing could check
 
 
 def config_params(config: dict[str, Any], prefix: str = "") -> dict[str, Value]:
@@ -46,7 +47,7 @@ def format_metrics(prefix: str, fmt: dict, fit: dict | None) -> dict[str, float]
            "arena_bytes": fmt.get("measured_ram_bytes"), "peak_activation_bytes": fmt.get("peak_activation_bytes"),
            "latency_p50_ms": latency.get("latency_p50_ms"), "latency_p95_ms": latency.get("latency_p95_ms"),
            "ram_bytes": checks.get("ram", {}).get("used"), "device_latency_ms": checks.get("latency_ms", {}).get("used"),
-           "fits": None if fit is None else int(fit["fits"])}
+           "fits": None if fit is None or fit["fits"] is None else int(fit["fits"])}
     return {f"{prefix}/{k}": v for k, v in _numbers(out).items()}
 
 
@@ -70,10 +71,10 @@ def fit_tags(metrics: dict) -> dict[str, str]:
     tags = {}
     for role, record in metrics["models"].items():
         for name, verdict in (record.get("deploy") or {}).get("fit", {}).items():
-            tags[f"fit.{role}.{name}"] = "fits" if verdict["fits"] else "does not fit: " + "; ".join(verdict["overflows"])
+            tags[f"fit.{role}.{name}"] = "fits" if verdict["fits"] else fit_sentence(verdict)
     kd = metrics["models"][Role.STUDENT_KD.value].get("deploy") or {}
     if kd.get("preferred") in kd.get("fit", {}):
-        tags |= {"fit": "fits" if kd["fit"][kd["preferred"]]["fits"] else "does not fit",
+        tags |= {"fit": FIT_TAG[kd["fit"][kd["preferred"]]["fits"]],
                  "fit.format": kd["preferred"], "fit.summary": fit_summary(metrics)}
     return tags
 
