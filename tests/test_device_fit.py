@@ -78,3 +78,18 @@ def test_a_core_named_in_capitals_gets_its_latency_fit(tmp_path):
     lat = kd_deploy(out)["fit"]["onnxruntime-int8"]["checks"]["latency_ms"]
     assert lat["fits"] is False and lat["range_ms"] and "cycles/MAC on a Cortex-M7" in lat["how"]
     assert "cannot be checked" not in proc.stderr and "no calibrated latency fit" not in proc.stderr
+
+
+def test_a_format_exported_for_another_device_does_not_take_over_the_verdict(tmp_path):
+    """`export --format tflm-int8` on a run for `host` that made only the fp32 ONNX file adds the int8 .tflite; the
+    verdict keeps speaking for the ONNX file the host uses, where it went to the first int8 file of the merged list."""
+    cfg = tiny_config(teacher="mlp", teacher_args={"hidden": [32]}, student="mlp")
+    cfg["deploy"] = {"enabled": True, "latency_runs": 5, "calibration_samples": 32, "qat": "off",
+                     "formats": ["onnxruntime-fp32"], "roles": ["student_kd"]}
+    out = tmp_path / "run"
+    assert run_cli("run", str(write_config(tmp_path, cfg)), "--out", str(out), "--quiet").returncode == 0
+    proc = run_cli("export", str(out), "--format", "tflm-int8", "--role", "student_kd")
+    assert proc.returncode == 0, proc.stderr
+    dep = kd_deploy(out)
+    assert "tflm-int8" in dep["formats"] and dep["preferred"] == "onnxruntime-fp32"
+    assert "the KD student as onnxruntime-fp32 fits" in (out / "report.md").read_text()

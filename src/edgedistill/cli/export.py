@@ -92,8 +92,9 @@ def exportable(run_dir: Path, cfg: ExperimentConfig, metrics: dict, roles: list[
     return [r for r in metrics["models"] if (not roles or r in roles) and checkpoint_path(run_dir, r).is_file()]
 
 
-def merge_deploy(old: dict, new: dict, device: DeviceProfile) -> dict:
-    """The run's earlier formats kept, the new ones added or replaced, and the formats that failed now noted."""
+def merge_deploy(old: dict, new: dict, device: DeviceProfile, uses: list[str] | tuple[str, ...]) -> dict:
+    """The run's earlier formats kept, the new ones added or replaced, and the formats that failed now noted; the
+    verdict keeps speaking for a format the run's device uses (`uses`: its plan's and its profile's) where it can."""
     if "error" in old or not old:
         old = {"macs": new.get("macs"), "formats": {}, "fit": {}, "failed": {}}
     merged = {**old, "formats": {**old.get("formats", {}), **new.get("formats", {})},
@@ -104,7 +105,7 @@ def merge_deploy(old: dict, new: dict, device: DeviceProfile) -> dict:
         merged["val_accuracy_torch"] = new["val_accuracy_torch"]
     if not merged["formats"]:
         return {"error": "; ".join(merged["failed"].values()), "failed": merged["failed"]}
-    merged["preferred"] = preferred_format(list(merged["formats"]), device)
+    merged["preferred"] = preferred_format(list(merged["formats"]), device, uses)
     return merged
 
 
@@ -132,6 +133,7 @@ def _export(run_dir: Path, formats: list[str], roles: list[str] | None = None) -
     plan = deploy_plan(cfg.deploy, get_device(cfg.device, cfg.device_catalog), formats)
     check_deploy(plan.formats, plan.device, plan.input_bits, field_name="--format")
     metrics, cfg, device, data = load_run(run_dir)
+    uses = (*deploy_plan(cfg.deploy, device).formats, *device.formats)  # the verdict keeps speaking for one of these
     failed: dict[str, dict[str, str]] = {}  # format -> model -> why
     for role in chosen:
         model = rebuild(cfg, role, data, run_dir)
@@ -144,7 +146,7 @@ def _export(run_dir: Path, formats: list[str], roles: list[str] | None = None) -
             new = {"formats": {}, "fit": {}, "failed": exc.failed}
         for fmt, why in new["failed"].items():
             failed.setdefault(fmt, {})[role] = why
-        metrics["models"][role]["deploy"] = merge_deploy(metrics["models"][role].get("deploy") or {}, new, device)
+        metrics["models"][role]["deploy"] = merge_deploy(metrics["models"][role].get("deploy") or {}, new, device, uses)
     write_reports(run_dir, metrics)
     metrics = produce_metrics(Metrics.model_validate(metrics))
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))

@@ -174,7 +174,8 @@ def fit_sentence(verdict: dict) -> str:
     if verdict["fits"] is None:
         return (f"fits flash ({c['flash']['margin_pct']:.0f}% free) and RAM ({c['ram']['margin_pct']:.0f}% free), "
                 f"but {unchecked_latency(lat)}")
-    return "does not fit: " + "; ".join(verdict["overflows"] + ([unchecked_latency(lat)] if lat["fits"] is None else []))
+    unchecked = [unchecked_latency(lat)] if lat["fits"] is None else []
+    return "does not fit: " + "; ".join(verdict["overflows"] + unchecked)
 
 
 def latency_text(lat: dict) -> str:
@@ -204,8 +205,8 @@ def fit_summary(metrics: dict) -> str:
                                                       "budget is unknown"}[v["fits"]]
     return (f"On {dev['name']} ({dev['description'].strip()}), the KD student as {key} {head}: "
             f"flash {human_bytes(c['flash']['used'])} of {human_bytes(c['flash']['budget'])} ({c['flash'].get('how', 'file bytes')}), "
-            f"{ram_txt}), {latency_text(c['latency_ms'])}" + ("; " + "; ".join(v["overflows"]) if v["overflows"] else "")
-            + ".")
+            f"{ram_txt}), {latency_text(c['latency_ms'])}"
+            + ("; " + "; ".join(v["overflows"]) if v["overflows"] else "") + ".")
 
 
 def fit_word(fits: bool | None) -> str:

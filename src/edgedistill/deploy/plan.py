@@ -20,13 +20,16 @@ def device_formats(device: DeviceProfile, override: list[str] | None = None, qua
     return formats
 
 
-def preferred_format(formats: list[str] | tuple[str, ...], device: DeviceProfile) -> str:
-    """The format the verdict speaks for: the device's smallest precision it runs, in the order formats are listed."""
+def preferred_format(formats: list[str] | tuple[str, ...], device: DeviceProfile,
+                     uses: list[str] | tuple[str, ...] | None = None) -> str:
+    """The format the verdict speaks for: the device's smallest precision it runs, in the order formats are listed,
+    among those the run's device uses (`uses`: a file `edgedistill export` added for another device does not)."""
+    used = [f for f in formats if uses is None or f in uses] or list(formats)
     for dtype in ("int8", "fp32"):
-        for fmt in formats:
+        for fmt in used:
             if fmt.endswith("-" + dtype) and dtype in device.dtypes:
                 return fmt
-    return formats[0]
+    return used[0]
 
 
 def input_bits(deploy: DeployConfig) -> int:
