@@ -58,6 +58,36 @@ def test_a_run_whose_deliverable_failed_exits_3_and_leaves_no_unusable_file(tmp_
     assert "Didn't find op for builtin opcode 'STABLEHLO_SORT'" in (out / "logs" / "libraries.log").read_text()
 
 
+def host_two_formats(**deploy) -> dict:
+    """A GRU student on `host`, asked for as int8 ONNX (which it exports to) and as tflm-int8 (which it cannot)."""
+    cfg = mcu_config("user_models:gru_student", formats=["onnxruntime-int8", "tflm-int8"], roles=["student_kd"],
+                     **deploy)
+    cfg["device"] = "host"
+    return cfg
+
+
+def test_a_requested_format_beside_the_preferred_one_is_probed_before_training(tmp_path):
+    """The verdict speaks for onnxruntime-int8, which runs the GRU; tflm-int8, also asked for, cannot be made: the
+    run stops before training, where it trained and lost that file without a word."""
+    proc = run_cli("run", str(write_config(tmp_path, host_two_formats())), "--out", str(tmp_path / "run"), "--quiet")
+    assert_one_line_error(proc, "device 'host'", "TensorFlow Lite Micro (tflm-int8)", "layer 'rnn' (GRU)",
+                          "deploy.required: false")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp.yaml"]  # nothing written
+
+
+def test_a_format_that_cannot_be_made_is_warned_about_before_and_after_training(tmp_path):
+    """deploy.required: false trains anyway, saying so before training, and says again on stderr that the trained
+    student was not exported in that format (report.md's table said it alone)."""
+    out = tmp_path / "run"
+    proc = run_cli("run", str(write_config(tmp_path, host_two_formats(required=False))), "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert "(tflm-int8)" in lines[0] and "trains anyway" in lines[0], proc.stderr
+    after = [ln for ln in lines if "student_kd was not exported as tflm-int8" in ln]
+    assert len(after) == 1 and "layer 'rnn' (GRU)" in after[0], proc.stderr
+    assert (out / "export" / "student_kd_int8.onnx").is_file()
+
+
 def test_the_ethos_u_deliverable_is_velas_compiled_file(tmp_path):
     cfg = mcu_config("convnet", roles=["student_kd"])
     cfg["device"] = "ethos_u55"

@@ -29,7 +29,7 @@ from edgedistill.models import count_params
 
 __all__ = ["DeployPlan", "DeviceProfile", "ELEMENT_BYTES", "NoFormat", "Unrunnable", "get_device", "load_catalog",
            "check_deploy", "check_input_bits", "deploy_model", "deploy_plan", "early_fit_check", "device_formats",
-           "estimate_ram", "preferred_format"]
+           "estimate_ram", "preferred_format", "reach_check"]
 
 # Bytes a weight takes in each deployable precision; int8 activations are one byte in an integer-only runtime.
 ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
@@ -202,6 +202,15 @@ def early_fit_check(model: nn.Module, input_shape: tuple[int, ...], calibration_
         verdict = fit_check(device, dtype, footprint(backend, dtype, record, model, count_macs(model, input_shape),
                                                      device))
     return verdict | {"format": fmt}
+
+
+def reach_check(model: nn.Module, input_shape: tuple[int, ...], calibration_x: np.ndarray, device: DeviceProfile,
+                fmt: str, input_bits: int = 8) -> None:
+    """Before training: the (untrained) student exported in one more format and loaded by its runtime, so a format
+    it cannot be made in is found now, not after training; raises Unrunnable naming what stopped it."""
+    backend, _ = parse_format(fmt)
+    with tempfile.TemporaryDirectory() as tmp:
+        probe_file(backend, model.cpu().eval(), input_shape, calibration_x[:32], Path(tmp), fmt, input_bits, device)
 
 
 def probe_file(backend: Backend, model: nn.Module, input_shape: tuple[int, ...], calibration_x: np.ndarray,

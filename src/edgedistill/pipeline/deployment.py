@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from edgedistill.config import ExperimentConfig
 from edgedistill.deploy import (DeployPlan, DeviceProfile, NoFormat, Unrunnable, check_input_bits, deploy_model,
-                                early_fit_check)
+                                early_fit_check, reach_check)
 from edgedistill.deploy.fit import fit_sentence, latency_warning
 from edgedistill.errors import UserError, first_line
 from edgedistill.errors import strip_ansi
@@ -35,20 +35,50 @@ def early_fit_warning(cfg: ExperimentConfig, probe: nn.Module, run_data, plan: D
     except UserError:
         raise
     except Unrunnable as exc:
-        if cfg.deploy.required:
-            raise UserError(unrunnable_message(exc, profile)) from None
-        log.warning("%s; deploy.required is false, so the run trains anyway", unrunnable_message(exc, profile,
-                                                                                                  advice=False))
-        return {"error": str(exc)}
+        refuse_or_warn(cfg, exc, profile)
+        verdict = {"error": str(exc)}
     except Exception as exc:  # a bug of the check itself must not stop a run
         log.warning("could not check the student's fit before training (%s)", first_line(exc))
         return {"error": first_line(exc)}
+    else:
+        warn_fit(cfg, profile, verdict)
+    check_other_formats(cfg, probe, run_data.input_shape, x, plan)
+    return verdict
+
+
+def refuse_or_warn(cfg: ExperimentConfig, exc: Unrunnable, profile: DeviceProfile) -> None:
+    """A format the student cannot be made in stops the run before training, or, with deploy.required false, is
+    warned about in one line."""
+    if cfg.deploy.required:
+        raise UserError(unrunnable_message(exc, profile)) from None
+    log.warning("%s; deploy.required is false, so the run trains anyway", unrunnable_message(exc, profile,
+                                                                                              advice=False))
+
+
+def warn_fit(cfg: ExperimentConfig, profile: DeviceProfile, verdict: dict) -> None:
+    """An untrained student that overflows the device, or a latency budget nothing can check, is said now."""
     if verdict["fits"] is False:
         log.warning("student %r as %s on device %r %s", cfg.student.model, verdict["dtype"], profile.name,
                     fit_sentence(verdict))
     if (unchecked := latency_warning(profile, verdict)) is not None:
         log.warning("%s", unchecked)
-    return verdict
+
+
+def check_other_formats(cfg: ExperimentConfig, probe: nn.Module, input_shape: tuple[int, ...], x: np.ndarray,
+                        plan: DeployPlan) -> None:
+    """Before training: each format the student will be exported to beside the preferred one (checked above), so
+    one its runtime cannot run is found now rather than after training."""
+    if cfg.deploy.roles is not None and not {Role.STUDENT_SCRATCH, Role.STUDENT_KD} & set(cfg.deploy.roles):
+        return
+    for fmt in (f for f in plan.formats if f != plan.preferred):
+        try:
+            reach_check(probe, input_shape, x, plan.device, fmt, plan.input_bits)
+        except UserError:
+            raise
+        except Unrunnable as exc:
+            refuse_or_warn(cfg, exc, plan.device)
+        except Exception as exc:  # a bug of the check itself must not stop a run
+            log.warning("could not check the student as %s before training (%s)", fmt, first_line(exc))
 
 
 def unrunnable_message(exc: Unrunnable, profile: DeviceProfile, advice: bool = True) -> str:
@@ -73,6 +103,8 @@ def deploy_one(run: Run, role: Role, model: nn.Module, test_logits: np.ndarray) 
         record = {"error": str(exc), "failed": exc.failed} if isinstance(exc, NoFormat) else \
             {"error": str(exc) if isinstance(exc, Unrunnable) else first_line(exc)}
         log.warning("deployment of %s failed: %s (details in %s)", role, record["error"], note_failure(role, exc))
+    for fmt, why in ({} if "error" in record else record["failed"]).items():
+        log.warning("%s was not exported as %s: %s; the other formats were", role, fmt, why)
     emit("deployed", role=str(role), ok="error" not in record)
     return record
 
