@@ -1,12 +1,17 @@
 """Batch norm folded into convolutions for the teacher-cache build: same outputs, same hook values, original intact."""
 from __future__ import annotations
 
+import json
+
 import torch
 import torch.nn as nn
 
+from conftest import run_cli, tiny_config
 from edgedistill.distill.taps import TapRecorder
 from edgedistill.models import create_model
 from edgedistill.models.fold import conv_bn_pairs, for_inference
+from test_cli import write_config
+from user_models import bn_without_running_stats
 
 
 def with_running_stats(model: nn.Module, shape: tuple[int, ...]) -> nn.Module:
@@ -63,3 +68,18 @@ def test_a_tapped_conv_keeps_its_raw_output_and_untraceable_models_are_returned_
             return self.bn1(self.conv(x)) + self.bn2(self.conv(x))
 
     assert conv_bn_pairs(Shared()) == []
+
+
+def test_a_batch_norm_without_running_statistics_is_not_folded_and_the_run_finishes(tmp_path):
+    """Such a norm uses the batch's statistics even in eval mode: there is no fixed affine map to fold, and
+    torch's fuse_conv_bn_eval asserts on it (the KD student's live teacher crashed the run)."""
+    torch.manual_seed(0)
+    teacher = bn_without_running_stats((1, 40), 10).eval()
+    assert conv_bn_pairs(teacher) == []
+    x = torch.randn(5, 1, 40)
+    with torch.no_grad():
+        assert torch.equal(for_inference(teacher)(x), teacher(x))
+    cfg = tiny_config(teacher="user_models:bn_without_running_stats")
+    proc = run_cli("run", str(write_config(tmp_path, cfg)), "--out", str(tmp_path / "r"), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "student_kd" in json.loads((tmp_path / "r" / "metrics.json").read_text())["models"]

@@ -26,7 +26,8 @@ NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 def conv_bn_pairs(model: nn.Module, keep: set[str] = frozenset()) -> list[tuple[str, str]]:
     """(conv, batchnorm) module names where the batch norm reads only that conv's output and each is called once;
-    a conv named in `keep` (a tap, whose raw output is read) is left alone."""
+    a conv named in `keep` (a tap, whose raw output is read) is left alone, and so is a batch norm without running
+    statistics (track_running_stats=False), which normalises with the batch's own even in eval mode."""
     try:
         graph = torch.fx.symbolic_trace(model).graph
     except Exception as e:  # noqa: BLE001 - control flow, external teachers: any trace failure means "don't fold"
@@ -36,7 +37,7 @@ def conv_bn_pairs(model: nn.Module, keep: set[str] = frozenset()) -> list[tuple[
     calls = Counter(n.target for n in graph.nodes if n.op == "call_module")
     pairs = []
     for node in graph.nodes:
-        if node.op != "call_module" or not isinstance(modules.get(node.target), NORMS) or len(node.args) != 1:
+        if node.op != "call_module" or not foldable_norm(modules.get(node.target)) or len(node.args) != 1:
             continue
         prev = node.args[0]
         if (isinstance(prev, torch.fx.Node) and prev.op == "call_module" and isinstance(modules.get(prev.target), CONVS)
@@ -44,6 +45,11 @@ def conv_bn_pairs(model: nn.Module, keep: set[str] = frozenset()) -> list[tuple[
                 and prev.target not in keep):
             pairs.append((prev.target, node.target))
     return pairs
+
+
+def foldable_norm(module: nn.Module | None) -> bool:
+    """A batch norm that is a fixed affine map in eval mode: one with running statistics to fold."""
+    return isinstance(module, NORMS) and module.running_mean is not None and module.running_var is not None
 
 
 def for_inference(model: nn.Module, keep: set[str] = frozenset(), channels_last: bool = False) -> nn.Module:
