@@ -447,3 +447,62 @@ def test_macro_scores_average_over_the_classes_the_test_split_holds():
     m = classification_metrics(np.array([0, 0, 1, 1]), np.array([0, 0, 1, 1]), ["a", "b", "c"])
     assert m["recall_macro"] == 1.0 and m["f1_macro"] == 1.0  # not 2/3, as counting 'c' as 0 would give
     assert m["absent_classes"] == ["c"] and m["per_class"]["c"]["support"] == 0
+
+
+# a model that edits its input in place
+def rescored(out: Path, role: str, side: str) -> tuple[float, float]:
+    """The role's checkpoint scored again here, on clean test and validation splits: (test, val) accuracy."""
+    import torch
+
+    from edgedistill.checkpoint import load_weights, read_checkpoint
+    from edgedistill.config import resolve_config
+    from edgedistill.models.build import build_model
+    from edgedistill.pipeline.prepare import load_data
+
+    cfg = resolve_config(out / "config.yaml")
+    data = load_data(cfg)
+    model = build_model(getattr(cfg, side), side, data, 0)
+    load_weights(model, read_checkpoint(out / f"{role}.pt"), role)
+    with torch.no_grad():
+        scores = [(model.eval()(torch.tensor(x)).argmax(1).numpy() == y).mean()
+                  for x, y in ((data.x_test, data.y_test), (data.x_val, data.y_val))]
+    return float(scores[0]), float(scores[1])
+
+
+def test_a_model_that_edits_its_input_in_place_is_scored_on_clean_data(tmp_path):
+    """Each model gets its own copy of a batch: evaluation, validation and the export checks handed the stored
+    splits to the model as they were, so x.mul_() rescaled them for every model scored after."""
+    cfg = deployed(tiny_config(teacher="user_models:edits_its_input", student="user_models:edits_its_input"),
+                   device="host")
+    cfg["deploy"]["formats"] = ["onnxruntime-fp32"]
+    for side in ("teacher", "student"):
+        cfg[side]["train"]["epochs"] = 2
+    out = tmp_path / "r"
+    proc = run_cli("run", str(write_config(tmp_path, cfg)), "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    models = json.loads((out / "metrics.json").read_text())["models"]
+    for role, side in (("teacher", "teacher"), ("student_scratch", "student"), ("student_kd", "student")):
+        test, val = rescored(out, role, side)
+        assert models[role]["test"]["accuracy"] == pytest.approx(test), role
+        assert models[role]["deploy"]["val_accuracy_torch"] == pytest.approx(val), role
+
+
+def test_a_teacher_that_edits_its_input_leaves_the_students_batch_and_the_training_rows_alone(tmp_path):
+    """The live teacher and the teacher cache's build run the teacher on a copy: the student reads the same batch
+    next, and with no augmentation the cache's batch is the stored training rows themselves."""
+    import torch
+
+    from edgedistill.config import AugmentConfig
+    from edgedistill.train.cache import build_cache
+    from edgedistill.train.trainer import LiveTeacher
+    from user_models import edits_its_input
+
+    teacher, plain = edits_its_input((1, 6), 3), AugmentConfig(crop_padding=0, hflip=False)
+    x = np.random.default_rng(0).normal(size=(5, 1, 6)).astype(np.float32)
+    clean = x.copy()
+    rows = torch.tensor(x)
+    xb, logits, _ = LiveTeacher(teacher, plain).batch(rows, torch.arange(5), torch.Generator(), torch.device("cpu"))
+    assert torch.equal(xb, torch.tensor(clean)) and logits is not None
+    (tmp_path / "bank").mkdir()
+    build_cache(teacher, x, plain, 1, 0, [], torch.device("cpu"), None, tmp_path / "bank")
+    assert np.array_equal(x, clean)

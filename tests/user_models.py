@@ -146,3 +146,20 @@ def bn_without_running_stats(input_shape, num_classes):
         nn.BatchNorm2d(4, track_running_stats=False)
     width = 4 * length * (input_shape[1] if len(input_shape) == 3 else 1)
     return nn.Sequential(conv, norm, nn.ReLU(), nn.Flatten(), nn.Linear(width, num_classes))
+
+
+class EditsItsInput(nn.Module):
+    """Rescales its input in place (x.mul_(3).sub_(1)): harmless where each batch is a fresh tensor, ruinous where a
+    stored split or a batch another model reads is handed to it as it is."""
+
+    def __init__(self, input_shape, num_classes):
+        super().__init__()
+        self.body = tiny_linear(input_shape, num_classes)
+
+    def forward(self, x):
+        x.mul_(3).sub_(1)
+        return self.body(x)
+
+
+def edits_its_input(input_shape, num_classes):
+    return EditsItsInput(input_shape, num_classes)

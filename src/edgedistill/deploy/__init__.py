@@ -26,6 +26,7 @@ from edgedistill.deploy.quantize import check_input_bits
 from edgedistill.deploy.reach import Unrunnable, explain
 from edgedistill.errors import UserError
 from edgedistill.models import count_params
+from edgedistill.models.evaluate import model_input
 
 __all__ = ["DeployPlan", "DeviceProfile", "ELEMENT_BYTES", "NoFormat", "Unrunnable", "get_device", "load_catalog",
            "check_deploy", "check_input_bits", "deploy_model", "deploy_plan", "early_fit_check", "device_formats",
@@ -185,7 +186,7 @@ def remove_unusable(backend: Backend, path: Path, made: dict[Path, dict], kept: 
 
 def torch_accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> float:
     with torch.no_grad():
-        logits = torch.cat([model(torch.as_tensor(x[i:i + batch_size], dtype=torch.float32))
+        logits = torch.cat([model(model_input(x[i:i + batch_size], dtype=torch.float32))
                             for i in range(0, len(x), batch_size)])
     return float((logits.argmax(1).numpy() == y).mean())
 

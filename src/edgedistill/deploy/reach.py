@@ -15,6 +15,7 @@ import torch.nn as nn
 
 from edgedistill.deploy.backends.base import Backend, RuntimeRefused
 from edgedistill.errors import first_line
+from edgedistill.models.evaluate import model_input
 from edgedistill.quiet import third_party_output
 
 MAX_LAYER_PROBES = 12  # layers exported on their own, at most, to find the one that fails
@@ -160,7 +161,7 @@ def failing_layer(model: nn.Module, calibration_x: np.ndarray, backend: Backend,
     """The first layer (in the order they run) whose export fails on its own: `layer 'rnn' (GRU)`."""
     model = model.cpu().eval()
     try:
-        inputs = layer_inputs(model, torch.as_tensor(np.asarray(calibration_x[:16]), dtype=torch.float32))
+        inputs = layer_inputs(model, model_input(np.asarray(calibration_x[:16]), dtype=torch.float32))
     except Exception:  # noqa: BLE001 - a model that cannot even run here has no layer to blame
         return None
     modules = dict(model.named_modules())

@@ -53,7 +53,7 @@ class FeatureDistillation(Method):
         rec = TapRecorder(model, taps)
         was_training = model.training
         model.eval()
-        model(x)
+        model(x.clone())  # its own copy: the other model reads the same sample
         model.train(was_training)
         rec.remove()
         return rec.take()

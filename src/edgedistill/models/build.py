@@ -11,6 +11,7 @@ from edgedistill.config import ModelConfig
 from edgedistill.data import DataSplits
 from edgedistill.errors import UserError, first_line
 from edgedistill.models import create_model, list_models, resolve_factory
+from edgedistill.models.evaluate import model_input
 
 
 def tokenizer_args(mcfg: ModelConfig, role: str, data: DataSplits) -> dict:
@@ -63,7 +64,7 @@ def check_output_classes(model: nn.Module, role: str, data: DataSplits) -> None:
     model.eval()
     with torch.no_grad():
         try:
-            out = model(torch.as_tensor(data.x_train[:2]))
+            out = model(model_input(data.x_train[:2]))
         except Exception as exc:
             raise UserError(f"{role}.model: does not accept inputs of shape {data.input_shape} "
                             f"({first_line(exc)})") from None

@@ -9,6 +9,12 @@ import torch.nn as nn
 from edgedistill.models import count_params
 
 
+def model_input(rows, accel: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> torch.Tensor:
+    """These rows (an array, a slice of a stored split, a batch) as a tensor of their own on `accel`: a model that
+    edits its input in place (x.sub_(mean)) must change neither the stored data nor what another model reads."""
+    return torch.as_tensor(rows).to(accel, dtype=dtype, copy=True)
+
+
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: np.ndarray | torch.Tensor, accel: torch.device,
                    batch_size: int = 1024, max_batch_bytes: int = 2**23) -> torch.Tensor:
@@ -17,7 +23,7 @@ def predict_logits(model: nn.Module, x: np.ndarray | torch.Tensor, accel: torch.
     model.eval()
     row_bytes = 4 * int(np.prod(x.shape[1:])) if len(x) else 1
     batch_size = max(1, min(batch_size, max_batch_bytes // row_bytes))
-    outs = [model(torch.as_tensor(x[i:i + batch_size]).to(accel)).float().cpu() for i in range(0, len(x), batch_size)]
+    outs = [model(model_input(x[i:i + batch_size], accel)).float().cpu() for i in range(0, len(x), batch_size)]
     return torch.cat(outs)
 
 

@@ -19,6 +19,7 @@ from edgedistill.distill import METHODS
 from edgedistill.distill.taps import resolve_taps
 from edgedistill.errors import UserError
 from edgedistill.models.build import build_model
+from edgedistill.models.evaluate import model_input
 from edgedistill.pipeline.stages import check_student
 from edgedistill.pipeline.state import Run
 from edgedistill.roles import Side
@@ -50,7 +51,7 @@ def load_teacher(cfg: ExperimentConfig, data: DataSplits, accel: torch.device | 
             raise UserError(f"teacher.checkpoint: {path} holds NaN or inf in {bad!r}; it cannot teach. Use a "
                             "checkpoint saved before training diverged, or train the teacher here")
         with torch.no_grad():
-            logits = teacher.eval()(torch.as_tensor(data.x_train[:64]))
+            logits = teacher.eval()(model_input(data.x_train[:64]))
         if not torch.isfinite(logits).all():
             raise UserError(f"teacher.checkpoint: {path} gives NaN or inf logits on training samples; it cannot "
                             "teach. Check that it was trained on data prepared like this dataset")

@@ -20,6 +20,7 @@ from edgedistill.distill.ce import CrossEntropy
 from edgedistill.distill.method import Method
 from edgedistill.errors import UserError
 from edgedistill.models.build import build_model, tokenizer_args
+from edgedistill.models.evaluate import model_input
 from edgedistill.pipeline.state import Run, Trained
 from edgedistill.progress import Callback
 from edgedistill.progress import emit
@@ -83,7 +84,8 @@ def students_mixer(cfg: ExperimentConfig, role: Role) -> Mixer | None:
 
 
 def sample(run: Run) -> torch.Tensor:
-    return torch.as_tensor(run.data.x_train[:2]).to(run.accel)
+    """Two training rows of their own, for a method's setup passes: they must not edit the stored split."""
+    return model_input(run.data.x_train[:2], run.accel)
 
 
 def obtain_teacher(run: Run) -> Trained:

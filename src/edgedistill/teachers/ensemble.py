@@ -20,7 +20,7 @@ from edgedistill.data import DataSplits
 from edgedistill.errors import UserError
 from edgedistill.models import count_params
 from edgedistill.models.build import build_model
-from edgedistill.models.evaluate import predict_logits
+from edgedistill.models.evaluate import model_input, predict_logits
 from edgedistill.teachers.base import ExternalTeacher
 from edgedistill.teachers.onnx import EPS, OnnxTeacher
 
@@ -31,7 +31,7 @@ def load_member(member: TeacherMember, field: str, data: DataSplits, seed: int) 
     load_weights(model, read_checkpoint(member.checkpoint, f"{field}.checkpoint"), member.checkpoint,
                  f"{field}.checkpoint")
     with torch.no_grad():
-        logits = model.eval()(torch.as_tensor(data.x_train[:64]))
+        logits = model.eval()(model_input(data.x_train[:64]))
     if not torch.isfinite(logits).all():
         raise UserError(f"{field}.checkpoint: {member.checkpoint} gives NaN or inf logits on training samples; it "
                         "cannot teach")

@@ -29,6 +29,7 @@ import torch.nn as nn
 from edgedistill.config import AugmentConfig
 from edgedistill.data.rows import RowFile, data_digest
 from edgedistill.distill.taps import TapRecorder, as_compared
+from edgedistill.models.evaluate import model_input
 from edgedistill.models.fold import for_inference
 from edgedistill.teachers.base import ExternalTeacher
 from edgedistill.train.augment import apply_augment, augment_params
@@ -186,7 +187,7 @@ def build_cache(teacher: nn.Module, x, augment: AugmentConfig, views: int, seed:
     for i in range(0, n, batch_size):
         rows = torch.as_tensor(x[i:i + batch_size])
         for v in range(views):
-            xb = apply_augment(rows, params[v, i:i + batch_size], augment, stats).to(accel)
+            xb = model_input(apply_augment(rows, params[v, i:i + batch_size], augment, stats), accel)
             with torch.autocast(accel.type, dtype=dtype, enabled=dtype is not None):
                 logits = teacher(xb).float().cpu()
             out.write("logits", (views, n, logits.shape[1]), torch.float32, v, i, logits)
@@ -227,7 +228,7 @@ def load_or_build(spec: CacheSpec) -> TeacherCache | None:
     exceed max_bytes or the disk's free space, in which case the teacher runs live. Of the bank, at most
     max_ram_bytes is held in memory (the logits first); the rest is read per batch."""
     path = Path(spec.path)
-    size = estimated_bytes(spec.teacher, spec.taps, torch.as_tensor(spec.x[:1]).to(spec.accel), len(spec.x),
+    size = estimated_bytes(spec.teacher, spec.taps, model_input(spec.x[:1], spec.accel), len(spec.x),
                            spec.views, spec.compared_at)
     if size > spec.max_bytes:
         log.warning("teacher cache: %d views would take %.2f GB (> distill.cache.max_bytes %.2f GB); the teacher "

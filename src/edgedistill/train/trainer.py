@@ -25,7 +25,7 @@ from edgedistill.distill import of_kind
 from edgedistill.distill.method import Method
 from edgedistill.distill.taps import TapRecorder
 from edgedistill.errors import UserError
-from edgedistill.models.evaluate import predict_logits
+from edgedistill.models.evaluate import model_input, predict_logits
 from edgedistill.models.fold import for_inference
 from edgedistill.progress import Callback, emit, track
 from edgedistill.teachers.base import ExternalTeacher
@@ -113,7 +113,7 @@ class LiveTeacher:
         if self.teacher is None:
             return xb, None, []
         with torch.no_grad(), torch.autocast(accel.type, dtype=self.dtype, enabled=self.dtype is not None):
-            logits = self.teacher(xb).float()
+            logits = self.teacher(model_input(xb, accel)).float()  # its own copy: the student reads xb next
         return xb, logits, self.rec.take() if self.rec else []
 
     def view_logits(self, idx: torch.Tensor, accel: torch.device) -> torch.Tensor:

@@ -11,6 +11,7 @@ import torch.nn as nn
 from edgedistill.atomic import atomic_write_bytes
 from edgedistill.deploy.backends.base import Backend, eval_model
 from edgedistill.deploy.backends.pt2e import quantized_graph
+from edgedistill.models.evaluate import model_input
 from edgedistill.quiet import third_party_output
 
 
@@ -48,7 +49,7 @@ class ExecuTorchSession:
             self._method = Runtime.get().load_program(str(path)).load_method("forward")
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return np.concatenate([self._method.execute([torch.from_numpy(x[i:i + 1])])[0].numpy()
+        return np.concatenate([self._method.execute([model_input(x[i:i + 1])])[0].numpy()
                                for i in range(len(x))])
 
 

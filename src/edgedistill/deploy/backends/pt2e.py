@@ -6,6 +6,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from edgedistill.models.evaluate import model_input
+
 
 def quantized_graph(model: nn.Module, example: torch.Tensor, calibration_x: np.ndarray, quantizer,
                     fold_weights: bool) -> nn.Module:
@@ -18,5 +20,5 @@ def quantized_graph(model: nn.Module, example: torch.Tensor, calibration_x: np.n
     batch = example.shape[0]
     with torch.no_grad():
         for i in range(0, len(calibration_x) - batch + 1, batch):
-            prepared(torch.as_tensor(calibration_x[i:i + batch], dtype=torch.float32))
+            prepared(model_input(calibration_x[i:i + batch], dtype=torch.float32))
     return convert_pt2e(prepared, fold_quantize=fold_weights)
