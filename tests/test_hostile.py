@@ -228,6 +228,14 @@ def model_returns_a_tuple(c, tmp):
     c["student"].update(model="user_models:returns_tuple", args={})
 
 
+def teacher_with_aux_logits_in_training(c, tmp):
+    c["teacher"].update(model="user_models:aux_logits_in_training", args={})
+
+
+def student_that_squeezes_a_batch_of_one(c, tmp):
+    c["student"].update(model="user_models:squeezes_its_output", args={})
+
+
 def model_without_parameters(c, tmp):
     c["student"].update(model="user_models:no_parameters", args={})
 
@@ -265,6 +273,9 @@ HOSTILE_FILES = [
     (decompression_bomb, "huge.png: too large to decode safely"),
     (model_returns_a_tuple, "student.model: forward returns tuple, not a tensor of logits"),
     (model_without_parameters, "student.model: has no trainable parameters"),
+    (teacher_with_aux_logits_in_training, "teacher.model: forward returns tuple in training mode, not a tensor"),
+    (student_that_squeezes_a_batch_of_one,
+     "student.model: forward returns shape (10,) on a batch of 1 sample, not (1, 10)"),
     (checkpoint_with_code, "holds pickled code or objects (posix.system)"),
 ]
 

@@ -60,3 +60,23 @@ def test_bad_model_specs(spec, msg):
 def test_bad_model_args_name_the_model():
     with pytest.raises(UserError, match="bad arguments"):
         create_model("resnet", (1, 8, 8), 10, {"wdith": 3})
+
+
+def test_the_output_check_leaves_the_model_and_the_rng_as_they_were():
+    """Its training-mode pass runs on a copy under a forked RNG: batch-norm statistics, the pass counter and
+    every later draw are as if it never ran, so a run trains the same model with or without it."""
+    import copy
+
+    import torch.nn as nn
+
+    from edgedistill.data import load_dataset
+    from edgedistill.models.build import check_output_classes
+
+    data = load_dataset("digits", limit_train=50, limit_test=20)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Dropout(0.5), nn.Flatten(),
+                          nn.Linear(4 * 6 * 6, data.num_classes))
+    state, rng = copy.deepcopy(model.state_dict()), torch.get_rng_state()
+    check_output_classes(model, "student", data)
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    assert torch.equal(torch.get_rng_state(), rng)

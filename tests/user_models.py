@@ -163,3 +163,31 @@ class EditsItsInput(nn.Module):
 
 def edits_its_input(input_shape, num_classes):
     return EditsItsInput(input_shape, num_classes)
+
+
+def aux_logits_in_training(input_shape, num_classes):
+    """GoogLeNet's pattern: (logits, aux_logits) in training mode, the logits alone in eval mode."""
+
+    class AuxInTraining(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.aux = tiny_linear(input_shape, num_classes), tiny_linear(input_shape, num_classes)
+
+        def forward(self, x):
+            return (self.body(x), self.aux(x)) if self.training else self.body(x)
+
+    return AuxInTraining()
+
+
+def squeezes_its_output(input_shape, num_classes):
+    """Ends in .squeeze(): (batch, classes) for most batches, (classes,) for an epoch's last batch of one row."""
+
+    class Squeezed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = tiny_linear(input_shape, num_classes)
+
+        def forward(self, x):
+            return self.body(x).squeeze()
+
+    return Squeezed()

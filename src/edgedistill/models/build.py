@@ -2,6 +2,7 @@
 checked, so a mismatch fails in one line before any training."""
 from __future__ import annotations
 
+import copy
 import inspect
 
 import torch
@@ -60,14 +61,9 @@ def check_input_kind(spec: str, role: str, data: DataSplits) -> None:
 
 
 def check_output_classes(model: nn.Module, role: str, data: DataSplits) -> None:
-    """A forward pass on two samples: the model must accept the data and give one logit per class."""
-    model.eval()
-    with torch.no_grad():
-        try:
-            out = model(model_input(data.x_train[:2]))
-        except Exception as exc:
-            raise UserError(f"{role}.model: does not accept inputs of shape {data.input_shape} "
-                            f"({first_line(exc)})") from None
+    """Forward passes on training rows: the model must accept the data and give one logit per class, in eval mode
+    on two samples (scoring), in training mode on two, and on a batch of one (an epoch's last batch can hold one)."""
+    out = forward_probe(model.eval(), data.x_train[:2], role, "")
     if not isinstance(out, torch.Tensor):
         raise UserError(f"{role}.model: forward returns {type(out).__name__}, not a tensor of logits; return only "
                         "the logits (wrap the model to drop auxiliary outputs)")
@@ -78,3 +74,38 @@ def check_output_classes(model: nn.Module, role: str, data: DataSplits) -> None:
         raise UserError(f"{role}.model: outputs {tuple(out.shape[1:])} logits per sample, but dataset "
                         f"{data.name!r} has {data.num_classes} classes; teacher and student must both have "
                         f"{data.num_classes} outputs")
+    check_training_and_single_row(model, role, data)
+
+
+def forward_probe(model: nn.Module, rows, role: str, when: str):
+    """One forward pass without gradients on a copy of the rows; a model that refuses them is named in one line."""
+    with torch.no_grad():
+        try:
+            return model(model_input(rows))
+        except Exception as exc:
+            raise UserError(f"{role}.model: does not accept inputs of shape {tuple(rows.shape[1:])}{when} "
+                            f"({first_line(exc)})") from None
+
+
+def check_training_and_single_row(model: nn.Module, role: str, data: DataSplits) -> None:
+    """The passes training makes that the eval check does not: training mode (GoogLeNet's aux logits come only
+    there) and a batch of one row (.squeeze() drops its batch axis), run on a copy of the model under a forked RNG,
+    so its weights, batch-norm statistics and every later random draw are as if they never ran."""
+    try:
+        probe = copy.deepcopy(model)
+    except Exception:  # noqa: BLE001 - a module that cannot be copied keeps the eval check alone
+        return
+    rows = data.x_train[:2]
+    want = f"a tensor of shape (batch, {data.num_classes})"
+    with torch.random.fork_rng(devices=[]):
+        for mode, n, when in ((True, 2, " in training mode"), (False, 1, " on a batch of 1 sample")):
+            if len(rows) < n:
+                continue
+            out = forward_probe(probe.train(mode), rows[:n], role, when)
+            if not isinstance(out, torch.Tensor):
+                raise UserError(f"{role}.model: forward returns {type(out).__name__}{when}, not {want}; return "
+                                "only the logits in every mode (drop auxiliary outputs, e.g. aux_logits=False)")
+            if tuple(out.shape) != (n, data.num_classes):
+                raise UserError(f"{role}.model: forward returns shape {tuple(out.shape)}{when}, not "
+                                f"({n}, {data.num_classes}); keep the batch axis (squeeze only the axes you mean, "
+                                "e.g. .squeeze(-1), or use .flatten(1))")
