@@ -138,3 +138,18 @@ def test_piped_tune_progress_is_one_line_per_epoch_without_carriage_returns(tmp_
     teacher = [ln.split(",")[0] for ln in proc.stderr.splitlines() if ln.startswith("train teacher: epoch")]
     assert teacher == ["train teacher: epoch 1/2", "train teacher: epoch 2/2"], proc.stderr
     assert proc.stdout.startswith("trial 0: complete, kd (")
+
+
+def test_export_of_a_student_auto_run_rebuilds_the_student_the_search_chose(tmp_path):
+    """config.yaml keeps `student: auto`; export reads the chosen family and arguments from the run's records."""
+    cfg = tiny_config("digits", "mlp", "mlp")
+    cfg["student"] = {"model": "auto", "train": cfg["student"]["train"],
+                      "search": {"family": "mlp", "trials": 2, "epochs": 1, "max_steps_per_epoch": 2}}
+    out = tmp_path / "run"
+    assert run_cli("run", str(write_config(tmp_path, cfg)), "--out", str(out), "--quiet").returncode == 0
+    proc = run_cli("export", str(out), "--format", "onnxruntime-fp32", "--role", "student_kd")
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "export" / "student_kd_fp32.onnx").is_file()
+    assert "onnxruntime-fp32" in json.loads((out / "metrics.json").read_text())["models"]["student_kd"]["deploy"][
+        "formats"]
+

@@ -23,7 +23,7 @@ from edgedistill.models.build import build_model
 from edgedistill.models.evaluate import predict_logits
 from edgedistill.pipeline.prepare import load_data
 from edgedistill.report import read_metrics, write_reports
-from edgedistill.roles import Role
+from edgedistill.roles import Role, Side
 from edgedistill.teachers import is_external
 
 
@@ -53,13 +53,30 @@ def rebuild(cfg, role: str, data: DataSplits, run_dir: Path) -> nn.Module:
 
 
 def load_run(run_dir: Path) -> tuple[dict, ExperimentConfig, DeviceProfile, DataSplits]:
-    """A finished run's metrics, config, device profile and data splits, as the run saw them."""
+    """A finished run's metrics, config (with the student a `student: auto` search chose), device profile and data
+    splits, as the run saw them."""
     metrics = read_metrics(run_dir)
-    cfg = resolve_config(run_dir / "config.yaml")
+    cfg = chosen_student(resolve_config(run_dir / "config.yaml"), metrics, run_dir)
     device = get_device(cfg.device, cfg.device_catalog)
     if cfg.latency_budget_ms is not None:
         device = device.model_copy(update={"latency_budget_ms": cfg.latency_budget_ms})
     return metrics, cfg, device, load_data(cfg)
+
+
+def chosen_student(cfg: ExperimentConfig, metrics: dict, run_dir: Path) -> ExperimentConfig:
+    """The config with `student: auto` replaced by the student the search chose: config.yaml keeps `auto`, and
+    metrics.json's student_search (or the KD student's record) names the family and arguments."""
+    if cfg.student.model != "auto":
+        return cfg
+    search = metrics.get("student_search") or {}
+    kd = metrics["models"].get(Role.STUDENT_KD.value) or {}
+    family, args = search.get("family") or kd.get("model"), search.get("args", kd.get("args"))
+    if not family or family == "auto" or args is None:
+        raise UserError(f"{run_dir / 'metrics.json'}: the run used student: auto but does not name the student the "
+                        "search chose (student_search.family and args); set student.model and student.args in "
+                        f"{run_dir / 'config.yaml'} to it")
+    student = cfg.student.model_copy(update={"model": family, "args": args})
+    return cfg.model_copy(update={Side.STUDENT.value: student})
 
 
 def not_exported(cfg: ExperimentConfig, role: str) -> str | None:
