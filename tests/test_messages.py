@@ -153,3 +153,15 @@ def test_export_of_a_student_auto_run_rebuilds_the_student_the_search_chose(tmp_
     assert "onnxruntime-fp32" in json.loads((out / "metrics.json").read_text())["models"]["student_kd"]["deploy"][
         "formats"]
 
+
+def test_export_checks_every_checkpoint_before_it_writes_a_file(tmp_path):
+    """A student checkpoint that no longer matches config.yaml stops the export before the teacher's file is made."""
+    out = tmp_path / "run"
+    assert run_cli("run", str(write_config(tmp_path, tiny_config())), "--out", str(out), "--quiet").returncode == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    saved["student"]["args"]["channels"] = [64, 64]
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))
+    before = (out / "metrics.json").read_bytes()
+    proc = run_cli("export", str(out), "--format", "onnxruntime-int8")
+    assert_one_line_error(proc, "student_scratch.pt")
+    assert not (out / "export").exists() and (out / "metrics.json").read_bytes() == before

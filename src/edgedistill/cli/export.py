@@ -151,9 +151,11 @@ def _export(run_dir: Path, formats: list[str], roles: list[str] | None = None) -
     check_deploy(plan.formats, plan.device, plan.input_bits, field_name="--format")
     metrics, cfg, device, data = load_run(run_dir)
     uses = (*deploy_plan(cfg.deploy, device).formats, *device.formats)  # the verdict keeps speaking for one of these
+    # every chosen role rebuilt and its checkpoint loaded before any file is written: a bad checkpoint of a later
+    # role must not stop the command after an earlier role's files were made
+    models = {role: rebuild(cfg, role, data, run_dir) for role in chosen}
     failed: dict[str, dict[str, str]] = {}  # format -> model -> why
-    for role in chosen:
-        model = rebuild(cfg, role, data, run_dir)
+    for role, model in models.items():
         logits = predict_logits(model, data.x_test, torch.device("cpu")).numpy()
         try:
             new = deploy_model(model, role, data.input_shape, run_dir / "export", data, logits,
