@@ -441,3 +441,40 @@ def remake_screenshot(png: Path = TESTS.parent / "docs" / "mlflow_run_page.png")
 if __name__ == "__main__":
     sys.path.insert(0, str(TESTS))
     remake_screenshot()
+
+
+def test_a_relative_mlflow_store_is_saved_absolute_so_a_resume_elsewhere_finds_it(tmp_path, monkeypatch):
+    """tracking.json kept `file:./mlruns` as given, so a --resume from another folder opened a new store there and
+    left the run RUNNING in the first; the store is now saved as the absolute place the run started in."""
+    from mlflow import MlflowClient
+
+    started = tmp_path / "project"
+    started.mkdir()
+    out = tmp_path / "run"
+    proc = run_cli("run", str(write_yaml(tmp_path / "exp.yaml", tiny_config())), "--out", str(out), "--quiet",
+                   "--track", "mlflow", "--set", "tracking.uri=file:./mlruns", cwd=started,
+                   env_extra={"MLFLOW_ALLOW_FILE_STORE": "true"})
+    assert proc.returncode == 0, proc.stderr
+    saved = json.loads((out / "tracking.json").read_text())["mlflow"]
+    assert saved["uri"] == (started / "mlruns").as_uri()
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 reads a file store only when the user allows it
+    assert MlflowClient(tracking_uri=saved["uri"]).get_run(saved["run_id"]).info.status == "FINISHED"
+
+
+@pytest.mark.parametrize("given,expected", [
+    ("file:./mlruns", "file://{cwd}/mlruns"), ("file:mlruns", "file://{cwd}/mlruns"), ("mlruns", "{cwd}/mlruns"),
+    ("./store/mlruns", "{cwd}/store/mlruns"), ("sqlite:///runs.db", "sqlite:///{cwd}/runs.db"),
+    ("file:///srv/mlruns", "file:///srv/mlruns"), ("/srv/mlruns", "/srv/mlruns"),
+    ("sqlite:////srv/r.db", "sqlite:////srv/r.db"),
+    ("http://127.0.0.1:5000", "http://127.0.0.1:5000"), ("databricks", "databricks"),
+    ("postgresql://u@db/mlflow", "postgresql://u@db/mlflow")])
+def test_a_relative_tracking_uri_is_made_absolute_from_where_the_run_starts(tmp_path, monkeypatch, given, expected):
+    """From tracking.uri or MLFLOW_TRACKING_URI alike; a server, a database or a named store is left as it is."""
+    from edgedistill.config import TrackingConfig
+    from edgedistill.tracking.mlflow import tracking_uri
+
+    monkeypatch.chdir(tmp_path)
+    want = expected.format(cwd=tmp_path.resolve())
+    assert tracking_uri(TrackingConfig(backends=["mlflow"], uri=given), {}) == want
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", given)
+    assert tracking_uri(TrackingConfig(backends=["mlflow"]), {}) == want

@@ -28,13 +28,29 @@ SEND_EVERY_S = 5.0  # epoch points are sent together at most this often: one MLf
 DRAIN_TIMEOUT_S = 60.0  # at the end of a run, how long records may still take to send
 
 
+NAMED_STORES = {"databricks", "databricks-uc", "uc"}  # tracking URIs that are names, not paths
+
+
 def tracking_uri(tc: TrackingConfig, saved: dict) -> str:
     """The resumed run's own URI; else tracking.uri, MLFLOW_TRACKING_URI, or MLflow's local store here."""
     uri = saved.get("mlflow", {}).get("uri") or tc.uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         return f"sqlite:///{Path.cwd() / LOCAL_STORE}"
-    path = uri.removeprefix("sqlite:///")
-    return f"sqlite:///{Path(path).absolute()}" if uri.startswith("sqlite:///") and path else uri
+    return absolute_store(uri)
+
+
+def absolute_store(uri: str) -> str:
+    """A local store given relative to the current folder (sqlite:///runs.db, file:./mlruns, ./mlruns) made
+    absolute, as tracking.json keeps it: a --resume from another folder must reach the same store and run."""
+    if uri.startswith("sqlite:///"):
+        path = uri.removeprefix("sqlite:///")
+        return f"sqlite:///{os.path.abspath(path)}" if path and path != ":memory:" else uri
+    if uri.startswith("file:"):
+        path = uri.removeprefix("file:")
+        return Path(os.path.abspath(os.path.expanduser(path))).as_uri() if path and not path.startswith("//") else uri
+    if ":" in uri or uri in NAMED_STORES:  # http://, databricks://profile, postgresql://, ...
+        return uri
+    return os.path.abspath(os.path.expanduser(uri))
 
 
 class Connection:
