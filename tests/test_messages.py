@@ -155,13 +155,19 @@ def test_export_of_a_student_auto_run_rebuilds_the_student_the_search_chose(tmp_
 
 
 def test_export_checks_every_checkpoint_before_it_writes_a_file(tmp_path):
-    """A student checkpoint that no longer matches config.yaml stops the export before the teacher's file is made."""
+    """A student checkpoint that is not the run's stops the export before the teacher's file is made; a config.yaml
+    edited since the run is refused before anything is rebuilt."""
     out = tmp_path / "run"
     assert run_cli("run", str(write_config(tmp_path, tiny_config())), "--out", str(out), "--quiet").returncode == 0
-    saved = yaml.safe_load((out / "config.yaml").read_text())
-    saved["student"]["args"]["channels"] = [64, 64]
+    written = (out / "config.yaml").read_text()
+    saved = yaml.safe_load(written)
+    saved["data"]["limit_test"] = 50  # the exports would be scored on other rows than the run's
     (out / "config.yaml").write_text(yaml.safe_dump(saved))
     before = (out / "metrics.json").read_bytes()
+    assert_one_line_error(run_cli("export", str(out), "--format", "onnxruntime-int8"),
+                          f"export {out}: config.yaml was edited since the run started")
+    (out / "config.yaml").write_text(written)
+    (out / "student_scratch.pt").write_bytes((out / "teacher.pt").read_bytes())  # another model's weights
     proc = run_cli("export", str(out), "--format", "onnxruntime-int8")
     assert_one_line_error(proc, "student_scratch.pt")
     assert not (out / "export").exists() and (out / "metrics.json").read_bytes() == before

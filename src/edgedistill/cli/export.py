@@ -131,12 +131,13 @@ def export_run(run_dir: str | Path, formats: list[str],
     """Deploy the models of a finished run (every one, or `roles`) to `formats` and merge the records into its
     metrics.json, holding the run's lock, and only when its data and device catalogue are those it was made with;
     also returns one line per format that could not be made, naming the model and what stopped it."""
-    from edgedistill.pipeline.inputs import verify_inputs
+    from edgedistill.pipeline.inputs import verify_config, verify_inputs
     from edgedistill.pipeline.rundir import claim_existing
 
     lock = claim_existing(Path(run_dir), "export")
     try:
         verify_inputs(Path(run_dir), "export", ("data", "device"))
+        verify_config(Path(run_dir), "export")
         return _export(Path(run_dir), formats, roles)
     finally:
         if lock is not None:
