@@ -75,6 +75,13 @@ def test_fit_check_prefers_what_a_runtime_measured_and_keeps_the_estimate():
     assert v["overflows"] == ["ram needs 450 B of 400 B (over by 50 B)"]
 
 
+def test_each_packaged_profile_makes_only_files_of_its_own_precisions():
+    """A packaged format whose dtype the device lacks is judged 'does not fit' for every student (jetson_nano listed
+    onnxruntime-int8 beside dtypes fp32 and fp16)."""
+    for name, device in load_catalog().items():
+        assert {f.rpartition("-")[2] for f in device.formats} <= set(device.dtypes), name
+
+
 def test_catalog_has_the_mission_devices_and_takes_user_files(tmp_path):
     names = set(load_catalog())
     assert {"sensor_node", "mcu", "raspberry_pi_4", "jetson_nano", "smartphone", "host"} <= names
