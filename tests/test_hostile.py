@@ -517,3 +517,14 @@ def test_a_teacher_that_edits_its_input_leaves_the_students_batch_and_the_traini
     (tmp_path / "bank").mkdir()
     build_cache(teacher, x, plain, 1, 0, [], torch.device("cpu"), None, tmp_path / "bank")
     assert np.array_equal(x, clean)
+
+
+def test_a_teacher_scoring_with_a_conv_head_is_pruned_with_its_head_whole(tmp_path):
+    """The class scores of a 1x1-conv head before a global pool (no Linear) were pruned like any channel, and the
+    dry run blamed the tool ('report this as a bug'); the head is now left whole, as a Linear one is."""
+    cfg = tiny_config(teacher="user_models:conv_head")
+    cfg["compress"] = {"prune": {"enabled": True, "target_params": 2000, "epochs": 1}}
+    proc = run_cli("run", str(write_config(tmp_path, cfg)), "--out", str(tmp_path / "r"), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    pruned = json.loads((tmp_path / "r" / "metrics.json").read_text())["models"]["teacher_pruned"]
+    assert pruned["pruning"]["params_after"] <= 2000 < pruned["pruning"]["params_before"]

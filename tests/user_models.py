@@ -191,3 +191,10 @@ def squeezes_its_output(input_shape, num_classes):
             return self.body(x).squeeze()
 
     return Squeezed()
+
+
+def conv_head(input_shape, num_classes):
+    """A teacher whose class scores come from a 1x1 convolution before a global pool, with no Linear layer."""
+    return nn.Sequential(nn.Conv1d(input_shape[0], 32, 3, padding=1), nn.BatchNorm1d(32), nn.ReLU(),
+                         nn.Conv1d(32, 32, 3, padding=1), nn.BatchNorm1d(32), nn.ReLU(),
+                         nn.Conv1d(32, num_classes, 1), nn.AdaptiveAvgPool1d(1), nn.Flatten())

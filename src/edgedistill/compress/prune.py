@@ -10,8 +10,22 @@ import torch.nn as nn
 from edgedistill.errors import UserError, first_line
 
 
-def _classifier(model: nn.Module, num_classes: int) -> list[nn.Module]:
-    return [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == num_classes][-1:]
+SCORING_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+
+def _classifier(model: nn.Module, example: torch.Tensor, num_classes: int) -> list[nn.Module]:
+    """The layer that makes the class scores, which pruning must leave whole: the last Linear or convolution with
+    num_classes outputs to run (a 1x1-conv head before a global pool is one too)."""
+    ran: list[nn.Module] = []
+    hooks = [m.register_forward_hook(lambda module, args, out: ran.append(module)) for m in model.modules()
+             if isinstance(m, SCORING_LAYERS) and getattr(m, "out_features", getattr(m, "out_channels", 0)) == num_classes]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    return ran[-1:]
 
 
 def _fits(params: int, macs: int, target_params: int | None, target_macs: int | None) -> bool:
@@ -29,7 +43,7 @@ def prune_to_budget(model: nn.Module, input_shape: tuple[int, ...], num_classes:
     try:
         pruner = tp.pruner.MetaPruner(model, example, importance=tp.importance.GroupMagnitudeImportance(p=norm),
                                       pruning_ratio=0.98, iterative_steps=steps,
-                                      ignored_layers=_classifier(model, num_classes))
+                                      ignored_layers=_classifier(model, example, num_classes))
         macs, params = macs0, params0
         for _ in range(steps):
             if _fits(params, macs, target_params, target_macs):
