@@ -58,6 +58,26 @@ def test_onnx_logits_equal_the_torch_model(files):
     assert teacher.run_record()["params"] == sum(p.numel() for p in files["a"].parameters())
 
 
+def test_half_precision_and_fixed_batch_onnx_teachers_read_every_row(files, tmp_path):
+    """A float16 file (input and output) and one exported with a fixed batch of 1 were refused with wrong reasons
+    ('takes one tensor input', 'does not accept inputs of shape'); they now teach like the float32 file."""
+    import copy
+
+    data = toy_splits()
+    x = torch.as_tensor(data.x_test)  # 32 rows: the fixed batch reads them one by one
+    half = copy.deepcopy(files["a"]).half()
+    torch.onnx.export(half, (torch.zeros(2, *SHAPE, dtype=torch.float16),), str(tmp_path / "half.onnx"), dynamo=False,
+                      input_names=["x"], output_names=["out"], dynamic_axes={"x": {0: "n"}, "out": {0: "n"}})
+    torch.onnx.export(files["a"], (torch.zeros(1, *SHAPE),), str(tmp_path / "one.onnx"), dynamo=False,
+                      input_names=["x"], output_names=["out"])
+    expected = files["a"](x).detach()
+    for name, atol in (("half", 0.05), ("one", 1e-4)):
+        teacher = OnnxTeacher.from_args({"path": str(tmp_path / f"{name}.onnx")}, data, "teacher.args")
+        out = teacher(x)
+        assert out.dtype == torch.float32 and out.shape == expected.shape, name
+        torch.testing.assert_close(out, expected, atol=atol, rtol=0)
+
+
 def test_probability_output_is_detected_and_turned_into_log_probs(files):
     data = toy_splits()
     teacher = OnnxTeacher.from_args({"path": str(files["a_probs"])}, data, "teacher.args")

@@ -23,8 +23,9 @@ from edgedistill.errors import UserError, first_line
 from edgedistill.teachers.base import ExternalTeacher
 
 EPS = 1e-7  # probabilities are clamped here before the log, so a zero never becomes -inf
-DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int64)": np.int64,
-          "tensor(int32)": np.int32}
+DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
+          "tensor(int64)": np.int64, "tensor(int32)": np.int32}
+FLOAT_OUTPUTS = ("tensor(float)", "tensor(double)", "tensor(float16)")
 DETECT_ROWS = 256  # the first batch the output kind is detected on
 
 
@@ -110,6 +111,8 @@ class OnnxTeacher(ExternalTeacher):
                             "reads one tensor input (the model's features)")
         self.input, self.input_dtype = inputs[0].name, DTYPES[inputs[0].type]
         self.input_rank = len(inputs[0].shape or ())
+        fixed = (inputs[0].shape or [None])[0]
+        self.fixed_batch = fixed if isinstance(fixed, int) and fixed > 0 else None  # exported without a batch axis
         self.output_name = self.choose_output(output_name)
         self.output = output
         self.register_buffer("onnx_sha256", digest_buffer(self.sha256))
@@ -123,7 +126,7 @@ class OnnxTeacher(ExternalTeacher):
                 raise UserError(f"{self.field}.output_name: {self.path} has no output {name!r}; its outputs are "
                                 f"{', '.join(o.name for o in outputs)}")
             return name
-        floats = [o for o in outputs if o.type in ("tensor(float)", "tensor(double)") and len(o.shape) == 2]
+        floats = [o for o in outputs if o.type in FLOAT_OUTPUTS and len(o.shape) == 2]
         if floats:
             return floats[0].name
         zipmap = " (a ZipMap: convert with skl2onnx options={id(clf): {'zipmap': False}})" \
@@ -132,10 +135,19 @@ class OnnxTeacher(ExternalTeacher):
                         f"outputs are {', '.join(f'{o.name} {o.type}' for o in outputs)}")
 
     def scores(self, x: np.ndarray) -> np.ndarray:
+        """Float32 scores of the rows; a file exported with a fixed batch reads them that many at a time."""
         if self.input_rank == 2 and x.ndim > 2:
             x = x.reshape(len(x), -1)  # a table model (scikit-learn) reads each sample flattened
-        return np.asarray(self.session.run([self.output_name], {self.input: x.astype(self.input_dtype)})[0],
-                          dtype=np.float32)
+        x = x.astype(self.input_dtype)
+        if self.fixed_batch is None:
+            return self.run_rows(x)
+        b = self.fixed_batch
+        chunks = [np.concatenate([x[i:i + b], np.zeros((b - len(x[i:i + b]), *x.shape[1:]), x.dtype)])
+                  for i in range(0, len(x), b)]  # the last one padded to the batch, its padding dropped below
+        return np.concatenate([self.run_rows(c) for c in chunks])[:len(x)]
+
+    def run_rows(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.session.run([self.output_name], {self.input: x})[0], dtype=np.float32)
 
     @classmethod
     def from_args(cls, args: dict, data: DataSplits, field: str) -> "OnnxTeacher":
