@@ -236,6 +236,10 @@ def student_that_squeezes_a_batch_of_one(c, tmp):
     c["student"].update(model="user_models:squeezes_its_output", args={})
 
 
+def student_in_half_precision(c, tmp):
+    c["student"].update(model="user_models:half_weights", args={})
+
+
 def model_without_parameters(c, tmp):
     c["student"].update(model="user_models:no_parameters", args={})
 
@@ -273,6 +277,7 @@ HOSTILE_FILES = [
     (decompression_bomb, "huge.png: too large to decode safely"),
     (model_returns_a_tuple, "student.model: forward returns tuple, not a tensor of logits"),
     (model_without_parameters, "student.model: has no trainable parameters"),
+    (student_in_half_precision, "student.model: its weights are float16, but models are built in float32"),
     (teacher_with_aux_logits_in_training, "teacher.model: forward returns tuple in training mode, not a tensor"),
     (student_that_squeezes_a_batch_of_one,
      "student.model: forward returns shape (10,) on a batch of 1 sample, not (1, 10)"),

@@ -198,3 +198,8 @@ def conv_head(input_shape, num_classes):
     return nn.Sequential(nn.Conv1d(input_shape[0], 32, 3, padding=1), nn.BatchNorm1d(32), nn.ReLU(),
                          nn.Conv1d(32, 32, 3, padding=1), nn.BatchNorm1d(32), nn.ReLU(),
                          nn.Conv1d(32, num_classes, 1), nn.AdaptiveAvgPool1d(1), nn.Flatten())
+
+
+def half_weights(input_shape, num_classes):
+    """A factory that returns its model in half precision (.half()), as a GPU user might."""
+    return tiny_linear(input_shape, num_classes).half()

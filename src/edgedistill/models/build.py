@@ -63,6 +63,11 @@ def check_input_kind(spec: str, role: str, data: DataSplits) -> None:
 def check_output_classes(model: nn.Module, role: str, data: DataSplits) -> None:
     """Forward passes on training rows: the model must accept the data and give one logit per class, in eval mode
     on two samples (scoring), in training mode on two, and on a batch of one (an epoch's last batch can hold one)."""
+    other = sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters() if p.dtype != torch.float32})
+    if other:  # the data and every trainer are float32; mixed precision is train.precision's, not the weights'
+        raise UserError(f"{role}.model: its weights are {', '.join(other)}, but models are built in float32 (the data "
+                        f"is float32); drop the .half() or .to(dtype) from the factory, and set {role}.train.precision "
+                        "for mixed-precision training")
     out = forward_probe(model.eval(), data.x_train[:2], role, "")
     if not isinstance(out, torch.Tensor):
         raise UserError(f"{role}.model: forward returns {type(out).__name__}, not a tensor of logits; return only "
