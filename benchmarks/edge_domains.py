@@ -18,6 +18,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from edgedistill.config import resolve_config
+from edgedistill.deploy.fit import fit_sentence
 from edgedistill.pipeline import load_data
 from edgedistill.report import read_metrics
 from edgedistill.roles import COMPARED
@@ -55,7 +56,7 @@ def row(name: str, m: dict, reference: str, positive: str | None) -> str:
     acc = lambda r: f"{100 * r['test']['accuracy']:.2f}%"  # noqa: E731
     recall = (f" / {s['test']['per_class'][positive]['recall']:.3f} / {k['test']['per_class'][positive]['recall']:.3f}"
               if positive else "")
-    verdict = ("fits" if fit.get("fits") else "does NOT fit: " + "; ".join(fit.get("overflows", []))) if fit else "-"
+    verdict = fit_sentence(fit) if fit else "-"
     gap = 100 * (t["test"]["accuracy"] - int8.get("test_accuracy", float("nan")))
     loaded = m["config"]["teacher"].get("checkpoint")  # a rerun of the students only says whose teacher it reused
     teacher = f"{t['model']} {t['params']:,}: {acc(t)}" + (f" (loaded from `{loaded}`)" if loaded else "")

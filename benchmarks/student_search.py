@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from edgedistill.config import resolve_config
+from edgedistill.deploy.fit import fit_word
 from edgedistill.pipeline import prepare_in, stages
 from edgedistill.report.markdown import search_section
 from edgedistill.units import human_bytes
@@ -48,7 +49,7 @@ def main() -> None:
             f"- chosen: {search['family']} {chosen['args']}, {chosen['params']:,} params, {chosen['dtype']} file "
             f"{human_bytes(chosen['file_bytes'])}, peak RAM {human_bytes(chosen['ram_bytes'])}, validation "
             f"accuracy {100 * chosen['val_accuracy']:.2f}% after {args.epochs} epoch(s); fits {device.name}: "
-            f"{chosen['fits']}\n\n{section}")
+            f"{fit_word(chosen['fits'])}\n\n{section}")
     replace_section(args.key, body)
     print(body)
 

@@ -22,6 +22,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
 import edgedistill
+from edgedistill.deploy.fit import fit_word
 from edgedistill.deploy.text_frontend import classify
 from edgedistill.report import read_metrics
 from edgedistill.roles import COMPARED
@@ -76,7 +77,7 @@ def main() -> None:
                     f"{100 * r['test']['accuracy']:.2f}% | {r['test']['f1_macro']:.4f} | "
                     f"{100 * (r['test']['accuracy'] - base):+.2f} pts | "
                     f"{100 * int8.get('test_accuracy', float('nan')):.2f}% | "
-                    f"{int8.get('file_bytes', 0) / 1e6:.2f} MB | {fit.get('fits', '-')} |")
+                    f"{int8.get('file_bytes', 0) / 1e6:.2f} MB | {fit_word(fit['fits']) if fit else '-'} |")
     shown = classify(out / "export" / "student_kd_int8.onnx", EXAMPLES)
     tc, sc = m["config"]["teacher"], m["config"]["student"]
     rel = os.path.relpath(out, ROOT)

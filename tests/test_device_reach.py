@@ -88,6 +88,26 @@ def test_a_format_that_cannot_be_made_is_warned_about_before_and_after_training(
     assert (out / "export" / "student_kd_int8.onnx").is_file()
 
 
+def test_a_format_of_the_devices_own_list_that_cannot_be_made_is_said_and_the_run_goes_on(tmp_path):
+    """A format the user did not name (the device lists it) does not stop the run under deploy.required: the
+    deliverable comes from the formats that can be made, as before the formats beside it were probed."""
+    catalog = tmp_path / "devices.yaml"
+    catalog.write_text(yaml.safe_dump({"two_runtimes": {
+        "description": "a board with ONNX Runtime and TFLite Micro", "flash_bytes": 10**9, "ram_bytes": 10**9,
+        "cores": 1, "dtypes": ["fp32", "int8"], "weights_in_ram": True, "measured_on_host": True,
+        "formats": ["onnxruntime-int8", "tflm-int8"]}}))
+    cfg = mcu_config("user_models:gru_student", roles=["student_kd"])
+    cfg |= {"device": "two_runtimes", "device_catalog": str(catalog)}
+    out = tmp_path / "run"
+    proc = run_cli("run", str(write_config(tmp_path, cfg)), "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    said = [ln for ln in proc.stderr.splitlines() if "(tflm-int8)" in ln and "layer 'rnn' (GRU)" in ln]
+    assert len(said) == 2, proc.stderr  # before training, and once the trained student was exported
+    assert "not named in deploy.formats, so the other formats are made" in said[0]
+    assert "student_kd was not exported as tflm-int8" in said[1]
+    assert (out / "export" / "student_kd_int8.onnx").is_file()
+
+
 def test_the_ethos_u_deliverable_is_velas_compiled_file(tmp_path):
     cfg = mcu_config("convnet", roles=["student_kd"])
     cfg["device"] = "ethos_u55"

@@ -120,3 +120,23 @@ def test_a_killed_seeds_run_resumes_whole_and_ends_like_an_uninterrupted_one(tmp
     summary = json.loads((killed / "seeds.json").read_text())
     assert summary == json.loads((whole / "seeds.json").read_text())
     assert_one_line_error(run_cli("run", "--resume", str(killed)), "those seeds have finished")
+
+
+def searched(cfg: dict) -> dict:
+    cfg["student"] |= {"model": "auto", "args": {}, "search": {"family": "mlp", "trials": 2, "epochs": 1}}
+    return cfg
+
+
+def test_student_auto_meets_the_folders_refusal_before_it_searches_and_its_taps_before_the_folder(tmp_path):
+    """A search can take minutes: a finished run in --out without --overwrite is refused before it, and the chosen
+    student's feature taps are set up after it but before --overwrite touches the old run."""
+    out = finished_run(tmp_path)
+    before = kept(out)
+    proc = run_cli("run", str(write_config(tmp_path, searched(tiny_config()))), "--out", str(out), "--quiet")
+    assert_one_line_error(proc, f"--out {out}: holds a finished run; pass --overwrite")  # no "auto chose" line first
+    cfg = searched(tiny_config())
+    cfg["distill"] = {"method": ["kd", "fitnets"], "student_taps": ["nope"]}
+    proc = run_cli("run", str(write_config(tmp_path, cfg)), "--out", str(out), "--overwrite", "--quiet")
+    last = proc.stderr.splitlines()[-1]  # after the search's "auto chose" warning
+    assert proc.returncode == 2 and "distill.student_taps: the student has no module 'nope'" in last, proc.stderr
+    assert kept(out) == before

@@ -20,7 +20,8 @@ def _run_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set teacher.train.epochs=5 (repeatable)")
     r.add_argument("--out", help="run folder (default runs/<name>-<timestamp>)")
-    r.add_argument("--overwrite", action="store_true", help="replace a finished run in --out (all it holds but the files the run reads)")
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace a finished run in --out (all it holds but the files the run reads)")
     r.add_argument("--seeds", type=int, metavar="N",
                    help="run the students N times (seeds seed..seed+N-1, one teacher; N from 2 to 1000) and report "
                         "mean ± std")

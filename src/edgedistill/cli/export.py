@@ -73,8 +73,8 @@ def chosen_student(cfg: ExperimentConfig, metrics: dict, run_dir: Path) -> Exper
     family, args = search.get("family") or kd.get("model"), search.get("args", kd.get("args"))
     if not family or family == "auto" or args is None:
         raise UserError(f"{run_dir / 'metrics.json'}: the run used student: auto but does not name the student the "
-                        "search chose (student_search.family and args); set student.model and student.args in "
-                        f"{run_dir / 'config.yaml'} to it")
+                        "search chose (student_search.family and args), so it cannot be rebuilt; run again with "
+                        "student.model and student.args set to the student wanted")
     student = cfg.student.model_copy(update={"model": family, "args": args})
     return cfg.model_copy(update={Side.STUDENT.value: student})
 

@@ -177,12 +177,15 @@ def resume_seeds(out_dir: str | Path, progress: bool = True) -> SeedsResult:
 
     out = Path(out_dir)
     plan = seeds_plan(out)
+    if plan is None:
+        raise UserError(f"--resume {out}: is not a --seeds folder (its inputs.json names no seeds)")
     if (out / "seeds.json").exists():
         raise UserError(f"--resume {out}: those seeds have finished; seeds.md holds their summary")
     cfg = ExperimentConfig.model_validate(plan["config"])
     lock = claim_existing(out, "--resume")
-    try:
-        verify_inputs(out, "--resume", ("data", Side.TEACHER, "device"))
+    try:  # once the first seed has finished, the others read its copy of the teacher, not the teacher's files
+        taught = (out / f"seed_{cfg.seed}" / "metrics.json").is_file()
+        verify_inputs(out, "--resume", ("data", "device") if taught else ("data", Side.TEACHER, "device"))
         tracking = open_tracking(cfg, out)
         with tracking.running(out, config_params(cfg), resume=True):
             summary, table, runs = _run_each_seed(cfg, plan["n"], out, progress, tracking, resume=True)

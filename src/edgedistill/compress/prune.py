@@ -17,8 +17,9 @@ def _classifier(model: nn.Module, example: torch.Tensor, num_classes: int) -> li
     """The layer that makes the class scores, which pruning must leave whole: the last Linear or convolution with
     num_classes outputs to run (a 1x1-conv head before a global pool is one too)."""
     ran: list[nn.Module] = []
-    hooks = [m.register_forward_hook(lambda module, args, out: ran.append(module)) for m in model.modules()
-             if isinstance(m, SCORING_LAYERS) and getattr(m, "out_features", getattr(m, "out_channels", 0)) == num_classes]
+    scoring = [m for m in model.modules() if isinstance(m, SCORING_LAYERS)
+               and getattr(m, "out_features", getattr(m, "out_channels", 0)) == num_classes]
+    hooks = [m.register_forward_hook(lambda module, args, out: ran.append(module)) for m in scoring]
     try:
         with torch.no_grad():
             model(example)

@@ -136,20 +136,21 @@ def read_unlabeled(path: str, form: InputForm | None, dataset: str, input_shape:
 
 
 SCALE_LIMIT = 10.0  # a pool this many times off the labelled rows' spread is in other units, not another domain
-SCALE_SAMPLE = 4096  # labelled rows enough to know their per-channel spread
+SCALE_VALUES = 2 ** 22  # values of each side read (32 MiB as float64): 4,096 rows of 1,024, 151 images of 96x96x3
 
 
 def check_same_scale(path: str, pool: np.ndarray, labelled: np.ndarray) -> None:
     """Refuse a pool whose prepared values are on another scale than the labelled rows' (8-bit integers beside
     floats in 0..255, grams beside kilograms), since it would train silently on inputs unlike any labelled one.
     Per channel (per feature for tables), in units of the labelled rows' spread; the median over channels decides."""
-    ref = labelled[:SCALE_SAMPLE].astype(np.float64)
+    rows = max(1, SCALE_VALUES // max(1, int(np.prod(labelled.shape[1:]))))
+    ref = labelled[:rows].astype(np.float64)
     axes = (0,) if ref.ndim == 2 else (0,) + tuple(range(2, ref.ndim))
     mean, std = ref.mean(axis=axes, keepdims=True), ref.std(axis=axes, keepdims=True)
     live = (std > 1e-6 * (np.abs(mean) + 1.0)).reshape(-1)  # a constant labelled channel has no scale to compare
     if not live.any():
         return
-    z = (pool[:SCALE_SAMPLE].astype(np.float64) - mean) / np.where(std > 0, std, 1.0)
+    z = (pool[:rows].astype(np.float64) - mean) / np.where(std > 0, std, 1.0)
     distance = float(np.median(np.sqrt((z ** 2).mean(axis=axes)).reshape(-1)[live]))
     values_per_channel = z.size // z.shape[1]  # a spread from a handful of values says nothing
     spread = float(np.median(z.std(axis=axes).reshape(-1)[live])) if values_per_channel >= 8 else 1.0

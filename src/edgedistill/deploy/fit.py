@@ -120,12 +120,20 @@ def latency_unknown_why(device: DeviceProfile, dtype: str) -> str:
 def latency_warning(device: DeviceProfile, verdict: dict) -> str | None:
     """Before training: a latency budget that no figure can check, or a core the latency fit does not know."""
     lat, dtype = verdict["checks"]["latency_ms"], verdict["dtype"]
-    if lat["fits"] is None:
+    if lat["fits"] is None and not measured_later(device, verdict.get("format")):
         return (f"device {device.name!r}: latency_budget_ms {lat['budget']:g} cannot be checked for {dtype}: "
                 f"{lat['how'].removeprefix('unknown: ')}; give macs_per_second: {{{dtype}: ...}} or a core with a "
                 "latency fit in the device file")
     gap = core_gap(device)
     return None if gap is None else f"device {device.name!r}: {gap}; its latency is {lat['how']}"
+
+
+def measured_later(device: DeviceProfile, fmt: str | None) -> bool:
+    """Whether the trained student's latency will be measured here (a host profile, a runtime whose speed here is
+    its speed there), so a budget unchecked before training is checked after it."""
+    from edgedistill.deploy.backends import parse_format
+
+    return bool(device.measured_on_host and fmt and parse_format(fmt)[0].speed_is_meaningful)
 
 
 def fit_check(device: DeviceProfile, dtype: str, fp: Footprint) -> dict:

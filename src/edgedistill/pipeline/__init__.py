@@ -29,8 +29,8 @@ from edgedistill.pipeline.state import Run, Trained
 from edgedistill.pipeline.training import STATE_DIR, obtain_teacher, teacher_cache, train_role, train_students
 from edgedistill.quiet import library_log
 from edgedistill.report import comparison_table
-from edgedistill.pipeline.rundir import (claim_existing, discard_unstarted, open_run_dir, prepare_run_dir,
-                                         remove_stale_temp_files, resumed_config)
+from edgedistill.pipeline.rundir import (check_out_dir, claim_existing, discard_unstarted, open_run_dir,
+                                         prepare_run_dir, remove_stale_temp_files, resumed_config)
 from edgedistill.roles import Side
 from edgedistill.runlock import RunLock
 from edgedistill.tracking import config_params, open_tracking
@@ -85,9 +85,11 @@ def _run_locked(config: ExperimentConfig | dict | str | Path | None, out_dir: st
         inputs = run_inputs(cfg, config if isinstance(config, (str, Path)) else None)
         record = record_inputs(inputs)
     state = prepare(cfg)
-    if not resume and cfg.student.model == "auto":
-        state.search = stages.find_student(state)
     tracking = open_tracking(cfg, Path(out_dir) if resume else None)
+    if not resume and cfg.student.model == "auto":  # searched before the folder is made or an old run replaced
+        if out_dir is not None:
+            check_out_dir(Path(out_dir), overwrite, inputs)
+        stages.find_student(state)
     if resume:
         state.run_dir = Path(out_dir)
     else:

@@ -67,7 +67,9 @@ def warn_fit(cfg: ExperimentConfig, profile: DeviceProfile, verdict: dict) -> No
 def check_other_formats(cfg: ExperimentConfig, probe: nn.Module, input_shape: tuple[int, ...], x: np.ndarray,
                         plan: DeployPlan) -> None:
     """Before training: each format the student will be exported to beside the preferred one (checked above), so
-    one its runtime cannot run is found now rather than after training."""
+    one its runtime cannot run is found now rather than after training. Only a format the user named in
+    deploy.formats stops the run (under deploy.required); one of the device's own list is said, and the deliverable
+    comes from the others."""
     if cfg.deploy.roles is not None and not {Role.STUDENT_SCRATCH, Role.STUDENT_KD} & set(cfg.deploy.roles):
         return
     for fmt in (f for f in plan.formats if f != plan.preferred):
@@ -76,7 +78,12 @@ def check_other_formats(cfg: ExperimentConfig, probe: nn.Module, input_shape: tu
         except UserError:
             raise
         except Unrunnable as exc:
-            refuse_or_warn(cfg, exc, plan.device)
+            line = unrunnable_message(exc, plan.device, advice=False)
+            if cfg.deploy.required and fmt in (cfg.deploy.formats or ()):
+                raise UserError(f"{line}. Drop {fmt} from deploy.formats, change the student to operations "
+                                f"{exc.title} runs, or set deploy.required: false to train anyway") from None
+            log.warning("%s; %s", line, "deploy.required is false, so the run trains anyway" if not cfg.deploy.required
+                        else f"{fmt} is the device's own, not named in deploy.formats, so the other formats are made")
         except Exception as exc:  # a bug of the check itself must not stop a run
             log.warning("could not check the student as %s before training (%s)", fmt, first_line(exc))
 

@@ -194,7 +194,7 @@ def verify_inputs(run_dir: Path, what: str, roles: tuple[str, ...]) -> None:
 
 def config_digest(run_dir: Path) -> str:
     """The sha256 of a run's config.yaml as the run wrote it: the settings its state files were made under."""
-    return hashlib.sha256((run_dir / "config.yaml").read_bytes()).hexdigest()
+    return file_sha256(run_dir / "config.yaml")
 
 
 def verify_config(run_dir: Path, what: str) -> None:

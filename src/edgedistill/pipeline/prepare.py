@@ -15,16 +15,13 @@ from edgedistill.compress import prune_to_budget
 from edgedistill.config import ExperimentConfig
 from edgedistill.data import DataSplits, load_dataset
 from edgedistill.deploy import check_deploy, deploy_plan, get_device
-from edgedistill.distill import METHODS
-from edgedistill.distill.taps import resolve_taps
 from edgedistill.errors import UserError
 from edgedistill.models.build import build_model
 from edgedistill.models.evaluate import model_input
-from edgedistill.pipeline.stages import check_student
+from edgedistill.pipeline.stages import check_method_setup, check_student
 from edgedistill.pipeline.state import Run
 from edgedistill.roles import Side
 from edgedistill.teachers import build_external_teacher, is_external
-from edgedistill.train.method_setup import set_up_method
 from edgedistill.train.trainer import check_train_config
 
 
@@ -105,21 +102,6 @@ def check_distill(cfg: ExperimentConfig, data: DataSplits) -> None:
     if mix == "cutmix" and len(data.input_shape) < 2:
         raise UserError(f"distill.mix.kind: cutmix pastes a box of an image or a span of a sequence, but "
                         f"{data.name!r} gives inputs of shape {data.input_shape}; use mixup")
-
-
-def check_method_setup(cfg: ExperimentConfig, data: DataSplits, teacher: nn.Module) -> None:
-    """A feature method set up on the untrained teacher and student now (taps, adapters), so a wrong tap name or
-    shape fails before the teacher trains and before --overwrite replaces an old run; `student: auto` has no student
-    yet, so only the teacher's taps are checked."""
-    if not any("features" in METHODS[m].needs for m in cfg.distill.methods) or is_external(cfg.teacher.model):
-        return  # an ONNX or ensemble teacher has no taps: the methods' own refusal says so
-    if cfg.student.model == "auto":
-        resolve_taps(teacher, cfg.distill.teacher_taps, Side.TEACHER)
-        return
-    student = build_model(cfg.student, Side.STUDENT, data, cfg.seed + 1)
-    sample = torch.as_tensor(data.x_train[:2]).clone()
-    set_up_method(cfg.distill, cfg.student.train.label_smoothing, student, copy.deepcopy(teacher), sample,
-                  len(data.x_train) + data.n_pool)
 
 
 def prepare(cfg: ExperimentConfig) -> Run:

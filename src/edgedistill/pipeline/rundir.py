@@ -123,6 +123,16 @@ def refuse_non_empty(out: Path, overwrite: bool) -> None:
                         "only a run folder; choose another folder")
 
 
+def check_out_dir(out: Path, overwrite: bool, inputs: list[Input]) -> None:
+    """What prepare_run_dir would refuse, checked without touching the folder: before a long `student: auto`
+    search, which must not end in a refusal it could have met at once."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: is a file; choose a folder")
+    if out.is_dir() and entries(out):
+        refuse_non_empty(out, overwrite)
+        refuse_inputs_in_the_way(out, inputs)
+
+
 def prepare_run_dir(out: Path, overwrite: bool, keep: tuple[Path, ...] = (), lock: RunLock | None = None,
                     what: str = "--out") -> Path:
     """Nothing already written is lost: a non-empty folder is replaced only with --overwrite, and only when it is

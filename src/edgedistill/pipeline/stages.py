@@ -5,15 +5,23 @@ resumes through its models' state files, and the student search reloads its save
 """
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from typing import Callable
 
+import torch.nn as nn
+
 from edgedistill import distributed
 from edgedistill.atomic import atomic_write_text
+from edgedistill.config import ExperimentConfig
+from edgedistill.data import DataSplits
 from edgedistill.deploy.text_frontend import save_text_frontend
+from edgedistill.distill import METHODS
+from edgedistill.distill.taps import resolve_taps
 from edgedistill.errors import UserError
 from edgedistill.models.build import build_model
+from edgedistill.models.evaluate import model_input
 from edgedistill.pipeline.deployment import deploy_one, early_fit_warning, int8_loss_points
 from edgedistill.pipeline.record import build_metrics, finish, model_record
 from edgedistill.pipeline.state import Run
@@ -22,30 +30,44 @@ from edgedistill.pipeline.training import (obtain_teacher, prune_teacher, quanti
                                            train_students)
 from edgedistill.progress import emit, track
 from edgedistill.roles import Role, Side
+from edgedistill.teachers import is_external
 from edgedistill.teachers.base import ExternalTeacher
+from edgedistill.train.method_setup import set_up_method
 
 
-def find_student(run: Run) -> dict:
-    """student: auto's search, which a run does before its folder is made or an old run in it replaced: a search
-    that finds no student is bad input, and must leave nothing lost."""
+def find_student(run: Run) -> Run:
+    """student: auto's search and the chosen student's checks, which a run makes before its folder is made or an old
+    run in it replaced: a search that finds no student, or a chosen one that cannot run, is bad input."""
     from edgedistill.pipeline.search import search_student
 
     if distributed.world_size() > 1:
         raise UserError("student: auto runs in one process; search first without torchrun, then set student.model "
                         "and student.args to the chosen student")
-    return search_student(run.cfg, run.data, run.plan, run.accel, build_model)
+    run.search = search_student(run.cfg, run.data, run.plan, run.accel, build_model)
+    return adopt_student(run)
+
+
+def adopt_student(run: Run) -> Run:
+    """The searched student as the run's, checked as a configured one is before training: its fit and formats, and a
+    feature method's taps on it."""
+    student = run.cfg.student.model_copy(update={"model": run.search["family"], "args": run.search["args"]})
+    run.cfg = run.cfg.model_copy(update={Side.STUDENT.value: student})
+    run.early_fit = check_student(run)
+    check_method_setup(run.cfg, run.data, run.loaded_teacher)
+    return run
 
 
 def search(run: Run) -> Run:
     """student: auto. The result is kept in the run folder, so --resume does not search again."""
     saved = run.run_dir / "student_search.json"
-    if run.search is None:
-        run.search = json.loads(saved.read_text()) if saved.exists() else find_student(run)
+    if run.search is None:  # a resumed run: the search was made, and kept, before it was killed, or it runs now
+        if saved.exists():
+            run.search = json.loads(saved.read_text())
+            adopt_student(run)
+        else:
+            find_student(run)
     if not saved.exists():
         atomic_write_text(saved, json.dumps(run.search, indent=2))
-    student = run.cfg.student.model_copy(update={"model": run.search["family"], "args": run.search["args"]})
-    run.cfg = run.cfg.model_copy(update={Side.STUDENT.value: student})
-    run.early_fit = check_student(run)
     return run
 
 
@@ -55,6 +77,21 @@ def check_student(run: Run) -> dict | None:
     probe = build_model(cfg.student, Side.STUDENT, run.data, cfg.seed + 1)
     return early_fit_warning(cfg, probe, run.data, run.plan) if cfg.deploy.enabled and distributed.is_main() \
         else None
+
+
+def check_method_setup(cfg: ExperimentConfig, data: DataSplits, teacher: nn.Module) -> None:
+    """A feature method set up on the untrained teacher and student now (taps, adapters), so a wrong tap name or
+    shape fails before the teacher trains and before --overwrite replaces an old run. Before `student: auto` has
+    searched, only the teacher's taps are checked; adopt_student checks the chosen student's."""
+    if not any("features" in METHODS[m].needs for m in cfg.distill.methods) or is_external(cfg.teacher.model):
+        return  # an ONNX or ensemble teacher has no taps: the methods' own refusal says so
+    if cfg.student.model == "auto":
+        resolve_taps(teacher, cfg.distill.teacher_taps, Side.TEACHER)
+        return
+    student = build_model(cfg.student, Side.STUDENT, data, cfg.seed + 1)
+    sample = model_input(data.x_train[:2])
+    set_up_method(cfg.distill, cfg.student.train.label_smoothing, student, copy.deepcopy(teacher), sample,
+                  len(data.x_train) + data.n_pool)
 
 
 def teacher(run: Run) -> Run:
