@@ -178,7 +178,7 @@ def deploying(run: Run) -> bool:
 
 
 STAGES = (
-    Stage("search", search, when=lambda run: run.cfg.student.model == "auto"),
+    Stage("search", search, when=lambda run: run.cfg.student.model == "auto" or run.search is not None),
     Stage(Role.TEACHER.value, teacher),
     Stage("prune", prune, when=lambda run: run.cfg.compress.prune.enabled),
     Stage("students", students),
