@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import yaml
 from conftest import run_cli, tiny_config, write_digits_folder
 from test_cli import assert_one_line_error, write_config
 from test_hostile import deployed, tmpfs
-from test_reliability import cli_env
+from test_reliability import cli_env, kill_when, start
 
 
 def wine_csv(path: Path, shuffle_labels: bool = False) -> Path:
@@ -42,20 +41,6 @@ def wine_config(data_path: str, student_epochs: int = 40) -> dict:
     cfg["teacher"]["train"] = {"epochs": 3, "batch_size": 16, "lr": 0.01}
     cfg["student"]["train"] = {"epochs": student_epochs, "batch_size": 16, "lr": 0.01}
     return cfg
-
-
-def start(*args: str, cwd: Path | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "edgedistill", *args], cwd=cwd, env=cli_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
-def kill_when(proc: subprocess.Popen, ready, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert proc.poll() is None, f"the command ended before it could be killed: {proc.stderr.read()}"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
 
 
 def run_files(folder: Path) -> dict[str, bytes]:

@@ -1,11 +1,6 @@
 """Mixup and CutMix on the batch both students and the live teacher see (distill.mix), worked by hand, refused where
 they cannot work, and resumed mid-run along the same stream of draws."""
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
@@ -13,7 +8,7 @@ import yaml
 
 from conftest import run_cli, tiny_config
 from test_cli import assert_one_line_error
-from test_reliability import cli_env, digits_config, scores
+from test_reliability import digits_config, kill_when, scores, start
 from edgedistill.train.mix import Mix, Mixer, cut_box
 
 
@@ -75,15 +70,8 @@ def test_a_killed_mixed_run_resumes_along_the_same_stream_of_mixes(tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert run_cli("run", str(cfg_file), "--out", str(whole), "--quiet",
                    env_extra={"OMP_NUM_THREADS": "1"}).returncode == 0
-    proc = subprocess.Popen([sys.executable, "-m", "edgedistill", "run", str(cfg_file), "--out", str(killed),
-                             "--quiet"], env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state = killed / "state" / "student_kd.pt"  # appears after the KD student's first epoch
-    deadline = time.monotonic() + 180
-    while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    proc = start("run", str(cfg_file), "--out", str(killed), "--quiet")
+    kill_when(proc, (killed / "state" / "student_kd.pt").exists)  # after the KD student's first epoch
     resumed = run_cli("run", "--resume", str(killed), "--quiet", env_extra={"OMP_NUM_THREADS": "1"})
     assert resumed.returncode == 0, resumed.stderr
     assert scores(killed) == scores(whole)

@@ -45,6 +45,22 @@ def cli_env() -> dict:
             "OMP_NUM_THREADS": "1"}
 
 
+def start(*args: str, cwd: Path | None = None) -> subprocess.Popen:
+    """An edgedistill command in its own process, to be killed; its stderr is kept for the reason it ended early."""
+    return subprocess.Popen([sys.executable, "-m", "edgedistill", *args], cwd=cwd, env=cli_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def kill_when(proc: subprocess.Popen, ready, timeout: float = 180) -> None:
+    """SIGKILL the command once ready() holds (a file it writes has appeared), as a crash or the OOM killer would."""
+    deadline = time.monotonic() + timeout
+    while not ready() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, f"the command ended before it could be killed: {proc.stderr.read()}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 @pytest.mark.parametrize("source", ["arrays", "image_folder"])
 def test_sigkill_mid_epoch_then_resume_ends_exactly_like_an_uninterrupted_run(tmp_path, source):
     cfg_file = tmp_path / "exp.yaml"
@@ -53,15 +69,9 @@ def test_sigkill_mid_epoch_then_resume_ends_exactly_like_an_uninterrupted_run(tm
     assert run_cli("run", str(cfg_file), "--out", str(whole), "--quiet",
                    env_extra={"OMP_NUM_THREADS": "1"}).returncode == 0
 
-    proc = subprocess.Popen([sys.executable, "-m", "edgedistill", "run", str(cfg_file), "--out", str(killed),
-                             "--quiet"], env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start("run", str(cfg_file), "--out", str(killed), "--quiet")
     state = killed / "state" / "student_scratch.pt"  # appears after the scratch student's first epoch
-    deadline = time.monotonic() + 120
-    while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_when(proc, state.exists, timeout=120)
     assert not (killed / "metrics.json").exists()
     assert all(p.name.startswith(".") for p in killed.rglob("*.tmp")), "a partial file carries a final name"
 

@@ -4,18 +4,13 @@ config.yaml that mixed two runs, and a killed --seeds run that could never be fi
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import yaml
 
 from conftest import run_cli, tiny_config
 from test_cli import assert_one_line_error, write_config
 from test_hostile import TINY_DEVICE, deployed, user_files
-from test_reliability import cli_env, digits_config
+from test_reliability import digits_config, kill_when, start
 
 
 def kept(folder) -> dict[str, bytes]:
@@ -100,16 +95,8 @@ def test_a_killed_seeds_run_resumes_whole_and_ends_like_an_uninterrupted_one(tmp
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert run_cli("run", str(cfg_file), "--out", str(whole), "--seeds", "3", "--quiet",
                    env_extra={"OMP_NUM_THREADS": "1"}).returncode == 0
-    proc = subprocess.Popen([sys.executable, "-m", "edgedistill", "run", str(cfg_file), "--out", str(killed),
-                             "--seeds", "3", "--quiet"], env=cli_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    state = killed / "seed_1" / "state" / "student_scratch.pt"  # the second seed, one epoch in
-    deadline = time.monotonic() + 180
-    while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    proc = start("run", str(cfg_file), "--out", str(killed), "--seeds", "3", "--quiet")
+    kill_when(proc, (killed / "seed_1" / "state" / "student_scratch.pt").exists)  # the second seed, one epoch in
     assert not (killed / "seed_2").exists() and not (killed / "seeds.md").exists()
     assert_one_line_error(run_cli("run", "--resume", str(killed), "--seeds", "3"), f"--resume {killed}", "drop --seeds")
     resumed = run_cli("run", "--resume", str(killed), "--quiet", env_extra={"OMP_NUM_THREADS": "1"})
