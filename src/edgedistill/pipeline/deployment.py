@@ -69,12 +69,18 @@ def check_other_formats(cfg: ExperimentConfig, probe: nn.Module, input_shape: tu
     """Before training: each format the student will be exported to beside the preferred one (checked above), so
     one its runtime cannot run is found now rather than after training. Only a format the user named in
     deploy.formats stops the run (under deploy.required); one of the device's own list is said, and the deliverable
-    comes from the others."""
+    comes from the others. A runtime whose int8 file was made is not probed again for its float file."""
     if cfg.deploy.roles is not None and not {Role.STUDENT_SCRATCH, Role.STUDENT_KD} & set(cfg.deploy.roles):
         return
-    for fmt in (f for f in plan.formats if f != plan.preferred):
+    vouched = {plan.preferred.rpartition("-")[0]} if plan.preferred.endswith("-int8") else set()
+    for fmt in sorted((f for f in plan.formats if f != plan.preferred), key=lambda f: not f.endswith("-int8")):
+        runtime = fmt.rpartition("-")[0]
+        if runtime in vouched:  # its int8 file was made, so its float one (no quantization) is made too
+            continue
         try:
             reach_check(probe, input_shape, x, plan.device, fmt, plan.input_bits)
+            if fmt.endswith("-int8"):
+                vouched.add(runtime)
         except UserError:
             raise
         except Unrunnable as exc:
