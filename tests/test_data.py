@@ -196,3 +196,31 @@ def test_single_sample_class_and_empty_folder_are_one_line_errors(tmp_path):
 def test_unknown_dataset_lists_choices():
     with pytest.raises(UserError, match="unknown dataset 'cifar'.*mnist1d"):
         load_dataset("cifar")
+
+
+def test_cached_arrays_are_made_once_remade_when_unreadable_and_never_needed(tmp_path, monkeypatch):
+    """MNIST-1D's arrays are kept in edgedistill's cache folder: a later process reads them back, a damaged file is
+    made again and repaired, and a cache that cannot be written costs the time, never the run."""
+    from edgedistill.data.cache import cached_arrays
+
+    made = []
+
+    def make() -> dict[str, np.ndarray]:
+        made.append(1)
+        return {"x": np.arange(6, dtype=np.float32).reshape(2, 3), "y": np.array([0, 1])}
+
+    monkeypatch.setenv("EDGEDISTILL_CACHE", str(tmp_path / "cache"))
+    first = cached_arrays("toy", {"version": "1", "seed": None}, make)
+    again = cached_arrays("toy", {"seed": None, "version": "1"}, make)
+    assert len(made) == 1 and all(np.array_equal(first[k], again[k]) and first[k].dtype == again[k].dtype
+                                  for k in first)
+    (stored,) = (tmp_path / "cache" / "toy").iterdir()
+    cached_arrays("toy", {"version": "2", "seed": None}, make)
+    assert len(made) == 2  # another generator version is another file
+    stored.write_bytes(stored.read_bytes()[:40])  # a truncated file
+    for _ in range(2):
+        cached_arrays("toy", {"version": "1", "seed": None}, make)
+    assert len(made) == 3  # made again once, then read from the repaired file
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("EDGEDISTILL_CACHE", str(tmp_path / "file" / "cache"))
+    assert np.array_equal(cached_arrays("toy", {"version": "1", "seed": None}, make)["x"], first["x"])

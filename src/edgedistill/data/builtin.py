@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edgedistill.data import RawSplits, fixed_split, register_dataset
+from edgedistill.data.cache import cached_arrays
 from edgedistill.data.forms import InputForm, image_form
 from edgedistill.errors import UserError
 
@@ -99,13 +100,21 @@ def load_fashion_mnist(path: str | None = None) -> RawSplits:
 
 
 @functools.lru_cache(maxsize=4)
-def _generate_mnist1d(seed: int | None) -> dict:
-    from mnist1d.data import get_dataset_args, make_dataset
+def _generate_mnist1d(seed: int | None) -> dict[str, np.ndarray]:
+    """The generator takes seconds in pure Python, on every run and in every worker, so its arrays are kept in
+    edgedistill's cache folder, keyed by the generator's version and the seed (its defaults are the version's)."""
+    from importlib.metadata import version
 
-    args = get_dataset_args()
-    if seed is not None:
-        args.seed = seed
-    return make_dataset(args)  # make_dataset never touches the network; get_dataset would try a download first
+    def make() -> dict[str, np.ndarray]:  # make_dataset never touches the network; get_dataset tries a download
+        from mnist1d.data import get_dataset_args, make_dataset
+
+        args = get_dataset_args()
+        if seed is not None:
+            args.seed = seed
+        data = make_dataset(args)
+        return {key: np.asarray(data[key]) for key in ("x", "y", "x_test", "y_test")}
+
+    return cached_arrays("mnist1d", {"mnist1d": version("mnist1d"), "seed": seed}, make)
 
 
 @register_dataset("mnist1d", "MNIST-1D, 4000/1000 sequences of length 40, 10 classes (generated offline)")

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from edgedistill.atomic import atomic_write_text
+from edgedistill.data.cache import cache_root
 from edgedistill.data.rows import RowFile
 from edgedistill.errors import UserError, first_line
 from edgedistill.progress import emit, track
@@ -50,10 +51,7 @@ class Pack:
 
 def default_pack_dir() -> Path:
     """$EDGEDISTILL_CACHE/packs, else the user's cache folder ($XDG_CACHE_HOME or ~/.cache)/edgedistill/packs."""
-    if os.environ.get("EDGEDISTILL_CACHE"):
-        return Path(os.environ["EDGEDISTILL_CACHE"]) / "packs"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "edgedistill" / "packs"
+    return cache_root() / "packs"
 
 
 def pack_dir_source(pack_dir: Path | None) -> str:
