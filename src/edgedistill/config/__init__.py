@@ -216,7 +216,8 @@ class DeployConfig(Strict):
         8, description="bits of the int8 model's input; 16 (the layers reading it run 16x8, like CMSIS-NN's s16 "
                        "kernels) keeps detail in spiky signals whose peaks stretch a one-byte range; only for "
                        "models whose input reaches a Conv or Linear")
-    latency_runs: int = Field(100, ge=5, le=100_000, description="batch-1 runs timed for the latency percentiles")
+    latency_runs: int = Field(100, ge=5, le=100_000, description="batch-1 runs timed for the latency percentiles; "
+                              "batch throughput is timed for latency_runs/100 seconds, at most 1 s")
     qat: Literal["auto", "off", "always"] = Field(
         "auto", description="quantization-aware KD fine-tuning of the KD student; auto: when int8 PTQ loses too much")
 
