@@ -304,7 +304,8 @@ def test_sixteen_bit_input_in_a_run(tmp_path, tiny):
     cfg = tiny(teacher="gru", student="convnet", student_args={"channels": [4, 8], "head": "avg"})
     cfg["device"] = "mcu"
     cfg["deploy"] = {"enabled": True, "latency_runs": 5, "calibration_samples": 32, "input_bits": 16,
-                     "qat": "always", "qat_epochs": 1, "formats": ["onnxruntime-fp32", "onnxruntime-int8"]}
+                     "qat": "always", "qat_epochs": 1, "formats": ["onnxruntime-fp32", "onnxruntime-int8"],
+                     "roles": ["teacher", "student_kd"]}
     models = edgedistill.run(cfg, out_dir=tmp_path / "r", progress=False).metrics["models"]
     teacher = models["teacher"]["deploy"]["formats"]
     assert "deploy.input_bits: 16" in teacher["onnxruntime-int8"]["input_bits_refused"]

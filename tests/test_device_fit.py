@@ -7,6 +7,8 @@ import pytest
 import yaml
 
 from conftest import run_cli, tiny_config
+from edgedistill.deploy.devices import DeviceProfile
+from edgedistill.deploy.fit import Footprint, fit_check, latency_warning
 from test_cli import write_config
 
 MCU = {"description": "a test board", "flash_bytes": 1048576, "cores": 1, "dtypes": ["int8"], "core": "cortex-m7",
@@ -30,17 +32,22 @@ def kd_deploy(out) -> dict:
     return json.loads((out / "metrics.json").read_text())["models"]["student_kd"]["deploy"]
 
 
-def test_weights_in_ram_count_beside_the_measured_arena(tmp_path):
+def test_weights_in_ram_count_beside_the_measured_arena_and_a_core_in_capitals_is_known(tmp_path):
     """A board that copies the model into SRAM needs the weights there as well as the arena, which holds none:
-    13 KB of int8 weights overflow 8 KB of RAM however small the arena is."""
-    devices = {"ram_board": {**MCU, "ram_bytes": 8192, "weights_in_ram": True}}
+    13 KB of int8 weights overflow 8 KB of RAM however small the arena is. `core: Cortex-M7`, as a datasheet
+    writes it, is the latency fit's cortex-m7: the budget is judged, not skipped."""
+    devices = {"ram_board": {**MCU, "ram_bytes": 8192, "weights_in_ram": True, "core": "Cortex-M7",
+                             "latency_budget_ms": 0.001}}
     proc, out = device_run(tmp_path, devices, "ram_board", "mlp", {"hidden": [256]})
     assert proc.returncode == 0, proc.stderr
     dep = kd_deploy(out)
-    tflm, ram = dep["formats"]["tflm-int8"], dep["fit"]["tflm-int8"]["checks"]["ram"]
+    tflm, checks = dep["formats"]["tflm-int8"], dep["fit"]["tflm-int8"]["checks"]
+    ram, lat = checks["ram"], checks["latency_ms"]
     assert tflm["measured_ram_bytes"] < 8192 < ram["used"] and not ram["fits"]
     assert ram["used"] == tflm["measured_ram_bytes"] + tflm["arena_margin_bytes"] + 13066  # 40x256+256 + 256x10+10
     assert "weights (this device keeps them in RAM)" in ram["how"]
+    assert lat["fits"] is False and lat["range_ms"] and "cycles/MAC on a Cortex-M7" in lat["how"]
+    assert "cannot be checked" not in proc.stderr and "no calibrated latency fit" not in proc.stderr
     summary = next(ln for ln in proc.stdout.splitlines() if ln.startswith("On ram_board"))
     assert "does NOT fit" in summary and "ram needs" in summary
 
@@ -49,15 +56,11 @@ BOARD = {"description": "a test board", "flash_bytes": 262144, "ram_bytes": 3276
          "weights_in_ram": False, "latency_budget_ms": 0.001, "formats": ["onnxruntime-int8"]}
 
 
-@pytest.mark.parametrize("profile,why", [
-    ({"core": "cortex-m0plus", "clock_hz": 48000000},
-     "core 'cortex-m0plus' has no calibrated latency fit (cores with one: cortex-m33, cortex-m4, cortex-m7)"),
-    ({"macs_per_second": {"fp32": 1.0e6}}, "macs_per_second has no int8 rate (only fp32)"),
-])
-def test_a_latency_budget_nothing_can_check_is_never_reported_met(tmp_path, profile, why):
-    """No latency figure exists for an M0+ (no fit) or for int8 when only an fp32 rate is given: the budget is
-    warned about before training and the verdict says it could not be checked, where it said "fits"."""
-    proc, out = device_run(tmp_path, {"board": {**BOARD, **profile}}, "board")
+def test_a_latency_budget_nothing_can_check_is_never_reported_met(tmp_path):
+    """No latency figure exists for an M0+ (no fit): the budget is warned about before training and the verdict
+    says it could not be checked, where it said "fits"."""
+    why = "core 'cortex-m0plus' has no calibrated latency fit (cores with one: cortex-m33, cortex-m4, cortex-m7)"
+    proc, out = device_run(tmp_path, {"board": {**BOARD, "core": "cortex-m0plus", "clock_hz": 48000000}}, "board")
     assert proc.returncode == 0, proc.stderr
     first = proc.stderr.splitlines()[0]
     assert first.startswith("edgedistill: warning: device 'board': latency_budget_ms 0.001 cannot be checked")
@@ -71,13 +74,16 @@ def test_a_latency_budget_nothing_can_check_is_never_reported_met(tmp_path, prof
     assert "the 0.001 ms latency budget could not be checked" in summary
 
 
-def test_a_core_named_in_capitals_gets_its_latency_fit(tmp_path):
-    """`core: Cortex-M7`, as a datasheet writes it, is the fit's cortex-m7: the budget is judged, not skipped."""
-    proc, out = device_run(tmp_path, {"board": {**BOARD, "core": "Cortex-M7", "clock_hz": 216000000}}, "board")
-    assert proc.returncode == 0, proc.stderr
-    lat = kd_deploy(out)["fit"]["onnxruntime-int8"]["checks"]["latency_ms"]
-    assert lat["fits"] is False and lat["range_ms"] and "cycles/MAC on a Cortex-M7" in lat["how"]
-    assert "cannot be checked" not in proc.stderr and "no calibrated latency fit" not in proc.stderr
+def test_an_fp32_rate_alone_gives_no_int8_latency_and_says_what_to_add():
+    """The same unknown from the other side: a profile with macs_per_second for fp32 only cannot time its int8 file."""
+    device = DeviceProfile(name="board", **{**BOARD, "macs_per_second": {"fp32": 1.0e6}})
+    fp = Footprint(file_bytes=1000, estimated_ram_bytes=100, weight_bytes=1000, macs=10_000)
+    verdict = fit_check(device, "int8", fp) | {"format": "onnxruntime-int8"}
+    assert verdict["fits"] is None and verdict["checks"]["latency_ms"]["fits"] is None
+    warning = latency_warning(device, verdict)
+    assert warning.startswith("device 'board': latency_budget_ms 0.001 cannot be checked for int8: "
+                              "macs_per_second has no int8 rate (only fp32); give macs_per_second: {int8: ...}")
+    assert fit_check(device, "fp32", fp)["checks"]["latency_ms"]["used"] == pytest.approx(10.0)
 
 
 def test_a_format_exported_for_another_device_does_not_take_over_the_verdict(tmp_path):
