@@ -41,7 +41,9 @@ from record import header, replace_section  # noqa: E402
 import reliability_device  # noqa: E402
 
 DOC = ROOT / "docs" / "reliability.md"
-ENV = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "OMP_NUM_THREADS": "1"}
+# the caller's PYTHONPATH follows the tests' folder, so a checkout run beside an installed copy runs its own code
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT / "tests"), os.environ.get("PYTHONPATH")))),
+       "OMP_NUM_THREADS": "1"}
 
 
 def cli(*args: str, launcher: tuple[str, ...] = ("-m", "edgedistill")) -> subprocess.CompletedProcess:

@@ -26,7 +26,8 @@ from record import header, replace_section  # noqa: E402
 
 DOC = ROOT / "docs" / "reliability.md"
 USER_MODELS = ROOT / "tests"  # user_models.py: the model factories a user might bring
-ENV = {**os.environ, "PYTHONPATH": str(USER_MODELS), "OMP_NUM_THREADS": "1"}
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(USER_MODELS), os.environ.get("PYTHONPATH")))),
+       "OMP_NUM_THREADS": "1"}
 TRAIN = {"epochs": 1, "batch_size": 32, "lr": 0.003, "max_steps_per_epoch": 4}
 Setup = Callable[[Path], tuple[list[str], dict]]
 
@@ -89,7 +90,7 @@ def user_module(source: str, role: str = "student") -> Setup:
         cfg = base_config(device="host")
         cfg[role]["model"] = "my_model:build"
         return (["run", str(write(tmp, cfg)), "--out", str(tmp / "run"), "--quiet"],
-                {"PYTHONPATH": f"{tmp}:{USER_MODELS}"})
+                {"PYTHONPATH": os.pathsep.join([str(tmp), ENV["PYTHONPATH"]])})
     return setup
 
 
