@@ -153,9 +153,9 @@ def pytest_collection_modifyitems(items) -> None:
 
 
 @pytest.fixture(autouse=True, scope="session")
-def image_pack_cache(tmp_path_factory):
-    """Image packs go under the test session's temporary folder, never the user's ~/.cache; CLI subprocesses
-    inherit the variable."""
+def private_cache(tmp_path_factory):
+    """edgedistill's cache folder (image packs, MNIST-1D's arrays) is the test session's, never the user's ~/.cache;
+    CLI subprocesses inherit the variable."""
     before = os.environ.get("EDGEDISTILL_CACHE")
     os.environ["EDGEDISTILL_CACHE"] = str(tmp_path_factory.mktemp("edgedistill_cache"))
     yield

@@ -1,4 +1,5 @@
 import gzip
+import io
 import struct
 
 import numpy as np
@@ -199,8 +200,8 @@ def test_unknown_dataset_lists_choices():
 
 
 def test_cached_arrays_are_made_once_remade_when_unreadable_and_never_needed(tmp_path, monkeypatch):
-    """MNIST-1D's arrays are kept in edgedistill's cache folder: a later process reads them back, a damaged file is
-    made again and repaired, and a cache that cannot be written costs the time, never the run."""
+    """The cache folder only saves time: a later process reads the arrays back, a damaged or foreign file is made
+    again and repaired, and a cache that cannot be written costs the time, never the run."""
     from edgedistill.data.cache import cached_arrays
 
     made = []
@@ -209,18 +210,53 @@ def test_cached_arrays_are_made_once_remade_when_unreadable_and_never_needed(tmp
         made.append(1)
         return {"x": np.arange(6, dtype=np.float32).reshape(2, 3), "y": np.array([0, 1])}
 
+    def saved(save, *args, **kwargs) -> bytes:
+        buffer = io.BytesIO()
+        save(buffer, *args, **kwargs)
+        return buffer.getvalue()
+
+    def cached(version: str = "1") -> dict[str, np.ndarray]:
+        return cached_arrays("toy", {"version": version, "seed": None}, ("x", "y"), make)
+
     monkeypatch.setenv("EDGEDISTILL_CACHE", str(tmp_path / "cache"))
-    first = cached_arrays("toy", {"version": "1", "seed": None}, make)
-    again = cached_arrays("toy", {"seed": None, "version": "1"}, make)
+    first, again = cached(), cached()
     assert len(made) == 1 and all(np.array_equal(first[k], again[k]) and first[k].dtype == again[k].dtype
                                   for k in first)
     (stored,) = (tmp_path / "cache" / "toy").iterdir()
-    cached_arrays("toy", {"version": "2", "seed": None}, make)
+    cached("2")
     assert len(made) == 2  # another generator version is another file
-    stored.write_bytes(stored.read_bytes()[:40])  # a truncated file
-    for _ in range(2):
-        cached_arrays("toy", {"version": "1", "seed": None}, make)
-    assert len(made) == 3  # made again once, then read from the repaired file
+    for damage in (lambda: stored.write_bytes(stored.read_bytes()[:40]),  # truncated
+                   lambda: stored.write_bytes(saved(np.save, np.zeros(3))),  # an .npy under the name
+                   lambda: stored.write_bytes(saved(np.savez, other=np.zeros(3)))):  # another set's arrays
+        damage()
+        before = len(made)
+        assert np.array_equal(cached()["x"], first["x"]) and np.array_equal(cached()["x"], first["x"])
+        assert len(made) == before + 1  # made again once, then read from the repaired file
     (tmp_path / "file").write_text("not a folder")
     monkeypatch.setenv("EDGEDISTILL_CACHE", str(tmp_path / "file" / "cache"))
-    assert np.array_equal(cached_arrays("toy", {"version": "1", "seed": None}, make)["x"], first["x"])
+    assert np.array_equal(cached()["x"], first["x"])
+
+
+def test_mnist1d_read_back_from_the_cache_equals_the_generated_set_and_leaves_global_randomness_alone(
+        tmp_path, monkeypatch):
+    """Generating MNIST-1D reseeds Python's and NumPy's global generators; those belong to the user, so they are
+    put back, and the set read from the cache is the generated one to the bit."""
+    import random
+
+    from edgedistill.data.builtin import _generate_mnist1d
+
+    monkeypatch.setenv("EDGEDISTILL_CACHE", str(tmp_path))
+    random.seed(11)
+    np.random.seed(11)
+    expected = (random.random(), np.random.random())
+    random.seed(11)
+    np.random.seed(11)
+    _generate_mnist1d.cache_clear()
+    made = _generate_mnist1d(None)
+    assert (random.random(), np.random.random()) == expected
+    _generate_mnist1d.cache_clear()
+    read = _generate_mnist1d(None)
+    _generate_mnist1d.cache_clear()
+    assert len(list((tmp_path / "mnist1d").iterdir())) == 1 and read is not made
+    for key in ("x", "y", "x_test", "y_test"):
+        assert read[key].dtype == made[key].dtype and np.array_equal(read[key], made[key]), key

@@ -1,6 +1,6 @@
-"""The fit verdict against a device profile of the user's, through the CLI as a user meets it: RAM counts what the
-firmware needs beyond the measured arena, a latency budget that cannot be checked is never reported as met, and
-the verdict speaks for a format the device uses."""
+"""The fit verdict against a device profile of the user's, through the CLI as a user meets it (and one more way a
+latency goes unknown, through fit_check): RAM counts what the firmware needs beyond the measured arena, a latency
+budget that cannot be checked is never reported as met, and the verdict speaks for a format the device uses."""
 import json
 
 import pytest

@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import pytest
 import yaml
 
 from conftest import TESTS, run_cli, tiny_config
+from postgres_server import free_port
 from test_cli import assert_one_line_error
 
 pytest.importorskip("mlflow")
@@ -31,12 +31,6 @@ pytest.importorskip("tensorboard")
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ROLES = ("teacher", "student_scratch", "student_kd")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -1,11 +1,14 @@
 """Built-in sets: Fashion-MNIST (Debian's IDX files), MNIST-1D (generated offline), scikit-learn's bundled sets."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import os
+import random
 import struct
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -99,11 +102,16 @@ def load_fashion_mnist(path: str | None = None) -> RawSplits:
     )
 
 
+MNIST1D_ARRAYS = ("x", "y", "x_test", "y_test")
+
+
 @functools.lru_cache(maxsize=4)
 def _generate_mnist1d(seed: int | None) -> dict[str, np.ndarray]:
-    """The generator takes seconds in pure Python, on every run and in every worker, so its arrays are kept in
-    edgedistill's cache folder, keyed by the generator's version and the seed (its defaults are the version's)."""
-    from importlib.metadata import version
+    """The generator takes seconds in pure Python, in every process, so its arrays are kept in edgedistill's cache
+    folder, keyed by the versions that make them and the seed (the generator's other settings are its version's)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import scipy
 
     def make() -> dict[str, np.ndarray]:  # make_dataset never touches the network; get_dataset tries a download
         from mnist1d.data import get_dataset_args, make_dataset
@@ -111,10 +119,26 @@ def _generate_mnist1d(seed: int | None) -> dict[str, np.ndarray]:
         args = get_dataset_args()
         if seed is not None:
             args.seed = seed
-        data = make_dataset(args)
-        return {key: np.asarray(data[key]) for key in ("x", "y", "x_test", "y_test")}
+        with kept_random_state():  # the generator reseeds the process's global generators
+            data = make_dataset(args)
+        return {key: np.asarray(data[key]) for key in MNIST1D_ARRAYS}
 
-    return cached_arrays("mnist1d", {"mnist1d": version("mnist1d"), "seed": seed}, make)
+    try:
+        recipe = {"mnist1d": version("mnist1d"), "numpy": np.__version__, "scipy": scipy.__version__, "seed": seed}
+    except PackageNotFoundError:  # a copy without package metadata: no version to key on
+        return make()
+    return cached_arrays("mnist1d", recipe, MNIST1D_ARRAYS, make)
+
+
+@contextlib.contextmanager
+def kept_random_state() -> Iterator[None]:
+    """Python's and NumPy's global generators as they were, whatever runs inside: they belong to the user."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
 
 
 @register_dataset("mnist1d", "MNIST-1D, 4000/1000 sequences of length 40, 10 classes (generated offline)")

@@ -5,7 +5,6 @@ import hashlib
 import json
 import logging
 import os
-import zipfile
 from pathlib import Path
 from typing import Callable
 
@@ -23,21 +22,33 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgedistill"
 
 
-def cached_arrays(kind: str, recipe: object, make: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """`make()`'s arrays, read back from <cache>/<kind>/<hash of recipe>.npz when an earlier process made them.
-    The cache only saves time: a file that cannot be read is made again, and one that cannot be written is
-    skipped, so a read-only home or a full disk costs the seconds and nothing else."""
-    key = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:24]
-    path = cache_root() / kind / f"{key}.npz"
+def _read(path: Path, names: set[str]) -> dict[str, np.ndarray] | None:
+    """The arrays kept at `path`, or None when there are none or they are not exactly `names`."""
     try:
         with np.load(path, allow_pickle=False) as stored:
-            return {name: stored[name] for name in stored.files}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-        if path.exists():
-            log.debug("cached %s at %s is unreadable (%s); making it again", kind, path, exc)
+            arrays = {name: stored[name] for name in stored.files}
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # a damaged or foreign file of any kind: the cache only saves time
+        log.debug("cached arrays at %s are unreadable (%s); making them again", path, exc)
+        return None
+    return arrays if set(arrays) == names else None
+
+
+def cached_arrays(kind: str, recipe: object, names: tuple[str, ...],
+                  make: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """`make()`'s arrays, read back from <cache>/<kind>/<hash of recipe>.npz when an earlier process made them; a
+    cache that cannot be found, read or written costs the time of `make()` and nothing else."""
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    try:
+        path = cache_root() / kind / f"{key}.npz"
+    except RuntimeError:  # no home folder to hold it (a container user without a passwd entry)
+        return make()
+    arrays = _read(path, set(names))
+    if arrays is not None:
+        return arrays
     arrays = make()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda fh: np.savez(fh, **arrays))
     except OSError as exc:
         log.debug("could not keep %s at %s (%s)", kind, path, exc)

@@ -114,6 +114,7 @@ def measure_latency(session: Callable[[np.ndarray], np.ndarray], input_shape: tu
     return {"latency_p50_ms": float(np.percentile(times, 50)), "latency_p95_ms": float(np.percentile(times, 95)),
             "throughput_batch": throughput_batch,
             "throughput_per_s": float(n * throughput_batch / (time.perf_counter() - t0)),
+            "throughput_seconds": throughput_seconds,
             "threads": threads, "runs": runs, "measured_on": "host"}
 
 
