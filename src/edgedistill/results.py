@@ -94,6 +94,7 @@ class Latency(Record):
     latency_p95_ms: float
     throughput_batch: int
     throughput_per_s: float
+    throughput_seconds: Optional[float] = None  # absent in runs made before 2026-12-07
     threads: int
     runs: Optional[int] = None
     measured_on: Optional[str] = None
