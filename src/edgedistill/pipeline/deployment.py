@@ -12,6 +12,7 @@ import torch.nn as nn
 from edgedistill.config import ExperimentConfig
 from edgedistill.deploy import (DeployPlan, DeviceProfile, NoFormat, Unrunnable, check_input_bits, deploy_model,
                                 early_fit_check, reach_check)
+from edgedistill.deploy.backends import parse_format
 from edgedistill.deploy.fit import fit_sentence, latency_warning
 from edgedistill.errors import UserError, first_line
 from edgedistill.errors import strip_ansi
@@ -72,15 +73,16 @@ def check_other_formats(cfg: ExperimentConfig, probe: nn.Module, input_shape: tu
     comes from the others. A runtime whose int8 file was made is not probed again for its float file."""
     if cfg.deploy.roles is not None and not {Role.STUDENT_SCRATCH, Role.STUDENT_KD} & set(cfg.deploy.roles):
         return
-    vouched = {plan.preferred.rpartition("-")[0]} if plan.preferred.endswith("-int8") else set()
-    for fmt in sorted((f for f in plan.formats if f != plan.preferred), key=lambda f: not f.endswith("-int8")):
-        runtime = fmt.rpartition("-")[0]
-        if runtime in vouched:  # its int8 file was made, so its float one (no quantization) is made too
+    runtime = {fmt: (backend.name, dtype) for fmt in {*plan.formats, plan.preferred}
+               for backend, dtype in [parse_format(fmt)]}
+    vouched = {runtime[plan.preferred][0]} if runtime[plan.preferred][1] == "int8" else set()
+    for fmt in sorted((f for f in plan.formats if f != plan.preferred), key=lambda f: runtime[f][1] != "int8"):
+        if runtime[fmt][0] in vouched:  # its int8 file was made, so its float one (no quantization) is made too
             continue
         try:
             reach_check(probe, input_shape, x, plan.device, fmt, plan.input_bits)
-            if fmt.endswith("-int8"):
-                vouched.add(runtime)
+            if runtime[fmt][1] == "int8":
+                vouched.add(runtime[fmt][0])
         except UserError:
             raise
         except Unrunnable as exc:
