@@ -1,6 +1,8 @@
 import gzip
 import io
+import os
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -232,6 +234,12 @@ def test_cached_arrays_are_made_once_remade_when_unreadable_and_never_needed(tmp
         before = len(made)
         assert np.array_equal(cached()["x"], first["x"]) and np.array_equal(cached()["x"], first["x"])
         assert len(made) == before + 1  # made again once, then read from the repaired file
+    killed, writing = (tmp_path / "cache" / "toy" / f".{stored.name}.{tag}.tmp" for tag in ("killed", "writing"))
+    for tmp in (killed, writing):
+        tmp.write_bytes(b"partial")
+    os.utime(killed, (time.time() - 2 * 3600,) * 2)
+    cached("3")
+    assert not killed.exists() and writing.exists()  # a killed writer's file is swept, one being written is not
     (tmp_path / "file").write_text("not a folder")
     monkeypatch.setenv("EDGEDISTILL_CACHE", str(tmp_path / "file" / "cache"))
     assert np.array_equal(cached()["x"], first["x"])

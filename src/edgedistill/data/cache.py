@@ -5,6 +5,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -13,6 +14,7 @@ import numpy as np
 from edgedistill.atomic import atomic_write
 
 log = logging.getLogger("edgedistill")
+STALE_WRITE_S = 3600.0  # far longer than writing any cached set takes: a temporary file this old lost its writer
 
 
 def cache_root() -> Path:
@@ -48,8 +50,20 @@ def cached_arrays(kind: str, recipe: object, names: tuple[str, ...],
     if arrays is not None:
         return arrays
     arrays = make()
+    _remove_stale_writes(path.parent)
     try:
         atomic_write(path, lambda fh: np.savez(fh, **arrays))
     except OSError as exc:
         log.debug("could not keep %s at %s (%s)", kind, path, exc)
     return arrays
+
+
+def _remove_stale_writes(folder: Path) -> None:
+    """Temporary files that a killed process left while writing here (atomic_write's `.NAME.*.tmp`), so that they
+    do not pile up; a write still in progress is younger than STALE_WRITE_S and is left alone."""
+    for tmp in folder.glob(".*.tmp"):
+        try:
+            if time.time() - tmp.stat().st_mtime > STALE_WRITE_S:
+                tmp.unlink()
+        except OSError:
+            continue
