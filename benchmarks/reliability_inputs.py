@@ -141,6 +141,14 @@ def resume_after_data_changed(tmp: Path) -> str:
     return f"{said(proc, tmp)} | metrics.json {'written' if (killed / 'metrics.json').exists() else 'not written'}"
 
 
+def inputs_record_edited(tmp: Path) -> str:
+    killed = killed_wine(tmp)
+    record = killed / "inputs.json"
+    record.write_text(record.read_text().replace('"kind": "file"', '"kind": "link"', 1))
+    proc = cli("run", "--resume", str(killed), "--quiet")
+    return f"{said(proc, tmp)} | metrics.json {'written' if (killed / 'metrics.json').exists() else 'not written'}"
+
+
 def export_after_data_changed(tmp: Path) -> str:
     cfg = write(tmp, wine_cfg(str(wine(tmp / "wine.csv")), 2))
     cli("run", str(cfg), "--out", str(tmp / "run"), "--quiet")
@@ -316,6 +324,8 @@ CASES: list[tuple[str, Callable[[Path], str]]] = [
     ("wine run (relative data.path) killed, resumed from another folder holding another wine.csv",
      resume_from_another_folder),
     ("wine run killed, its CSV's labels shuffled, then `--resume`", resume_after_data_changed),
+    ("wine run killed, its inputs.json edited by hand (an input's `kind` made `link`), then `--resume`",
+     inputs_record_edited),
     ("`export` of a finished run whose CSV changed", export_after_data_changed),
     ("ONNX teacher with external data (t.onnx + t.onnx.data), `--seeds 2`", onnx_external_seeds),
     ("ONNX teacher's t.onnx.data replaced after a kill, then `--resume`", onnx_weights_changed),

@@ -124,6 +124,11 @@ def test_a_run_resumed_from_another_folder_finishes_on_the_data_it_started_with(
 
 def test_resume_and_export_stop_in_one_line_when_the_data_changed(tmp_path):
     a, killed = killed_wine_run(tmp_path)
+    recorded = (killed / "inputs.json").read_text()
+    (killed / "inputs.json").write_text(recorded.replace('"kind": "file"', '"kind": "link"', 1))  # edited by hand
+    assert_one_line_error(run_cli("run", "--resume", str(killed), "--quiet"), f"--resume {killed}",
+                          f"{killed / 'inputs.json'} is unreadable", "inputs.0", "start a new run")
+    (killed / "inputs.json").write_text(recorded)
     wine_csv(a / "wine.csv", shuffle_labels=True)
     assert_one_line_error(run_cli("run", "--resume", str(killed), "--quiet"), f"--resume {killed}", "data.path",
                           str(a / "wine.csv"), "changed")
@@ -136,6 +141,10 @@ def test_resume_and_export_stop_in_one_line_when_the_data_changed(tmp_path):
     before = (killed / "metrics.json").read_bytes()
     assert_one_line_error(run_cli("export", str(killed), "--format", "onnxruntime-fp32"), f"export {killed}",
                           "data.path", "changed")
+    assert (killed / "metrics.json").read_bytes() == before
+    (killed / "inputs.json").write_text("[]")
+    assert_one_line_error(run_cli("export", str(killed), "--format", "onnxruntime-fp32"), f"export {killed}",
+                          "inputs.json is unreadable")
     assert (killed / "metrics.json").read_bytes() == before
 
 
@@ -324,10 +333,13 @@ def test_a_teacher_cache_killed_while_building_leaves_nothing_in_the_finished_ru
 
 
 def test_a_touched_input_is_unchanged_but_new_bytes_or_a_new_image_are_a_change(tmp_path):
-    from edgedistill.pipeline.inputs import change, fingerprint
+    from edgedistill.pipeline.inputs import Input, change, record_inputs
+
+    def recorded(path: Path):
+        return record_inputs([Input("data.path", path, "data")]).inputs[0]
 
     f = wine_csv(tmp_path / "wine.csv")
-    entry = {"path": str(f), **fingerprint(f)}
+    entry = recorded(f)
     os.utime(f, ns=(10**18, 10**18))
     assert change(entry) is None
     f.write_text(f.read_text().replace(",0\n", ",2\n", 1))
@@ -336,7 +348,7 @@ def test_a_touched_input_is_unchanged_but_new_bytes_or_a_new_image_are_a_change(
     assert change(entry) == "is gone"
 
     root = write_digits_folder(tmp_path / "digits")
-    entry = {"path": str(root), **fingerprint(root)}
+    entry = recorded(root)
     (root / "0" / ".DS_Store").write_text("hidden: not data")
     assert change(entry) is None
     shutil.copy(root / "0" / "0.png", root / "1" / "copy.png")

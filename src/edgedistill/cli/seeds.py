@@ -19,8 +19,8 @@ from scipy import stats
 from edgedistill.atomic import atomic_write_text
 from edgedistill.config import SEED_MAX, ExperimentConfig, resolve_config
 from edgedistill.errors import UserError
-from edgedistill.pipeline.inputs import (INPUTS_FILE, absolute_paths, record_inputs, run_inputs, verify_inputs,
-                                         write_inputs)
+from edgedistill.pipeline.inputs import (SeedsPlan, absolute_paths, read_inputs, record_inputs, run_inputs,
+                                         verify_inputs, write_inputs)
 from edgedistill.report.markdown import method_label, rows_by_role, rows_sentence
 from edgedistill.roles import Role, Side, label
 from edgedistill.runlock import RunLock
@@ -153,20 +153,18 @@ def _seeds_locked(cfg: ExperimentConfig, config: object, n: int, out: Path, over
         refuse_inputs_in_the_way(out, inputs, seeds=True)
     tracking = open_tracking(cfg)  # the parent run: one child per seed, the summary on it
     out = prepare_run_dir(out, overwrite, tuple(i.path for i in inputs), lock)
-    write_inputs(out, record | {"seeds": {"n": n, "config": cfg.model_dump(mode="json")}})
+    write_inputs(out, record.model_copy(update={"seeds": SeedsPlan(n=n, config=cfg.model_dump(mode="json"))}))
     with tracking.running(out, config_params(cfg)):
         summary, table, runs = _run_each_seed(cfg, n, out, progress, tracking)
         tracking.log_seeds(summary, out, ["seeds.md", "seeds.json"])
     return SeedsResult(out, summary, table, runs[0])
 
 
-def seeds_plan(out: Path) -> dict | None:
-    """What a --seeds folder was started with ({"n", "config"}, kept in its inputs.json), or None for a folder
-    that is not one (or a --seeds folder from before the plan was kept)."""
-    try:
-        return json.loads((out / INPUTS_FILE).read_text()).get("seeds")
-    except (OSError, ValueError, AttributeError):
-        return None
+def seeds_plan(out: Path) -> SeedsPlan | None:
+    """What a --seeds folder was started with, kept in its inputs.json, or None for a folder that is not one (or a
+    --seeds folder from before the plan was kept)."""
+    record = read_inputs(out, "--resume")
+    return record.seeds if record else None
 
 
 def resume_seeds(out_dir: str | Path, progress: bool = True) -> SeedsResult:
@@ -181,14 +179,14 @@ def resume_seeds(out_dir: str | Path, progress: bool = True) -> SeedsResult:
         raise UserError(f"--resume {out}: is not a --seeds folder (its inputs.json names no seeds)")
     if (out / "seeds.json").exists():
         raise UserError(f"--resume {out}: those seeds have finished; seeds.md holds their summary")
-    cfg = ExperimentConfig.model_validate(plan["config"])
+    cfg = ExperimentConfig.model_validate(plan.config)
     lock = claim_existing(out, "--resume")
     try:  # once the first seed has finished, the others read its copy of the teacher, not the teacher's files
         taught = (out / f"seed_{cfg.seed}" / "metrics.json").is_file()
         verify_inputs(out, "--resume", ("data", "device") if taught else ("data", Side.TEACHER, "device"))
         tracking = open_tracking(cfg, out)
         with tracking.running(out, config_params(cfg), resume=True):
-            summary, table, runs = _run_each_seed(cfg, plan["n"], out, progress, tracking, resume=True)
+            summary, table, runs = _run_each_seed(cfg, plan.n, out, progress, tracking, resume=True)
             tracking.log_seeds(summary, out, ["seeds.md", "seeds.json"])
     finally:
         if lock is not None:

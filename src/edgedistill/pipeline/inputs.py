@@ -11,11 +11,12 @@ whose time moved is hashed again, so a `touch` alone does not stop a resume.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgedistill.atomic import atomic_write_text
 from edgedistill.config import ExperimentConfig
@@ -35,6 +36,43 @@ class Input:
     field: str  # the config key that names it
     path: Path  # absolute
     role: str  # config | data | teacher | device: which commands read it again
+
+
+class _Recorded(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    field: str
+    path: str
+    role: str
+
+
+class RecordedFile(_Recorded):
+    kind: Literal["file"]
+    bytes: int
+    mtime_ns: int
+    sha256: str
+
+
+class RecordedFolder(_Recorded):
+    kind: Literal["folder"]
+    files: int
+    bytes: int
+    listing_sha256: str
+
+
+class SeedsPlan(BaseModel):
+    """What a --seeds folder was started with: how many seeds, and the config each is derived from."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    n: int
+    config: dict[str, Any]
+
+
+class InputsRecord(BaseModel):
+    """inputs.json: the fingerprints, the config's digest (a single run) or the seeds' plan (a --seeds folder)."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    format: Literal[FORMAT]
+    inputs: list[Annotated[RecordedFile | RecordedFolder, Field(discriminator="kind")]]
+    config_sha256: str | None = None
+    seeds: SeedsPlan | None = None
 
 
 def _absolute(value: Any) -> Any:
@@ -134,61 +172,72 @@ def fingerprint(path: Path) -> dict:
     return {"kind": "file", "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": file_sha256(path)}
 
 
-def record_inputs(inputs: list[Input]) -> dict:
+def record_inputs(inputs: list[Input]) -> InputsRecord:
     """The fingerprints of the inputs, as inputs.json holds them."""
     try:
-        return {"format": FORMAT, "inputs": [{"field": i.field, "path": str(i.path), "role": i.role,
-                                              **fingerprint(i.path)} for i in inputs]}
+        return InputsRecord.model_validate({"format": FORMAT, "inputs": [
+            {"field": i.field, "path": str(i.path), "role": i.role, **fingerprint(i.path)} for i in inputs]})
     except OSError as exc:
         raise UserError(f"cannot read {exc.filename}: {exc.strerror}") from None
 
 
-def write_inputs(run_dir: Path, record: dict) -> None:
-    atomic_write_text(run_dir / INPUTS_FILE, json.dumps(record, indent=1))
+def write_inputs(run_dir: Path, record: InputsRecord) -> None:
+    atomic_write_text(run_dir / INPUTS_FILE, record.model_dump_json(indent=1, exclude_none=True))
 
 
-def change(entry: dict) -> str | None:
+def read_inputs(run_dir: Path, what: str) -> InputsRecord | None:
+    """A run's inputs.json, or None for a run from before it was kept; one line naming the file when it cannot be
+    read or is not one edgedistill wrote (edited by hand, cut short)."""
+    path = run_dir / INPUTS_FILE
+    try:
+        return InputsRecord.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        problem = exc.strerror
+    except ValidationError as err:
+        first = err.errors()[0]
+        problem = f"{'.'.join(str(p) for p in first['loc']) or 'top level'}: {first['msg']}"
+    raise UserError(f"{what} {run_dir}: {path} is unreadable ({problem}); the inputs the run started with cannot "
+                    "be checked, so start a new run") from None
+
+
+def change(entry: RecordedFile | RecordedFolder) -> str | None:
     """How a recorded input differs now, or None when it is the same."""
-    path = Path(entry["path"])
+    path = Path(entry.path)
     if not path.exists():
         return "is gone"
-    if entry["kind"] == "folder":
+    if entry.kind == "folder":
         if not path.is_dir():
             return "is no longer a folder"
         now = fingerprint(path)
-        if now["listing_sha256"] == entry["listing_sha256"]:
+        if now["listing_sha256"] == entry.listing_sha256:
             return None
-        return (f"changed: {entry['files']} files of {entry['bytes']:,} bytes then, {now['files']} of "
+        return (f"changed: {entry.files} files of {entry.bytes:,} bytes then, {now['files']} of "
                 f"{now['bytes']:,} now (or a file was replaced)")
     if path.is_dir():
         return "is now a folder"
     st = path.stat()
-    if st.st_size == entry["bytes"] and st.st_mtime_ns == entry["mtime_ns"]:
+    if st.st_size == entry.bytes and st.st_mtime_ns == entry.mtime_ns:
         return None
-    if st.st_size == entry["bytes"] and file_sha256(path) == entry["sha256"]:
+    if st.st_size == entry.bytes and file_sha256(path) == entry.sha256:
         return None  # touched, not changed
-    return f"changed ({entry['bytes']:,} bytes then, {st.st_size:,} now, another sha256)"
+    return f"changed ({entry.bytes:,} bytes then, {st.st_size:,} now, another sha256)"
 
 
 def verify_inputs(run_dir: Path, what: str, roles: tuple[str, ...]) -> None:
     """Stop in one line when an input of these roles changed since the run started (a run from before inputs.json
     has nothing to check)."""
-    try:
-        record = json.loads((run_dir / INPUTS_FILE).read_text())
-    except FileNotFoundError:
-        return
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{what} {run_dir}: {INPUTS_FILE} is unreadable ({exc}); the inputs the run started "
-                        "with cannot be checked") from None
-    for entry in record.get("inputs", []):
-        if entry.get("role") not in roles:
+    record = read_inputs(run_dir, what)
+    for entry in record.inputs if record else []:
+        if entry.role not in roles:
             continue
         try:
             how = change(entry)
         except OSError as exc:
             how = f"cannot be read ({exc.strerror})"
         if how:
-            raise UserError(f"{what} {run_dir}: {entry['field']} {entry['path']} {how} since the run started; "
+            raise UserError(f"{what} {run_dir}: {entry.field} {entry.path} {how} since the run started; "
                             "restore it, or start a new run on the new data")
 
 
@@ -201,11 +250,8 @@ def verify_config(run_dir: Path, what: str) -> None:
     """Stop in one line when config.yaml was edited since the run started: a resume (or export) under other settings
     would mix two runs (a schedule cut short, another split) and report the mix as one (a run from before the
     digest was recorded has nothing to check)."""
-    try:
-        recorded = json.loads((run_dir / INPUTS_FILE).read_text()).get("config_sha256")
-    except (OSError, ValueError):
-        return  # a missing or unreadable inputs.json is reported by verify_inputs
-    if recorded and config_digest(run_dir) != recorded:
+    record = read_inputs(run_dir, what)
+    if record and record.config_sha256 and config_digest(run_dir) != record.config_sha256:
         raise UserError(f"{what} {run_dir}: config.yaml was edited since the run started, and its models were made "
                         "under the old settings; restore it, or start a new run from the edited copy "
                         f"(`edgedistill run EDITED.yaml --out NEW_FOLDER`)")

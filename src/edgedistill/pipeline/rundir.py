@@ -18,7 +18,7 @@ from edgedistill import distributed
 from edgedistill.atomic import atomic_write_text
 from edgedistill.config import ExperimentConfig, config_to_yaml, read_yaml, resolve_config
 from edgedistill.errors import UserError, environment_error
-from edgedistill.pipeline.inputs import INPUTS_FILE, Input, config_digest, verify_config, write_inputs
+from edgedistill.pipeline.inputs import INPUTS_FILE, Input, InputsRecord, config_digest, verify_config, write_inputs
 from edgedistill.roles import Side
 from edgedistill.runlock import LOCK, RunLock
 
@@ -218,7 +218,7 @@ def remove_stale_temp_files(run_dir: Path) -> list[Path]:
 
 
 def open_run_dir(cfg: ExperimentConfig, out_dir: str | Path | None, overwrite: bool, lock: RunLock | None = None,
-                 inputs: list[Input] = (), record: dict | None = None) -> tuple[Path, RunLock]:
+                 inputs: list[Input] = (), record: InputsRecord | None = None) -> tuple[Path, RunLock]:
     """A fresh run folder holding the resolved config and the inputs' fingerprints, made and locked by rank 0 while
     the other processes wait."""
     stamp = distributed.broadcast(dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
@@ -233,7 +233,7 @@ def open_run_dir(cfg: ExperimentConfig, out_dir: str | Path | None, overwrite: b
             prepare_run_dir(run_dir, overwrite, tuple(i.path for i in inputs), lock)
             atomic_write_text(run_dir / "config.yaml", config_to_yaml(cfg))
             if record is not None:
-                write_inputs(run_dir, record | {"config_sha256": config_digest(run_dir)})
+                write_inputs(run_dir, record.model_copy(update={"config_sha256": config_digest(run_dir)}))
         except BaseException:
             if not held:  # taken here: a failed start leaves the folder free for the corrected rerun
                 lock.release()
