@@ -99,6 +99,11 @@ def test_a_killed_seeds_run_resumes_whole_and_ends_like_an_uninterrupted_one(tmp
     kill_when(proc, (killed / "seed_1" / "state" / "student_scratch.pt").exists)  # the second seed, one epoch in
     assert not (killed / "seed_2").exists() and not (killed / "seeds.md").exists()
     assert_one_line_error(run_cli("run", "--resume", str(killed), "--seeds", "3"), f"--resume {killed}", "drop --seeds")
+    finished = killed / "seed_0" / "metrics.json"
+    kept = finished.read_bytes()
+    finished.write_text('{"schema_version": 1}')  # a finished seed's record edited by hand
+    assert_one_line_error(run_cli("run", "--resume", str(killed), "--quiet"), str(finished))
+    finished.write_bytes(kept)
     resumed = run_cli("run", "--resume", str(killed), "--quiet", env_extra={"OMP_NUM_THREADS": "1"})
     assert resumed.returncode == 0, resumed.stderr
     assert "summary: " in resumed.stdout
@@ -112,6 +117,25 @@ def test_a_killed_seeds_run_resumes_whole_and_ends_like_an_uninterrupted_one(tmp
 def searched(cfg: dict) -> dict:
     cfg["student"] |= {"model": "auto", "args": {}, "search": {"family": "mlp", "trials": 2, "epochs": 1}}
     return cfg
+
+
+def test_a_killed_searched_run_resumes_its_chosen_student_and_a_damaged_choice_is_one_line(tmp_path):
+    """student: auto keeps its choice in student_search.json so that --resume does not search again; a damaged one
+    is refused, since another search could choose another student than the one its training state holds."""
+    out = tmp_path / "killed"
+    proc = start("run", str(write_config(tmp_path, searched(digits_config()))), "--out", str(out), "--quiet")
+    kill_when(proc, (out / "state" / "student_scratch.pt").exists)
+    choice = out / "student_search.json"
+    chosen = choice.read_bytes()
+    choice.write_text('{"family": "mlp"}')
+    assert_one_line_error(run_cli("run", "--resume", str(out), "--quiet"), f"--resume: {choice} is damaged",
+                          "start a new run")
+    assert not (out / "metrics.json").exists()
+    choice.write_bytes(chosen)
+    resumed = run_cli("run", "--resume", str(out), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    models = json.loads((out / "metrics.json").read_text())["models"]
+    assert models["student_kd"]["args"] == models["student_scratch"]["args"] == json.loads(chosen)["args"]
 
 
 def test_student_auto_meets_the_folders_refusal_before_it_searches_and_its_taps_before_the_folder(tmp_path):

@@ -86,6 +86,10 @@ def test_a_trials_only_rerun_keeps_the_test_table_in_the_report(tmp_path):
     summary = json.loads((out / "tune.json").read_text())
     assert summary["confirm"]["table"] == table and summary["confirm"]["trial"] == summary["best"]["number"]
     assert "against scratch over 2 seeds (test split)" in (out / "tune.md").read_text()
+    (out / "confirm.json").write_text("[]")  # damaged: which recipe confirm/ ran is unknown, so it is not shown
+    proc = tune(cfg, out, "--trials", "1", "--seeds", "0")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert json.loads((out / "tune.json").read_text())["confirm"] is None
 
 
 def as_at_a_terminal() -> None:

@@ -197,9 +197,10 @@ def resume_seeds(out_dir: str | Path, progress: bool = True) -> SeedsResult:
 def _seed_metrics(seeded: dict, folder: Path, progress: bool, resume: bool) -> dict:
     """One seed's run; on --resume, a finished seed is read back and an unfinished one continued."""
     from edgedistill.pipeline import run
+    from edgedistill.report import read_metrics
 
     if resume and (folder / "metrics.json").is_file():
-        return json.loads((folder / "metrics.json").read_text())
+        return read_metrics(folder)  # checked: a hand-edited one is one line naming it
     if resume and (folder / "config.yaml").is_file():
         return run(None, out_dir=folder, progress=progress, resume=True).metrics
     return run(seeded, out_dir=folder, progress=progress, overwrite=resume).metrics  # a start killed early

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch.nn as nn
@@ -57,12 +58,25 @@ def adopt_student(run: Run) -> Run:
     return run
 
 
+def read_search(saved: Path) -> dict:
+    """The student a killed run's search chose; a damaged file is refused, since searching again could choose
+    another student than the one whose training state the run holds."""
+    try:
+        found = json.loads(saved.read_text())
+    except (OSError, ValueError):
+        found = None
+    if not (isinstance(found, dict) and isinstance(found.get("family"), str) and isinstance(found.get("args"), dict)):
+        raise UserError(f"--resume: {saved} is damaged (no student family and args), so the student the search "
+                        "chose is unknown; start a new run")
+    return found
+
+
 def search(run: Run) -> Run:
     """student: auto. The result is kept in the run folder, so --resume does not search again."""
     saved = run.run_dir / "student_search.json"
     if run.search is None:  # a resumed run: the search was made, and kept, before it was killed, or it runs now
         if saved.exists():
-            run.search = json.loads(saved.read_text())
+            run.search = read_search(saved)
             adopt_student(run)
         else:
             find_student(run)

@@ -87,21 +87,33 @@ def record_uid(out: Path, study: optuna.Study) -> None:
         atomic_write_text(out / TUNE_MARKER, json.dumps(held | {"uid": new_uid(study)}))
 
 
+def _json_object(path: Path) -> dict | None:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def confirmed(out: Path) -> dict | None:
     """The best recipe's run against scratch over seeds, as confirm/ holds it: the trial it ran, its seed count and
-    its table; None until one finished."""
-    marker, folder = out / CONFIRM_MARKER, out / "confirm"
-    if not marker.is_file() or not (folder / "seeds.json").is_file():
+    its table; None until one finished, or when its files were damaged since (the seeds then run again)."""
+    folder = out / "confirm"
+    done, summary = _json_object(out / CONFIRM_MARKER), _json_object(folder / "seeds.json")
+    if done is None or summary is None or not summary.get("seeds"):
         return None
-    done, summary = json.loads(marker.read_text()), json.loads((folder / "seeds.json").read_text())
     return done | {"folder": folder.name, "table": seeds_table(summary), "summary": summary}
 
 
 def confirmed_result(out: Path, done: dict) -> SeedsResult | None:
     """confirm/ as the run_seeds result it holds, when it ran `done` (the trial and the seed count)."""
+    from edgedistill.report import read_metrics
+
     held = confirmed(out)
-    if not held or {k: held[k] for k in done} != done:
+    if not held or {k: held.get(k) for k in done} != done:
         return None
-    first = held["summary"]["seeds"][0]
-    metrics = json.loads((out / held["folder"] / f"seed_{first}" / "metrics.json").read_text())
+    try:
+        metrics = read_metrics(out / held["folder"] / f"seed_{held['summary']['seeds'][0]}")
+    except UserError:  # damaged since: run the seeds again
+        return None
     return SeedsResult(out / held["folder"], held["summary"], held["table"], metrics)
