@@ -84,6 +84,20 @@ def test_streamed_rows_equal_the_in_memory_arrays_in_any_order(tmp_path):
     assert whole.pixel_stats is not None and len(whole.pixel_stats[0]) == 3
 
 
+def test_channel_statistics_are_kept_beside_the_pack_and_a_damaged_record_is_computed_again(tmp_path):
+    root, packs = rgb_folder(tmp_path / "imgs"), tmp_path / "packs"
+    first = load(root, packs).pixel_stats
+    stats = pack_meta(packs)[0] / "stats.json"
+    (key,) = json.loads(stats.read_text())
+    for damaged in ("[]", "{", json.dumps({key: {"mean": [0.5], "std": [0.1]}}),  # one channel of three
+                    json.dumps({key: {"mean": ["a", "b", "c"], "std": [1, 1, 1]}})):
+        stats.write_text(damaged)
+        again = load(root, packs).pixel_stats
+        np.testing.assert_allclose(again[0], first[0])
+        np.testing.assert_allclose(again[1], first[1])
+        assert len(json.loads(stats.read_text())[key]["mean"]) == 3  # rewritten whole
+
+
 def test_row_file_reads_any_rows_in_the_order_asked(tmp_path):
     data = np.arange(7 * 5, dtype=np.int16).reshape(7, 5)
     data.tofile(tmp_path / "rows.bin")

@@ -237,3 +237,18 @@ def test_units_done_for_an_older_study_of_the_same_name_are_trained_again(tmp_pa
         within(30, lambda: run_units([unit], study, lambda u: trained.append(u) or 0.7, tmp_path / "rescore",
                                      lambda line: None, 1))
     assert trained == [unit] and study.user_attrs[unit.key] == 0.7
+
+
+def test_a_finished_rescoring_units_damaged_result_is_one_line_naming_the_folder_to_delete(tmp_path):
+    """A worker that died after training leaves result.json for the next; one edited or emptied by hand is refused,
+    where it was a KeyError, and the message says which folder to delete to train that unit again."""
+    from edgedistill.cli.tune.trial import finished_accuracy
+
+    done = tmp_path / "rescore" / "0003-seed1000" / "result.json"
+    done.parent.mkdir(parents=True)
+    done.write_text(json.dumps({"best_val_accuracy": 0.75}))
+    assert finished_accuracy(done) == 0.75
+    for damaged in ("{}", "[]", "", json.dumps({"best_val_accuracy": "high"}), json.dumps({"best_val_accuracy": True})):
+        done.write_text(damaged)
+        with pytest.raises(UserError, match=f"{done} is damaged.*delete {done.parent} and run tune again"):
+            finished_accuracy(done)

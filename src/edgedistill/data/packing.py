@@ -274,19 +274,28 @@ def open_pack(root: Path, files: list[Path], labels: np.ndarray, tags: np.ndarra
                 meta["classes"], key, meta["skipped"], built)
 
 
+def _known_stats(path: Path) -> dict:
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
 def channel_stats(pack: Pack, rows: np.ndarray, chunk_bytes: int = 2**26) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and std of these rows' pixels in [0, 1] (of the pack's full range), read in chunks; kept in the pack's stats.json so
     the next run on the same rows does not read the pack again."""
     rows = np.sort(np.asarray(rows, dtype=np.int64))
     key = hashlib.sha256(rows.tobytes()).hexdigest()
     path = pack.folder / "stats.json"
-    try:
-        known = json.loads(path.read_text())
-    except (OSError, ValueError):
-        known = {}
-    if key in known:
-        return np.asarray(known[key]["mean"]), np.asarray(known[key]["std"])
     c = pack.images.shape[1]
+    known = _known_stats(path)
+    try:
+        mean, std = (np.asarray(known[key][k], dtype=float) for k in ("mean", "std"))
+        if mean.shape == std.shape == (c,) and np.isfinite(mean).all() and (std > 0).all():
+            return mean, std
+    except (KeyError, TypeError, ValueError):
+        pass  # not computed yet for these rows; a damaged entry is computed again and rewritten
     chunk = max(1, chunk_bytes // pack.images.row_bytes)
     total, sq = np.zeros(c), np.zeros(c)
     for i in range(0, len(rows), chunk):

@@ -157,7 +157,7 @@ class Trials:
         diverged (a recipe that diverges at one seed is not the one to choose)."""
         done = folder / "result.json"  # a worker that died after training, before the study heard of it
         if done.is_file():
-            return json.loads(done.read_text())["best_val_accuracy"]
+            return finished_accuracy(done)
         raw = recipe_config(self.base, method, settings) | {"seed": unit.seed}
         raw["data"]["split_seed"] = self.run.cfg.split_seed
         cfg = validate_config(raw, folder.name)
@@ -171,6 +171,18 @@ class Trials:
         atomic_write_text(done, json.dumps({"best_val_accuracy": accuracy}))
         shutil.rmtree(folder / STATE_DIR, ignore_errors=True)  # kept when interrupted: the next worker resumes it
         return accuracy
+
+
+def finished_accuracy(done: Path) -> float:
+    """A finished rescoring unit's best validation accuracy, as its result.json holds it."""
+    try:
+        accuracy = json.loads(done.read_text())["best_val_accuracy"]
+    except (OSError, ValueError, KeyError, TypeError):
+        accuracy = None
+    if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)):
+        raise UserError(f"{done} is damaged (no best_val_accuracy); delete {done.parent} and run tune again to "
+                        "train that recipe at that seed again")
+    return float(accuracy)
 
 
 def trial_folder(out: Path, trial: FrozenTrial) -> Path:
