@@ -182,6 +182,9 @@ def test_teacher_cache_is_reused_and_rebuilt_when_its_inputs_change(tmp_path):
         teacher.head[1].weight.add_(1.0)  # teacher changed
     assert build().built
     assert build(views=2).built
+    for damaged in ("[]", '{"format": "edgedistill-teacher-cache-v2", "taps": 0, "logits": []}'):
+        (path / "meta.json").write_text(damaged)  # edited by hand: built again, never trusted
+        assert build(views=2).built and not build(views=2).built
     too_big = CacheSpec(path, teacher, x, y, aug, 3, 0, [], torch.device("cpu"), None, max_bytes=100)
     assert load_or_build(too_big) is None
     none = load_or_build(CacheSpec(tmp_path / "plain.pt", teacher, x, y, AugmentConfig(), 8, 0, [],

@@ -98,6 +98,21 @@ def test_channel_statistics_are_kept_beside_the_pack_and_a_damaged_record_is_com
         assert len(json.loads(stats.read_text())[key]["mean"]) == 3  # rewritten whole
 
 
+def test_a_pack_whose_meta_or_pixels_were_damaged_is_built_again_in_its_place(tmp_path):
+    root, packs = rgb_folder(tmp_path / "imgs"), tmp_path / "packs"
+    first = load(root, packs)
+    folder, _ = pack_meta(packs)
+    meta = json.loads((folder / "meta.json").read_text())
+    for damage in (lambda: (folder / "meta.json").write_text("[]"),
+                   lambda: (folder / "meta.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "tags"})),
+                   lambda: (folder / "meta.json").write_text(json.dumps(meta | {"dtype": "not a dtype"})),
+                   lambda: (folder / "images.u8").write_bytes(b"cut short")):
+        damage()
+        again = load(root, packs)
+        np.testing.assert_array_equal(np.asarray(again.x_train), np.asarray(first.x_train))
+        assert pack_meta(packs)[0] == folder and json.loads((folder / "meta.json").read_text()) == meta
+
+
 def test_row_file_reads_any_rows_in_the_order_asked(tmp_path):
     data = np.arange(7 * 5, dtype=np.int16).reshape(7, 5)
     data.tofile(tmp_path / "rows.bin")

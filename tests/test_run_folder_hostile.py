@@ -99,6 +99,14 @@ def test_a_killed_seeds_run_resumes_whole_and_ends_like_an_uninterrupted_one(tmp
     kill_when(proc, (killed / "seed_1" / "state" / "student_scratch.pt").exists)  # the second seed, one epoch in
     assert not (killed / "seed_2").exists() and not (killed / "seeds.md").exists()
     assert_one_line_error(run_cli("run", "--resume", str(killed), "--seeds", "3"), f"--resume {killed}", "drop --seeds")
+    record = killed / "inputs.json"
+    plan = record.read_text()
+    for damaged, said in ((plan.replace('"n": 3', '"n": 0', 1), "seeds.n: Input should be greater than or equal to 2"),
+                          (plan.replace('"seed": 0', '"seed": -1', 1), "inputs.json (seeds.config): key 'seed'")):
+        assert damaged != plan
+        record.write_text(damaged)
+        assert_one_line_error(run_cli("run", "--resume", str(killed), "--quiet"), f"--resume {killed}", said)
+    record.write_text(plan)
     finished = killed / "seed_0" / "metrics.json"
     kept = finished.read_bytes()
     finished.write_text('{"schema_version": 1}')  # a finished seed's record edited by hand
@@ -127,9 +135,12 @@ def test_a_killed_searched_run_resumes_its_chosen_student_and_a_damaged_choice_i
     kill_when(proc, (out / "state" / "student_scratch.pt").exists)
     choice = out / "student_search.json"
     chosen = choice.read_bytes()
-    choice.write_text('{"family": "mlp"}')
-    assert_one_line_error(run_cli("run", "--resume", str(out), "--quiet"), f"--resume: {choice} is damaged",
-                          "start a new run")
+    kept_keys = {k: v for k, v in json.loads(chosen).items() if k in ("family", "args")}
+    for damaged, where in (('{"family": "mlp"}', "at args"), (json.dumps(kept_keys), "at best_trial"),
+                           ("[]", "top level")):  # the report reads best_trial, trials and budget too
+        choice.write_text(damaged)
+        assert_one_line_error(run_cli("run", "--resume", str(out), "--quiet"),
+                              f"--resume {out}: {choice} is unreadable or damaged", where, "start a new run")
     assert not (out / "metrics.json").exists()
     choice.write_bytes(chosen)
     resumed = run_cli("run", "--resume", str(out), "--quiet")

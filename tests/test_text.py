@@ -62,6 +62,13 @@ def test_minilm_teacher_into_word_cnn_classifies_raw_strings_through_onnx(tmp_pa
                for r in results)
     bad = run_cli("classify", str(tmp_path / "run" / "student_kd.pt"), "x")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    frontend = onnx.parent / "tokenizer" / "frontend.json"
+    meta = json.loads(frontend.read_text())
+    for damaged, said in ((meta | {"class_names": ["great"]}, "names 1 classes"),
+                          ({k: v for k, v in meta.items() if k != "class_names"}, "cannot classify")):
+        frontend.write_text(json.dumps(damaged))  # edited by hand
+        bad = run_cli("classify", str(onnx), "x")
+        assert bad.returncode == 2 and said in bad.stderr and len(bad.stderr.splitlines()) == 1, bad.stderr
 
 
 def test_student_embedding_starts_from_the_teachers_words_reduced_by_pca():

@@ -469,3 +469,14 @@ def test_a_relative_tracking_uri_is_made_absolute_from_where_the_run_starts(tmp_
     assert tracking_uri(TrackingConfig(backends=["mlflow"], uri=given), {}) == want
     monkeypatch.setenv("MLFLOW_TRACKING_URI", given)
     assert tracking_uri(TrackingConfig(backends=["mlflow"]), {}) == want
+
+
+def test_a_damaged_tracking_json_is_read_as_no_tracked_run(tmp_path):
+    """--resume continues the tracked run tracking.json names; one edited by hand starts a new tracked run instead of
+    an AttributeError in the MLflow backend."""
+    from edgedistill.tracking import SAVED, saved_tracking
+
+    for damaged, kept in (("[]", {}), ('{"mlflow": "run-1"}', {}), ("{", {}),
+                          ('{"mlflow": {"run_id": "abc"}}', {"mlflow": {"run_id": "abc"}})):
+        (tmp_path / SAVED).write_text(damaged)
+        assert saved_tracking(tmp_path) == kept

@@ -86,10 +86,19 @@ def test_a_trials_only_rerun_keeps_the_test_table_in_the_report(tmp_path):
     summary = json.loads((out / "tune.json").read_text())
     assert summary["confirm"]["table"] == table and summary["confirm"]["trial"] == summary["best"]["number"]
     assert "against scratch over 2 seeds (test split)" in (out / "tune.md").read_text()
-    (out / "confirm.json").write_text("[]")  # damaged: which recipe confirm/ ran is unknown, so it is not shown
-    proc = tune(cfg, out, "--trials", "1", "--seeds", "0")
-    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
-    assert json.loads((out / "tune.json").read_text())["confirm"] is None
+    marker = (out / "confirm.json").read_text()
+    for damaged in ((out / "confirm.json", "[]"), (out / "confirm" / "seeds.json", '{"seeds": [1]}')):
+        kept = damaged[0].read_text()
+        damaged[0].write_text(damaged[1])  # which recipe confirm/ ran, or what it scored, is unknown: not shown
+        proc = tune(cfg, out, "--trials", "1", "--seeds", "0")
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert json.loads((out / "tune.json").read_text())["confirm"] is None
+        damaged[0].write_text(kept)
+    assert (out / "confirm.json").read_text() == marker
+    (out / "confirm.json").write_text("[]")
+    proc = tune(cfg, out, "--trials", "1", "--seeds", "2")  # the seeds run again, and say why
+    assert proc.returncode == 0 and "confirm.json or" in proc.stderr and "is damaged" in proc.stderr, proc.stderr
+    assert json.loads((out / "confirm.json").read_text()) == json.loads(marker)
 
 
 def as_at_a_terminal() -> None:

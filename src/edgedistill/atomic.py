@@ -1,7 +1,9 @@
 """Writes that never leave a half-written file under the final name: a temporary file beside it, then a rename.
-Every JSON, YAML and checkpoint a run writes goes through here, so a killed run leaves the old file or the new one."""
+Every JSON, YAML and checkpoint a run writes goes through here, so a killed run leaves the old file or the new one.
+What a run reads back may still have been edited by hand: read_json_object is where that starts."""
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -38,3 +40,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+def read_json_object(path: Path) -> dict | None:
+    """The JSON object a file holds; None when it is missing, unreadable, not JSON or not an object, so that each
+    caller decides whether that means "compute it again" or a one-line error."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None

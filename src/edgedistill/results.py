@@ -284,6 +284,39 @@ class Comparison(Record):
     f1_gain_over_scratch: Optional[float] = None
 
 
+class SearchTrial(Record):
+    """One student the search tried: refused for the device (fits false, overflows), failed (error), or trained."""
+    number: int
+    args: dict[str, Any]
+    params: Optional[int] = None
+    fits: Optional[bool] = None
+    overflows: list[str] = []
+    dtype: Optional[str] = None
+    file_bytes: Optional[int] = None
+    ram_bytes: Optional[int] = None
+    latency_ms: Optional[float] = None
+    error: Optional[str] = None
+    val_accuracy: Optional[float] = None
+    seconds: Optional[float] = None
+
+
+class SearchBudget(Record):
+    trials: int
+    timeout_s: Optional[float] = None
+    epochs_per_trial: int
+
+
+class StudentSearch(Record):
+    """student: auto: the family searched, the student chosen and every trial (pipeline/search.py); kept in the run
+    folder as student_search.json, so --resume trains the same student."""
+    family: str
+    args: dict[str, Any]
+    best_trial: int
+    trials: list[SearchTrial]
+    budget: SearchBudget
+    seconds: float
+
+
 class Metrics(Record):
     schema_version: int
     created: str
@@ -293,7 +326,7 @@ class Metrics(Record):
     dataset: Dataset
     device: Device
     early_fit_check: Union[EarlyFit, Failure, None] = None
-    student_search: Optional[dict[str, Any]] = None  # student: auto: the search's trials (pipeline/search.py)
+    student_search: Optional[StudentSearch] = None
     models: Models
     comparison: Comparison
 

@@ -173,9 +173,9 @@ def resumes_seeds(folder: str) -> bool:
     """Whether --resume names a --seeds folder, which the seeds runner continues whole."""
     from pathlib import Path
 
-    from edgedistill.cli.seeds import seeds_plan
+    from edgedistill.cli.seeds import is_seeds_folder
 
-    return seeds_plan(Path(folder)) is not None
+    return is_seeds_folder(Path(folder))
 
 
 def cmd_seeds(args: argparse.Namespace) -> int:

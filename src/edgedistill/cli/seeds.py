@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 from scipy import stats
 
 from edgedistill.atomic import atomic_write_text
-from edgedistill.config import SEED_MAX, ExperimentConfig, resolve_config
+from edgedistill.config import MAX_SEEDS, SEED_MAX, ExperimentConfig, resolve_config, validate_config
 from edgedistill.errors import UserError
-from edgedistill.pipeline.inputs import (SeedsPlan, absolute_paths, read_inputs, record_inputs, run_inputs,
-                                         verify_inputs, write_inputs)
+from edgedistill.pipeline.inputs import (INPUTS_FILE, SeedsPlan, absolute_paths, read_inputs, record_inputs,
+                                         run_inputs, verify_inputs, write_inputs)
 from edgedistill.report.markdown import method_label, rows_by_role, rows_sentence
 from edgedistill.roles import Role, Side, label
 from edgedistill.runlock import RunLock
@@ -112,8 +112,6 @@ def seeds_table(summary: dict) -> str:
             f"{100 * g['std']:.2f} points{test}: {verdict}.{seen}")
 
 
-MAX_SEEDS = 1000  # each seed is a whole run
-
 
 def check_seed_count(n: int, first_seed: int) -> None:
     """--seeds N within what a comparison needs and what numpy and scikit-learn accept as a seed (0..2**32 - 1)."""
@@ -160,11 +158,10 @@ def _seeds_locked(cfg: ExperimentConfig, config: object, n: int, out: Path, over
     return SeedsResult(out, summary, table, runs[0])
 
 
-def seeds_plan(out: Path) -> SeedsPlan | None:
-    """What a --seeds folder was started with, kept in its inputs.json, or None for a folder that is not one (or a
-    --seeds folder from before the plan was kept)."""
-    record = read_inputs(out, "--resume")
-    return record.seeds if record else None
+def is_seeds_folder(out: Path) -> bool:
+    """A --seeds folder holds inputs.json but no config.yaml of its own (each seed_N/ has one); a run's or a tune
+    study's folder has a config.yaml, and --resume on it is checked as a run's."""
+    return out.is_dir() and not (out / "config.yaml").exists() and (out / INPUTS_FILE).exists()
 
 
 def resume_seeds(out_dir: str | Path, progress: bool = True) -> SeedsResult:
@@ -174,12 +171,13 @@ def resume_seeds(out_dir: str | Path, progress: bool = True) -> SeedsResult:
     from edgedistill.tracking import config_params, open_tracking
 
     out = Path(out_dir)
-    plan = seeds_plan(out)
-    if plan is None:
-        raise UserError(f"--resume {out}: is not a --seeds folder (its inputs.json names no seeds)")
     if (out / "seeds.json").exists():
         raise UserError(f"--resume {out}: those seeds have finished; seeds.md holds their summary")
-    cfg = ExperimentConfig.model_validate(plan.config)
+    record = read_inputs(out, "--resume")
+    if record is None or record.seeds is None:
+        raise UserError(f"--resume {out}: is not a --seeds folder (its inputs.json names no seeds)")
+    plan = record.seeds
+    cfg = validate_config(plan.config, f"--resume {out}: {out / INPUTS_FILE} (seeds.config)")
     lock = claim_existing(out, "--resume")
     try:  # once the first seed has finished, the others read its copy of the teacher, not the teacher's files
         taught = (out / f"seed_{cfg.seed}" / "metrics.json").is_file()

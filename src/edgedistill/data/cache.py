@@ -59,9 +59,9 @@ def cached_arrays(kind: str, recipe: object, names: tuple[str, ...],
 
 
 def _remove_stale_writes(folder: Path) -> None:
-    """Temporary files that a killed process left while writing here (atomic_write's `.NAME.*.tmp`), so that they
+    """Temporary files that a killed process left while writing here (atomic_write's `.KEY.npz.*.tmp`), so that they
     do not pile up; a write still in progress is younger than STALE_WRITE_S and is left alone."""
-    for tmp in folder.glob(".*.tmp"):
+    for tmp in folder.glob(".*.npz.*.tmp"):
         try:
             if time.time() - tmp.stat().st_mtime > STALE_WRITE_S:
                 tmp.unlink()

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedistill.atomic import atomic_write_text
+from edgedistill.atomic import atomic_write_text, read_json_object
 from edgedistill.data.cache import cache_root
 from edgedistill.data.rows import RowFile
 from edgedistill.errors import UserError, first_line
@@ -33,6 +33,7 @@ from edgedistill.runlock import hold, let_go
 
 log = logging.getLogger("edgedistill")
 FORMAT = "edgedistill-image-pack-v2"  # v2: a uint16 pack for 16-bit images, "dtype" in meta
+PACK_KEYS = frozenset({"fingerprint", "shape", "dtype", "classes", "labels", "tags", "skipped"})  # open_pack reads
 PARALLEL_FROM = 512  # below this many files, decoding in this process is quicker than starting workers
 BAR_FROM = 5000  # a smaller folder packs in a few seconds: no progress bar
 
@@ -195,14 +196,30 @@ def build(dest: Path, root: Path, files: list[Path], labels: np.ndarray, tags: n
                 "classes": classes, "labels": labels[kept].tolist(), "tags": tags[kept].tolist(),
                 "skipped": skipped, "source": str(root)}
         (tmp / "meta.json").write_text(json.dumps(meta))
-        try:
-            tmp.rename(dest)
-        except OSError:
-            if read_meta(dest) is None:  # not another packer that finished the same pack first
-                raise
+        take_place(tmp, dest)
     finally:
         let_go(owner)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def take_place(tmp: Path, dest: Path, tries: int = 3) -> None:
+    """Rename the finished pack into place. A whole pack already there is another packer's, finished first; a
+    damaged one (edited, or its pixel file cut short) is moved aside under a temporary name and removed, while a run
+    still reading it keeps its open file."""
+    for _ in range(tries):
+        try:
+            tmp.rename(dest)
+            return
+        except OSError:
+            if read_meta(dest) is not None:
+                return
+        aside = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:12]}"  # named so: a dead packer's, if killed now
+        try:
+            dest.rename(aside)
+        except FileNotFoundError:
+            continue  # another packer moved it aside first
+        shutil.rmtree(aside, ignore_errors=True)
+    tmp.rename(dest)  # still in the way: let its OSError name the folder
 
 
 def remove_dead_packers(home: Path, min_age_s: float = 2.0) -> list[Path]:
@@ -227,15 +244,17 @@ def remove_dead_packers(home: Path, min_age_s: float = 2.0) -> list[Path]:
 
 
 def read_meta(dest: Path) -> dict | None:
-    try:
-        meta = json.loads((dest / "meta.json").read_text())
-    except (OSError, ValueError):
+    """The pack's meta.json when it is of this format, names every key open_pack reads and its pixel file is whole;
+    else None (the pack is built again, never trusted)."""
+    meta = read_json_object(dest / "meta.json")
+    if meta is None or meta.get("format") != FORMAT or not PACK_KEYS <= meta.keys():
         return None
-    n, *row = meta.get("shape", [0])
-    itemsize = np.dtype(meta.get("dtype", "uint8")).itemsize
-    ok = meta.get("format") == FORMAT and (dest / "images.u8").is_file() and \
-        (dest / "images.u8").stat().st_size == n * int(np.prod(row)) * itemsize
-    return meta if ok else None
+    try:
+        n, *row = meta["shape"]
+        size = n * int(np.prod(row)) * np.dtype(meta["dtype"]).itemsize
+        return meta if (dest / "images.u8").stat().st_size == size and len(meta["labels"]) == n else None
+    except (OSError, TypeError, ValueError):
+        return None
 
 
 def open_pack(root: Path, files: list[Path], labels: np.ndarray, tags: np.ndarray, classes: list[str],
@@ -274,14 +293,6 @@ def open_pack(root: Path, files: list[Path], labels: np.ndarray, tags: np.ndarra
                 meta["classes"], key, meta["skipped"], built)
 
 
-def _known_stats(path: Path) -> dict:
-    try:
-        known = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return known if isinstance(known, dict) else {}
-
-
 def channel_stats(pack: Pack, rows: np.ndarray, chunk_bytes: int = 2**26) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and std of these rows' pixels in [0, 1] (of the pack's full range), read in chunks; kept in the pack's stats.json so
     the next run on the same rows does not read the pack again."""
@@ -289,10 +300,10 @@ def channel_stats(pack: Pack, rows: np.ndarray, chunk_bytes: int = 2**26) -> tup
     key = hashlib.sha256(rows.tobytes()).hexdigest()
     path = pack.folder / "stats.json"
     c = pack.images.shape[1]
-    known = _known_stats(path)
+    known = read_json_object(path) or {}
     try:
         mean, std = (np.asarray(known[key][k], dtype=float) for k in ("mean", "std"))
-        if mean.shape == std.shape == (c,) and np.isfinite(mean).all() and (std > 0).all():
+        if mean.shape == std.shape == (c,) and np.isfinite([mean, std]).all() and (std > 0).all():
             return mean, std
     except (KeyError, TypeError, ValueError):
         pass  # not computed yet for these rows; a damaged entry is computed again and rewritten

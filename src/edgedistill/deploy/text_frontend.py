@@ -51,6 +51,7 @@ def classify(onnx_path: str | Path, texts: list[str]) -> list[dict]:
                         "classify raw strings")
     try:
         meta = json.loads((folder / FRONTEND_FILE).read_text())
+        names = [str(c) for c in meta["class_names"]]
         ids = encode_texts(texts, folder, int(meta["max_length"]))
         sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
         logits = sess.run([OUTPUT_NAME], {INPUT_NAME: ids})[0]
@@ -59,6 +60,9 @@ def classify(onnx_path: str | Path, texts: list[str]) -> list[dict]:
                         "or point at another model") from None
     probs = np.exp(logits - logits.max(1, keepdims=True))
     probs /= probs.sum(1, keepdims=True)
-    return [{"text": t, "label": meta["class_names"][int(p.argmax())],
-             "probabilities": {c: round(float(v), 4) for c, v in zip(meta["class_names"], p)}}
+    if len(names) != probs.shape[1]:
+        raise UserError(f"{folder / FRONTEND_FILE}: names {len(names)} classes but {onnx_path} scores "
+                        f"{probs.shape[1]}; re-export the run")
+    return [{"text": t, "label": names[int(p.argmax())],
+             "probabilities": {c: round(float(v), 4) for c, v in zip(names, p)}}
             for t, p in zip(texts, probs)]

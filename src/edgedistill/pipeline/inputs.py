@@ -11,6 +11,7 @@ whose time moved is hashed again, so a `touch` alone does not stop a resume.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgedistill.atomic import atomic_write_text
-from edgedistill.config import ExperimentConfig
-from edgedistill.errors import UserError
+from edgedistill.config import MAX_SEEDS, ExperimentConfig
+from edgedistill.errors import UserError, first_line
 from edgedistill.roles import Side
 from edgedistill.teachers.onnx import external_data_files, file_sha256
 
@@ -62,7 +63,7 @@ class RecordedFolder(_Recorded):
 class SeedsPlan(BaseModel):
     """What a --seeds folder was started with: how many seeds, and the config each is derived from."""
     model_config = ConfigDict(extra="forbid", frozen=True)
-    n: int
+    n: int = Field(ge=2, le=MAX_SEEDS)
     config: dict[str, Any]
 
 
@@ -182,7 +183,8 @@ def record_inputs(inputs: list[Input]) -> InputsRecord:
 
 
 def write_inputs(run_dir: Path, record: InputsRecord) -> None:
-    atomic_write_text(run_dir / INPUTS_FILE, record.model_dump_json(indent=1, exclude_none=True))
+    # json.dumps, as before the record was typed: the same bytes, and a path that is not UTF-8 stays writable
+    atomic_write_text(run_dir / INPUTS_FILE, json.dumps(record.model_dump(mode="json", exclude_none=True), indent=1))
 
 
 def read_inputs(run_dir: Path, what: str) -> InputsRecord | None:
@@ -190,14 +192,16 @@ def read_inputs(run_dir: Path, what: str) -> InputsRecord | None:
     read or is not one edgedistill wrote (edited by hand, cut short)."""
     path = run_dir / INPUTS_FILE
     try:
-        return InputsRecord.model_validate_json(path.read_bytes())
-    except FileNotFoundError:
+        return InputsRecord.model_validate(json.loads(path.read_text()))
+    except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as exc:
         problem = exc.strerror
     except ValidationError as err:
         first = err.errors()[0]
         problem = f"{'.'.join(str(p) for p in first['loc']) or 'top level'}: {first['msg']}"
+    except ValueError as exc:  # not JSON, or not UTF-8
+        problem = first_line(exc)
     raise UserError(f"{what} {run_dir}: {path} is unreadable ({problem}); the inputs the run started with cannot "
                     "be checked, so start a new run") from None
 

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Callable
 
 import torch.nn as nn
+from pydantic import ValidationError
 
 from edgedistill import distributed
-from edgedistill.atomic import atomic_write_text
+from edgedistill.atomic import atomic_write_text, read_json_object
 from edgedistill.config import ExperimentConfig
 from edgedistill.data import DataSplits
 from edgedistill.deploy.text_frontend import save_text_frontend
@@ -26,7 +27,7 @@ from edgedistill.models.evaluate import model_input
 from edgedistill.pipeline.deployment import deploy_one, early_fit_warning, int8_loss_points
 from edgedistill.pipeline.record import build_metrics, finish, model_record
 from edgedistill.pipeline.state import Run
-from edgedistill.results import Deploy, Pruning
+from edgedistill.results import Deploy, Pruning, StudentSearch
 from edgedistill.pipeline.training import (obtain_teacher, prune_teacher, quantization_aware_finetune,
                                            train_students)
 from edgedistill.progress import emit, track
@@ -58,17 +59,15 @@ def adopt_student(run: Run) -> Run:
     return run
 
 
-def read_search(saved: Path) -> dict:
+def read_search(saved: Path, run_dir: Path) -> dict:
     """The student a killed run's search chose; a damaged file is refused, since searching again could choose
     another student than the one whose training state the run holds."""
     try:
-        found = json.loads(saved.read_text())
-    except (OSError, ValueError):
-        found = None
-    if not (isinstance(found, dict) and isinstance(found.get("family"), str) and isinstance(found.get("args"), dict)):
-        raise UserError(f"--resume: {saved} is damaged (no student family and args), so the student the search "
-                        "chose is unknown; start a new run")
-    return found
+        return StudentSearch.model_validate(read_json_object(saved)).to_json()
+    except ValidationError as err:
+        where = ".".join(str(p) for p in err.errors()[0]["loc"]) or "top level"
+        raise UserError(f"--resume {run_dir}: {saved} is unreadable or damaged (at {where}), so the student the "
+                        "search chose is unknown; start a new run") from None
 
 
 def search(run: Run) -> Run:
@@ -76,7 +75,7 @@ def search(run: Run) -> Run:
     saved = run.run_dir / "student_search.json"
     if run.search is None:  # a resumed run: the search was made, and kept, before it was killed, or it runs now
         if saved.exists():
-            run.search = read_search(saved)
+            run.search = read_search(saved, run.run_dir)
             adopt_student(run)
         else:
             find_student(run)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import importlib.util
-import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Protocol
 
 from edgedistill import distributed
+from edgedistill.atomic import read_json_object
 from edgedistill.config import ExperimentConfig, TrackingConfig
 from edgedistill.errors import UserError, first_line
 from edgedistill.progress import Callback
@@ -178,11 +178,10 @@ class EpochCurves(Callback):
 
 
 def saved_tracking(run_dir: Path | None) -> dict:
-    """tracking.json of a run folder being resumed (empty when there is none or it cannot be read)."""
-    try:
-        return json.loads((run_dir / SAVED).read_text()) if run_dir is not None else {}
-    except (OSError, ValueError):
-        return {}
+    """tracking.json of a run folder being resumed, each tool's entry an object (empty when there is none or it
+    cannot be read: the resumed run is then tracked as a new one)."""
+    saved = read_json_object(run_dir / SAVED) if run_dir is not None else None
+    return {tool: entry for tool, entry in (saved or {}).items() if isinstance(entry, dict)}
 
 
 def open_tracking(cfg: ExperimentConfig, resume_dir: Path | None = None) -> Tracking:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from edgedistill.atomic import read_json_object
 from edgedistill.config import AugmentConfig
 from edgedistill.data.rows import RowFile, data_digest
 from edgedistill.distill.taps import TapRecorder, as_compared
@@ -274,10 +275,10 @@ def build_into(path: Path, spec: CacheSpec, key: str) -> dict:
 
 def read_bank_meta(path: Path) -> dict | None:
     """The bank's meta.json when it is of this format and its files are whole, else None (rebuilt, never trusted)."""
+    meta = read_json_object(path / "meta.json")
+    if meta is None or meta.get("format") != FORMAT:
+        return None
     try:
-        meta = json.loads((path / "meta.json").read_text())
-        if meta.get("format") != FORMAT:
-            return None
         for t in ["logits", "params"] + [f"feat{i}" for i in range(meta["taps"])]:
             want = int(np.prod(meta[t]["shape"])) * DTYPES[meta[t]["dtype"]].itemsize
             if (path / f"{t}.bin").stat().st_size != want:

@@ -10,6 +10,7 @@ recipe and the scratch control run over --seeds, with the noise verdict of `edge
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,6 +44,7 @@ from edgedistill.roles import Role, Side
 from edgedistill.teachers import is_external
 from edgedistill.tracking import children_of, config_params, open_tracking
 
+log = logging.getLogger("edgedistill")
 MAX_HEARTBEAT_S = 86_400  # a dead worker's trial is retried after 3 heartbeats; Python's waits end at ~2**33 s
 
 
@@ -128,6 +130,9 @@ def confirm(out: Path, base: dict, best: dict, n: int, progress: bool,
     try:
         done = {"trial": best["number"], "seeds": n}
         result = confirmed_result(out, done)
+        if result is None and (out / CONFIRM_MARKER).exists() and confirmed(out) is None:
+            log.warning("%s or %s is damaged, so the best recipe runs over the seeds again", out / CONFIRM_MARKER,
+                        out / "confirm" / "seeds.json")
         if result is None:
             (out / CONFIRM_MARKER).unlink(missing_ok=True)  # confirm/ is about to hold another recipe's seeds
             result = run_seeds(best_config(out, base, best), n, out_dir=out / "confirm", overwrite=True,

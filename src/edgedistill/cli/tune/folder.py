@@ -12,7 +12,7 @@ from pathlib import Path
 
 import optuna
 
-from edgedistill.atomic import atomic_write_text
+from edgedistill.atomic import atomic_write_text, read_json_object
 from edgedistill.cli.seeds import SeedsResult, seeds_table
 from edgedistill.cli.tune.study import UID_PREFIX, new_uid
 from edgedistill.cli.tune.storage import redacted
@@ -32,11 +32,8 @@ def folder_study(name: str, storage: str | None) -> dict:
 
 def read_marker(out: Path) -> dict:
     """The folder's marker; a damaged one is refused rather than guessed at."""
-    try:
-        held = json.loads((out / TUNE_MARKER).read_text())
-    except (OSError, ValueError):
-        held = None
-    if not isinstance(held, dict) or not isinstance(held.get("study"), str):
+    held = read_json_object(out / TUNE_MARKER)
+    if held is None or not isinstance(held.get("study"), str):
         raise UserError(f"--out {out}: its {TUNE_MARKER} is damaged, so the study it holds is unknown; restore it "
                         "or choose another --out")
     return held
@@ -87,22 +84,18 @@ def record_uid(out: Path, study: optuna.Study) -> None:
         atomic_write_text(out / TUNE_MARKER, json.dumps(held | {"uid": new_uid(study)}))
 
 
-def _json_object(path: Path) -> dict | None:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def confirmed(out: Path) -> dict | None:
     """The best recipe's run against scratch over seeds, as confirm/ holds it: the trial it ran, its seed count and
     its table; None until one finished, or when its files were damaged since (the seeds then run again)."""
     folder = out / "confirm"
-    done, summary = _json_object(out / CONFIRM_MARKER), _json_object(folder / "seeds.json")
-    if done is None or summary is None or not summary.get("seeds"):
+    done, summary = read_json_object(out / CONFIRM_MARKER), read_json_object(folder / "seeds.json")
+    if done is None or summary is None:
         return None
-    return done | {"folder": folder.name, "table": seeds_table(summary), "summary": summary}
+    try:
+        table = seeds_table(summary)
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
+    return done | {"folder": folder.name, "table": table, "summary": summary}
 
 
 def confirmed_result(out: Path, done: dict) -> SeedsResult | None:

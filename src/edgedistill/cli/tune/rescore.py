@@ -27,9 +27,8 @@ import optuna
 from filelock import FileLock
 from optuna.trial import FrozenTrial, TrialState
 
-from edgedistill.cli.seeds import MAX_SEEDS
 from edgedistill.cli.tune.worker import run_one
-from edgedistill.config import SEED_MAX
+from edgedistill.config import MAX_SEEDS, SEED_MAX
 from edgedistill.errors import UserError
 
 MAX_RESCORE_SEEDS = 10

@@ -21,7 +21,7 @@ from filelock import FileLock
 from optuna.trial import FrozenTrial
 
 from edgedistill import distributed
-from edgedistill.atomic import atomic_write_text
+from edgedistill.atomic import atomic_write_text, read_json_object
 from edgedistill.cli.tune.rescore import Unit
 from edgedistill.cli.tune.study import INTERRUPTED
 from edgedistill.cli.tune.space import SearchSpace, eligible, mixes_allowed, recipe_config, recipe_space
@@ -175,12 +175,9 @@ class Trials:
 
 def finished_accuracy(done: Path) -> float:
     """A finished rescoring unit's best validation accuracy, as its result.json holds it."""
-    try:
-        accuracy = json.loads(done.read_text())["best_val_accuracy"]
-    except (OSError, ValueError, KeyError, TypeError):
-        accuracy = None
-    if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)):
-        raise UserError(f"{done} is damaged (no best_val_accuracy); delete {done.parent} and run tune again to "
+    accuracy = (read_json_object(done) or {}).get("best_val_accuracy")
+    if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) or not 0 <= accuracy <= 1:
+        raise UserError(f"{done} is damaged (no best_val_accuracy in 0..1); delete {done.parent} and run tune again to "
                         "train that recipe at that seed again")
     return float(accuracy)
 
