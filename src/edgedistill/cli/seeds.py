@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 from scipy import stats
 
 from edgedistill.atomic import atomic_write_text
-from edgedistill.config import MAX_SEEDS, SEED_MAX, ExperimentConfig, resolve_config, validate_config
+from edgedistill.config import SEED_MAX, ExperimentConfig, resolve_config, validate_config
 from edgedistill.errors import UserError
-from edgedistill.pipeline.inputs import (INPUTS_FILE, SeedsPlan, absolute_paths, read_inputs, record_inputs,
+from edgedistill.pipeline.inputs import (INPUTS_FILE, MAX_SEEDS, SeedsPlan, absolute_paths, read_inputs, record_inputs,
                                          run_inputs, verify_inputs, write_inputs)
 from edgedistill.report.markdown import method_label, rows_by_role, rows_sentence
 from edgedistill.roles import Role, Side, label

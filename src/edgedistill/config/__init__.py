@@ -51,7 +51,6 @@ class ConfigDumper(yaml.SafeDumper):
 
 
 SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's random_state take 0..2**32 - 1
-MAX_SEEDS = 1000  # --seeds N: each seed is a whole run
 
 
 def read_yaml(text: str):

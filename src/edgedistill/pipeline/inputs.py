@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgedistill.atomic import atomic_write_text
-from edgedistill.config import MAX_SEEDS, ExperimentConfig
+from edgedistill.config import ExperimentConfig
 from edgedistill.errors import UserError, first_line
 from edgedistill.roles import Side
 from edgedistill.teachers.onnx import external_data_files, file_sha256
@@ -29,6 +29,7 @@ INPUTS_FILE = "inputs.json"
 FORMAT = "edgedistill-inputs-v1"
 PATH_OPTIONS = ("test_path", "pack_dir", "tokenizer")  # data.options that name a place on disk
 READ_OPTIONS = ("test_path", "tokenizer")  # ... of which these are read (pack_dir is a cache the run writes)
+MAX_SEEDS = 1000  # --seeds N: each seed is a whole run
 PATH_MODELS = ("onnx", "hf_text")  # models whose args.path is a file or folder they are read from
 
 

@@ -28,8 +28,9 @@ from filelock import FileLock
 from optuna.trial import FrozenTrial, TrialState
 
 from edgedistill.cli.tune.worker import run_one
-from edgedistill.config import MAX_SEEDS, SEED_MAX
+from edgedistill.config import SEED_MAX
 from edgedistill.errors import UserError
+from edgedistill.pipeline.inputs import MAX_SEEDS
 
 MAX_RESCORE_SEEDS = 10
 DEFAULT_SEEDS = 2
