@@ -12,6 +12,7 @@ from edgedistill.data import load_dataset
 from edgedistill.deploy import deploy_model, get_device
 from edgedistill.models import create_model
 from conftest import run_cli, tiny_config
+from test_cli import assert_one_line_error
 
 ALL_FORMATS = [f"{r}-{d}" for r in ("onnxruntime", "executorch", "litert", "tflm") for d in ("fp32", "int8")]
 
@@ -94,6 +95,22 @@ def test_export_command_adds_formats_to_a_finished_run(deployed_run, tmp_path):
     assert nobody.returncode == 2 and "--role:" in nobody.stderr and "has no model 'nobody'" in nobody.stderr
     bad = run_cli("export", str(run), "--format", "tensorrt-int8")
     assert bad.returncode == 2 and "unknown format 'tensorrt-int8'" in bad.stderr and "Traceback" not in bad.stderr
+    before = (run / "metrics.json").read_bytes()
+    (run / "student_scratch.pt").rename(tmp_path / "aside.pt")  # lost: export no longer leaves that model out silently
+    assert_one_line_error(run_cli("export", str(run), "--format", "onnxruntime-fp32"), f"export {run}",
+                          f"{run / 'student_scratch.pt'} is missing", "--role")
+    assert (run / "metrics.json").read_bytes() == before and not (run / "export" / "student_kd_fp32.onnx").exists()
+    (tmp_path / "aside.pt").rename(run / "student_scratch.pt")
+    (run / "config.yaml").rename(tmp_path / "aside.yaml")
+    assert_one_line_error(run_cli("export", str(run), "--format", "onnxruntime-fp32"), f"export {run}: config.yaml",
+                          "restore it")
+    (tmp_path / "aside.yaml").rename(run / "config.yaml")
+    (run / "report.html").unlink()
+    (run / "report.html").mkdir()  # a folder in the way of a report: named, and metrics.json already holds the file
+    proc = run_cli("export", str(run), "--format", "onnxruntime-fp32", "--role", "student_kd")
+    assert_one_line_error(proc, f"cannot use {run / 'report.html'}: Is a directory", "move or remove it")
+    assert "onnxruntime-fp32" in json.loads((run / "metrics.json").read_text())["models"]["student_kd"]["deploy"][
+        "formats"] and (run / "export" / "student_kd_fp32.onnx").is_file()
 
 
 def test_a_runtime_that_is_not_installed_is_refused_before_anything_is_written(tmp_path):

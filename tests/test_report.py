@@ -6,6 +6,7 @@ import subprocess
 import pytest
 
 from conftest import run_cli
+from test_cli import assert_one_line_error
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Chromium absent: apt-get install chromium")
@@ -66,6 +67,17 @@ def test_compare_two_runs_that_differ_only_in_method(deployed_run, tmp_path, tin
     assert (tmp_path / "cmp" / "report.html").read_text().count("<img") >= 4
 
 
-def test_report_of_a_folder_without_metrics(tmp_path):
+def test_report_of_a_folder_without_metrics_or_with_a_damaged_one(tmp_path):
     proc = run_cli("report", str(tmp_path))
     assert proc.returncode == 2 and "no metrics.json" in proc.stderr and "Traceback" not in proc.stderr
+    for damaged, said in (("", "not valid JSON"), ("[]", "holds list, not a metrics object"),
+                          ("{}", "missing key 'schema_version'"), (None, "is a folder, not a run's record")):
+        target = tmp_path / "metrics.json"
+        if target.is_file():
+            target.unlink()
+        if damaged is None:
+            target.mkdir()
+        else:
+            target.write_text(damaged)
+        proc = run_cli("report", str(tmp_path))
+        assert_one_line_error(proc, said, "rerun the experiment")

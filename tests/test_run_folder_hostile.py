@@ -143,6 +143,14 @@ def test_a_killed_searched_run_resumes_its_chosen_student_and_a_damaged_choice_i
                               f"--resume {out}: {choice} is unreadable or damaged", where, "start a new run")
     assert not (out / "metrics.json").exists()
     choice.write_bytes(chosen)
+    state = out / "state" / "student_scratch.pt"
+    trained = state.read_bytes()
+    for damaged in (b"{}", b"\x80\x02}q\x00.", b""):  # text, a bare pickle, emptied
+        state.write_bytes(damaged)
+        proc = run_cli("run", "--resume", str(out), "--quiet")
+        assert_one_line_error(proc, f"--resume: {state}", "remove it to restart that model")
+        assert "weights_only" not in proc.stderr  # torch's advice to load it unsafely is never passed on
+    state.write_bytes(trained)
     resumed = run_cli("run", "--resume", str(out), "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     models = json.loads((out / "metrics.json").read_text())["models"]

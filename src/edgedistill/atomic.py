@@ -26,7 +26,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        if exc.filename is None:  # a failed write, flush or fsync names no file: name the one being written
+        if exc.filename in (None, tmp):  # a failed write, fsync or rename (onto a folder): name the file being written
             raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
     except BaseException:

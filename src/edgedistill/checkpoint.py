@@ -38,7 +38,7 @@ def save_checkpoint(path: Path, model: nn.Module, meta: dict[str, Any]) -> None:
     atomic_torch_save(path, {"format": FORMAT, **meta, "state_dict": state})
 
 
-def _load_failure(exc: Exception) -> str:
+def load_failure(exc: Exception) -> str:
     """torch.load's reason without its advice to retry with weights_only=False, which would run the file's code."""
     text = str(exc)
     if "weights only load failed" not in text.lower():
@@ -67,7 +67,7 @@ def read_checkpoint(path: str | Path, field: str = "checkpoint") -> dict[str, An
             raise UserError(f"{field}: {p} holds pickled code or objects ({found.group(1)}), which could run anything "
                             "when loaded, so it was refused. Save only a state_dict (torch.save(model.state_dict(), "
                             "path)) or an edgedistill checkpoint") from None
-        raise UserError(f"{field}: {p} is not a readable torch checkpoint ({_load_failure(exc)})") from None
+        raise UserError(f"{field}: {p} is not a readable torch checkpoint ({load_failure(exc)})") from None
     if isinstance(obj, dict) and "state_dict" in obj:
         return obj
     if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):

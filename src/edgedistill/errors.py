@@ -28,5 +28,6 @@ def environment_error(exc: OSError) -> str:
     why = exc.strerror or first_line(exc)
     hint = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space", errno.EROFS: "choose a writable place",
             errno.EACCES: "check the permissions", errno.EPERM: "check the permissions",
-            errno.ENOTDIR: "a part of that path is a file, not a folder"}.get(exc.errno, "")
+            errno.ENOTDIR: "a part of that path is a file, not a folder",
+            errno.EISDIR: "a folder has that file's name; move or remove it"}.get(exc.errno, "")
     return f"cannot use{where}: {why}" + (f"; {hint}" if hint else "")

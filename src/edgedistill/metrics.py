@@ -91,9 +91,11 @@ def known_keys(value: Any, annotation: Any) -> Any:
 def check_metrics(raw: Any, source: str) -> dict:
     """The raw dict, once it holds every key the reports read; otherwise one line naming the first bad key."""
     if not isinstance(raw, dict):
-        raise UserError(f"{source}: holds {type(raw).__name__}, not a metrics object")
+        raise UserError(f"{source}: holds {type(raw).__name__}, not a metrics object; restore it from a copy or rerun "
+                        "the experiment")
     if "schema_version" not in raw:
-        raise UserError(f"{source}: missing key 'schema_version'; it is not an edgedistill metrics.json")
+        raise UserError(f"{source}: missing key 'schema_version'; it is not an edgedistill metrics.json (restore it "
+                        "from a copy or rerun the experiment)")
     migrated = raw["schema_version"] in MIGRATIONS
     while raw["schema_version"] in MIGRATIONS:
         raw = MIGRATIONS[raw["schema_version"]](raw)

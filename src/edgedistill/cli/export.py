@@ -93,20 +93,23 @@ def not_exported(cfg: ExperimentConfig, role: str) -> str | None:
 
 
 def exportable(run_dir: Path, cfg: ExperimentConfig, metrics: dict, roles: list[str] | None) -> list[str]:
-    """The roles to export: those asked for (each must have weights this command can export), else every one that
-    has them."""
+    """The roles to export: those asked for, else every one the run made that can be exported; each must still have
+    its weights (a missing <role>.pt is named, never left out without a word)."""
     unknown = sorted(set(roles or []) - set(metrics["models"]))
     if unknown:
         raise UserError(f"--role: {run_dir} has no model {unknown[0]!r}; its models are "
                         f"{', '.join(metrics['models'])}")
+    skipped = {r: metrics["models"][r].get("deploy_skipped") or not_exported(cfg, r) for r in metrics["models"]}
     for role in roles or []:
-        skipped = metrics["models"][role].get("deploy_skipped") or not_exported(cfg, role)
-        if skipped:
-            raise UserError(f"--role {role}: nothing to export: {skipped}")
+        if skipped[role]:
+            raise UserError(f"--role {role}: nothing to export: {skipped[role]}")
+    chosen = roles or [r for r in metrics["models"] if not skipped[r]]
+    for role in chosen:
         if not checkpoint_path(run_dir, role).is_file():
-            raise UserError(f"--role {role}: {checkpoint_path(run_dir, role)} is missing, so there are no weights "
-                            "to export")
-    return [r for r in metrics["models"] if (not roles or r in roles) and checkpoint_path(run_dir, r).is_file()]
+            asked = f"--role {role}" if roles else f"export {run_dir}"
+            raise UserError(f"{asked}: {checkpoint_path(run_dir, role)} is missing, so there are no weights to "
+                            f"export; restore it{'' if roles else ', or name the other models with --role'}")
+    return [r for r in metrics["models"] if r in chosen]
 
 
 def merge_deploy(old: dict, new: dict, device: DeviceProfile, uses: list[str] | tuple[str, ...]) -> dict:
@@ -136,6 +139,9 @@ def export_run(run_dir: str | Path, formats: list[str],
 
     lock = claim_existing(Path(run_dir), "export")
     try:
+        if (Path(run_dir) / "metrics.json").is_file() and not (Path(run_dir) / "config.yaml").is_file():
+            raise UserError(f"export {run_dir}: config.yaml, the settings the run's models were made under, is "
+                            "missing or not a file; restore it, or rerun the experiment")
         verify_inputs(Path(run_dir), "export", ("data", "device"))
         verify_config(Path(run_dir), "export")
         return _export(Path(run_dir), formats, roles)
@@ -167,8 +173,8 @@ def _export(run_dir: Path, formats: list[str], roles: list[str] | None = None) -
         for fmt, why in new["failed"].items():
             failed.setdefault(fmt, {})[role] = why
         metrics["models"][role]["deploy"] = merge_deploy(metrics["models"][role].get("deploy") or {}, new, device, uses)
-    write_reports(run_dir, metrics)
     metrics = produce_metrics(Metrics.model_validate(metrics))
-    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))  # the record first, then its reports
+    write_reports(run_dir, metrics)
     return metrics, [f"--format {fmt}: could not export {', '.join(why)}: {next(iter(why.values()))}"
                      for fmt, why in failed.items()]

@@ -23,12 +23,16 @@ def write_reports(run_dir: Path, metrics: dict) -> Path:
 
 def read_metrics(run_dir: str | Path) -> dict:
     path = Path(run_dir) / "metrics.json"
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, not a run's record; move it away, then restore metrics.json or rerun "
+                        "the experiment")
     if not path.is_file():
         raise UserError(f"{run_dir}: no metrics.json; pass the folder of a finished run")
     try:
         metrics = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not valid JSON ({first_line(exc)})") from None
+        raise UserError(f"{path}: not valid JSON ({first_line(exc)}); restore it from a copy or rerun the "
+                        "experiment") from None
     return check_metrics(metrics, str(path))
 
 

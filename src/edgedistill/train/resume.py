@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from edgedistill import distributed
-from edgedistill.checkpoint import atomic_torch_save
+from edgedistill.checkpoint import atomic_torch_save, load_failure
 from edgedistill.errors import UserError, first_line
 
 STATE_FORMAT = "edgedistill-train-state-v1"
@@ -64,10 +64,10 @@ def restore_state(path: Path, loop: Loop, accel: torch.device) -> bool:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a state file that cannot be read cannot be resumed from
-        raise UserError(f"--resume: {path} is unreadable ({first_line(exc)}); remove it to restart that model") \
+        raise UserError(f"--resume: {path} is unreadable ({load_failure(exc)}); remove it to restart that model") \
             from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise UserError(f"--resume: {path} is not an edgedistill training state")
+        raise UserError(f"--resume: {path} is not an edgedistill training state; remove it to restart that model")
     try:
         loop.model.load_state_dict(state["model"])
         loop.opt.load_state_dict(state["optimizer"])
