@@ -11,15 +11,12 @@ from pydantic import BaseModel, ValidationError
 
 from edgedistill.errors import UserError
 from edgedistill.roles import Role
+from edgedistill.strict import error_location
 from edgedistill.results import (Check, Checks, ClassScores, Comparison, Dataset, Deploy, Device, EarlyFit,
                                  Environment, Failure, Fit, Format, Latency, LatencyCheck, Metrics, ModelRecord,
                                  Models, Npu, Pruning, Record, Rows, TestScores, Train, ValScores)
 
 SCHEMA_VERSION = 4  # documented in docs/metrics.md; older versions are migrated on reading
-
-
-def _where(error: dict) -> str:
-    return ".".join(str(part) for part in error["loc"]) or "(top level)"
 
 
 def migrate_v1(raw: dict) -> dict:
@@ -108,8 +105,8 @@ def check_metrics(raw: Any, source: str) -> dict:
         Metrics.model_validate(raw)
     except ValidationError as err:
         first = err.errors()[0]
-        problem = (f"missing key {_where(first)!r}" if first["type"] == "missing"
-                   else f"key {_where(first)!r}: {first['msg']}")
+        problem = (f"missing key {error_location(first)!r}" if first["type"] == "missing"
+                   else f"key {error_location(first)!r}: {first['msg']}")
         raise UserError(f"{source}: {problem}; it is not a complete edgedistill metrics.json (older or edited "
                         "by hand?), so rerun the experiment") from None
     return raw

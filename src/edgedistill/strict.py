@@ -9,9 +9,14 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
+def error_location(error: dict) -> str:
+    """Where one of pydantic's errors is, as a dotted key ("teacher.train.lr", "inputs.0.kind")."""
+    return ".".join(str(part) for part in error["loc"]) or "(top level)"
+
+
 def format_validation_error(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    loc = error_location(first)
     kind = first["type"]
     if kind == "extra_forbidden":
         return f"{source}: unknown key '{loc}'; remove it or check its spelling"

@@ -23,6 +23,7 @@ from edgedistill.atomic import atomic_write_text
 from edgedistill.config import ExperimentConfig
 from edgedistill.errors import UserError, first_line
 from edgedistill.roles import Side
+from edgedistill.strict import error_location
 from edgedistill.teachers.onnx import external_data_files, file_sha256
 
 INPUTS_FILE = "inputs.json"
@@ -199,8 +200,7 @@ def read_inputs(run_dir: Path, what: str) -> InputsRecord | None:
     except OSError as exc:
         problem = exc.strerror
     except ValidationError as err:
-        first = err.errors()[0]
-        problem = f"{'.'.join(str(p) for p in first['loc']) or 'top level'}: {first['msg']}"
+        problem = f"{error_location(err.errors()[0])}: {err.errors()[0]['msg']}"
     except ValueError as exc:  # not JSON, or not UTF-8
         problem = first_line(exc)
     raise UserError(f"{what} {run_dir}: {path} is unreadable ({problem}); the inputs the run started with cannot "

@@ -28,6 +28,7 @@ from edgedistill.pipeline.deployment import deploy_one, early_fit_warning, int8_
 from edgedistill.pipeline.record import build_metrics, finish, model_record
 from edgedistill.pipeline.state import Run
 from edgedistill.results import Deploy, Pruning, StudentSearch
+from edgedistill.strict import error_location
 from edgedistill.pipeline.training import (obtain_teacher, prune_teacher, quantization_aware_finetune,
                                            train_students)
 from edgedistill.progress import emit, track
@@ -65,7 +66,7 @@ def read_search(saved: Path, run_dir: Path) -> dict:
     try:
         return StudentSearch.model_validate(read_json_object(saved)).to_json()
     except ValidationError as err:
-        where = ".".join(str(p) for p in err.errors()[0]["loc"]) or "top level"
+        where = error_location(err.errors()[0])
         raise UserError(f"--resume {run_dir}: {saved} is unreadable or damaged (at {where}), so the student the "
                         "search chose is unknown; start a new run") from None
 
