@@ -301,7 +301,9 @@ def test_sixteen_bit_input_in_a_run(tmp_path, tiny):
     """A GRU teacher cannot take a 16-bit input: it still deploys (int8 with a float input, the refusal recorded);
     the CNN student's int8 export and its QAT take 16 bits. A GRU student is refused before training, whatever the
     device runs."""
-    cfg = tiny(teacher="gru", student="convnet", student_args={"channels": [4, 8], "head": "avg"})
+    small_gru = {"hidden": 8, "layers": 1, "bidirectional": False}  # an export unrolls each cell, step by step
+    cfg = tiny(teacher="gru", student="convnet", teacher_args=small_gru,
+               student_args={"channels": [4, 8], "head": "avg"})
     cfg["device"] = "mcu"
     cfg["deploy"] = {"enabled": True, "latency_runs": 5, "calibration_samples": 32, "input_bits": 16,
                      "qat": "always", "qat_epochs": 1, "formats": ["onnxruntime-fp32", "onnxruntime-int8"],
@@ -313,7 +315,7 @@ def test_sixteen_bit_input_in_a_run(tmp_path, tiny):
     for role in ("student_kd", "student_kd_qat"):
         int8 = models[role]["deploy"]["formats"]["onnxruntime-int8"]
         assert int8["input_bits"] == 16 and "input_bits_refused" not in int8
-    gru_student = tiny(student="gru")
+    gru_student = tiny(student="gru", student_args=small_gru)
     gru_student["device"] = "jetson_nano"  # runs fp32: the fit check alone would never quantize
     gru_student["deploy"] = {"enabled": True, "input_bits": 16}
     with pytest.raises(UserError, match="deploy.input_bits: 16, but this model takes its input unquantized"):

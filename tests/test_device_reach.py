@@ -45,7 +45,7 @@ def test_deploy_required_false_trains_anyway_and_says_there_is_no_deliverable(tm
 
 
 def test_a_run_whose_deliverable_failed_exits_3_and_leaves_no_unusable_file(tmp_path):
-    cfg = write_config(tmp_path, mcu_config("user_models:sorts_once_trained"))
+    cfg = write_config(tmp_path, mcu_config("user_models:sorts_once_trained", roles=["teacher", "student_kd"]))
     out = tmp_path / "run"
     proc = run_cli("run", str(cfg), "--out", str(out), "--quiet")
     assert proc.returncode == 3, proc.stderr

@@ -111,11 +111,24 @@ def numpy_student(input_shape, num_classes):
     return ViaNumpy()
 
 
+class ShortGRU(nn.Module):
+    """A GRU over the input averaged in windows of 8 steps: an export unrolls a GRU one cell per step, so MNIST-1D's
+    40 steps cost about 10 s an export, and these 5 about 1."""
+
+    def __init__(self, input_shape, num_classes):
+        super().__init__()
+        self.pool = nn.AvgPool1d(8)
+        self.rnn = nn.GRU(input_shape[0], 8, batch_first=True)
+        self.head = nn.Linear(16, num_classes)
+
+    def forward(self, x):
+        out, _ = self.rnn(self.pool(x).transpose(1, 2))
+        return self.head(torch.cat([out.mean(dim=1), out[:, -1]], dim=1))
+
+
 def gru_student(input_shape, num_classes):
     """A small GRU: TFLite's int8 quantizer fails on it, so no microcontroller file can be made."""
-    from edgedistill.models.rnn import gru
-
-    return gru(input_shape, num_classes, hidden=8, layers=1, bidirectional=False)
+    return ShortGRU(input_shape, num_classes)
 
 
 def sorts_once_trained(input_shape, num_classes):
