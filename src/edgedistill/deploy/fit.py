@@ -218,5 +218,10 @@ def fit_summary(metrics: dict) -> str:
 
 
 def fit_word(fits: bool | None) -> str:
-    """A verdict's `fits` in one word for tables and tags: yes, no, or unknown (a budget that was not checked)."""
+    """A verdict's `fits` in one word for tables: yes, no, or unknown (a budget that was not checked)."""
     return {True: "yes", False: "no", None: "unknown"}[fits]
+
+
+def fit_tag(fits: bool | None) -> str:
+    """A verdict's `fits` as a tracker's `fit` tag, read beside other runs' tags without the table's header."""
+    return {True: "fits", False: "does not fit", None: "fit unknown"}[fits]

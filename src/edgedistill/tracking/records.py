@@ -7,11 +7,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from edgedistill.deploy.fit import fit_sentence, fit_summary
+from edgedistill.deploy.fit import fit_sentence, fit_summary, fit_tag
 from edgedistill.roles import Role
 
 Value = bool | int | float | str
-FIT_TAG = {True: "fits", False: "does not fit", None: "fit unknown"}  # None: a latency budget nothing could check
 
 
 def config_params(config: dict[str, Any], prefix: str = "") -> dict[str, Value]:
@@ -74,7 +73,7 @@ def fit_tags(metrics: dict) -> dict[str, str]:
             tags[f"fit.{role}.{name}"] = "fits" if verdict["fits"] else fit_sentence(verdict)
     kd = metrics["models"][Role.STUDENT_KD.value].get("deploy") or {}
     if kd.get("preferred") in kd.get("fit", {}):
-        tags |= {"fit": FIT_TAG[kd["fit"][kd["preferred"]]["fits"]],
+        tags |= {"fit": fit_tag(kd["fit"][kd["preferred"]]["fits"]),
                  "fit.format": kd["preferred"], "fit.summary": fit_summary(metrics)}
     return tags
 
