@@ -171,6 +171,16 @@ def test_bad_input_is_one_line_exit_2(tmp_path, mutate, fragment):
     assert_one_line_error(proc, fragment)
 
 
+def test_switching_the_teachers_model_names_the_args_the_new_one_takes(tmp_path):
+    """The README's `--set teacher.model=gru` on the packaged default keeps the ResNet's width and blocks: the
+    error says what a GRU takes and how to ask for its defaults, before anything is written."""
+    out = tmp_path / "r"
+    proc = run_cli("run", "--set", "teacher.model=gru", "--out", str(out), "--quiet")
+    assert_one_line_error(proc, "teacher.args: bad arguments for model 'gru'", "'width'",
+                          "it takes hidden, layers, bidirectional, dropout", "or to {} for its defaults")
+    assert not out.exists()
+
+
 def test_malformed_yaml_and_missing_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("teacher: [unclosed\n")

@@ -57,9 +57,11 @@ def test_bad_model_specs(spec, msg):
         create_model(spec, (1, 8, 8), 10)
 
 
-def test_bad_model_args_name_the_model():
-    with pytest.raises(UserError, match="bad arguments"):
+def test_bad_model_args_name_the_model_and_what_it_takes():
+    with pytest.raises(UserError, match=r"bad arguments .* it takes width, blocks, dropout, stem_stride: set args to those, or to \{\}"):
         create_model("resnet", (1, 8, 8), 10, {"wdith": 3})
+    with pytest.raises(UserError, match=r"it takes width \(width required\): set teacher.args to those"):
+        create_model("user_models:needs_width", (1, 8, 8), 10, {}, field="teacher.model")
 
 
 def test_the_output_check_leaves_the_model_and_the_rng_as_they_were():

@@ -12,6 +12,11 @@ def tiny_linear(input_shape, num_classes):
     return nn.Sequential(nn.Flatten(), nn.Linear(width, num_classes))
 
 
+def needs_width(input_shape, num_classes, width):
+    """A user factory whose argument has no default."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(input_shape)), width), nn.Linear(width, num_classes))
+
+
 def five_class_model(input_shape):
     """A user's model hard-wired to 5 classes: it must be refused on a 10-class dataset."""
     width = 1
