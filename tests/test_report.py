@@ -81,3 +81,41 @@ def test_report_of_a_folder_without_metrics_or_with_a_damaged_one(tmp_path):
             target.write_text(damaged)
         proc = run_cli("report", str(tmp_path))
         assert_one_line_error(proc, said, "rerun the experiment")
+
+
+def test_a_teacher_under_the_scratch_student_is_named_as_the_likely_reason_kd_lost(tmp_path):
+    """A teacher that barely trained (lr 1e-7) against a student that did, on scikit-learn's digits: the run says,
+    under the KD gain it explains and in both reports, that the teacher scores under the scratch student on
+    validation."""
+    from conftest import tiny_config
+    from test_cli import write_config
+
+    cfg = tiny_config(dataset="digits", teacher="user_models:tiny_linear", student="mlp")
+    cfg["data"] |= {"limit_train": None, "limit_test": None}
+    cfg["teacher"]["train"]["lr"] = 1e-7
+    cfg["student"]["train"] |= {"epochs": 3, "max_steps_per_epoch": None}
+    out = tmp_path / "run"
+    proc = run_cli("run", str(write_config(tmp_path, cfg)), "--out", str(out), "--quiet")
+    assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
+    lines = proc.stdout.splitlines()
+    gain = next(i for i, ln in enumerate(lines) if ln.startswith("KD gain over scratch: "))
+    sentence = lines[gain + 1]
+    assert sentence.startswith("The teacher scores ") and "under the student trained from scratch" in sentence
+    assert "Train the teacher longer (teacher.train)" in sentence
+    assert sentence in (out / "report.md").read_text()
+    assert sentence.replace("'", "&#x27;") in (out / "report.html").read_text()
+
+
+def test_weak_teacher_speaks_only_when_the_teacher_is_under_the_scratch_student():
+    from edgedistill.report.markdown import weak_teacher
+
+    def metrics(teacher: float, scratch: float, pool: int = 0) -> dict:
+        return {"dataset": {"n_unlabeled": pool},
+                "models": {"teacher": {"val": {"accuracy": teacher}}, "student_scratch": {"val": {"accuracy": scratch}}}}
+
+    assert weak_teacher(metrics(0.9, 0.8)) == "" and weak_teacher(metrics(0.8, 0.8)) == ""
+    assert weak_teacher({"dataset": {}, "models": {"teacher": {}, "student_scratch": {}}}) == ""  # an older record
+    said = weak_teacher(metrics(0.5, 0.625))
+    assert said.startswith("The teacher scores 50.00% on validation, 12.50 points under the student trained from "
+                           "scratch (62.50%)") and "pseudo_label" not in said
+    assert "let it learn from the unlabelled pool (teacher.train.pseudo_label)" in weak_teacher(metrics(0.5, 0.6, 10))

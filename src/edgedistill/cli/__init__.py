@@ -124,6 +124,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(result.table)
         gain = 100 * result.metrics["comparison"]["kd_gain_over_scratch"]
         print(f"\nKD gain over scratch: {gain:+.2f} points (one seed)")
+        print_weak_teacher(result.metrics)
         print_deliverable(result.metrics)
         print(f"run folder: {result.run_dir}  (metrics.json, report.md, config.yaml, *.pt, export/, logs/)")
         print(f"report: {result.run_dir / 'report.html'}")
@@ -141,6 +142,14 @@ def deliverable_exit(metrics: dict) -> int:
     required = metrics["config"]["deploy"].get("required", True)
     print(f"edgedistill: {'error' if required else 'warning'}: {missing}", file=sys.stderr)
     return DELIVERABLE_MISSING if required else 0
+
+
+def print_weak_teacher(metrics: dict, prefix: str = "") -> None:
+    """Beside the KD gain, the first reason to suspect when it is a loss: a teacher under the scratch student."""
+    from edgedistill.report.markdown import weak_teacher
+
+    if weak := weak_teacher(metrics):
+        print(f"{prefix}{weak}")
 
 
 def print_deliverable(metrics: dict, prefix: str = "") -> None:
@@ -190,7 +199,9 @@ def cmd_seeds(args: argparse.Namespace) -> int:
                   progress=not args.quiet)
     if not args.jsonl:
         print(result.table)
-        print_deliverable(result.first, f"{result.out_dir / ('seed_' + str(result.first['config']['seed']))}: ")
+        first = f"{result.out_dir / ('seed_' + str(result.first['config']['seed']))}: "
+        print_weak_teacher(result.first, first)
+        print_deliverable(result.first, first)
         print(f"\nruns: {result.out_dir}/seed_*  summary: {result.out_dir / 'seeds.md'}, seeds.json")
     return deliverable_exit(result.first)
 

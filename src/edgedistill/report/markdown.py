@@ -42,9 +42,26 @@ def verdict(metrics: dict) -> str:
     c = metrics["comparison"]
     gain = 100 * c["kd_gain_over_scratch"]
     helped = "helped" if gain > 0 else "did not help"
+    weak = weak_teacher(metrics)
     return (f"Distillation {helped}: the KD student scores {gain:+.2f} points against the same student trained from "
             f"scratch (one seed, so a gain this size may be noise), and {100 * c['kd_accuracy_drop_vs_teacher']:.2f} "
-            f"points below the teacher with {c['compression_ratio_params']:.1f}x fewer parameters.")
+            f"points below the teacher with {c['compression_ratio_params']:.1f}x fewer parameters."
+            + (f" {weak}" if weak else ""))
+
+
+def weak_teacher(metrics: dict) -> str:
+    """A teacher under the student trained alone, on validation, is the first reason to suspect when KD loses: the
+    KD student learns the teacher's outputs. Empty when the teacher leads (or a record has no validation score)."""
+    models = metrics["models"]
+    teacher, scratch = (models[role].get("val", {}).get("accuracy") for role in (Role.TEACHER, Role.STUDENT_SCRATCH))
+    if teacher is None or scratch is None or teacher >= scratch:
+        return ""
+    pool = " or let it learn from the unlabelled pool (teacher.train.pseudo_label)" \
+        if metrics["dataset"].get("n_unlabeled") else ""
+    return (f"The teacher scores {100 * teacher:.2f}% on validation, {100 * (scratch - teacher):.2f} points under the "
+            f"student trained from scratch ({100 * scratch:.2f}%): the KD student learns the teacher's outputs, so "
+            f"it is pulled toward the teacher's errors. Train the teacher longer (teacher.train){pool}, or choose a "
+            "stronger one (teacher.model, teacher.args).")
 
 
 def pool_note(metrics: dict) -> str:
