@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -65,3 +67,18 @@ def test_resolve_config_accepts_dict_and_object(tiny):
     assert isinstance(cfg, ExperimentConfig) and cfg.seed == 7
     again = resolve_config(cfg, ["seed=8"])
     assert again.seed == 8 and cfg.seed == 7
+
+
+SHIPPED = [None, *sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))]
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: "default" if p is None else p.stem)
+def test_every_shipped_config_passes_the_checks_that_need_no_data(path):
+    """configs/acsf1.yaml asked for a 16-bit input on the mcu profile from 2026-12-02, when that profile's format
+    became TFLite Micro, which takes 8-bit inputs: `edgedistill run` refused it in 2 s, and no test ran it."""
+    from edgedistill.deploy import check_deploy, deploy_plan, get_device
+
+    cfg = load_config(path)
+    profile = get_device(cfg.device, cfg.device_catalog)
+    plan = deploy_plan(cfg.deploy, profile)
+    check_deploy(plan.formats, profile, plan.input_bits)
