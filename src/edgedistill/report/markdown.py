@@ -60,8 +60,8 @@ def weak_teacher(metrics: dict) -> str:
         if metrics["dataset"].get("n_unlabeled") else ""
     return (f"The teacher scores {100 * teacher:.2f}% on validation, {100 * (scratch - teacher):.2f} points under the "
             f"student trained from scratch ({100 * scratch:.2f}%): the KD student learns the teacher's outputs, so "
-            f"it is pulled toward the teacher's errors. Train the teacher longer (teacher.train){pool}, or choose a "
-            "stronger one (teacher.model, teacher.args).")
+            f"it can be pulled toward the teacher's errors. Train the teacher longer (teacher.train){pool}, or choose "
+            "a stronger one (teacher.model, teacher.args).")
 
 
 def pool_note(metrics: dict) -> str:
