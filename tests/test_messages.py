@@ -171,3 +171,33 @@ def test_export_checks_every_checkpoint_before_it_writes_a_file(tmp_path):
     proc = run_cli("export", str(out), "--format", "onnxruntime-int8")
     assert_one_line_error(proc, "student_scratch.pt")
     assert not (out / "export").exists() and (out / "metrics.json").read_bytes() == before
+
+
+def test_csv_and_device_catalog_mistakes_name_their_own_field_and_what_to_do(tmp_path):
+    """An independent audit of the UserError messages (2026-12-08): a missing test CSV was reported as data.path, a
+    misspelt csv option named an internal function, and a device catalog that is not UTF-8 was an internal error."""
+    train = tmp_path / "train.csv"
+    train.write_text("a,b,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(40)))
+    other = tmp_path / "other.csv"
+    other.write_text("a,c,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(20)))
+
+    def csv_run(name: str, **options) -> None:
+        cfg = tiny_config(dataset="csv", teacher="mlp", student="mlp")
+        cfg["data"] |= {"path": str(train), "options": options}
+        return run_cli("run", str(write_config(tmp_path, cfg, f"{name}.yaml")), "--out", str(tmp_path / name),
+                       "--quiet")
+
+    assert_one_line_error(csv_run("gone", test_path=str(tmp_path / "gone.csv")),
+                          "data.options.test_path: ", "gone.csv' does not exist; point it at the test CSV")
+    assert_one_line_error(csv_run("cols", test_path=str(other)), "data.options.test_path: ",
+                          "has the feature columns ['a', 'c'], but", "has ['a', 'b']; give both files the same")
+    assert_one_line_error(csv_run("typo", lable_column="label"), "data.options for 'csv': the loader got an "
+                          "unexpected keyword argument 'lable_column'; it takes label_column, test_path, "
+                          "test_fraction, standardize: set data.options to those")
+    catalog = tmp_path / "devices.yaml"
+    catalog.write_bytes(b"board:\n  description: \xff\xfe\n")
+    cfg = tiny_config() | {"device_catalog": str(catalog)}
+    assert_one_line_error(run_cli("run", str(write_config(tmp_path, cfg, "cat.yaml")), "--out", str(tmp_path / "c"),
+                                  "--quiet"), "device_catalog: cannot read", "UnicodeDecodeError",
+                          "point device_catalog at a UTF-8 YAML file")
+    assert not any((tmp_path / name).exists() for name in ("gone", "cols", "typo", "c"))

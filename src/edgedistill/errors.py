@@ -1,5 +1,7 @@
 """One exception type for problems the user can fix; the CLI prints it as one line and exits 2."""
+import inspect
 import re
+from typing import Mapping
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -31,3 +33,16 @@ def environment_error(exc: OSError) -> str:
             errno.ENOTDIR: "a part of that path is a file, not a folder",
             errno.EISDIR: "a folder has that file's name; move or remove it"}.get(exc.errno, "")
     return f"cannot use{where}: {why}" + (f"; {hint}" if hint else "")
+
+
+def accepted_args(params: Mapping[str, inspect.Parameter], field: str, skip: tuple[str, ...] = ()) -> str:
+    """What a factory or loader takes, said so that a user who switched models (`--set teacher.model=gru` keeps
+    the old model's args) or misspelt an option sees what to give instead."""
+    named = {name: p for name, p in params.items() if name not in skip
+             and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
+    if not named:
+        return f"it takes none: set {field} to {{}}"
+    required = [name for name, p in named.items() if p.default is inspect.Parameter.empty]
+    if required:
+        return f"it takes {', '.join(named)} ({', '.join(required)} required): set {field} to those"
+    return f"it takes {', '.join(named)}: set {field} to those, or to {{}} for its defaults"

@@ -4,6 +4,7 @@ Validation is always carved from the training split here, so no loader can leak 
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -12,7 +13,7 @@ import numpy as np
 from edgedistill.data.rows import stack_rows, take_rows
 from edgedistill.data.forms import InputForm
 from edgedistill.data.unlabeled import labeled_split, read_unlabeled
-from edgedistill.errors import UserError
+from edgedistill.errors import UserError, accepted_args
 
 
 @dataclass
@@ -213,7 +214,9 @@ def load_dataset(name: str, path: str | None = None, val_fraction: float = 0.1, 
     try:
         raw = loader(path=path, **(options or {}))
     except TypeError as exc:
-        raise UserError(f"data.options for {name!r}: {exc}") from None
+        takes = accepted_args(inspect.signature(loader).parameters, "data.options", skip=("path",))
+        raise UserError(f"data.options for {name!r}: {str(exc).replace(loader.__name__ + '()', 'the loader')}; "
+                        f"{takes}") from None
     _check_raw(name, raw)
     raw.x_train, raw.y_train = _subset(raw.x_train, raw.y_train, limit_train)
     raw.x_test, raw.y_test = _subset(raw.x_test, raw.y_test, limit_test)

@@ -14,16 +14,16 @@ from edgedistill.data.forms import InputForm
 from edgedistill.errors import UserError, first_line
 
 
-def require_path(name: str, path: str | None, kind: str, folder: bool = False) -> Path:
+def require_path(name: str, path: str | None, kind: str, folder: bool = False, field: str = "data.path") -> Path:
     if not path:
-        raise UserError(f"data.path: dataset {name!r} reads {kind}; set data.path to it")
+        raise UserError(f"{field}: dataset {name!r} reads {kind}; set {field} to it")
     p = Path(path)
     if not p.exists():
-        raise UserError(f"data.path: {path!r} does not exist; point it at {kind}")
+        raise UserError(f"{field}: {path!r} does not exist; point it at {kind}")
     if folder and not p.is_dir():
-        raise UserError(f"data.path: {path!r} is a file, but dataset {name!r} reads {kind}")
+        raise UserError(f"{field}: {path!r} is a file, but dataset {name!r} reads {kind}; point it at {kind}")
     if not folder and p.is_dir():
-        raise UserError(f"data.path: {path!r} is a folder, but dataset {name!r} reads {kind}")
+        raise UserError(f"{field}: {path!r} is a folder, but dataset {name!r} reads {kind}; point it at {kind}")
     return p
 
 
@@ -169,9 +169,11 @@ def load_csv(path: str | None = None, label_column: str = "label", test_path: st
     p = require_path("csv", path, "a CSV file with a header row")
     x, y, features = _read_csv(p, label_column)
     if test_path:
-        x_te, y_te, f_te = _read_csv(require_path("csv", test_path, "the test CSV"), label_column)
+        x_te, y_te, f_te = _read_csv(require_path("csv", test_path, "the test CSV", field="data.options.test_path"),
+                                     label_column)
         if f_te != features:
-            raise UserError(f"{test_path}: its feature columns differ from {p}'s")
+            raise UserError(f"data.options.test_path: {test_path} has the feature columns {f_te}, but {p} has "
+                            f"{features}; give both files the same feature columns")
         x_tr, y_tr = x, y
     else:
         x_tr, x_te, y_tr, y_te = fixed_split(x, y, test_fraction, str(p))

@@ -9,7 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgedistill.config import format_validation_error
-from edgedistill.errors import UserError
+from edgedistill.errors import UserError, first_line
 
 CATALOG = "devices.yaml"
 
@@ -75,8 +75,14 @@ def load_catalog(path: str | Path | None = None) -> dict[str, DeviceProfile]:
     if path:
         p = Path(path)
         if not p.is_file():
-            raise UserError(f"device_catalog: file {str(p)!r} not found")
-        profiles.update(_parse_catalog(p.read_text(), str(p)))
+            raise UserError(f"device_catalog: file {str(p)!r} not found; point device_catalog at your YAML of "
+                            "device profiles, or remove it to use the built-in devices")
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"device_catalog: cannot read {str(p)!r} ({first_line(exc)}); point device_catalog at a "
+                            "UTF-8 YAML file you can read, or remove it to use the built-in devices") from None
+        profiles.update(_parse_catalog(text, str(p)))
     return profiles
 
 

@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch.nn as nn
 
-from edgedistill.errors import UserError
+from edgedistill.errors import UserError, accepted_args
 
 Factory = Callable[..., nn.Module]
 ALL_INPUTS = ("features", "sequence", "image")
@@ -73,19 +73,6 @@ def resolve_factory(spec: str, field: str = "model") -> Factory:
     return _MODELS[spec].factory
 
 
-def accepted_args(params: dict[str, inspect.Parameter], args_field: str) -> str:
-    """What a factory takes, said so that a user who switched models (`--set teacher.model=gru` keeps the old
-    model's args) sees what to give instead."""
-    named = {name: p for name, p in params.items() if name not in ("input_shape", "num_classes")
-             and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
-    if not named:
-        return f"it takes no args: set {args_field} to {{}}"
-    required = [name for name, p in named.items() if p.default is inspect.Parameter.empty]
-    if required:
-        return f"it takes {', '.join(named)} ({', '.join(required)} required): set {args_field} to those"
-    return f"it takes {', '.join(named)}: set {args_field} to those, or to {{}} for its defaults"
-
-
 def create_model(spec: str, input_shape: tuple[int, ...], num_classes: int, args: dict | None = None,
                  field: str = "model") -> nn.Module:
     """Build a model; a user factory gets input_shape/num_classes only if its signature asks for them."""
@@ -100,7 +87,7 @@ def create_model(spec: str, input_shape: tuple[int, ...], num_classes: int, args
         model = factory(**kwargs)
     except TypeError as exc:
         args_field = field[: -len(".model")] + ".args" if field.endswith(".model") else "args"
-        hint = "" if takes_any else f"; {accepted_args(params, args_field)}"
+        hint = "" if takes_any else "; " + accepted_args(params, args_field, skip=("input_shape", "num_classes"))
         raise UserError(f"{args_field}: bad arguments for model {spec!r} ({exc}){hint}") from None
     if not isinstance(model, nn.Module):
         raise UserError(f"{field} {spec!r}: the factory returned {type(model).__name__}, not a torch.nn.Module")
