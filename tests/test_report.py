@@ -5,8 +5,8 @@ import subprocess
 
 import pytest
 
-from conftest import run_cli
-from test_cli import assert_one_line_error
+from conftest import run_cli, tiny_config
+from test_cli import assert_one_line_error, write_config
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Chromium absent: apt-get install chromium")
@@ -87,9 +87,6 @@ def test_a_teacher_under_the_scratch_student_is_named_as_the_likely_reason_kd_lo
     """A teacher that barely trained (lr 1e-7) against a student that did, on scikit-learn's digits: the run says,
     under the KD gain it explains and in both reports, that the teacher scores under the scratch student on
     validation."""
-    from conftest import tiny_config
-    from test_cli import write_config
-
     cfg = tiny_config(dataset="digits", teacher="user_models:tiny_linear", student="mlp")
     cfg["data"] |= {"limit_train": None, "limit_test": None}
     cfg["teacher"]["train"]["lr"] = 1e-7
